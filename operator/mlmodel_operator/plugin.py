@@ -1,0 +1,16 @@
+"""The kubectl plugin `kubectl-mlmodel` (promote, abort, retry, pause, resume, status)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    del argv
+    print("kubectl-mlmodel: not implemented yet", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
