@@ -1,27 +1,46 @@
-"""Command line entry point `mlmodel-runtime` with the `convert` and `serve` subcommands."""
+"""Command line entry point `mlmodel-runtime` with the `convert` and `serve` subcommands.
+
+Each subcommand lives in its own package and exposes `configure(parser)` and
+`run(args) -> int`; it is imported only when chosen, so `serve` never pays for
+scikit-learn and `convert` never for the HTTP stack.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
+SUBCOMMANDS = {
+    "convert": "fetch a model, convert it to ONNX and check that it predicts the same",
+    "serve": "serve an ONNX model over the Open Inference Protocol v2",
+}
 
-def build_parser() -> argparse.ArgumentParser:
+
+def _command_module(name: str) -> object:
+    return importlib.import_module(f"mlmodel_runtime.{name}.command")
+
+
+def build_parser(chosen: str | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlmodel-runtime",
-        description="Convert a model to ONNX and verify it (convert), or serve it (serve).",
+        description="The model container of an MLModel revision.",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("convert", help="fetch a model, convert it to ONNX and check parity")
-    sub.add_parser("serve", help="serve an ONNX model over the Open Inference Protocol v2")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{convert,serve}")
+    for name, help_text in SUBCOMMANDS.items():
+        child = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            _command_module(name).configure(child)  # type: ignore[attr-defined]
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    print(f"mlmodel-runtime {args.command}: not implemented yet", file=sys.stderr)
-    return 2
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    chosen = next((a for a in args_list if a in SUBCOMMANDS), None)
+    args = build_parser(chosen).parse_args(args_list)
+    result: int = _command_module(args.command).run(args)  # type: ignore[attr-defined]
+    return result
 
 
 if __name__ == "__main__":

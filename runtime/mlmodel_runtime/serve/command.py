@@ -1,0 +1,16 @@
+"""The `mlmodel-runtime serve` subcommand: argument parsing and the entry point."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    del parser
+
+
+def run(args: argparse.Namespace) -> int:
+    del args
+    print("mlmodel-runtime serve: not implemented yet", file=sys.stderr)
+    return 2
