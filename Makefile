@@ -1,0 +1,49 @@
+# The commands people and CI run. `make help` lists them.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+STATE ?= .cluster
+
+.PHONY: help install lint unit test controlplane cluster-up cluster-down clean
+
+help:
+	@echo "make test          lint, type-check and run every test (what CI runs)"
+	@echo "make lint          ruff and mypy --strict"
+	@echo "make unit          the pure unit tests only"
+	@echo "make cluster-up    start the local control plane in the background (state in $(STATE)/)"
+	@echo "make cluster-down  stop it"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; $(PYTHON) is " + sys.version.split()[0] + ". Run make PYTHON=/path/to/python3.11 ...")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@touch $@
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+unit: $(STAMP)
+	$(VENV)/bin/pytest -m unit
+
+# Builds kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd and
+# kwok from Go modules once; later runs reuse ~/.cache/mlmodel-operator/.
+controlplane: $(STAMP)
+	$(PY) -m tests.controlplane build
+
+test: lint controlplane
+	$(VENV)/bin/pytest
+
+cluster-up: controlplane
+	$(PY) -m tests.controlplane up --dir $(STATE)
+
+cluster-down: $(STAMP)
+	$(PY) -m tests.controlplane down --dir $(STATE)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -1,0 +1,485 @@
+"""A real Kubernetes control plane on loopback, for the tests and for `make cluster-up`.
+
+etcd, kube-apiserver (TLS, RBAC, ServiceAccount tokens), kube-controller-manager,
+kube-scheduler and kwok (standing in for the kubelets of fake nodes) run as
+local processes on free ports of 127.0.0.1. Pods get IPs from per-node podCIDRs
+inside 127.0.0.0/8, so a local process can bind a pod's IP and anything that
+connects to a pod stays on loopback. Nothing here ever connects to a ClusterIP.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import functools
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from tests.controlplane.build import Binaries, ensure_binaries
+from tests.controlplane.pki import CertPair, Pki, create_pki
+
+KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"  # allocated, never connected to
+NODE_COUNT = 2
+START_TIMEOUT_S = 60.0
+_PORT_ATTEMPTS = 3
+
+
+class ControlPlaneError(RuntimeError):
+    """A component failed to start or died; the message carries its log tail."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def pod_cidr(index: int) -> str:
+    """The podCIDR of fake node `index`: a /24 inside 127.0.0.0/8 (loopback)."""
+    return f"127.100.{index}.0/24"
+
+
+@dataclass
+class Component:
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log.read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return "(no log)"
+        return "\n".join(text[-lines:])
+
+
+@dataclass
+class ControlPlane:
+    """The running processes and where to reach them. Use `start_control_plane`."""
+
+    state_dir: Path
+    binaries: Binaries
+    pki: Pki
+    apiserver_port: int = 0
+    components: list[Component] = field(default_factory=list)
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.apiserver_port}"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state_dir / "kubeconfig"
+
+    @property
+    def kubectl_path(self) -> Path:
+        return self.binaries.path("kubectl")
+
+    def kubectl(
+        self,
+        *args: str,
+        check: bool = True,
+        input_text: str | None = None,
+        kubeconfig: Path | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the real kubectl against this control plane, as the admin by default."""
+        result = subprocess.run(
+            [str(self.kubectl_path), "--kubeconfig", str(kubeconfig or self.kubeconfig), *args],
+            input=input_text,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise subprocess.CalledProcessError(
+                result.returncode, result.args, result.stdout, result.stderr
+            )
+        return result
+
+    def check(self) -> None:
+        """Raise at once, with the component's log, if any component has died."""
+        for component in self.components:
+            if not component.alive():
+                raise ControlPlaneError(
+                    f"{component.name} exited with code {component.process.returncode}; "
+                    f"last lines of {component.log}:\n{component.tail()}"
+                )
+
+    def log_tails(self, lines: int = 20) -> str:
+        return "\n".join(
+            f"----- {c.name} ({'running' if c.alive() else 'exited'}) {c.log} -----\n"
+            f"{c.tail(lines)}"
+            for c in self.components
+        )
+
+    def ssl_context(self, client: CertPair | None = None) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.pki.ca.cert))
+        pair = client or self.pki.admin
+        context.load_cert_chain(str(pair.cert), str(pair.key))
+        return context
+
+    def stop(self) -> None:
+        """Stop every component, newest first; SIGKILL what does not stop in 10 s."""
+        for component in reversed(self.components):
+            if component.alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(component.process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for component in reversed(self.components):
+            try:
+                component.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(component.process.pid, signal.SIGKILL)
+                component.process.wait(timeout=10)
+        self.components.clear()
+
+
+def _kubeconfig(
+    *, server: str, ca: Path, user: str, client: CertPair | None = None, token: str | None = None
+) -> str:
+    credentials: dict[str, str] = {}
+    if client is not None:
+        credentials["client-certificate-data"] = base64.b64encode(client.cert.read_bytes()).decode()
+        credentials["client-key-data"] = base64.b64encode(client.key.read_bytes()).decode()
+    if token is not None:
+        credentials["token"] = token
+    return yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "mlmodel-test",
+                    "cluster": {
+                        "server": server,
+                        "certificate-authority-data": base64.b64encode(ca.read_bytes()).decode(),
+                    },
+                }
+            ],
+            "users": [{"name": user, "user": credentials}],
+            "contexts": [{"name": user, "context": {"cluster": "mlmodel-test", "user": user}}],
+            "current-context": user,
+        }
+    )
+
+
+def write_kubeconfig(
+    path: Path,
+    *,
+    server: str,
+    ca: Path,
+    user: str,
+    client: CertPair | None = None,
+    token: str | None = None,
+) -> Path:
+    path.write_text(_kubeconfig(server=server, ca=ca, user=user, client=client, token=token))
+    path.chmod(0o600)
+    return path
+
+
+def _wait_until(
+    description: str, probe: Callable[[], bool], components: list[Component], timeout: float
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for component in components:
+            if not component.alive():
+                raise ControlPlaneError(
+                    f"{component.name} exited with code {component.process.returncode} "
+                    f"while waiting for {description}; last lines of {component.log}:\n"
+                    f"{component.tail()}"
+                )
+        if probe():
+            return
+        time.sleep(0.1)
+    details = "\n".join(f"--- {c.name} ---\n{c.tail(15)}" for c in components)
+    raise ControlPlaneError(f"timed out after {timeout:.0f} s waiting for {description}\n{details}")
+
+
+def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2, context=context) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _spawn(name: str, argv: list[str], log_dir: Path) -> Component:
+    log = log_dir / f"{name}.log"
+    handle = log.open("ab")
+    process = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group, so stop() reaches its children too
+    )
+    handle.close()
+    return Component(name=name, process=process, log=log)
+
+
+def _start_with_free_ports(
+    name: str,
+    build_argv: Callable[[int, int], list[str]],
+    healthy: Callable[[int, int], bool],
+    plane: ControlPlane,
+    log_dir: Path,
+) -> tuple[int, int]:
+    """Start a component on two free ports; if a port was taken meanwhile, try others."""
+    for attempt in range(_PORT_ATTEMPTS):
+        ports = (free_port(), free_port())
+        component = _spawn(name, build_argv(*ports), log_dir)
+        plane.components.append(component)
+        try:
+            _wait_until(
+                f"{name} to become healthy",
+                functools.partial(healthy, *ports),
+                [*plane.components],
+                START_TIMEOUT_S,
+            )
+            return ports
+        except ControlPlaneError:
+            in_use = "address already in use" in component.tail(200)
+            if not in_use or attempt == _PORT_ATTEMPTS - 1:
+                raise
+            plane.components.remove(component)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(component.process.pid, signal.SIGKILL)
+            component.process.wait(timeout=10)
+    raise AssertionError("unreachable")
+
+
+def _node_manifest(index: int) -> dict[str, object]:
+    name = f"kwok-node-{index}"
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "annotations": {KWOK_NODE_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "type": "kwok",
+            },
+        },
+        "spec": {"podCIDR": pod_cidr(index), "podCIDRs": [pod_cidr(index)]},
+    }
+
+
+def start_control_plane(state_dir: Path, *, nodes: int = NODE_COUNT) -> ControlPlane:
+    """Build (once) and start every component; return when nodes are Ready.
+
+    On any failure everything already started is stopped before the error propagates.
+    """
+    binaries = ensure_binaries()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log_dir = state_dir / "logs"
+    log_dir.mkdir(exist_ok=True)
+    pki = create_pki(state_dir / "pki")
+    plane = ControlPlane(state_dir=state_dir, binaries=binaries, pki=pki)
+    try:
+        _start_all(plane, log_dir, nodes)
+    except BaseException:
+        plane.stop()
+        raise
+    return plane
+
+
+def _start_all(plane: ControlPlane, log_dir: Path, nodes: int) -> None:
+    state_dir, binaries, pki = plane.state_dir, plane.binaries, plane.pki
+    etcd_dir = state_dir / "etcd"
+
+    def etcd_argv(client: int, peer: int) -> list[str]:
+        return [
+            str(binaries.path("etcd")),
+            "--name=default",
+            f"--data-dir={etcd_dir}",
+            f"--listen-client-urls=http://127.0.0.1:{client}",
+            f"--advertise-client-urls=http://127.0.0.1:{client}",
+            f"--listen-peer-urls=http://127.0.0.1:{peer}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+            f"--initial-cluster=default=http://127.0.0.1:{peer}",
+            "--unsafe-no-fsync",
+            "--quota-backend-bytes=4294967296",
+            "--log-level=warn",
+        ]
+
+    etcd_port, _ = _start_with_free_ports(
+        "etcd", etcd_argv, lambda c, _p: _http_ok(f"http://127.0.0.1:{c}/health"), plane, log_dir
+    )
+
+    admin_context = plane.ssl_context()
+
+    def apiserver_argv(port: int, _unused: int) -> list[str]:
+        return [
+            str(binaries.path("kube-apiserver")),
+            f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={port}",
+            f"--tls-cert-file={pki.apiserver.cert}",
+            f"--tls-private-key-file={pki.apiserver.key}",
+            f"--client-ca-file={pki.ca.cert}",
+            "--authorization-mode=Node,RBAC",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki.service_account_key}",
+            f"--service-account-signing-key-file={pki.service_account_key}",
+            f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+            "--allow-privileged=true",
+            "--profiling=false",
+            f"--cert-dir={state_dir / 'apiserver-certs'}",
+            "--v=1",
+        ]
+
+    plane.apiserver_port, _ = _start_with_free_ports(
+        "kube-apiserver",
+        apiserver_argv,
+        lambda p, _u: _http_ok(f"https://127.0.0.1:{p}/readyz", admin_context),
+        plane,
+        log_dir,
+    )
+    write_kubeconfig(
+        plane.kubeconfig, server=plane.server, ca=pki.ca.cert, user="admin", client=pki.admin
+    )
+    component_kubeconfigs = {
+        name: write_kubeconfig(
+            state_dir / f"{name}.kubeconfig",
+            server=plane.server,
+            ca=pki.ca.cert,
+            user=name,
+            client=pair,
+        )
+        for name, pair in (
+            ("kube-controller-manager", pki.controller_manager),
+            ("kube-scheduler", pki.scheduler),
+            ("kwok", pki.kwok),
+        )
+    }
+
+    def controller_manager_argv(port: int, _unused: int) -> list[str]:
+        kubeconfig = component_kubeconfigs["kube-controller-manager"]
+        return [
+            str(binaries.path("kube-controller-manager")),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={port}",
+            "--leader-elect=false",
+            "--controllers=*",
+            "--use-service-account-credentials=true",
+            f"--service-account-private-key-file={pki.service_account_key}",
+            f"--root-ca-file={pki.ca.cert}",
+            f"--cert-dir={state_dir / 'controller-manager-certs'}",
+            "--concurrent-deployment-syncs=10",
+            "--concurrent-gc-syncs=20",
+            "--v=1",
+        ]
+
+    insecure = ssl.create_default_context()
+    insecure.check_hostname = False
+    insecure.verify_mode = ssl.CERT_NONE  # the components' self-signed serving certs
+
+    _start_with_free_ports(
+        "kube-controller-manager",
+        controller_manager_argv,
+        lambda p, _u: _http_ok(f"https://127.0.0.1:{p}/healthz", insecure),
+        plane,
+        log_dir,
+    )
+
+    def scheduler_argv(port: int, _unused: int) -> list[str]:
+        kubeconfig = component_kubeconfigs["kube-scheduler"]
+        return [
+            str(binaries.path("kube-scheduler")),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={port}",
+            "--leader-elect=false",
+            f"--cert-dir={state_dir / 'scheduler-certs'}",
+            "--v=1",
+        ]
+
+    _start_with_free_ports(
+        "kube-scheduler",
+        scheduler_argv,
+        lambda p, _u: _http_ok(f"https://127.0.0.1:{p}/healthz", insecure),
+        plane,
+        log_dir,
+    )
+
+    def kwok_argv(port: int, _unused: int) -> list[str]:
+        return [
+            str(binaries.path("kwok")),
+            f"--kubeconfig={component_kubeconfigs['kwok']}",
+            f"--config={binaries.kwok_stages}",
+            f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
+            "--node-ip=127.0.0.1",
+            "--cidr=127.99.0.0/16",
+            "--node-lease-duration-seconds=40",
+            f"--server-address=127.0.0.1:{port}",
+        ]
+
+    _start_with_free_ports(
+        "kwok",
+        kwok_argv,
+        lambda p, _u: _http_ok(f"http://127.0.0.1:{p}/healthz"),
+        plane,
+        log_dir,
+    )
+
+    manifests = "\n---\n".join(yaml.safe_dump(_node_manifest(i)) for i in range(nodes))
+    plane.kubectl("apply", "-f", "-", input_text=manifests)
+    _wait_until(
+        f"{nodes} Ready nodes",
+        lambda: _ready_nodes(plane) >= nodes,
+        plane.components,
+        START_TIMEOUT_S,
+    )
+    _wait_until(
+        "the default ServiceAccount",
+        lambda: plane.kubectl("get", "serviceaccount", "default", check=False).returncode == 0,
+        plane.components,
+        START_TIMEOUT_S,
+    )
+
+
+def _ready_nodes(plane: ControlPlane) -> int:
+    result = plane.kubectl(
+        "get",
+        "nodes",
+        "-o",
+        "jsonpath={range .items[*]}{.status.conditions[?(@.type=='Ready')].status}{'\\n'}{end}",
+        check=False,
+    )
+    return result.stdout.split().count("True") if result.returncode == 0 else 0
+
+
+@contextlib.contextmanager
+def running_control_plane(state_dir: Path) -> Iterator[ControlPlane]:
+    plane = start_control_plane(state_dir)
+    try:
+        yield plane
+    finally:
+        plane.stop()
