@@ -1,16 +1,220 @@
-"""The `mlmodel-runtime convert` subcommand: argument parsing and the entry point."""
+"""The `mlmodel-runtime convert` subcommand: arguments, logging, report, exit code.
+
+Thin shell around `pipeline.convert`. stdout carries exactly one line, the JSON
+report (also written to --report-file, by default the kubelet's
+/dev/termination-log when it exists); progress goes to stderr. Exit codes are
+`errors.ExitCode`, documented in docs/convert.md.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import re
 import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+from mlmodel_runtime.convert import report as report_mod
+from mlmodel_runtime.convert.errors import ConvertError, ExitCode, UsageError
+from mlmodel_runtime.convert.fetch import DEFAULT_MAX_BYTES, FetchOptions
+from mlmodel_runtime.convert.load import FORMATS
+from mlmodel_runtime.convert.parity import Tolerance
+from mlmodel_runtime.modeldir import ModelMetadata
+
+_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+_EPILOG = (
+    "exit codes: 0 ok, 1 internal error, 2 usage/bad input, 3 fetch failure, "
+    "4 integrity failure, 5 unsafe format refused, 6 unsupported model, "
+    "7 parity failure, 8 scikit-learn version mismatch (see docs/convert.md)"
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    del parser
+    parser.epilog = _EPILOG
+    add = parser.add_argument
+    add(
+        "--uri",
+        required=True,
+        help="file path, file://, pvc://claim/path, http(s)://, s3://, gs://",
+    )
+    add("--format", required=True, choices=FORMATS, dest="fmt", help="how the model was saved")
+    add("--out", required=True, type=Path, help="directory for model.onnx and metadata.json")
+    add("--sha256", help="expected sha256 of the model file; a mismatch is refused")
+    add("--allow-unsafe-pickle", action="store_true", help="allow --format sklearn (runs code)")
+    add(
+        "--trust-type",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="trust this type in a skops file (repeatable)",
+    )
+    add(
+        "--allow-version-mismatch",
+        action="store_true",
+        help="accept a model saved with another scikit-learn version",
+    )
+    add("--sample-data", type=Path, metavar="FILE", help="parity inputs: .npy, .csv or .parquet")
+    add(
+        "--reference",
+        type=Path,
+        metavar="FILE",
+        help=".npz with inputs and the predictions from the training environment",
+    )
+    add("--parity-samples", type=int, default=256, metavar="N", help="rows (default 256)")
+    add("--rtol", type=float, default=Tolerance.rtol, help="relative tolerance (default 1e-4)")
+    add("--atol", type=float, default=Tolerance.atol, help="absolute tolerance (default 1e-5)")
+    add(
+        "--report-file",
+        type=Path,
+        metavar="PATH",
+        help="also write the report here (default: /dev/termination-log if it exists)",
+    )
+    add("--max-bytes", type=int, default=DEFAULT_MAX_BYTES, help="size limit (default 2 GiB)")
+    add("--timeout", type=float, default=30.0, metavar="SECONDS", help="network timeout")
+    add("--retries", type=int, default=3, metavar="N", help="retries of network fetches")
+    add(
+        "--s3-endpoint-url",
+        metavar="URL",
+        help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL)",
+    )
+    add(
+        "--mount-root",
+        type=Path,
+        default=Path("/mnt/pvc"),
+        metavar="DIR",
+        help="where pvc://claim/path volumes are mounted (default /mnt/pvc)",
+    )
+    add("--log-format", choices=("text", "json"), default="text", help="stderr log format")
+    _report_usage_errors(parser)
+
+
+def _report_usage_errors(parser: argparse.ArgumentParser) -> None:
+    """argparse exits 2 on bad flags; write the report first so the operator sees why."""
+    original = parser.error
+
+    def error(message: str) -> NoReturn:
+        line = report_mod.render(_failure(UsageError(message), {}))
+        report_mod.emit(line, report_file=report_mod.default_report_file())
+        original(message)
+
+    parser.error = error  # type: ignore[method-assign]
+
+
+def make_logger(fmt: str) -> Callable[[str], None]:
+    def log(message: str) -> None:
+        if fmt == "json":
+            line = json.dumps({"ts": round(time.time(), 3), "component": "convert", "msg": message})
+        else:
+            line = f"mlmodel-runtime convert: {message}"
+        print(line, file=sys.stderr, flush=True)
+
+    return log
+
+
+def request_from_args(args: argparse.Namespace) -> Any:
+    from mlmodel_runtime.convert.pipeline import Request
+
+    if args.sha256 is not None and not _SHA256.match(args.sha256):
+        raise UsageError("--sha256 must be 64 hexadecimal digits")
+    if args.parity_samples < 1:
+        raise UsageError("--parity-samples must be at least 1")
+    if args.rtol < 0 or args.atol < 0:
+        raise UsageError("--rtol and --atol must not be negative")
+    if args.max_bytes < 1 or args.timeout <= 0 or args.retries < 0:
+        raise UsageError("--max-bytes and --timeout must be positive, --retries not negative")
+    if args.sample_data is not None and args.reference is not None:
+        raise UsageError("give --sample-data or --reference, not both")
+    for flag, path in (("--sample-data", args.sample_data), ("--reference", args.reference)):
+        if path is not None and not path.is_file():
+            raise UsageError(f"{flag} {path}: no such file")
+    return Request(
+        uri=args.uri,
+        fmt=args.fmt,
+        out=args.out,
+        sha256=args.sha256.lower() if args.sha256 else None,
+        allow_unsafe_pickle=args.allow_unsafe_pickle,
+        trust=tuple(args.trust_type),
+        allow_version_mismatch=args.allow_version_mismatch,
+        sample_data=args.sample_data,
+        reference=args.reference,
+        parity_samples=args.parity_samples,
+        tolerance=Tolerance(rtol=args.rtol, atol=args.atol),
+        fetch_options=FetchOptions(
+            max_bytes=args.max_bytes,
+            timeout=args.timeout,
+            retries=args.retries,
+            s3_endpoint_url=args.s3_endpoint_url,
+            mount_root=args.mount_root,
+        ),
+    )
+
+
+def _summary(facts: dict[str, Any]) -> dict[str, Any]:
+    """The parts of what was learned that belong in a report, successful or not."""
+    out: dict[str, Any] = {}
+    for key in ("estimator", "task"):
+        if key in facts:
+            out[key] = facts[key]
+    if "inputs" in facts or "outputs" in facts:
+        out["schema"] = {
+            "inputs": report_mod.schema_summary(facts.get("inputs", ())),
+            "outputs": report_mod.schema_summary(facts.get("outputs", ())),
+        }
+    for key in ("parity", "source", "version_warning", "timings"):
+        if key in facts:
+            out[key] = facts[key]
+    return out
+
+
+def _failure(exc: ConvertError, facts: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "status": "failed",
+        "error": exc.error_class,
+        "exit_code": int(exc.exit_code),
+        "message": exc.message,
+        **_summary(facts),
+        **exc.details,
+    }
+
+
+def _success(metadata: ModelMetadata, facts: dict[str, Any]) -> dict[str, Any]:
+    summary = _summary(facts)
+    summary["timings"] = metadata.timings
+    return {
+        "status": "ok",
+        "error": None,
+        "exit_code": 0,
+        "message": f"converted {metadata.estimator}; parity passed",
+        "model_sha256": metadata.model_sha256,
+        "opset": metadata.opset,
+        **summary,
+        "libraries": metadata.libraries,
+    }
 
 
 def run(args: argparse.Namespace) -> int:
-    del args
-    print("mlmodel-runtime convert: not implemented yet", file=sys.stderr)
-    return 2
+    log = make_logger(args.log_format)
+    facts: dict[str, Any] = {}
+    try:
+        from mlmodel_runtime.convert.pipeline import convert
+
+        request = request_from_args(args)
+        metadata = convert(request, environ=os.environ, log=log, facts=facts)
+        body, code = _success(metadata, facts), int(ExitCode.OK)
+    except ConvertError as exc:
+        log(f"error ({exc.error_class}): {report_mod.one_line(exc.message, 2000)}")
+        body, code = _failure(exc, facts), int(exc.exit_code)
+    except Exception as exc:  # the report must be written whatever happened
+        internal = ConvertError(f"internal error: {type(exc).__name__}: {exc}")
+        log(f"error (internal): {type(exc).__name__}: {exc}")
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+        body, code = _failure(internal, facts), int(ExitCode.INTERNAL)
+    report_file = args.report_file if args.report_file else report_mod.default_report_file()
+    report_mod.emit(report_mod.render(body), report_file=report_file)
+    return code
