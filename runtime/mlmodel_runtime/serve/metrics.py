@@ -1,0 +1,161 @@
+"""Prometheus metrics of the runtime (names and labels fixed by DESIGN.md).
+
+`RuntimeMetrics` is created by the app at start-up with its own registry; nothing
+is registered at import time. With several worker processes the server sets
+PROMETHEUS_MULTIPROC_DIR before the workers start: every worker then writes its
+values to files there, and `/metrics` in any worker aggregates all of them, so
+each scrape is complete whichever worker answers it.
+
+Hot-path cost is kept to a dictionary lookup and an increment: labelled children
+are created once per (code) or (class) and cached.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any, Final
+
+import numpy as np
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from mlmodel_runtime.modeldir import ModelMetadata
+
+MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
+
+# Sub-millisecond to 10 s: the canary analysis compares p99s of a few ms.
+DURATION_BUCKETS: Final = (
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075,
+    0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+BATCH_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+VALUE_BUCKETS: Final = (
+    -1000.0, -100.0, -10.0, -1.0, -0.1, 0.0, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0,
+    100.0, 200.0, 500.0, 1000.0, 10000.0,
+)  # fmt: skip
+
+
+class RuntimeMetrics:
+    """The runtime's metrics for one model, and the `/metrics` exposition."""
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        version: str,
+        revision: str,
+        metadata: ModelMetadata,
+        multiprocess_dir: str | None = None,
+    ) -> None:
+        if multiprocess_dir is None:
+            multiprocess_dir = os.environ.get(MULTIPROC_ENV)
+        self.registry = CollectorRegistry(auto_describe=True)
+        # In multiprocess mode values live in files; the exposition registry only
+        # holds the collector that aggregates them.
+        target: CollectorRegistry | None = self.registry
+        if multiprocess_dir:
+            MultiProcessCollector(self.registry, path=multiprocess_dir)  # type: ignore[no-untyped-call]
+            target = None
+        labels = ("model", "version")
+        self._labels = (model, version)
+        self.requests = Counter(
+            "mlmodel_requests_total",
+            "Answered requests by HTTP status code.",
+            [*labels, "code"],
+            registry=target,
+        )
+        self.duration = Histogram(
+            "mlmodel_request_duration_seconds",
+            "Time from the request's arrival to its answer.",
+            labels,
+            buckets=DURATION_BUCKETS,
+            registry=target,
+        ).labels(model, version)
+        self.batch_size = Histogram(
+            "mlmodel_batch_size",
+            "Rows per model execution (after merging concurrent requests).",
+            labels,
+            buckets=BATCH_BUCKETS,
+            registry=target,
+        ).labels(model, version)
+        info = Gauge(
+            "mlmodel_info",
+            "The model served by this process (value is always 1).",
+            [*labels, "revision", "digest"],
+            registry=target,
+            multiprocess_mode="max",
+        )
+        info.labels(model, version, revision, metadata.model_sha256).set(1)
+        self._codes: dict[int, Any] = {}
+        self._label_output = metadata.label_output
+        self._label_index = -1
+        self._task = metadata.task
+        self._predictions: Counter | None = None
+        self._classes: dict[Any, Any] = {}
+        self._values: Any = None
+        if self._label_output and self._task == "classification":
+            self._predictions = Counter(
+                "mlmodel_predictions_total",
+                "Predicted rows per class of a classifier.",
+                [*labels, "output", "class"],
+                registry=target,
+            )
+            # Pre-create every known class so a rate is defined before the first hit.
+            for cls in metadata.classes:
+                self._class_child(str(cls))
+        elif self._label_output and self._task == "regression":
+            self._values = Histogram(
+                "mlmodel_prediction_value",
+                "Predicted values of a regressor, per row.",
+                [*labels, "output"],
+                buckets=VALUE_BUCKETS,
+                registry=target,
+            ).labels(model, version, self._label_output)
+
+    def _class_child(self, cls: str) -> Any:
+        child = self._classes.get(cls)
+        if child is None:
+            assert self._predictions is not None
+            child = self._predictions.labels(*self._labels, self._label_output, cls)
+            self._classes[cls] = child
+        return child
+
+    def use_outputs(self, output_names: Sequence[str]) -> None:
+        """Tell where the label output is among the outputs the session returns."""
+        names = list(output_names)
+        self._label_index = names.index(self._label_output) if self._label_output in names else -1
+
+    def observe_request(self, code: int, seconds: float) -> None:
+        child = self._codes.get(code)
+        if child is None:
+            child = self.requests.labels(*self._labels, str(code))
+            self._codes[code] = child
+        child.inc()
+        self.duration.observe(seconds)
+
+    def observe_batch(self, rows: int, outputs: Sequence[np.ndarray[Any, Any]]) -> None:
+        """Called from the batching thread after each model execution."""
+        self.batch_size.observe(rows)
+        if self._label_index < 0:
+            return
+        labels = outputs[self._label_index]
+        if self._predictions is not None:
+            values, counts = np.unique(labels.reshape(-1), return_counts=True)
+            for value, count in zip(values.tolist(), counts.tolist(), strict=True):
+                key = value.decode() if isinstance(value, bytes) else str(value)
+                self._class_child(key).inc(count)
+        elif self._values is not None:
+            for value in labels.reshape(-1).tolist():
+                self._values.observe(float(value))
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,162 @@
+"""Process management of `mlmodel-runtime serve`: uvicorn, signals, drain, workers.
+
+`serve(config)` is called by `command.py`. With one worker (the default, and the
+fastest on small machines: the event loop takes one core, the model thread the
+other) the app runs in this process. With `--workers N` this process binds the
+socket, points PROMETHEUS_MULTIPROC_DIR at a fresh temporary directory (so that
+every worker's metrics are aggregated on each scrape), starts N spawned workers
+sharing the socket, forwards SIGTERM to them, waits for them to drain, and
+removes the directory.
+
+SIGTERM (and SIGINT) in a worker: readiness turns 503, the listening socket is
+closed, idle keep-alive connections are closed, in-flight requests finish (up to
+`--drain-timeout-s`), then the process exits 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+from types import FrameType
+
+import uvicorn
+
+from mlmodel_runtime.modeldir import read_metadata
+from mlmodel_runtime.serve.config import ServeConfig
+from mlmodel_runtime.serve.logs import configure_logging
+from mlmodel_runtime.serve.metrics import MULTIPROC_ENV
+
+log = logging.getLogger("mlmodel_runtime.serve")
+
+
+class _DrainingServer(uvicorn.Server):
+    """uvicorn's server, telling the app to turn unready first and exiting 0 on SIGTERM."""
+
+    def __init__(self, config: uvicorn.Config, begin_drain: object) -> None:
+        super().__init__(config)
+        self._begin_drain = begin_drain
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        drain = self._begin_drain
+        if callable(drain):
+            drain()
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        else:
+            self.should_exit = True
+
+
+def _uvicorn_config(config: ServeConfig, app: object) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host=config.host,
+        port=config.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        date_header=False,
+        timeout_graceful_shutdown=int(config.drain_timeout_s) or None,
+        backlog=2048,
+    )
+
+
+def run_worker(config: ServeConfig, sock: socket.socket | None = None, index: int = 0) -> int:
+    """Serve in this process until SIGTERM; the exit code."""
+    from mlmodel_runtime.serve.app import ServeApp  # after PROMETHEUS_MULTIPROC_DIR is set
+
+    configure_logging(config.log_format, config.log_level)
+    exit_code = 0
+    server: _DrainingServer | None = None
+
+    def fatal() -> None:
+        nonlocal exit_code
+        exit_code = 1
+        if server is not None:
+            server.should_exit = True
+
+    try:
+        app = ServeApp(config, on_fatal=fatal, announce=index == 0)
+    except (OSError, ValueError, KeyError) as exc:
+        log.error("cannot serve %s: %s", config.model_dir, exc)
+        return 1
+    server = _DrainingServer(_uvicorn_config(config, app), app.begin_drain)
+    server.run(sockets=[sock] if sock is not None else None)
+    if not server.started and exit_code == 0:
+        exit_code = 1  # could not bind, or start-up failed
+    return exit_code
+
+
+def _worker_main(config_json: str, sock: socket.socket, index: int) -> None:
+    raise SystemExit(run_worker(ServeConfig.from_json(config_json), sock, index))
+
+
+def serve(config: ServeConfig) -> int:
+    if config.workers == 1:
+        return run_worker(config)
+    return _supervise(config)
+
+
+def _supervise(config: ServeConfig) -> int:
+    configure_logging(config.log_format, config.log_level)
+    try:
+        read_metadata(config.model_dir)
+    except (OSError, ValueError, KeyError) as exc:
+        log.error("cannot serve %s: %s", config.model_dir, exc)
+        return 1
+    own_dir = None
+    if not os.environ.get(MULTIPROC_ENV):
+        own_dir = tempfile.mkdtemp(prefix="mlmodel-metrics-")
+        os.environ[MULTIPROC_ENV] = own_dir
+    sock = _uvicorn_config(config, None).bind_socket()
+    multiprocessing.allow_connection_pickling()
+    spawn = multiprocessing.get_context("spawn")
+    stop = threading.Event()
+
+    def on_signal(sig: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    workers = [
+        spawn.Process(target=_worker_main, args=(config.to_json(), sock, i), name=f"worker-{i}")
+        for i in range(config.workers)
+    ]
+    exit_code = 0
+    try:
+        for worker in workers:
+            worker.start()
+        while not stop.wait(0.2):
+            dead = [w for w in workers if not w.is_alive()]
+            if dead:
+                log.error(
+                    "worker %s exited with code %s; stopping the others",
+                    dead[0].name,
+                    dead[0].exitcode,
+                )
+                exit_code = 1
+                break
+        for worker in workers:
+            if worker.is_alive() and worker.pid is not None:
+                os.kill(worker.pid, signal.SIGTERM)
+        for worker in workers:
+            worker.join(config.drain_timeout_s + 10)
+            if worker.is_alive():
+                worker.kill()
+                worker.join()
+            if worker.exitcode not in (0, None) and not stop.is_set():
+                exit_code = 1
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        sock.close()
+        if own_dir is not None:
+            shutil.rmtree(own_dir, ignore_errors=True)
+    return exit_code
