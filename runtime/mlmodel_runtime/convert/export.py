@@ -69,12 +69,17 @@ def to_onnx(estimator: Any, schema: InputSchema) -> bytes:
         {"zipmap": False} if task_of(estimator) == "classification" else None
     )
     try:
-        model = convert_sklearn(
-            estimator,
-            initial_types=initial_types,
-            options=options,
-            target_opset=target_opset(),
-        )
+        try:
+            model = convert_sklearn(
+                estimator, initial_types=initial_types, options=options, target_opset=target_opset()
+            )
+        except NameError as exc:
+            # Classifiers without probabilities (LinearSVC, ...) have no ZipMap to disable.
+            if "zipmap" not in str(exc):
+                raise
+            model = convert_sklearn(
+                estimator, initial_types=initial_types, target_opset=target_opset()
+            )
     except Exception as exc:  # skl2onnx raises RuntimeError, ValueError, ...
         # skl2onnx errors can run to pages (node attribute dumps); keep the head.
         head = " ".join(str(exc).split())[:300]

@@ -1,0 +1,327 @@
+"""Shared helpers for the `mlmodel-runtime convert` tests: the estimator matrix,
+model files, running the CLI (as a process or in-process), a local HTTP server.
+
+The matrix is also the source of docs/models.md (see gen_models_doc.py): an
+estimator is listed as supported only because a test converts it and proves
+parity, and as unsupported only because a test sees it refused with exit 6.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, "-m", "mlmodel_runtime.cli", "convert"]
+
+
+# --------------------------------------------------------------------------- data
+
+
+def iris() -> tuple[Any, Any]:
+    from sklearn.datasets import load_iris
+
+    x, y = load_iris(return_X_y=True)
+    return x, y
+
+
+def diabetes() -> tuple[Any, Any]:
+    from sklearn.datasets import load_diabetes
+
+    x, y = load_diabetes(return_X_y=True)
+    return x, y
+
+
+def customers(rows: int = 300, seed: int = 7) -> tuple[pd.DataFrame, Any]:
+    """A DataFrame with numeric and string columns and a binary target."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "age": rng.integers(18, 80, rows).astype(float),
+            "income": rng.normal(40.0, 12.0, rows),
+            "city": rng.choice(["paris", "lyon", "nice"], rows),
+            "plan": rng.choice(["free", "pro"], rows),
+        }
+    )
+    churn = (frame["plan"] == "free") & (frame["income"] < 42) | (frame["city"] == "nice")
+    return frame, churn.astype(int).to_numpy()
+
+
+# ------------------------------------------------------------------------- matrix
+
+
+@dataclass(frozen=True)
+class MatrixCase:
+    id: str
+    estimator: str  # dotted name as users write it; docs/models.md lists these
+    task: str  # "classification" | "regression"
+    build: Callable[[], Any]  # returns the fitted model
+    supported: bool = True
+    note: str = ""
+
+
+def _iris_fit(model: Any) -> Any:
+    x, y = iris()
+    return model.fit(x, y)
+
+
+def _diabetes_fit(model: Any) -> Any:
+    x, y = diabetes()
+    return model.fit(x, y)
+
+
+def _column_transformer() -> Any:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    frame, y = customers()
+    pre = ColumnTransformer(
+        [
+            ("num", StandardScaler(), ["age", "income"]),
+            ("cat", OneHotEncoder(handle_unknown="ignore"), ["city", "plan"]),
+        ]
+    )
+    return Pipeline([("pre", pre), ("clf", LogisticRegression(max_iter=500))]).fit(frame, y)
+
+
+def _dataframe_regressor() -> Any:
+    from sklearn.datasets import load_diabetes
+    from sklearn.ensemble import RandomForestRegressor
+
+    data = load_diabetes(as_frame=True)
+    model = RandomForestRegressor(n_estimators=10, max_depth=6, random_state=0)
+    return model.fit(data.data, data.target)
+
+
+def _string_labels() -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = iris()
+    names = np.array(["setosa", "versicolor", "virginica"])[y]
+    return LogisticRegression(max_iter=500).fit(x, names)
+
+
+def _binary() -> Any:
+    from sklearn.datasets import make_classification
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = make_classification(n_samples=200, n_features=6, random_state=0)
+    return LogisticRegression(max_iter=500).fit(x, y)
+
+
+def _m(module: str, name: str, **kwargs: Any) -> Any:
+    import importlib
+
+    return getattr(importlib.import_module(module), name)(**kwargs)
+
+
+def _pipeline_classifier() -> Any:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return _iris_fit(make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)))
+
+
+def _pipeline_regressor() -> Any:
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import MinMaxScaler
+    from sklearn.svm import SVR
+
+    return _diabetes_fit(make_pipeline(MinMaxScaler(), PCA(n_components=5), SVR(C=10.0)))
+
+
+MATRIX: tuple[MatrixCase, ...] = (
+    MatrixCase("linear_regression", "sklearn.linear_model.LinearRegression", "regression",
+               lambda: _diabetes_fit(_m("sklearn.linear_model", "LinearRegression"))),
+    MatrixCase("ridge", "sklearn.linear_model.Ridge", "regression",
+               lambda: _diabetes_fit(_m("sklearn.linear_model", "Ridge"))),
+    MatrixCase("logistic_regression", "sklearn.linear_model.LogisticRegression", "classification",
+               lambda: _iris_fit(_m("sklearn.linear_model", "LogisticRegression", max_iter=500))),
+    MatrixCase("logistic_regression_binary", "sklearn.linear_model.LogisticRegression",
+               "classification", _binary, note="binary"),
+    MatrixCase("logistic_regression_string_labels", "sklearn.linear_model.LogisticRegression",
+               "classification", _string_labels, note="string class labels"),
+    MatrixCase("linear_svc", "sklearn.svm.LinearSVC", "classification",
+               lambda: _iris_fit(_m("sklearn.svm", "LinearSVC")),
+               note="labels only: no predict_proba to compare"),
+    MatrixCase("svc", "sklearn.svm.SVC", "classification",
+               lambda: _iris_fit(_m("sklearn.svm", "SVC", probability=True, random_state=0)),
+               note="probability=True"),
+    MatrixCase("svr", "sklearn.svm.SVR", "regression",
+               lambda: _diabetes_fit(_m("sklearn.svm", "SVR", C=10.0))),
+    MatrixCase("decision_tree_classifier", "sklearn.tree.DecisionTreeClassifier",
+               "classification",
+               lambda: _iris_fit(_m("sklearn.tree", "DecisionTreeClassifier", random_state=0))),
+    MatrixCase("decision_tree_regressor", "sklearn.tree.DecisionTreeRegressor", "regression",
+               lambda: _diabetes_fit(_m("sklearn.tree", "DecisionTreeRegressor", max_depth=6,
+                                        random_state=0))),
+    MatrixCase("random_forest_classifier", "sklearn.ensemble.RandomForestClassifier",
+               "classification",
+               lambda: _iris_fit(_m("sklearn.ensemble", "RandomForestClassifier",
+                                    n_estimators=20, random_state=0))),
+    MatrixCase("random_forest_regressor", "sklearn.ensemble.RandomForestRegressor", "regression",
+               lambda: _diabetes_fit(_m("sklearn.ensemble", "RandomForestRegressor",
+                                        n_estimators=20, max_depth=6, random_state=0))),
+    MatrixCase("gradient_boosting_classifier", "sklearn.ensemble.GradientBoostingClassifier",
+               "classification",
+               lambda: _iris_fit(_m("sklearn.ensemble", "GradientBoostingClassifier",
+                                    n_estimators=20, random_state=0))),
+    MatrixCase("gradient_boosting_regressor", "sklearn.ensemble.GradientBoostingRegressor",
+               "regression",
+               lambda: _diabetes_fit(_m("sklearn.ensemble", "GradientBoostingRegressor",
+                                        n_estimators=30, random_state=0))),
+    MatrixCase("hist_gradient_boosting_classifier",
+               "sklearn.ensemble.HistGradientBoostingClassifier", "classification",
+               lambda: _iris_fit(_m("sklearn.ensemble", "HistGradientBoostingClassifier",
+                                    max_iter=10, random_state=0)),
+               supported=False, note="skl2onnx 1.20 fails on scikit-learn 1.9's trees"),
+    MatrixCase("hist_gradient_boosting_regressor",
+               "sklearn.ensemble.HistGradientBoostingRegressor", "regression",
+               lambda: _diabetes_fit(_m("sklearn.ensemble", "HistGradientBoostingRegressor",
+                                        max_iter=10, random_state=0)),
+               supported=False, note="skl2onnx 1.20 fails on scikit-learn 1.9's trees"),
+    MatrixCase("knn_classifier", "sklearn.neighbors.KNeighborsClassifier", "classification",
+               lambda: _iris_fit(_m("sklearn.neighbors", "KNeighborsClassifier"))),
+    MatrixCase("knn_regressor", "sklearn.neighbors.KNeighborsRegressor", "regression",
+               lambda: _diabetes_fit(_m("sklearn.neighbors", "KNeighborsRegressor"))),
+    MatrixCase("gaussian_nb", "sklearn.naive_bayes.GaussianNB", "classification",
+               lambda: _iris_fit(_m("sklearn.naive_bayes", "GaussianNB"))),
+    MatrixCase("mlp_classifier", "sklearn.neural_network.MLPClassifier", "classification",
+               lambda: _iris_fit(_m("sklearn.neural_network", "MLPClassifier",
+                                    hidden_layer_sizes=(16,), max_iter=300, random_state=0))),
+    MatrixCase("mlp_regressor", "sklearn.neural_network.MLPRegressor", "regression",
+               lambda: _diabetes_fit(_m("sklearn.neural_network", "MLPRegressor",
+                                        hidden_layer_sizes=(16,), max_iter=300,
+                                        random_state=0))),
+    MatrixCase("pipeline_scaler_logistic", "sklearn.pipeline.Pipeline", "classification",
+               _pipeline_classifier, note="StandardScaler + LogisticRegression"),
+    MatrixCase("pipeline_minmax_pca_svr", "sklearn.pipeline.Pipeline", "regression",
+               _pipeline_regressor, note="MinMaxScaler + PCA + SVR"),
+    MatrixCase("column_transformer", "sklearn.pipeline.Pipeline", "classification",
+               _column_transformer,
+               note="ColumnTransformer(StandardScaler, OneHotEncoder on strings) + "
+                    "LogisticRegression, fitted on a DataFrame"),
+    MatrixCase("dataframe_random_forest", "sklearn.ensemble.RandomForestRegressor",
+               "regression", _dataframe_regressor,
+               note="fitted on a DataFrame: one input per column"),
+)  # fmt: skip
+
+
+# ---------------------------------------------------------------------- model files
+
+
+def dump_skops(model: Any, path: Path) -> Path:
+    import skops.io
+
+    skops.io.dump(model, path)
+    return path
+
+
+def dump_joblib(model: Any, path: Path) -> Path:
+    import joblib
+
+    joblib.dump(model, path)
+    return path
+
+
+def sha256_of(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# ------------------------------------------------------------------------ the CLI
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    report: dict[str, Any]
+    stdout: str
+    stderr: str
+
+
+def _env(extra: dict[str, str] | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(extra or {})
+    return env
+
+
+def run_cli(
+    args: Sequence[str], *, env: dict[str, str] | None = None, timeout: float = 120
+) -> Result:
+    """`mlmodel-runtime convert ARGS` as a real process, as the init container runs it."""
+    proc = subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, env=_env(env), timeout=timeout, check=False
+    )
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 1, f"stdout must be one report line, got {proc.stdout!r}\n{proc.stderr}"
+    return Result(proc.returncode, json.loads(lines[0]), proc.stdout, proc.stderr)
+
+
+def run_in_process(args: Sequence[str]) -> Result:
+    """The same CLI entry point without process start-up (for the large matrix)."""
+    from mlmodel_runtime.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["convert", *args])
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1, f"stdout must be one report line, got {out.getvalue()!r}"
+    return Result(code, json.loads(lines[0]), out.getvalue(), err.getvalue())
+
+
+# -------------------------------------------------------------------- HTTP server
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def http_server(directory: Path, *, status: int | None = None) -> Iterator[str]:
+    """Serve `directory` on 127.0.0.1; with `status`, answer every GET/HEAD with it."""
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, directory=str(directory), **kwargs)
+
+        def send_head(self) -> Any:
+            if status is not None:
+                self.send_error(status)
+                return None
+            return super().send_head()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            del format, args  # keep test output quiet
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
