@@ -325,3 +325,46 @@ def http_server(directory: Path, *, status: int | None = None) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+# ----------------------------------------------------------------------- S3 (moto)
+
+
+@dataclass(frozen=True)
+class S3:
+    endpoint: str
+    env: dict[str, str]  # what a mounted credentials Secret would provide
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
+            region_name=self.env["AWS_DEFAULT_REGION"],
+        )
+
+
+@contextlib.contextmanager
+def moto_s3(tmp: Path) -> Iterator[S3]:
+    """An S3-compatible server on 127.0.0.1 (moto in server mode) and fake credentials."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing-key",
+        "AWS_SECRET_ACCESS_KEY": "testing-secret",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        # Never reach for real credentials or the instance metadata service.
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_CONFIG_FILE": str(tmp / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp / "no-aws-credentials"),
+    }
+    try:
+        yield S3(endpoint=f"http://127.0.0.1:{port}", env=env)
+    finally:
+        server.stop()

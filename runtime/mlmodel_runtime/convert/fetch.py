@@ -137,14 +137,18 @@ def _download(
         fs.retries = 1  # s3fs retries some errors itself; ours is the loop in fetch()
     try:
         announced = fs.size(path)
-    except (FileNotFoundError, PermissionError):
-        raise
-    except Exception:  # HEAD is optional; the stream is checked anyway
+    except Exception:  # size is a hint (fsspec's http reports any
+        # failure as not found); opening the stream below decides
         announced = None
     if isinstance(announced, int) and announced > max_bytes:
         raise IntegrityError(f"model is {announced} bytes, over the limit of {max_bytes} bytes")
     # HTTP servers need not support range requests: stream instead of seeking.
-    open_kwargs: dict[str, Any] = {"block_size": 0} if protocol in ("http", "https") else {}
+    # A size also stops fsspec's http from calling info() again, which reports
+    # every HTTP error (a retryable 500 too) as FileNotFoundError; the GET of
+    # the stream reports 404 as not found and other statuses as they are.
+    open_kwargs: dict[str, Any] = (
+        {"block_size": 0, "size": announced or 1} if protocol in ("http", "https") else {}
+    )
     digest = hashlib.sha256()
     size = 0
     fd, tmp = tempfile.mkstemp(dir=dest, prefix=".model.", suffix=".download")
