@@ -1,0 +1,166 @@
+"""The work queue that reconciles MLModels, fed by kopf's watches.
+
+Level-triggered, like controller-runtime: a watch event on an MLModel or on
+one of its Deployments or Pods enqueues the model's key; a worker reads the
+model and its children fresh from the API, asks the pure `reconcile.plan`, and
+carries the plan out (apply, delete, status, Events). One key is never
+reconciled twice at once; each reconcile schedules the next (resync). Nothing
+is kept in memory that is not rebuilt from the API, so a restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from mlmodel_operator import desired
+from mlmodel_operator.kube import ApiError, KubeClient
+from mlmodel_operator.reconcile import Inputs, Observed, Plan, plan
+from mlmodel_operator.settings import Settings
+
+logger = logging.getLogger(__name__)
+Key = tuple[str, str]  # (namespace, name)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _comparable(status: Mapping[str, Any]) -> dict[str, Any]:
+    """Status without the fields that change on every write, to skip no-op writes."""
+    return {k: v for k, v in status.items() if k != "kopf"}
+
+
+class Controller:
+    def __init__(self, client: KubeClient, settings: Settings) -> None:
+        self._client = client
+        self._settings = settings
+        self._queue: asyncio.Queue[Key] = asyncio.Queue()
+        self._queued: set[Key] = set()
+        self._active: set[Key] = set()
+        self._dirty: set[Key] = set()
+        self._timers: dict[Key, asyncio.TimerHandle] = {}
+        self._workers: list[asyncio.Task[None]] = []
+        self.reconcile_seconds: list[float] = []
+
+    def start(self) -> None:
+        self._workers = [
+            asyncio.create_task(self._work(), name=f"reconcile-{i}")
+            for i in range(self._settings.workers)
+        ]
+
+    async def stop(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        for worker in self._workers:
+            worker.cancel()
+        for worker in self._workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+
+    def enqueue(self, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        if key in self._active:
+            self._dirty.add(key)  # reconcile again as soon as the running one ends
+        elif key not in self._queued:
+            self._queued.add(key)
+            self._queue.put_nowait(key)
+
+    def _enqueue_after(self, key: Key, delay: float) -> None:
+        if (old := self._timers.pop(key, None)) is not None:
+            old.cancel()
+        loop = asyncio.get_running_loop()
+        self._timers[key] = loop.call_later(delay, self.enqueue, *key)
+
+    async def _work(self) -> None:
+        while True:
+            key = await self._queue.get()
+            self._queued.discard(key)
+            self._active.add(key)
+            started = time.monotonic()
+            try:
+                requeue = await self.reconcile(*key)
+            except Exception:
+                logger.exception("reconciling %s/%s failed; retrying in 5 s", *key)
+                requeue = 5.0
+            finally:
+                self._active.discard(key)
+                self.reconcile_seconds.append(time.monotonic() - started)
+                del self.reconcile_seconds[:-1000]
+            if key in self._dirty:
+                self._dirty.discard(key)
+                self.enqueue(*key)
+            elif requeue is not None:
+                self._enqueue_after(key, requeue)
+
+    async def reconcile(self, namespace: str, name: str) -> float | None:
+        """One reconcile of one MLModel; returns when to look again (None: gone)."""
+        client = self._client
+        body = await client.get("MLModel", namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            self._timers.pop((namespace, name), None)
+            return None  # children go with it: they carry owner references
+        selector = f"{desired.MODEL_LABEL}={name},{desired.MANAGED_BY}={desired.OPERATOR}"
+        deployments = await client.list("Deployment", namespace, selector=selector)
+        pods = await client.list("Pod", namespace, selector=f"{desired.MODEL_LABEL}={name}")
+        observed: dict[str, Observed] = {}
+        for deployment in deployments:
+            revision = deployment["metadata"].get("labels", {}).get(desired.REVISION_LABEL)
+            if not revision:
+                continue
+            observed[revision] = Observed(
+                deployment,
+                [
+                    p
+                    for p in pods
+                    if p["metadata"].get("labels", {}).get(desired.REVISION_LABEL) == revision
+                ],
+            )
+        metadata = body["metadata"]
+        result = plan(
+            Inputs(
+                ref=desired.ModelRef(name=name, namespace=namespace, uid=metadata["uid"]),
+                generation=int(metadata.get("generation", 0)),
+                spec=body.get("spec") or {},
+                status=body.get("status") or {},
+                observed=observed,
+                settings=self._settings,
+                now=_now(),
+            )
+        )
+        await self._carry_out(body, result)
+        return result.requeue_after
+
+    async def _carry_out(self, body: Mapping[str, Any], result: Plan) -> None:
+        client = self._client
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        for obj in result.apply:
+            await client.apply(obj)
+        for kind, child in result.delete:
+            if await client.delete(kind, namespace, child):
+                logger.info("deleted %s %s/%s", kind, namespace, child)
+        old_status = body.get("status") or {}
+        if _comparable(old_status) != _comparable(result.status):
+            try:
+                await client.apply_status("MLModel", namespace, name, result.status)
+            except ApiError as error:
+                if error.status != 404:
+                    raise
+            if old_status.get("phase") != result.status.get("phase"):
+                logger.info(
+                    "%s/%s: %s -> %s: %s",
+                    namespace,
+                    name,
+                    old_status.get("phase"),
+                    result.status.get("phase"),
+                    result.status.get("message"),
+                )
+        for event in result.events:
+            await client.event(
+                involved=body, type_=event.type, reason=event.reason, message=event.message
+            )

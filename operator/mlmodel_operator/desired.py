@@ -1,0 +1,297 @@
+"""Desired child objects of an MLModel: one Deployment per revision, Services, PDBs.
+
+Pure: every object is built from scratch with only the fields the operator
+cares about, and applied with server-side apply, so fields set by others
+(e.g. an HPA's replicas) are left alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mlmodel_operator.settings import Settings
+from mlmodel_operator.spec import MLModelSpec
+
+GROUP = "mlops.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "MLModel"
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+OPERATOR = "mlmodel-operator"
+MODEL_LABEL = "mlops.dev/model"
+REVISION_LABEL = "mlops.dev/revision"
+VARIANT_LABEL = "mlops.dev/variant"
+
+HTTP_PORT = 8080
+SERVICE_PORT = 80
+MODELS_DIR = "/models"
+PVC_ROOT = "/mnt/pvc"
+CREDENTIALS_DIR = "/var/run/secrets/mlmodel/credentials"
+RUNTIME_UID = 65532
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """The MLModel that owns the objects."""
+
+    name: str
+    namespace: str
+    uid: str
+
+    def owner_reference(self) -> dict[str, Any]:
+        return {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+
+def deployment_name(model: str, revision: str) -> str:
+    return f"{model}-{revision}"
+
+
+def base_labels(model: str) -> dict[str, str]:
+    return {MANAGED_BY: OPERATOR, MODEL_LABEL: model}
+
+
+def _metadata(ref: ModelRef, name: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": ref.namespace,
+        "labels": labels,
+        "ownerReferences": [ref.owner_reference()],
+    }
+
+
+def _convert_args(spec: MLModelSpec) -> list[str]:
+    model, parity = spec.model, spec.conversion.parity
+    args = [
+        "convert",
+        f"--uri={model.uri}",
+        f"--format={model.format}",
+        f"--out={MODELS_DIR}",
+        f"--parity-samples={parity.samples}",
+        f"--rtol={parity.rtol:g}",
+        f"--atol={parity.atol:g}",
+        "--report-file=/dev/termination-log",
+        f"--mount-root={PVC_ROOT}",
+    ]
+    if model.sha256:
+        args.append(f"--sha256={model.sha256}")
+    if model.allow_unsafe_pickle:
+        args.append("--allow-unsafe-pickle")
+    if spec.conversion.allow_version_mismatch:
+        args.append("--allow-version-mismatch")
+    args.extend(f"--trust-type={t}" for t in model.trust_types)
+    return args
+
+
+def _serve_args(ref: ModelRef, spec: MLModelSpec, revision: str) -> list[str]:
+    serving = spec.serving
+    return [
+        "serve",
+        f"--model-dir={MODELS_DIR}",
+        f"--name={ref.name}",
+        f"--version={spec.model.version or revision}",
+        f"--revision={revision}",
+        "--host=0.0.0.0",
+        f"--port={HTTP_PORT}",
+        f"--workers={serving.workers}",
+        f"--max-batch-size={serving.batching.max_batch_size}",
+        f"--max-batch-delay-ms={serving.batching.max_delay_ms:g}",
+    ]
+
+
+_CONTAINER_SECURITY = {
+    "runAsNonRoot": True,
+    "readOnlyRootFilesystem": True,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def _probe(path: str, *, period: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "timeoutSeconds": 2,
+        "failureThreshold": failures,
+    }
+
+
+def pod_template(
+    ref: ModelRef, spec: MLModelSpec, revision: str, settings: Settings
+) -> dict[str, Any]:
+    serving = spec.serving
+    labels = {
+        **serving.pod_labels,
+        **base_labels(ref.name),
+        REVISION_LABEL: revision,
+        "app.kubernetes.io/name": "mlmodel-runtime",
+    }
+    annotations = {
+        **serving.pod_annotations,
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(HTTP_PORT),
+        "prometheus.io/path": "/metrics",
+    }
+    init_mounts: list[dict[str, Any]] = [
+        {"name": "models", "mountPath": MODELS_DIR},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    volumes: list[dict[str, Any]] = [
+        {"name": "models", "emptyDir": {}},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    init: dict[str, Any] = {
+        "name": "convert",
+        "image": settings.runtime_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["mlmodel-runtime"],
+        "args": _convert_args(spec),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": _CONTAINER_SECURITY,
+        "resources": dict(serving.resources or settings.default_resources),
+        "volumeMounts": init_mounts,
+    }
+    if spec.model.credentials_secret:
+        secret = spec.model.credentials_secret
+        init["envFrom"] = [{"secretRef": {"name": secret}}]
+        volumes.append({"name": "credentials", "secret": {"secretName": secret}})
+        init_mounts.append({"name": "credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True})
+    if claim := spec.model.pvc_claim:
+        volumes.append(
+            {"name": "model-pvc", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+        )
+        init_mounts.append(
+            {"name": "model-pvc", "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": True}
+        )
+    serve: dict[str, Any] = {
+        "name": "serve",
+        "image": settings.runtime_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["mlmodel-runtime"],
+        "args": _serve_args(ref, spec, revision),
+        "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
+        "readinessProbe": _probe("/v2/health/ready", period=2, failures=2),
+        "livenessProbe": _probe("/v2/health/live", period=10, failures=3),
+        "securityContext": _CONTAINER_SECURITY,
+        "resources": dict(serving.resources or settings.default_resources),
+        "volumeMounts": [
+            {"name": "models", "mountPath": MODELS_DIR, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    if serving.env:
+        serve["env"] = [dict(e) for e in serving.env]
+    pod_spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": 30,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUNTIME_UID,
+            "runAsGroup": RUNTIME_UID,
+            "fsGroup": RUNTIME_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "initContainers": [init],
+        "containers": [serve],
+        "volumes": volumes,
+    }
+    if serving.service_account_name:
+        pod_spec["serviceAccountName"] = serving.service_account_name
+    if serving.node_selector:
+        pod_spec["nodeSelector"] = dict(serving.node_selector)
+    if serving.tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in serving.tolerations]
+    if serving.affinity:
+        pod_spec["affinity"] = dict(serving.affinity)
+    if serving.priority_class_name:
+        pod_spec["priorityClassName"] = serving.priority_class_name
+    if serving.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": n} for n in serving.image_pull_secrets]
+    return {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod_spec}
+
+
+def deployment(
+    ref: ModelRef,
+    spec: MLModelSpec,
+    *,
+    revision: str,
+    variant: str,
+    replicas: int,
+    settings: Settings,
+) -> dict[str, Any]:
+    """The Deployment of one revision. Its variant label is on the Deployment only:
+    promoting a canary relabels the Deployment without restarting its pods."""
+    selector = {MODEL_LABEL: ref.name, REVISION_LABEL: revision}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(
+            ref,
+            deployment_name(ref.name, revision),
+            {**base_labels(ref.name), REVISION_LABEL: revision, VARIANT_LABEL: variant},
+        ),
+        "spec": {
+            "replicas": replicas,
+            "revisionHistoryLimit": 1,
+            "progressDeadlineSeconds": spec.rollout.progress_deadline_seconds,
+            "selector": {"matchLabels": selector},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "template": pod_template(ref, spec, revision, settings),
+        },
+    }
+
+
+def service(ref: ModelRef, name: str, selector: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(ref, name, base_labels(ref.name)),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector,
+            "ports": [
+                {"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}
+            ],
+        },
+    }
+
+
+def services(ref: ModelRef, *, stable: str, canary: str | None) -> list[dict[str, Any]]:
+    """`<name>` selects every revision (the replicas router splits by replica count),
+    `<name>-stable` the stable one, `<name>-canary` the canary, or stable when there
+    is none (as Argo Rollouts does), so a router can always name both."""
+    model = {MODEL_LABEL: ref.name}
+    return [
+        service(ref, ref.name, model),
+        service(ref, f"{ref.name}-stable", {**model, REVISION_LABEL: stable}),
+        service(ref, f"{ref.name}-canary", {**model, REVISION_LABEL: canary or stable}),
+    ]
+
+
+def disruption_budget(ref: ModelRef, revision: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(
+            ref,
+            deployment_name(ref.name, revision),
+            {**base_labels(ref.name), REVISION_LABEL: revision},
+        ),
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": {MODEL_LABEL: ref.name, REVISION_LABEL: revision}},
+        },
+    }

@@ -1,0 +1,47 @@
+"""kopf registrations: every watch event becomes a key on the controller's queue.
+
+Only event handlers are used, so kopf writes nothing to MLModels: no finalizers
+(deleting an MLModel never hangs on a stopped operator), no annotations, no
+status fields of its own. The controller does the rest.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from mlmodel_operator import desired
+from mlmodel_operator.controller import Controller
+from mlmodel_operator.kube import login
+
+
+def build_registry(controller: Controller) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+    managed = {desired.MANAGED_BY: desired.OPERATOR}
+
+    @kopf.on.startup(registry=registry)
+    async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.posting.enabled = False  # the controller posts its own Events
+        settings.watching.server_timeout = 300
+        settings.watching.client_timeout = 330
+
+    @kopf.on.login(registry=registry)
+    def credentials(**_: Any) -> kopf.ConnectionInfo:
+        return login()  # the same credentials as the operator's own client
+
+    @kopf.on.event(desired.GROUP, desired.VERSION, "mlmodels", registry=registry)  # type: ignore[arg-type]
+    async def mlmodel_changed(name: str, namespace: str, **_: Any) -> None:
+        controller.enqueue(namespace, name)
+
+    @kopf.on.event("apps", "v1", "deployments", labels=managed, registry=registry)  # type: ignore[arg-type]
+    async def deployment_changed(labels: dict[str, str], namespace: str, **_: Any) -> None:
+        if model := labels.get(desired.MODEL_LABEL):
+            controller.enqueue(namespace, model)
+
+    @kopf.on.event("", "v1", "pods", labels=managed, registry=registry)  # type: ignore[arg-type]
+    async def pod_changed(labels: dict[str, str], namespace: str, **_: Any) -> None:
+        if model := labels.get(desired.MODEL_LABEL):
+            controller.enqueue(namespace, model)
+
+    return registry

@@ -1,0 +1,148 @@
+"""Health of one revision, judged from its Deployment and Pods as the API reports them.
+
+Pure. Catches what a Deployment's own status hides: an init container whose
+conversion failed (with the report it wrote to its termination message), a
+crash loop, an image that cannot be pulled, a config error.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+# Waiting reasons that will not fix themselves.
+_STUCK_WAITING = {
+    "CrashLoopBackOff": "CrashLoop",
+    "ImagePullBackOff": "ImagePullFailed",
+    "ErrImagePull": "ImagePullFailed",
+    "InvalidImageName": "ImagePullFailed",
+    "CreateContainerConfigError": "ConfigError",
+    "CreateContainerError": "ConfigError",
+}
+CRASH_RESTARTS = 3
+
+
+@dataclass(frozen=True)
+class Failure:
+    reason: str  # ConversionFailed | CrashLoop | ImagePullFailed | ConfigError | ...
+    message: str
+    report: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RevisionHealth:
+    exists: bool
+    desired: int
+    ready: int
+    updated: int
+    failure: Failure | None = None
+    # The conversion report of a pod whose init container succeeded.
+    conversion: Mapping[str, Any] = field(default_factory=dict)
+    deadline_exceeded: bool = False
+
+    @property
+    def fully_ready(self) -> bool:
+        return self.exists and self.ready >= self.desired and self.updated >= self.desired
+
+
+def parse_report(message: str | None) -> dict[str, Any]:
+    """The JSON report `mlmodel-runtime convert` writes to its termination message."""
+    if not message:
+        return {}
+    try:
+        report = json.loads(message.strip().splitlines()[-1])
+    except (json.JSONDecodeError, IndexError):
+        return {"message": message.strip()[-500:]}
+    return report if isinstance(report, dict) else {"message": str(report)}
+
+
+def _terminated(status: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    state = status.get("state") or {}
+    last = status.get("lastState") or {}
+    return state.get("terminated") or last.get("terminated")
+
+
+def _init_failure(pod: Mapping[str, Any]) -> Failure | None:
+    for status in (pod.get("status") or {}).get("initContainerStatuses") or ():
+        terminated = _terminated(status)
+        if terminated and terminated.get("exitCode", 0) != 0:
+            report = parse_report(terminated.get("message"))
+            text = report.get("message") or terminated.get("reason") or "the init container failed"
+            code = terminated.get("exitCode")
+            return Failure(
+                reason="ConversionFailed",
+                message=f"conversion failed (exit {code}): {text}",
+                report=report,
+            )
+    return None
+
+
+def _container_failure(pod: Mapping[str, Any]) -> Failure | None:
+    status = pod.get("status") or {}
+    for container in [
+        *(status.get("initContainerStatuses") or ()),
+        *(status.get("containerStatuses") or ()),
+    ]:
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        reason = waiting.get("reason", "")
+        if reason in _STUCK_WAITING:
+            detail = waiting.get("message") or reason
+            return Failure(
+                reason=_STUCK_WAITING[reason],
+                message=f"container {container.get('name')}: {reason}: {detail}",
+            )
+        restarts = int(container.get("restartCount", 0))
+        last = (container.get("lastState") or {}).get("terminated")
+        if restarts >= CRASH_RESTARTS and last and not container.get("ready"):
+            return Failure(
+                reason="CrashLoop",
+                message=(
+                    f"container {container.get('name')} restarted {restarts} times, last exit "
+                    f"code {last.get('exitCode')} ({last.get('reason', 'Error')})"
+                ),
+            )
+    return None
+
+
+def _conversion_report(pod: Mapping[str, Any]) -> dict[str, Any]:
+    for status in (pod.get("status") or {}).get("initContainerStatuses") or ():
+        terminated = (status.get("state") or {}).get("terminated") or {}
+        if terminated.get("exitCode") == 0 and terminated.get("message"):
+            return parse_report(terminated["message"])
+    return {}
+
+
+def assess(
+    deployment: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]
+) -> RevisionHealth:
+    """Judge a revision. Pods being deleted are ignored."""
+    if deployment is None:
+        return RevisionHealth(exists=False, desired=0, ready=0, updated=0)
+    spec = deployment.get("spec") or {}
+    status = deployment.get("status") or {}
+    live = [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
+    failure = None
+    conversion: dict[str, Any] = {}
+    for pod in live:
+        failure = failure or _init_failure(pod) or _container_failure(pod)
+        conversion = conversion or _conversion_report(pod)
+    deadline = any(
+        c.get("type") == "Progressing"
+        and c.get("status") == "False"
+        and c.get("reason") == "ProgressDeadlineExceeded"
+        for c in status.get("conditions") or ()
+    )
+    generation_seen = status.get("observedGeneration", 0) >= (deployment.get("metadata") or {}).get(
+        "generation", 0
+    )
+    return RevisionHealth(
+        exists=True,
+        desired=int(spec.get("replicas", 1)),
+        ready=int(status.get("readyReplicas", 0)) if generation_seen else 0,
+        updated=int(status.get("updatedReplicas", 0)) if generation_seen else 0,
+        failure=failure,
+        conversion=conversion,
+        deadline_exceeded=deadline,
+    )

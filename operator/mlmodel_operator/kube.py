@@ -1,0 +1,208 @@
+"""The one module that talks to the Kubernetes API (besides kopf's own watches).
+
+A small aiohttp client over kopf's public login (kubeconfig or in-cluster
+ServiceAccount): server-side apply with the operator's field manager, reads,
+deletes, status writes and Events. Errors become `ApiError` with the status code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import uuid
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import aiohttp
+import kopf
+
+FIELD_MANAGER = "mlmodel-operator"
+logger = logging.getLogger(__name__)
+
+# kind -> (API prefix, plural) for everything the operator touches.
+RESOURCES: dict[str, tuple[str, str]] = {
+    "Deployment": ("/apis/apps/v1", "deployments"),
+    "Service": ("/api/v1", "services"),
+    "Pod": ("/api/v1", "pods"),
+    "Event": ("/api/v1", "events"),
+    "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets"),
+    "MLModel": ("/apis/mlops.dev/v1alpha1", "mlmodels"),
+    "Lease": ("/apis/coordination.k8s.io/v1", "leases"),
+    "HTTPRoute": ("/apis/gateway.networking.k8s.io/v1", "httproutes"),
+    "VirtualService": ("/apis/networking.istio.io/v1", "virtualservices"),
+}
+
+
+class ApiError(RuntimeError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+
+
+def _path(kind: str, namespace: str, name: str | None = None, sub: str | None = None) -> str:
+    prefix, plural = RESOURCES[kind]
+    path = f"{prefix}/namespaces/{quote(namespace)}/{plural}"
+    if name is not None:
+        path += f"/{quote(name)}"
+    if sub is not None:
+        path += f"/{sub}"
+    return path
+
+
+def login() -> kopf.ConnectionInfo:
+    """In-cluster ServiceAccount first, then KUBECONFIG/~/.kube/config (as kopf does)."""
+    settings = kopf.OperatorSettings()
+    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
+        settings=settings
+    )
+    if info is None:
+        raise RuntimeError("no Kubernetes credentials: not in a pod and no kubeconfig found")
+    return info
+
+
+class KubeClient:
+    def __init__(self, info: kopf.ConnectionInfo | None = None) -> None:
+        self._info = info or login()
+        self._session: aiohttp.ClientSession | None = None
+
+    async def _open(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            headers = {"User-Agent": "mlmodel-operator", **self._info.as_http_headers()}
+            self._session = aiohttp.ClientSession(
+                base_url=self._info.server.rstrip("/"),
+                headers=headers,
+                connector=aiohttp.TCPConnector(ssl=self._info.as_ssl_context(), limit=32),
+                timeout=aiohttp.ClientTimeout(total=30),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        content_type: str = "application/json",
+        params: Mapping[str, str] | None = None,
+    ) -> Any:
+        session = await self._open()
+        url = path + (f"?{urlencode(params)}" if params else "")
+        data = None if body is None else json.dumps(body)
+        headers = {"Content-Type": content_type} if body is not None else {}
+        async with session.request(method, url, data=data, headers=headers) as response:
+            text = await response.text()
+            if response.status == 401:
+                # A rotated ServiceAccount token: log in again next time.
+                self._info = login()
+                await session.close()
+            if response.status >= 400:
+                try:
+                    message = json.loads(text).get("message", text)
+                except json.JSONDecodeError:
+                    message = text
+                raise ApiError(response.status, f"{method} {path}: {message}")
+            return json.loads(text) if text else None
+
+    async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            result: dict[str, Any] = await self.request("GET", _path(kind, namespace, name))
+        except ApiError as error:
+            if error.status == 404:
+                return None
+            raise
+        return result
+
+    async def list(self, kind: str, namespace: str, *, selector: str = "") -> list[dict[str, Any]]:
+        params = {"labelSelector": selector} if selector else None
+        result = await self.request("GET", _path(kind, namespace), params=params)
+        items: list[dict[str, Any]] = result.get("items") or []
+        return items
+
+    async def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply as the operator's field manager, taking conflicting fields."""
+        metadata = obj["metadata"]
+        result: dict[str, Any] = await self.request(
+            "PATCH",
+            _path(obj["kind"], metadata["namespace"], metadata["name"]),
+            body=obj,
+            content_type="application/apply-patch+yaml",
+            params={"fieldManager": FIELD_MANAGER, "force": "true"},
+        )
+        return result
+
+    async def apply_status(
+        self, kind: str, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> None:
+        prefix, _ = RESOURCES[kind]
+        body = {
+            "apiVersion": prefix.removeprefix("/apis/"),
+            "kind": kind,
+            "metadata": {"name": name, "namespace": namespace},
+            "status": status,
+        }
+        await self.request(
+            "PATCH",
+            _path(kind, namespace, name, "status"),
+            body=body,
+            content_type="application/apply-patch+yaml",
+            params={"fieldManager": FIELD_MANAGER, "force": "true"},
+        )
+
+    async def delete(self, kind: str, namespace: str, name: str) -> bool:
+        try:
+            await self.request(
+                "DELETE",
+                _path(kind, namespace, name),
+                body={"propagationPolicy": "Background"},
+            )
+        except ApiError as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+    async def event(
+        self,
+        *,
+        involved: Mapping[str, Any],
+        type_: str,
+        reason: str,
+        message: str,
+    ) -> None:
+        """Post a core/v1 Event about `involved` (an object's dict); failures are logged only."""
+        metadata = involved["metadata"]
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "name": f"{metadata['name']}.{uuid.uuid4().hex[:12]}",
+                "namespace": metadata["namespace"],
+            },
+            "involvedObject": {
+                "apiVersion": involved["apiVersion"],
+                "kind": involved["kind"],
+                "name": metadata["name"],
+                "namespace": metadata["namespace"],
+                "uid": metadata["uid"],
+                "resourceVersion": metadata.get("resourceVersion", ""),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": FIELD_MANAGER},
+            "reportingComponent": FIELD_MANAGER,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            await self.request("POST", _path("Event", metadata["namespace"]), body=body)
+        except (ApiError, aiohttp.ClientError) as error:
+            logger.warning("could not post event %s for %s: %s", reason, metadata["name"], error)

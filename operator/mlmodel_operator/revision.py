@@ -1,0 +1,29 @@
+"""The revision of an MLModel: a short hash of everything that changes its serving pods.
+
+Pure. Replicas are left out (scaling is not a new version); the runtime image is
+in (an operator upgrade that changes the image rolls out like any new version).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any
+
+from mlmodel_operator.spec import MLModelSpec
+
+REVISION_LENGTH = 10
+
+
+def revision_of(spec: MLModelSpec, runtime_image: str) -> str:
+    serving = dataclasses.asdict(spec.serving)
+    serving.pop("replicas")
+    material: dict[str, Any] = {
+        "model": dataclasses.asdict(spec.model),
+        "conversion": dataclasses.asdict(spec.conversion),
+        "serving": serving,
+        "image": runtime_image,
+    }
+    canonical = json.dumps(material, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:REVISION_LENGTH]

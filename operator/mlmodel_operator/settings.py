@@ -1,0 +1,125 @@
+"""Operator settings, from flags and MLMODEL_OPERATOR_* environment variables, validated once.
+
+Built by `cli.main` and passed down explicitly: no module-level configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_RUNTIME_IMAGE = "ghcr.io/mlops-dev/mlmodel-runtime:0.1.0"
+DEFAULT_RESOURCES: Mapping[str, Any] = {
+    "requests": {"cpu": "100m", "memory": "256Mi"},
+    "limits": {"memory": "1Gi"},
+}
+_IMAGE = re.compile(r"^[a-z0-9]+([._/:@-][a-zA-Z0-9_.-]+)*$")
+
+
+class SettingsError(ValueError):
+    """A setting is invalid; the message names it and what is expected."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    runtime_image: str = DEFAULT_RUNTIME_IMAGE
+    image_pull_policy: str = "IfNotPresent"
+    default_resources: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
+    namespaces: tuple[str, ...] = ()  # empty: every namespace
+    log_format: str = "text"
+    resync_seconds: float = 30.0
+    workers: int = 4
+    lease_namespace: str = "mlmodel-system"
+    lease_name: str = "mlmodel-operator-leader"
+    lease_duration_seconds: float = 15.0
+    identity: str = ""
+    health_address: str = "0.0.0.0:8080"
+    leader_election: bool = True
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"MLMODEL_OPERATOR_{name}", default)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mlmodel-operator",
+        description="Run the MLModel operator. Every flag also reads MLMODEL_OPERATOR_<FLAG>.",
+    )
+    parser.add_argument("--runtime-image", default=_env("RUNTIME_IMAGE", DEFAULT_RUNTIME_IMAGE))
+    parser.add_argument(
+        "--image-pull-policy",
+        default=_env("IMAGE_PULL_POLICY", "IfNotPresent"),
+        choices=["Always", "IfNotPresent", "Never"],
+    )
+    parser.add_argument(
+        "--default-resources",
+        default=_env("DEFAULT_RESOURCES", json.dumps(DEFAULT_RESOURCES)),
+        help="JSON resource requirements of serving containers that set none",
+    )
+    parser.add_argument(
+        "--namespaces",
+        default=_env("NAMESPACES", ""),
+        help="comma-separated namespaces to watch (default: all)",
+    )
+    parser.add_argument(
+        "--log-format", default=_env("LOG_FORMAT", "text"), choices=["text", "json"]
+    )
+    parser.add_argument("--resync-seconds", type=float, default=float(_env("RESYNC_SECONDS", "30")))
+    parser.add_argument("--workers", type=int, default=int(_env("WORKERS", "4")))
+    parser.add_argument("--lease-namespace", default=_env("LEASE_NAMESPACE", "mlmodel-system"))
+    parser.add_argument("--lease-name", default=_env("LEASE_NAME", "mlmodel-operator-leader"))
+    parser.add_argument(
+        "--lease-duration-seconds", type=float, default=float(_env("LEASE_DURATION_SECONDS", "15"))
+    )
+    parser.add_argument("--identity", default=_env("IDENTITY", os.environ.get("POD_NAME", "")))
+    parser.add_argument("--health-address", default=_env("HEALTH_ADDRESS", "0.0.0.0:8080"))
+    parser.add_argument(
+        "--no-leader-election",
+        action="store_true",
+        default=_env("LEADER_ELECTION", "true").lower() == "false",
+        help="act without holding the Lease (one replica only)",
+    )
+    return parser
+
+
+def parse_settings(argv: Sequence[str] | None = None) -> Settings:
+    """Parse and validate; raises SettingsError naming the bad setting."""
+    args = build_parser().parse_args(argv)
+    if not _IMAGE.match(args.runtime_image):
+        raise SettingsError(f"--runtime-image {args.runtime_image!r} is not an image reference")
+    try:
+        resources = json.loads(args.default_resources)
+    except json.JSONDecodeError as error:
+        raise SettingsError(f"--default-resources is not JSON: {error}") from None
+    if not isinstance(resources, dict) or not set(resources) <= {"limits", "requests"}:
+        raise SettingsError("--default-resources must be a JSON object with limits and/or requests")
+    if args.resync_seconds <= 0 or args.workers < 1 or args.lease_duration_seconds < 2:
+        raise SettingsError(
+            "--resync-seconds must be > 0, --workers >= 1, --lease-duration-seconds >= 2"
+        )
+    host, _, port = args.health_address.rpartition(":")
+    if not host or not port.isdigit():
+        raise SettingsError(f"--health-address {args.health_address!r} is not HOST:PORT")
+    namespaces = tuple(n.strip() for n in args.namespaces.split(",") if n.strip())
+    return Settings(
+        runtime_image=args.runtime_image,
+        image_pull_policy=args.image_pull_policy,
+        default_resources=resources,
+        namespaces=namespaces,
+        log_format=args.log_format,
+        resync_seconds=args.resync_seconds,
+        workers=args.workers,
+        lease_namespace=args.lease_namespace,
+        lease_name=args.lease_name,
+        lease_duration_seconds=args.lease_duration_seconds,
+        identity=args.identity or f"{socket.gethostname()}-{os.getpid()}",
+        health_address=args.health_address,
+        leader_election=not args.no_leader_election,
+    )

@@ -1,0 +1,220 @@
+"""The MLModel spec as frozen dataclasses, parsed once from the object's dict.
+
+Pure: the API server has already applied the CRD's defaults and CEL rules; this
+module re-applies defaults (so it also accepts objects from older CRD versions)
+and raises `SpecError` for what the schema cannot express.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+class SpecError(ValueError):
+    """The spec cannot be served as written; the message tells the user what to change."""
+
+
+def parse_duration(text: str) -> float:
+    """'1h30m' -> 5400.0 seconds. Raises SpecError for anything else."""
+    position, total = 0, 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != position:
+            break
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        position = match.end()
+    if position != len(text) or not text:
+        raise SpecError(f"{text!r} is not a duration such as 30s, 2m or 1h30m")
+    return total
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    uri: str
+    format: str = "skops"
+    version: str = ""
+    sha256: str = ""
+    credentials_secret: str = ""
+    allow_unsafe_pickle: bool = False
+    trust_types: tuple[str, ...] = ()
+
+    @property
+    def pvc_claim(self) -> str:
+        """The claim of a pvc://claim/path URI, else ''."""
+        if not self.uri.startswith("pvc://"):
+            return ""
+        return self.uri[len("pvc://") :].split("/", 1)[0]
+
+
+@dataclass(frozen=True)
+class Parity:
+    samples: int = 256
+    rtol: float = 1e-4
+    atol: float = 1e-5
+
+
+@dataclass(frozen=True)
+class Conversion:
+    parity: Parity = Parity()
+    allow_version_mismatch: bool = False
+
+
+@dataclass(frozen=True)
+class Batching:
+    max_batch_size: int = 32
+    max_delay_ms: float = 2.0
+
+
+@dataclass(frozen=True)
+class Serving:
+    replicas: int = 1
+    workers: int = 1
+    batching: Batching = Batching()
+    # Kubernetes-shaped sub-objects are passed through as given (already schema-checked).
+    resources: Mapping[str, Any] = field(default_factory=dict)
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: tuple[Mapping[str, Any], ...] = ()
+    affinity: Mapping[str, Any] = field(default_factory=dict)
+    priority_class_name: str = ""
+    service_account_name: str = ""
+    image_pull_secrets: tuple[str, ...] = ()
+    env: tuple[Mapping[str, Any], ...] = ()
+    pod_labels: Mapping[str, str] = field(default_factory=dict)
+    pod_annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Step:
+    weight: int
+    # None: no pause (advance after one analysis interval); inf: wait for a promote.
+    pause_seconds: float | None = None
+
+
+DEFAULT_STEPS = (Step(10, 60.0), Step(50, 60.0), Step(100, None))
+
+
+@dataclass(frozen=True)
+class Rollout:
+    steps: tuple[Step, ...] = DEFAULT_STEPS
+    progress_deadline_seconds: int = 600
+    scale_down_delay_seconds: int = 30
+
+
+@dataclass(frozen=True)
+class Traffic:
+    router: str = "replicas"
+    gateway_api: Mapping[str, Any] = field(default_factory=dict)
+    istio: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MLModelSpec:
+    model: ModelSource
+    conversion: Conversion = Conversion()
+    serving: Serving = Serving()
+    traffic: Traffic = Traffic()
+    rollout: Rollout = Rollout()
+    # The raw analysis section, parsed by the analysis module when it runs.
+    analysis: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _steps(raw: list[Mapping[str, Any]] | None) -> tuple[Step, ...]:
+    if not raw:
+        return DEFAULT_STEPS
+    steps = []
+    for item in raw:
+        pause = item.get("pause")
+        seconds: float | None
+        if pause is None:
+            seconds = None
+        elif "duration" in pause:
+            seconds = parse_duration(str(pause["duration"]))
+        else:
+            seconds = float("inf")
+        steps.append(Step(weight=int(item["weight"]), pause_seconds=seconds))
+    weights = [s.weight for s in steps]
+    if weights != sorted(weights) or not all(0 <= w <= 100 for w in weights):
+        raise SpecError("rollout.steps weights must be within 0-100 and must not decrease")
+    return tuple(steps)
+
+
+def parse_spec(spec: Mapping[str, Any]) -> MLModelSpec:
+    """Parse `.spec` of an MLModel. Raises SpecError with a message for people."""
+    model = spec.get("model") or {}
+    if not model.get("uri"):
+        raise SpecError("spec.model.uri is required")
+    fmt = model.get("format", "skops")
+    if fmt not in ("skops", "sklearn", "onnx"):
+        raise SpecError(f"spec.model.format {fmt!r} is not one of skops, sklearn, onnx")
+    allow_pickle = bool(model.get("allowUnsafePickle", False))
+    if fmt == "sklearn" and not allow_pickle:
+        raise SpecError("format sklearn loads a pickle: set model.allowUnsafePickle to true")
+    source = ModelSource(
+        uri=str(model["uri"]),
+        format=fmt,
+        version=str(model.get("version", "")),
+        sha256=str(model.get("sha256", "")),
+        credentials_secret=str(model.get("credentialsSecret", "")),
+        allow_unsafe_pickle=allow_pickle,
+        trust_types=tuple(str(t) for t in model.get("trustTypes", ())),
+    )
+    conv = spec.get("conversion") or {}
+    parity = conv.get("parity") or {}
+    conversion = Conversion(
+        parity=Parity(
+            samples=int(parity.get("samples", 256)),
+            rtol=float(parity.get("rtol", 1e-4)),
+            atol=float(parity.get("atol", 1e-5)),
+        ),
+        allow_version_mismatch=bool(conv.get("allowVersionMismatch", False)),
+    )
+    srv = spec.get("serving") or {}
+    batching = srv.get("batching") or {}
+    pod_metadata = srv.get("podMetadata") or {}
+    serving = Serving(
+        replicas=int(srv.get("replicas", 1)),
+        workers=int(srv.get("workers", 1)),
+        batching=Batching(
+            max_batch_size=int(batching.get("maxBatchSize", 32)),
+            max_delay_ms=float(batching.get("maxDelayMs", 2.0)),
+        ),
+        resources=dict(srv.get("resources") or {}),
+        node_selector=dict(srv.get("nodeSelector") or {}),
+        tolerations=tuple(srv.get("tolerations") or ()),
+        affinity=dict(srv.get("affinity") or {}),
+        priority_class_name=str(srv.get("priorityClassName", "")),
+        service_account_name=str(srv.get("serviceAccountName", "")),
+        image_pull_secrets=tuple(str(s["name"]) for s in srv.get("imagePullSecrets") or ()),
+        env=tuple(srv.get("env") or ()),
+        pod_labels=dict(pod_metadata.get("labels") or {}),
+        pod_annotations=dict(pod_metadata.get("annotations") or {}),
+    )
+    tr = spec.get("traffic") or {}
+    traffic = Traffic(
+        router=str(tr.get("router", "replicas")),
+        gateway_api=dict(tr.get("gatewayAPI") or {}),
+        istio=dict(tr.get("istio") or {}),
+    )
+    if traffic.router == "gatewayAPI" and not traffic.gateway_api.get("parentRefs"):
+        raise SpecError("traffic.router gatewayAPI needs traffic.gatewayAPI.parentRefs")
+    if traffic.router == "istio" and not traffic.istio.get("hosts"):
+        raise SpecError("traffic.router istio needs traffic.istio.hosts")
+    ro = spec.get("rollout") or {}
+    rollout = Rollout(
+        steps=_steps(ro.get("steps")),
+        progress_deadline_seconds=int(ro.get("progressDeadlineSeconds", 600)),
+        scale_down_delay_seconds=int(ro.get("scaleDownDelaySeconds", 30)),
+    )
+    return MLModelSpec(
+        model=source,
+        conversion=conversion,
+        serving=serving,
+        traffic=traffic,
+        rollout=rollout,
+        analysis=dict(ro.get("analysis") or {}),
+    )
