@@ -120,6 +120,13 @@ class ServeApp:
         )
         self._model_metadata = b""
         self._load_task: asyncio.Task[None] | None = None
+        self._sweep_task: asyncio.Task[None] | None = None
+        # Per-request deadlines, enforced by one sweeping task: an asyncio.timeout()
+        # per request costs several microseconds on the hot path, a dict entry does not.
+        self._deadlines: dict[asyncio.Task[Any], float] = {}
+        self._expired: set[asyncio.Task[Any]] = set()
+        self._sweep_interval = max(0.005, min(0.05, self._timeout / 4))
+        self._loop_time: Callable[[], float] = time.monotonic
 
     def _build_routes(self) -> dict[str, Route]:
         name, version = self.config.name, self.config.version
@@ -193,6 +200,17 @@ class ServeApp:
         self.ready = True
         self._log_ready(session, seconds)
 
+    async def _sweep(self) -> None:
+        deadlines = self._deadlines
+        while True:
+            await asyncio.sleep(self._sweep_interval)
+            now = self._loop_time()
+            expired = [task for task, deadline in deadlines.items() if deadline <= now]
+            for task in expired:
+                del deadlines[task]
+                self._expired.add(task)
+                task.cancel()
+
     def _fatal(self) -> None:
         if self._on_fatal is not None:
             self._on_fatal()
@@ -226,13 +244,17 @@ class ServeApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                self._loop_time = asyncio.get_running_loop().time
                 self._load_task = asyncio.create_task(self._load_model())
+                self._sweep_task = asyncio.create_task(self._sweep())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.draining = True
                 self.ready = False
                 if self._load_task is not None and not self._load_task.done():
                     self._load_task.cancel()
+                if self._sweep_task is not None:
+                    self._sweep_task.cancel()
                 if self.batcher is not None:
                     await asyncio.to_thread(self.batcher.stop, self.config.drain_timeout_s)
                 await send({"type": "lifespan.shutdown.complete"})
@@ -344,18 +366,25 @@ class ServeApp:
         assert batcher is not None
         assert session is not None
         body_read = False
+        task = asyncio.current_task()
+        assert task is not None
+        deadlines = self._deadlines
+        deadlines[task] = self._loop_time() + self._timeout
         try:
-            async with asyncio.timeout(self._timeout):
-                body, header_length = await self._read_body(scope, receive)
-                body_read = True
-                if route is Route.INFER:
-                    request = decode_infer_request(body, header_length, session.rules)
-                else:
-                    request = decode_v1_request(body, session.rules)
-                outputs = await batcher.submit(request.arrays, request.rows)
+            body, header_length = await self._read_body(scope, receive)
+            body_read = True
+            if route is Route.INFER:
+                request = decode_infer_request(body, header_length, session.rules)
+            else:
+                request = decode_v1_request(body, session.rules)
+            outputs = await batcher.submit(request.arrays, request.rows)
         except RequestError as exc:
             return await _answer(send, exc.status, error_body(exc.message))
-        except TimeoutError:
+        except asyncio.CancelledError:
+            if task not in self._expired:
+                raise
+            self._expired.discard(task)
+            task.uncancel()
             if body_read:
                 message = f"inference did not finish within {self._timeout} s"
                 return await _answer(send, 504, error_body(message))
@@ -367,6 +396,8 @@ class ServeApp:
             if type(exc).__name__ in ("InvalidArgument", "InvalidGraph"):
                 return await _answer(send, 400, error_body(f"the model rejected the input: {exc}"))
             raise
+        finally:
+            deadlines.pop(task, None)
         if route is Route.V1_PREDICT:
             return await _answer(send, 200, encode_v1_response(session.rules, outputs))
         names = session.output_names

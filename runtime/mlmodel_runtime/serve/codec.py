@@ -92,25 +92,29 @@ def _shape_text(shape: Sequence[int]) -> str:
 
 def _check_shape(spec: TensorSpec, shape: Sequence[int]) -> None:
     expected = spec.shape
-    if len(shape) != len(expected) or any(
-        want != -1 and got != want for got, want in zip(shape, expected, strict=True)
-    ):
-        raise RequestError(
-            f"input '{spec.name}' has shape {_shape_text(shape)}; the model expects "
-            f"{_shape_text(expected)} (-1 is any size)"
-        )
+    if len(shape) == len(expected):
+        for got, want in zip(shape, expected, strict=True):
+            if want != -1 and got != want:
+                break
+        else:
+            return
+    raise RequestError(
+        f"input '{spec.name}' has shape {_shape_text(shape)}; the model expects "
+        f"{_shape_text(expected)} (-1 is any size)"
+    )
 
 
 def _parse_shape(spec: TensorSpec, raw: Any) -> tuple[int, ...]:
-    if not isinstance(raw, list) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in raw
-    ):
-        raise RequestError(
-            f"input '{spec.name}' needs 'shape' as a list of non-negative integers, got {raw!r}"
-        )
-    shape = tuple(raw)
-    _check_shape(spec, shape)
-    return shape
+    if type(raw) is list:
+        for d in raw:
+            if type(d) is not int or d < 0:
+                break
+        else:
+            _check_shape(spec, raw)
+            return tuple(raw)
+    raise RequestError(
+        f"input '{spec.name}' needs 'shape' as a list of non-negative integers, got {raw!r}"
+    )
 
 
 def _check_datatype(spec: TensorSpec, datatype: Any) -> None:
@@ -171,6 +175,8 @@ def decode_json_data(
         raise RequestError(
             f"input '{spec.name}' data is not a regular nested list of {_WHAT[datatype]}"
         ) from None
+    if arr.dtype.kind == "f" and datatype in _INT_TYPES:
+        arr = _integral(spec, data, arr)
     if arr.dtype.kind not in _ACCEPTED_KINDS[datatype]:
         if arr.size == 0:
             arr = arr.astype(V2_TO_NUMPY[datatype])
@@ -196,6 +202,18 @@ def decode_json_data(
     return _reshaped(spec, arr, shape)
 
 
+def _integral(spec: TensorSpec, data: Any, inferred: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Integers that NumPy inferred as floats: a mix beyond int64 (UINT64), or 1.0 for 1."""
+    target = V2_TO_NUMPY[spec.datatype]
+    try:
+        exact = np.array(data, dtype=target)
+    except (OverflowError, ValueError, TypeError):
+        return inferred
+    if not np.array_equal(exact.astype(np.float64), inferred):
+        return inferred
+    return exact
+
+
 def _describe_kind(arr: np.ndarray[Any, Any]) -> str:
     kind = arr.dtype.kind
     if kind in "US":
@@ -212,8 +230,9 @@ def _describe_kind(arr: np.ndarray[Any, Any]) -> str:
 def _check_finite(spec: TensorSpec, arr: np.ndarray[Any, Any]) -> None:
     if not np.isfinite(arr).all():
         raise RequestError(
-            f"input '{spec.name}' contains NaN or Inf; this model takes finite numbers only "
-            "(start the server with --allow-non-finite to pass them through)"
+            f"input '{spec.name}' contains NaN or Inf (or values beyond the range of "
+            f"{spec.datatype}); this model takes finite numbers only (start the server with "
+            "--allow-non-finite to pass them through)"
         )
 
 
