@@ -336,7 +336,7 @@ class S3:
     env: dict[str, str]  # what a mounted credentials Secret would provide
 
     def client(self) -> Any:
-        import boto3
+        import boto3  # type: ignore[import-untyped]
 
         return boto3.client(
             "s3",
