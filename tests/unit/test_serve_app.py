@@ -1,0 +1,95 @@
+"""The ASGI app before its model is loaded, and settings validation; no processes."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+import httpx
+import pytest
+from mlmodel_runtime.modeldir import ModelMetadata, TensorSpec, write_metadata
+from mlmodel_runtime.serve.app import ServeApp
+from mlmodel_runtime.serve.config import ServeConfig, config_from_args, configure_parser
+
+pytestmark = pytest.mark.unit
+
+
+def _config(tmp_path: Path) -> ServeConfig:
+    write_metadata(
+        tmp_path,
+        ModelMetadata(
+            inputs=(TensorSpec("X", "FP32", (-1, 4)),),
+            outputs=(TensorSpec("label", "INT64", (-1,)),),
+            task="classification",
+            classes=(0, 1),
+            label_output="label",
+        ),
+    )
+    return ServeConfig(model_dir=tmp_path, name="iris", version="v1")
+
+
+def test_not_ready_until_loaded(tmp_path: Path) -> None:
+    # Without the ASGI lifespan the model is never loaded: the app must say so.
+    app = ServeApp(_config(tmp_path))
+
+    async def main() -> dict[str, httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+            return {
+                "live": await client.get("/v2/health/live"),
+                "ready": await client.get("/v2/health/ready"),
+                "model_ready": await client.get("/v2/models/iris/ready"),
+                "infer": await client.post("/v2/models/iris/infer", content=b"{}"),
+                "metrics": await client.get("/metrics"),
+            }
+
+    answers = asyncio.run(main())
+    assert answers["live"].status_code == 200
+    assert answers["ready"].status_code == 503
+    assert answers["model_ready"].status_code == 503
+    assert answers["infer"].status_code == 503
+    assert "not ready" in answers["infer"].json()["error"]
+    assert 'mlmodel_requests_total{code="503",model="iris",version="v1"} 2.0' in (
+        answers["metrics"].text
+    )
+
+
+def test_draining_turns_readiness_off(tmp_path: Path) -> None:
+    app = ServeApp(_config(tmp_path))
+    app.ready = True
+    app.begin_drain()
+
+    async def main() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+            return await client.get("/v2/health/ready")
+
+    assert asyncio.run(main()).status_code == 503
+
+
+def test_flags_and_environment(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    configure_parser(parser, environ={"MLMODEL_MAX_BATCH_SIZE": "8", "MLMODEL_REVISION": "r9"})
+    args = parser.parse_args(["--model-dir", str(tmp_path), "--name", "iris", "--port", "9000"])
+    config = config_from_args(args)
+    assert config.max_batch_size == 8
+    assert config.revision == "r9"
+    assert config.port == 9000
+    assert ServeConfig.from_json(config.to_json()) == config
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "word"),
+    [
+        ("workers", 0, "--workers"),
+        ("max_batch_size", 0, "--max-batch-size"),
+        ("request_timeout_s", 0.0, "--request-timeout-s"),
+        ("name", "", "--name"),
+        ("port", 70000, "--port"),
+    ],
+)
+def test_invalid_settings_are_refused(field: str, value: object, word: str) -> None:
+    settings: dict[str, object] = {"model_dir": Path("."), "name": "iris", field: value}
+    with pytest.raises(ValueError, match=word):
+        ServeConfig(**settings)  # type: ignore[arg-type]
