@@ -63,6 +63,7 @@ def _uvicorn_config(config: ServeConfig, app: object) -> uvicorn.Config:
         access_log=False,
         log_config=None,
         server_header=False,
+        proxy_headers=False,
         date_header=False,
         timeout_graceful_shutdown=int(config.drain_timeout_s) or None,
         backlog=2048,

@@ -1,0 +1,442 @@
+"""Serving benchmark: `mlmodel-runtime serve` against MLServer and a raw ONNX Runtime floor.
+
+    .venv/bin/python bench/serve_bench.py [--runs 3] [--seconds 10] [--write-doc]
+
+Trains one 50-tree RandomForest on iris; saves it with joblib for MLServer 1.7.1 +
+mlserver-sklearn (in bench/.venv-mlserver, created when missing) and converts it
+with skl2onnx for this runtime and for bench/floor_server.py. All servers run at
+once on 127.0.0.1 (idle while not measured); for each run, each concurrency
+(1, 16, 64) and each server in turn, wrk posts the same v2 request for the given
+seconds. Reports medians of requests/s, p50 and p99 over the runs, resident
+memory per process, and the load average of the machine around the runs. Raw
+results go to bench/results/serve-<time>.json; `--write-doc` replaces the body of
+the "Serving" section of docs/benchmarks.md with the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+MLSERVER_VENV = BENCH / ".venv-mlserver"
+# MLServer 1.7.1 workers call asyncio.get_event_loop() in a fresh process, which
+# uvloop >= 0.22 refuses; 0.21 is the last release it works with.
+MLSERVER_PACKAGES = ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop==0.21.0"]
+BODY = {
+    "inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}]
+}
+CONCURRENCIES = (1, 16, 64)
+
+
+@dataclass
+class Target:
+    name: str
+    label: str
+    command: list[str]
+    port: int
+    infer_path: str
+    ready_path: str
+    cwd: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+    log: Path | None = None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def require_wrk() -> str:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        sys.exit("wrk is not installed: run `apt-get install -y wrk` (Debian/Ubuntu) and retry")
+    return wrk
+
+
+def ensure_mlserver_venv() -> Path:
+    python = MLSERVER_VENV / "bin" / "python"
+    if not python.exists():
+        print(f"creating {MLSERVER_VENV} with {' '.join(MLSERVER_PACKAGES)}", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(MLSERVER_VENV)], check=True)
+    check = subprocess.run(
+        [str(python), "-c", "import mlserver, mlserver_sklearn, uvloop; print(uvloop.__version__)"],
+        capture_output=True,
+        text=True,
+    )
+    if check.returncode != 0 or check.stdout.strip() != "0.21.0":
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *MLSERVER_PACKAGES], check=True)
+    return MLSERVER_VENV / "bin" / "mlserver"
+
+
+def build_models(work: Path) -> tuple[Path, Path]:
+    """The same fitted forest as joblib (for MLServer) and as an ONNX model dir (for us)."""
+    import hashlib
+
+    import joblib
+    import numpy as np
+    from mlmodel_runtime.modeldir import ModelMetadata, TensorSpec, write_metadata
+    from skl2onnx import to_onnx
+    from sklearn.datasets import load_iris
+    from sklearn.ensemble import RandomForestClassifier
+
+    x, y = load_iris(return_X_y=True)
+    x = x.astype(np.float32)
+    forest = RandomForestClassifier(n_estimators=50, random_state=0).fit(x, y)
+    mlserver_dir = work / "mlserver" / "iris"
+    mlserver_dir.mkdir(parents=True)
+    joblib.dump(forest, mlserver_dir / "model.joblib")
+    onnx_dir = work / "onnx"
+    onnx_dir.mkdir()
+    onx = to_onnx(forest, x[:1], options={id(forest): {"zipmap": False}}, target_opset=17)
+    raw = onx.SerializeToString()
+    (onnx_dir / "model.onnx").write_bytes(raw)
+    write_metadata(
+        onnx_dir,
+        ModelMetadata(
+            inputs=(TensorSpec("X", "FP32", (-1, 4)),),
+            outputs=(
+                TensorSpec("label", "INT64", (-1,)),
+                TensorSpec("probabilities", "FP32", (-1, 3)),
+            ),
+            task="classification",
+            classes=(0, 1, 2),
+            label_output="label",
+            probabilities_output="probabilities",
+            model_sha256=hashlib.sha256(raw).hexdigest(),
+        ),
+    )
+    return mlserver_dir.parent, onnx_dir
+
+
+def mlserver_target(
+    name: str, label: str, mlserver: Path, root: Path, batching: dict[str, Any]
+) -> Target:
+    repo = root / name
+    shutil.copytree(root / "iris", repo / "iris")
+    port = free_port()
+    settings = {
+        "host": "127.0.0.1",
+        "http_port": port,
+        "grpc_port": free_port(),
+        "metrics_port": free_port(),
+        "debug": False,
+    }
+    (repo / "settings.json").write_text(json.dumps(settings))
+    model_settings = {
+        "name": "iris",
+        "implementation": "mlserver_sklearn.SKLearnModel",
+        "parameters": {"uri": "./model.joblib", "version": "v1"},
+        **batching,
+    }
+    (repo / "iris" / "model-settings.json").write_text(json.dumps(model_settings))
+    return Target(
+        name=name,
+        label=label,
+        command=[str(mlserver), "start", "."],
+        port=port,
+        infer_path="/v2/models/iris/infer",
+        ready_path="/v2/models/iris/ready",
+        cwd=repo,
+    )
+
+
+def start(target: Target, logs: Path) -> None:
+    target.log = logs / f"{target.name}.log"
+    with target.log.open("wb") as log:
+        target.process = subprocess.Popen(
+            target.command,
+            cwd=target.cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **target.env},
+            start_new_session=True,
+        )
+
+
+def wait_ready(target: Target, timeout: float = 120) -> None:
+    url = f"http://127.0.0.1:{target.port}{target.ready_path}"
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert target.process is not None
+        if target.process.poll() is not None:
+            sys.exit(f"{target.name} exited:\n{target.log.read_text() if target.log else ''}")
+        try:
+            with opener.open(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    sys.exit(f"{target.name} not ready after {timeout} s")
+
+
+def stop(target: Target) -> None:
+    process = target.process
+    if process is None or process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def rss_kib(pid: int) -> dict[int, int]:
+    """Resident memory of a process and all its descendants, per pid."""
+    result: dict[int, int] = {}
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                result[current] = int(line.split()[1])
+        pending.extend(int(c) for c in children)
+    return result
+
+
+def run_wrk(
+    wrk: str, target: Target, concurrency: int, seconds: float, body: Path
+) -> dict[str, Any]:
+    threads = 1 if concurrency == 1 else 2
+    env = {**os.environ, "BENCH_BODY": str(body), "BENCH_PATH": target.infer_path}
+    load_before = os.getloadavg()[0]
+    done = subprocess.run(
+        [
+            wrk,
+            f"-t{threads}",
+            f"-c{concurrency}",
+            f"-d{seconds}s",
+            "--timeout",
+            "5s",
+            "-s",
+            str(BENCH / "post.lua"),
+            f"http://127.0.0.1:{target.port}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    line = next(x for x in done.stdout.splitlines() if x.startswith("BENCH_JSON "))
+    result: dict[str, Any] = json.loads(line.removeprefix("BENCH_JSON "))
+    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    result["load1_before"] = load_before
+    result["load1_after"] = os.getloadavg()[0]
+    return result
+
+
+def summarize(results: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    for name, by_conc in results.items():
+        summary[name] = {}
+        for conc, runs in by_conc.items():
+            summary[name][conc] = {
+                "rps": statistics.median(r["rps"] for r in runs),
+                "p50_ms": statistics.median(r["p50_us"] for r in runs) / 1000,
+                "p99_ms": statistics.median(r["p99_us"] for r in runs) / 1000,
+                "errors": sum(r["non2xx"] + r["socket_errors"] + r["timeouts"] for r in runs),
+                "runs": len(runs),
+            }
+    return summary
+
+
+def table(targets: list[Target], summary: dict[str, Any], memory: dict[str, Any]) -> str:
+    lines = [
+        "| server | conc. | requests/s | p50 ms | p99 ms | errors | RSS per process (MiB) |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for target in targets:
+        rss = ", ".join(f"{kib / 1024:.0f}" for kib in memory[target.name].values())
+        for conc in CONCURRENCIES:
+            row = summary[target.name][conc]
+            lines.append(
+                f"| {target.label} | {conc} | {row['rps']:,.0f} | {row['p50_ms']:.2f} | "
+                f"{row['p99_ms']:.2f} | {row['errors']} | {rss if conc == 1 else ''} |"
+            )
+    return "\n".join(lines)
+
+
+def section(report: dict[str, Any], text: str, targets: list[Target]) -> str:
+    """The body of the Serving section of docs/benchmarks.md."""
+    summary = report["summary"]
+    ours = summary["mlmodel-runtime"][64]
+    lines = [
+        f"Measured {report['started']} with `bench/serve_bench.py --runs {report['runs']} "
+        f"--seconds {report['seconds']:g}`: the same 50-tree RandomForest on iris, one v2 JSON "
+        "request of one row, wrk on 127.0.0.1 (1 thread at concurrency 1, else 2). Medians of "
+        f"{report['runs']} runs; servers measured in turn within each run. The load generator "
+        "shares the 2 cores with the server. Load average (1 min) before the runs: median "
+        f"{report['load1_median']:.1f}, max {report['load1_max']:.1f} on {report['cpus']} cores "
+        "(other work was running on the machine; see the note below the table).",
+        "",
+        text,
+        "",
+    ]
+    if "floor" in summary:
+        floor = summary["floor"][64]
+        lines.append(
+            f"- At concurrency 64 this runtime serves {ours['rps'] / floor['rps']:.0%} of the "
+            f"floor's throughput, p99 {ours['p99_ms']:.1f} ms."
+        )
+    best = max(
+        (summary[t.name][64]["rps"] for t in targets if t.name.startswith("mlserver")),
+        default=0.0,
+    )
+    if best:
+        lines.append(f"- {ours['rps'] / best:.1f}x MLServer's best throughput at concurrency 64.")
+    lines.append(
+        "- RSS is measured after the runs, per process (MLServer: the server and its "
+        "inference-pool worker processes)."
+    )
+    return "\n".join(lines)
+
+
+def write_doc(body: str) -> None:
+    doc = ROOT / "docs" / "benchmarks.md"
+    content = doc.read_text()
+    heading = "## Serving (`mlmodel-runtime serve`)"
+    start = content.index(heading) + len(heading)
+    following = content.find("\n## ", start)
+    tail = "" if following < 0 else "\n" + content[following:]
+    doc.write_text(content[:start] + "\n\n" + body.strip() + "\n" + tail)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--warmup-seconds", type=int, default=3)
+    parser.add_argument("--skip-mlserver", action="store_true")
+    parser.add_argument("--write-doc", action="store_true")
+    args = parser.parse_args()
+    wrk = require_wrk()
+    mlserver = None if args.skip_mlserver else ensure_mlserver_venv()
+
+    work = Path(tempfile.mkdtemp(prefix="serve-bench-"))
+    logs = work / "logs"
+    logs.mkdir()
+    body = work / "body.json"
+    body.write_text(json.dumps(BODY))
+    mlserver_root, onnx_dir = build_models(work)
+    python = sys.executable
+    targets = [
+        Target(
+            name="mlmodel-runtime",
+            label="mlmodel-runtime serve (batching on, defaults)",
+            command=[
+                python, "-m", "mlmodel_runtime.cli", "serve", "--model-dir", str(onnx_dir),
+                "--name", "iris", "--version", "v1", "--host", "127.0.0.1", "--port", str(port),
+            ],
+            port=port,
+            infer_path="/v2/models/iris/infer",
+            ready_path="/v2/health/ready",
+        )
+        for port in [free_port()]
+    ]  # fmt: skip
+    targets.append(
+        Target(
+            name="floor",
+            label="floor: raw ASGI + onnxruntime",
+            command=[python, str(BENCH / "floor_server.py"), str(onnx_dir / "model.onnx"), ""],
+            port=0,
+            infer_path="/v2/models/iris/infer",
+            ready_path="/",
+        )
+    )
+    targets[-1].port = free_port()
+    targets[-1].command[-1] = str(targets[-1].port)
+    if mlserver is not None:
+        targets.append(
+            mlserver_target("mlserver", "MLServer 1.7.1 (defaults)", mlserver, mlserver_root, {})
+        )
+        targets.append(
+            mlserver_target(
+                "mlserver-batching",
+                "MLServer 1.7.1 (adaptive batching 32 / 5 ms)",
+                mlserver,
+                mlserver_root,
+                {"max_batch_size": 32, "max_batch_time": 0.005},
+            )
+        )
+    results: dict[str, dict[int, list[dict[str, Any]]]] = {
+        t.name: {c: [] for c in CONCURRENCIES} for t in targets
+    }
+    memory: dict[str, Any] = {}
+    started = time.time()
+    try:
+        for target in targets:
+            start(target, logs)
+        for target in targets:
+            wait_ready(target)
+        for target in targets:
+            run_wrk(wrk, target, 16, args.warmup_seconds, body)
+        for run in range(args.runs):
+            for conc in CONCURRENCIES:
+                for target in targets:
+                    result = run_wrk(wrk, target, conc, args.seconds, body)
+                    results[target.name][conc].append(result)
+                    print(
+                        f"run {run + 1} c={conc:<3} {target.name:<18} "
+                        f"{result['rps']:>9,.0f} req/s p50 {result['p50_us'] / 1000:6.2f} ms "
+                        f"p99 {result['p99_us'] / 1000:7.2f} ms load {result['load1_before']:.1f}",
+                        flush=True,
+                    )
+        for target in targets:
+            assert target.process is not None
+            memory[target.name] = rss_kib(target.process.pid)
+    finally:
+        for target in targets:
+            stop(target)
+    summary = summarize(results)
+    loads = [r["load1_before"] for t in results.values() for runs in t.values() for r in runs]
+    report = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "cpus": os.cpu_count(),
+        "runs": args.runs,
+        "seconds": args.seconds,
+        "load1_median": statistics.median(loads),
+        "load1_max": max(loads),
+        "summary": summary,
+        "rss_kib": memory,
+        "raw": results,
+    }
+    out_dir = BENCH / "results"
+    out_dir.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started))
+    (out_dir / f"serve-{stamp}.json").write_text(json.dumps(report, indent=1, sort_keys=True))
+    text = table(targets, summary, memory)
+    print(text)
+    print(f"load average (1 min) during the runs: median {report['load1_median']:.1f}, "
+          f"max {report['load1_max']:.1f} on {report['cpus']} cores")  # fmt: skip
+    (out_dir / f"serve-{stamp}.md").write_text(text + "\n")
+    if args.write_doc:
+        write_doc(section(report, text, targets))
+
+
+if __name__ == "__main__":
+    main()
