@@ -65,9 +65,10 @@ def test_pickle_refused_without_flag_and_accepted_with_it(logistic: Any, tmp_pat
     assert _convert(plain, "sklearn", tmp_path / "c", "--allow-unsafe-pickle").code == 0
 
 
-def test_untrusted_skops_type_is_named_and_can_be_trusted(logistic: Any, tmp_path: Path) -> None:
-    logistic.extra_notes_ = types.SimpleNamespace(owner="team-a")
-    source = dump_skops(logistic, tmp_path / "model.skops")
+def test_untrusted_skops_type_is_named_and_can_be_trusted(tmp_path: Path) -> None:
+    model = _case("logistic_regression")  # not the shared fixture: this one is altered
+    model.extra_notes_ = types.SimpleNamespace(owner="team-a")
+    source = dump_skops(model, tmp_path / "model.skops")
     message = _refused(_convert(source, "skops", tmp_path / "a"), 5, "unsafe", tmp_path / "a")
     assert "types.SimpleNamespace" in message
     assert "--trust-type" in message

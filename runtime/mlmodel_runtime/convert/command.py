@@ -14,6 +14,7 @@ import os
 import re
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -198,6 +199,15 @@ def _success(metadata: ModelMetadata, facts: dict[str, Any]) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     log = make_logger(args.log_format)
+    with warnings.catch_warnings():
+        # Library warnings go through our logger, so JSON logs stay JSON lines.
+        warnings.showwarning = lambda message, category, *_, **__: log(
+            f"{category.__name__}: {message}"
+        )
+        return _run(args, log)
+
+
+def _run(args: argparse.Namespace, log: Callable[[str], None]) -> int:
     facts: dict[str, Any] = {}
     try:
         from mlmodel_runtime.convert.pipeline import convert
