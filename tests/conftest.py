@@ -50,6 +50,9 @@ def pytest_runtest_makereport(
     plane = getattr(item, "funcargs", {}).get("control_plane")
     if report.failed and isinstance(plane, ControlPlane):
         report.sections.append(("control plane logs", plane.log_tails()))
+    operators = getattr(item, "funcargs", {}).get("operators")
+    if report.failed and operators is not None:
+        report.sections.append(("operator logs", operators.logs()))
     del call
 
 

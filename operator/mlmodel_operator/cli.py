@@ -8,7 +8,6 @@ settings.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import signal
@@ -102,16 +101,23 @@ async def run(settings: Settings) -> int:
         lost = any(t.get_name() == "lease" for t in done)
         if not kopf_stop.done():
             kopf_stop.set_result(None)
-        with contextlib.suppress(asyncio.CancelledError):
+        # kopf installs its own SIGTERM/SIGINT handlers: its clean return is a clean stop.
+        failed = False
+        try:
             await operator
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            logger.exception("the operator failed")
+            failed = True
         await controller.stop()
         for task in waiters:
             task.cancel()
-        if lost:
+        if lost or failed:
             return 1
         if settings.leader_election:
             await elector.release()
-        return 0 if stop.is_set() else 1
+        return 0
     finally:
         await health.cleanup()
         await client.close()

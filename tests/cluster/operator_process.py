@@ -1,0 +1,122 @@
+"""Run the real operator as a process, authenticated as its ServiceAccount from manifests/.
+
+Each test runs its own operator scoped to its own namespace and Lease, so tests
+never see each other's operator; RBAC is exactly `manifests/rbac.yaml`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.controlplane.cluster import ControlPlane
+from tests.controlplane.serviceaccount import service_account_kubeconfig
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD = ROOT / "crds" / "mlmodels.mlops.dev.yaml"
+OPERATOR_NAMESPACE = "mlmodel-system"
+RUNTIME_IMAGE = "registry.example/mlmodel-runtime:test"
+
+
+@dataclass
+class OperatorProcess:
+    identity: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.alive():
+            self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait(timeout=10)
+
+
+@dataclass
+class OperatorEnv:
+    plane: ControlPlane
+    kubeconfig: Path
+    directory: Path
+    started: list[OperatorProcess] = field(default_factory=list)
+
+    def start(
+        self, namespace: str, *, identity: str = "op-a", lease_seconds: float = 15
+    ) -> OperatorProcess:
+        log = self.directory / f"operator-{namespace}-{identity}-{len(self.started)}.log"
+        handle = log.open("wb")
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "mlmodel_operator.cli",
+                f"--namespaces={namespace}",
+                f"--lease-namespace={OPERATOR_NAMESPACE}",
+                f"--lease-name=lease-{namespace}",
+                f"--lease-duration-seconds={lease_seconds}",
+                f"--identity={identity}",
+                "--health-address=127.0.0.1:0",
+                f"--runtime-image={RUNTIME_IMAGE}",
+                "--resync-seconds=5",
+            ],
+            env={**os.environ, "KUBECONFIG": str(self.kubeconfig)},
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
+        handle.close()
+        operator = OperatorProcess(identity=identity, process=process, log=log)
+        self.started.append(operator)
+        return operator
+
+    def stop_all(self) -> None:
+        for operator in self.started:
+            operator.stop(signal.SIGKILL)
+
+    def logs(self) -> str:
+        return "\n".join(f"----- {o.log.name} -----\n{o.output()[-3000:]}" for o in self.started)
+
+
+def install_operator_rbac(plane: ControlPlane, directory: Path) -> Path:
+    """Apply the CRD and the operator's namespace and RBAC; return its kubeconfig."""
+    plane.kubectl("apply", "-f", str(CRD))
+    plane.kubectl("wait", "--for=condition=Established", "crd/mlmodels.mlops.dev", "--timeout=60s")
+    plane.kubectl("apply", "-f", str(ROOT / "manifests" / "namespace.yaml"))
+    return service_account_kubeconfig(
+        plane,
+        namespace=OPERATOR_NAMESPACE,
+        name="mlmodel-operator",
+        rbac=[ROOT / "manifests" / "rbac.yaml"],
+        directory=directory,
+    )
+
+
+def get_json(plane: ControlPlane, *args: str) -> Any:
+    return json.loads(plane.kubectl("get", *args, "-o", "json").stdout)
+
+
+def wait_for(
+    probe: Callable[[], Any], *, timeout: float = 60, what: str, interval: float = 0.25
+) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last!r}")

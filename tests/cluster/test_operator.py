@@ -1,0 +1,512 @@
+"""The operator against a real control plane, as its ServiceAccount, driven with kubectl."""
+
+from __future__ import annotations
+
+import json
+import signal
+import textwrap
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.cluster.operator_process import (
+    RUNTIME_IMAGE,
+    OperatorEnv,
+    get_json,
+    wait_for,
+)
+from tests.controlplane.cluster import ControlPlane
+
+pytestmark = pytest.mark.cluster
+
+KWOK_INIT_FAILURE = "pod-init-container-running-failed.stage.kwok.x-k8s.io"
+
+
+def mlmodel(name: str, namespace: str, **spec: Any) -> str:
+    body = {
+        "apiVersion": "mlops.dev/v1alpha1",
+        "kind": "MLModel",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"model": {"uri": "s3://models/iris/v1/model.skops", "version": "v1"}, **spec},
+    }
+    return yaml.safe_dump(body)
+
+
+def apply(cluster: ControlPlane, manifest: str) -> None:
+    cluster.kubectl("apply", "-f", "-", input_text=manifest)
+
+
+def model_status(cluster: ControlPlane, namespace: str, name: str) -> dict[str, Any]:
+    status: dict[str, Any] = get_json(cluster, "mlmodel", name, "-n", namespace).get("status", {})
+    return status
+
+
+def wait_phase(
+    cluster: ControlPlane, namespace: str, name: str, phase: str, timeout: float = 60
+) -> dict[str, Any]:
+    status: dict[str, Any] = wait_for(
+        lambda: (s := model_status(cluster, namespace, name)).get("phase") == phase and s,
+        timeout=timeout,
+        what=f"{name} to be {phase}",
+    )
+    return status
+
+
+def deployments(cluster: ControlPlane, namespace: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = get_json(cluster, "deployments", "-n", namespace)["items"]
+    return items
+
+
+def events_for(cluster: ControlPlane, namespace: str, name: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = get_json(
+        cluster, "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}"
+    )["items"]
+    return items
+
+
+def test_an_mlmodel_becomes_a_served_healthy_deployment(
+    cluster: ControlPlane, namespace: str, operators: OperatorEnv
+) -> None:
+    operators.start(namespace)
+    apply(
+        cluster,
+        mlmodel(
+            "iris",
+            namespace,
+            serving={"replicas": 2, "batching": {"maxBatchSize": 16, "maxDelayMs": 1}},
+        ),
+    )
+    status = wait_phase(cluster, namespace, "iris", "Healthy")
+    revision = status["stable"]["revision"]
+    assert status["stable"]["version"] == "v1"
+    assert status["ready"] == "2/2"
+    assert status["observedGeneration"] == 1
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Ready"]["status"] == "True"
+    assert conditions["Degraded"]["status"] == "False"
+
+    [deployment] = deployments(cluster, namespace)
+    assert deployment["metadata"]["name"] == f"iris-{revision}"
+    owner = deployment["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner["controller"]) == ("MLModel", "iris", True)
+    pod = deployment["spec"]["template"]["spec"]
+    [init], [serve] = pod["initContainers"], pod["containers"]
+    assert init["image"] == serve["image"] == RUNTIME_IMAGE
+    assert init["args"][:4] == [
+        "convert",
+        "--uri=s3://models/iris/v1/model.skops",
+        "--format=skops",
+        "--out=/models",
+    ]
+    assert "--report-file=/dev/termination-log" in init["args"]
+    assert serve["args"][0] == "serve"
+    assert "--max-batch-size=16" in serve["args"]
+    assert f"--revision={revision}" in serve["args"]
+    assert serve["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert serve["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    for container in (init, serve):
+        security = container["securityContext"]
+        assert security["readOnlyRootFilesystem"] is True
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["capabilities"]["drop"] == ["ALL"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+
+    services = {
+        s["metadata"]["name"]: s["spec"]["selector"]
+        for s in get_json(cluster, "services", "-n", namespace)["items"]
+    }
+    assert services == {
+        "iris": {"mlops.dev/model": "iris"},
+        "iris-stable": {"mlops.dev/model": "iris", "mlops.dev/revision": revision},
+        "iris-canary": {"mlops.dev/model": "iris", "mlops.dev/revision": revision},
+    }
+    pdbs = get_json(cluster, "poddisruptionbudgets", "-n", namespace)["items"]
+    assert [p["metadata"]["name"] for p in pdbs] == [f"iris-{revision}"]
+
+    table = cluster.kubectl("get", "mlm", "-n", namespace).stdout.splitlines()
+    assert table[0].split() == ["NAME", "PHASE", "STABLE", "CANARY", "WEIGHT", "READY", "AGE"]
+    assert table[1].split()[:4] == ["iris", "Healthy", "v1", "2/2"]
+
+    reasons = [e["reason"] for e in events_for(cluster, namespace, "iris")]
+    assert "Healthy" in reasons
+
+
+def test_a_failed_conversion_is_reported_with_the_report_message(
+    cluster: ControlPlane, namespace: str, operators: OperatorEnv
+) -> None:
+    operators.start(namespace)
+    report = {
+        "status": "failed",
+        "error": "parity",
+        "message": "parity failed: 3 of 256 labels differ, worst probability difference 0.41",
+    }
+    pod_metadata = {
+        "labels": {KWOK_INIT_FAILURE: "true"},
+        "annotations": {
+            f"{KWOK_INIT_FAILURE}/message": json.dumps(report),
+            f"{KWOK_INIT_FAILURE}/exit-code": "7",
+            f"{KWOK_INIT_FAILURE}/container-name": "convert",
+            f"{KWOK_INIT_FAILURE}/reason": "Error",
+        },
+    }
+    apply(cluster, mlmodel("broken", namespace, serving={"podMetadata": pod_metadata}))
+    status = wait_phase(cluster, namespace, "broken", "Failed")
+    assert "conversion failed (exit 7)" in status["message"]
+    assert report["message"] in status["message"]
+    assert status["stable"]["conversion"]["error"] == "parity"
+    wait_for(
+        lambda: any(
+            e["reason"] == "Failed" and e["type"] == "Warning" and report["message"] in e["message"]
+            for e in events_for(cluster, namespace, "broken")
+        ),
+        what="a Warning event with the report's message",
+    )
+
+
+def test_a_failing_new_revision_leaves_the_serving_stable_untouched(
+    cluster: ControlPlane, namespace: str, operators: OperatorEnv
+) -> None:
+    operators.start(namespace)
+    apply(cluster, mlmodel("iris", namespace))
+    stable = wait_phase(cluster, namespace, "iris", "Healthy")["stable"]["revision"]
+    [before] = deployments(cluster, namespace)
+
+    bad = yaml.safe_load(mlmodel("iris", namespace))
+    bad["spec"]["model"] = {"uri": "s3://models/iris/v2/model.skops", "version": "v2"}
+    bad["spec"]["serving"] = {
+        "podMetadata": {
+            "labels": {KWOK_INIT_FAILURE: "true"},
+            "annotations": {
+                f"{KWOK_INIT_FAILURE}/message": json.dumps({"message": "unsupported model"}),
+                f"{KWOK_INIT_FAILURE}/exit-code": "6",
+            },
+        }
+    }
+    apply(cluster, yaml.safe_dump(bad))
+    status = wait_phase(cluster, namespace, "iris", "Failed")
+    assert status["stable"]["revision"] == stable
+    assert "unsupported model" in status["message"]
+    assert f"revision {stable} (v1) keeps serving" in status["message"]
+    conditions = {c["type"]: c["status"] for c in status["conditions"]}
+    assert conditions["Ready"] == "True"
+
+    by_name = {d["metadata"]["name"]: d for d in deployments(cluster, namespace)}
+    kept = by_name[f"iris-{stable}"]
+    assert kept["metadata"]["uid"] == before["metadata"]["uid"]
+    assert kept["spec"]["template"] == before["spec"]["template"]
+    assert kept["status"]["readyReplicas"] == 1
+    failed = by_name[f"iris-{status['canary']['revision']}"]
+    assert failed["spec"]["replicas"] == 0  # the failed revision is scaled away
+    selectors = {
+        s["metadata"]["name"]: s["spec"]["selector"]
+        for s in get_json(cluster, "services", "-n", namespace)["items"]
+    }
+    assert selectors["iris-stable"]["mlops.dev/revision"] == stable
+    assert selectors["iris-canary"]["mlops.dev/revision"] == stable
+
+
+def test_a_good_new_revision_replaces_the_stable(
+    cluster: ControlPlane, namespace: str, operators: OperatorEnv
+) -> None:
+    operators.start(namespace)
+    apply(cluster, mlmodel("iris", namespace))
+    first = wait_phase(cluster, namespace, "iris", "Healthy")["stable"]["revision"]
+    changed = yaml.safe_load(mlmodel("iris", namespace))
+    changed["spec"]["model"] = {"uri": "s3://models/iris/v2/model.skops", "version": "v2"}
+    apply(cluster, yaml.safe_dump(changed))
+    status = wait_for(
+        lambda: (
+            (s := model_status(cluster, namespace, "iris")).get("stable", {}).get("version") == "v2"
+            and s.get("phase") == "Healthy"
+            and s
+        ),
+        what="v2 to become the healthy stable",
+    )
+    assert status["stable"]["revision"] != first
+    wait_for(
+        lambda: (
+            [d["metadata"]["name"] for d in deployments(cluster, namespace)]
+            == [f"iris-{status['stable']['revision']}"]
+        ),
+        what="the old revision's Deployment to be removed",
+    )
+
+
+def test_deleting_the_mlmodel_removes_everything_it_made(
+    cluster: ControlPlane, namespace: str, operators: OperatorEnv
+) -> None:
+    operators.start(namespace)
+    apply(cluster, mlmodel("iris", namespace, serving={"replicas": 2}))
+    wait_phase(cluster, namespace, "iris", "Healthy")
+    cluster.kubectl("delete", "mlmodel", "iris", "-n", namespace, "--timeout=30s")
+    for kind in ("deployments", "services", "poddisruptionbudgets", "pods"):
+        wait_for(
+            lambda kind=kind: (
+                not get_json(cluster, kind, "-n", namespace, "-l", "mlops.dev/model=iris")["items"]
+            ),
+            what=f"{kind} of the deleted MLModel to be garbage-collected",
+        )
+
+
+@pytest.mark.parametrize("when", ["before-ready", "after-ready"])
+def test_a_restarted_operator_converges_without_duplicates_and_never_writes_spec(
+    cluster: ControlPlane, namespace: str, operators: OperatorEnv, when: str
+) -> None:
+    first = operators.start(namespace)
+    apply(cluster, mlmodel("iris", namespace, serving={"replicas": 2}))
+    if when == "before-ready":
+        wait_for(lambda: deployments(cluster, namespace), what="a Deployment")
+    else:
+        wait_phase(cluster, namespace, "iris", "Healthy")
+    first.stop(signal.SIGKILL)
+    snapshot = {
+        d["metadata"]["name"]: d["metadata"]["resourceVersion"]
+        for d in deployments(cluster, namespace)
+    }
+
+    second = operators.start(namespace, identity="op-b", lease_seconds=15)
+    status = wait_phase(cluster, namespace, "iris", "Healthy", timeout=90)
+    assert second.alive()
+    [deployment] = deployments(cluster, namespace)
+    assert deployment["metadata"]["name"] == f"iris-{status['stable']['revision']}"
+    if when == "after-ready":
+        # Re-applying the same desired state is a no-op: nothing was rewritten.
+        assert snapshot == {
+            deployment["metadata"]["name"]: deployment["metadata"]["resourceVersion"]
+        }
+    assert len(get_json(cluster, "services", "-n", namespace)["items"]) == 3
+
+    body = get_json(cluster, "mlmodel", "iris", "-n", namespace, "--show-managed-fields")
+    assert body["metadata"]["generation"] == 1
+    operator_fields = [
+        m for m in body["metadata"]["managedFields"] if m["manager"] == "mlmodel-operator"
+    ]
+    assert operator_fields
+    assert all(m.get("subresource") == "status" for m in operator_fields)
+    assert "finalizers" not in body["metadata"]
+    assert not any(k.startswith("kopf") for k in body["metadata"].get("annotations", {}))
+
+
+def test_two_operators_never_both_act_and_the_standby_takes_over(
+    cluster: ControlPlane, namespace: str, operators: OperatorEnv
+) -> None:
+    leader = operators.start(namespace, identity="op-a", lease_seconds=4)
+    wait_for(lambda: "became the leader" in leader.output(), what="op-a to lead")
+    standby = operators.start(namespace, identity="op-b", lease_seconds=4)
+    wait_for(lambda: "waiting to lead" in standby.output(), what="op-b to start")
+    apply(cluster, mlmodel("iris", namespace))
+    wait_phase(cluster, namespace, "iris", "Healthy")
+    assert "became the leader" not in standby.output()
+    assert "waiting to lead" in standby.output()
+    lease = get_json(cluster, "lease", f"lease-{namespace}", "-n", "mlmodel-system")
+    assert lease["spec"]["holderIdentity"] == "op-a"
+
+    assert leader.stop(signal.SIGTERM) == 0  # a clean stop gives the Lease up
+    wait_for(lambda: "became the leader" in standby.output(), timeout=30, what="op-b to take over")
+    scaled = yaml.safe_load(mlmodel("iris", namespace, serving={"replicas": 3}))
+    apply(cluster, yaml.safe_dump(scaled))
+    status = wait_for(
+        lambda: (s := model_status(cluster, namespace, "iris")).get("ready") == "3/3" and s,
+        what="the new leader to scale the model",
+    )
+    assert status["phase"] == "Healthy"
+
+
+def test_a_killed_leader_is_replaced_after_the_lease_expires(
+    cluster: ControlPlane, namespace: str, operators: OperatorEnv
+) -> None:
+    leader = operators.start(namespace, identity="op-a", lease_seconds=4)
+    wait_for(lambda: "became the leader" in leader.output(), what="op-a to lead")
+    standby = operators.start(namespace, identity="op-b", lease_seconds=4)
+    leader.stop(signal.SIGKILL)
+    wait_for(
+        lambda: "became the leader" in standby.output(),
+        timeout=30,
+        what="op-b to take over after the lease expired",
+    )
+    apply(cluster, mlmodel("iris", namespace))
+    wait_phase(cluster, namespace, "iris", "Healthy")
+
+
+def test_status_written_by_the_operator_survives_pruning(
+    cluster: ControlPlane, namespace: str, operators: OperatorEnv
+) -> None:
+    operators.start(namespace)
+    apply(cluster, mlmodel("iris", namespace))
+    status = wait_phase(cluster, namespace, "iris", "Healthy")
+    assert set(status) >= {
+        "phase",
+        "observedGeneration",
+        "message",
+        "ready",
+        "revision",
+        "stable",
+        "conditions",
+    }
+    assert {c["type"] for c in status["conditions"]} == {"Ready", "Progressing", "Degraded"}
+    assert all(c["lastTransitionTime"] for c in status["conditions"])
+
+
+def test_the_service_account_can_do_only_what_the_operator_needs(
+    cluster: ControlPlane, operators: OperatorEnv
+) -> None:
+    def can(verb: str, resource: str, namespace: str = "default") -> bool:
+        resource, _, sub = resource.partition("/")
+        result = cluster.kubectl(
+            "auth",
+            "can-i",
+            verb,
+            resource,
+            *([f"--subresource={sub}"] if sub else []),
+            "-n",
+            namespace,
+            kubeconfig=operators.kubeconfig,
+            check=False,
+        )
+        return result.stdout.strip() == "yes"
+
+    allowed = [
+        ("watch", "mlmodels.mlops.dev"),
+        ("patch", "mlmodels.mlops.dev/status"),
+        ("create", "deployments.apps"),
+        ("patch", "deployments.apps"),
+        ("delete", "deployments.apps"),
+        ("create", "services"),
+        ("patch", "services"),
+        ("list", "pods"),
+        ("create", "events"),
+        ("create", "poddisruptionbudgets.policy"),
+    ]
+    forbidden = [
+        ("update", "mlmodels.mlops.dev"),  # spec belongs to people and GitOps
+        ("patch", "mlmodels.mlops.dev"),
+        ("delete", "mlmodels.mlops.dev"),
+        ("create", "mlmodels.mlops.dev"),
+        ("get", "secrets"),
+        ("list", "secrets"),
+        ("create", "secrets"),
+        ("delete", "pods"),
+        ("create", "pods"),
+        ("delete", "services"),
+        ("create", "clusterroles.rbac.authorization.k8s.io"),
+        ("create", "rolebindings.rbac.authorization.k8s.io"),
+        ("delete", "customresourcedefinitions.apiextensions.k8s.io"),
+        ("create", "pods/exec"),
+    ]
+    assert [p for p in allowed if not can(*p)] == []
+    assert [p for p in forbidden if can(*p)] == []
+    assert can("update", "leases.coordination.k8s.io", "mlmodel-system")
+    assert not can("update", "leases.coordination.k8s.io", "default")
+
+    rules = cluster.kubectl(
+        "auth", "can-i", "--list", "-n", "default", kubeconfig=operators.kubeconfig
+    ).stdout
+    own_rules = [line for line in rules.splitlines() if "mlops.dev" in line or "apps" in line]
+    assert own_rules
+    assert not any("[*]" in line for line in own_rules)
+
+
+INVALID = [
+    ("no-uri", {"model": {"format": "skops"}}, "spec.model.uri: Required value"),
+    ("bad-scheme", {"model": {"uri": "ftp://host/m.skops"}}, "model.uri must start with"),
+    ("bad-format", {"model": {"uri": "s3://b/m", "format": "pmml"}}, 'Unsupported value: "pmml"'),
+    (
+        "pickle-without-opt-in",
+        {"model": {"uri": "s3://b/m.pkl", "format": "sklearn"}},
+        "format sklearn loads a pickle, which can run arbitrary code",
+    ),
+    (
+        "opt-in-without-pickle",
+        {"model": {"uri": "s3://b/m.skops", "allowUnsafePickle": True}},
+        "model.allowUnsafePickle applies only to format sklearn",
+    ),
+    (
+        "short-sha",
+        {"model": {"uri": "s3://b/m", "sha256": "abc123"}},
+        "model.sha256 must be 64 lowercase hexadecimal digits",
+    ),
+    (
+        "weight-over-100",
+        {"rollout": {"steps": [{"weight": 150}]}},
+        "spec.rollout.steps[0].weight: Invalid value: 150",
+    ),
+    (
+        "decreasing-weights",
+        {"rollout": {"steps": [{"weight": 50}, {"weight": 20}]}},
+        "rollout.steps weights must not decrease",
+    ),
+    (
+        "bad-pause",
+        {"rollout": {"steps": [{"weight": 10, "pause": {"duration": "two minutes"}}]}},
+        "pause.duration must be a duration such as 30s, 2m or 1h30m",
+    ),
+    (
+        "gateway-without-settings",
+        {"traffic": {"router": "gatewayAPI"}},
+        "traffic.router gatewayAPI needs traffic.gatewayAPI.parentRefs",
+    ),
+    (
+        "istio-without-settings",
+        {"traffic": {"router": "istio"}},
+        "traffic.router istio needs traffic.istio.hosts",
+    ),
+    ("unknown-router", {"traffic": {"router": "nginx"}}, 'Unsupported value: "nginx"'),
+    (
+        "zero-samples",
+        {"conversion": {"parity": {"samples": 0}}},
+        "spec.conversion.parity.samples: Invalid value: 0",
+    ),
+    (
+        "custom-metric-without-query",
+        {"rollout": {"analysis": {"metrics": [{"name": "custom", "max": 1}]}}},
+        "a custom metric needs prometheus.query",
+    ),
+    (
+        "custom-metric-without-prometheus",
+        {
+            "rollout": {
+                "analysis": {
+                    "metrics": [{"name": "custom", "max": 1, "prometheus": {"query": "up"}}]
+                }
+            }
+        },
+        "custom metrics need rollout.analysis.provider.prometheus",
+    ),
+    (
+        "negative-replicas",
+        {"serving": {"replicas": -1}},
+        "spec.serving.replicas: Invalid value: -1",
+    ),
+    (
+        "bad-on-inconclusive",
+        {"rollout": {"analysis": {"onInconclusive": "ignore"}}},
+        'Unsupported value: "ignore"',
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "spec", "message"), INVALID, ids=[i[0] for i in INVALID])
+def test_kubectl_apply_refuses_an_invalid_mlmodel_with_a_clear_message(
+    cluster: ControlPlane, operators: OperatorEnv, name: str, spec: dict[str, Any], message: str
+) -> None:
+    base: dict[str, Any] = {"model": {"uri": "s3://models/iris/v1/model.skops"}}
+    merged = {**base, **spec}
+    if "model" in spec:
+        merged["model"] = spec["model"]
+    manifest = textwrap.dedent(
+        yaml.safe_dump(
+            {
+                "apiVersion": "mlops.dev/v1alpha1",
+                "kind": "MLModel",
+                "metadata": {"name": name, "namespace": "default"},
+                "spec": merged,
+            }
+        )
+    )
+    result = cluster.kubectl("apply", "-f", "-", input_text=manifest, check=False)
+    assert result.returncode != 0, f"{name} was accepted"
+    assert message in result.stderr
