@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import textwrap
@@ -243,11 +244,13 @@ def test_deleting_the_mlmodel_removes_everything_it_made(
     apply(cluster, mlmodel("iris", namespace, serving={"replicas": 2}))
     wait_phase(cluster, namespace, "iris", "Healthy")
     cluster.kubectl("delete", "mlmodel", "iris", "-n", namespace, "--timeout=30s")
+    def gone(kind: str) -> bool:
+        selector = "mlops.dev/model=iris"
+        return not get_json(cluster, kind, "-n", namespace, "-l", selector)["items"]
+
     for kind in ("deployments", "services", "poddisruptionbudgets", "pods"):
         wait_for(
-            lambda kind=kind: (
-                not get_json(cluster, kind, "-n", namespace, "-l", "mlops.dev/model=iris")["items"]
-            ),
+            functools.partial(gone, kind),
             what=f"{kind} of the deleted MLModel to be garbage-collected",
         )
 
