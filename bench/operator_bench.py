@@ -1,0 +1,408 @@
+"""Operator benchmark: reaction time and memory of the real operator on the local control plane.
+
+    cd /work/main && PYTHONPATH=. .venv/bin/python bench/operator_bench.py [--latency-models 20]
+        [--load-models 200] [--json PATH]
+
+Starts etcd, kube-apiserver, controller manager, scheduler and kwok on loopback
+(tests/controlplane), installs the CRD and the RBAC of manifests/, and runs one
+`mlmodel-operator` process clusterwide as its ServiceAccount (default resync,
+leader election on). Then:
+
+1. idle: resident memory (VmRSS) with 0 MLModels, 10 s after the operator holds
+   its Lease;
+2. latency: in namespace `bench-latency`, one warm-up MLModel (not counted), then
+   N MLModels applied one at a time with `kubectl apply`; for each, the time
+   from `kubectl apply` returning to its Deployment appearing on a
+   `kubectl get deployments --watch` stream (also from `kubectl apply` starting);
+   the namespace is then deleted and awaited;
+3. load: M MLModels (1 replica each) applied with one `kubectl apply` in
+   namespace `bench-load`; the time until every one reports phase Healthy (kwok
+   runs the pods), and VmRSS then.
+
+Prints a summary and the load average around the run. Everything it starts
+(control plane, operator, watches) is stopped on exit, also on failure or
+Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import yaml
+from mlmodel_operator.revision import REVISION_LENGTH
+
+from tests.cluster.operator_process import (
+    OPERATOR_NAMESPACE,
+    RUNTIME_IMAGE,
+    install_operator_rbac,
+)
+from tests.controlplane.cluster import ControlPlane, start_control_plane
+
+LEASE = "mlmodel-operator-bench"
+LATENCY_NAMESPACE = "bench-latency"
+LOAD_NAMESPACE = "bench-load"
+
+
+def mlmodel(name: str, namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "mlops.dev/v1alpha1",
+        "kind": "MLModel",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "model": {"uri": f"s3://models/{name}/v1/model.skops", "version": "v1"},
+            "serving": {"replicas": 1},
+        },
+    }
+
+
+def vm_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    rank = max(1, round(fraction * len(ordered) + 0.5 - 1e-9))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def wait_until(what: str, probe: Callable[[], bool], *, timeout: float, every: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if probe():
+            return
+        time.sleep(every)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@dataclass
+class Operator:
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def check(self) -> None:
+        if self.process.poll() is not None:
+            tail = self.log.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"the operator exited with {self.process.returncode}:\n{tail}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+def start_operator(kubeconfig: Path, directory: Path) -> Operator:
+    """The operator clusterwide (`--namespaces=` empty), as its ServiceAccount."""
+    log = directory / "operator.log"
+    with log.open("wb") as handle:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "mlmodel_operator.cli",
+                "--namespaces=",
+                f"--lease-namespace={OPERATOR_NAMESPACE}",
+                f"--lease-name={LEASE}",
+                "--identity=bench",
+                "--health-address=127.0.0.1:0",
+                f"--runtime-image={RUNTIME_IMAGE}",
+            ],
+            env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
+    return Operator(process=process, log=log)
+
+
+@dataclass
+class DeploymentWatch:
+    """`kubectl get deployments --watch` in a namespace; when each name was first seen."""
+
+    process: subprocess.Popen[str]
+    first_seen: dict[str, float] = field(default_factory=dict)
+    changed: threading.Condition = field(default_factory=threading.Condition)
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            now = time.monotonic()
+            name = line.strip().removeprefix("deployment.apps/")
+            if name:
+                with self.changed:
+                    self.first_seen.setdefault(name, now)
+                    self.changed.notify_all()
+
+    def wait_for_model(self, model: str, timeout: float) -> float:
+        """When the Deployment `<model>-<revision>` was first seen."""
+
+        def seen() -> list[float]:
+            return [
+                at
+                for name, at in self.first_seen.items()
+                if name.startswith(f"{model}-") and len(name) == len(model) + 1 + REVISION_LENGTH
+            ]
+
+        with self.changed:
+            if not self.changed.wait_for(seen, timeout=timeout):
+                raise TimeoutError(f"no Deployment of {model} within {timeout} s")
+            return min(seen())
+
+
+@contextmanager
+def watch_deployments(plane: ControlPlane, namespace: str) -> Iterator[DeploymentWatch]:
+    process = subprocess.Popen(
+        [
+            str(plane.kubectl_path),
+            "--kubeconfig",
+            str(plane.kubeconfig),
+            "get",
+            "deployments",
+            "-n",
+            namespace,
+            "--watch",
+            "-o",
+            "name",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        bufsize=1,
+    )
+    watch = DeploymentWatch(process=process)
+    reader = threading.Thread(target=watch._read, daemon=True)
+    reader.start()
+    try:
+        yield watch
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        reader.join(timeout=5)
+
+
+def apply(plane: ControlPlane, objects: list[dict[str, Any]]) -> None:
+    plane.kubectl("apply", "-f", "-", input_text=yaml.safe_dump_all(objects))
+
+
+def measure_latency(plane: ControlPlane, operator: Operator, count: int) -> dict[str, Any]:
+    plane.kubectl("create", "namespace", LATENCY_NAMESPACE)
+    from_return: list[float] = []
+    from_start: list[float] = []
+    apply_seconds: list[float] = []
+    with watch_deployments(plane, LATENCY_NAMESPACE) as watch:
+        for index in range(count + 1):
+            name = "warmup" if index == 0 else f"latency-{index:03d}"
+            started = time.monotonic()
+            apply(plane, [mlmodel(name, LATENCY_NAMESPACE)])
+            returned = time.monotonic()
+            seen = watch.wait_for_model(name, timeout=60)
+            operator.check()
+            if index == 0:
+                continue
+            from_return.append(seen - returned)
+            from_start.append(seen - started)
+            apply_seconds.append(returned - started)
+    return {
+        "count": count,
+        "from_apply_return_s": from_return,
+        "from_apply_start_s": from_start,
+        "kubectl_apply_s": apply_seconds,
+    }
+
+
+def delete_namespace(plane: ControlPlane, namespace: str, timeout: float) -> float:
+    started = time.monotonic()
+    plane.kubectl("delete", "namespace", namespace, "--wait=false")
+    wait_until(
+        f"namespace {namespace} to be gone",
+        lambda: plane.kubectl("get", "namespace", namespace, check=False).returncode != 0,
+        timeout=timeout,
+        every=1,
+    )
+    return time.monotonic() - started
+
+
+def phases(plane: ControlPlane, namespace: str) -> list[str]:
+    out = plane.kubectl(
+        "get",
+        "mlmodels",
+        "-n",
+        namespace,
+        "-o",
+        "jsonpath={range .items[*]}{.status.phase}{'\\n'}{end}",
+    ).stdout
+    return [line.strip() for line in out.splitlines()]
+
+
+def measure_load(
+    plane: ControlPlane, operator: Operator, count: int, timeout: float
+) -> dict[str, Any]:
+    plane.kubectl("create", "namespace", LOAD_NAMESPACE)
+    started = time.monotonic()
+    apply(plane, [mlmodel(f"load-{i:03d}", LOAD_NAMESPACE) for i in range(1, count + 1)])
+    applied = time.monotonic() - started
+    peak = vm_rss_mib(operator.process.pid)
+    healthy = 0
+    deadline = started + timeout
+    while True:
+        operator.check()
+        peak = max(peak, vm_rss_mib(operator.process.pid))
+        healthy = phases(plane, LOAD_NAMESPACE).count("Healthy")
+        if healthy >= count:
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {healthy}/{count} MLModels Healthy after {timeout:.0f} s")
+        time.sleep(1)
+    all_healthy = time.monotonic() - started
+    time.sleep(5)
+    return {
+        "count": count,
+        "kubectl_apply_s": applied,
+        "all_healthy_s": all_healthy,
+        "rss_when_healthy_mib": vm_rss_mib(operator.process.pid),
+        "rss_peak_mib": max(peak, vm_rss_mib(operator.process.pid)),
+        "pods_running": plane.kubectl(
+            "get",
+            "pods",
+            "-n",
+            LOAD_NAMESPACE,
+            "--field-selector=status.phase=Running",
+            "-o",
+            "name",
+        ).stdout.count("\n"),
+    }
+
+
+def run(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
+    result: dict[str, Any] = {"load_before": os.getloadavg(), "cpus": os.cpu_count()}
+    plane = start_control_plane(directory / "plane")
+    operator: Operator | None = None
+    try:
+        kubeconfig = install_operator_rbac(plane, directory)
+        operator = start_operator(kubeconfig, directory)
+        started = time.monotonic()
+        wait_until(
+            "the operator to hold its Lease",
+            lambda: (
+                plane.kubectl(
+                    "get", "lease", LEASE, "-n", OPERATOR_NAMESPACE, check=False
+                ).returncode
+                == 0
+            ),
+            timeout=60,
+            every=0.2,
+        )
+        result["lease_after_s"] = time.monotonic() - started
+        time.sleep(10)
+        assert operator is not None
+        operator.check()
+        result["rss_idle_mib"] = vm_rss_mib(operator.process.pid)
+        print(f"idle: VmRSS {result['rss_idle_mib']:.1f} MiB", flush=True)
+
+        result["latency"] = measure_latency(plane, operator, args.latency_models)
+        result["rss_after_latency_mib"] = vm_rss_mib(operator.process.pid)
+        result["latency_namespace_deleted_s"] = delete_namespace(
+            plane, LATENCY_NAMESPACE, timeout=180
+        )
+        time.sleep(5)
+        result["rss_before_load_mib"] = vm_rss_mib(operator.process.pid)
+        print("latency: done", flush=True)
+
+        result["load"] = measure_load(plane, operator, args.load_models, timeout=args.timeout)
+        operator.check()
+    except BaseException:
+        if operator is not None:
+            print(operator.log.read_text(errors="replace")[-3000:], file=sys.stderr)
+        print(plane.log_tails(), file=sys.stderr)
+        raise
+    finally:
+        if operator is not None:
+            operator.stop()
+        plane.stop()
+    result["load_after"] = os.getloadavg()
+    return result
+
+
+def summary(result: dict[str, Any]) -> str:
+    latency, load = result["latency"], result["load"]
+    after_return = latency["from_apply_return_s"]
+    after_start = latency["from_apply_start_s"]
+
+    def ms(value: float) -> str:
+        return f"{value * 1000:.0f} ms"
+
+    lines = [
+        f"machine: {result['cpus']} CPUs; load average before "
+        + ", ".join(f"{x:.2f}" for x in result["load_before"])
+        + "; after "
+        + ", ".join(f"{x:.2f}" for x in result["load_after"]),
+        f"operator idle (0 MLModels): VmRSS {result['rss_idle_mib']:.1f} MiB",
+        f"apply -> Deployment, {latency['count']} MLModels one at a time: "
+        f"median {ms(statistics.median(after_return))}, p90 {ms(percentile(after_return, 0.9))}, "
+        f"max {ms(max(after_return))} (from kubectl apply returning); "
+        f"median {ms(statistics.median(after_start))}, p90 {ms(percentile(after_start, 0.9))} "
+        f"(from kubectl apply starting; kubectl apply itself median "
+        f"{ms(statistics.median(latency['kubectl_apply_s']))})",
+        f"after the latency run: VmRSS {result['rss_after_latency_mib']:.1f} MiB; namespace "
+        f"deleted in {result['latency_namespace_deleted_s']:.1f} s; "
+        f"VmRSS {result['rss_before_load_mib']:.1f} MiB",
+        f"{load['count']} MLModels in one kubectl apply ({load['kubectl_apply_s']:.1f} s): "
+        f"all Healthy after {load['all_healthy_s']:.1f} s, {load['pods_running']} pods Running; "
+        f"VmRSS {load['rss_when_healthy_mib']:.1f} MiB (peak {load['rss_peak_mib']:.1f} MiB)",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--latency-models", type=int, default=20)
+    parser.add_argument("--load-models", type=int, default=200)
+    parser.add_argument("--timeout", type=float, default=900, help="seconds for all to be Healthy")
+    parser.add_argument("--json", type=Path, help="also write the raw results here")
+    args = parser.parse_args()
+
+    def terminate(signum: int, _frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
+    directory = Path(tempfile.mkdtemp(prefix="operator-bench-"))
+    try:
+        result = run(args, directory)
+    except BaseException:
+        print(f"logs kept in {directory}", file=sys.stderr)
+        raise
+    shutil.rmtree(directory, ignore_errors=True)
+    print(summary(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
