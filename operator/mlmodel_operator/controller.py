@@ -21,7 +21,9 @@ from typing import Any
 from mlmodel_operator import desired
 from mlmodel_operator.kube import ApiError, KubeClient
 from mlmodel_operator.reconcile import Inputs, Observed, Plan, plan
+from mlmodel_operator.routers import RequiredApi, router_for
 from mlmodel_operator.settings import Settings
+from mlmodel_operator.spec import SpecError, parse_spec
 
 logger = logging.getLogger(__name__)
 Key = tuple[str, str]  # (namespace, name)
@@ -121,6 +123,7 @@ class Controller:
                     if p["metadata"].get("labels", {}).get(desired.REVISION_LABEL) == revision
                 ],
             )
+        budgets = await client.list("PodDisruptionBudget", namespace, selector=selector)
         metadata = body["metadata"]
         result = plan(
             Inputs(
@@ -131,23 +134,51 @@ class Controller:
                 observed=observed,
                 settings=self._settings,
                 now=_now(),
+                now_s=time.time(),
+                annotations=metadata.get("annotations") or {},
+                router_available=await self._router_available(body.get("spec") or {}),
+                disruption_budgets=frozenset(b["metadata"]["name"] for b in budgets),
             )
         )
         await self._carry_out(body, result)
         return result.requeue_after
 
+    async def _router_available(self, spec: Mapping[str, Any]) -> bool:
+        try:
+            required = router_for(parse_spec(spec).traffic.router).required
+        except SpecError:
+            return True  # the plan reports the invalid spec itself
+        return required is None or await self._api_served(required)
+
+    async def _api_served(self, api: RequiredApi) -> bool:
+        """Discovery (allowed to every authenticated user): is the router's CRD installed?"""
+        try:
+            resources = await self._client.request("GET", f"/apis/{api.group_version}")
+        except ApiError as error:
+            if error.status == 404:
+                return False
+            raise
+        return any(r.get("name") == api.plural for r in resources.get("resources", ()))
+
     async def _carry_out(self, body: Mapping[str, Any], result: Plan) -> None:
         client = self._client
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        status = result.status
         for obj in result.apply:
-            await client.apply(obj)
+            applied = await client.apply(obj)
+            if obj["kind"] == result.router_kind and "canary" in status:
+                router = router_for((body.get("spec") or {}).get("traffic", {}).get("router"))
+                weight = router.applied_weight(applied)
+                status = {**status, "canary": {**status["canary"], "effectiveWeight": weight}}
+        for deployment, replicas in result.scale:
+            await client.scale("Deployment", namespace, deployment, replicas)
         for kind, child in result.delete:
             if await client.delete(kind, namespace, child):
                 logger.info("deleted %s %s/%s", kind, namespace, child)
         old_status = body.get("status") or {}
-        if _comparable(old_status) != _comparable(result.status):
+        if _comparable(old_status) != _comparable(status):
             try:
-                await client.apply_status("MLModel", namespace, name, result.status)
+                await client.apply_status("MLModel", namespace, name, status)
             except ApiError as error:
                 if error.status != 404:
                     raise
@@ -157,8 +188,8 @@ class Controller:
                     namespace,
                     name,
                     old_status.get("phase"),
-                    result.status.get("phase"),
-                    result.status.get("message"),
+                    status.get("phase"),
+                    status.get("message"),
                 )
         for event in result.events:
             await client.event(

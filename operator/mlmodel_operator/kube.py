@@ -154,6 +154,15 @@ class KubeClient:
             params={"fieldManager": FIELD_MANAGER, "force": "true"},
         )
 
+    async def scale(self, kind: str, namespace: str, name: str, replicas: int) -> None:
+        """Set replicas through the scale subresource, leaving the rest of the object as is."""
+        await self.request(
+            "PATCH",
+            _path(kind, namespace, name, "scale"),
+            body={"spec": {"replicas": replicas}},
+            content_type="application/merge-patch+json",
+        )
+
     async def delete(self, kind: str, namespace: str, name: str) -> bool:
         try:
             await self.request(

@@ -1,15 +1,222 @@
-"""The kubectl plugin `kubectl-mlmodel` (promote, abort, retry, pause, resume, status)."""
+"""`kubectl mlmodel`: promote, abort, retry, pause, resume and watch MLModel rollouts.
+
+Installed as `kubectl-mlmodel`, so kubectl finds it as a plugin. It runs the
+kubectl it is found beside (or $KUBECTL) and only writes annotations on the
+MLModel, each scoped to the canary revision and attempt shown in its status (see
+`rollout.py`): an action meant for one rollout never applies to a later one.
+Everything it does can be done with plain `kubectl annotate` (docs/rollouts.md).
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import shutil
+import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from mlmodel_operator.rollout import ABORT, PAUSE, PROMOTE, RETRY
+
+
+class PluginError(RuntimeError):
+    pass
+
+
+def _kubectl() -> str:
+    found = os.environ.get("KUBECTL") or shutil.which("kubectl")
+    if not found:
+        raise PluginError("kubectl not found on PATH (or set KUBECTL)")
+    return found
+
+
+def _global_flags(args: argparse.Namespace) -> list[str]:
+    flags = []
+    if args.kubeconfig:
+        flags.append(f"--kubeconfig={args.kubeconfig}")
+    if args.context:
+        flags.append(f"--context={args.context}")
+    if args.namespace:
+        flags.append(f"--namespace={args.namespace}")
+    return flags
+
+
+def _run(args: argparse.Namespace, *command: str) -> str:
+    result = subprocess.run(
+        [_kubectl(), *_global_flags(args), *command],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise PluginError(result.stderr.strip() or f"kubectl {command[0]} failed")
+    return result.stdout
+
+
+def _get(args: argparse.Namespace) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(_run(args, "get", "mlmodel", args.name, "-o", "json"))
+    return body
+
+
+def _annotate(args: argparse.Namespace, *pairs: str) -> None:
+    _run(args, "annotate", "mlmodel", args.name, "--overwrite", *pairs)
+
+
+def _canary(body: Mapping[str, Any]) -> dict[str, Any]:
+    canary: dict[str, Any] = (body.get("status") or {}).get("canary") or {}
+    if not canary.get("revision"):
+        raise PluginError(f"{body['metadata']['name']} has no rollout in progress")
+    return canary
+
+
+def _key(canary: Mapping[str, Any]) -> str:
+    return f"{canary['revision']}/{canary.get('attempt', 1)}"
+
+
+def promote(args: argparse.Namespace) -> str:
+    canary = _canary(_get(args))
+    if canary.get("aborted"):
+        raise PluginError("the rollout was rolled back: use `retry` to start it again")
+    if args.full:
+        _annotate(args, f"{PROMOTE}={_key(canary)}/full")
+        return f"promoting revision {canary['revision']} fully"
+    step = int(canary.get("step", -1))
+    if step < 0:
+        raise PluginError("the canary is not ready yet; step 1 starts when it is (or use --full)")
+    _annotate(args, f"{PROMOTE}={_key(canary)}/{step}")
+    return f"promoting revision {canary['revision']} past step {step + 1}/{canary.get('steps')}"
+
+
+def abort(args: argparse.Namespace) -> str:
+    canary = _canary(_get(args))
+    _annotate(args, f"{ABORT}={_key(canary)}")
+    return f"aborting revision {canary['revision']}"
+
+
+def retry(args: argparse.Namespace) -> str:
+    canary = _canary(_get(args))
+    if not canary.get("aborted"):
+        raise PluginError("the rollout was not rolled back; nothing to retry")
+    _annotate(args, f"{RETRY}={_key(canary)}")
+    return f"retrying revision {canary['revision']}"
+
+
+def pause(args: argparse.Namespace) -> str:
+    canary = _canary(_get(args))
+    _annotate(args, f"{PAUSE}={_key(canary)}")
+    return f"pausing the rollout of revision {canary['revision']}"
+
+
+def resume(args: argparse.Namespace) -> str:
+    body = _get(args)
+    if PAUSE not in (body["metadata"].get("annotations") or {}):
+        raise PluginError(
+            "the rollout is not paused by a person (a `pause: {}` step needs promote)"
+        )
+    _annotate(args, f"{PAUSE}-")
+    return "resumed"
+
+
+def _bar(weight: int, width: int = 20) -> str:
+    filled = round(width * max(0, min(weight, 100)) / 100)
+    return "[" + "#" * filled + "." * (width - filled) + f"] {weight}%"
+
+
+def render(body: Mapping[str, Any]) -> str:
+    """The status view: phase, stable, canary with steps and weights, analysis, message."""
+    status = body.get("status") or {}
+    name = body["metadata"]["name"]
+    lines = [f"{name}  phase: {status.get('phase', 'Pending')}"]
+    stable = status.get("stable") or {}
+    if stable:
+        lines.append(
+            f"  stable   {stable.get('version')} (revision {stable.get('revision')}), "
+            f"ready {stable.get('readyReplicas', 0)}/{stable.get('replicas', 0)}"
+        )
+    canary = status.get("canary") or {}
+    if canary:
+        step, steps = int(canary.get("step", -1)), canary.get("steps", "?")
+        where = "waiting for ready" if step < 0 else f"step {step + 1}/{steps}"
+        state = " (rolled back)" if canary.get("aborted") else ""
+        lines.append(
+            f"  canary   {canary.get('version')} (revision {canary.get('revision')}), "
+            f"ready {canary.get('readyReplicas', 0)}/{canary.get('replicas', 0)}, "
+            f"{where}{state}"
+        )
+        lines.append(f"  weight   {_bar(int(canary.get('weight', 0)))}")
+        effective = canary.get("effectiveWeight")
+        if effective is not None and effective != canary.get("weight"):
+            lines.append(f"  applied  {_bar(int(effective))}")
+    analysis = status.get("analysis") or {}
+    for metric in analysis.get("metrics", ()):
+        lines.append(
+            f"  analysis {metric.get('name')}: stable {metric.get('stable')}, "
+            f"canary {metric.get('canary')} -> {metric.get('verdict')}"
+        )
+    if status.get("message"):
+        lines.append(f"  {status['message']}")
+    return "\n".join(lines)
+
+
+def show(args: argparse.Namespace) -> str:
+    if not args.watch:
+        return render(_get(args))
+    last = ""
+    tty = sys.stdout.isatty()
+    while True:
+        view = render(_get(args))
+        if view != last:
+            if tty:
+                sys.stdout.write("\x1b[H\x1b[2J")
+            sys.stdout.write(view + "\n" + ("" if tty else "---\n"))
+            sys.stdout.flush()
+            last = view
+        time.sleep(args.interval)
+
+
+COMMANDS = {
+    "promote": (promote, "finish the current step now (--full: skip every remaining step)"),
+    "abort": (abort, "roll the canary back; the stable keeps serving"),
+    "retry": (retry, "start a rolled-back rollout again"),
+    "pause": (pause, "hold the rollout at its current step"),
+    "resume": (resume, "release a pause set with `pause`"),
+    "status": (show, "show the rollout (-w: live)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kubectl mlmodel", description="Control MLModel canary rollouts."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (_, help_text) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        command.add_argument("name", help="the MLModel")
+        command.add_argument("-n", "--namespace", default="")
+        command.add_argument("--kubeconfig", default="")
+        command.add_argument("--context", default="")
+        if name == "promote":
+            command.add_argument("--full", action="store_true")
+        if name == "status":
+            command.add_argument("-w", "--watch", action="store_true")
+            command.add_argument("--interval", type=float, default=1.0)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    del argv
-    print("kubectl-mlmodel: not implemented yet", file=sys.stderr)
-    return 2
+    args = build_parser().parse_args(argv)
+    action = COMMANDS[args.command][0]
+    try:
+        print(action(args))
+    except PluginError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    return 0
 
 
 if __name__ == "__main__":

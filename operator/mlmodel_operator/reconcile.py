@@ -1,28 +1,31 @@
-"""The reconcile decision for one MLModel: desired objects, status and events.
+"""The reconcile decision for one MLModel: desired objects, scales, deletions, status, events.
 
-Pure: spec, current status, what was observed of each revision, settings and
-the time come in; a Plan comes out, which `controller.py` carries out. The
-first revision goes straight to stable. A later revision is brought up beside
-the serving stable and replaces it once fully ready; if it fails (conversion,
-crash loop, progress deadline) the stable is left serving untouched, and the
-failed revision is scaled to zero until the spec changes.
+Pure: spec, annotations, current status, what was observed of each revision,
+settings and the time come in; a Plan comes out, which `controller.py` carries
+out. The first revision goes straight to stable. Every later revision is a
+canary walked through the rollout steps by `rollout.advance`; on promotion it
+becomes stable and the old stable is scaled away after `scaleDownDelaySeconds`.
+A broken or aborted canary is rolled back and the stable keeps serving untouched.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlmodel_operator import desired
+from mlmodel_operator import desired, rollout
 from mlmodel_operator.conditions import Condition, merge_conditions
 from mlmodel_operator.health import RevisionHealth, assess
 from mlmodel_operator.revision import revision_of
+from mlmodel_operator.routers import Router, router_for
 from mlmodel_operator.settings import Settings
-from mlmodel_operator.spec import MLModelSpec, SpecError, parse_spec
+from mlmodel_operator.spec import MLModelSpec, SpecError, parse_duration, parse_spec
 
 SETTLING_REQUEUE_S = 5.0
-_KEPT_WHEN_INVALID = ("stable", "canary", "ready", "revision")
+DEFAULT_INTERVAL_S = 30.0
+_KEPT_WHEN_BLOCKED = ("stable", "canary", "ready", "revision", "previous")
 
 
 @dataclass(frozen=True)
@@ -43,10 +46,13 @@ class Event:
 @dataclass(frozen=True)
 class Plan:
     apply: list[dict[str, Any]] = field(default_factory=list)
+    scale: list[tuple[str, int]] = field(default_factory=list)  # (Deployment, replicas)
     delete: list[tuple[str, str]] = field(default_factory=list)  # (kind, name)
     status: dict[str, Any] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     requeue_after: float = 30.0
+    # The kind of the applied object whose weights the router reads back ("" for none).
+    router_kind: str = ""
 
 
 @dataclass(frozen=True)
@@ -58,22 +64,15 @@ class Inputs:
     observed: Mapping[str, Observed]  # by revision
     settings: Settings
     now: str  # RFC 3339, for conditions
+    now_s: float = 0.0  # Unix seconds, for the rollout clock
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    router_available: bool = True
+    disruption_budgets: frozenset[str] = frozenset()  # names that exist
+    analysis_failure: str = ""  # a failed analysis verdict and its reason, or ""
 
 
 def _ready_text(health: RevisionHealth) -> str:
     return f"{health.ready}/{health.desired}"
-
-
-def _with_phase_event(
-    inputs: Inputs, status: dict[str, Any], extra: Sequence[Event] = ()
-) -> list[Event]:
-    events = list(extra)
-    old_phase = inputs.status.get("phase")
-    new_phase = status["phase"]
-    if old_phase != new_phase:
-        kind = "Warning" if new_phase in ("Failed", "Degraded", "RolledBack") else "Normal"
-        events.append(Event(kind, new_phase, status.get("message", "")))
-    return events
 
 
 def _conditions(
@@ -82,7 +81,7 @@ def _conditions(
     return merge_conditions(
         inputs.status.get("conditions") or (),
         [
-            Condition("Ready", ready, reason if not ready else "Serving", message),
+            Condition("Ready", ready, "Serving" if ready else reason, message),
             Condition("Progressing", progressing, reason if progressing else "Settled", message),
             Condition("Degraded", degraded, reason if degraded else "AsExpected", message),
         ],
@@ -91,218 +90,293 @@ def _conditions(
     )
 
 
-def _invalid(inputs: Inputs, error: SpecError) -> Plan:
-    message = f"invalid spec: {error}"
+def _blocked(inputs: Inputs, reason: str, message: str) -> Plan:
+    """Nothing can be done until people act: say why, change nothing else."""
+    stable_ready = (inputs.status.get("stable") or {}).get("readyReplicas", 0) > 0
     status = {
-        **{
-            k: v for k, v in inputs.status.items() if k in ("stable", "canary", "ready", "revision")
-        },
-        "phase": "Failed",
+        **{k: v for k, v in inputs.status.items() if k in _KEPT_WHEN_BLOCKED},
+        "phase": "Failed" if reason == "InvalidSpec" else "Degraded",
         "observedGeneration": inputs.generation,
         "message": message,
         "conditions": _conditions(
             inputs,
-            ready=False,
+            ready=stable_ready,
             progressing=False,
             degraded=True,
-            reason="InvalidSpec",
+            reason=reason,
             message=message,
         ),
     }
-    events = (
-        []
-        if inputs.status.get("message") == message
-        else [Event("Warning", "InvalidSpec", message)]
-    )
+    events = [] if inputs.status.get("message") == message else [Event("Warning", reason, message)]
     return Plan(status=status, events=events, requeue_after=inputs.settings.resync_seconds)
+
+
+def _interval(spec: MLModelSpec) -> float:
+    text = spec.analysis.get("interval")
+    return parse_duration(str(text)) if text else DEFAULT_INTERVAL_S
 
 
 def plan(inputs: Inputs) -> Plan:
     try:
         spec = parse_spec(inputs.spec)
+        interval = _interval(spec)
     except SpecError as error:
-        return _invalid(inputs, error)
-    settings, ref = inputs.settings, inputs.ref
-    revision = revision_of(spec, settings.runtime_image)
-    previous_stable = (inputs.status.get("stable") or {}).get("revision")
-    stable = previous_stable or revision
-    candidate = revision if revision != stable else None
-    previous_canary = inputs.status.get("canary") or {}
-    candidate_failed = bool(
-        candidate and previous_canary.get("revision") == candidate and previous_canary.get("failed")
-    )
+        return _blocked(inputs, "InvalidSpec", f"invalid spec: {error}")
+    router = router_for(spec.traffic.router)
+    if not inputs.router_available and router.required is not None:
+        stable = (inputs.status.get("stable") or {}).get("revision")
+        serving = f"revision {stable} keeps serving" if stable else "nothing is deployed"
+        return _blocked(
+            inputs,
+            "RouterUnavailable",
+            f"traffic router {router.name} needs the {router.required.kind} API "
+            f"({router.required.crd}), which is not installed in this cluster; {serving}",
+        )
+    return _Planner(inputs, spec, router, interval).plan()
 
-    def health(rev: str) -> RevisionHealth:
-        seen = inputs.observed.get(rev, Observed(None))
+
+class _Planner:
+    """One reconcile's arithmetic, split into steps; holds no state beyond the call."""
+
+    def __init__(self, inputs: Inputs, spec: MLModelSpec, router: Router, interval: float) -> None:
+        self.inputs, self.spec, self.router, self.interval = inputs, spec, router, interval
+        self.ref = inputs.ref
+        self.revision = revision_of(spec, inputs.settings.runtime_image)
+        self.version = spec.model.version or self.revision
+        self.events: list[Event] = []
+
+    def health(self, revision: str) -> RevisionHealth:
+        seen = self.inputs.observed.get(revision, Observed(None))
         return assess(seen.deployment, seen.pods)
 
-    stable_health = health(stable)
-    events: list[Event] = []
-    canary_status: dict[str, Any] = {}
+    def plan(self) -> Plan:
+        inputs, spec, now = self.inputs, self.spec, self.inputs.now_s
+        status = inputs.status
+        stable = (status.get("stable") or {}).get("revision") or self.revision
+        previous: dict[str, Any] = dict(status.get("previous") or {})
+        candidate = self.revision if self.revision != stable else None
+        decision: rollout.Decision | None = None
+        if candidate:
+            decision = self.advance(candidate, stable)
+            if decision.promoted:
+                delay = spec.rollout.scale_down_delay_seconds
+                previous = {"revision": stable, "deleteAfter": now + delay}
+                stable, candidate = candidate, None
+        aborted = decision is not None and decision.state.aborted
+        weight = decision.state.weight if decision and candidate and not aborted else 0
 
-    if candidate and not candidate_failed:
-        candidate_health = health(candidate)
-        failure = candidate_health.failure
-        if failure is None and candidate_health.deadline_exceeded:
-            failure_message = (
-                f"revision {candidate} not ready within {spec.rollout.progress_deadline_seconds}s"
-            )
-        else:
-            failure_message = failure.message if failure else ""
-        if failure_message:
-            candidate_failed = True
-            events.append(Event("Warning", "RevisionFailed", failure_message))
-            canary_status = {
-                "revision": candidate,
-                "version": spec.model.version or candidate,
-                "failed": True,
-                "message": failure_message,
-                "conversion": dict(failure.report) if failure else {},
-            }
-        elif candidate_health.fully_ready:
-            events.append(
-                Event("Normal", "Promoted", f"revision {candidate} is ready and now stable")
-            )
-            stable, candidate, stable_health = candidate, None, candidate_health
-        else:
-            canary_status = {
-                "revision": candidate,
-                "version": spec.model.version or candidate,
-                "replicas": candidate_health.desired,
-                "readyReplicas": candidate_health.ready,
-            }
-    elif candidate_failed:
-        canary_status = dict(previous_canary)
+        total = spec.serving.replicas
+        stable_replicas, canary_replicas = total, 0
+        if candidate and not aborted and decision is not None:
+            first = spec.rollout.steps[0].weight
+            target = weight if decision.state.step >= 0 else first
+            if self.router.name == "replicas":
+                split = rollout.replica_split(total, target)
+                canary_replicas = split[1]
+                # Stable keeps all its replicas until the canary is ready (a surge).
+                stable_replicas = split[0] if decision.state.step >= 0 else total
+            else:
+                canary_replicas = max(1, math.ceil(total * target / 100))
 
-    objects: list[dict[str, Any]] = []
-    objects.extend(
-        _revision_objects(
-            inputs, spec if stable == revision else None, stable, "stable", spec.serving.replicas
+        plan_apply: list[dict[str, Any]] = []
+        plan_scale: list[tuple[str, int]] = []
+        if stable == self.revision:
+            plan_apply.append(self.deployment(stable, "stable", stable_replicas))
+        elif self._observed_replicas(stable) != stable_replicas:
+            plan_scale.append((desired.deployment_name(self.ref.name, stable), stable_replicas))
+        if candidate:
+            plan_apply.append(self.deployment(candidate, "canary", canary_replicas))
+        live_canary = candidate if candidate and not aborted else None
+        plan_apply.extend(desired.services(self.ref, stable=stable, canary=live_canary))
+        plan_apply.extend(
+            self.router.desired(self.ref, self._router_settings(), canary_weight=weight)
         )
-    )
-    if candidate:
-        replicas = 0 if candidate_failed else spec.serving.replicas
-        objects.extend(_revision_objects(inputs, spec, candidate, "canary", replicas))
-    objects.extend(
-        desired.services(ref, stable=stable, canary=None if candidate_failed else candidate)
-    )
-    keep = {stable, *([candidate] if candidate else [])}
-    delete = [
-        ("Deployment", desired.deployment_name(ref.name, rev))
-        for rev, seen in inputs.observed.items()
-        if rev not in keep and seen.deployment is not None
-    ]
-    if spec.serving.replicas <= 1:
-        delete.append(("PodDisruptionBudget", desired.deployment_name(ref.name, stable)))
+        stable_pdb = desired.deployment_name(self.ref.name, stable)
+        if total > 1:
+            plan_apply.append(desired.disruption_budget(self.ref, stable))
 
-    status = _status(inputs, spec, revision, stable, stable_health, canary_status)
-    settled = status["phase"] in ("Healthy", "Failed") and not (candidate and not candidate_failed)
-    return Plan(
-        apply=objects,
-        delete=delete,
-        status=status,
-        events=_with_phase_event(inputs, status, events),
-        requeue_after=settings.resync_seconds if settled else SETTLING_REQUEUE_S,
-    )
+        if previous and now >= float(previous.get("deleteAfter", 0)):
+            previous = {}
+        keep = {stable, *([candidate] if candidate else []), previous.get("revision")}
+        plan_delete = [
+            ("Deployment", desired.deployment_name(self.ref.name, rev))
+            for rev, seen in inputs.observed.items()
+            if rev not in keep and seen.deployment is not None
+        ]
+        plan_delete.extend(
+            ("PodDisruptionBudget", name)
+            for name in sorted(inputs.disruption_budgets)
+            if name != stable_pdb or total <= 1
+        )
 
+        new_status = self.status(stable, candidate, decision, previous)
+        self.events.extend(_phase_event(status, new_status))
+        settled = new_status["phase"] in ("Healthy", "Failed", "RolledBack") and not previous
+        requeue = inputs.settings.resync_seconds if settled else SETTLING_REQUEUE_S
+        if decision is not None:
+            requeue = min(requeue, decision.requeue_after)
+        if previous:
+            requeue = min(requeue, max(0.5, float(previous["deleteAfter"]) - now))
+        return Plan(
+            apply=plan_apply,
+            scale=plan_scale,
+            delete=plan_delete,
+            status=new_status,
+            events=self.events,
+            requeue_after=requeue,
+            router_kind=self.router.required.kind if self.router.required else "",
+        )
 
-def _revision_objects(
-    inputs: Inputs, spec: MLModelSpec | None, revision: str, variant: str, replicas: int
-) -> list[dict[str, Any]]:
-    """The Deployment (and PDB) of a revision. An older stable revision, whose spec is
-    no longer at hand, is left as it was applied when it was current."""
-    ref = inputs.ref
-    if spec is None:
-        return []
-    objects = [
-        desired.deployment(
-            ref,
-            spec,
+    def _observed_replicas(self, revision: str) -> int | None:
+        seen = self.inputs.observed.get(revision)
+        if seen is None or seen.deployment is None:
+            return None
+        return int((seen.deployment.get("spec") or {}).get("replicas", 1))
+
+    def _router_settings(self) -> Mapping[str, Any]:
+        traffic = self.spec.traffic
+        return traffic.gateway_api if self.router.name == "gatewayAPI" else traffic.istio
+
+    def deployment(self, revision: str, variant: str, replicas: int) -> dict[str, Any]:
+        return desired.deployment(
+            self.ref,
+            self.spec,
             revision=revision,
             variant=variant,
             replicas=replicas,
-            settings=inputs.settings,
+            settings=self.inputs.settings,
         )
-    ]
-    if replicas > 1:
-        objects.append(desired.disruption_budget(ref, revision))
-    return objects
+
+    def advance(self, candidate: str, stable: str) -> rollout.Decision:
+        inputs, spec = self.inputs, self.spec
+        state = rollout.state_from_status(inputs.status.get("canary") or {})
+        if state is None or state.revision != candidate:
+            if state is not None and not state.aborted:
+                self.events.append(
+                    Event(
+                        "Normal",
+                        "Restarted",
+                        f"revision {candidate} replaces canary {state.revision} mid-rollout; "
+                        f"starting again against stable {stable}",
+                    )
+                )
+            state = rollout.start(candidate, self.version, inputs.now_s)
+        canary, stable_health = self.health(candidate), self.health(stable)
+        failure = canary.failure.message if canary.failure else ""
+        if not failure and canary.deadline_exceeded:
+            failure = f"revision {candidate} exceeded its progress deadline"
+        observation = rollout.Observation(
+            canary_ready=canary.fully_ready and canary.desired > 0,
+            canary_ready_text=_ready_text(canary),
+            canary_failure=failure,
+            stable_healthy=stable_health.failure is None,
+            analysis_failure=inputs.analysis_failure,
+        )
+        return rollout.advance(
+            steps=spec.rollout.steps,
+            progress_deadline_s=spec.rollout.progress_deadline_seconds,
+            interval_s=self.interval,
+            state=state,
+            observed=observation,
+            actions=rollout.Actions.from_annotations(inputs.annotations),
+            now=inputs.now_s,
+        )
+
+    def status(
+        self,
+        stable: str,
+        candidate: str | None,
+        decision: rollout.Decision | None,
+        previous: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        inputs, spec = self.inputs, self.spec
+        stable_health = self.health(stable)
+        old_stable = inputs.status.get("stable") or {}
+        if stable == self.revision:
+            stable_version = self.version
+        elif old_stable.get("revision") == stable:
+            stable_version = old_stable.get("version", stable)
+        else:
+            stable_version = stable
+        phase, reason, message = _stable_phase(inputs, stable, stable_version, stable_health)
+        if decision is not None:
+            self.events.extend(Event(t, r, m) for t, r, m in decision.events)
+            if decision.promoted:
+                message = f"{decision.message}; {message}"
+            else:
+                phase, message = decision.phase, decision.message
+                reason = decision.phase
+                if phase == "RolledBack":
+                    message += f"; revision {stable} ({stable_version}) keeps serving"
+        stable_status: dict[str, Any] = {
+            "revision": stable,
+            "version": stable_version,
+            "replicas": stable_health.desired,
+            "readyReplicas": stable_health.ready,
+        }
+        conversion = stable_health.conversion or (
+            old_stable.get("conversion") if old_stable.get("revision") == stable else None
+        )
+        if stable_health.failure is not None and stable_health.failure.report:
+            conversion = stable_health.failure.report
+        if conversion:
+            stable_status["conversion"] = dict(conversion)
+        status: dict[str, Any] = {
+            "phase": phase,
+            "observedGeneration": inputs.generation,
+            "message": message,
+            "ready": _ready_text(stable_health),
+            "revision": self.revision,
+            "stable": stable_status,
+            "conditions": _conditions(
+                inputs,
+                ready=stable_health.ready > 0,
+                progressing=phase in ("Deploying", "Progressing", "Paused"),
+                degraded=phase in ("Degraded", "Failed", "RolledBack"),
+                reason=reason,
+                message=message,
+            ),
+        }
+        if candidate and decision is not None:
+            canary = self.health(candidate)
+            canary_status = rollout.state_to_status(decision.state, len(spec.rollout.steps))
+            canary_status["replicas"] = canary.desired
+            canary_status["readyReplicas"] = canary.ready
+            live = 0 if decision.state.aborted else decision.state.weight
+            canary_status["effectiveWeight"] = (
+                rollout.effective_weight(stable_health.ready, canary.ready)
+                if self.router.name == "replicas"
+                else live
+            )
+            report = canary.conversion or (canary.failure.report if canary.failure else {})
+            if report:
+                canary_status["conversion"] = dict(report)
+            status["canary"] = canary_status
+        if previous:
+            status["previous"] = dict(previous)
+        return status
 
 
-def _status(
-    inputs: Inputs,
-    spec: MLModelSpec,
-    revision: str,
-    stable: str,
-    stable_health: RevisionHealth,
-    canary: Mapping[str, Any],
-) -> dict[str, Any]:
+def _stable_phase(
+    inputs: Inputs, stable: str, version: str, health: RevisionHealth
+) -> tuple[str, str, str]:
     previous_phase = inputs.status.get("phase")
     was_serving = previous_phase in ("Healthy", "Degraded", "Progressing", "Paused", "RolledBack")
-    failure = stable_health.failure
-    stable_version = (
-        spec.model.version or stable
-        if stable == revision
-        else (inputs.status.get("stable") or {}).get("version", stable)
-    )
-    if stable_health.fully_ready and failure is None:
-        phase, reason = "Healthy", "Serving"
-        message = (
-            f"revision {stable} ({stable_version}) serving, {_ready_text(stable_health)} ready"
-        )
-    elif failure is not None and (stable_health.ready == 0 and not was_serving):
-        phase, reason, message = "Failed", failure.reason, failure.message
-    elif failure is not None or stable_health.deadline_exceeded or was_serving:
-        phase = "Degraded"
+    failure = health.failure
+    ready = _ready_text(health)
+    if health.fully_ready and failure is None:
+        return "Healthy", "Serving", f"revision {stable} ({version}) serving, {ready} ready"
+    if failure is not None and health.ready == 0 and not was_serving:
+        return "Failed", failure.reason, failure.message
+    if failure is not None or health.deadline_exceeded or was_serving:
         reason = failure.reason if failure else "NotReady"
-        message = (
-            failure.message
-            if failure
-            else (f"revision {stable}: only {_ready_text(stable_health)} replicas ready")
-        )
-    else:
-        phase, reason = "Deploying", "Deploying"
-        message = f"revision {stable} ({stable_version}): {_ready_text(stable_health)} ready"
-    if canary.get("failed"):
-        phase, reason = "Failed", "RevisionFailed"
-        message = f"{canary.get('message')}; revision {stable} ({stable_version}) keeps serving"
-    elif canary:
-        phase, reason = "Progressing", "Deploying"
-        message = (
-            f"revision {canary['revision']} ({canary['version']}): "
-            f"{canary.get('readyReplicas', 0)}/{canary.get('replicas', 0)} ready; "
-            f"revision {stable} keeps serving"
-        )
-    stable_status: dict[str, Any] = {
-        "revision": stable,
-        "version": stable_version,
-        "replicas": stable_health.desired,
-        "readyReplicas": stable_health.ready,
-    }
-    previous_stable = inputs.status.get("stable") or {}
-    conversion = stable_health.conversion or (
-        previous_stable.get("conversion") if previous_stable.get("revision") == stable else None
-    )
-    if conversion:
-        stable_status["conversion"] = dict(conversion)
-    if failure is not None and failure.report:
-        stable_status["conversion"] = dict(failure.report)
-    status: dict[str, Any] = {
-        "phase": phase,
-        "observedGeneration": inputs.generation,
-        "message": message,
-        "ready": _ready_text(stable_health),
-        "revision": revision,
-        "stable": stable_status,
-        "conditions": _conditions(
-            inputs,
-            ready=stable_health.ready > 0 and (stable_health.fully_ready or phase != "Failed"),
-            progressing=phase in ("Deploying", "Progressing"),
-            degraded=phase in ("Degraded", "Failed"),
-            reason=reason,
-            message=message,
-        ),
-    }
-    if canary:
-        status["canary"] = dict(canary)
-    return status
+        detail = failure.message if failure else f"only {ready} replicas ready"
+        return "Degraded", reason, f"revision {stable} ({version}): {detail}"
+    return "Deploying", "Deploying", f"revision {stable} ({version}): {ready} ready"
+
+
+def _phase_event(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Event]:
+    if old.get("phase") == new["phase"]:
+        return []
+    kind = "Warning" if new["phase"] in ("Failed", "Degraded", "RolledBack") else "Normal"
+    return [Event(kind, new["phase"], new.get("message", ""))]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -24,7 +25,7 @@ from pathlib import Path
 GO_MODULE = Path(__file__).resolve().parent / "go"
 KUBERNETES_VERSION = "v1.36.3"
 KWOK_VERSION = "v0.8.0"
-RECIPE = "3"  # bump when the build command below changes
+RECIPE = "4"  # bump when the build command below changes
 
 _K8S_PACKAGES = {
     "kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver",
@@ -54,6 +55,12 @@ _KWOK_STAGES = (
 _STAGE_FIXES = (("message: {{ $failureMessage }}", "message: {{ $failureMessage | Quote }}"),)
 KWOK_STAGES_FILE = "kwok-stages.yaml"
 
+# The traffic routers' real CRDs, from the modules their projects publish.
+GATEWAY_API_MODULE = "sigs.k8s.io/gateway-api@v1.6.3"
+ISTIO_API_MODULE = "istio.io/api@v1.32.0"
+_GATEWAY_API_CRDS = ("gatewayclasses", "gateways", "httproutes", "referencegrants")
+CRD_DIR = "crds"
+
 
 class BuildError(RuntimeError):
     """The binaries cannot be built; the message says what is missing and how to get it."""
@@ -69,6 +76,15 @@ class Binaries:
     @property
     def kwok_stages(self) -> Path:
         return self.directory / KWOK_STAGES_FILE
+
+    @property
+    def gateway_api_crds(self) -> Path:
+        """A directory of the Gateway API's standard CRDs (HTTPRoute and friends)."""
+        return self.directory / CRD_DIR / "gateway-api"
+
+    @property
+    def istio_virtualservice_crd(self) -> Path:
+        return self.directory / CRD_DIR / "istio-virtualservice.yaml"
 
 
 def cache_root() -> Path:
@@ -138,6 +154,31 @@ def _module_dir(go: str, module: str) -> Path:
     return Path(out.stdout.strip())
 
 
+def _download(go: str, module: str) -> Path:
+    out = subprocess.run(
+        [go, "mod", "download", "-json", module],
+        cwd=GO_MODULE,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise BuildError(f"downloading {module} failed: {out.stdout}{out.stderr}")
+    return Path(json.loads(out.stdout)["Dir"])
+
+
+def _copy_router_crds(go: str, target: Path) -> None:
+    gateway = _download(go, GATEWAY_API_MODULE) / "config" / "crd" / "standard"
+    (target / CRD_DIR / "gateway-api").mkdir(parents=True)
+    for name in _GATEWAY_API_CRDS:
+        source = gateway / f"gateway.networking.k8s.io_{name}.yaml"
+        shutil.copyfile(source, target / CRD_DIR / "gateway-api" / source.name)
+    istio = _download(go, ISTIO_API_MODULE) / "kubernetes" / "customresourcedefinitions.gen.yaml"
+    documents = istio.read_text().split("\n---\n")
+    [virtual_service] = [d for d in documents if "name: virtualservices.networking.istio.io" in d]
+    (target / CRD_DIR / "istio-virtualservice.yaml").write_text(virtual_service.strip() + "\n")
+
+
 def _build_into(go: str, target: Path, log: Path) -> None:
     env = {**os.environ, "GOFLAGS": "-mod=readonly -buildvcs=false"}
     command = [
@@ -166,6 +207,7 @@ def _build_into(go: str, target: Path, log: Path) -> None:
     for old, new in _STAGE_FIXES:
         stages = stages.replace(old, new)
     (target / KWOK_STAGES_FILE).write_text(stages)
+    _copy_router_crds(go, target)
 
 
 def ensure_binaries(*, quiet: bool = False) -> Binaries:
@@ -173,7 +215,10 @@ def ensure_binaries(*, quiet: bool = False) -> Binaries:
     root = cache_root()
     final = root / cache_key()
     binaries = Binaries(final)
-    if all(binaries.path(n).exists() for n in BINARIES) and binaries.kwok_stages.exists():
+    if (
+        all(binaries.path(n).exists() for n in BINARIES)
+        and binaries.istio_virtualservice_crd.exists()
+    ):
         return binaries
     go = _check_go()
     root.mkdir(parents=True, exist_ok=True)
@@ -193,6 +238,9 @@ def ensure_binaries(*, quiet: bool = False) -> Binaries:
         try:
             _build_into(go, staging, root / "build.log")
             staging.rename(final)
+            for stale in root.glob("k8s-*"):  # older versions' binaries: ~0.5 GB each
+                if stale != final:
+                    shutil.rmtree(stale, ignore_errors=True)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         if not quiet:

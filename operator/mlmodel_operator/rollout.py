@@ -1,0 +1,287 @@
+"""The canary rollout as a pure state machine: where a rollout stands and what comes next.
+
+Everything it needs comes in as arguments (the steps, the state kept in status,
+what was observed of the canary and the stable, the people's actions, the time)
+and a Decision comes out; nothing is read from clocks, the API or memory, so an
+operator restarted at any step resumes exactly there.
+
+People act through annotations (the kubectl plugin writes them), each scoped to
+the canary revision and attempt it was meant for, so an action never leaks into
+a later rollout; abort always wins over a pending promote:
+
+    mlops.dev/abort:   "<revision>/<attempt>"
+    mlops.dev/retry:   "<revision>/<attempt>"          (after an abort or rollback)
+    mlops.dev/promote: "<revision>/<attempt>/<step>"   (finish that step now)
+                       "<revision>/<attempt>/full"     (skip every remaining step)
+    mlops.dev/pause:   "<revision>/<attempt>"          (hold; remove it to resume)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from mlmodel_operator.spec import Step
+
+ABORT = "mlops.dev/abort"
+RETRY = "mlops.dev/retry"
+PROMOTE = "mlops.dev/promote"
+PAUSE = "mlops.dev/pause"
+ACTION_ANNOTATIONS = (ABORT, RETRY, PROMOTE, PAUSE)
+
+WAITING_FOR_READY = -1
+
+
+@dataclass(frozen=True)
+class Actions:
+    abort: str = ""
+    retry: str = ""
+    promote: str = ""
+    pause: str = ""
+
+    @classmethod
+    def from_annotations(cls, annotations: Mapping[str, str]) -> Actions:
+        return cls(
+            abort=annotations.get(ABORT, ""),
+            retry=annotations.get(RETRY, ""),
+            promote=annotations.get(PROMOTE, ""),
+            pause=annotations.get(PAUSE, ""),
+        )
+
+
+@dataclass(frozen=True)
+class CanaryState:
+    """What status.canary records between reconciles (times are Unix seconds)."""
+
+    revision: str
+    version: str
+    attempt: int = 1
+    step: int = WAITING_FOR_READY
+    weight: int = 0
+    started_at: float = 0.0
+    step_started_at: float = 0.0
+    aborted: bool = False
+    message: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.revision}/{self.attempt}"
+
+
+@dataclass(frozen=True)
+class Observation:
+    canary_ready: bool
+    canary_ready_text: str  # "1/2"
+    canary_failure: str = ""  # why the canary is broken (conversion, crash loop), or ""
+    stable_healthy: bool = True
+    analysis_failure: str = ""  # the analysis verdict Failed, with its reason, or ""
+
+
+@dataclass(frozen=True)
+class Decision:
+    state: CanaryState
+    phase: str  # Progressing | Paused | RolledBack | Degraded | Promoted
+    message: str
+    events: tuple[tuple[str, str, str], ...] = ()  # (type, reason, message)
+    requeue_after: float = 5.0
+
+    @property
+    def promoted(self) -> bool:
+        return self.phase == "Promoted"
+
+
+def start(revision: str, version: str, now: float, attempt: int = 1) -> CanaryState:
+    return CanaryState(
+        revision=revision, version=version, attempt=attempt, started_at=now, step_started_at=now
+    )
+
+
+def _describe(steps: Sequence[Step], index: int) -> str:
+    return f"step {index + 1}/{len(steps)}: canary at {steps[index].weight}%"
+
+
+def _abort(state: CanaryState, reason: str, message: str) -> Decision:
+    aborted = replace(state, aborted=True, weight=0, message=message)
+    return Decision(
+        state=aborted,
+        phase="RolledBack",
+        message=f"rolled back revision {state.revision} ({state.version}): {message}",
+        events=(("Warning", reason, message),),
+        requeue_after=30.0,
+    )
+
+
+def _enter_step(steps: Sequence[Step], state: CanaryState, index: int, now: float) -> Decision:
+    if index >= len(steps):
+        return Decision(
+            state=replace(state, step=len(steps) - 1, weight=100),
+            phase="Promoted",
+            message=f"revision {state.revision} ({state.version}) promoted to stable",
+            events=(("Normal", "Promoted", f"revision {state.revision} is now stable"),),
+            requeue_after=1.0,
+        )
+    entered = replace(state, step=index, weight=steps[index].weight, step_started_at=now)
+    return Decision(
+        state=entered,
+        phase="Progressing",
+        message=_describe(steps, index),
+        events=(("Normal", "StepStarted", _describe(steps, index)),),
+        requeue_after=1.0,
+    )
+
+
+def advance(
+    *,
+    steps: Sequence[Step],
+    progress_deadline_s: float,
+    interval_s: float,
+    state: CanaryState,
+    observed: Observation,
+    actions: Actions,
+    now: float,
+) -> Decision:
+    """The next state of a rollout. Rules in order: retry after rollback, abort,
+    broken canary, wait for ready (or the deadline), full promote, stable health,
+    analysis, then the step's own wait (promote, person's pause, indefinite pause,
+    duration, or one analysis interval for a step without pause)."""
+    key = state.key
+    if state.aborted:
+        if actions.retry == key:
+            restarted = start(state.revision, state.version, now, attempt=state.attempt + 1)
+            return Decision(
+                state=restarted,
+                phase="Progressing",
+                message=f"retrying revision {state.revision} (attempt {restarted.attempt})",
+                events=(("Normal", "Retry", f"retrying revision {state.revision}"),),
+                requeue_after=1.0,
+            )
+        return Decision(
+            state=state,
+            phase="RolledBack",
+            message=f"rolled back revision {state.revision} ({state.version}): {state.message}",
+            requeue_after=30.0,
+        )
+    if actions.abort == key:
+        return _abort(state, "Aborted", "aborted by a person")
+    if observed.canary_failure:
+        return _abort(state, "CanaryFailed", observed.canary_failure)
+    if state.step == WAITING_FOR_READY:
+        if observed.canary_ready:
+            return _enter_step(steps, state, 0, now)
+        if now - state.started_at > progress_deadline_s:
+            return _abort(
+                state,
+                "ProgressDeadlineExceeded",
+                f"canary not ready within {progress_deadline_s:.0f}s "
+                f"({observed.canary_ready_text} ready)",
+            )
+        return Decision(
+            state=state,
+            phase="Progressing",
+            message=(
+                f"waiting for revision {state.revision} ({state.version}) to become ready "
+                f"({observed.canary_ready_text})"
+            ),
+            requeue_after=2.0,
+        )
+    if actions.promote == f"{key}/full":
+        return _enter_step(steps, state, len(steps), now)
+    if not observed.stable_healthy:
+        return Decision(
+            state=state,
+            phase="Degraded",
+            message=f"{_describe(steps, state.step)}; holding: the stable revision is unhealthy",
+            requeue_after=5.0,
+        )
+    if observed.analysis_failure:
+        return _abort(state, "AnalysisFailed", observed.analysis_failure)
+    if actions.promote == f"{key}/{state.step}":
+        return _enter_step(steps, state, state.step + 1, now)
+    if actions.pause == key:
+        return Decision(
+            state=state,
+            phase="Paused",
+            message=f"{_describe(steps, state.step)}; paused by a person",
+            requeue_after=30.0,
+        )
+    pause = steps[state.step].pause_seconds
+    if pause is not None and math.isinf(pause):
+        return Decision(
+            state=state,
+            phase="Paused",
+            message=f"{_describe(steps, state.step)}; waiting for promote",
+            requeue_after=30.0,
+        )
+    wait = interval_s if pause is None else pause
+    elapsed = now - state.step_started_at
+    if elapsed >= wait:
+        return _enter_step(steps, state, state.step + 1, now)
+    return Decision(
+        state=state,
+        phase="Progressing",
+        message=f"{_describe(steps, state.step)}, {wait - elapsed:.0f}s left in this step",
+        requeue_after=min(max(wait - elapsed, 0.2), 5.0),
+    )
+
+
+def replica_split(total: int, weight: int) -> tuple[int, int]:
+    """(stable, canary) replicas approximating `weight` percent for the canary when the
+    replica count is the only traffic split (the `replicas` router).
+
+    >>> replica_split(10, 10)
+    (9, 1)
+    >>> replica_split(4, 50)
+    (2, 2)
+    >>> replica_split(1, 10)   # one replica each: 50% effective, and status says so
+    (1, 1)
+    >>> replica_split(3, 100)
+    (0, 3)
+    >>> replica_split(3, 0)
+    (3, 0)
+    """
+    if weight <= 0:
+        return total, 0
+    if weight >= 100:
+        return 0, max(total, 1)
+    canary = max(1, math.ceil(total * weight / 100))
+    stable = max(1, total - canary)
+    return stable, canary
+
+
+def effective_weight(stable_ready: int, canary_ready: int) -> int:
+    """The share of ready pods that are canary: the weight the replicas router achieves."""
+    total = stable_ready + canary_ready
+    return round(100 * canary_ready / total) if total else 0
+
+
+def state_from_status(canary: Mapping[str, Any]) -> CanaryState | None:
+    if not canary.get("revision"):
+        return None
+    return CanaryState(
+        revision=str(canary["revision"]),
+        version=str(canary.get("version", canary["revision"])),
+        attempt=int(canary.get("attempt", 1)),
+        step=int(canary.get("step", WAITING_FOR_READY)),
+        weight=int(canary.get("weight", 0)),
+        started_at=float(canary.get("startedAt", 0.0)),
+        step_started_at=float(canary.get("stepStartedAt", 0.0)),
+        aborted=bool(canary.get("aborted", False)),
+        message=str(canary.get("message", "")),
+    )
+
+
+def state_to_status(state: CanaryState, steps: int) -> dict[str, Any]:
+    return {
+        "revision": state.revision,
+        "version": state.version,
+        "attempt": state.attempt,
+        "step": state.step,
+        "steps": steps,
+        "weight": state.weight,
+        "startedAt": state.started_at,
+        "stepStartedAt": state.step_started_at,
+        "aborted": state.aborted,
+        "message": state.message,
+    }

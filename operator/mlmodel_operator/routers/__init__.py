@@ -1,0 +1,55 @@
+"""Traffic routers behind one small interface: build the objects that carry the weights,
+and read back the weight an applied object actually carries.
+
+`replicas` needs no extra component (the replica ratio is the split);
+`gatewayAPI` writes a weighted HTTPRoute; `istio` a weighted VirtualService. Each
+names the CRD it needs, so a cluster without it gets a clear status instead of a
+half-applied rollout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from mlmodel_operator.desired import ModelRef
+
+VARIANT_HEADER = "x-mlmodel-variant"
+
+
+@dataclass(frozen=True)
+class RequiredApi:
+    """An API a router needs, checked through discovery before it is used."""
+
+    group_version: str  # e.g. "gateway.networking.k8s.io/v1"
+    plural: str  # e.g. "httproutes"
+    kind: str
+    crd: str  # for people: the CRD's name
+
+
+class Router(Protocol):
+    name: str
+    required: RequiredApi | None
+
+    def desired(
+        self, ref: ModelRef, settings: Mapping[str, Any], *, canary_weight: int
+    ) -> list[dict[str, Any]]:
+        """Objects that send `canary_weight` percent to `<name>-canary`, the rest to
+        `<name>-stable`, and pin requests with the variant header to either side."""
+        ...
+
+    def applied_weight(self, obj: Mapping[str, Any]) -> int | None:
+        """The canary weight (percent) an applied object really carries."""
+        ...
+
+
+def router_for(name: str) -> Router:
+    from mlmodel_operator.routers import gatewayapi, istio, replicas
+
+    routers: dict[str, Router] = {
+        "replicas": replicas.ReplicasRouter(),
+        "gatewayAPI": gatewayapi.GatewayApiRouter(),
+        "istio": istio.IstioRouter(),
+    }
+    return routers[name]

@@ -1,0 +1,87 @@
+"""Istio router: one VirtualService `<name>` routing `spec.traffic.istio.hosts` with the
+same weighted split and the same `x-mlmodel-variant` header rules as the HTTPRoute."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from mlmodel_operator import desired
+from mlmodel_operator.desired import ModelRef
+from mlmodel_operator.routers import VARIANT_HEADER, RequiredApi
+
+
+class IstioRouter:
+    name = "istio"
+    required: RequiredApi | None = RequiredApi(
+        group_version="networking.istio.io/v1",
+        plural="virtualservices",
+        kind="VirtualService",
+        crd="virtualservices.networking.istio.io",
+    )
+
+    def desired(
+        self, ref: ModelRef, settings: Mapping[str, Any], *, canary_weight: int
+    ) -> list[dict[str, Any]]:
+        namespace = ref.namespace
+
+        def host(service: str) -> str:
+            return f"{service}.{namespace}.svc.cluster.local"
+
+        stable, canary = host(f"{ref.name}-stable"), host(f"{ref.name}-canary")
+
+        def destination(name: str, weight: int | None = None) -> dict[str, Any]:
+            route: dict[str, Any] = {
+                "destination": {"host": name, "port": {"number": desired.SERVICE_PORT}}
+            }
+            if weight is not None:
+                route["weight"] = weight
+            return route
+
+        def pinned(variant: str, service: str) -> dict[str, Any]:
+            return {
+                "name": f"pin-{variant}",
+                "match": [{"headers": {VARIANT_HEADER: {"exact": variant}}}],
+                "route": [destination(service)],
+            }
+
+        spec: dict[str, Any] = {
+            "hosts": list(settings.get("hosts", ())),
+            "http": [
+                pinned("canary", canary),
+                pinned("stable", stable),
+                {
+                    "name": "split",
+                    "route": [
+                        destination(stable, 100 - canary_weight),
+                        destination(canary, canary_weight),
+                    ],
+                },
+            ],
+        }
+        if gateways := settings.get("gateways"):
+            spec["gateways"] = list(gateways)
+        return [
+            {
+                "apiVersion": "networking.istio.io/v1",
+                "kind": "VirtualService",
+                "metadata": {
+                    "name": ref.name,
+                    "namespace": ref.namespace,
+                    "labels": desired.base_labels(ref.name),
+                    "ownerReferences": [ref.owner_reference()],
+                },
+                "spec": spec,
+            }
+        ]
+
+    def applied_weight(self, obj: Mapping[str, Any]) -> int | None:
+        name = obj["metadata"]["name"]
+        for route in obj.get("spec", {}).get("http", ()):
+            if route.get("match"):
+                continue
+            for target in route.get("route", ()):
+                if target["destination"]["host"].startswith(f"{name}-canary."):
+                    return int(target.get("weight", 0))
+            return 0
+        return None
