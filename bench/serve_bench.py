@@ -292,7 +292,7 @@ def section(report: dict[str, Any], text: str, targets: list[Target]) -> str:
         f"{report['runs']} runs; servers measured in turn within each run. The load generator "
         "shares the 2 cores with the server. Load average (1 min) before the runs: median "
         f"{report['load1_median']:.1f}, max {report['load1_max']:.1f} on {report['cpus']} cores "
-        "(other work was running on the machine; see the note below the table).",
+        "(other processes were running on the machine at the same time).",
         "",
         text,
         "",

@@ -23,6 +23,7 @@ import signal
 import socket
 import tempfile
 import threading
+from collections.abc import Callable
 from types import FrameType
 
 import uvicorn
@@ -38,14 +39,12 @@ log = logging.getLogger("mlmodel_runtime.serve")
 class _DrainingServer(uvicorn.Server):
     """uvicorn's server, telling the app to turn unready first and exiting 0 on SIGTERM."""
 
-    def __init__(self, config: uvicorn.Config, begin_drain: object) -> None:
+    def __init__(self, config: uvicorn.Config, begin_drain: Callable[[], None]) -> None:
         super().__init__(config)
         self._begin_drain = begin_drain
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        drain = self._begin_drain
-        if callable(drain):
-            drain()
+        self._begin_drain()
         if self.should_exit and sig == signal.SIGINT:
             self.force_exit = True
         else:
@@ -65,7 +64,8 @@ def _uvicorn_config(config: ServeConfig, app: object) -> uvicorn.Config:
         server_header=False,
         proxy_headers=False,
         date_header=False,
-        timeout_graceful_shutdown=int(config.drain_timeout_s) or None,
+        # uvicorn passes it to asyncio.wait_for, which takes fractions of a second.
+        timeout_graceful_shutdown=config.drain_timeout_s,  # type: ignore[arg-type]
         backlog=2048,
     )
 
