@@ -1,0 +1,454 @@
+"""The Deployment, Services and PodDisruptionBudget of an MLModel, as a cluster admin reads them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from mlmodel_operator.desired import (
+    ModelRef,
+    deployment,
+    disruption_budget,
+    services,
+)
+from mlmodel_operator.settings import DEFAULT_RESOURCES, Settings
+from mlmodel_operator.spec import parse_spec
+
+pytestmark = pytest.mark.unit
+
+REF = ModelRef(name="iris", namespace="models", uid="0b5c6a3e-uid")
+REVISION = "7f3c9a1e2d"
+IMAGE = "registry.example/mlmodel-runtime:1.2.3"
+SETTINGS = Settings(runtime_image=IMAGE, image_pull_policy="Always")
+SELECTOR_LABELS = {
+    "app.kubernetes.io/managed-by": "mlmodel-operator",
+    "mlops.dev/model": "iris",
+    "mlops.dev/revision": REVISION,
+}
+
+
+def build(
+    model: dict[str, Any] | None = None,
+    *,
+    serving: dict[str, Any] | None = None,
+    variant: str = "stable",
+    replicas: int = 2,
+    settings: Settings = SETTINGS,
+    **sections: Any,
+) -> dict[str, Any]:
+    raw = {
+        "model": {"uri": "s3://models/iris/v1/model.skops", **(model or {})},
+        "serving": serving or {},
+        **sections,
+    }
+    return deployment(
+        REF,
+        parse_spec(raw),
+        revision=REVISION,
+        variant=variant,
+        replicas=replicas,
+        settings=settings,
+    )
+
+
+def pod_spec(manifest: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = manifest["spec"]["template"]["spec"]
+    return spec
+
+
+def containers(manifest: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    [init] = pod_spec(manifest)["initContainers"]
+    [serve] = pod_spec(manifest)["containers"]
+    return init, serve
+
+
+def mounts(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {m["name"]: m for m in container.get("volumeMounts", [])}
+
+
+def volumes(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {v["name"]: v for v in pod_spec(manifest)["volumes"]}
+
+
+# --- the Deployment and its labels ------------------------------------------------------------
+
+
+def test_one_deployment_per_revision_named_model_dash_revision() -> None:
+    manifest = build(replicas=3)
+
+    assert (manifest["apiVersion"], manifest["kind"]) == ("apps/v1", "Deployment")
+    assert manifest["metadata"]["name"] == f"iris-{REVISION}"
+    assert manifest["metadata"]["namespace"] == "models"
+    assert manifest["spec"]["replicas"] == 3
+    assert manifest["spec"]["progressDeadlineSeconds"] == 600
+
+
+def test_the_mlmodel_is_the_controlling_owner() -> None:
+    [owner] = build()["metadata"]["ownerReferences"]
+
+    assert owner == {
+        "apiVersion": "mlops.dev/v1alpha1",
+        "kind": "MLModel",
+        "name": "iris",
+        "uid": "0b5c6a3e-uid",
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+@pytest.mark.parametrize("variant", ["stable", "canary"])
+def test_the_variant_label_is_on_the_deployment_only(variant: str) -> None:
+    manifest = build(variant=variant)
+    pod_labels = manifest["spec"]["template"]["metadata"]["labels"]
+
+    assert manifest["metadata"]["labels"] == {**SELECTOR_LABELS, "mlops.dev/variant": variant}
+    assert "mlops.dev/variant" not in pod_labels
+    assert pod_labels.items() >= SELECTOR_LABELS.items()
+
+
+def test_promoting_a_canary_does_not_change_its_pod_template() -> None:
+    canary, stable = build(variant="canary"), build(variant="stable")
+
+    assert canary["spec"]["template"] == stable["spec"]["template"]
+    assert canary["spec"]["selector"] == stable["spec"]["selector"]
+
+
+def test_the_selector_is_model_and_revision_and_matches_the_pods() -> None:
+    manifest = build()
+    selector = manifest["spec"]["selector"]["matchLabels"]
+
+    assert selector == {"mlops.dev/model": "iris", "mlops.dev/revision": REVISION}
+    assert manifest["spec"]["template"]["metadata"]["labels"].items() >= selector.items()
+
+
+def test_user_pod_labels_are_kept_but_cannot_override_the_operators() -> None:
+    hijack = {
+        "team": "fraud",
+        "mlops.dev/model": "other",
+        "mlops.dev/revision": "0000000000",
+        "app.kubernetes.io/managed-by": "helm",
+    }
+    manifest = build(serving={"podMetadata": {"labels": hijack}})
+    labels = manifest["spec"]["template"]["metadata"]["labels"]
+
+    assert labels["team"] == "fraud"
+    assert labels.items() >= SELECTOR_LABELS.items()
+    assert labels.items() >= manifest["spec"]["selector"]["matchLabels"].items()
+
+
+def test_pods_carry_prometheus_annotations_and_the_users() -> None:
+    manifest = build(
+        serving={"podMetadata": {"annotations": {"owner": "ml-team", "prometheus.io/port": "9"}}}
+    )
+    annotations = manifest["spec"]["template"]["metadata"]["annotations"]
+
+    assert annotations == {
+        "owner": "ml-team",
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "8080",
+        "prometheus.io/path": "/metrics",
+    }
+
+
+# --- the init container: conversion ------------------------------------------------------------
+
+
+def test_the_init_container_converts_the_model_into_the_shared_volume() -> None:
+    init, serve = containers(build())
+
+    assert init["name"] == "convert"
+    assert init["image"] == serve["image"] == IMAGE
+    assert init["imagePullPolicy"] == serve["imagePullPolicy"] == "Always"
+    assert init["command"] == serve["command"] == ["mlmodel-runtime"]
+    assert init["args"] == [
+        "convert",
+        "--uri=s3://models/iris/v1/model.skops",
+        "--format=skops",
+        "--out=/models",
+        "--parity-samples=256",
+        "--rtol=0.0001",
+        "--atol=1e-05",
+        "--report-file=/dev/termination-log",
+        "--mount-root=/mnt/pvc",
+    ]
+    assert init["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert mounts(init)["models"]["mountPath"] == "/models"
+    assert mounts(serve)["models"] == {"name": "models", "mountPath": "/models", "readOnly": True}
+    assert volumes(build())["models"] == {"name": "models", "emptyDir": {}}
+
+
+@pytest.mark.parametrize(
+    ("model", "conversion", "present", "absent"),
+    [
+        ({}, {}, [], ["--sha256", "--allow-unsafe-pickle", "--trust-type", "--allow-version"]),
+        ({"sha256": "ab" * 32}, {}, [f"--sha256={'ab' * 32}"], ["--allow-unsafe-pickle"]),
+        (
+            {"format": "sklearn", "allowUnsafePickle": True},
+            {},
+            ["--format=sklearn", "--allow-unsafe-pickle"],
+            ["--sha256"],
+        ),
+        (
+            {"trustTypes": ["numpy.dtype", "sklearn.tree._tree.Tree"]},
+            {},
+            ["--trust-type=numpy.dtype", "--trust-type=sklearn.tree._tree.Tree"],
+            ["--allow-unsafe-pickle"],
+        ),
+        ({}, {"allowVersionMismatch": True}, ["--allow-version-mismatch"], ["--sha256"]),
+        (
+            {},
+            {"parity": {"samples": 64, "rtol": 0.01, "atol": 0.5}},
+            ["--parity-samples=64", "--rtol=0.01", "--atol=0.5"],
+            [],
+        ),
+    ],
+)
+def test_conversion_flags_appear_only_when_set(
+    model: dict[str, Any], conversion: dict[str, Any], present: list[str], absent: list[str]
+) -> None:
+    init, _ = containers(build(model, conversion=conversion))
+
+    for flag in present:
+        assert flag in init["args"]
+    for prefix in absent:
+        assert not [a for a in init["args"] if a.startswith(prefix)]
+
+
+def test_each_trusted_type_is_its_own_flag_in_order() -> None:
+    init, _ = containers(build({"trustTypes": ["a.B", "c.D", "e.F"]}))
+
+    assert [a for a in init["args"] if a.startswith("--trust-type")] == [
+        "--trust-type=a.B",
+        "--trust-type=c.D",
+        "--trust-type=e.F",
+    ]
+
+
+def test_credentials_reach_the_init_container_only() -> None:
+    manifest = build({"credentialsSecret": "s3-credentials"})
+    init, serve = containers(manifest)
+
+    assert init["envFrom"] == [{"secretRef": {"name": "s3-credentials"}}]
+    assert mounts(init)["credentials"] == {
+        "name": "credentials",
+        "mountPath": "/var/run/secrets/mlmodel/credentials",
+        "readOnly": True,
+    }
+    assert volumes(manifest)["credentials"] == {
+        "name": "credentials",
+        "secret": {"secretName": "s3-credentials"},
+    }
+    assert "envFrom" not in serve
+    assert "credentials" not in mounts(serve)
+    assert "s3-credentials" not in repr(serve)
+
+
+def test_without_credentials_no_secret_is_mounted_anywhere() -> None:
+    manifest = build()
+    init, _ = containers(manifest)
+
+    assert "envFrom" not in init
+    assert not [v for v in pod_spec(manifest)["volumes"] if "secret" in v]
+    assert "credentials" not in mounts(init)
+
+
+def test_a_pvc_uri_mounts_the_claim_read_only_into_the_init_container_only() -> None:
+    manifest = build({"uri": "pvc://models-claim/iris/v1/model.skops"})
+    init, serve = containers(manifest)
+
+    assert volumes(manifest)["model-pvc"] == {
+        "name": "model-pvc",
+        "persistentVolumeClaim": {"claimName": "models-claim", "readOnly": True},
+    }
+    assert mounts(init)["model-pvc"] == {
+        "name": "model-pvc",
+        "mountPath": "/mnt/pvc/models-claim",
+        "readOnly": True,
+    }
+    assert "--uri=pvc://models-claim/iris/v1/model.skops" in init["args"]
+    assert "model-pvc" not in mounts(serve)
+
+
+@pytest.mark.parametrize(
+    "uri", ["s3://models/iris.skops", "https://example.com/iris.skops", "file:///m/iris.skops"]
+)
+def test_other_uris_mount_no_claim(uri: str) -> None:
+    manifest = build({"uri": uri})
+
+    assert not [v for v in pod_spec(manifest)["volumes"] if "persistentVolumeClaim" in v]
+
+
+# --- the serving container ------------------------------------------------------------------
+
+
+def test_the_serving_container_serves_the_converted_model() -> None:
+    _, serve = containers(
+        build(
+            {"version": "v2"},
+            serving={"workers": 3, "batching": {"maxBatchSize": 8, "maxDelayMs": 1.5}},
+        )
+    )
+
+    assert serve["name"] == "serve"
+    assert serve["args"] == [
+        "serve",
+        "--model-dir=/models",
+        "--name=iris",
+        "--version=v2",
+        f"--revision={REVISION}",
+        "--host=0.0.0.0",
+        "--port=8080",
+        "--workers=3",
+        "--max-batch-size=8",
+        "--max-batch-delay-ms=1.5",
+    ]
+    assert serve["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+
+
+def test_without_a_version_the_revision_is_the_version_shown() -> None:
+    _, serve = containers(build())
+
+    assert "--version=" + REVISION in serve["args"]
+
+
+def test_probes_use_the_v2_health_endpoints_on_the_named_port() -> None:
+    _, serve = containers(build())
+
+    assert serve["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
+    assert serve["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
+    assert serve["livenessProbe"]["failureThreshold"] >= 1
+    assert serve["readinessProbe"]["periodSeconds"] <= serve["livenessProbe"]["periodSeconds"]
+
+
+def test_user_env_goes_to_the_serving_container_only() -> None:
+    env = [{"name": "OMP_NUM_THREADS", "value": "1"}]
+    init, serve = containers(build(serving={"env": env}))
+
+    assert serve["env"] == env
+    assert "env" not in init
+
+
+# --- security, resources, scheduling ------------------------------------------------------------
+
+
+def test_every_container_runs_restricted() -> None:
+    manifest = build({"credentialsSecret": "s3", "uri": "pvc://claim/m.skops"})
+
+    for container in containers(manifest):
+        security = container["securityContext"]
+        assert security["runAsNonRoot"] is True
+        assert security["readOnlyRootFilesystem"] is True
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["capabilities"] == {"drop": ["ALL"]}
+        assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert (
+            mounts(container)["tmp"]["mountPath"] == "/tmp"
+        )  # writable despite the read-only root
+    pod = pod_spec(manifest)
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+
+
+def test_resources_default_to_the_operators_settings() -> None:
+    for container in containers(build()):
+        assert container["resources"] == SETTINGS.default_resources == DEFAULT_RESOURCES
+
+    custom = Settings(default_resources={"requests": {"cpu": "1"}})
+    for container in containers(build(settings=custom)):
+        assert container["resources"] == {"requests": {"cpu": "1"}}
+
+
+def test_resources_in_the_spec_win_over_the_defaults() -> None:
+    resources = {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"memory": "4Gi"}}
+
+    for container in containers(build(serving={"resources": resources})):
+        assert container["resources"] == resources
+
+
+@pytest.mark.parametrize(
+    ("serving", "field", "expected"),
+    [
+        ({"nodeSelector": {"pool": "ml"}}, "nodeSelector", {"pool": "ml"}),
+        (
+            {"tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]},
+            "tolerations",
+            [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        ),
+        (
+            {
+                "affinity": {
+                    "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}
+                }
+            },
+            "affinity",
+            {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}},
+        ),
+        ({"priorityClassName": "ml-serving"}, "priorityClassName", "ml-serving"),
+        (
+            {"imagePullSecrets": [{"name": "registry"}, {"name": "mirror"}]},
+            "imagePullSecrets",
+            [{"name": "registry"}, {"name": "mirror"}],
+        ),
+        ({"serviceAccountName": "iris-runtime"}, "serviceAccountName", "iris-runtime"),
+    ],
+)
+def test_scheduling_fields_pass_through_and_are_absent_when_unset(
+    serving: dict[str, Any], field: str, expected: Any
+) -> None:
+    assert pod_spec(build(serving=serving))[field] == expected
+    assert field not in pod_spec(build())
+
+
+# --- Services and the disruption budget --------------------------------------------------------
+
+
+def selectors(objects: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    return {o["metadata"]["name"]: o["spec"]["selector"] for o in objects}
+
+
+@pytest.mark.parametrize(
+    ("canary", "canary_selects"),
+    [("c41d2e8f00", "c41d2e8f00"), (None, REVISION)],
+)
+def test_services_select_the_model_the_stable_and_the_canary(
+    canary: str | None, canary_selects: str
+) -> None:
+    made = services(REF, stable=REVISION, canary=canary)
+
+    assert selectors(made) == {
+        "iris": {"mlops.dev/model": "iris"},
+        "iris-stable": {"mlops.dev/model": "iris", "mlops.dev/revision": REVISION},
+        "iris-canary": {"mlops.dev/model": "iris", "mlops.dev/revision": canary_selects},
+    }
+    for service in made:
+        assert service["kind"] == "Service"
+        assert service["metadata"]["namespace"] == "models"
+        assert service["metadata"]["ownerReferences"][0]["controller"] is True
+        assert service["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "mlmodel-operator"
+        assert service["spec"]["ports"] == [
+            {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}
+        ]
+
+
+def test_the_service_selectors_match_the_pods_of_their_revision() -> None:
+    pods = build()["spec"]["template"]["metadata"]["labels"]
+
+    for selector in selectors(services(REF, stable=REVISION, canary=None)).values():
+        assert pods.items() >= selector.items()
+
+
+def test_a_disruption_budget_per_revision_covers_its_pods() -> None:
+    budget = disruption_budget(REF, REVISION)
+    pods = build()["spec"]["template"]["metadata"]["labels"]
+
+    assert budget["kind"] == "PodDisruptionBudget"
+    assert budget["metadata"]["name"] == f"iris-{REVISION}"
+    assert budget["metadata"]["ownerReferences"][0]["uid"] == REF.uid
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert budget["spec"]["selector"]["matchLabels"] == {
+        "mlops.dev/model": "iris",
+        "mlops.dev/revision": REVISION,
+    }
+    assert pods.items() >= budget["spec"]["selector"]["matchLabels"].items()
