@@ -79,6 +79,17 @@ def test_flags_and_environment(tmp_path: Path) -> None:
     assert ServeConfig.from_json(config.to_json()) == config
 
 
+def test_bad_environment_value_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parser = argparse.ArgumentParser()
+    configure_parser(parser, environ={"MLMODEL_PORT": "eighty"})
+    with pytest.raises(SystemExit) as caught:
+        parser.parse_args(["--model-dir", str(tmp_path), "--name", "iris"])
+    assert caught.value.code == 2
+    assert "--port" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("field", "value", "word"),
     [

@@ -103,7 +103,7 @@ class Batcher:
         loop = self._loop
         assert loop is not None, "Batcher.start was not called"
         future: asyncio.Future[Arrays] = loop.create_future()
-        self._queue.put(_Item(arrays, rows, future, time.monotonic()))
+        self._queue.put(_Item(arrays, rows, future, time.monotonic() if self._delay else 0.0))
         return future
 
     def _work(self) -> None:

@@ -26,6 +26,7 @@ _INT_TYPES: Final = frozenset(
     {"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
 )
 _FLOAT_TYPES: Final = frozenset({"FP16", "FP32", "FP64"})
+_NARROW_FLOATS: Final = frozenset({"FP16", "FP32"})
 # What NumPy infers from JSON values that each v2 datatype may take.
 _ACCEPTED_KINDS: Final[dict[str, str]] = {
     "BOOL": "b",
@@ -195,7 +196,9 @@ def decode_json_data(
                 f"[{info.min}, {info.max}], got {low}..{high}"
             )
     arr = arr.astype(target, copy=False)
-    if datatype in _FLOAT_TYPES and not allow_non_finite:
+    # JSON cannot carry NaN or Inf (orjson refuses them), but a narrower float can
+    # overflow to Inf on the cast.
+    if datatype in _NARROW_FLOATS and not allow_non_finite:
         _check_finite(spec, arr)
     if shape is None:
         return arr
@@ -227,8 +230,14 @@ def _describe_kind(arr: np.ndarray[Any, Any]) -> str:
     return "values that are not numbers (or integers out of range)"
 
 
+def _all_finite(arr: np.ndarray[Any, Any]) -> bool:
+    if arr.size <= 256:  # a ufunc costs more than a Python loop over a few values
+        return all(map(math.isfinite, arr.ravel().tolist()))
+    return bool(np.isfinite(arr).all())
+
+
 def _check_finite(spec: TensorSpec, arr: np.ndarray[Any, Any]) -> None:
-    if not np.isfinite(arr).all():
+    if not _all_finite(arr):
         raise RequestError(
             f"input '{spec.name}' contains NaN or Inf (or values beyond the range of "
             f"{spec.datatype}); this model takes finite numbers only (start the server with "

@@ -115,8 +115,8 @@ def configure_parser(
                 required = True
             else:
                 default = getattr(defaults, dest)
-        else:
-            default = kind(default)
+        # A string default goes through `type` like a command-line value, so a bad
+        # environment value is reported by argparse with the flag's name.
         kwargs: dict[str, Any] = {"type": kind, "help": f"{help_text} (env {env_name})"}
         if flag == "log-format":
             kwargs["choices"] = ["text", "json"]
