@@ -185,6 +185,7 @@ class ServeApp:
             max_batch_delay_s=self.config.max_batch_delay_ms / 1000.0,
             batchable=session.batchable,
             on_batch=self.metrics.observe_batch,
+            check_shapes=any(-1 in spec.shape[1:] for spec in session.inputs),
         )
         batcher.start(asyncio.get_running_loop())
         self.session, self.batcher = session, batcher

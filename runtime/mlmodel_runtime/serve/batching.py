@@ -76,12 +76,16 @@ class Batcher:
         max_batch_delay_s: float,
         batchable: bool,
         on_batch: BatchObserver | None = None,
+        check_shapes: bool = True,
     ) -> None:
         self._run = run
         self._max_rows = max_batch_size
         self._delay = max_batch_delay_s
         self._merging = batchable and max_batch_size > 1
         self._on_batch = on_batch
+        # False when every non-batch dimension is fixed by the model, so validated
+        # requests always fit together.
+        self._check_shapes = check_shapes
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -151,7 +155,7 @@ class Batcher:
             if (
                 nxt.rows < 0
                 or rows + nxt.rows > self._max_rows
-                or not compatible(first.arrays, nxt.arrays)
+                or (self._check_shapes and not compatible(first.arrays, nxt.arrays))
             ):
                 return nxt, False
             batch.append(nxt)
