@@ -36,6 +36,13 @@ START_TIMEOUT_S = 60.0
 _PORT_ATTEMPTS = 3
 
 
+class KubectlError(subprocess.CalledProcessError):
+    """A kubectl command failed; the message carries what kubectl printed."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}\nstderr: {self.stderr}"
+
+
 class ControlPlaneError(RuntimeError):
     """A component failed to start or died; the message carries its log tail."""
 
@@ -107,9 +114,7 @@ class ControlPlane:
             check=False,
         )
         if check and result.returncode != 0:
-            raise subprocess.CalledProcessError(
-                result.returncode, result.args, result.stdout, result.stderr
-            )
+            raise KubectlError(result.returncode, result.args, result.stdout, result.stderr)
         return result
 
     def check(self) -> None:

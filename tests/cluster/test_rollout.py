@@ -1,0 +1,514 @@
+"""Canary rollouts end to end on the control plane: weights at every step through the
+replica ratio, a real HTTPRoute and a real VirtualService; people's controls through
+the kubectl plugin (run by kubectl itself) and plain `kubectl annotate`."""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.cluster.operator_process import OperatorEnv, OperatorProcess, get_json, wait_for
+from tests.cluster.test_operator import apply, deployments, events_for, model_status
+from tests.controlplane.cluster import ControlPlane
+
+pytestmark = pytest.mark.cluster
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def model(namespace: str, version: str, **spec: Any) -> str:
+    body = {
+        "apiVersion": "mlops.dev/v1alpha1",
+        "kind": "MLModel",
+        "metadata": {"name": "iris", "namespace": namespace},
+        "spec": {
+            "model": {"uri": f"s3://models/iris/{version}/model.skops", "version": version},
+            **spec,
+        },
+    }
+    return yaml.safe_dump(body)
+
+
+def plugin_env(cluster: ControlPlane) -> dict[str, str]:
+    path = f"{cluster.kubectl_path.parent}:{VENV_BIN}:{os.environ['PATH']}"
+    return {**os.environ, "PATH": path, "KUBECONFIG": str(cluster.kubeconfig)}
+
+
+def kubectl_mlmodel(
+    cluster: ControlPlane, *args: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """The plugin as people run it: `kubectl mlmodel ...`, found by kubectl on PATH."""
+    result = subprocess.run(
+        [str(cluster.kubectl_path), "mlmodel", *args],
+        capture_output=True,
+        text=True,
+        env=plugin_env(cluster),
+        timeout=60,
+        check=False,
+    )
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def canary(cluster: ControlPlane, namespace: str) -> dict[str, Any]:
+    value: dict[str, Any] = model_status(cluster, namespace, "iris").get("canary") or {}
+    return value
+
+
+def wait_step(
+    cluster: ControlPlane, namespace: str, step: int, phase: str | None = None
+) -> dict[str, Any]:
+    def reached() -> dict[str, Any] | None:
+        status = model_status(cluster, namespace, "iris")
+        at = (status.get("canary") or {}).get("step")
+        if at == step and (phase is None or status.get("phase") == phase):
+            return status
+        return None
+
+    result: dict[str, Any] = wait_for(reached, what=f"canary at step {step + 1} ({phase})")
+    return result
+
+
+def replicas_by_variant(cluster: ControlPlane, namespace: str) -> dict[str, int]:
+    return {
+        d["metadata"]["labels"]["mlops.dev/variant"]: d["spec"]["replicas"]
+        for d in deployments(cluster, namespace)
+    }
+
+
+def wait_healthy_version(cluster: ControlPlane, namespace: str, version: str) -> dict[str, Any]:
+    status: dict[str, Any] = wait_for(
+        lambda: (
+            (s := model_status(cluster, namespace, "iris")).get("phase") == "Healthy"
+            and s.get("stable", {}).get("version") == version
+            and "canary" not in s
+            and s
+        ),
+        timeout=90,
+        what=f"{version} to be the healthy stable",
+    )
+    return status
+
+
+@pytest.fixture
+def gateway_api(cluster: ControlPlane) -> Iterator[None]:
+    cluster.kubectl("apply", "--server-side", "-f", str(cluster.binaries.gateway_api_crds))
+    cluster.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "crd/httproutes.gateway.networking.k8s.io",
+        "--timeout=120s",
+    )
+    yield
+    cluster.kubectl("delete", "-f", str(cluster.binaries.gateway_api_crds), "--wait=true")
+
+
+@pytest.fixture
+def istio(cluster: ControlPlane) -> Iterator[None]:
+    cluster.kubectl("apply", "--server-side", "-f", str(cluster.binaries.istio_virtualservice_crd))
+    cluster.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "crd/virtualservices.networking.istio.io",
+        "--timeout=120s",
+    )
+    yield
+    cluster.kubectl("delete", "-f", str(cluster.binaries.istio_virtualservice_crd), "--wait=true")
+
+
+def test_replicas_router_walks_the_steps_with_a_manual_gate_then_promotes(
+    cluster: ControlPlane, namespace: str, operators: OperatorEnv
+) -> None:
+    operators.start(namespace)
+    spec = {
+        "serving": {"replicas": 4},
+        "rollout": {
+            "steps": [
+                {"weight": 25, "pause": {}},
+                {"weight": 50, "pause": {"duration": "1s"}},
+                {"weight": 100},
+            ],
+            "scaleDownDelaySeconds": 3,
+            "analysis": {"interval": "1s"},
+        },
+    }
+    apply(cluster, model(namespace, "v1", **spec))
+    v1 = wait_healthy_version(cluster, namespace, "v1")["stable"]["revision"]
+    apply(cluster, model(namespace, "v2", **spec))
+
+    status = wait_step(cluster, namespace, 0, "Paused")
+    assert status["message"].startswith("step 1/3: canary at 25%")
+    assert replicas_by_variant(cluster, namespace) == {"stable": 3, "canary": 1}
+    wait_for(
+        lambda: canary(cluster, namespace).get("effectiveWeight") == 25,
+        what="1 of 4 ready pods to be canary",
+    )
+    # The <name> Service selects both revisions: that is the replicas router's split.
+    selector = get_json(cluster, "service", "iris", "-n", namespace)["spec"]["selector"]
+    assert selector == {"mlops.dev/model": "iris"}
+
+    out = kubectl_mlmodel(cluster, "promote", "iris", "-n", namespace).stdout
+    assert "past step 1/3" in out
+    seen_weights = {25}
+    status = wait_for(
+        lambda: (c := canary(cluster, namespace)).get("step", 0) >= 1 and c, what="step 2"
+    )
+    seen_weights.add(status["weight"])
+    wait_healthy_version(cluster, namespace, "v2")
+    history = [
+        e["message"] for e in events_for(cluster, namespace, "iris") if e["reason"] == "StepStarted"
+    ]
+    assert any("step 2/3: canary at 50%" in m for m in history)
+    assert any("step 3/3: canary at 100%" in m for m in history)
+    v2 = model_status(cluster, namespace, "iris")["stable"]["revision"]
+    names = {d["metadata"]["name"] for d in deployments(cluster, namespace)}
+    assert f"iris-{v2}" in names
+    # The old stable stays for scaleDownDelaySeconds, then goes.
+    wait_for(
+        lambda: {d["metadata"]["name"] for d in deployments(cluster, namespace)} == {f"iris-{v2}"},
+        what=f"iris-{v1} to be scaled away after the delay",
+    )
+    assert replicas_by_variant(cluster, namespace) == {"stable": 4}
+
+
+def route_weights(cluster: ControlPlane, namespace: str) -> dict[str, int]:
+    route = get_json(cluster, "httproute", "iris", "-n", namespace)
+    [split] = [
+        r
+        for r in route["spec"]["rules"]
+        if not r.get("matches") or not any(m.get("headers") for m in r["matches"])
+    ]
+    return {b["name"]: b["weight"] for b in split["backendRefs"]}
+
+
+def test_gateway_api_httproute_carries_the_weight_of_every_step(
+    cluster: ControlPlane, namespace: str, operators: OperatorEnv, gateway_api: None
+) -> None:
+    operators.start(namespace)
+    spec = {
+        "traffic": {
+            "router": "gatewayAPI",
+            "gatewayAPI": {"parentRefs": [{"name": "web"}], "hostnames": ["iris.example.com"]},
+        },
+        "rollout": {
+            "steps": [
+                {"weight": 10, "pause": {}},
+                {"weight": 50, "pause": {}},
+                {"weight": 100, "pause": {}},
+            ]
+        },
+    }
+    apply(cluster, model(namespace, "v1", **spec))
+    wait_healthy_version(cluster, namespace, "v1")
+    assert route_weights(cluster, namespace) == {"iris-stable": 100, "iris-canary": 0}
+    route = get_json(cluster, "httproute", "iris", "-n", namespace)
+    assert route["spec"]["parentRefs"][0]["name"] == "web"
+    assert route["spec"]["hostnames"] == ["iris.example.com"]
+    pins = {
+        r["matches"][0]["headers"][0]["value"]: r["backendRefs"][0]["name"]
+        for r in route["spec"]["rules"]
+        if r.get("matches") and r["matches"][0].get("headers")
+    }
+    assert pins == {"canary": "iris-canary", "stable": "iris-stable"}
+
+    apply(cluster, model(namespace, "v2", **spec))
+    for step, weight in enumerate((10, 50, 100)):
+        status = wait_step(cluster, namespace, step, "Paused")
+        assert status["canary"]["weight"] == weight
+        assert status["canary"]["effectiveWeight"] == weight  # read back from the HTTPRoute
+        assert route_weights(cluster, namespace) == {
+            "iris-stable": 100 - weight,
+            "iris-canary": weight,
+        }
+        assert replicas_by_variant(cluster, namespace) == {"stable": 1, "canary": 1}
+        if step == 0:  # plain kubectl, as documented for people without the plugin
+            key = f"{status['canary']['revision']}/{status['canary']['attempt']}/0"
+            cluster.kubectl(
+                "annotate",
+                "mlmodel",
+                "iris",
+                "-n",
+                namespace,
+                "--overwrite",
+                f"mlops.dev/promote={key}",
+            )
+        else:
+            kubectl_mlmodel(cluster, "promote", "iris", "-n", namespace)
+    status = wait_healthy_version(cluster, namespace, "v2")
+    assert route_weights(cluster, namespace) == {"iris-stable": 100, "iris-canary": 0}
+    selectors = {
+        s["metadata"]["name"]: s["spec"]["selector"].get("mlops.dev/revision")
+        for s in get_json(cluster, "services", "-n", namespace)["items"]
+    }
+    assert selectors["iris-stable"] == selectors["iris-canary"] == status["stable"]["revision"]
+
+
+def test_istio_virtualservice_weights_and_promote_full(
+    cluster: ControlPlane, namespace: str, operators: OperatorEnv, istio: None
+) -> None:
+    operators.start(namespace)
+    spec = {
+        "traffic": {
+            "router": "istio",
+            "istio": {"hosts": ["iris.example.com"], "gateways": ["web"]},
+        },
+        "rollout": {"steps": [{"weight": 20, "pause": {}}, {"weight": 60, "pause": {}}]},
+    }
+    apply(cluster, model(namespace, "v1", **spec))
+    wait_healthy_version(cluster, namespace, "v1")
+    apply(cluster, model(namespace, "v2", **spec))
+    status = wait_step(cluster, namespace, 0, "Paused")
+    service = get_json(cluster, "virtualservice", "iris", "-n", namespace)
+    assert service["spec"]["hosts"] == ["iris.example.com"]
+    assert service["spec"]["gateways"] == ["web"]
+    routes = {r["name"]: r for r in service["spec"]["http"]}
+    split = {d["destination"]["host"].split(".")[0]: d["weight"] for d in routes["split"]["route"]}
+    assert split == {"iris-stable": 80, "iris-canary": 20}
+    header = routes["pin-canary"]["match"][0]["headers"]["x-mlmodel-variant"]
+    assert header == {"exact": "canary"}
+    assert status["canary"]["effectiveWeight"] == 20
+
+    out = kubectl_mlmodel(cluster, "promote", "--full", "iris", "-n", namespace).stdout
+    assert "fully" in out
+    wait_healthy_version(cluster, namespace, "v2")
+    service = get_json(cluster, "virtualservice", "iris", "-n", namespace)
+    split_route = next(r for r in service["spec"]["http"] if r["name"] == "split")
+    assert [d["weight"] for d in split_route["route"]] == [100, 0]
+
+
+def test_abort_mid_step_rolls_back_and_retry_starts_again(
+    cluster: ControlPlane, namespace: str, operators: OperatorEnv
+) -> None:
+    operators.start(namespace)
+    spec = {
+        "serving": {"replicas": 2},
+        "rollout": {"steps": [{"weight": 50, "pause": {"duration": "1h"}}, {"weight": 100}]},
+    }
+    apply(cluster, model(namespace, "v1", **spec))
+    v1 = wait_healthy_version(cluster, namespace, "v1")["stable"]["revision"]
+    apply(cluster, model(namespace, "v2", **spec))
+    wait_step(cluster, namespace, 0, "Progressing")
+    assert replicas_by_variant(cluster, namespace) == {"stable": 1, "canary": 1}
+
+    kubectl_mlmodel(cluster, "abort", "iris", "-n", namespace)
+    status = wait_for(
+        lambda: (s := model_status(cluster, namespace, "iris")).get("phase") == "RolledBack" and s,
+        what="the rollback",
+    )
+    assert "aborted by a person" in status["message"]
+    assert f"revision {v1} (v1) keeps serving" in status["message"]
+    assert status["canary"]["weight"] == 0
+    wait_for(
+        lambda: replicas_by_variant(cluster, namespace) == {"stable": 2, "canary": 0},
+        what="the canary scaled to zero and the stable back to 2",
+    )
+    body = get_json(cluster, "mlmodel", "iris", "-n", namespace)
+    assert body["spec"]["model"]["version"] == "v2"  # the spec still names the new version
+    assert any(e["reason"] == "Aborted" for e in events_for(cluster, namespace, "iris"))
+
+    kubectl_mlmodel(cluster, "retry", "iris", "-n", namespace)
+    status = wait_step(cluster, namespace, 0, "Progressing")
+    assert status["canary"]["attempt"] == 2
+    assert not status["canary"]["aborted"]
+    # The abort annotation named attempt 1: it does not touch attempt 2.
+    time.sleep(2)
+    assert model_status(cluster, namespace, "iris")["phase"] == "Progressing"
+
+    # Abort and promote at once: abort wins.
+    key = f"{status['canary']['revision']}/2"
+    cluster.kubectl(
+        "annotate",
+        "mlmodel",
+        "iris",
+        "-n",
+        namespace,
+        "--overwrite",
+        f"mlops.dev/promote={key}/full",
+        f"mlops.dev/abort={key}",
+    )
+    status = wait_for(
+        lambda: (s := model_status(cluster, namespace, "iris")).get("phase") == "RolledBack" and s,
+        what="abort to win over promote",
+    )
+    assert status["stable"]["revision"] == v1
+
+
+def test_a_new_revision_mid_rollout_replaces_the_canary(
+    cluster: ControlPlane, namespace: str, operators: OperatorEnv
+) -> None:
+    operators.start(namespace)
+    spec = {"rollout": {"steps": [{"weight": 50, "pause": {}}, {"weight": 100}]}}
+    apply(cluster, model(namespace, "v1", **spec))
+    v1 = wait_healthy_version(cluster, namespace, "v1")["stable"]["revision"]
+    apply(cluster, model(namespace, "v2", **spec))
+    v2 = wait_step(cluster, namespace, 0, "Paused")["canary"]["revision"]
+    apply(cluster, model(namespace, "v3", **spec))
+    status = wait_for(
+        lambda: (
+            (s := model_status(cluster, namespace, "iris")).get("canary", {}).get("version") == "v3"
+            and s.get("canary", {}).get("step") == 0
+            and s
+        ),
+        what="v3 to replace v2 as the canary",
+    )
+    assert status["stable"]["revision"] == v1
+    wait_for(
+        lambda: (
+            f"iris-{v2}" not in {d["metadata"]["name"] for d in deployments(cluster, namespace)}
+        ),
+        what="the replaced canary to be removed",
+    )
+    assert any(e["reason"] == "Restarted" for e in events_for(cluster, namespace, "iris"))
+
+
+def _leads(operator: OperatorProcess) -> bool:
+    return "became the leader" in operator.output()
+
+
+def test_the_operator_killed_at_each_step_resumes_at_that_step(
+    cluster: ControlPlane, namespace: str, operators: OperatorEnv
+) -> None:
+    operator = operators.start(namespace, lease_seconds=2)
+    spec = {
+        "rollout": {
+            "steps": [
+                {"weight": 20, "pause": {}},
+                {"weight": 40, "pause": {}},
+                {"weight": 60, "pause": {}},
+            ]
+        }
+    }
+    apply(cluster, model(namespace, "v1", **spec))
+    wait_healthy_version(cluster, namespace, "v1")
+    apply(cluster, model(namespace, "v2", **spec))
+    for step in range(3):
+        before = wait_step(cluster, namespace, step, "Paused")["canary"]
+        operator.stop(signal.SIGKILL)
+        operator = operators.start(namespace, identity=f"op-{step}", lease_seconds=2)
+        wait_for(
+            functools.partial(_leads, operator),
+            timeout=30,
+            what="the restarted operator to lead",
+        )
+        time.sleep(3)  # several reconciles of the new operator
+        after = canary(cluster, namespace)
+        assert (after["step"], after["weight"], after["attempt"]) == (
+            before["step"],
+            before["weight"],
+            before["attempt"],
+        )
+        kubectl_mlmodel(cluster, "promote", "iris", "-n", namespace)
+    wait_healthy_version(cluster, namespace, "v2")
+
+
+def test_a_canary_never_ready_is_rolled_back_after_the_deadline(
+    cluster: ControlPlane, namespace: str, operators: OperatorEnv
+) -> None:
+    operators.start(namespace)
+    apply(cluster, model(namespace, "v1", rollout={"progressDeadlineSeconds": 10}))
+    v1 = wait_healthy_version(cluster, namespace, "v1")["stable"]["revision"]
+    apply(
+        cluster,
+        model(
+            namespace,
+            "v2",
+            rollout={"progressDeadlineSeconds": 10},
+            serving={"nodeSelector": {"pool": "does-not-exist"}},
+        ),
+    )
+    status = wait_for(
+        lambda: (s := model_status(cluster, namespace, "iris")).get("phase") == "RolledBack" and s,
+        timeout=60,
+        what="the rollback after the progress deadline",
+    )
+    assert "not ready within 10s" in status["message"]
+    assert status["stable"]["revision"] == v1
+
+
+def test_a_missing_router_crd_is_reported_and_the_stable_is_untouched(
+    cluster: ControlPlane, namespace: str, operators: OperatorEnv
+) -> None:
+    cluster.kubectl(
+        "delete", "crd", "virtualservices.networking.istio.io", "--ignore-not-found", "--wait=true"
+    )
+    operators.start(namespace)
+    apply(cluster, model(namespace, "v1"))
+    v1 = wait_healthy_version(cluster, namespace, "v1")["stable"]["revision"]
+    [before] = deployments(cluster, namespace)
+    apply(
+        cluster,
+        model(
+            namespace, "v2", traffic={"router": "istio", "istio": {"hosts": ["iris.example.com"]}}
+        ),
+    )
+    status = wait_for(
+        lambda: (s := model_status(cluster, namespace, "iris")).get("phase") == "Degraded" and s,
+        what="the missing-router status",
+    )
+    assert "needs the VirtualService API (virtualservices.networking.istio.io)" in status["message"]
+    assert f"revision {v1} keeps serving" in status["message"]
+    time.sleep(2)
+    [after] = deployments(cluster, namespace)
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert model_status(cluster, namespace, "iris")["stable"]["revision"] == v1
+
+
+def test_plugin_status_and_pause_resume_as_processes(
+    cluster: ControlPlane, namespace: str, operators: OperatorEnv
+) -> None:
+    operators.start(namespace)
+    spec = {"rollout": {"steps": [{"weight": 30, "pause": {"duration": "1h"}}, {"weight": 100}]}}
+    apply(cluster, model(namespace, "v1", **spec))
+    wait_healthy_version(cluster, namespace, "v1")
+    apply(cluster, model(namespace, "v2", **spec))
+    wait_step(cluster, namespace, 0, "Progressing")
+
+    kubectl_mlmodel(cluster, "pause", "iris", "-n", namespace)
+    wait_step(cluster, namespace, 0, "Paused")
+    view = kubectl_mlmodel(cluster, "status", "iris", "-n", namespace).stdout
+    assert "phase: Paused" in view
+    assert "step 1/2" in view
+    assert "[######..............] 30%" in view
+    assert "paused by a person" in view
+
+    watcher = subprocess.Popen(
+        [
+            str(cluster.kubectl_path),
+            "mlmodel",
+            "status",
+            "-w",
+            "--interval",
+            "0.5",
+            "iris",
+            "-n",
+            namespace,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=plugin_env(cluster),
+    )
+    try:
+        time.sleep(2)
+        kubectl_mlmodel(cluster, "resume", "iris", "-n", namespace)
+        wait_step(cluster, namespace, 0, "Progressing")
+        time.sleep(2)
+    finally:
+        watcher.send_signal(signal.SIGINT)
+        output, _ = watcher.communicate(timeout=20)
+    assert "phase: Paused" in output
+    assert "phase: Progressing" in output  # the live view redrew after the resume
+
+    refused = kubectl_mlmodel(cluster, "retry", "iris", "-n", namespace, check=False)
+    assert refused.returncode == 1
+    assert "nothing to retry" in refused.stderr
