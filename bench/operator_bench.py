@@ -81,6 +81,12 @@ def vm_rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], fraction: float) -> float:
     """Nearest-rank percentile."""
     ordered = sorted(values)
@@ -267,6 +273,7 @@ def measure_load(
     plane: ControlPlane, operator: Operator, count: int, timeout: float
 ) -> dict[str, Any]:
     plane.kubectl("create", "namespace", LOAD_NAMESPACE)
+    cpu_before = cpu_seconds(operator.process.pid)
     started = time.monotonic()
     apply(plane, [mlmodel(f"load-{i:03d}", LOAD_NAMESPACE) for i in range(1, count + 1)])
     applied = time.monotonic() - started
@@ -283,11 +290,13 @@ def measure_load(
             raise TimeoutError(f"only {healthy}/{count} MLModels Healthy after {timeout:.0f} s")
         time.sleep(1)
     all_healthy = time.monotonic() - started
+    cpu = cpu_seconds(operator.process.pid) - cpu_before
     time.sleep(5)
     return {
         "count": count,
         "kubectl_apply_s": applied,
         "all_healthy_s": all_healthy,
+        "operator_cpu_s": cpu,
         "rss_when_healthy_mib": vm_rss_mib(operator.process.pid),
         "rss_peak_mib": max(peak, vm_rss_mib(operator.process.pid)),
         "pods_running": plane.kubectl(
@@ -376,7 +385,8 @@ def summary(result: dict[str, Any]) -> str:
         f"deleted in {result['latency_namespace_deleted_s']:.1f} s; "
         f"VmRSS {result['rss_before_load_mib']:.1f} MiB",
         f"{load['count']} MLModels in one kubectl apply ({load['kubectl_apply_s']:.1f} s): "
-        f"all Healthy after {load['all_healthy_s']:.1f} s, {load['pods_running']} pods Running; "
+        f"all Healthy after {load['all_healthy_s']:.1f} s (operator CPU "
+        f"{load['operator_cpu_s']:.1f} s), {load['pods_running']} pods Running; "
         f"VmRSS {load['rss_when_healthy_mib']:.1f} MiB (peak {load['rss_peak_mib']:.1f} MiB)",
     ]
     return "\n".join(lines)
