@@ -265,54 +265,83 @@ def summarize(results: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, 
     return summary
 
 
-def table(targets: list[Target], summary: dict[str, Any], memory: dict[str, Any]) -> str:
+LABELS = {
+    "mlmodel-runtime": "mlmodel-runtime serve (batching on, defaults)",
+    "floor": "floor: raw ASGI + onnxruntime",
+    "mlserver": "MLServer 1.7.1 (defaults)",
+    "mlserver-batching": "MLServer 1.7.1 (adaptive batching 32 / 5 ms)",
+}
+
+
+def _cell(report: dict[str, Any], name: str, conc: int) -> dict[str, Any]:
+    by_conc = report["summary"][name]
+    row: dict[str, Any] = by_conc.get(conc, by_conc.get(str(conc)))
+    return row
+
+
+def table(report: dict[str, Any]) -> str:
     lines = [
         "| server | conc. | requests/s | p50 ms | p99 ms | errors | RSS per process (MiB) |",
         "|---|---:|---:|---:|---:|---:|---|",
     ]
-    for target in targets:
-        rss = ", ".join(f"{kib / 1024:.0f}" for kib in memory[target.name].values())
+    labels = report.get("labels", LABELS)
+    names = [n for n in LABELS if n in report["summary"]]
+    for name in names + [n for n in report["summary"] if n not in LABELS]:
+        rss = ", ".join(f"{kib / 1024:.0f}" for kib in report["rss_kib"][name].values())
         for conc in CONCURRENCIES:
-            row = summary[target.name][conc]
+            row = _cell(report, name, conc)
             lines.append(
-                f"| {target.label} | {conc} | {row['rps']:,.0f} | {row['p50_ms']:.2f} | "
-                f"{row['p99_ms']:.2f} | {row['errors']} | {rss if conc == 1 else ''} |"
+                f"| {labels.get(name, name)} | {conc} | {row['rps']:,.0f} | "
+                f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['errors']} | "
+                f"{rss if conc == 1 else ''} |"
             )
     return "\n".join(lines)
 
 
-def section(report: dict[str, Any], text: str, targets: list[Target]) -> str:
-    """The body of the Serving section of docs/benchmarks.md."""
-    summary = report["summary"]
-    ours = summary["mlmodel-runtime"][64]
-    lines = [
-        f"Measured {report['started']} with `bench/serve_bench.py --runs {report['runs']} "
-        f"--seconds {report['seconds']:g}`: the same 50-tree RandomForest on iris, one v2 JSON "
-        "request of one row, wrk on 127.0.0.1 (1 thread at concurrency 1, else 2). Medians of "
-        f"{report['runs']} runs; servers measured in turn within each run. The load generator "
-        "shares the 2 cores with the server. Load average (1 min) before the runs: median "
-        f"{report['load1_median']:.1f}, max {report['load1_max']:.1f} on {report['cpus']} cores "
-        "(other processes were running on the machine at the same time).",
-        "",
-        text,
-        "",
-    ]
-    if "floor" in summary:
-        floor = summary["floor"][64]
-        lines.append(
-            f"- At concurrency 64 this runtime serves {ours['rps'] / floor['rps']:.0%} of the "
-            f"floor's throughput, p99 {ours['p99_ms']:.1f} ms."
-        )
+def headline(report: dict[str, Any]) -> str:
+    """Concurrency-64 ratios of one run: share of the floor, multiple of MLServer's best."""
+    ours = _cell(report, "mlmodel-runtime", 64)
+    parts = [f"p99 {ours['p99_ms']:.1f} ms"]
+    if "floor" in report["summary"]:
+        parts.insert(0, f"{ours['rps'] / _cell(report, 'floor', 64)['rps']:.0%} of the floor")
     best = max(
-        (summary[t.name][64]["rps"] for t in targets if t.name.startswith("mlserver")),
+        (_cell(report, n, 64)["rps"] for n in report["summary"] if n.startswith("mlserver")),
         default=0.0,
     )
     if best:
-        lines.append(f"- {ours['rps'] / best:.1f}x MLServer's best throughput at concurrency 64.")
-    lines.append(
-        "- RSS is measured after the runs, per process (MLServer: the server and its "
-        "inference-pool worker processes)."
-    )
+        parts.insert(1, f"{ours['rps'] / best:.1f}x MLServer's best")
+    return ", ".join(parts)
+
+
+def section(reports: list[dict[str, Any]]) -> str:
+    """The body of the Serving section of docs/benchmarks.md; the first report is tabled."""
+    main = reports[0]
+    lines = [
+        f"Measured {main['started']} with `bench/serve_bench.py --runs {main['runs']} "
+        f"--seconds {main['seconds']:g}`: the same 50-tree RandomForest on iris, one v2 JSON "
+        "request of one row, wrk on 127.0.0.1 (1 thread at concurrency 1, else 2). Medians of "
+        f"{main['runs']} runs; servers measured in turn within each run. The load generator "
+        "shares the 2 cores with the servers. **The machine was busy**: load average (1 min) "
+        f"before each measurement: median {main['load1_median']:.1f}, max "
+        f"{main['load1_max']:.1f} on {main['cpus']} cores (other work ran alongside), so "
+        "absolute figures are pessimistic and vary between runs.",
+        "",
+        table(main),
+        "",
+        "At concurrency 64 (ours / floor and ours / best MLServer, same run):",
+        "",
+    ]
+    for report in reports:
+        lines.append(
+            f"- run of {report['started']} (load median {report['load1_median']:.1f}): "
+            f"{headline(report)}"
+        )
+    lines += [
+        "",
+        "RSS is measured after the runs, per process (MLServer: the server, its "
+        "inference-pool worker and the multiprocessing helper). Raw figures: "
+        "`bench/results/serve-*.json`.",
+    ]
     return "\n".join(lines)
 
 
@@ -333,7 +362,16 @@ def main() -> None:
     parser.add_argument("--warmup-seconds", type=int, default=3)
     parser.add_argument("--skip-mlserver", action="store_true")
     parser.add_argument("--write-doc", action="store_true")
+    parser.add_argument(
+        "--doc-from",
+        nargs="+",
+        type=Path,
+        help="only rewrite the doc section from these results files (the first is tabled)",
+    )
     args = parser.parse_args()
+    if args.doc_from:
+        write_doc(section([json.loads(path.read_text()) for path in args.doc_from]))
+        return
     wrk = require_wrk()
     mlserver = None if args.skip_mlserver else ensure_mlserver_venv()
 
@@ -429,13 +467,14 @@ def main() -> None:
     out_dir.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started))
     (out_dir / f"serve-{stamp}.json").write_text(json.dumps(report, indent=1, sort_keys=True))
-    text = table(targets, summary, memory)
+    report["labels"] = {t.name: t.label for t in targets}
+    text = table(report)
     print(text)
     print(f"load average (1 min) during the runs: median {report['load1_median']:.1f}, "
           f"max {report['load1_max']:.1f} on {report['cpus']} cores")  # fmt: skip
     (out_dir / f"serve-{stamp}.md").write_text(text + "\n")
     if args.write_doc:
-        write_doc(section(report, text, targets))
+        write_doc(section([report]))
 
 
 if __name__ == "__main__":
