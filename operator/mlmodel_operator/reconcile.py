@@ -264,7 +264,10 @@ class _Planner:
         canary, stable_health = self.health(candidate), self.health(stable)
         failure = canary.failure.message if canary.failure else ""
         if not failure and canary.deadline_exceeded:
-            failure = f"revision {candidate} exceeded its progress deadline"
+            failure = (
+                f"canary not ready within {spec.rollout.progress_deadline_seconds}s "
+                f"({_ready_text(canary)} ready)"
+            )
         observation = rollout.Observation(
             canary_ready=canary.fully_ready and canary.desired > 0,
             canary_ready_text=_ready_text(canary),

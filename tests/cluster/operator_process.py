@@ -94,7 +94,7 @@ class OperatorEnv:
 def install_operator_rbac(plane: ControlPlane, directory: Path) -> Path:
     """Apply the CRD and the operator's namespace and RBAC; return its kubeconfig."""
     plane.kubectl("apply", "-f", str(CRD))
-    plane.kubectl("wait", "--for=condition=Established", "crd/mlmodels.mlops.dev", "--timeout=60s")
+    plane.wait_condition("crd/mlmodels.mlops.dev", "Established")
     plane.kubectl("apply", "-f", str(ROOT / "manifests" / "namespace.yaml"))
     return service_account_kubeconfig(
         plane,

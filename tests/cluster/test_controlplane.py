@@ -78,9 +78,7 @@ def test_server_reports_the_version_it_was_built_from(cluster: ControlPlane) -> 
 
 def test_crd_schema_and_cel_rule_are_enforced(cluster: ControlPlane, namespace: str) -> None:
     cluster.kubectl("apply", "-f", "-", input_text=CRD)
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "crd/widgets.cptest.mlops.dev", "--timeout=60s"
-    )
+    cluster.wait_condition("crd/widgets.cptest.mlops.dev", "Established")
     accepted = cluster.kubectl(
         "apply", "-n", namespace, "-f", "-", input_text=widget("good", 1, 2), check=False
     )
@@ -117,9 +115,7 @@ def test_deployment_becomes_available_with_pods_running_on_kwok_nodes(
         "--image=example.invalid/web:1",
         "--replicas=3",
     )
-    cluster.kubectl(
-        "wait", "-n", namespace, "--for=condition=Available", "deployment/web", "--timeout=90s"
-    )
+    cluster.wait_condition("deployment/web", "Available", namespace=namespace)
     pods = json.loads(
         cluster.kubectl("get", "pods", "-n", namespace, "-l", "app=web", "-o", "json").stdout
     )["items"]

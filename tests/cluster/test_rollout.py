@@ -104,12 +104,7 @@ def wait_healthy_version(cluster: ControlPlane, namespace: str, version: str) ->
 @pytest.fixture
 def gateway_api(cluster: ControlPlane) -> Iterator[None]:
     cluster.kubectl("apply", "--server-side", "-f", str(cluster.binaries.gateway_api_crds))
-    cluster.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "crd/httproutes.gateway.networking.k8s.io",
-        "--timeout=120s",
-    )
+    cluster.wait_condition("crd/httproutes.gateway.networking.k8s.io", "Established")
     yield
     cluster.kubectl("delete", "-f", str(cluster.binaries.gateway_api_crds), "--wait=true")
 
@@ -117,12 +112,7 @@ def gateway_api(cluster: ControlPlane) -> Iterator[None]:
 @pytest.fixture
 def istio(cluster: ControlPlane) -> Iterator[None]:
     cluster.kubectl("apply", "--server-side", "-f", str(cluster.binaries.istio_virtualservice_crd))
-    cluster.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "crd/virtualservices.networking.istio.io",
-        "--timeout=120s",
-    )
+    cluster.wait_condition("crd/virtualservices.networking.istio.io", "Established")
     yield
     cluster.kubectl("delete", "-f", str(cluster.binaries.istio_virtualservice_crd), "--wait=true")
 

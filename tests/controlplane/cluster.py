@@ -117,6 +117,21 @@ class ControlPlane:
             raise KubectlError(result.returncode, result.args, result.stdout, result.stderr)
         return result
 
+    def wait_condition(
+        self, resource: str, condition: str, *, namespace: str = "", timeout: float = 90.0
+    ) -> None:
+        """Poll until `resource` (e.g. crd/x, deployment/web) has `condition` True.
+        (`kubectl wait` gives up instead of waiting while an object has no conditions yet.)"""
+        jsonpath = f"jsonpath={{.status.conditions[?(@.type=='{condition}')].status}}"
+        scope = ["--namespace", namespace] if namespace else []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            result = self.kubectl("get", resource, *scope, "-o", jsonpath, check=False)
+            if result.stdout.strip() == "True":
+                return
+            time.sleep(0.2)
+        raise ControlPlaneError(f"{resource} not {condition} within {timeout:.0f} s")
+
     def check(self) -> None:
         """Raise at once, with the component's log, if any component has died."""
         for component in self.components:
