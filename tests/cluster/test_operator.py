@@ -459,6 +459,7 @@ INVALID = [
         {"serving": {"replicas": -1}},
         "spec.serving.replicas: Invalid value: -1",
     ),
+    ("x" * 51, {}, "an MLModel name has at most 50 characters"),
     (
         "bad-on-inconclusive",
         {"rollout": {"analysis": {"onInconclusive": "ignore"}}},
@@ -467,7 +468,7 @@ INVALID = [
 ]
 
 
-@pytest.mark.parametrize(("name", "spec", "message"), INVALID, ids=[i[0] for i in INVALID])
+@pytest.mark.parametrize(("name", "spec", "message"), INVALID, ids=[i[0][:20] for i in INVALID])
 def test_kubectl_apply_refuses_an_invalid_mlmodel_with_a_clear_message(
     cluster: ControlPlane, operators: OperatorEnv, name: str, spec: dict[str, Any], message: str
 ) -> None:
