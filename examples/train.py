@@ -1,0 +1,45 @@
+"""Train the example models and save them in skops format.
+
+    python examples/train.py OUTDIR
+
+writes OUTDIR/iris-v1.skops (a random forest classifier), OUTDIR/iris-v2.skops
+(a gradient-boosted one), OUTDIR/diabetes.skops (a regression pipeline) and
+prints their sha256 digests for `spec.model.sha256`. Upload them where your
+MLModels point (an S3 bucket, an HTTP server, a volume).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+import skops.io as sio
+from sklearn.datasets import load_diabetes, load_iris
+from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import Ridge
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+
+def main() -> int:
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "models")
+    out.mkdir(parents=True, exist_ok=True)
+    iris_x, iris_y = load_iris(return_X_y=True)
+    diabetes_x, diabetes_y = load_diabetes(return_X_y=True)
+    models = {
+        "iris-v1.skops": RandomForestClassifier(n_estimators=50, random_state=0),
+        "iris-v2.skops": GradientBoostingClassifier(random_state=0),
+        "diabetes.skops": make_pipeline(StandardScaler(), Ridge(alpha=1.0)),
+    }
+    for name, model in models.items():
+        x, y = (diabetes_x, diabetes_y) if name.startswith("diabetes") else (iris_x, iris_y)
+        model.fit(x, y)
+        path = out / name
+        sio.dump(model, path)
+        print(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
