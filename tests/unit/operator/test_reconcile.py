@@ -1,0 +1,531 @@
+"""plan(): what one reconcile of an MLModel applies, scales, deletes, records and announces.
+
+Each scenario feeds a plan's status into the next plan, with the Deployments a cluster
+would report in between, so the tests follow a model the way its status would.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from mlmodel_operator import rollout
+from mlmodel_operator.desired import ModelRef
+from mlmodel_operator.reconcile import Event, Inputs, Observed, Plan, plan
+from mlmodel_operator.revision import revision_of
+from mlmodel_operator.settings import Settings
+from mlmodel_operator.spec import parse_spec
+
+pytestmark = pytest.mark.unit
+
+REF = ModelRef(name="iris", namespace="models", uid="0b5c6a3e-uid")
+SETTINGS = Settings(resync_seconds=300.0)
+T0 = 1_714_557_600.0  # 2024-05-01T10:00:00Z
+STEPS = [
+    {"weight": 25, "pause": {"duration": "1m"}},
+    {"weight": 50, "pause": {}},
+    {"weight": 100},
+]
+
+
+def model_spec(
+    version: str = "v1", *, replicas: int = 4, router: str = "replicas", **rollout_extra: Any
+) -> dict[str, Any]:
+    traffic: dict[str, Any] = {"router": router}
+    if router == "gatewayAPI":
+        traffic["gatewayAPI"] = {"parentRefs": [{"name": "web"}], "hostnames": ["iris.example"]}
+    return {
+        "model": {"uri": f"s3://models/iris/{version}/model.skops", "version": version},
+        "serving": {"replicas": replicas},
+        "traffic": traffic,
+        "rollout": {"steps": STEPS, "scaleDownDelaySeconds": 120, **rollout_extra},
+    }
+
+
+def revision(spec: Mapping[str, Any]) -> str:
+    return revision_of(parse_spec(spec), SETTINGS.runtime_image)
+
+
+V1, V2, V3 = model_spec("v1"), model_spec("v2"), model_spec("v3")
+R1, R2, R3 = revision(V1), revision(V2), revision(V3)
+
+
+def rfc3339(now_s: float) -> str:
+    minutes, seconds = divmod(int(now_s - T0), 60)
+    return f"2024-05-01T10:{minutes:02d}:{seconds:02d}Z"
+
+
+def deployment(replicas: int, *, ready: int | None = None, generation: int = 1) -> dict[str, Any]:
+    """A Deployment as the API reports it, its controller caught up with `generation`."""
+    ready = replicas if ready is None else ready
+    return {
+        "metadata": {"generation": generation},
+        "spec": {"replicas": replicas},
+        "status": {
+            "observedGeneration": generation,
+            "replicas": replicas,
+            "readyReplicas": ready,
+            "updatedReplicas": replicas,
+        },
+    }
+
+
+def conversion_failed_pod() -> dict[str, Any]:
+    report = {"status": "failed", "message": "the ONNX model predicts differently"}
+    return {
+        "metadata": {"name": f"iris-{R2}-abc12"},
+        "status": {
+            "initContainerStatuses": [
+                {
+                    "name": "convert",
+                    "state": {
+                        "terminated": {
+                            "exitCode": 7,
+                            "reason": "Error",
+                            "message": json.dumps(report),
+                        }
+                    },
+                    "restartCount": 0,
+                }
+            ]
+        },
+    }
+
+
+def run(
+    spec: Mapping[str, Any],
+    status: Mapping[str, Any] | None = None,
+    *,
+    observed: Mapping[str, Observed] | None = None,
+    now_s: float = T0,
+    annotations: Mapping[str, str] | None = None,
+    router_available: bool = True,
+    disruption_budgets: frozenset[str] = frozenset(),
+    analysis_failure: str = "",
+    generation: int = 1,
+) -> Plan:
+    return plan(
+        Inputs(
+            ref=REF,
+            generation=generation,
+            spec=spec,
+            status=status or {},
+            observed=observed or {},
+            settings=SETTINGS,
+            now=rfc3339(now_s),
+            now_s=now_s,
+            annotations=annotations or {},
+            router_available=router_available,
+            disruption_budgets=disruption_budgets,
+            analysis_failure=analysis_failure,
+        )
+    )
+
+
+def applied(result: Plan) -> list[tuple[str, str]]:
+    return [(obj["kind"], obj["metadata"]["name"]) for obj in result.apply]
+
+
+def deployments(result: Plan) -> dict[str, dict[str, Any]]:
+    return {o["metadata"]["name"]: o for o in result.apply if o["kind"] == "Deployment"}
+
+
+def service_selectors(result: Plan) -> dict[str, dict[str, str]]:
+    return {
+        o["metadata"]["name"]: o["spec"]["selector"] for o in result.apply if o["kind"] == "Service"
+    }
+
+
+def condition(status: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    [found] = [c for c in status["conditions"] if c["type"] == kind]
+    return dict(found)
+
+
+def healthy_v1(replicas: int = 4) -> dict[str, Any]:
+    """The status of a model whose first revision is serving."""
+    first = run(model_spec("v1", replicas=replicas), now_s=T0 - 60)
+    ready = {R1: Observed(deployment(replicas))}
+    return run(
+        model_spec("v1", replicas=replicas), first.status, observed=ready, now_s=T0 - 50
+    ).status
+
+
+def canary_at_first_step(spec: Mapping[str, Any] = V2) -> tuple[Plan, dict[str, Observed]]:
+    """V2 canaried over a healthy V1 until its canary is ready and the first step began at T0."""
+    waiting = run(spec, healthy_v1(), observed={R1: Observed(deployment(4))}, now_s=T0 - 5)
+    observed = {R1: Observed(deployment(4)), R2: Observed(deployment(1))}
+    return run(spec, waiting.status, observed=observed, now_s=T0), observed
+
+
+# --- the first revision -----------------------------------------------------------------------
+
+
+def test_the_first_revision_goes_straight_to_stable() -> None:
+    result = run(V1)
+    assert applied(result) == [
+        ("Deployment", f"iris-{R1}"),
+        ("Service", "iris"),
+        ("Service", "iris-stable"),
+        ("Service", "iris-canary"),
+        ("PodDisruptionBudget", f"iris-{R1}"),
+    ]
+    stable = deployments(result)[f"iris-{R1}"]
+    assert stable["metadata"]["labels"]["mlops.dev/variant"] == "stable"
+    assert stable["spec"]["replicas"] == 4
+    assert service_selectors(result) == {
+        "iris": {"mlops.dev/model": "iris"},
+        "iris-stable": {"mlops.dev/model": "iris", "mlops.dev/revision": R1},
+        "iris-canary": {"mlops.dev/model": "iris", "mlops.dev/revision": R1},
+    }
+    assert "canary" not in result.status
+    assert (result.scale, result.delete, result.router_kind) == ([], [], "")
+
+
+def test_the_first_revision_is_deploying_then_healthy_once_ready() -> None:
+    deploying = run(V1)
+    assert deploying.status["phase"] == "Deploying"
+    assert deploying.status["revision"] == R1
+    assert [(e.type, e.reason) for e in deploying.events] == [("Normal", "Deploying")]
+    assert condition(deploying.status, "Ready")["status"] == "False"
+    assert condition(deploying.status, "Progressing")["status"] == "True"
+
+    halfway = run(V1, deploying.status, observed={R1: Observed(deployment(4, ready=2))})
+    assert halfway.status["phase"] == "Deploying"
+    assert halfway.status["ready"] == "2/4"
+    assert halfway.events == []  # no new event while the phase holds
+
+    healthy = run(V1, halfway.status, observed={R1: Observed(deployment(4))}, now_s=T0 + 20)
+    assert healthy.status["phase"] == "Healthy"
+    assert healthy.status["stable"] == {
+        "revision": R1,
+        "version": "v1",
+        "replicas": 4,
+        "readyReplicas": 4,
+    }
+    assert healthy.status["ready"] == "4/4"
+    assert healthy.status["message"] == f"revision {R1} (v1) serving, 4/4 ready"
+    assert [(e.type, e.reason) for e in healthy.events] == [("Normal", "Healthy")]
+    assert condition(healthy.status, "Ready")["status"] == "True"
+    assert condition(healthy.status, "Progressing")["status"] == "False"
+    assert condition(healthy.status, "Degraded")["status"] == "False"
+
+
+def test_a_revision_that_stays_stable_is_not_deleted_or_scaled() -> None:
+    result = run(V1, healthy_v1(), observed={R1: Observed(deployment(4))})
+    assert (result.scale, result.delete, result.events) == ([], [], [])
+
+
+def test_changing_only_the_replicas_scales_the_stable_without_a_canary() -> None:
+    status = healthy_v1()
+    result = run(model_spec("v1", replicas=6), status, observed={R1: Observed(deployment(4))})
+    assert revision(model_spec("v1", replicas=6)) == R1
+    assert deployments(result)[f"iris-{R1}"]["spec"]["replicas"] == 6
+    assert "canary" not in result.status
+    assert result.status["phase"] != "Progressing"
+
+
+# --- PodDisruptionBudgets ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("replicas", "existing", "applies_pdb", "deletes"),
+    [
+        (1, frozenset(), False, []),
+        (2, frozenset(), True, []),
+        (4, frozenset({f"iris-{R1}"}), True, []),
+        (1, frozenset({f"iris-{R1}"}), False, [("PodDisruptionBudget", f"iris-{R1}")]),
+        (2, frozenset({"iris-0ld0ld0ld"}), True, [("PodDisruptionBudget", "iris-0ld0ld0ld")]),
+    ],
+)
+def test_a_disruption_budget_guards_the_stable_only_when_it_has_several_replicas(
+    replicas: int, existing: frozenset[str], applies_pdb: bool, deletes: list[tuple[str, str]]
+) -> None:
+    spec = model_spec("v1", replicas=replicas)
+    result = run(spec, observed={R1: Observed(deployment(replicas))}, disruption_budgets=existing)
+    assert (("PodDisruptionBudget", f"iris-{R1}") in applied(result)) is applies_pdb
+    assert result.delete == deletes
+
+
+# --- a canary ---------------------------------------------------------------------------------
+
+
+def test_a_new_revision_starts_a_canary_and_leaves_the_stable_untouched() -> None:
+    result = run(V2, healthy_v1(), observed={R1: Observed(deployment(4))})
+    assert f"iris-{R1}" not in deployments(result)  # never re-applied from the new spec
+    assert result.scale == []  # the stable keeps its 4 replicas until the canary is ready
+    assert result.delete == []
+    canary = deployments(result)[f"iris-{R2}"]
+    assert canary["metadata"]["labels"]["mlops.dev/variant"] == "canary"
+    assert canary["spec"]["replicas"] == 1  # 25% of 4: the first step's share
+    assert service_selectors(result)["iris-canary"]["mlops.dev/revision"] == R2
+    assert service_selectors(result)["iris-stable"]["mlops.dev/revision"] == R1
+    assert result.status["phase"] == "Progressing"
+    assert result.status["stable"]["revision"] == R1
+    assert result.status["stable"]["version"] == "v1"
+    assert result.status["revision"] == R2
+    canary_status = result.status["canary"]
+    assert {k: canary_status[k] for k in ("revision", "version", "step", "weight", "attempt")} == {
+        "revision": R2,
+        "version": "v2",
+        "step": rollout.WAITING_FOR_READY,
+        "weight": 0,
+        "attempt": 1,
+    }
+    assert canary_status["steps"] == 3
+    assert result.requeue_after <= 5
+
+
+def test_a_ready_canary_enters_the_first_step_and_the_replicas_follow_the_weight() -> None:
+    result, _ = canary_at_first_step()
+    assert result.status["phase"] == "Progressing"
+    assert result.status["canary"]["step"] == 0
+    assert result.status["canary"]["weight"] == 25
+    assert result.status["message"] == "step 1/3: canary at 25%"
+    # 25% of 4 replicas: stable 3, canary 1.
+    assert result.scale == [(f"iris-{R1}", 3)]
+    assert deployments(result)[f"iris-{R2}"]["spec"]["replicas"] == 1
+    assert result.status["canary"]["effectiveWeight"] == 20  # 1 of 5 ready pods, until it scales
+    assert ("Normal", "StepStarted") in [(e.type, e.reason) for e in result.events]
+
+
+def test_the_stable_is_not_scaled_again_once_it_has_the_replicas_of_the_step() -> None:
+    first_step, observed = canary_at_first_step()
+    scaled = {**observed, R1: Observed(deployment(3))}
+    result = run(V2, first_step.status, observed=scaled, now_s=T0 + 10)
+    assert result.scale == []
+    assert result.status["canary"]["effectiveWeight"] == 25
+
+
+def test_a_gateway_api_canary_moves_weight_in_the_route_and_keeps_the_stable_whole() -> None:
+    spec = model_spec("v2", router="gatewayAPI")
+    assert revision(spec) == R2  # the router does not change the serving pods
+    result, _ = canary_at_first_step(spec)
+    assert result.scale == []
+    assert deployments(result)[f"iris-{R2}"]["spec"]["replicas"] == 1
+    [route] = [o for o in result.apply if o["kind"] == "HTTPRoute"]
+    split = route["spec"]["rules"][-1]["backendRefs"]
+    assert [(b["name"], b["weight"]) for b in split] == [("iris-stable", 75), ("iris-canary", 25)]
+    assert route["spec"]["parentRefs"] == [{"name": "web"}]
+    assert result.router_kind == "HTTPRoute"
+    assert result.status["canary"]["effectiveWeight"] == 25
+
+
+def test_the_step_waits_its_pause_then_moves_on() -> None:
+    first_step, observed = canary_at_first_step()
+    observed = {**observed, R1: Observed(deployment(3))}
+    early = run(V2, first_step.status, observed=observed, now_s=T0 + 59)
+    assert early.status["canary"]["step"] == 0
+    later = run(V2, early.status, observed=observed, now_s=T0 + 60)
+    assert (later.status["canary"]["step"], later.status["canary"]["weight"]) == (1, 50)
+    assert later.scale == [(f"iris-{R1}", 2)]
+    assert deployments(later)[f"iris-{R2}"]["spec"]["replicas"] == 2
+    # The second step has `pause: {}`: it holds for a person.
+    observed = {R1: Observed(deployment(2)), R2: Observed(deployment(2))}
+    held = run(V2, later.status, observed=observed, now_s=T0 + 3600)
+    assert held.status["phase"] == "Paused"
+    assert held.status["canary"]["step"] == 1
+    assert "waiting for promote" in held.status["message"]
+    assert condition(held.status, "Progressing")["status"] == "True"
+
+
+def test_a_broken_canary_is_rolled_back_and_the_stable_restored() -> None:
+    first_step, _ = canary_at_first_step()
+    observed = {
+        R1: Observed(deployment(3)),
+        R2: Observed(deployment(1, ready=0), pods=[conversion_failed_pod()]),
+    }
+    result = run(V2, first_step.status, observed=observed, now_s=T0 + 10)
+    assert result.status["phase"] == "RolledBack"
+    assert "the ONNX model predicts differently" in result.status["message"]
+    assert result.status["message"].endswith(f"revision {R1} (v1) keeps serving")
+    assert result.status["canary"]["aborted"] is True
+    assert result.status["canary"]["weight"] == 0
+    assert result.scale == [(f"iris-{R1}", 4)]
+    assert deployments(result)[f"iris-{R2}"]["spec"]["replicas"] == 0
+    assert service_selectors(result)["iris-canary"]["mlops.dev/revision"] == R1
+    assert ("Warning", "CanaryFailed") in [(e.type, e.reason) for e in result.events]
+    assert condition(result.status, "Degraded")["status"] == "True"
+    assert condition(result.status, "Ready")["status"] == "True"
+
+
+def test_a_failed_analysis_rolls_back_with_its_reason() -> None:
+    first_step, observed = canary_at_first_step()
+    result = run(
+        V2,
+        first_step.status,
+        observed=observed,
+        now_s=T0 + 10,
+        analysis_failure="error-rate: canary 0.09 > max 0.01",
+    )
+    assert result.status["phase"] == "RolledBack"
+    assert "error-rate: canary 0.09 > max 0.01" in result.status["message"]
+    assert ("Warning", "AnalysisFailed") in [(e.type, e.reason) for e in result.events]
+
+
+def test_a_new_revision_mid_rollout_restarts_against_the_stable() -> None:
+    first_step, observed = canary_at_first_step()
+    observed = {**observed, R1: Observed(deployment(3))}  # scaled for the first step
+    result = run(V3, first_step.status, observed=observed, now_s=T0 + 10)
+    assert result.status["canary"]["revision"] == R3
+    assert result.status["canary"]["step"] == rollout.WAITING_FOR_READY
+    assert result.status["stable"]["revision"] == R1
+    assert ("Deployment", f"iris-{R2}") in result.delete
+    assert ("Deployment", f"iris-{R1}") not in result.delete
+    assert ("Normal", "Restarted") in [(e.type, e.reason) for e in result.events]
+    # Until the new canary is ready, the stable gets back all its replicas.
+    assert result.scale == [(f"iris-{R1}", 4)]
+
+
+def test_going_back_to_the_stable_spec_mid_rollout_drops_the_canary() -> None:
+    first_step, observed = canary_at_first_step()
+    result = run(V1, first_step.status, observed=observed, now_s=T0 + 10)
+    assert "canary" not in result.status
+    assert deployments(result)[f"iris-{R1}"]["spec"]["replicas"] == 4
+    assert result.delete == [("Deployment", f"iris-{R2}")]
+
+
+# --- promotion and the previous stable ------------------------------------------------------
+
+
+def promoted() -> tuple[Plan, dict[str, Observed]]:
+    first_step, observed = canary_at_first_step()
+    result = run(
+        V2,
+        first_step.status,
+        observed=observed,
+        now_s=T0 + 10,
+        annotations={rollout.PROMOTE: f"{R2}/1/full"},
+        disruption_budgets=frozenset({f"iris-{R1}"}),
+    )
+    return result, observed
+
+
+def test_promotion_makes_the_canary_stable_and_keeps_the_old_one_for_the_delay() -> None:
+    result, _ = promoted()
+    assert result.status["stable"]["revision"] == R2
+    assert result.status["stable"]["version"] == "v2"
+    assert "canary" not in result.status
+    assert result.status["previous"] == {"revision": R1, "deleteAfter": T0 + 10 + 120}
+    assert result.status["message"].startswith(f"revision {R2} (v2) promoted to stable")
+    new_stable = deployments(result)[f"iris-{R2}"]
+    assert new_stable["metadata"]["labels"]["mlops.dev/variant"] == "stable"
+    assert new_stable["spec"]["replicas"] == 4
+    assert f"iris-{R1}" not in deployments(result)
+    assert ("Deployment", f"iris-{R1}") not in result.delete
+    assert service_selectors(result)["iris-stable"]["mlops.dev/revision"] == R2
+    assert ("PodDisruptionBudget", f"iris-{R2}") in applied(result)
+    assert ("PodDisruptionBudget", f"iris-{R1}") in result.delete
+    assert ("Normal", "Promoted") in [(e.type, e.reason) for e in result.events]
+
+
+@pytest.mark.parametrize(
+    ("after", "deleted"),
+    [(0.0, False), (60.0, False), (119.0, False), (120.0, True), (3600.0, True)],
+)
+def test_the_previous_stable_is_deleted_only_after_the_scale_down_delay(
+    after: float, deleted: bool
+) -> None:
+    result, _ = promoted()
+    observed = {R1: Observed(deployment(3)), R2: Observed(deployment(4))}
+    promoted_at = T0 + 10
+    later = run(V2, result.status, observed=observed, now_s=promoted_at + after)
+    assert (("Deployment", f"iris-{R1}") in later.delete) is deleted
+    assert ("previous" in later.status) is not deleted
+    assert ("Deployment", f"iris-{R2}") not in later.delete
+    if not deleted:
+        assert later.requeue_after <= 120 - after
+
+
+# --- blocked plans ----------------------------------------------------------------------------
+
+
+def test_an_invalid_spec_fails_with_its_reason_and_changes_nothing() -> None:
+    status = healthy_v1()
+    bad = {**V2, "rollout": {"steps": [{"weight": 50}, {"weight": 10}]}}
+    result = run(bad, status, observed={R1: Observed(deployment(4))}, generation=2)
+    assert (result.apply, result.scale, result.delete) == ([], [], [])
+    assert result.status["phase"] == "Failed"
+    assert "must not decrease" in result.status["message"]
+    assert result.status["stable"] == status["stable"]  # still recorded as serving
+    assert result.status["observedGeneration"] == 2
+    assert condition(result.status, "Degraded")["reason"] == "InvalidSpec"
+    assert condition(result.status, "Ready")["status"] == "True"
+    assert result.events == [Event("Warning", "InvalidSpec", result.status["message"])]
+    again = run(bad, result.status, observed={R1: Observed(deployment(4))}, generation=2)
+    assert again.events == []
+    assert again.status["phase"] == "Failed"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="plan() raises KeyError from router_for for a traffic.router the CRD would refuse "
+    "(parse_spec does not check it), instead of a Failed/InvalidSpec status",
+)
+def test_an_unknown_router_is_an_invalid_spec() -> None:
+    bad = {**V1, "traffic": {"router": "nginx"}}
+    result = run(bad, healthy_v1(), observed={R1: Observed(deployment(4))})
+    assert result.status["phase"] == "Failed"
+    assert condition(result.status, "Degraded")["reason"] == "InvalidSpec"
+
+
+@pytest.mark.parametrize(
+    ("status", "serving"),
+    [
+        ("healthy", f"revision {R1} keeps serving"),
+        ("none", "nothing is deployed"),
+    ],
+)
+def test_a_missing_router_crd_blocks_the_rollout_and_says_so(status: str, serving: str) -> None:
+    spec = model_spec("v2", router="gatewayAPI")
+    before = healthy_v1() if status == "healthy" else {}
+    result = run(spec, before, observed={R1: Observed(deployment(4))}, router_available=False)
+    assert (result.apply, result.scale, result.delete) == ([], [], [])
+    assert result.status["phase"] == "Degraded"
+    message = result.status["message"]
+    assert "httproutes.gateway.networking.k8s.io" in message
+    assert serving in message
+    assert condition(result.status, "Degraded")["reason"] == "RouterUnavailable"
+    assert [(e.type, e.reason) for e in result.events] == [("Warning", "RouterUnavailable")]
+    assert result.requeue_after == SETTINGS.resync_seconds
+
+
+def test_the_replicas_router_needs_no_crd() -> None:
+    result = run(V1, router_available=False)
+    assert result.status["phase"] == "Deploying"
+    assert result.apply
+
+
+# --- conditions and requeue -------------------------------------------------------------------
+
+
+def test_conditions_keep_their_transition_time_until_their_status_changes() -> None:
+    healthy = run(V1, observed={R1: Observed(deployment(4))}, now_s=T0)
+    since = rfc3339(T0)
+    assert {c["lastTransitionTime"] for c in healthy.status["conditions"]} == {since}
+
+    still = run(V1, healthy.status, observed={R1: Observed(deployment(4))}, now_s=T0 + 90)
+    assert {c["lastTransitionTime"] for c in still.status["conditions"]} == {since}
+
+    sick = run(V1, still.status, observed={R1: Observed(deployment(4, ready=0))}, now_s=T0 + 120)
+    assert sick.status["phase"] == "Degraded"
+    assert condition(sick.status, "Ready")["lastTransitionTime"] == rfc3339(T0 + 120)
+    assert condition(sick.status, "Degraded")["lastTransitionTime"] == rfc3339(T0 + 120)
+    assert condition(sick.status, "Progressing")["lastTransitionTime"] == since
+
+
+def test_a_settled_model_is_resynced_at_the_configured_interval() -> None:
+    result = run(V1, healthy_v1(), observed={R1: Observed(deployment(4))})
+    assert result.requeue_after == SETTINGS.resync_seconds
+
+
+@pytest.mark.parametrize("stage", ["deploying", "waiting", "step"])
+def test_a_model_in_motion_is_requeued_soon(stage: str) -> None:
+    if stage == "deploying":
+        result = run(V1)
+    elif stage == "waiting":
+        result = run(V2, healthy_v1(), observed={R1: Observed(deployment(4))})
+    else:
+        result, _ = canary_at_first_step()
+    assert result.requeue_after <= 5.0
