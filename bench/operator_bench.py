@@ -48,8 +48,8 @@ from types import FrameType
 from typing import Any
 
 import yaml
-from mlmodel_operator.revision import REVISION_LENGTH
 
+from mlmodel_operator.revision import REVISION_LENGTH
 from tests.cluster.operator_process import (
     OPERATOR_NAMESPACE,
     RUNTIME_IMAGE,

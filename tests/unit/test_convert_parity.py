@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from mlmodel_runtime.convert.parity import (
     Tolerance,
     compare_classification,

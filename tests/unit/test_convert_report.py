@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+
 from mlmodel_runtime.convert.report import LIMIT_BYTES, one_line, render, schema_summary
 from mlmodel_runtime.modeldir import TensorSpec
 

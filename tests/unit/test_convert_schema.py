@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from mlmodel_runtime.convert.errors import UnsupportedModelError, UsageError
 from mlmodel_runtime.convert.fetch import FetchOptions, resolve_uri, storage_options
 from mlmodel_runtime.convert.load import sniff

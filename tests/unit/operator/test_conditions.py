@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from mlmodel_operator.conditions import Condition, merge_conditions
 
 pytestmark = pytest.mark.unit

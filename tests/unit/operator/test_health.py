@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+
 from mlmodel_operator.health import assess, parse_report
 
 pytestmark = pytest.mark.unit

@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 import pytest
+
 from mlmodel_operator.revision import REVISION_LENGTH, revision_of
 from mlmodel_operator.spec import parse_spec
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from mlmodel_operator.settings import (
     DEFAULT_RESOURCES,
     DEFAULT_RUNTIME_IMAGE,

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import pytest
+
 from mlmodel_operator.spec import DEFAULT_STEPS, SpecError, Step, parse_duration, parse_spec
 
 pytestmark = pytest.mark.unit
