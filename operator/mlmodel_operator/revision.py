@@ -1,7 +1,10 @@
-"""The revision of an MLModel: a short hash of everything that changes its serving pods.
+"""The revision of an MLModel: a short hash of everything in the MLModel that changes
+its serving pods, plus the runtime image.
 
 Pure. Replicas are left out (scaling is not a new version); the runtime image is
 in (an operator upgrade that changes the image rolls out like any new version).
+Operator-wide pod defaults (`--image-pull-policy`, `--default-resources`) are not:
+changing them updates every revision's pods in place, without a canary.
 """
 
 from __future__ import annotations

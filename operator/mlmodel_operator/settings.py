@@ -19,6 +19,8 @@ DEFAULT_RESOURCES: Mapping[str, Any] = {
     "requests": {"cpu": "100m", "memory": "256Mi"},
     "limits": {"memory": "1Gi"},
 }
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+LOG_FORMATS = ("text", "json")
 _IMAGE = re.compile(r"^[a-z0-9]+([._/:@-][a-zA-Z0-9_.-]+)*$")
 
 
@@ -56,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--image-pull-policy",
         default=_env("IMAGE_PULL_POLICY", "IfNotPresent"),
-        choices=["Always", "IfNotPresent", "Never"],
+        choices=PULL_POLICIES,
     )
     parser.add_argument(
         "--default-resources",
@@ -68,15 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("NAMESPACES", ""),
         help="comma-separated namespaces to watch (default: all)",
     )
-    parser.add_argument(
-        "--log-format", default=_env("LOG_FORMAT", "text"), choices=["text", "json"]
-    )
-    parser.add_argument("--resync-seconds", type=float, default=float(_env("RESYNC_SECONDS", "30")))
-    parser.add_argument("--workers", type=int, default=int(_env("WORKERS", "4")))
+    parser.add_argument("--log-format", default=_env("LOG_FORMAT", "text"), choices=LOG_FORMATS)
+    # String defaults go through `type` like flags do, so a bad environment value is a
+    # usage error that names the flag, not a traceback.
+    parser.add_argument("--resync-seconds", type=float, default=_env("RESYNC_SECONDS", "30"))
+    parser.add_argument("--workers", type=int, default=_env("WORKERS", "4"))
     parser.add_argument("--lease-namespace", default=_env("LEASE_NAMESPACE", "mlmodel-system"))
     parser.add_argument("--lease-name", default=_env("LEASE_NAME", "mlmodel-operator-leader"))
     parser.add_argument(
-        "--lease-duration-seconds", type=float, default=float(_env("LEASE_DURATION_SECONDS", "15"))
+        "--lease-duration-seconds", type=float, default=_env("LEASE_DURATION_SECONDS", "15")
     )
     parser.add_argument("--identity", default=_env("IDENTITY", os.environ.get("POD_NAME", "")))
     parser.add_argument("--health-address", default=_env("HEALTH_ADDRESS", "0.0.0.0:8080"))
@@ -92,6 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_settings(argv: Sequence[str] | None = None) -> Settings:
     """Parse and validate; raises SettingsError naming the bad setting."""
     args = build_parser().parse_args(argv)
+    # argparse checks `choices` on flags, not on defaults taken from the environment.
+    for flag, value, allowed in (
+        ("--image-pull-policy", args.image_pull_policy, PULL_POLICIES),
+        ("--log-format", args.log_format, LOG_FORMATS),
+    ):
+        if value not in allowed:
+            raise SettingsError(f"{flag} {value!r} is not one of {', '.join(allowed)}")
     if not _IMAGE.match(args.runtime_image):
         raise SettingsError(f"--runtime-image {args.runtime_image!r} is not an image reference")
     try:
@@ -105,7 +114,7 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
             "--resync-seconds must be > 0, --workers >= 1, --lease-duration-seconds >= 2"
         )
     host, _, port = args.health_address.rpartition(":")
-    if not host or not port.isdigit():
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise SettingsError(f"--health-address {args.health_address!r} is not HOST:PORT")
     namespaces = tuple(n.strip() for n in args.namespaces.split(",") if n.strip())
     return Settings(
@@ -120,6 +129,6 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
         lease_name=args.lease_name,
         lease_duration_seconds=args.lease_duration_seconds,
         identity=args.identity or f"{socket.gethostname()}-{os.getpid()}",
-        health_address=args.health_address,
+        health_address=f"{host.strip('[]')}:{port}",
         leader_election=not args.no_leader_election,
     )

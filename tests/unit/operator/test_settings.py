@@ -118,7 +118,6 @@ def test_a_host_and_port_is_a_health_address(address: str) -> None:
     assert parse_settings([f"--health-address={address}"]).health_address == address
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a port above 65535 passes validation")
 def test_a_health_port_out_of_range_is_refused() -> None:
     with pytest.raises(SettingsError, match="--health-address"):
         parse_settings(["--health-address=0.0.0.0:99999"])
@@ -201,11 +200,6 @@ def test_leader_election_from_the_environment(
     assert parse_settings(["--no-leader-election"]).leader_election is False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: argparse does not check defaults against choices, so an invalid "
-    "MLMODEL_OPERATOR_IMAGE_PULL_POLICY (or LOG_FORMAT) is accepted as is",
-)
 @pytest.mark.parametrize(
     ("name", "value"), [("IMAGE_PULL_POLICY", "Sometimes"), ("LOG_FORMAT", "xml")]
 )
@@ -218,12 +212,6 @@ def test_an_invalid_choice_from_the_environment_is_refused(
         parse_settings([])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="bug: a non-numeric MLMODEL_OPERATOR_WORKERS/RESYNC_SECONDS/LEASE_DURATION_SECONDS "
-    "raises ValueError while building the parser (a traceback, exit 1) instead of SettingsError",
-)
 @pytest.mark.parametrize("name", ["WORKERS", "RESYNC_SECONDS", "LEASE_DURATION_SECONDS"])
 def test_a_non_numeric_number_from_the_environment_is_refused(
     monkeypatch: pytest.MonkeyPatch, name: str
