@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+
 from mlmodel_operator import rollout
 from mlmodel_operator.desired import ModelRef
 from mlmodel_operator.reconcile import Event, Inputs, Observed, Plan, plan
@@ -386,6 +387,75 @@ def test_going_back_to_the_stable_spec_mid_rollout_drops_the_canary() -> None:
     assert result.delete == [("Deployment", f"iris-{R2}")]
 
 
+def test_abort_rolls_back_and_retry_starts_the_next_attempt() -> None:
+    first_step, _ = canary_at_first_step()
+    observed = {R1: Observed(deployment(3)), R2: Observed(deployment(1))}
+    abort = {rollout.ABORT: f"{R2}/1"}
+    rolled_back = run(V2, first_step.status, observed=observed, now_s=T0 + 10, annotations=abort)
+    assert rolled_back.status["phase"] == "RolledBack"
+    assert "aborted by a person" in rolled_back.status["message"]
+    assert rolled_back.scale == [(f"iris-{R1}", 4)]
+    assert deployments(rolled_back)[f"iris-{R2}"]["spec"]["replicas"] == 0
+    assert ("Warning", "Aborted") in [(e.type, e.reason) for e in rolled_back.events]
+
+    observed = {R1: Observed(deployment(4)), R2: Observed(deployment(0))}
+    settled = run(V2, rolled_back.status, observed=observed, now_s=T0 + 60, annotations=abort)
+    assert settled.status["phase"] == "RolledBack"
+    assert settled.events == []
+
+    retry = {**abort, rollout.RETRY: f"{R2}/1"}
+    retried = run(V2, settled.status, observed=observed, now_s=T0 + 90, annotations=retry)
+    assert retried.status["phase"] == "Progressing"
+    canary = retried.status["canary"]
+    assert (canary["attempt"], canary["step"], canary["aborted"]) == (2, -1, False)
+    assert deployments(retried)[f"iris-{R2}"]["spec"]["replicas"] == 1
+    assert service_selectors(retried)["iris-canary"]["mlops.dev/revision"] == R2
+
+
+def test_a_persons_pause_holds_the_step_past_its_duration() -> None:
+    first_step, _ = canary_at_first_step()
+    observed = {R1: Observed(deployment(3)), R2: Observed(deployment(1))}
+    pause = {rollout.PAUSE: f"{R2}/1"}
+    held = run(V2, first_step.status, observed=observed, now_s=T0 + 600, annotations=pause)
+    assert held.status["phase"] == "Paused"
+    assert held.status["canary"]["step"] == 0
+    assert "paused by a person" in held.status["message"]
+    resumed = run(V2, held.status, observed=observed, now_s=T0 + 601)
+    assert resumed.status["canary"]["step"] == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a first revision that never became ready stays the stable: the fixed spec is "
+    "canaried against it and held at step 1 forever ('the stable revision is unhealthy') "
+    "until a person runs promote --full",
+)
+def test_a_fix_for_a_first_revision_that_never_served_is_not_held_by_it() -> None:
+    broken = {R1: Observed(deployment(4, ready=0), pods=[conversion_failed_pod()])}
+    failed = run(V1, observed=broken)
+    assert failed.status["phase"] == "Failed"
+    observed = {**broken, R2: Observed(deployment(1))}
+    status = failed.status
+    for elapsed in (0.0, 30.0, 61.0, 92.0):
+        status = run(V2, status, observed=observed, now_s=T0 + elapsed).status
+    assert status["phase"] != "Degraded"
+    assert status["stable"]["revision"] == R2 or status["canary"]["step"] >= 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="replica_split(0, w) gives the stable 1 pod: a model scaled to zero "
+    "(serving.replicas: 0, allowed by the CRD) gets its stable scaled up by a canary step",
+)
+def test_a_model_scaled_to_zero_keeps_its_stable_at_zero_during_a_canary() -> None:
+    first = run(model_spec("v1", replicas=0), observed={R1: Observed(deployment(0))})
+    observed = {R1: Observed(deployment(0)), R2: Observed(deployment(1))}
+    waiting = run(model_spec("v2", replicas=0), first.status, observed=observed, now_s=T0)
+    step = run(model_spec("v2", replicas=0), waiting.status, observed=observed, now_s=T0 + 5)
+    assert step.status["canary"]["step"] == 0
+    assert step.scale == []
+
+
 # --- promotion and the previous stable ------------------------------------------------------
 
 
@@ -460,6 +530,7 @@ def test_an_invalid_spec_fails_with_its_reason_and_changes_nothing() -> None:
 
 @pytest.mark.xfail(
     strict=True,
+    raises=KeyError,
     reason="plan() raises KeyError from router_for for a traffic.router the CRD would refuse "
     "(parse_spec does not check it), instead of a Failed/InvalidSpec status",
 )

@@ -8,6 +8,7 @@ import math
 from typing import Any
 
 import pytest
+
 from mlmodel_operator import rollout
 from mlmodel_operator.rollout import (
     WAITING_FOR_READY,

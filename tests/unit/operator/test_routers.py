@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from mlmodel_operator.desired import ModelRef
 from mlmodel_operator.routers import RequiredApi, router_for
 from mlmodel_operator.routers.gatewayapi import GatewayApiRouter
