@@ -1,0 +1,261 @@
+"""One runtime pod's `/metrics` text as a `Snapshot` of the series the canary analysis reads.
+
+The metrics providers call `parse` on each pod's exposition and `Snapshot.merge` to add the
+pods of one revision together; the status keeps a window-start snapshot through
+`Snapshot.to_json`/`from_json` (state lives in status, never in memory); `analysis` takes
+windows of snapshots and judges them. Pure: text in, snapshot out.
+
+Read (names fixed by DESIGN.md, written by `mlmodel_runtime.serve.metrics`):
+
+    mlmodel_requests_total{code}                   -> Snapshot.requests   {code: count}
+    mlmodel_request_duration_seconds (histogram)   -> Snapshot.latency
+    mlmodel_predictions_total{class}  (classifier) -> Snapshot.classes    {class: rows}
+    mlmodel_prediction_value          (regressor)  -> Snapshot.values
+
+Other labels (model, version, output) are summed over: one pod serves one model version
+with one label output. Every other metric in the text is ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+REQUESTS = "mlmodel_requests_total"
+DURATION = "mlmodel_request_duration_seconds"
+PREDICTIONS = "mlmodel_predictions_total"
+VALUES = "mlmodel_prediction_value"
+
+
+class MetricsTextError(ValueError):
+    """The text is not a Prometheus exposition (or a stored snapshot is not one of ours)."""
+
+
+def _format_bound(bound: float) -> str:
+    return "+Inf" if bound == math.inf else repr(bound)
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """A cumulative Prometheus histogram.
+
+    `buckets` are (upper bound, observations <= bound) sorted by bound, the last bound
+    +Inf; `count` and `sum` are the `_count` and `_sum` samples.
+    """
+
+    buckets: tuple[tuple[float, float], ...]
+    count: float = 0.0
+    sum: float = 0.0
+
+    @property
+    def bounds(self) -> tuple[float, ...]:
+        return tuple(bound for bound, _ in self.buckets)
+
+    @property
+    def observations(self) -> float:
+        """Observations per the +Inf bucket (what histogram_quantile uses), else `count`."""
+        if self.buckets and self.buckets[-1][0] == math.inf:
+            return self.buckets[-1][1]
+        return self.count
+
+    def coarsen(self, bounds: Iterable[float]) -> Histogram:
+        """Only the buckets whose bound is in `bounds`: exact, since buckets are cumulative."""
+        keep = set(bounds)
+        return Histogram(
+            buckets=tuple((b, c) for b, c in self.buckets if b in keep),
+            count=self.count,
+            sum=self.sum,
+        )
+
+    def merge(self, other: Histogram) -> Histogram:
+        """The sum of two histograms over the bounds both have (exact coarsening)."""
+        common = set(self.bounds) & set(other.bounds)
+        mine, theirs = self.coarsen(common), other.coarsen(common)
+        return Histogram(
+            buckets=tuple(
+                (b, c1 + c2) for (b, c1), (_, c2) in zip(mine.buckets, theirs.buckets, strict=True)
+            ),
+            count=self.count + other.count,
+            sum=self.sum + other.sum,
+        )
+
+    def masses(self) -> tuple[float, ...]:
+        """Observations per bucket (not cumulative), in bound order."""
+        previous = 0.0
+        out = []
+        for _, cumulative in self.buckets:
+            out.append(max(cumulative - previous, 0.0))
+            previous = cumulative
+        return tuple(out)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "buckets": [[_format_bound(b), c] for b, c in self.buckets],
+            "count": self.count,
+            "sum": self.sum,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Histogram:
+        return cls(
+            buckets=tuple(sorted((float(b), float(c)) for b, c in raw.get("buckets", ()))),
+            count=float(raw.get("count", 0.0)),
+            sum=float(raw.get("sum", 0.0)),
+        )
+
+
+def _add(left: Mapping[str, float], right: Mapping[str, float]) -> dict[str, float]:
+    total = dict(left)
+    for key, value in right.items():
+        total[key] = total.get(key, 0.0) + value
+    return total
+
+
+def _merge_optional(left: Histogram | None, right: Histogram | None) -> Histogram | None:
+    if left is None:
+        return right
+    if right is None:
+        return left
+    return left.merge(right)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Counter values of one pod, or of the pods of one revision added together.
+
+    `latency`/`values` are None when the text had no such histogram (`values` is None for
+    every model but a regressor with a label output; `classes` is empty unless a classifier).
+    """
+
+    requests: Mapping[str, float] = field(default_factory=dict)
+    latency: Histogram | None = None
+    classes: Mapping[str, float] = field(default_factory=dict)
+    values: Histogram | None = None
+
+    @property
+    def total_requests(self) -> float:
+        return sum(self.requests.values())
+
+    @property
+    def has_predictions(self) -> bool:
+        return bool(self.classes) or self.values is not None
+
+    def merge(self, other: Snapshot) -> Snapshot:
+        """The pods of one revision added together."""
+        return Snapshot(
+            requests=_add(self.requests, other.requests),
+            latency=_merge_optional(self.latency, other.latency),
+            classes=_add(self.classes, other.classes),
+            values=_merge_optional(self.values, other.values),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "requests": dict(self.requests),
+            "latency": None if self.latency is None else self.latency.to_dict(),
+            "classes": dict(self.classes),
+            "values": None if self.values is None else self.values.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Snapshot:
+        try:
+            latency, values = raw.get("latency"), raw.get("values")
+            return cls(
+                requests={str(k): float(v) for k, v in (raw.get("requests") or {}).items()},
+                latency=None if latency is None else Histogram.from_dict(latency),
+                classes={str(k): float(v) for k, v in (raw.get("classes") or {}).items()},
+                values=None if values is None else Histogram.from_dict(values),
+            )
+        except (TypeError, ValueError, AttributeError) as error:
+            raise MetricsTextError(f"not a stored metrics snapshot: {error}") from error
+
+    def to_json(self) -> str:
+        """Compact JSON, for a string field of the MLModel status."""
+        return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Snapshot:
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise MetricsTextError(f"not a stored metrics snapshot: {error}") from error
+        if not isinstance(raw, dict):
+            raise MetricsTextError("not a stored metrics snapshot: not a JSON object")
+        return cls.from_dict(raw)
+
+
+class _HistogramParts:
+    """The samples of one histogram series while they are being read."""
+
+    def __init__(self) -> None:
+        self.buckets: dict[float, float] = {}
+        self.count = 0.0
+        self.sum = 0.0
+
+    def build(self) -> Histogram:
+        return Histogram(
+            buckets=tuple(sorted(self.buckets.items())), count=self.count, sum=self.sum
+        )
+
+
+def _read_histogram(
+    series: dict[tuple[tuple[str, str], ...], _HistogramParts],
+    sample_name: str,
+    base: str,
+    labels: Mapping[str, str],
+    value: float,
+) -> None:
+    suffix = sample_name[len(base) :]
+    if suffix not in ("_bucket", "_count", "_sum"):
+        return  # _created and the like
+    key = tuple(sorted((k, v) for k, v in labels.items() if k != "le"))
+    parts = series.setdefault(key, _HistogramParts())
+    if suffix == "_bucket":
+        parts.buckets[float(labels["le"])] = value
+    elif suffix == "_count":
+        parts.count = value
+    else:
+        parts.sum = value
+
+
+def _combine(series: Mapping[Any, _HistogramParts]) -> Histogram | None:
+    combined: Histogram | None = None
+    for parts in series.values():
+        combined = _merge_optional(combined, parts.build())
+    return combined
+
+
+def parse(text: str) -> Snapshot:
+    """The snapshot of one pod's Prometheus text exposition.
+
+    Raises MetricsTextError when the text cannot be parsed.
+    """
+    requests: dict[str, float] = {}
+    classes: dict[str, float] = {}
+    latency: dict[tuple[tuple[str, str], ...], _HistogramParts] = {}
+    values: dict[tuple[tuple[str, str], ...], _HistogramParts] = {}
+    try:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                name, labels, value = sample.name, sample.labels, float(sample.value)
+                if name == REQUESTS:
+                    code = labels.get("code", "")
+                    requests[code] = requests.get(code, 0.0) + value
+                elif name == PREDICTIONS:
+                    cls = labels.get("class", "")
+                    classes[cls] = classes.get(cls, 0.0) + value
+                elif name.startswith(DURATION + "_"):
+                    _read_histogram(latency, name, DURATION, labels, value)
+                elif name.startswith(VALUES + "_"):
+                    _read_histogram(values, name, VALUES, labels, value)
+    except (ValueError, KeyError, IndexError) as error:
+        raise MetricsTextError(f"not a Prometheus text exposition: {error}") from error
+    return Snapshot(
+        requests=requests, latency=_combine(latency), classes=classes, values=_combine(values)
+    )
