@@ -155,6 +155,17 @@ class _Planner:
         stable = (status.get("stable") or {}).get("revision") or self.revision
         previous: dict[str, Any] = dict(status.get("previous") or {})
         candidate = self.revision if self.revision != stable else None
+        if candidate and self._never_served(stable):
+            # Nothing to protect: a first revision that never became ready is replaced
+            # outright, as if it had never been there.
+            self.events.append(
+                Event(
+                    "Normal",
+                    "Replaced",
+                    f"revision {stable} never served; {candidate} replaces it without a canary",
+                )
+            )
+            stable, candidate = candidate, None
         decision: rollout.Decision | None = None
         if candidate:
             decision = self.advance(candidate, stable)
@@ -226,6 +237,10 @@ class _Planner:
             requeue_after=requeue,
             router_kind=self.router.required.kind if self.router.required else "",
         )
+
+    def _never_served(self, stable: str) -> bool:
+        phase = self.inputs.status.get("phase")
+        return phase in (None, "Pending", "Deploying", "Failed") and self.health(stable).ready == 0
 
     def _observed_replicas(self, revision: str) -> int | None:
         seen = self.inputs.observed.get(revision)

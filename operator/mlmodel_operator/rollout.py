@@ -240,13 +240,15 @@ def replica_split(total: int, weight: int) -> tuple[int, int]:
     (0, 3)
     >>> replica_split(3, 0)
     (3, 0)
+    >>> replica_split(0, 50)   # scaled to zero: the canary still gets one pod to prove itself
+    (0, 1)
     """
     if weight <= 0:
         return total, 0
     if weight >= 100:
         return 0, max(total, 1)
     canary = max(1, math.ceil(total * weight / 100))
-    stable = max(1, total - canary)
+    stable = max(1, total - canary) if total > 0 else 0
     return stable, canary
 
 

@@ -16,6 +16,9 @@ _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
+ROUTERS = ("replicas", "gatewayAPI", "istio")
+
+
 class SpecError(ValueError):
     """The spec cannot be served as written; the message tells the user what to change."""
 
@@ -200,6 +203,8 @@ def parse_spec(spec: Mapping[str, Any]) -> MLModelSpec:
         gateway_api=dict(tr.get("gatewayAPI") or {}),
         istio=dict(tr.get("istio") or {}),
     )
+    if traffic.router not in ROUTERS:
+        raise SpecError(f"traffic.router {traffic.router!r} is not one of {', '.join(ROUTERS)}")
     if traffic.router == "gatewayAPI" and not traffic.gateway_api.get("parentRefs"):
         raise SpecError("traffic.router gatewayAPI needs traffic.gatewayAPI.parentRefs")
     if traffic.router == "istio" and not traffic.istio.get("hosts"):

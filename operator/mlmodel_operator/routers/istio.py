@@ -80,8 +80,10 @@ class IstioRouter:
         for route in obj.get("spec", {}).get("http", ()):
             if route.get("match"):
                 continue
-            for target in route.get("route", ()):
+            targets = route.get("route", ())
+            for target in targets:
                 if target["destination"]["host"].startswith(f"{name}-canary."):
-                    return int(target.get("weight", 0))
+                    # Istio sends everything to a lone destination without a weight.
+                    return int(target.get("weight", 100 if len(targets) == 1 else 0))
             return 0
         return None

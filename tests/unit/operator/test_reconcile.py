@@ -424,12 +424,6 @@ def test_a_persons_pause_holds_the_step_past_its_duration() -> None:
     assert resumed.status["canary"]["step"] == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a first revision that never became ready stays the stable: the fixed spec is "
-    "canaried against it and held at step 1 forever ('the stable revision is unhealthy') "
-    "until a person runs promote --full",
-)
 def test_a_fix_for_a_first_revision_that_never_served_is_not_held_by_it() -> None:
     broken = {R1: Observed(deployment(4, ready=0), pods=[conversion_failed_pod()])}
     failed = run(V1, observed=broken)
@@ -442,11 +436,6 @@ def test_a_fix_for_a_first_revision_that_never_served_is_not_held_by_it() -> Non
     assert status["stable"]["revision"] == R2 or status["canary"]["step"] >= 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="replica_split(0, w) gives the stable 1 pod: a model scaled to zero "
-    "(serving.replicas: 0, allowed by the CRD) gets its stable scaled up by a canary step",
-)
 def test_a_model_scaled_to_zero_keeps_its_stable_at_zero_during_a_canary() -> None:
     first = run(model_spec("v1", replicas=0), observed={R1: Observed(deployment(0))})
     observed = {R1: Observed(deployment(0)), R2: Observed(deployment(1))}
@@ -528,12 +517,6 @@ def test_an_invalid_spec_fails_with_its_reason_and_changes_nothing() -> None:
     assert again.status["phase"] == "Failed"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=KeyError,
-    reason="plan() raises KeyError from router_for for a traffic.router the CRD would refuse "
-    "(parse_spec does not check it), instead of a Failed/InvalidSpec status",
-)
 def test_an_unknown_router_is_an_invalid_spec() -> None:
     bad = {**V1, "traffic": {"router": "nginx"}}
     result = run(bad, healthy_v1(), observed={R1: Observed(deployment(4))})

@@ -371,11 +371,6 @@ def test_replica_split(total: int, weight: int, split: tuple[int, int]) -> None:
     assert replica_split(total, weight) == split
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="replica_split(0, w) for 0 < w < 100 gives the stable 1 pod: a model scaled to "
-    "zero (serving.replicas: 0 is allowed by the CRD) is scaled up by a canary step",
-)
 @pytest.mark.parametrize("weight", [10, 50, 90])
 def test_replica_split_never_gives_the_stable_more_than_the_spec_asks(weight: int) -> None:
     stable, _ = replica_split(0, weight)

@@ -239,12 +239,6 @@ def test_the_virtual_services_applied_weight_reads_the_canary_destination(
     assert IstioRouter().applied_weight(service) == weight
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="IstioRouter.applied_weight reads a missing weight as 0, but Istio sends all traffic "
-    "to a route's only destination when it has no weight: a split edited down to the canary "
-    "alone reads back as 0% instead of 100%",
-)
 def test_a_lone_canary_destination_without_a_weight_carries_all_traffic() -> None:
     service = virtual_service(10)
     service["spec"]["http"][2]["route"] = [{"destination": {"host": CANARY_HOST}}]
