@@ -92,10 +92,11 @@ def build_models(work: Path) -> tuple[Path, Path]:
 
     import joblib
     import numpy as np
-    from mlmodel_runtime.modeldir import ModelMetadata, TensorSpec, write_metadata
     from skl2onnx import to_onnx
     from sklearn.datasets import load_iris
     from sklearn.ensemble import RandomForestClassifier
+
+    from mlmodel_runtime.modeldir import ModelMetadata, TensorSpec, write_metadata
 
     x, y = load_iris(return_X_y=True)
     x = x.astype(np.float32)

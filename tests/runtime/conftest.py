@@ -25,7 +25,6 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from mlmodel_runtime.modeldir import ModelMetadata, TensorSpec, write_metadata
 from onnx import TensorProto, helper
 from skl2onnx import to_onnx
 from skl2onnx.common.data_types import FloatTensorType, StringTensorType
@@ -35,6 +34,8 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from mlmodel_runtime.modeldir import ModelMetadata, TensorSpec, write_metadata
 
 # v2 datatype -> ONNX element type, for the identity model that covers every datatype.
 ONNX_TYPES: dict[str, int] = {

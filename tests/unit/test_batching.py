@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from mlmodel_runtime.serve.batching import Batcher, compatible, merge_arrays, split_arrays
 
 pytestmark = pytest.mark.unit

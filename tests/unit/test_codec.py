@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
+
 from mlmodel_runtime.modeldir import TensorSpec
 from mlmodel_runtime.serve.codec import (
     ModelRules,

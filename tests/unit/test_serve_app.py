@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from mlmodel_runtime.modeldir import ModelMetadata, TensorSpec, write_metadata
 from mlmodel_runtime.serve.app import ServeApp
 from mlmodel_runtime.serve.config import ServeConfig, config_from_args, configure_parser
