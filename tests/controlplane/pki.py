@@ -100,8 +100,29 @@ def _issue(
     return pair
 
 
+def _existing(directory: Path) -> Pki | None:
+    def pair(stem: str) -> CertPair:
+        return CertPair(cert=directory / f"{stem}.crt", key=directory / f"{stem}.key")
+
+    pki = Pki(
+        ca=pair("ca"),
+        apiserver=pair("apiserver"),
+        admin=pair("admin"),
+        controller_manager=pair("controller-manager"),
+        scheduler=pair("scheduler"),
+        kwok=pair("kwok"),
+        service_account_key=directory / "service-account.key",
+    )
+    pairs = (pki.ca, pki.apiserver, pki.admin, pki.controller_manager, pki.scheduler, pki.kwok)
+    files = [p for c in pairs for p in (c.cert, c.key)] + [pki.service_account_key]
+    return pki if all(f.exists() for f in files) else None
+
+
 def create_pki(directory: Path) -> Pki:
-    """Create (or overwrite) every certificate and key the control plane needs."""
+    """Every certificate and key the control plane needs; kept when the state directory
+    already has them, so a restarted `make cluster-up` keeps its kubeconfigs and tokens."""
+    if (existing := _existing(directory)) is not None:
+        return existing
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
