@@ -268,6 +268,7 @@ def summarize(results: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, 
 
 LABELS = {
     "mlmodel-runtime": "mlmodel-runtime serve (batching on, defaults)",
+    "mlmodel-runtime-2w": "mlmodel-runtime serve --workers 2",
     "floor": "floor: raw ASGI + onnxruntime",
     "mlserver": "MLServer 1.7.1 (defaults)",
     "mlserver-batching": "MLServer 1.7.1 (adaptive batching 32 / 5 ms)",
@@ -311,6 +312,13 @@ def headline(report: dict[str, Any]) -> str:
     )
     if best:
         parts.insert(1, f"{ours['rps'] / best:.1f}x MLServer's best")
+    if "mlmodel-runtime-2w" in report["summary"] and "floor" in report["summary"]:
+        two = _cell(report, "mlmodel-runtime-2w", 64)
+        floor = _cell(report, "floor", 64)
+        parts.append(
+            f"with --workers 2: {two['rps'] / floor['rps']:.0%} of the floor, "
+            f"p99 {two['p99_ms']:.1f} ms"
+        )
     return ", ".join(parts)
 
 
@@ -340,7 +348,8 @@ def section(reports: list[dict[str, Any]]) -> str:
     lines += [
         "",
         "RSS is measured after the runs, per process (MLServer: the server, its "
-        "inference-pool worker and the multiprocessing helper). Raw figures: "
+        "inference-pool worker and the multiprocessing helper; `--workers 2`: the "
+        "supervisor, the multiprocessing helper and the two workers). Raw figures: "
         "`bench/results/serve-*.json`.",
     ]
     return "\n".join(lines)
@@ -383,20 +392,21 @@ def main() -> None:
     body.write_text(json.dumps(BODY))
     mlserver_root, onnx_dir = build_models(work)
     python = sys.executable
-    targets = [
-        Target(
-            name="mlmodel-runtime",
-            label="mlmodel-runtime serve (batching on, defaults)",
-            command=[
-                python, "-m", "mlmodel_runtime.cli", "serve", "--model-dir", str(onnx_dir),
-                "--name", "iris", "--version", "v1", "--host", "127.0.0.1", "--port", str(port),
-            ],
+
+    def ours(name: str, extra: list[str]) -> Target:
+        port = free_port()
+        command = [python, "-m", "mlmodel_runtime.cli", "serve", "--model-dir", str(onnx_dir)]
+        command += ["--name", "iris", "--version", "v1", "--host", "127.0.0.1"]
+        return Target(
+            name=name,
+            label=LABELS[name],
+            command=[*command, "--port", str(port), *extra],
             port=port,
             infer_path="/v2/models/iris/infer",
             ready_path="/v2/health/ready",
         )
-        for port in [free_port()]
-    ]  # fmt: skip
+
+    targets = [ours("mlmodel-runtime", []), ours("mlmodel-runtime-2w", ["--workers", "2"])]
     targets.append(
         Target(
             name="floor",
