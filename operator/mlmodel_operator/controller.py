@@ -18,8 +18,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import aiohttp
+
 from mlmodel_operator import desired
+from mlmodel_operator.analysis import parse_analysis
+from mlmodel_operator.analysis_loop import Reading
 from mlmodel_operator.kube import ApiError, KubeClient
+from mlmodel_operator.providers import prometheus, scrape
 from mlmodel_operator.reconcile import Inputs, Observed, Plan, plan
 from mlmodel_operator.routers import RequiredApi, router_for
 from mlmodel_operator.settings import Settings
@@ -48,9 +53,15 @@ class Controller:
         self._dirty: set[Key] = set()
         self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._workers: list[asyncio.Task[None]] = []
+        self._metrics_session: aiohttp.ClientSession | None = None
         self.reconcile_seconds: list[float] = []
 
     def start(self) -> None:
+        # Pods and Prometheus are plain HTTP; a short timeout keeps a dead pod from
+        # stalling a reconcile (the interval is then Inconclusive).
+        self._metrics_session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=scrape.TIMEOUT_S)
+        )
         self._workers = [
             asyncio.create_task(self._work(), name=f"reconcile-{i}")
             for i in range(self._settings.workers)
@@ -64,6 +75,8 @@ class Controller:
         for worker in self._workers:
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
+        if self._metrics_session is not None:
+            await self._metrics_session.close()
 
     def enqueue(self, namespace: str, name: str) -> None:
         key = (namespace, name)
@@ -125,6 +138,7 @@ class Controller:
             )
         budgets = await client.list("PodDisruptionBudget", namespace, selector=selector)
         metadata = body["metadata"]
+        reading = await self._read_metrics(body, pods)
         result = plan(
             Inputs(
                 ref=desired.ModelRef(name=name, namespace=namespace, uid=metadata["uid"]),
@@ -138,10 +152,51 @@ class Controller:
                 annotations=metadata.get("annotations") or {},
                 router_available=await self._router_available(body.get("spec") or {}),
                 disruption_budgets=frozenset(b["metadata"]["name"] for b in budgets),
+                metrics=reading,
             )
         )
         await self._carry_out(body, result)
         return result.requeue_after
+
+    async def _read_metrics(
+        self, body: Mapping[str, Any], pods: list[dict[str, Any]]
+    ) -> Reading | None:
+        """Read the stable's and the canary's metrics while a canary takes traffic and
+        the MLModel asks for analysis; None otherwise."""
+        raw = ((body.get("spec") or {}).get("rollout") or {}).get("analysis")
+        status = body.get("status") or {}
+        canary = status.get("canary") or {}
+        stable = (status.get("stable") or {}).get("revision")
+        if not raw or not stable or not canary.get("revision") or canary.get("aborted"):
+            return None
+        if int(canary.get("step", -1)) < 0 or self._metrics_session is None:
+            return None
+        try:
+            spec = parse_analysis(raw)
+        except SpecError:
+            return None  # the plan reports it
+        if spec.provider == "prometheus":
+            return await prometheus.read(
+                self._metrics_session,
+                url=spec.prometheus_url,
+                namespace=body["metadata"]["namespace"],
+                name=body["metadata"]["name"],
+                stable=stable,
+                canary=canary["revision"],
+                interval_s=spec.interval_s,
+                custom=tuple(m for m in spec.metrics if m.name == "custom"),
+            )
+
+        def of(revision: str) -> list[dict[str, Any]]:
+            return [
+                p
+                for p in pods
+                if p["metadata"].get("labels", {}).get(desired.REVISION_LABEL) == revision
+            ]
+
+        return await scrape.read(
+            self._metrics_session, stable_pods=of(stable), canary_pods=of(canary["revision"])
+        )
 
     async def _router_available(self, spec: Mapping[str, Any]) -> bool:
         try:

@@ -15,16 +15,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlmodel_operator import desired, rollout
+from mlmodel_operator import analysis_loop, desired, rollout
+from mlmodel_operator.analysis import AnalysisSpec, Continue, Pause, Rollback, parse_analysis
 from mlmodel_operator.conditions import Condition, merge_conditions
 from mlmodel_operator.health import RevisionHealth, assess
 from mlmodel_operator.revision import revision_of
 from mlmodel_operator.routers import Router, router_for
 from mlmodel_operator.settings import Settings
-from mlmodel_operator.spec import MLModelSpec, SpecError, parse_duration, parse_spec
+from mlmodel_operator.spec import MLModelSpec, SpecError, parse_spec
 
 SETTLING_REQUEUE_S = 5.0
-DEFAULT_INTERVAL_S = 30.0
 _KEPT_WHEN_BLOCKED = ("stable", "canary", "ready", "revision", "previous")
 
 
@@ -68,7 +68,8 @@ class Inputs:
     annotations: Mapping[str, str] = field(default_factory=dict)
     router_available: bool = True
     disruption_budgets: frozenset[str] = frozenset()  # names that exist
-    analysis_failure: str = ""  # a failed analysis verdict and its reason, or ""
+    # What the metrics provider read this reconcile (None: analysis off or nothing read).
+    metrics: analysis_loop.Reading | None = None
 
 
 def _ready_text(health: RevisionHealth) -> str:
@@ -111,15 +112,13 @@ def _blocked(inputs: Inputs, reason: str, message: str) -> Plan:
     return Plan(status=status, events=events, requeue_after=inputs.settings.resync_seconds)
 
 
-def _interval(spec: MLModelSpec) -> float:
-    text = spec.analysis.get("interval")
-    return parse_duration(str(text)) if text else DEFAULT_INTERVAL_S
-
-
 def plan(inputs: Inputs) -> Plan:
     try:
         spec = parse_spec(inputs.spec)
-        interval = _interval(spec)
+        # Without an analysis section steps advance on time, health and people alone;
+        # its interval is then still the length of a step without pause (default 30s).
+        analysis = parse_analysis(spec.analysis) if spec.analysis else None
+        interval = analysis.interval_s if analysis else parse_analysis({}).interval_s
     except SpecError as error:
         return _blocked(inputs, "InvalidSpec", f"invalid spec: {error}")
     router = router_for(spec.traffic.router)
@@ -132,14 +131,23 @@ def plan(inputs: Inputs) -> Plan:
             f"traffic router {router.name} needs the {router.required.kind} API "
             f"({router.required.crd}), which is not installed in this cluster; {serving}",
         )
-    return _Planner(inputs, spec, router, interval).plan()
+    return _Planner(inputs, spec, router, interval, analysis).plan()
 
 
 class _Planner:
     """One reconcile's arithmetic, split into steps; holds no state beyond the call."""
 
-    def __init__(self, inputs: Inputs, spec: MLModelSpec, router: Router, interval: float) -> None:
+    def __init__(
+        self,
+        inputs: Inputs,
+        spec: MLModelSpec,
+        router: Router,
+        interval: float,
+        analysis: AnalysisSpec | None,
+    ) -> None:
         self.inputs, self.spec, self.router, self.interval = inputs, spec, router, interval
+        self.analysis = analysis
+        self.analysis_status: dict[str, Any] = dict(inputs.status.get("analysis") or {})
         self.ref = inputs.ref
         self.revision = revision_of(spec, inputs.settings.runtime_image)
         self.version = spec.model.version or self.revision
@@ -283,12 +291,15 @@ class _Planner:
                 f"canary not ready within {spec.rollout.progress_deadline_seconds}s "
                 f"({_ready_text(canary)} ready)"
             )
+        outcome = self.analyse(state)
         observation = rollout.Observation(
             canary_ready=canary.fully_ready and canary.desired > 0,
             canary_ready_text=_ready_text(canary),
             canary_failure=failure,
             stable_healthy=stable_health.failure is None,
-            analysis_failure=inputs.analysis_failure,
+            analysis_failure=outcome.reason if isinstance(outcome, Rollback) else "",
+            analysis_hold=outcome.reason if isinstance(outcome, Pause) else "",
+            analysis_pending=self.analysis is not None and not isinstance(outcome, Continue),
         )
         return rollout.advance(
             steps=spec.rollout.steps,
@@ -299,6 +310,25 @@ class _Planner:
             actions=rollout.Actions.from_annotations(inputs.annotations),
             now=inputs.now_s,
         )
+
+    def analyse(self, state: rollout.CanaryState) -> Continue | Pause | Rollback | None:
+        """Judge an analysis interval when one has ended; the outcome holds until the next.
+        Analysis runs only while the canary takes traffic (from step 1 until it is rolled
+        back or promoted)."""
+        if self.analysis is None or state.step < 0 or state.aborted:
+            return None
+        result = analysis_loop.step(
+            spec=self.analysis,
+            previous=self.analysis_status,
+            attempt_key=state.key,
+            reading=self.inputs.metrics,
+            now=self.inputs.now_s,
+        )
+        self.analysis_status = result.status
+        if result.judged and not isinstance(result.outcome, Continue) and result.outcome:
+            verdict = self.analysis_status.get("verdict", "")
+            self.events.append(Event("Warning", f"Analysis{verdict}", result.outcome.reason))
+        return result.outcome
 
     def status(
         self,
@@ -372,6 +402,8 @@ class _Planner:
             status["canary"] = canary_status
         if previous:
             status["previous"] = dict(previous)
+        if self.analysis_status and (candidate or decision is not None):
+            status["analysis"] = self.analysis_status
         return status
 
 

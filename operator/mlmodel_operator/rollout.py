@@ -76,7 +76,10 @@ class Observation:
     canary_ready_text: str  # "1/2"
     canary_failure: str = ""  # why the canary is broken (conversion, crash loop), or ""
     stable_healthy: bool = True
-    analysis_failure: str = ""  # the analysis verdict Failed, with its reason, or ""
+    analysis_failure: str = ""  # analysis says roll back, with its reason, or ""
+    analysis_hold: str = ""  # analysis says hold the weight (failed within the limit,
+    # or inconclusive with onInconclusive: pause), with its reason, or ""
+    analysis_pending: bool = False  # analysis is on and has not passed an interval yet
 
 
 @dataclass(frozen=True)
@@ -144,8 +147,10 @@ def advance(
 ) -> Decision:
     """The next state of a rollout. Rules in order: retry after rollback, abort,
     broken canary, wait for ready (or the deadline), full promote, stable health,
-    analysis, then the step's own wait (promote, person's pause, indefinite pause,
-    duration, or one analysis interval for a step without pause)."""
+    analysis rollback, then the step's own wait (a person's promote, a person's pause,
+    an analysis hold, an indefinite pause, a duration or one analysis interval for a
+    step without pause); with analysis on, a step ends on time only after an analysis
+    interval passed, so missing data never promotes."""
     key = state.key
     if state.aborted:
         if actions.retry == key:
@@ -206,6 +211,13 @@ def advance(
             message=f"{_describe(steps, state.step)}; paused by a person",
             requeue_after=30.0,
         )
+    if observed.analysis_hold:
+        return Decision(
+            state=state,
+            phase="Paused",
+            message=f"{_describe(steps, state.step)}; {observed.analysis_hold}",
+            requeue_after=2.0,
+        )
     pause = steps[state.step].pause_seconds
     if pause is not None and math.isinf(pause):
         return Decision(
@@ -216,6 +228,13 @@ def advance(
         )
     wait = interval_s if pause is None else pause
     elapsed = now - state.step_started_at
+    if elapsed >= wait and observed.analysis_pending:
+        return Decision(
+            state=state,
+            phase="Progressing",
+            message=f"{_describe(steps, state.step)}; waiting for an analysis interval to pass",
+            requeue_after=2.0,
+        )
     if elapsed >= wait:
         return _enter_step(steps, state, state.step + 1, now)
     return Decision(

@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 
 from mlmodel_operator import rollout
+from mlmodel_operator.analysis_loop import Reading
 from mlmodel_operator.desired import ModelRef
+from mlmodel_operator.metricstext import Snapshot
 from mlmodel_operator.reconcile import Event, Inputs, Observed, Plan, plan
 from mlmodel_operator.revision import revision_of
 from mlmodel_operator.settings import Settings
@@ -104,7 +106,7 @@ def run(
     annotations: Mapping[str, str] | None = None,
     router_available: bool = True,
     disruption_budgets: frozenset[str] = frozenset(),
-    analysis_failure: str = "",
+    metrics: Reading | None = None,
     generation: int = 1,
 ) -> Plan:
     return plan(
@@ -120,7 +122,7 @@ def run(
             annotations=annotations or {},
             router_available=router_available,
             disruption_budgets=disruption_budgets,
-            analysis_failure=analysis_failure,
+            metrics=metrics,
         )
     )
 
@@ -351,18 +353,106 @@ def test_a_broken_canary_is_rolled_back_and_the_stable_restored() -> None:
     assert condition(result.status, "Ready")["status"] == "True"
 
 
-def test_a_failed_analysis_rolls_back_with_its_reason() -> None:
-    first_step, observed = canary_at_first_step()
-    result = run(
-        V2,
+ANALYSED = model_spec(
+    "v2",
+    analysis={
+        "interval": "10s",
+        "minSamples": 20,
+        "failureLimit": 0,
+        "metrics": [{"name": "error-rate", "max": 0.05}],
+    },
+)
+
+
+def reading(stable: Mapping[str, float], canary: Mapping[str, float]) -> Reading:
+    """Cumulative request counters by status code, as the scrape provider reads them."""
+    return Reading(
+        kind="cumulative", stable=Snapshot(requests=stable), canary=Snapshot(requests=canary)
+    )
+
+
+def test_a_failed_analysis_interval_rolls_back_with_its_reason() -> None:
+    first_step, observed = canary_at_first_step(ANALYSED)
+    started = run(
+        ANALYSED,
         first_step.status,
         observed=observed,
-        now_s=T0 + 10,
-        analysis_failure="error-rate: canary 0.09 > max 0.01",
+        now_s=T0 + 1,
+        metrics=reading({"200": 1000}, {"200": 10}),
+    )
+    assert started.status["phase"] == "Progressing"
+    assert started.status["analysis"]["interval"] == 0
+    result = run(
+        ANALYSED,
+        started.status,
+        observed=observed,
+        now_s=T0 + 12,
+        metrics=reading({"200": 1100}, {"200": 50, "500": 60}),
     )
     assert result.status["phase"] == "RolledBack"
-    assert "error-rate: canary 0.09 > max 0.01" in result.status["message"]
+    assert "error-rate" in result.status["message"]
+    assert result.status["analysis"]["verdict"] == "Fail"
     assert ("Warning", "AnalysisFailed") in [(e.type, e.reason) for e in result.events]
+
+
+def test_missing_metrics_never_promote_and_hold_the_step() -> None:
+    first_step, observed = canary_at_first_step(ANALYSED)
+    started = run(ANALYSED, first_step.status, observed=observed, now_s=T0 + 1)
+    # The step's 1m pause is over, but no interval could be judged: no promotion.
+    held = run(ANALYSED, started.status, observed=observed, now_s=T0 + 61)
+    assert held.status["phase"] == "Paused"
+    assert held.status["canary"]["step"] == 0
+    assert "inconclusive" in held.status["message"]
+    assert held.status["analysis"]["verdict"] == "Inconclusive"
+
+
+def test_too_few_requests_are_inconclusive_not_a_pass() -> None:
+    first_step, observed = canary_at_first_step(ANALYSED)
+    started = run(
+        ANALYSED,
+        first_step.status,
+        observed=observed,
+        now_s=T0 + 1,
+        metrics=reading({"200": 100}, {"200": 0}),
+    )
+    held = run(
+        ANALYSED,
+        started.status,
+        observed=observed,
+        now_s=T0 + 61,
+        metrics=reading({"200": 105}, {"200": 3}),
+    )
+    assert held.status["canary"]["step"] == 0
+    assert held.status["analysis"]["verdict"] == "Inconclusive"
+    assert "fewer than minSamples 20" in held.status["message"]
+
+
+def test_a_passing_analysis_lets_the_step_end_on_time() -> None:
+    first_step, observed = canary_at_first_step(ANALYSED)
+    started = run(
+        ANALYSED,
+        first_step.status,
+        observed=observed,
+        now_s=T0 + 1,
+        metrics=reading({"200": 100}, {"200": 0}),
+    )
+    passed = run(
+        ANALYSED,
+        started.status,
+        observed=observed,
+        now_s=T0 + 12,
+        metrics=reading({"200": 400}, {"200": 100}),
+    )
+    assert passed.status["analysis"]["verdict"] == "Pass"
+    assert passed.status["canary"]["step"] == 0  # the 1m pause is not over yet
+    later = run(
+        ANALYSED,
+        passed.status,
+        observed=observed,
+        now_s=T0 + 61,
+        metrics=reading({"200": 800}, {"200": 250}),
+    )
+    assert later.status["canary"]["step"] == 1
 
 
 def test_a_new_revision_mid_rollout_restarts_against_the_stable() -> None:

@@ -1,0 +1,170 @@
+"""One step of canary analysis inside a reconcile: when an interval has ended, judge it.
+
+Pure glue between `analysis` (windows, verdicts, outcomes) and the rollout: the
+controller hands over what a metrics provider read this reconcile (`Reading`), and
+`step` returns the new `status.analysis` and the outcome the rollout obeys until the
+next interval ends. Everything that must survive a restart is in `status.analysis`:
+the attempt it belongs to, when the window started, the window-start snapshots of a
+cumulative provider (`scrape`), the verdict counts and the last outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from mlmodel_operator.analysis import (
+    AnalysisSpec,
+    AnalysisState,
+    Continue,
+    MetricResult,
+    Outcome,
+    Pause,
+    Rollback,
+    decide,
+    judge,
+    window,
+)
+from mlmodel_operator.metricstext import Snapshot
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What a provider read this reconcile for the stable and the canary revision.
+
+    `cumulative` (scrape): counters since the pods started, windows are taken against
+    the snapshots kept at the window's start. `window` (prometheus): the provider
+    already computed the increase over the interval. `error`: the provider could not
+    read (unreachable, bad answer): the interval is Inconclusive, never a Pass.
+    """
+
+    kind: Literal["cumulative", "window"]
+    stable: Snapshot | None = None
+    canary: Snapshot | None = None
+    custom: Mapping[str, float | None] = field(default_factory=dict)
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Step:
+    status: dict[str, Any]
+    outcome: Outcome | None  # None: no interval judged yet for this attempt
+    judged: bool  # an interval ended in this reconcile
+    due_in: float  # seconds until the current interval ends
+
+
+def _outcome_to_status(outcome: Outcome | None) -> dict[str, str]:
+    if outcome is None:
+        return {}
+    return {"kind": type(outcome).__name__, "reason": outcome.reason}
+
+
+def _outcome_from_status(raw: Mapping[str, Any]) -> Outcome | None:
+    kind, reason = raw.get("kind"), str(raw.get("reason", ""))
+    if kind == "Continue":
+        return Continue(reason)
+    if kind == "Pause":
+        return Pause(reason)
+    if kind == "Rollback":
+        return Rollback(reason)
+    return None
+
+
+def _snapshots(reading: Reading | None) -> dict[str, Any]:
+    if reading is None or reading.kind != "cumulative" or reading.error:
+        return {}
+    return {
+        side: snapshot.to_dict()
+        for side, snapshot in (("stable", reading.stable), ("canary", reading.canary))
+        if snapshot is not None
+    }
+
+
+def step(
+    *,
+    spec: AnalysisSpec,
+    previous: Mapping[str, Any],
+    attempt_key: str,
+    reading: Reading | None,
+    now: float,
+) -> Step:
+    """Advance the analysis of the canary attempt `attempt_key` ("<revision>/<attempt>")."""
+    if previous.get("attempt") != attempt_key:
+        state = AnalysisState()
+        status = {
+            **state.to_status(),
+            "attempt": attempt_key,
+            "windowStart": now,
+            "start": _snapshots(reading),
+        }
+        return Step(status=status, outcome=None, judged=False, due_in=spec.interval_s)
+    started = float(previous.get("windowStart", now))
+    elapsed = now - started
+    outcome = _outcome_from_status(previous.get("outcome") or {})
+    start = previous.get("start") or {}
+    fresh = _snapshots(reading)
+    if reading is not None and reading.kind == "cumulative" and fresh and not start:
+        # The first reading of this attempt (or the first since the provider failed):
+        # the window starts now rather than being judged without a beginning.
+        return Step(
+            status={**previous, "windowStart": now, "start": fresh},
+            outcome=outcome,
+            judged=False,
+            due_in=spec.interval_s,
+        )
+    if elapsed < spec.interval_s:
+        return Step(
+            status=dict(previous), outcome=outcome, judged=False, due_in=spec.interval_s - elapsed
+        )
+    state = AnalysisState.from_status(previous)
+    results = _judge(spec, start, reading, elapsed)
+    state, outcome = decide(
+        state, results, failure_limit=spec.failure_limit, on_inconclusive=spec.on_inconclusive
+    )
+    status = {
+        **state.to_status(),
+        "attempt": attempt_key,
+        "windowStart": now,
+        "start": fresh,
+        "outcome": _outcome_to_status(outcome),
+    }
+    return Step(status=status, outcome=outcome, judged=True, due_in=spec.interval_s)
+
+
+def _judge(
+    spec: AnalysisSpec, start: Mapping[str, Any], reading: Reading | None, elapsed: float
+) -> list[MetricResult]:
+    missing = ""
+    if reading is None:
+        missing = "no metrics were read"
+    elif reading.error:
+        missing = f"metrics provider: {reading.error}"
+    elif reading.stable is None or reading.canary is None:
+        missing = "no metrics from the stable or the canary pods"
+    elif reading.kind == "cumulative" and not ("stable" in start and "canary" in start):
+        missing = "the window had no starting snapshot"
+    if missing or reading is None or reading.stable is None or reading.canary is None:
+        return [
+            MetricResult(
+                name=m.key,
+                stable=None,
+                canary=None,
+                limit=m.limit,
+                verdict="Inconclusive",
+                reason=missing,
+            )
+            for m in spec.metrics
+        ]
+    stable, canary = reading.stable, reading.canary
+    if reading.kind == "cumulative":
+        stable = window(Snapshot.from_dict(start["stable"]), stable)
+        canary = window(Snapshot.from_dict(start["canary"]), canary)
+    return judge(
+        spec.metrics,
+        stable,
+        canary,
+        min_samples=spec.min_samples,
+        interval_s=elapsed,
+        custom_values=reading.custom,
+    )
