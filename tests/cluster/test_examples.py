@@ -23,6 +23,8 @@ def test_example_passes_a_server_side_dry_run(
     cluster: ControlPlane, tmp_path: Path, example: Path
 ) -> None:
     install_operator_rbac(cluster, tmp_path)  # the CRD
+    # The namespace a monitoring stack usually lives in, as the scrape example expects.
+    cluster.kubectl("create", "namespace", "monitoring", check=False)
     result = cluster.kubectl("apply", "--dry-run=server", "-f", str(example), check=False)
     assert result.returncode == 0, result.stderr
 
