@@ -1,0 +1,233 @@
+"""A load generator standing in for the gateway in front of an MLModel's pods.
+
+At a fixed rate (bounded in count and in time; it stops by itself) it sends Open
+Inference Protocol v2 requests straight to pod IPs (loopback). For each request it
+picks the canary with probability `status.canary.effectiveWeight`/100, else the
+stable revision, then a ready pod of that revision (labels mlops.dev/model and
+mlops.dev/revision, Ready condition True, not being deleted). When the chosen side
+has no ready pod it falls back to the other side, as a route with one empty
+backend does. Answers are counted by revision and status code.
+
+The routing table (MLModel status and pods) is re-read every REFRESH_S from the
+API server. Async, one event loop in one thread: light on CPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from tests.e2e.kubeapi import ApiAccess, KubeApi
+
+REFRESH_S = 0.5
+REQUEST_TIMEOUT_S = 5.0
+MAX_IN_FLIGHT = 64
+NO_ENDPOINT = "no-endpoint"
+
+
+@dataclass(frozen=True)
+class Route:
+    stable: str = ""
+    canary: str = ""
+    canary_share: float = 0.0
+    pods: dict[str, tuple[str, ...]] = field(default_factory=dict)  # revision -> pod IPs
+
+
+def pick(route: Route, rng: random.Random) -> tuple[str, str] | None:
+    """(revision, pod IP) for one request, or None when no revision has a ready pod."""
+    wants_canary = bool(route.canary) and rng.random() < route.canary_share
+    order = (route.canary, route.stable) if wants_canary else (route.stable, route.canary)
+    for revision in order:
+        addresses = route.pods.get(revision) if revision else None
+        if addresses:
+            return revision, rng.choice(addresses)
+    return None
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    status = pod.get("status") or {}
+    return (
+        not pod["metadata"].get("deletionTimestamp")
+        and bool(status.get("podIP"))
+        and any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in status.get("conditions") or ()
+        )
+    )
+
+
+@dataclass
+class LoadResult:
+    counts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (revision, code)
+    versions: Counter[str] = field(default_factory=Counter)  # model_version of 200 answers
+    seconds: float = 0.0
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def by_revision(self, code: str | None = None) -> dict[str, int]:
+        out: Counter[str] = Counter()
+        for (revision, answered), n in self.counts.items():
+            if code is None or answered == code:
+                out[revision] += n
+        return dict(out)
+
+    def failures(self) -> dict[tuple[str, str], int]:
+        return {key: n for key, n in self.counts.items() if key[1] != "200"}
+
+
+class LoadGenerator:
+    """`LoadGenerator(...).start()` runs in a thread; `wait()` returns the counts."""
+
+    def __init__(
+        self,
+        access: ApiAccess,
+        *,
+        namespace: str,
+        name: str,
+        body: dict[str, Any],
+        rate: float,
+        count: int,
+        duration: float,
+        port: int = 8080,
+        seed: int = 0,
+    ) -> None:
+        self.access = access
+        self.namespace = namespace
+        self.name = name
+        self.body = body
+        self.rate = rate
+        self.count = count
+        self.duration = duration
+        self.port = port
+        self.rng = random.Random(seed)
+        self.result = LoadResult()
+        self.route = Route()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+
+    # ---- thread API ----------------------------------------------------------------
+
+    def start(self) -> LoadGenerator:
+        self._thread = threading.Thread(target=self._thread_main, name="loadgen", daemon=True)
+        self._thread.start()
+        return self
+
+    def _thread_main(self) -> None:
+        try:
+            asyncio.run(self.run())
+        except BaseException as error:
+            self._error = error
+
+    def stop(self) -> None:
+        """Stop sending early; requests in flight are still answered and counted."""
+        self._stopping.set()
+
+    def wait(self, timeout: float | None = None) -> LoadResult:
+        if self._thread is not None:
+            self._thread.join(timeout if timeout is not None else self.duration + 30)
+            if self._thread.is_alive():
+                raise RuntimeError("the load generator did not finish in time")
+        if self._error is not None:
+            raise RuntimeError(f"the load generator failed: {self._error}") from self._error
+        return self.result
+
+    # ---- the load ------------------------------------------------------------------
+
+    async def run(self) -> LoadResult:
+        api = KubeApi(self.access)
+        limits = httpx.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=16)
+        client = httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S, trust_env=False, limits=limits)
+        in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
+        tasks: set[asyncio.Task[None]] = set()
+        start = time.monotonic()
+        try:
+            await self._refresh(api)
+            refresher = asyncio.create_task(self._refresh_forever(api))
+            for index in range(self.count):
+                due = start + index / self.rate
+                if due - start > self.duration or self._stopping.is_set():
+                    break
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                await in_flight.acquire()
+                task = asyncio.create_task(self._one(client, in_flight))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            if tasks:
+                await asyncio.wait(tasks, timeout=REQUEST_TIMEOUT_S + 1)
+            refresher.cancel()
+        finally:
+            await client.aclose()
+            await api.aclose()
+        self.result.seconds = time.monotonic() - start
+        return self.result
+
+    async def _refresh_forever(self, api: KubeApi) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_S)
+            await self._refresh(api)
+
+    async def _refresh(self, api: KubeApi) -> None:
+        base = f"/namespaces/{self.namespace}"
+        try:
+            model = await api.get(f"/apis/mlops.dev/v1alpha1{base}/mlmodels/{self.name}")
+            pods = await api.get(
+                f"/api/v1{base}/pods", {"labelSelector": f"mlops.dev/model={self.name}"}
+            )
+        except (httpx.HTTPError, RuntimeError):
+            return  # keep the last routing table, as a gateway does
+        status = (model or {}).get("status") or {}
+        canary = status.get("canary") or {}
+        ready: dict[str, list[str]] = {}
+        for pod in (pods or {}).get("items") or ():
+            if _ready(pod):
+                revision = pod["metadata"]["labels"].get("mlops.dev/revision", "")
+                ready.setdefault(revision, []).append(pod["status"]["podIP"])
+        self.route = Route(
+            stable=(status.get("stable") or {}).get("revision", ""),
+            canary=canary.get("revision", ""),
+            canary_share=float(canary.get("effectiveWeight") or 0) / 100,
+            pods={revision: tuple(sorted(ips)) for revision, ips in ready.items()},
+        )
+
+    def snapshot(self) -> LoadResult:
+        """The counts so far (callable from another thread while the load runs)."""
+        with self._lock:
+            return LoadResult(
+                counts=Counter(self.result.counts),
+                versions=Counter(self.result.versions),
+                seconds=self.result.seconds,
+            )
+
+    async def _one(self, client: httpx.AsyncClient, in_flight: asyncio.Semaphore) -> None:
+        version = ""
+        try:
+            target = pick(self.route, self.rng)
+            if target is None:
+                revision, code = "", NO_ENDPOINT
+            else:
+                revision, address = target
+                url = f"http://{address}:{self.port}/v2/models/{self.name}/infer"
+                try:
+                    response = await client.post(url, json=self.body)
+                    code = str(response.status_code)
+                    if response.status_code == 200:
+                        version = str(response.json().get("model_version", ""))
+                except httpx.HTTPError as error:
+                    code = type(error).__name__
+            with self._lock:
+                self.result.counts[(revision, code)] += 1
+                if version:
+                    self.result.versions[version] += 1
+        finally:
+            in_flight.release()

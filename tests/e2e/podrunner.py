@@ -1,0 +1,729 @@
+"""A process runner standing in for the kubelet of one extra node, `runner-0`.
+
+The e2e tests need serving pods that really convert and serve a model. kwok only
+fakes container states, so this runner owns one node of its own (`tests.e2e.node`)
+and, for every Pod the scheduler binds to it, does what a kubelet would with local
+processes instead of containers:
+
+- gives the pod an IP from the node's podCIDR `127.101.0.0/24` (loopback: a
+  process can bind it), reports it with phase Pending and the init container running;
+- runs each init container as `mlmodel-runtime` from this venv with the
+  container's args and env, the model directory (the pod's emptyDir), the report
+  file (its termination message) and the PVC mount root rewritten to per-pod paths;
+  a failure is reported as the kubelet does (terminated, exit code, reason Error,
+  message = the report) and is not retried;
+- then runs the main container (`serve`) bound to the pod IP, probes its readiness
+  path, reports it ready, restarts it with a backoff when it exits
+  (CrashLoopBackOff after CRASH_EXITS quick exits);
+- for a pod being deleted: marks it not ready, waits a moment (as endpoints take
+  to notice), SIGTERM, waits up to the grace period, SIGKILL, then deletes the
+  pod object with gracePeriodSeconds=0 (the kubelet's final delete).
+
+It keeps `targets.json` (Prometheus file service discovery) listing every running
+serve process. Library use: `PodRunner(plane, directory).start()` ... `.stop()`;
+command line: `python -m tests.e2e.podrunner --kubeconfig K --state DIR`.
+Limits are in docs/e2e.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import ipaddress
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.e2e import node as node_mod
+from tests.e2e.kubeapi import ApiAccess, KubeApi
+
+RUNTIME = Path(sys.executable).parent / "mlmodel-runtime"
+POLL_S = 0.5
+PROBE_S = 0.5
+UNREADY_DELAY_S = 2.0  # not ready -> SIGTERM: what endpoint propagation takes in a cluster
+CRASH_WINDOW_S = 10.0  # an exit sooner than this after start is a quick exit
+CRASH_EXITS = 3
+MAX_RESTARTS = 20
+BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 10.0)
+STOP_GRACE_S = 5.0
+MESSAGE_BYTES = 4096  # the kubelet's limit on a termination message
+LOG_FALLBACK_BYTES = 2048
+
+log = logging.getLogger("podrunner")
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL it if the runner's thread dies (no strays)."""
+    _libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def now_text() -> str:
+    return node_mod.rfc3339(time.time())
+
+
+def rewrite_args(args: list[str], replacements: dict[str, str]) -> list[str]:
+    """Replace the value of each flag in `replacements`, in `--f=v` or `--f v` form."""
+    out: list[str] = []
+    index = 0
+    while index < len(args):
+        flag, equals, _ = args[index].partition("=")
+        if flag in replacements:
+            out.append(f"{flag}={replacements[flag]}")
+            index += 1 if equals else 2
+            continue
+        out.append(args[index])
+        index += 1
+    return out
+
+
+class IpPool:
+    """Pod IPs from the node's podCIDR, handed out round-robin so that an address is
+    not reused at once (a process still draining may hold it)."""
+
+    def __init__(self, cidr: str) -> None:
+        self._hosts = [str(h) for h in ipaddress.ip_network(cidr).hosts()][1:]
+        self._used: set[str] = set()
+        self._next = 0
+
+    def take(self, preferred: str | None = None) -> str:
+        if preferred in self._hosts and preferred not in self._used:
+            self._used.add(preferred)
+            return preferred
+        for offset in range(len(self._hosts)):
+            candidate = self._hosts[(self._next + offset) % len(self._hosts)]
+            if candidate not in self._used:
+                self._next = (self._next + offset + 1) % len(self._hosts)
+                self._used.add(candidate)
+                return candidate
+        raise RuntimeError("the runner's pod CIDR is exhausted")
+
+    def release(self, address: str) -> None:
+        self._used.discard(address)
+
+
+class ContainerRun:
+    """One container's status, as the kubelet reports it."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.spec = spec
+        self.name: str = spec["name"]
+        self.state: dict[str, Any] = {"waiting": {"reason": "PodInitializing"}}
+        self.last_state: dict[str, Any] = {}
+        self.ready = False
+        self.started = False
+        self.restarts = 0
+        self.container_id = ""
+
+    def status(self) -> dict[str, Any]:
+        out = {
+            "name": self.name,
+            "image": self.spec.get("image", ""),
+            "imageID": "",
+            "state": self.state,
+            "lastState": self.last_state,
+            "ready": self.ready,
+            "started": self.started,
+            "restartCount": self.restarts,
+        }
+        if self.container_id:
+            out["containerID"] = self.container_id
+        return out
+
+
+class PodWorker:
+    """Everything the runner does for one pod, from binding to the final delete."""
+
+    def __init__(self, runner: PodRunner, pod: dict[str, Any]) -> None:
+        meta, spec = pod["metadata"], pod["spec"]
+        self.runner = runner
+        self.namespace: str = meta["namespace"]
+        self.name: str = meta["name"]
+        self.uid: str = meta["uid"]
+        self.labels: dict[str, str] = dict(meta.get("labels") or {})
+        self.spec = spec
+        self.dir = runner.directory / "pods" / f"{self.namespace}_{self.name}_{self.uid[:8]}"
+        for sub in ("models", "tmp", "pvc"):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        self.ip = runner.ips.take((pod.get("status") or {}).get("podIP"))
+        self.inits = [ContainerRun(c) for c in spec.get("initContainers") or ()]
+        self.mains = [ContainerRun(c) for c in spec.get("containers") or ()]
+        self.phase = "Pending"
+        self.initialized = not self.inits
+        self.started_at = now_text()
+        self.serving: set[str] = set()
+        self.processes: dict[str, asyncio.subprocess.Process] = {}
+        self.terminating = False
+        self.task: asyncio.Task[None] | None = None
+        self._transitions: dict[str, tuple[str, str]] = {}
+        self._published = ""
+        self._publish_lock = asyncio.Lock()
+
+    @property
+    def path(self) -> str:
+        return f"/api/v1/namespaces/{self.namespace}/pods/{self.name}"
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run(), name=f"pod {self.namespace}/{self.name}")
+
+    # ---- status -------------------------------------------------------------------
+
+    def _condition(
+        self, kind: str, ok: bool, reason: str = "", message: str = ""
+    ) -> dict[str, Any]:
+        status = "True" if ok else "False"
+        previous = self._transitions.get(kind)
+        if previous is None or previous[0] != status:
+            self._transitions[kind] = (status, now_text())
+        condition = {
+            "type": kind,
+            "status": status,
+            "lastProbeTime": None,
+            "lastTransitionTime": self._transitions[kind][1],
+        }
+        if not ok:
+            condition.update(reason=reason, message=message)
+        return condition
+
+    def status(self) -> dict[str, Any]:
+        unready = [c.name for c in self.mains if not c.ready]
+        ready = not unready and bool(self.mains) and not self.terminating
+        pending_init = [c.name for c in self.inits if not c.ready]
+        return {
+            "phase": self.phase,
+            "hostIP": node_mod.HOST_IP,
+            "hostIPs": [{"ip": node_mod.HOST_IP}],
+            "podIP": self.ip,
+            "podIPs": [{"ip": self.ip}],
+            "startTime": self.started_at,
+            "conditions": [
+                self._condition("PodScheduled", True),
+                self._condition(
+                    "Initialized",
+                    self.initialized,
+                    "ContainersNotInitialized",
+                    f"containers with incomplete status: {pending_init}",
+                ),
+                self._condition(
+                    "ContainersReady",
+                    not unready,
+                    "ContainersNotReady",
+                    f"containers with unready status: {unready}",
+                ),
+                self._condition(
+                    "Ready",
+                    ready,
+                    "ContainersNotReady",
+                    f"containers with unready status: {unready}",
+                ),
+            ],
+            "initContainerStatuses": [c.status() for c in self.inits],
+            "containerStatuses": [c.status() for c in self.mains],
+        }
+
+    async def publish(self) -> None:
+        """Write the status (a merge patch replaces every list whole); skip if unchanged."""
+        async with self._publish_lock:
+            status = self.status()
+            text = json.dumps(status, sort_keys=True)
+            if text == self._published:
+                return
+            try:
+                await self.runner.api.merge_patch(f"{self.path}/status", {"status": status})
+                self._published = text
+            except (httpx.HTTPError, RuntimeError) as error:
+                log.warning("%s/%s: status not written: %s", self.namespace, self.name, error)
+
+    # ---- processes ----------------------------------------------------------------
+
+    def _env(self, container: dict[str, Any]) -> dict[str, str]:
+        keep = ("PATH", "HOME", "LANG", "LC_ALL")
+        env = {k: os.environ[k] for k in keep if k in os.environ}
+        env.update(TMPDIR=str(self.dir / "tmp"), HOSTNAME=self.name)
+        fields = {
+            "metadata.name": self.name,
+            "metadata.namespace": self.namespace,
+            "metadata.uid": self.uid,
+            "status.podIP": self.ip,
+            "status.hostIP": node_mod.HOST_IP,
+            "spec.nodeName": node_mod.NODE_NAME,
+        }
+        for item in container.get("env") or ():
+            if "value" in item:
+                env[item["name"]] = str(item["value"])
+            elif (
+                path := ((item.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
+            ) in (fields):
+                env[item["name"]] = fields[str(path)]
+            else:
+                log.warning("%s: env %s: only value and fieldRef are supported", self.name, item)
+        if container.get("envFrom"):
+            log.warning("%s: envFrom is not supported by the pod runner; ignored", self.name)
+        return env
+
+    def _argv(self, container: dict[str, Any]) -> list[str] | None:
+        command = list(container.get("command") or ())
+        if len(command) != 1 or Path(command[0]).name != "mlmodel-runtime":
+            return None
+        replacements = {
+            "--out": str(self.dir / "models"),
+            "--model-dir": str(self.dir / "models"),
+            "--report-file": str(self.dir / f"{container['name']}.termination-log"),
+            "--mount-root": str(self.dir / "pvc"),
+            "--host": self.ip,
+        }
+        return [str(RUNTIME), *rewrite_args(list(container.get("args") or ()), replacements)]
+
+    async def _spawn(self, run: ContainerRun, argv: list[str]) -> asyncio.subprocess.Process:
+        logfile = self.dir / f"{run.name}.log"
+        with logfile.open("ab") as handle:
+            handle.write(f"==== {now_text()} podrunner: {' '.join(argv)}\n".encode())
+            handle.flush()
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=handle,
+                stderr=asyncio.subprocess.STDOUT,
+                env=self._env(run.spec),
+                cwd=self.dir,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        self.processes[run.name] = process
+        run.container_id = f"podrunner://{process.pid}"
+        return process
+
+    def _termination_message(self, run: ContainerRun, failed: bool) -> str:
+        report = self.dir / f"{run.name}.termination-log"
+        message = report.read_bytes()[:MESSAGE_BYTES] if report.exists() else b""
+        policy = run.spec.get("terminationMessagePolicy", "File")
+        if not message.strip() and failed and policy == "FallbackToLogsOnError":
+            message = (self.dir / f"{run.name}.log").read_bytes()[-LOG_FALLBACK_BYTES:]
+        return message.decode(errors="replace")
+
+    def _unsupported(self, run: ContainerRun) -> None:
+        run.state = {
+            "waiting": {
+                "reason": "CreateContainerError",
+                "message": "the pod runner only runs the command [mlmodel-runtime]",
+            }
+        }
+
+    # ---- lifecycle ----------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            await self._lifecycle()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s/%s: the pod's lifecycle failed", self.namespace, self.name)
+
+    async def _lifecycle(self) -> None:
+        for run in self.inits:
+            run.state = {"running": {"startedAt": now_text()}}
+        await self.publish()
+        for run in self.inits:
+            if not await self._run_init(run):
+                return  # stays Pending with the failure reported; no retry
+        self.initialized = True
+        await asyncio.gather(*(self._serve_loop(run) for run in self.mains))
+
+    async def _run_init(self, run: ContainerRun) -> bool:
+        argv = self._argv(run.spec)
+        if argv is None:
+            self._unsupported(run)
+            await self.publish()
+            return False
+        started = now_text()
+        run.state = {"running": {"startedAt": started}}
+        run.started = True
+        process = await self._spawn(run, argv)
+        await self.publish()
+        code = await process.wait()
+        self.processes.pop(run.name, None)
+        run.started = False
+        run.ready = code == 0
+        run.state = {
+            "terminated": {
+                "exitCode": code,
+                "reason": "Completed" if code == 0 else "Error",
+                "message": self._termination_message(run, failed=code != 0),
+                "startedAt": started,
+                "finishedAt": now_text(),
+                "containerID": run.container_id,
+            }
+        }
+        log.info("%s/%s: init container %s exited %s", self.namespace, self.name, run.name, code)
+        await self.publish()
+        return code == 0
+
+    def _probe_url(self, run: ContainerRun) -> str | None:
+        probe = (run.spec.get("readinessProbe") or {}).get("httpGet")
+        if not probe:
+            return None
+        port = probe.get("port")
+        for declared in run.spec.get("ports") or ():
+            if declared.get("name") == port:
+                port = declared["containerPort"]
+        return f"http://{self.ip}:{port}{probe.get('path', '/')}"
+
+    async def _serve_loop(self, run: ContainerRun) -> None:
+        argv = self._argv(run.spec)
+        if argv is None:
+            self._unsupported(run)
+            await self.publish()
+            return
+        quick_exits = 0
+        for _attempt in range(MAX_RESTARTS + 1):
+            started_at = time.monotonic()
+            started = now_text()
+            process = await self._spawn(run, argv)
+            run.state = {"running": {"startedAt": started}}
+            run.started = True
+            self.phase = "Running"
+            self.serving.add(run.name)
+            self.runner.targets_changed()
+            await self.publish()
+            code = await self._watch(run, process)
+            self.processes.pop(run.name, None)
+            self.serving.discard(run.name)
+            self.runner.targets_changed()
+            quick_exits = quick_exits + 1 if time.monotonic() - started_at < CRASH_WINDOW_S else 0
+            backoff = BACKOFF_S[min(quick_exits, len(BACKOFF_S) - 1)]
+            run.ready, run.started = False, False
+            run.restarts += 1
+            run.last_state = {
+                "terminated": {
+                    "exitCode": code,
+                    "reason": "Completed" if code == 0 else "Error",
+                    "startedAt": started,
+                    "finishedAt": now_text(),
+                    "containerID": run.container_id,
+                }
+            }
+            reason = "CrashLoopBackOff" if quick_exits >= CRASH_EXITS else "ContainerCreating"
+            run.state = {
+                "waiting": {
+                    "reason": reason,
+                    "message": f"back-off {backoff:g}s restarting failed container={run.name} "
+                    f"pod={self.name}_{self.namespace}({self.uid})",
+                }
+            }
+            log.info("%s/%s: %s exited %s", self.namespace, self.name, run.name, code)
+            await self.publish()
+            await asyncio.sleep(backoff)
+
+    async def _watch(self, run: ContainerRun, process: asyncio.subprocess.Process) -> int:
+        """Probe readiness until the process exits; return its exit code."""
+        url = self._probe_url(run)
+        exited = asyncio.ensure_future(process.wait())
+        try:
+            while True:
+                done, _ = await asyncio.wait({exited}, timeout=PROBE_S)
+                if done:
+                    return exited.result()
+                ready = True if url is None else await self.runner.probe(url)
+                if ready != run.ready:
+                    run.ready = ready
+                    await self.publish()
+        finally:
+            exited.cancel()
+
+    async def stop_processes(self, grace: float) -> None:
+        """SIGTERM every process group, wait up to `grace`, then SIGKILL."""
+        processes = [p for p in self.processes.values() if p.returncode is None]
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        if processes:
+            _, pending = await asyncio.wait(
+                [asyncio.ensure_future(p.wait()) for p in processes], timeout=max(grace, 0.1)
+            )
+            for process in processes:
+                if process.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(process.pid, signal.SIGKILL)
+            for waiter in pending:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait_for(waiter, timeout=10)
+        self.processes.clear()
+        self.serving.clear()
+
+    async def terminate(self, grace: float, *, delete: bool) -> None:
+        """The kubelet's side of a pod deletion (or, with delete=False, of a runner stop)."""
+        self.terminating = True
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        was_ready = any(run.ready for run in self.mains)
+        for run in self.mains:
+            run.ready = False
+        self.runner.targets_changed()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.publish(), timeout=3)
+        if was_ready and delete:
+            await asyncio.sleep(min(UNREADY_DELAY_S, grace / 2))
+        await self.stop_processes(grace)
+        self.runner.ips.release(self.ip)
+        self.runner.targets_changed()
+        log.info("%s/%s: stopped", self.namespace, self.name)
+
+
+class PodRunner:
+    """The kubelet of `runner-0`. `start()` runs it in a thread with its own event loop;
+    `run()` is the coroutine itself (the command line uses it directly)."""
+
+    def __init__(self, plane: Any, directory: Path, *, poll_interval: float = POLL_S) -> None:
+        self.access = plane if isinstance(plane, ApiAccess) else ApiAccess.from_plane(plane)
+        self.directory = directory
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.targets_file = directory / "targets.json"
+        self.log_file = directory / "runner.log"
+        self.poll_interval = poll_interval
+        self.ips = IpPool(node_mod.POD_CIDR)
+        self.workers: dict[str, PodWorker] = {}
+        self.terminations: dict[str, asyncio.Task[None]] = {}
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._targets_written = ""
+        self._handler: logging.Handler | None = None
+
+    # ---- library API --------------------------------------------------------------
+
+    def start(self, timeout: float = 30.0) -> PodRunner:
+        """Run in a background thread; return once the node is created and Ready."""
+        self._thread = threading.Thread(target=self._thread_main, name="podrunner", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            self.stop()
+            raise RuntimeError(f"the pod runner did not start within {timeout:.0f} s")
+        if self._error is not None:
+            raise RuntimeError(f"the pod runner failed to start: {self._error}") from self._error
+        return self
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Stop every process it started, then the thread."""
+        if self._loop is not None and self._stop is not None:
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                raise RuntimeError("the pod runner did not stop in time")
+            self._thread = None
+
+    def _thread_main(self) -> None:
+        try:
+            asyncio.run(self._thread_run())
+        except BaseException as error:
+            self._error = error
+            log.exception("the pod runner failed")
+        finally:
+            self._ready.set()
+
+    async def _thread_run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        await self.run(self._stop, on_ready=self._ready.set)
+
+    def log_tails(self, lines: int = 30) -> str:
+        """The runner's log and every pod's container logs, for a failing test's report."""
+        files = [self.log_file, *sorted(self.directory.glob("pods/*/*.log"))]
+        parts = []
+        for path in files:
+            if path.exists():
+                tail = path.read_text(errors="replace").splitlines()[-lines:]
+                parts.append(f"----- {path.relative_to(self.directory)} -----\n" + "\n".join(tail))
+        return "\n".join(parts)
+
+    # ---- the loop -----------------------------------------------------------------
+
+    async def run(
+        self, stop: asyncio.Event, *, on_ready: Callable[[], None] = lambda: None
+    ) -> None:
+        self._handler = logging.FileHandler(self.log_file)
+        self._handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(self._handler)
+        log.setLevel(logging.INFO)
+        self.api = KubeApi(self.access)
+        self.http = httpx.AsyncClient(timeout=1.0, trust_env=False)
+        heartbeats: asyncio.Task[None] | None = None
+        try:
+            node = await node_mod.ensure_node(self.api)
+            since = time.time()
+            await node_mod.heartbeat(self.api, node_uid=node["metadata"]["uid"], since=since)
+            self._write_targets()
+            log.info("node %s ready; pods from %s", node_mod.NODE_NAME, node_mod.POD_CIDR)
+            on_ready()
+            heartbeats = asyncio.create_task(self._heartbeats(node["metadata"]["uid"], since))
+            while not stop.is_set():
+                try:
+                    await self._sync()
+                except (httpx.HTTPError, RuntimeError) as error:
+                    log.warning("sync failed: %s", error)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=self.poll_interval)
+        finally:
+            if heartbeats is not None:
+                heartbeats.cancel()
+            await self._shutdown()
+            await self.http.aclose()
+            await self.api.aclose()
+            log.removeHandler(self._handler)
+            self._handler.close()
+
+    async def _heartbeats(self, node_uid: str, since: float) -> None:
+        while True:
+            await asyncio.sleep(node_mod.HEARTBEAT_S)
+            try:
+                await node_mod.heartbeat(self.api, node_uid=node_uid, since=since)
+            except (httpx.HTTPError, RuntimeError) as error:
+                log.warning("heartbeat failed: %s", error)
+
+    async def _sync(self) -> None:
+        pods = await self.api.get(
+            "/api/v1/pods", {"fieldSelector": f"spec.nodeName={node_mod.NODE_NAME}"}
+        )
+        seen: set[str] = set()
+        for pod in (pods or {}).get("items") or ():
+            meta = pod["metadata"]
+            uid = meta["uid"]
+            seen.add(uid)
+            if uid in self.terminations:
+                continue
+            if meta.get("deletionTimestamp"):
+                grace = float(
+                    meta.get("deletionGracePeriodSeconds")
+                    or pod["spec"].get("terminationGracePeriodSeconds")
+                    or 30
+                )
+                self._terminate(uid, pod, grace, delete=True)
+            elif uid not in self.workers and pod.get("status", {}).get("phase") not in (
+                "Succeeded",
+                "Failed",
+            ):
+                worker = PodWorker(self, pod)
+                self.workers[uid] = worker
+                log.info("%s/%s: started on %s", worker.namespace, worker.name, worker.ip)
+                worker.start()
+        for uid in [u for u in self.workers if u not in seen]:
+            self._terminate(uid, None, 0.0, delete=False)  # gone from the API: just stop
+        for uid in [u for u, task in self.terminations.items() if task.done()]:
+            del self.terminations[uid]
+
+    def _terminate(
+        self, uid: str, pod: dict[str, Any] | None, grace: float, *, delete: bool
+    ) -> None:
+        worker = self.workers.pop(uid, None)
+
+        async def finish() -> None:
+            if worker is not None:
+                await worker.terminate(grace, delete=delete)
+            if delete and pod is not None:
+                meta = pod["metadata"]
+                await self.api.delete(
+                    f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}",
+                    {"gracePeriodSeconds": 0, "preconditions": {"uid": uid}},
+                )
+                log.info("%s/%s: deleted", meta["namespace"], meta["name"])
+
+        self.terminations[uid] = asyncio.create_task(finish())
+
+    async def _shutdown(self) -> None:
+        """Stop every process (no strays); mark their pods not ready where possible."""
+        for uid in list(self.workers):
+            self._terminate(uid, None, STOP_GRACE_S, delete=False)
+        if self.terminations:
+            await asyncio.gather(*self.terminations.values(), return_exceptions=True)
+        self.terminations.clear()
+        self._write_targets()
+        log.info("stopped")
+
+    async def probe(self, url: str) -> bool:
+        try:
+            response = await self.http.get(url)
+        except httpx.HTTPError:
+            return False
+        return 200 <= response.status_code < 400
+
+    # ---- Prometheus file service discovery ---------------------------------------
+
+    def targets_changed(self) -> None:
+        self._write_targets()
+
+    def _write_targets(self) -> None:
+        """One target per running serve process, written atomically (Prometheus watches)."""
+        groups = []
+        for worker in self.workers.values():
+            for run in worker.mains:
+                if run.name not in worker.serving or worker.terminating:
+                    continue
+                port = next(
+                    (
+                        p["containerPort"]
+                        for p in run.spec.get("ports") or ()
+                        if "containerPort" in p
+                    ),
+                    8080,
+                )
+                groups.append(
+                    {
+                        "targets": [f"{worker.ip}:{port}"],
+                        "labels": {
+                            "namespace": worker.namespace,
+                            "pod": worker.name,
+                            "container": run.name,
+                            "mlops_dev_model": worker.labels.get("mlops.dev/model", ""),
+                            "mlops_dev_revision": worker.labels.get("mlops.dev/revision", ""),
+                        },
+                    }
+                )
+        text = json.dumps(groups, indent=1, sort_keys=True)
+        if text == self._targets_written:
+            return
+        scratch = self.targets_file.with_suffix(".tmp")
+        scratch.write_text(text)
+        os.replace(scratch, self.targets_file)
+        self._targets_written = text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.e2e.podrunner",
+        description=f"Run the pods bound to node {node_mod.NODE_NAME} as local processes.",
+    )
+    parser.add_argument("--kubeconfig", type=Path, required=True, help="admin kubeconfig")
+    parser.add_argument("--state", type=Path, required=True, help="pod directories and logs")
+    args = parser.parse_args(argv)
+    runner = PodRunner(ApiAccess.from_kubeconfig(args.kubeconfig), args.state)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+
+    async def serve_until_signalled() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await runner.run(stop)
+
+    asyncio.run(serve_until_signalled())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

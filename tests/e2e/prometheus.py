@@ -1,0 +1,163 @@
+"""A real Prometheus (the Debian package) for the e2e tests, on a free port of 127.0.0.1.
+
+It scrapes every second the targets the pod runner lists in its file service
+discovery file (one per running serve process, labelled with namespace, pod,
+mlops_dev_model and mlops_dev_revision), keeps its TSDB in a temporary directory
+and is queried through its HTTP API. A missing binary is an error naming the
+package, never a skip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from tests.controlplane.cluster import free_port
+
+BINARY = Path("/usr/bin/prometheus")
+PACKAGE = "prometheus"
+START_TIMEOUT_S = 30.0
+_PORT_ATTEMPTS = 3
+
+
+class PrometheusError(RuntimeError):
+    pass
+
+
+def config(targets_file: Path) -> dict[str, Any]:
+    return {
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [
+            {
+                "job_name": "mlmodel",
+                "metrics_path": "/metrics",
+                "file_sd_configs": [{"files": [str(targets_file)], "refresh_interval": "1s"}],
+            }
+        ],
+    }
+
+
+@dataclass
+class Prometheus:
+    """`Prometheus(directory, targets_file).start()` ... `.stop()`."""
+
+    directory: Path
+    targets_file: Path
+    binary: Path = BINARY
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+    _client: httpx.Client = field(
+        default_factory=lambda: httpx.Client(timeout=5.0, trust_env=False)
+    )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log(self) -> Path:
+        return self.directory / "prometheus.log"
+
+    def start(self) -> Prometheus:
+        if not self.binary.exists():
+            raise PrometheusError(
+                f"{self.binary} not found: the e2e tests need a real Prometheus; install the "
+                f"Debian package '{PACKAGE}' (apt-get install -y {PACKAGE})"
+            )
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if not self.targets_file.exists():
+            self.targets_file.write_text("[]")
+        config_file = self.directory / "prometheus.yml"
+        config_file.write_text(yaml.safe_dump(config(self.targets_file)))
+        for attempt in range(_PORT_ATTEMPTS):
+            self.port = free_port()
+            self._spawn(config_file)
+            try:
+                self._wait_ready()
+                return self
+            except PrometheusError:
+                in_use = "address already in use" in self.log.read_text(errors="replace")
+                self.stop()
+                if not in_use or attempt == _PORT_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _spawn(self, config_file: Path) -> None:
+        with self.log.open("ab") as handle:
+            self.process = subprocess.Popen(
+                [
+                    str(self.binary),
+                    f"--config.file={config_file}",
+                    f"--storage.tsdb.path={self.directory / 'data'}",
+                    "--storage.tsdb.retention.time=1h",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                    "--log.level=warn",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process is None or self.process.poll() is not None:
+                raise PrometheusError(f"prometheus exited; log:\n{self.tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if self._client.get(f"{self.url}/-/ready").status_code == 200:
+                    return
+            time.sleep(0.2)
+        raise PrometheusError(
+            f"prometheus not ready within {START_TIMEOUT_S:.0f} s:\n{self.tail()}"
+        )
+
+    def tail(self, lines: int = 30) -> str:
+        if not self.log.exists():
+            return "(no log)"
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        """An instant query; the result vector (each item: `metric` labels, `value`)."""
+        response = self._client.get(f"{self.url}/api/v1/query", params={"query": promql})
+        body = response.json()
+        if body.get("status") != "success":
+            raise PrometheusError(f"query {promql!r} failed: {body}")
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    def values_by(self, promql: str, label: str) -> dict[str, float]:
+        """{label value: sample value} of an instant query."""
+        return {
+            item["metric"].get(label, ""): float(item["value"][1]) for item in self.query(promql)
+        }
+
+    def active_targets(self) -> list[dict[str, Any]]:
+        body = self._client.get(f"{self.url}/api/v1/targets", params={"state": "active"}).json()
+        targets: list[dict[str, Any]] = body["data"]["activeTargets"]
+        return targets
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        self.process = None
+
+    def close(self) -> None:
+        self.stop()
+        self._client.close()

@@ -1,0 +1,225 @@
+"""Whole rollouts with real processes: the operator as its ServiceAccount, pods run by
+the pod runner (real `mlmodel-runtime convert` and `serve` on pod IPs), a real
+Prometheus scraping them, and real load split by the canary's effective weight."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.cluster.operator_process import OperatorEnv, get_json, wait_for
+from tests.cluster.test_operator import apply, model_status
+from tests.controlplane.cluster import ControlPlane
+from tests.e2e.conftest import IrisModels, e2e_mlmodel
+from tests.e2e.kubeapi import ApiAccess
+from tests.e2e.loadgen import LoadGenerator, LoadResult
+from tests.e2e.node import NODE_NAME
+from tests.e2e.podrunner import PodRunner
+from tests.e2e.prometheus import Prometheus
+
+pytestmark = pytest.mark.e2e
+
+ROLLOUT: dict[str, Any] = {
+    "steps": [{"weight": 50, "pause": {"duration": "5s"}}, {"weight": 100}],
+    "analysis": {"interval": "2s", "minSamples": 5},
+    "scaleDownDelaySeconds": 2,
+    "progressDeadlineSeconds": 120,
+}
+RATE = 20.0  # requests per second from the load generator
+UP_TIMEOUT_S = 120.0
+
+
+def healthy_with(cluster: ControlPlane, namespace: str, version: str) -> dict[str, Any]:
+    status: dict[str, Any] = wait_for(
+        lambda: (
+            (s := model_status(cluster, namespace, "iris")).get("phase") == "Healthy"
+            and (s.get("stable") or {}).get("version") == version
+            and "canary" not in s
+            and s
+        ),
+        timeout=UP_TIMEOUT_S,
+        interval=0.5,
+        what=f"{version} to be the healthy stable",
+    )
+    return status
+
+
+def pods_of(cluster: ControlPlane, namespace: str, revision: str) -> list[dict[str, Any]]:
+    """The pods of one revision (every revision when empty)."""
+    selector = "mlops.dev/model=iris" + (f",mlops.dev/revision={revision}" if revision else "")
+    items: list[dict[str, Any]] = get_json(cluster, "pods", "-n", namespace, "-l", selector)[
+        "items"
+    ]
+    return items
+
+
+def infer(address: str, body: dict[str, Any]) -> dict[str, Any]:
+    response = httpx.post(
+        f"http://{address}:8080/v2/models/iris/infer", json=body, timeout=5, trust_env=False
+    )
+    assert response.status_code == 200, response.text
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+def labels_of(answer: dict[str, Any]) -> list[int]:
+    [label] = [o for o in answer["outputs"] if o["name"] == "label"]
+    return [int(v) for v in label["data"]]
+
+
+def served_by_revision(prometheus: Prometheus, namespace: str) -> dict[str, float]:
+    """200 answers per revision as Prometheus scraped them (also from pods gone since)."""
+    query = (
+        "sum by (mlops_dev_revision) (max_over_time("
+        f'mlmodel_requests_total{{namespace="{namespace}",code="200"}}[10m]))'
+    )
+    return prometheus.values_by(query, "mlops_dev_revision")
+
+
+def start_load(
+    cluster: ControlPlane, namespace: str, iris: IrisModels, *, seconds: float
+) -> LoadGenerator:
+    return LoadGenerator(
+        ApiAccess.from_plane(cluster),
+        namespace=namespace,
+        name="iris",
+        body=iris.infer_body(),
+        rate=RATE,
+        count=int(RATE * seconds),
+        duration=seconds,
+    ).start()
+
+
+def bring_up_v1(
+    cluster: ControlPlane, namespace: str, iris: IrisModels, operators: OperatorEnv
+) -> tuple[str, str]:
+    """Apply v1 and wait for it to serve; (revision, pod IP)."""
+    operators.start(namespace)
+    apply(cluster, e2e_mlmodel(namespace, model=iris.v1, version="v1", rollout=ROLLOUT))
+    revision = str(healthy_with(cluster, namespace, "v1")["stable"]["revision"])
+    [pod] = pods_of(cluster, namespace, revision)
+    assert pod["spec"]["nodeName"] == NODE_NAME
+    return revision, str(pod["status"]["podIP"])
+
+
+def test_v1_is_converted_and_served_then_v2_is_promoted_under_load(
+    cluster: ControlPlane,
+    namespace: str,
+    operators: OperatorEnv,
+    runner: PodRunner,
+    prometheus: Prometheus,
+    iris: IrisModels,
+) -> None:
+    began = time.monotonic()
+    v1, address = bring_up_v1(cluster, namespace, iris, operators)
+    conversion = model_status(cluster, namespace, "iris")["stable"]["conversion"]
+    assert conversion["status"] == "ok", conversion
+    assert conversion["estimator"].endswith("RandomForestClassifier")
+    assert conversion["parity"]["passed"] is True
+    assert conversion["parity"]["rows"] == 32
+    assert conversion["source"]["sha256"] == iris.sha256(iris.v1)
+    assert address.startswith("127.101.0.")
+
+    answer = infer(address, iris.infer_body())
+    assert answer["model_version"] == "v1"
+    assert labels_of(answer) == iris.labels
+    wait_for(
+        lambda: served_by_revision(prometheus, namespace).get(v1, 0) >= 1,
+        timeout=15,
+        what="Prometheus to scrape v1's request counter",
+    )
+    up = time.monotonic() - began
+
+    load = start_load(cluster, namespace, iris, seconds=90)
+    apply(cluster, e2e_mlmodel(namespace, model=iris.v2, version="v2", rollout=ROLLOUT))
+    during: dict[str, int] = {}
+
+    def past_the_half_step() -> bool:
+        canary = model_status(cluster, namespace, "iris").get("canary") or {}
+        if canary.get("step", -1) >= 1 and not during:
+            during.update(load.snapshot().by_revision("200"))
+        return bool(during)
+
+    wait_for(past_the_half_step, timeout=UP_TIMEOUT_S, interval=0.25, what="the 100% step")
+    status = healthy_with(cluster, namespace, "v2")
+    load.stop()
+    result: LoadResult = load.wait()
+    v2 = str(status["stable"]["revision"])
+    assert v2 != v1
+    assert status["stable"]["conversion"]["estimator"].endswith("GradientBoostingClassifier")
+
+    assert result.failures() == {}, result.counts
+    assert during.get(v1, 0) > 0, during
+    assert during.get(v2, 0) > 0, during
+    assert set(result.by_revision()) == {v1, v2}, result.counts
+    assert set(result.versions) == {"v1", "v2"}
+    scraped = wait_for(
+        lambda: (seen := served_by_revision(prometheus, namespace)).get(v2, 0) > 0 and seen,
+        timeout=15,
+        what="Prometheus to scrape v2's request counter",
+    )
+    assert scraped.get(v1, 0) > 0, scraped
+    # What Prometheus saw can only lag what the load generator counted.
+    assert scraped[v2] <= result.by_revision("200")[v2] + 1
+
+    [pod] = pods_of(cluster, namespace, v2)
+    assert labels_of(infer(pod["status"]["podIP"], iris.infer_body())) == iris.labels
+    wait_for(lambda: not pods_of(cluster, namespace, v1), what="v1's pod to be deleted")
+    print(
+        f"\nv1 up in {up:.1f} s; rollout under load {result.seconds:.1f} s, "
+        f"{result.total} requests {dict(result.counts)}; during 50%: {during}"
+    )
+
+
+def test_a_bad_model_fails_in_the_init_container_and_v1_keeps_answering(
+    cluster: ControlPlane,
+    namespace: str,
+    operators: OperatorEnv,
+    runner: PodRunner,
+    prometheus: Prometheus,
+    iris: IrisModels,
+) -> None:
+    v1, address = bring_up_v1(cluster, namespace, iris, operators)
+
+    load = start_load(cluster, namespace, iris, seconds=60)
+    # v2's file, but the digest of v1's: the init container refuses it (exit 4).
+    apply(
+        cluster,
+        e2e_mlmodel(
+            namespace, model=iris.v2, version="v2", sha256=iris.sha256(iris.v1), rollout=ROLLOUT
+        ),
+    )
+    status = wait_for(
+        lambda: (s := model_status(cluster, namespace, "iris")).get("phase") == "RolledBack" and s,
+        timeout=UP_TIMEOUT_S,
+        interval=0.5,
+        what="the bad v2 to be rolled back",
+    )
+    assert "conversion failed (exit 4)" in status["message"], status["message"]
+    assert "sha256" in status["message"], status["message"]
+    assert status["stable"]["revision"] == v1
+    report = (status.get("canary") or {}).get("conversion") or {}
+    if report:
+        assert (report["status"], report["error"]) == ("failed", "integrity"), report
+
+    # The runner ran the init container and kept its report as the termination message;
+    # the rolled-back pod was then deleted through the runner's final delete.
+    reports = runner.directory.glob(f"pods/{namespace}_*/convert.termination-log")
+    [failed] = [r for r in reports if '"status":"failed"' in r.read_text()]
+    assert '"error":"integrity"' in failed.read_text()
+    assert not (failed.parent / "serve.log").exists()
+    bad_pod = failed.parent.name.split("_")[1]
+    wait_for(
+        lambda: bad_pod not in {p["metadata"]["name"] for p in pods_of(cluster, namespace, "")},
+        what=f"the rolled-back pod {bad_pod} to be deleted",
+    )
+
+    load.stop()
+    result = load.wait()
+    assert result.failures() == {}, result.counts
+    assert set(result.by_revision()) == {v1}, result.counts
+    assert result.by_revision("200")[v1] > 0
+    assert labels_of(infer(address, iris.infer_body())) == iris.labels
