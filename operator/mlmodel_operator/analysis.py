@@ -676,7 +676,10 @@ def decide(
         metrics=tuple(results),
         metric_failures=metric_failures,
     )
-    unsure_reason = "; ".join(r.reason for r in unsure) or "no metric could be judged"
+    # One provider failure makes every metric inconclusive for the same reason: say it once.
+    unsure_reason = (
+        "; ".join(dict.fromkeys(r.reason for r in unsure)) or "no metric could be judged"
+    )
     if failed:
         reason = "; ".join(
             f"{r.reason} in {metric_failures[r.name]} of {intervals} intervals" for r in failed

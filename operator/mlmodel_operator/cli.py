@@ -16,11 +16,13 @@ from collections.abc import Sequence
 
 import kopf
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from mlmodel_operator.controller import Controller
 from mlmodel_operator.handlers import build_registry
 from mlmodel_operator.kube import KubeClient
 from mlmodel_operator.leader import LeaderElector
+from mlmodel_operator.opmetrics import OperatorMetrics
 from mlmodel_operator.settings import Settings, SettingsError, parse_settings
 
 logger = logging.getLogger("mlmodel_operator")
@@ -51,12 +53,18 @@ def _configure_logging(log_format: str) -> None:
     logging.getLogger("kopf").setLevel(logging.WARNING)
 
 
-async def _serve_health(address: str) -> web.AppRunner:
+async def _serve_health(address: str, registry: CollectorRegistry) -> web.AppRunner:
     async def healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok")
 
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
     app = web.Application()
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     host, _, port = address.rpartition(":")
@@ -70,7 +78,9 @@ async def run(settings: Settings) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     client = KubeClient()
-    health = await _serve_health(settings.health_address)
+    registry = CollectorRegistry()
+    metrics = OperatorMetrics(registry)
+    health = await _serve_health(settings.health_address, registry)
     elector = LeaderElector(
         client,
         namespace=settings.lease_namespace,
@@ -81,7 +91,7 @@ async def run(settings: Settings) -> int:
     try:
         if settings.leader_election and not await elector.acquire(stop):
             return 0
-        controller = Controller(client, settings)
+        controller = Controller(client, settings, metrics)
         controller.start()
         kopf_stop: asyncio.Future[None] = loop.create_future()
         operator = asyncio.create_task(

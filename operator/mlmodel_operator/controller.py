@@ -24,6 +24,7 @@ from mlmodel_operator import desired
 from mlmodel_operator.analysis import parse_analysis
 from mlmodel_operator.analysis_loop import Reading
 from mlmodel_operator.kube import ApiError, KubeClient
+from mlmodel_operator.opmetrics import OperatorMetrics
 from mlmodel_operator.providers import prometheus, scrape
 from mlmodel_operator.reconcile import Inputs, Observed, Plan, plan
 from mlmodel_operator.routers import RequiredApi, router_for
@@ -44,9 +45,10 @@ def _comparable(status: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class Controller:
-    def __init__(self, client: KubeClient, settings: Settings) -> None:
+    def __init__(self, client: KubeClient, settings: Settings, metrics: OperatorMetrics) -> None:
         self._client = client
         self._settings = settings
+        self._metrics = metrics
         self._queue: asyncio.Queue[Key] = asyncio.Queue()
         self._queued: set[Key] = set()
         self._active: set[Key] = set()
@@ -54,7 +56,6 @@ class Controller:
         self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._workers: list[asyncio.Task[None]] = []
         self._metrics_session: aiohttp.ClientSession | None = None
-        self.reconcile_seconds: list[float] = []
 
     def start(self) -> None:
         # Pods and Prometheus are plain HTTP; a short timeout keeps a dead pod from
@@ -105,8 +106,7 @@ class Controller:
                 requeue = 5.0
             finally:
                 self._active.discard(key)
-                self.reconcile_seconds.append(time.monotonic() - started)
-                del self.reconcile_seconds[:-1000]
+                self._metrics.reconcile.observe(time.monotonic() - started)
             if key in self._dirty:
                 self._dirty.discard(key)
                 self.enqueue(*key)
@@ -246,6 +246,9 @@ class Controller:
                     status.get("phase"),
                     status.get("message"),
                 )
+        self._metrics.observe(
+            namespace, name, old_status, status, [event.reason for event in result.events]
+        )
         for event in result.events:
             await client.event(
                 involved=body, type_=event.type, reason=event.reason, message=event.message

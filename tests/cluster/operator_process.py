@@ -12,12 +12,13 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.controlplane.cluster import ControlPlane
+from tests.controlplane.cluster import ControlPlane, free_port
 from tests.controlplane.serviceaccount import service_account_kubeconfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,6 +32,14 @@ class OperatorProcess:
     identity: str
     process: subprocess.Popen[bytes]
     log: Path
+    health_port: int = 0
+
+    def metrics(self) -> str:
+        """The operator's own /metrics, as Prometheus would scrape it."""
+        url = f"http://127.0.0.1:{self.health_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text: str = response.read().decode()
+            return text
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -59,6 +68,7 @@ class OperatorEnv:
         self, namespace: str, *, identity: str = "op-a", lease_seconds: float = 15
     ) -> OperatorProcess:
         log = self.directory / f"operator-{namespace}-{identity}-{len(self.started)}.log"
+        port = free_port()
         handle = log.open("wb")
         process = subprocess.Popen(
             [
@@ -70,7 +80,7 @@ class OperatorEnv:
                 f"--lease-name=lease-{namespace}",
                 f"--lease-duration-seconds={lease_seconds}",
                 f"--identity={identity}",
-                "--health-address=127.0.0.1:0",
+                f"--health-address=127.0.0.1:{port}",
                 f"--runtime-image={RUNTIME_IMAGE}",
                 "--resync-seconds=5",
             ],
@@ -79,7 +89,7 @@ class OperatorEnv:
             stderr=subprocess.STDOUT,
         )
         handle.close()
-        operator = OperatorProcess(identity=identity, process=process, log=log)
+        operator = OperatorProcess(identity=identity, process=process, log=log, health_port=port)
         self.started.append(operator)
         return operator
 

@@ -120,17 +120,16 @@ def istio(cluster: ControlPlane) -> Iterator[None]:
 def test_replicas_router_walks_the_steps_with_a_manual_gate_then_promotes(
     cluster: ControlPlane, namespace: str, operators: OperatorEnv
 ) -> None:
-    operators.start(namespace)
+    operator = operators.start(namespace)
     spec = {
         "serving": {"replicas": 4},
         "rollout": {
             "steps": [
                 {"weight": 25, "pause": {}},
                 {"weight": 50, "pause": {"duration": "1s"}},
-                {"weight": 100},
+                {"weight": 100, "pause": {"duration": "1s"}},
             ],
             "scaleDownDelaySeconds": 3,
-            "analysis": {"interval": "1s"},
         },
     }
     apply(cluster, model(namespace, "v1", **spec))
@@ -170,6 +169,12 @@ def test_replicas_router_walks_the_steps_with_a_manual_gate_then_promotes(
         what=f"iris-{v1} to be scaled away after the delay",
     )
     assert replicas_by_variant(cluster, namespace) == {"stable": 4}
+    # The operator's own metrics saw it.
+    metrics = operator.metrics()
+    labels = f'name="iris",namespace="{namespace}"'
+    assert f'mlmodel_operator_rollouts_total{{{labels},outcome="Promoted"}} 1.0' in metrics
+    assert f"mlmodel_operator_canary_weight{{{labels}}} 0.0" in metrics
+    assert "mlmodel_operator_reconcile_duration_seconds_count" in metrics
 
 
 def route_weights(cluster: ControlPlane, namespace: str) -> dict[str, int]:
