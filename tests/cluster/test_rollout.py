@@ -431,6 +431,40 @@ def test_a_canary_never_ready_is_rolled_back_after_the_deadline(
     assert status["stable"]["revision"] == v1
 
 
+def test_analysis_without_metrics_holds_the_canary_and_never_promotes(
+    cluster: ControlPlane, namespace: str, operators: OperatorEnv
+) -> None:
+    """kwok's pods serve nothing, so the scrape provider reads nothing: every interval is
+    Inconclusive, the step's time runs out, and the canary is held, never promoted."""
+    operators.start(namespace)
+    spec = {
+        "rollout": {
+            "steps": [{"weight": 50, "pause": {"duration": "1s"}}, {"weight": 100}],
+            "analysis": {"interval": "2s", "minSamples": 1},
+        }
+    }
+    apply(cluster, model(namespace, "v1", **spec))
+    wait_healthy_version(cluster, namespace, "v1")
+    apply(cluster, model(namespace, "v2", **spec))
+    status = wait_step(cluster, namespace, 0, "Paused")
+    wait_for(
+        lambda: (
+            model_status(cluster, namespace, "iris").get("analysis", {}).get("inconclusive", 0) >= 2
+        ),
+        what="two inconclusive intervals",
+    )
+    status = model_status(cluster, namespace, "iris")
+    assert status["phase"] == "Paused"
+    assert status["canary"]["step"] == 0
+    assert status["stable"]["version"] == "v1"
+    assert "analysis inconclusive" in status["message"]
+    assert "scraping the pods failed" in status["message"]
+    assert status["analysis"]["verdict"] == "Inconclusive"
+    # A person can still decide.
+    kubectl_mlmodel(cluster, "promote", "--full", "iris", "-n", namespace)
+    wait_healthy_version(cluster, namespace, "v2")
+
+
 def test_a_missing_router_crd_is_reported_and_the_stable_is_untouched(
     cluster: ControlPlane, namespace: str, operators: OperatorEnv
 ) -> None:
