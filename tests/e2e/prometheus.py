@@ -10,6 +10,7 @@ package, never a skip.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -33,9 +34,14 @@ class PrometheusError(RuntimeError):
     pass
 
 
-def config(targets_file: Path) -> dict[str, Any]:
+def config(targets_file: Path, query_log: Path) -> dict[str, Any]:
     return {
-        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+        "global": {
+            "scrape_interval": "1s",
+            "scrape_timeout": "1s",
+            "evaluation_interval": "1s",
+            "query_log_file": str(query_log),
+        },
         "scrape_configs": [
             {
                 "job_name": "mlmodel",
@@ -67,6 +73,17 @@ class Prometheus:
     def log(self) -> Path:
         return self.directory / "prometheus.log"
 
+    @property
+    def query_log(self) -> Path:
+        """Every PromQL query Prometheus answered (its own query log), one JSON a line."""
+        return self.directory / "queries.log"
+
+    def queries(self) -> list[str]:
+        if not self.query_log.exists():
+            return []
+        lines = self.query_log.read_text(errors="replace").splitlines()
+        return [str(json.loads(line).get("params", {}).get("query", "")) for line in lines if line]
+
     def start(self) -> Prometheus:
         if not self.binary.exists():
             raise PrometheusError(
@@ -77,7 +94,7 @@ class Prometheus:
         if not self.targets_file.exists():
             self.targets_file.write_text("[]")
         config_file = self.directory / "prometheus.yml"
-        config_file.write_text(yaml.safe_dump(config(self.targets_file)))
+        config_file.write_text(yaml.safe_dump(config(self.targets_file, self.query_log)))
         for attempt in range(_PORT_ATTEMPTS):
             self.port = free_port()
             self._spawn(config_file)
