@@ -713,6 +713,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     runner = PodRunner(ApiAccess.from_kubeconfig(args.kubeconfig), args.state)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not one line per API call
 
     async def serve_until_signalled() -> None:
         stop = asyncio.Event()
