@@ -11,7 +11,7 @@ cumulative provider (`scrape`), the verdict counts and the last outcome.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from mlmodel_operator.analysis import (
@@ -19,6 +19,7 @@ from mlmodel_operator.analysis import (
     AnalysisState,
     Continue,
     MetricResult,
+    MetricSpec,
     Outcome,
     Pause,
     Rollback,
@@ -81,6 +82,21 @@ def _snapshots(reading: Reading | None) -> dict[str, Any]:
     }
 
 
+def absolute_only(metrics: tuple[MetricSpec, ...]) -> tuple[MetricSpec, ...]:
+    """The metrics and limits that need no baseline. At 100% the stable gets no traffic
+    (with the replicas router it has no pods at all), so a comparison with it can only
+    be Inconclusive: keep `max`, `min`, `maxSeconds`, drop `maxIncrease`, `maxRatio`
+    and prediction divergence."""
+    kept = []
+    for metric in metrics:
+        if metric.name == "prediction-divergence":
+            continue
+        absolute = replace(metric, max_increase=None, max_ratio=None)
+        if any(v is not None for v in (absolute.min, absolute.max, absolute.max_seconds)):
+            kept.append(absolute)
+    return tuple(kept)
+
+
 def step(
     *,
     spec: AnalysisSpec,
@@ -88,8 +104,14 @@ def step(
     attempt_key: str,
     reading: Reading | None,
     now: float,
+    baseline: bool = True,
 ) -> Step:
-    """Advance the analysis of the canary attempt `attempt_key` ("<revision>/<attempt>")."""
+    """Advance the analysis of the canary attempt `attempt_key` ("<revision>/<attempt>").
+
+    `baseline` False (the canary takes all traffic): only absolute limits are judged,
+    and with none configured the interval passes on the canary's health alone."""
+    if not baseline:
+        spec = replace(spec, metrics=absolute_only(spec.metrics))
     if previous.get("attempt") != attempt_key:
         state = AnalysisState()
         status = {
@@ -118,6 +140,15 @@ def step(
             status=dict(previous), outcome=outcome, judged=False, due_in=spec.interval_s - elapsed
         )
     state = AnalysisState.from_status(previous)
+    if not spec.metrics:
+        outcome = Continue("no limit applies without a baseline; the canary takes all traffic")
+        status = {
+            **previous,
+            "windowStart": now,
+            "start": fresh,
+            "outcome": _outcome_to_status(outcome),
+        }
+        return Step(status=status, outcome=outcome, judged=False, due_in=spec.interval_s)
     results = _judge(spec, start, reading, elapsed)
     state, outcome = decide(
         state, results, failure_limit=spec.failure_limit, on_inconclusive=spec.on_inconclusive
@@ -132,6 +163,13 @@ def step(
     return Step(status=status, outcome=outcome, judged=True, due_in=spec.interval_s)
 
 
+def _needs_baseline(metrics: tuple[MetricSpec, ...]) -> bool:
+    return any(
+        m.max_increase is not None or m.max_ratio is not None or m.name == "prediction-divergence"
+        for m in metrics
+    )
+
+
 def _judge(
     spec: AnalysisSpec, start: Mapping[str, Any], reading: Reading | None, elapsed: float
 ) -> list[MetricResult]:
@@ -140,11 +178,13 @@ def _judge(
         missing = "no metrics were read"
     elif reading.error:
         missing = f"metrics provider: {reading.error}"
-    elif reading.stable is None or reading.canary is None:
-        missing = "no metrics from the stable or the canary pods"
-    elif reading.kind == "cumulative" and not ("stable" in start and "canary" in start):
+    elif reading.canary is None:
+        missing = "no metrics from the canary pods"
+    elif reading.stable is None and _needs_baseline(spec.metrics):
+        missing = "no metrics from the stable pods"
+    elif reading.kind == "cumulative" and "canary" not in start:
         missing = "the window had no starting snapshot"
-    if missing or reading is None or reading.stable is None or reading.canary is None:
+    if missing or reading is None or reading.canary is None:
         return [
             MetricResult(
                 name=m.key,
@@ -156,9 +196,9 @@ def _judge(
             )
             for m in spec.metrics
         ]
-    stable, canary = reading.stable, reading.canary
+    stable, canary = reading.stable or Snapshot(), reading.canary
     if reading.kind == "cumulative":
-        stable = window(Snapshot.from_dict(start["stable"]), stable)
+        stable = window(Snapshot.from_dict(start.get("stable") or {}), stable)
         canary = window(Snapshot.from_dict(start["canary"]), canary)
     return judge(
         spec.metrics,

@@ -323,6 +323,7 @@ class _Planner:
             attempt_key=state.key,
             reading=self.inputs.metrics,
             now=self.inputs.now_s,
+            baseline=state.weight < 100,
         )
         self.analysis_status = result.status
         if result.judged and not isinstance(result.outcome, Continue) and result.outcome:

@@ -1,0 +1,148 @@
+"""analysis_loop.step: windows kept in status, one judgement per interval, and the 100%
+step where no baseline exists."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlmodel_operator.analysis import Continue, Pause, parse_analysis
+from mlmodel_operator.analysis_loop import Reading, step
+from mlmodel_operator.metricstext import Snapshot
+
+pytestmark = pytest.mark.unit
+
+SPEC = parse_analysis(
+    {
+        "interval": "10s",
+        "minSamples": 10,
+        "metrics": [
+            {"name": "error-rate", "max": 0.05, "maxIncrease": 0.01},
+            {"name": "prediction-divergence", "max": 0.1},
+        ],
+    }
+)
+
+
+def cumulative(stable: dict[str, float] | None, canary: dict[str, float]) -> Reading:
+    return Reading(
+        kind="cumulative",
+        stable=None if stable is None else Snapshot(requests=stable),
+        canary=Snapshot(requests=canary),
+    )
+
+
+def test_the_first_reading_starts_the_window_and_nothing_is_judged() -> None:
+    begun = step(spec=SPEC, previous={}, attempt_key="r/1", reading=None, now=0)
+    assert not begun.judged
+    assert begun.outcome is None
+    later = step(
+        spec=SPEC,
+        previous=begun.status,
+        attempt_key="r/1",
+        reading=cumulative({"200": 5}, {"200": 5}),
+        now=3,
+    )
+    assert not later.judged  # the window starts at the first reading, not before
+    assert later.status["windowStart"] == 3
+
+
+def test_a_new_attempt_starts_over() -> None:
+    old = step(
+        spec=SPEC, previous={}, attempt_key="r/1", reading=cumulative({"200": 1}, {"200": 1}), now=0
+    )
+    fresh = step(
+        spec=SPEC,
+        previous={**old.status, "failures": 2},
+        attempt_key="r/2",
+        reading=cumulative({"200": 1}, {"200": 1}),
+        now=50,
+    )
+    assert fresh.status["attempt"] == "r/2"
+    assert fresh.status["failures"] == 0
+
+
+def test_without_a_baseline_only_absolute_limits_are_judged() -> None:
+    # At 100% the replicas router has scaled the stable to zero: no stable reading.
+    begun = step(
+        spec=SPEC,
+        previous={},
+        attempt_key="r/1",
+        reading=cumulative(None, {"200": 100}),
+        now=0,
+        baseline=False,
+    )
+    judged = step(
+        spec=SPEC,
+        previous=begun.status,
+        attempt_key="r/1",
+        reading=cumulative(None, {"200": 180, "500": 1}),
+        now=11,
+        baseline=False,
+    )
+    assert judged.judged
+    assert isinstance(judged.outcome, Continue)
+    assert [m["name"] for m in judged.status["metrics"]] == ["error-rate"]
+    assert judged.status["metrics"][0]["limit"] == "max 0.05"
+
+
+def test_without_a_baseline_the_absolute_limit_still_fails_a_bad_canary() -> None:
+    begun = step(
+        spec=SPEC,
+        previous={},
+        attempt_key="r/1",
+        reading=cumulative(None, {"200": 100}),
+        now=0,
+        baseline=False,
+    )
+    judged = step(
+        spec=SPEC,
+        previous=begun.status,
+        attempt_key="r/1",
+        reading=cumulative(None, {"200": 150, "500": 50}),
+        now=11,
+        baseline=False,
+    )
+    assert judged.status["verdict"] == "Fail"
+    assert isinstance(judged.outcome, Pause)  # within failureLimit 2: hold
+
+
+def test_with_only_comparisons_configured_a_full_canary_passes_on_health() -> None:
+    spec = parse_analysis(
+        {"interval": "10s", "metrics": [{"name": "prediction-divergence", "max": 0.1}]}
+    )
+    begun = step(
+        spec=spec,
+        previous={},
+        attempt_key="r/1",
+        reading=cumulative(None, {"200": 1}),
+        now=0,
+        baseline=False,
+    )
+    later = step(
+        spec=spec,
+        previous=begun.status,
+        attempt_key="r/1",
+        reading=cumulative(None, {"200": 2}),
+        now=11,
+        baseline=False,
+    )
+    assert isinstance(later.outcome, Continue)
+
+
+def test_a_missing_stable_with_a_baseline_is_inconclusive() -> None:
+    begun = step(
+        spec=SPEC,
+        previous={},
+        attempt_key="r/1",
+        reading=cumulative({"200": 10}, {"200": 10}),
+        now=0,
+    )
+    judged = step(
+        spec=SPEC,
+        previous=begun.status,
+        attempt_key="r/1",
+        reading=cumulative(None, {"200": 100}),
+        now=11,
+    )
+    assert judged.status["verdict"] == "Inconclusive"
+    assert "no metrics from the stable pods" in judged.outcome.reason  # type: ignore[union-attr]
