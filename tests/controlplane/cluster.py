@@ -395,24 +395,31 @@ def _start_all(plane: ControlPlane, log_dir: Path, nodes: int) -> None:
         )
     }
 
-    def controller_manager_argv(port: int, _unused: int) -> list[str]:
-        kubeconfig = component_kubeconfigs["kube-controller-manager"]
+    def component_argv(name: str, port: int) -> list[str]:
+        """Flags kube-controller-manager and kube-scheduler share: their identity, a
+        loopback health port, and no leader election (one of each)."""
+        kubeconfig = component_kubeconfigs[name]
         return [
-            str(binaries.path("kube-controller-manager")),
+            str(binaries.path(name)),
             f"--kubeconfig={kubeconfig}",
             f"--authentication-kubeconfig={kubeconfig}",
             f"--authorization-kubeconfig={kubeconfig}",
             "--bind-address=127.0.0.1",
             f"--secure-port={port}",
             "--leader-elect=false",
+            f"--cert-dir={state_dir / (name + '-certs')}",
+            "--v=1",
+        ]
+
+    def controller_manager_argv(port: int, _unused: int) -> list[str]:
+        return [
+            *component_argv("kube-controller-manager", port),
             "--controllers=*",
             "--use-service-account-credentials=true",
             f"--service-account-private-key-file={pki.service_account_key}",
             f"--root-ca-file={pki.ca.cert}",
-            f"--cert-dir={state_dir / 'controller-manager-certs'}",
             "--concurrent-deployment-syncs=10",
             "--concurrent-gc-syncs=20",
-            "--v=1",
         ]
 
     insecure = ssl.create_default_context()
@@ -428,18 +435,7 @@ def _start_all(plane: ControlPlane, log_dir: Path, nodes: int) -> None:
     )
 
     def scheduler_argv(port: int, _unused: int) -> list[str]:
-        kubeconfig = component_kubeconfigs["kube-scheduler"]
-        return [
-            str(binaries.path("kube-scheduler")),
-            f"--kubeconfig={kubeconfig}",
-            f"--authentication-kubeconfig={kubeconfig}",
-            f"--authorization-kubeconfig={kubeconfig}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={port}",
-            "--leader-elect=false",
-            f"--cert-dir={state_dir / 'scheduler-certs'}",
-            "--v=1",
-        ]
+        return component_argv("kube-scheduler", port)
 
     _start_with_free_ports(
         "kube-scheduler",

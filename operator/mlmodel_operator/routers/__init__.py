@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from mlmodel_operator import desired
 from mlmodel_operator.desired import ModelRef
 
 VARIANT_HEADER = "x-mlmodel-variant"
@@ -42,6 +43,21 @@ class Router(Protocol):
     def applied_weight(self, obj: Mapping[str, Any]) -> int | None:
         """The canary weight (percent) an applied object really carries."""
         ...
+
+
+def owned(ref: ModelRef, api_version: str, kind: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """A route object `<name>` owned by the MLModel (deleted with it)."""
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": {
+            "name": ref.name,
+            "namespace": ref.namespace,
+            "labels": desired.base_labels(ref.name),
+            "ownerReferences": [ref.owner_reference()],
+        },
+        "spec": spec,
+    }
 
 
 def router_for(name: str) -> Router:

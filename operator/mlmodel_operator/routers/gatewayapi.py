@@ -10,7 +10,7 @@ from typing import Any
 
 from mlmodel_operator import desired
 from mlmodel_operator.desired import ModelRef
-from mlmodel_operator.routers import VARIANT_HEADER, RequiredApi
+from mlmodel_operator.routers import VARIANT_HEADER, RequiredApi, owned
 
 
 def _backend(name: str, weight: int | None = None) -> dict[str, Any]:
@@ -57,19 +57,7 @@ class GatewayApiRouter:
         }
         if hostnames := settings.get("hostnames"):
             spec["hostnames"] = list(hostnames)
-        return [
-            {
-                "apiVersion": "gateway.networking.k8s.io/v1",
-                "kind": "HTTPRoute",
-                "metadata": {
-                    "name": ref.name,
-                    "namespace": ref.namespace,
-                    "labels": desired.base_labels(ref.name),
-                    "ownerReferences": [ref.owner_reference()],
-                },
-                "spec": spec,
-            }
-        ]
+        return [owned(ref, "gateway.networking.k8s.io/v1", "HTTPRoute", spec)]
 
     def applied_weight(self, obj: Mapping[str, Any]) -> int | None:
         """Weights are proportional in the Gateway API: canary / (stable + canary)."""

@@ -8,7 +8,7 @@ from typing import Any
 
 from mlmodel_operator import desired
 from mlmodel_operator.desired import ModelRef
-from mlmodel_operator.routers import VARIANT_HEADER, RequiredApi
+from mlmodel_operator.routers import VARIANT_HEADER, RequiredApi, owned
 
 
 class IstioRouter:
@@ -61,19 +61,7 @@ class IstioRouter:
         }
         if gateways := settings.get("gateways"):
             spec["gateways"] = list(gateways)
-        return [
-            {
-                "apiVersion": "networking.istio.io/v1",
-                "kind": "VirtualService",
-                "metadata": {
-                    "name": ref.name,
-                    "namespace": ref.namespace,
-                    "labels": desired.base_labels(ref.name),
-                    "ownerReferences": [ref.owner_reference()],
-                },
-                "spec": spec,
-            }
-        ]
+        return [owned(ref, "networking.istio.io/v1", "VirtualService", spec)]
 
     def applied_weight(self, obj: Mapping[str, Any]) -> int | None:
         name = obj["metadata"]["name"]
