@@ -1,0 +1,489 @@
+"""Canary analysis with real processes: the operator judges a real canary against the
+real stable every interval, from the pods' /metrics (`scrape`) or from a real
+Prometheus, under real load split by the canary's effective weight.
+
+- a canary answering 504 to most requests is rolled back by error-rate;
+- a canary trained on shuffled labels is rolled back by prediction-divergence alone;
+- without traffic every interval is Inconclusive: the rollout holds (Paused);
+- Prometheus going away mid-analysis makes the intervals Inconclusive: no promotion;
+- the `scrape` and `prometheus` providers reach the same verdict on the same canary.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.cluster.operator_process import OperatorEnv
+from tests.cluster.test_operator import apply, model_status
+from tests.controlplane.cluster import ControlPlane
+from tests.e2e.conftest import IRIS_ROWS, IrisModels, e2e_mlmodel
+from tests.e2e.podrunner import PodRunner
+from tests.e2e.prometheus import Prometheus
+from tests.e2e.test_rollout_e2e import (
+    UP_TIMEOUT_S,
+    healthy_with,
+    infer,
+    labels_of,
+    pods_of,
+    start_load,
+)
+
+pytestmark = pytest.mark.e2e
+
+INTERVAL_S = 2.0
+PAUSE_S = 10.0
+MIN_SAMPLES = 5
+# Any figure of the analysis is judged within a few intervals once the canary serves.
+VERDICT_TIMEOUT_S = 60.0
+# A serve deadline no inference meets: the runtime answers 504 (a 5xx, an error).
+BROKEN_TIMEOUT_ENV = {"name": "MLMODEL_REQUEST_TIMEOUT_S", "value": "0.000001"}
+
+
+def analysis_rollout(
+    provider: dict[str, Any],
+    metrics: list[dict[str, Any]],
+    *,
+    failure_limit: int = 0,
+    pause_s: float = PAUSE_S,
+) -> dict[str, Any]:
+    """50% for a while, then 100%, judged every INTERVAL_S on a few samples."""
+    return {
+        "steps": [{"weight": 50, "pause": {"duration": f"{pause_s:g}s"}}, {"weight": 100}],
+        "analysis": {
+            "provider": provider,
+            "interval": f"{INTERVAL_S:g}s",
+            "minSamples": MIN_SAMPLES,
+            "failureLimit": failure_limit,
+            "onInconclusive": "pause",
+            "metrics": metrics,
+        },
+        "scaleDownDelaySeconds": 2,
+        "progressDeadlineSeconds": 120,
+    }
+
+
+def mlmodel(
+    namespace: str,
+    *,
+    model: Path,
+    version: str,
+    rollout: dict[str, Any],
+    env: list[dict[str, str]] | None = None,
+) -> str:
+    """e2e_mlmodel, with `spec.serving.env` (the serve container's environment)."""
+    body = yaml.safe_load(e2e_mlmodel(namespace, model=model, version=version, rollout=rollout))
+    if env:
+        body["spec"]["serving"]["env"] = env
+    return yaml.safe_dump(body)
+
+
+def provider_of(kind: str, server: Prometheus | None) -> dict[str, Any]:
+    if kind == "scrape":
+        return {"scrape": {}}
+    assert server is not None
+    return {"prometheus": {"url": server.url}}
+
+
+def bring_up_v1(
+    cluster: ControlPlane,
+    namespace: str,
+    iris: IrisModels,
+    operators: OperatorEnv,
+    spec: dict[str, Any],
+) -> tuple[str, str]:
+    """Apply v1 and wait for it to serve; (revision, pod IP)."""
+    operators.start(namespace)
+    apply(cluster, mlmodel(namespace, model=iris.v1, version="v1", rollout=spec))
+    revision = str(healthy_with(cluster, namespace, "v1")["stable"]["revision"])
+    [pod] = pods_of(cluster, namespace, revision)
+    return revision, str(pod["status"]["podIP"])
+
+
+@dataclass
+class Watch:
+    """What polling the MLModel saw: every analysis status, phases, the canary's steps."""
+
+    statuses: list[dict[str, Any]]
+    phases: Counter[str]
+    promoted: bool = False
+    max_step: int = -1
+    max_weight: int = 0
+
+    def see(self, status: dict[str, Any]) -> dict[str, Any]:
+        self.statuses.append(status)
+        self.phases[str(status.get("phase"))] += 1
+        if (status.get("stable") or {}).get("version") == "v2":
+            self.promoted = True
+        canary = status.get("canary") or {}
+        self.max_step = max(self.max_step, int(canary.get("step", -1)))
+        self.max_weight = max(self.max_weight, int(canary.get("weight") or 0))
+        return status
+
+    def analyses(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for status in self.statuses:
+            analysis = status.get("analysis") or {}
+            if analysis and analysis not in out:
+                out.append(analysis)
+        return out
+
+    def verdicts(self) -> list[str]:
+        return [str(a.get("verdict", "")) for a in self.analyses()]
+
+
+def new_watch() -> Watch:
+    return Watch(statuses=[], phases=Counter())
+
+
+def poll(
+    cluster: ControlPlane,
+    namespace: str,
+    watch: Watch,
+    until: Callable[[dict[str, Any]], bool],
+    *,
+    timeout: float,
+    what: str,
+    every: float = 0.25,
+    tick: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Poll the MLModel's status (recorded in `watch`) until `until` holds; bounded."""
+    deadline = time.monotonic() + timeout
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status = watch.see(model_status(cluster, namespace, "iris"))
+        if tick is not None:
+            tick(status)
+        if until(status):
+            return status
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last: {status}")
+
+
+def observe(
+    cluster: ControlPlane, namespace: str, watch: Watch, seconds: float, every: float = 0.25
+) -> dict[str, Any]:
+    """Poll for `seconds` whatever happens; the last status."""
+    deadline = time.monotonic() + seconds
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status = watch.see(model_status(cluster, namespace, "iris"))
+        time.sleep(every)
+    return status
+
+
+def metric(analysis: dict[str, Any], name: str) -> dict[str, Any]:
+    [result] = [m for m in analysis.get("metrics") or () if m.get("name") == name]
+    return dict(result)
+
+
+def jensen_shannon(p: list[float], q: list[float]) -> float:
+    def kl(a: list[float], m: list[float]) -> float:
+        return sum(x * math.log2(x / y) for x, y in zip(a, m, strict=True) if x > 0)
+
+    mix = [(x + y) / 2 for x, y in zip(p, q, strict=True)]
+    return (kl(p, mix) + kl(q, mix)) / 2
+
+
+@dataclass(frozen=True)
+class ShuffledModel:
+    path: Path
+    labels: list[int]  # what it predicts for the sample rows
+    divergence: float  # JSD of its class frequencies on the sample rows vs the true ones
+
+
+@pytest.fixture(scope="module")
+def shuffled(iris: IrisModels, tmp_path_factory: pytest.TempPathFactory) -> ShuffledModel:
+    """A well-formed iris classifier trained on shuffled labels: it answers, but wrongly.
+
+    The seed is the first whose predictions on the load's rows have class frequencies
+    far from the true ones (JSD >= 0.2, twice the limit), so the verdict is not luck."""
+    import numpy as np
+    import skops.io
+    from sklearn.datasets import load_iris
+    from sklearn.ensemble import RandomForestClassifier
+
+    features, target = load_iris(return_X_y=True)
+    truth = [Counter(iris.labels)[c] / len(iris.labels) for c in range(3)]
+    for seed in range(100):
+        labels = np.random.default_rng(seed).permutation(target)
+        estimator = RandomForestClassifier(n_estimators=20, random_state=0).fit(features, labels)
+        predicted = [int(p) for p in estimator.predict(features[list(IRIS_ROWS)])]
+        counts = Counter(predicted)
+        divergence = jensen_shannon(truth, [counts[c] / len(predicted) for c in range(3)])
+        if divergence >= 0.2:
+            path = tmp_path_factory.mktemp("shuffled") / "iris-shuffled.skops"
+            skops.io.dump(estimator, path)
+            return ShuffledModel(path=path, labels=predicted, divergence=divergence)
+    raise AssertionError("no seed in 0..99 gives a shuffled model with skewed predictions")
+
+
+@pytest.fixture
+def own_prometheus(runner: PodRunner, tmp_path: Path) -> Iterator[Prometheus]:
+    """A Prometheus of this test only (the session's must stay up): it may be stopped."""
+    server = Prometheus(tmp_path / "own-prometheus", runner.targets_file).start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+# --- 1. a high error rate ----------------------------------------------------------------
+
+
+def test_a_canary_answering_504_is_rolled_back_by_error_rate_while_v1_answers(
+    cluster: ControlPlane,
+    namespace: str,
+    operators: OperatorEnv,
+    runner: PodRunner,
+    iris: IrisModels,
+) -> None:
+    failure_limit = 1
+    spec = analysis_rollout(
+        {"scrape": {}},
+        [{"name": "error-rate", "max": 0.05, "maxIncrease": 0.01}],
+        failure_limit=failure_limit,
+    )
+    v1, address = bring_up_v1(cluster, namespace, iris, operators, spec)
+    load = start_load(cluster, namespace, iris, seconds=90)
+    apply(
+        cluster,
+        mlmodel(namespace, model=iris.v2, version="v2", rollout=spec, env=[BROKEN_TIMEOUT_ENV]),
+    )
+    watch = new_watch()
+    first_canary_answer: list[float] = []
+
+    def tick(status: dict[str, Any]) -> None:
+        canary = (status.get("canary") or {}).get("revision")
+        if canary and not first_canary_answer and load.snapshot().by_revision().get(canary):
+            first_canary_answer.append(time.monotonic())
+
+    status = poll(
+        cluster,
+        namespace,
+        watch,
+        lambda s: s.get("phase") == "RolledBack",
+        timeout=UP_TIMEOUT_S,
+        what="the 504-answering v2 to be rolled back",
+        every=0.1,
+        tick=tick,
+    )
+    rolled_back = time.monotonic()
+    load.stop()
+    result = load.wait()
+
+    message = str(status.get("message", ""))
+    assert "error-rate" in message, status
+    assert status["stable"]["revision"] == v1
+    assert not watch.promoted
+    assert first_canary_answer, f"the canary never answered: {result.counts}"
+    canary = str(status["canary"]["revision"])
+    # The canary really failed: 504s (the runtime's deadline, enforced by a sweep every
+    # 5 ms, so the fastest inferences still get through) far above the 5% limit.
+    answered = {code: n for (rev, code), n in result.counts.items() if rev == canary}
+    assert answered.get("504", 0) >= 0.1 * sum(answered.values()), answered
+    # Rolled back on the interval beyond failureLimit, with no interval passing before.
+    analysis = status.get("analysis") or watch.analyses()[-1]
+    assert analysis["failures"] == failure_limit + 1, analysis
+    assert analysis["verdict"] == "Fail", analysis
+    assert metric(analysis, "error-rate")["verdict"] == "Fail", analysis
+    assert "Pass" not in watch.verdicts(), watch.verdicts()
+    # v1 kept answering, every request it got.
+    assert {code for (rev, code) in result.counts if rev == v1} == {"200"}, result.counts
+    assert result.by_revision("200")[v1] > 0
+    assert labels_of(infer(address, iris.infer_body())) == iris.labels
+
+    took = rolled_back - first_canary_answer[0]
+    # Two failed intervals (failureLimit 1) of 2 s; allow for scheduling on 2 cores.
+    assert took < 10 * INTERVAL_S, took
+    print(
+        f"\n[error-rate] canary's first answer -> RolledBack: {took:.1f} s "
+        f"(failureLimit {failure_limit}, interval {INTERVAL_S:g} s); canary answers {answered}; "
+        f"verdicts {watch.verdicts()}; message: {message}"
+    )
+
+
+# --- 2 and 5. divergent predictions, with each provider ------------------------------------
+
+
+@pytest.mark.parametrize("provider", ["scrape", "prometheus"])
+def test_a_canary_predicting_differently_is_rolled_back_by_divergence_alone(
+    request: pytest.FixtureRequest,
+    provider: str,
+    cluster: ControlPlane,
+    namespace: str,
+    operators: OperatorEnv,
+    runner: PodRunner,
+    iris: IrisModels,
+    shuffled: ShuffledModel,
+) -> None:
+    server = request.getfixturevalue("prometheus") if provider == "prometheus" else None
+    spec = analysis_rollout(
+        provider_of(provider, server),
+        [{"name": "error-rate", "max": 0.01}, {"name": "prediction-divergence", "max": 0.1}],
+        failure_limit=0,
+    )
+    v1, address = bring_up_v1(cluster, namespace, iris, operators, spec)
+    load = start_load(cluster, namespace, iris, seconds=90)
+    apply(cluster, mlmodel(namespace, model=shuffled.path, version="v2", rollout=spec))
+    watch = new_watch()
+    status = poll(
+        cluster,
+        namespace,
+        watch,
+        lambda s: s.get("phase") == "RolledBack",
+        timeout=UP_TIMEOUT_S,
+        what="the shuffled-label v2 to be rolled back",
+    )
+    load.stop()
+    result = load.wait()
+
+    canary = str(status["canary"]["revision"])
+    assert status["stable"]["revision"] == v1
+    assert not watch.promoted
+    message = str(status.get("message", ""))
+    assert "prediction-divergence" in message, status
+    assert "error-rate" not in message, status
+    analysis = status.get("analysis") or watch.analyses()[-1]
+    assert analysis["verdict"] == "Fail", analysis
+    assert analysis["failures"] == 1, analysis
+    errors = metric(analysis, "error-rate")
+    divergence = metric(analysis, "prediction-divergence")
+    assert errors["verdict"] == "Pass", analysis
+    assert divergence["verdict"] == "Fail", analysis
+    assert divergence["canary"] > 0.1, divergence
+    # Its answers were all fine: no request failed, on either side.
+    assert result.failures() == {}, result.counts
+    assert result.by_revision("200").get(canary, 0) > 0, result.counts
+    assert labels_of(infer(address, iris.infer_body())) == iris.labels
+    if server is not None:
+        asked = [q for q in server.queries() if f'namespace="{namespace}"' in q]
+        assert any(f'mlops_dev_revision="{canary}"' in q for q in asked), asked
+    print(
+        f"\n[divergence/{provider}] JSD expected {shuffled.divergence:.3f}, judged "
+        f"{divergence['canary']} (limit {divergence['limit']}); error-rate "
+        f"{errors['canary']} Pass; verdicts {watch.verdicts()}; message: {message}"
+    )
+
+
+# --- 3. no traffic -------------------------------------------------------------------------
+
+
+def test_without_traffic_the_analysis_is_inconclusive_and_the_rollout_holds(
+    cluster: ControlPlane,
+    namespace: str,
+    operators: OperatorEnv,
+    runner: PodRunner,
+    iris: IrisModels,
+) -> None:
+    pause_s = 6.0
+    spec = analysis_rollout(
+        {"scrape": {}},
+        [{"name": "error-rate", "max": 0.01}, {"name": "prediction-divergence", "max": 0.1}],
+        pause_s=pause_s,
+    )
+    bring_up_v1(cluster, namespace, iris, operators, spec)
+    apply(cluster, mlmodel(namespace, model=iris.v2, version="v2", rollout=spec))
+    watch = new_watch()
+    poll(
+        cluster,
+        namespace,
+        watch,
+        lambda s: bool((s.get("canary") or {}).get("effectiveWeight")),
+        timeout=UP_TIMEOUT_S,
+        what="v2 to be ready at its first step",
+    )
+    # Past the step's pause by several intervals.
+    status = observe(cluster, namespace, watch, pause_s + 4 * INTERVAL_S)
+
+    assert not watch.promoted
+    assert watch.max_step == 0, watch.max_step
+    assert watch.max_weight == 50, watch.max_weight
+    assert status.get("phase") == "Paused", status
+    analysis = status["analysis"]
+    assert analysis["verdict"] == "Inconclusive", analysis
+    assert analysis["failures"] == 0, analysis
+    assert analysis["inconclusive"] >= 3, analysis
+    assert set(watch.verdicts()) <= {"", "Inconclusive"}, watch.verdicts()
+    for name in ("error-rate", "prediction-divergence"):
+        assert metric(analysis, name)["verdict"] == "Inconclusive", analysis
+    print(
+        f"\n[no traffic] held at step 0 for {pause_s + 4 * INTERVAL_S:g} s "
+        f"(pause {pause_s:g} s): phase {status['phase']}, {analysis['interval']} intervals, "
+        f"{analysis['inconclusive']} inconclusive; message: {status.get('message')}"
+    )
+
+
+# --- 4. Prometheus goes away ---------------------------------------------------------------
+
+
+def test_prometheus_stopping_mid_analysis_makes_it_inconclusive_and_never_promotes(
+    cluster: ControlPlane,
+    namespace: str,
+    operators: OperatorEnv,
+    runner: PodRunner,
+    iris: IrisModels,
+    own_prometheus: Prometheus,
+) -> None:
+    spec = analysis_rollout(
+        provider_of("prometheus", own_prometheus),
+        [{"name": "error-rate", "max": 0.01}, {"name": "prediction-divergence", "max": 0.1}],
+    )
+    v1, _ = bring_up_v1(cluster, namespace, iris, operators, spec)
+    load = start_load(cluster, namespace, iris, seconds=90)
+    apply(cluster, mlmodel(namespace, model=iris.v2, version="v2", rollout=spec))
+    watch = new_watch()
+    # The analysis reads from this Prometheus: a first interval judged from it passes.
+    judged = poll(
+        cluster,
+        namespace,
+        watch,
+        lambda s: (s.get("analysis") or {}).get("verdict") == "Pass",
+        timeout=UP_TIMEOUT_S,
+        what="a first interval judged from Prometheus to pass",
+    )
+    assert judged["canary"]["step"] == 0, judged
+    step_started = time.monotonic()
+    own_prometheus.stop()
+    stopped_at = time.monotonic()
+    status = poll(
+        cluster,
+        namespace,
+        watch,
+        lambda s: (
+            (s.get("analysis") or {}).get("verdict") == "Inconclusive"
+            and s.get("phase") == "Paused"
+        ),
+        timeout=VERDICT_TIMEOUT_S,
+        what="an Inconclusive interval once Prometheus is gone",
+    )
+    noticed = time.monotonic() - stopped_at
+    # Several intervals past the step's pause (counted from the first Pass, which is
+    # after the step started): still held at 50%.
+    remaining = PAUSE_S + 3 * INTERVAL_S - (time.monotonic() - step_started)
+    status = observe(cluster, namespace, watch, max(remaining, 3 * INTERVAL_S))
+    load.stop()
+    result = load.wait()
+
+    assert not watch.promoted
+    assert watch.max_step == 0, watch.max_step
+    assert status.get("phase") == "Paused", status
+    assert status["stable"]["revision"] == v1
+    analysis = status["analysis"]
+    assert analysis["verdict"] == "Inconclusive", analysis
+    assert analysis["failures"] == 0, analysis
+    assert analysis["inconclusive"] >= 2, analysis
+    assert result.failures() == {}, result.counts
+    print(
+        f"\n[prometheus down] Inconclusive/Paused {noticed:.1f} s after Prometheus stopped; "
+        f"{analysis['interval']} intervals, {analysis['inconclusive']} inconclusive; "
+        f"message: {status.get('message')}"
+    )
