@@ -148,6 +148,7 @@ class _Planner:
         self.inputs, self.spec, self.router, self.interval = inputs, spec, router, interval
         self.analysis = analysis
         self.analysis_status: dict[str, Any] = dict(inputs.status.get("analysis") or {})
+        self.analysis_due: float | None = None  # seconds until the next interval ends
         self.ref = inputs.ref
         self.revision = revision_of(spec, inputs.settings.runtime_image)
         self.version = spec.model.version or self.revision
@@ -234,6 +235,8 @@ class _Planner:
         requeue = inputs.settings.resync_seconds if settled else SETTLING_REQUEUE_S
         if decision is not None:
             requeue = min(requeue, decision.requeue_after)
+        if self.analysis_due is not None and candidate:
+            requeue = min(requeue, max(0.2, self.analysis_due))
         if previous:
             requeue = min(requeue, max(0.5, float(previous["deleteAfter"]) - now))
         return Plan(
@@ -326,6 +329,7 @@ class _Planner:
             baseline=state.weight < 100,
         )
         self.analysis_status = result.status
+        self.analysis_due = result.due_in
         if result.judged and not isinstance(result.outcome, Continue) and result.outcome:
             verdict = self.analysis_status.get("verdict", "")
             self.events.append(Event("Warning", f"Analysis{verdict}", result.outcome.reason))

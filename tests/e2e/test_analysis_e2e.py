@@ -538,15 +538,6 @@ def test_prometheus_stopping_mid_analysis_makes_it_inconclusive_and_never_promot
 # --- the pace of the analysis during a step's pause ----------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "operator: during a step's pause the reconcile requeues after min(time left, 5 s) "
-        "(rollout.advance) and ignores the analysis' due_in (analysis_loop.Step.due_in is "
-        "never used), so with an interval under 5 s the first interval is judged ~5 s after "
-        "the canary takes weight and passing intervals come every ~5 s, not every interval"
-    ),
-)
 def test_a_passing_canary_is_judged_every_interval_during_a_pause(
     cluster: ControlPlane,
     namespace: str,

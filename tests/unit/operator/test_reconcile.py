@@ -395,6 +395,36 @@ def test_a_failed_analysis_interval_rolls_back_with_its_reason() -> None:
     assert ("Warning", "AnalysisFailed") in [(e.type, e.reason) for e in result.events]
 
 
+def test_a_running_analysis_brings_the_next_reconcile_to_its_interval() -> None:
+    quick = model_spec(
+        "v2",
+        analysis={
+            "interval": "2s",
+            "minSamples": 20,
+            "metrics": [{"name": "error-rate", "max": 0.05}],
+        },
+    )
+    first_step, observed = canary_at_first_step(quick)
+    started = run(
+        quick,
+        first_step.status,
+        observed=observed,
+        now_s=T0 + 1,
+        metrics=reading({"200": 100}, {"200": 0}),
+    )
+    # The step's 1m pause has 59 s left and the resync would be 5 s: the 2 s interval wins.
+    assert started.requeue_after <= 2.0
+    passed = run(
+        quick,
+        started.status,
+        observed=observed,
+        now_s=T0 + 3,
+        metrics=reading({"200": 400}, {"200": 100}),
+    )
+    assert passed.status["analysis"]["verdict"] == "Pass"
+    assert passed.requeue_after <= 2.0
+
+
 def test_missing_metrics_never_promote_and_hold_the_step() -> None:
     first_step, observed = canary_at_first_step(ANALYSED)
     started = run(ANALYSED, first_step.status, observed=observed, now_s=T0 + 1)
