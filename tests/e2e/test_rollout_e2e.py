@@ -181,13 +181,16 @@ def test_v1_is_converted_and_served_then_v2_is_promoted_under_load(
     assert during.get(v1, 0) > 0, during
     assert during.get(v2, 0) > 0, during
     # The operator's analysis read both revisions from this Prometheus (its query log),
-    # and every interval it judged (those caught between two polls) passed.
+    # and no interval it judged (those caught between two polls) failed. The first may
+    # be Inconclusive: the load generator learns the canary's weight from status, so
+    # the first 2 s window can end before any request reached the canary; the operator
+    # then holds (it promotes only after a passing interval), which is the point.
     asked = [q for q in prometheus.queries() if f'namespace="{namespace}"' in q]
     for revision in (v1, v2):
         assert any(
             "mlmodel_requests_total" in q and f'mlops_dev_revision="{revision}"' in q for q in asked
         ), asked
-    assert {a.get("verdict") for a in judged} <= {None, "", "Pass"}, judged
+    assert {a.get("verdict") for a in judged} <= {None, "", "Pass", "Inconclusive"}, judged
     assert set(result.by_revision()) == {v1, v2}, result.counts
     assert set(result.versions) == {"v1", "v2"}
     scraped = wait_for(
