@@ -248,6 +248,11 @@ class ServeApp:
                 self._loop_time = asyncio.get_running_loop().time
                 self._load_task = asyncio.create_task(self._load_model())
                 self._sweep_task = asyncio.create_task(self._sweep())
+                if self.config.workers > 1:
+                    # Workers share one listening socket: a worker accepts connections
+                    # only once its model is ready, so the kernel hands requests to ready
+                    # workers and a readiness probe answered by one speaks for all.
+                    await self._load_task
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.draining = True
