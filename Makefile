@@ -4,10 +4,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 STATE ?= .cluster
+DEMO_DIR ?= .demo
+DEMO_ARGS ?=
 
-.PHONY: help install lint unit test controlplane cluster-up cluster-down clean
+.PHONY: help install lint unit test controlplane demo cluster-up cluster-down clean
 
 help:
+	@echo "make demo          a whole rollout on this machine: v1 serves, v2 promoted, v3 rolled back"
+	@echo "                   (DEMO_ARGS=--keep leaves it running; state and logs in $(DEMO_DIR)/)"
 	@echo "make test          lint, type-check and run every test (what CI runs)"
 	@echo "make lint          ruff and mypy --strict"
 	@echo "make unit          the pure unit tests only"
@@ -39,6 +43,11 @@ controlplane: $(STAMP)
 test: lint controlplane
 	$(VENV)/bin/pytest
 
+# Control plane, operator, pod runner, Prometheus and a load generator, all local
+# processes (tests/e2e/demo.py); about two minutes once the binaries are built.
+demo: controlplane
+	$(PY) -m tests.e2e.demo --dir $(DEMO_DIR) $(DEMO_ARGS)
+
 cluster-up: controlplane
 	$(PY) -m tests.controlplane up --dir $(STATE)
 
@@ -46,4 +55,4 @@ cluster-down: $(STAMP)
 	$(PY) -m tests.controlplane down --dir $(STATE)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info $(DEMO_DIR)

@@ -4,15 +4,15 @@ Pure glue between `analysis` (windows, verdicts, outcomes) and the rollout: the
 controller hands over what a metrics provider read this reconcile (`Reading`), and
 `step` returns the new `status.analysis` and the outcome the rollout obeys until the
 next interval ends. Everything that must survive a restart is in `status.analysis`:
-the attempt it belongs to, when the window started, the window-start snapshots of a
-cumulative provider (`scrape`), the verdict counts and the last outcome.
+the attempt it belongs to, when the window started, the window-start snapshots of the
+provider's cumulative values, the verdict counts and the last outcome.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any
 
 from mlmodel_operator.analysis import (
     AnalysisSpec,
@@ -34,13 +34,12 @@ from mlmodel_operator.metricstext import Snapshot
 class Reading:
     """What a provider read this reconcile for the stable and the canary revision.
 
-    `cumulative` (scrape): counters since the pods started, windows are taken against
-    the snapshots kept at the window's start. `window` (prometheus): the provider
-    already computed the increase over the interval. `error`: the provider could not
-    read (unreachable, bad answer): the interval is Inconclusive, never a Pass.
+    Both providers read cumulative values (counters since the pods started, summed over
+    a revision's pods); windows are taken against the snapshots kept at the window's
+    start. `error`: the provider could not read (unreachable, bad answer): the interval
+    is Inconclusive, never a Pass.
     """
 
-    kind: Literal["cumulative", "window"]
     stable: Snapshot | None = None
     canary: Snapshot | None = None
     custom: Mapping[str, float | None] = field(default_factory=dict)
@@ -73,7 +72,7 @@ def _outcome_from_status(raw: Mapping[str, Any]) -> Outcome | None:
 
 
 def _snapshots(reading: Reading | None) -> dict[str, Any]:
-    if reading is None or reading.kind != "cumulative" or reading.error:
+    if reading is None or reading.error:
         return {}
     return {
         side: snapshot.to_dict()
@@ -126,7 +125,7 @@ def step(
     outcome = _outcome_from_status(previous.get("outcome") or {})
     start = previous.get("start") or {}
     fresh = _snapshots(reading)
-    if reading is not None and reading.kind == "cumulative" and fresh and not start:
+    if reading is not None and fresh and not start:
         # The first reading of this attempt (or the first since the provider failed):
         # the window starts now rather than being judged without a beginning.
         return Step(
@@ -182,7 +181,7 @@ def _judge(
         missing = "no metrics from the canary pods"
     elif reading.stable is None and _needs_baseline(spec.metrics):
         missing = "no metrics from the stable pods"
-    elif reading.kind == "cumulative" and "canary" not in start:
+    elif "canary" not in start:
         missing = "the window had no starting snapshot"
     if missing or reading is None or reading.canary is None:
         return [
@@ -196,10 +195,8 @@ def _judge(
             )
             for m in spec.metrics
         ]
-    stable, canary = reading.stable or Snapshot(), reading.canary
-    if reading.kind == "cumulative":
-        stable = window(Snapshot.from_dict(start.get("stable") or {}), stable)
-        canary = window(Snapshot.from_dict(start["canary"]), canary)
+    stable = window(Snapshot.from_dict(start.get("stable") or {}), reading.stable or Snapshot())
+    canary = window(Snapshot.from_dict(start["canary"]), reading.canary)
     return judge(
         spec.metrics,
         stable,

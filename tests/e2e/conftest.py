@@ -15,12 +15,10 @@ import yaml
 
 from tests.cluster.operator_process import OperatorEnv, install_operator_rbac
 from tests.controlplane.cluster import ControlPlane
+from tests.e2e import models
 from tests.e2e.node import RUNNER_LABEL
 from tests.e2e.podrunner import PodRunner
 from tests.e2e.prometheus import Prometheus
-
-# Rows of iris (one per class, twice), and the classes they belong to.
-IRIS_ROWS = (0, 50, 100, 25, 75, 125)
 
 
 @dataclass(frozen=True)
@@ -37,47 +35,18 @@ class IrisModels:
 
     def infer_body(self) -> dict[str, Any]:
         """An Open Inference Protocol v2 request with the sample rows."""
-        return {
-            "inputs": [
-                {
-                    "name": "input",
-                    "datatype": "FP32",
-                    "shape": [len(self.rows), len(self.rows[0])],
-                    "data": self.rows,
-                }
-            ],
-            "outputs": [{"name": "label"}],
-        }
+        return models.infer_body(self.rows)
 
 
 @pytest.fixture(scope="session")
 def iris(tmp_path_factory: pytest.TempPathFactory) -> IrisModels:
     """Two small, good iris classifiers saved with skops, and a file that is not a model."""
-    import skops.io
-    from sklearn.datasets import load_iris
-    from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
-
     directory = tmp_path_factory.mktemp("models")
-    features, target = load_iris(return_X_y=True)
-    rows = [[float(v) for v in features[i]] for i in IRIS_ROWS]
-    labels = [int(target[i]) for i in IRIS_ROWS]
-    models = {
-        "v1": RandomForestClassifier(n_estimators=20, random_state=0),
-        "v2": GradientBoostingClassifier(n_estimators=20, random_state=0),
-    }
-    for version, estimator in models.items():
-        estimator.fit(features, target)
-        assert [int(p) for p in estimator.predict(features[list(IRIS_ROWS)])] == labels
-        skops.io.dump(estimator, directory / f"iris-{version}.skops")
+    good = models.train_good(directory)
+    rows, labels = models.sample_rows()
     junk = directory / "not-a-model.skops"
     junk.write_text("this is not a model\n" * 10)
-    return IrisModels(
-        v1=directory / "iris-v1.skops",
-        v2=directory / "iris-v2.skops",
-        not_a_model=junk,
-        rows=rows,
-        labels=labels,
-    )
+    return IrisModels(v1=good["v1"], v2=good["v2"], not_a_model=junk, rows=rows, labels=labels)
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,13 @@ mlops.dev/revision, Ready condition True, not being deleted). When the chosen si
 has no ready pod it falls back to the other side, as a route with one empty
 backend does. Answers are counted by revision and status code.
 
-The routing table (MLModel status and pods) is re-read every REFRESH_S from the
-API server. Async, one event loop in one thread: light on CPU.
+With `gateway=True` it plays a Gateway API implementation instead: the split is the
+weights of the backendRefs of the MLModel's HTTPRoute (the rule without header matches), and
+each backend Service's pods are those its selector picks, as a gateway programmed from
+that HTTPRoute would route.
+
+The routing table (MLModel status or HTTPRoute, Services, pods) is re-read every
+REFRESH_S from the API server. Async, one event loop in one thread: light on CPU.
 """
 
 from __future__ import annotations
@@ -68,6 +73,9 @@ class LoadResult:
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (revision, code)
     versions: Counter[str] = field(default_factory=Counter)  # model_version of 200 answers
     seconds: float = 0.0
+    # time.monotonic() of the first and of the last answer from each revision
+    first_answer: dict[str, float] = field(default_factory=dict)
+    last_answer: dict[str, float] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -99,6 +107,7 @@ class LoadGenerator:
         duration: float,
         port: int = 8080,
         seed: int = 0,
+        gateway: bool = False,
     ) -> None:
         self.access = access
         self.namespace = namespace
@@ -109,6 +118,7 @@ class LoadGenerator:
         self.duration = duration
         self.port = port
         self.rng = random.Random(seed)
+        self.gateway = gateway
         self.result = LoadResult()
         self.route = Route()
         self._thread: threading.Thread | None = None
@@ -180,24 +190,57 @@ class LoadGenerator:
     async def _refresh(self, api: KubeApi) -> None:
         base = f"/namespaces/{self.namespace}"
         try:
-            model = await api.get(f"/apis/mlops.dev/v1alpha1{base}/mlmodels/{self.name}")
             pods = await api.get(
                 f"/api/v1{base}/pods", {"labelSelector": f"mlops.dev/model={self.name}"}
             )
+            if self.gateway:
+                route = await self._gateway_route(api, base)
+            else:
+                model = await api.get(f"/apis/mlops.dev/v1alpha1{base}/mlmodels/{self.name}")
+                status = (model or {}).get("status") or {}
+                route = Route(
+                    stable=(status.get("stable") or {}).get("revision", ""),
+                    canary=(status.get("canary") or {}).get("revision", ""),
+                    canary_share=float((status.get("canary") or {}).get("effectiveWeight") or 0)
+                    / 100,
+                )
         except (httpx.HTTPError, RuntimeError):
             return  # keep the last routing table, as a gateway does
-        status = (model or {}).get("status") or {}
-        canary = status.get("canary") or {}
         ready: dict[str, list[str]] = {}
         for pod in (pods or {}).get("items") or ():
             if _ready(pod):
                 revision = pod["metadata"]["labels"].get("mlops.dev/revision", "")
                 ready.setdefault(revision, []).append(pod["status"]["podIP"])
         self.route = Route(
-            stable=(status.get("stable") or {}).get("revision", ""),
-            canary=canary.get("revision", ""),
-            canary_share=float(canary.get("effectiveWeight") or 0) / 100,
+            stable=route.stable,
+            canary=route.canary,
+            canary_share=route.canary_share,
             pods={revision: tuple(sorted(ips)) for revision, ips in ready.items()},
+        )
+
+    async def _gateway_route(self, api: KubeApi, base: str) -> Route:
+        """The split of the HTTPRoute, and the revision each backend Service selects."""
+        http_route = await api.get(
+            f"/apis/gateway.networking.k8s.io/v1{base}/httproutes/{self.name}"
+        )
+        split: dict[str, int] = {}
+        for rule in ((http_route or {}).get("spec") or {}).get("rules") or ():
+            # The API server defaults `matches` to a path prefix `/`: the split is the
+            # rule that matches on no header.
+            if not any(m.get("headers") for m in rule.get("matches") or ()):
+                split = {r["name"]: int(r.get("weight", 1)) for r in rule.get("backendRefs") or ()}
+                break
+        revisions: dict[str, str] = {}
+        for service_name in split:
+            service = await api.get(f"/api/v1{base}/services/{service_name}")
+            selector = ((service or {}).get("spec") or {}).get("selector") or {}
+            revisions[service_name] = str(selector.get("mlops.dev/revision", ""))
+        stable, canary = f"{self.name}-stable", f"{self.name}-canary"
+        total = sum(split.values())
+        return Route(
+            stable=revisions.get(stable, ""),
+            canary=revisions.get(canary, ""),
+            canary_share=split.get(canary, 0) / total if total else 0.0,
         )
 
     def snapshot(self) -> LoadResult:
@@ -207,6 +250,8 @@ class LoadGenerator:
                 counts=Counter(self.result.counts),
                 versions=Counter(self.result.versions),
                 seconds=self.result.seconds,
+                first_answer=dict(self.result.first_answer),
+                last_answer=dict(self.result.last_answer),
             )
 
     async def _one(self, client: httpx.AsyncClient, in_flight: asyncio.Semaphore) -> None:
@@ -227,6 +272,10 @@ class LoadGenerator:
                     code = type(error).__name__
             with self._lock:
                 self.result.counts[(revision, code)] += 1
+                if revision and code.isdigit():  # an HTTP answer, not a connection error
+                    answered = time.monotonic()
+                    self.result.first_answer.setdefault(revision, answered)
+                    self.result.last_answer[revision] = answered
                 if version:
                     self.result.versions[version] += 1
         finally:

@@ -36,7 +36,7 @@ def micro_time(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + f".{int(epoch % 1 * 1e6):06d}Z"
 
 
-def node_manifest() -> dict[str, Any]:
+def node_manifest(pod_cidr: str = POD_CIDR) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Node",
@@ -50,7 +50,7 @@ def node_manifest() -> dict[str, Any]:
                 "type": "podrunner",
             },
         },
-        "spec": {"podCIDR": POD_CIDR, "podCIDRs": [POD_CIDR], "taints": [RUNNER_TAINT]},
+        "spec": {"podCIDR": pod_cidr, "podCIDRs": [pod_cidr], "taints": [RUNNER_TAINT]},
     }
 
 
@@ -117,13 +117,13 @@ def lease(*, now: float, node_uid: str) -> dict[str, Any]:
     }
 
 
-async def ensure_node(api: KubeApi) -> dict[str, Any]:
+async def ensure_node(api: KubeApi, pod_cidr: str = POD_CIDR) -> dict[str, Any]:
     """Create `runner-0` if absent; make an existing one carry our label and taint."""
-    await api.create("/api/v1/nodes", node_manifest())
+    await api.create("/api/v1/nodes", node_manifest(pod_cidr))
     node: dict[str, Any] = await api.get(NODE_PATH)
     if KWOK_NODE_ANNOTATION in (node["metadata"].get("annotations") or {}):
         raise RuntimeError(f"node {NODE_NAME} is managed by kwok; the pod runner cannot own it")
-    if node["spec"].get("podCIDR") != POD_CIDR:
+    if node["spec"].get("podCIDR") != pod_cidr:
         raise RuntimeError(f"node {NODE_NAME} has podCIDR {node['spec'].get('podCIDR')}")
     taints = node["spec"].get("taints") or []
     if not any(t.get("key") == RUNNER_LABEL for t in taints):

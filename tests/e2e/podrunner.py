@@ -486,14 +486,22 @@ class PodRunner:
     """The kubelet of `runner-0`. `start()` runs it in a thread with its own event loop;
     `run()` is the coroutine itself (the command line uses it directly)."""
 
-    def __init__(self, plane: Any, directory: Path, *, poll_interval: float = POLL_S) -> None:
+    def __init__(
+        self,
+        plane: Any,
+        directory: Path,
+        *,
+        poll_interval: float = POLL_S,
+        pod_cidr: str = node_mod.POD_CIDR,
+    ) -> None:
         self.access = plane if isinstance(plane, ApiAccess) else ApiAccess.from_plane(plane)
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.targets_file = directory / "targets.json"
         self.log_file = directory / "runner.log"
         self.poll_interval = poll_interval
-        self.ips = IpPool(node_mod.POD_CIDR)
+        self.pod_cidr = pod_cidr  # two runners on one machine need distinct ones
+        self.ips = IpPool(pod_cidr)
         self.workers: dict[str, PodWorker] = {}
         self.terminations: dict[str, asyncio.Task[None]] = {}
         self._thread: threading.Thread | None = None
@@ -565,11 +573,11 @@ class PodRunner:
         self.http = httpx.AsyncClient(timeout=1.0, trust_env=False)
         heartbeats: asyncio.Task[None] | None = None
         try:
-            node = await node_mod.ensure_node(self.api)
+            node = await node_mod.ensure_node(self.api, self.pod_cidr)
             since = time.time()
             await node_mod.heartbeat(self.api, node_uid=node["metadata"]["uid"], since=since)
             self._write_targets()
-            log.info("node %s ready; pods from %s", node_mod.NODE_NAME, node_mod.POD_CIDR)
+            log.info("node %s ready; pods from %s", node_mod.NODE_NAME, self.pod_cidr)
             on_ready()
             heartbeats = asyncio.create_task(self._heartbeats(node["metadata"]["uid"], since))
             while not stop.is_set():

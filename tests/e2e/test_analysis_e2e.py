@@ -11,7 +11,6 @@ Prometheus, under real load split by the canary's effective weight.
 
 from __future__ import annotations
 
-import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -25,9 +24,10 @@ import yaml
 from tests.cluster.operator_process import OperatorEnv
 from tests.cluster.test_operator import apply, model_status
 from tests.controlplane.cluster import ControlPlane
-from tests.e2e.conftest import IRIS_ROWS, IrisModels, e2e_mlmodel
+from tests.e2e.conftest import IrisModels, e2e_mlmodel
 from tests.e2e.kubeapi import ApiAccess
 from tests.e2e.loadgen import LoadGenerator
+from tests.e2e.models import ShuffledModel, train_shuffled
 from tests.e2e.podrunner import PodRunner
 from tests.e2e.prometheus import Prometheus
 from tests.e2e.test_rollout_e2e import (
@@ -211,45 +211,11 @@ def metric(analysis: dict[str, Any], name: str) -> dict[str, Any]:
     return dict(result)
 
 
-def jensen_shannon(p: list[float], q: list[float]) -> float:
-    def kl(a: list[float], m: list[float]) -> float:
-        return sum(x * math.log2(x / y) for x, y in zip(a, m, strict=True) if x > 0)
-
-    mix = [(x + y) / 2 for x, y in zip(p, q, strict=True)]
-    return (kl(p, mix) + kl(q, mix)) / 2
-
-
-@dataclass(frozen=True)
-class ShuffledModel:
-    path: Path
-    labels: list[int]  # what it predicts for the sample rows
-    divergence: float  # JSD of its class frequencies on the sample rows vs the true ones
-
-
 @pytest.fixture(scope="module")
-def shuffled(iris: IrisModels, tmp_path_factory: pytest.TempPathFactory) -> ShuffledModel:
-    """A well-formed iris classifier trained on shuffled labels: it answers, but wrongly.
-
-    The seed is the first whose predictions on the load's rows have class frequencies
-    far from the true ones (JSD >= 0.2, twice the limit), so the verdict is not luck."""
-    import numpy as np
-    import skops.io
-    from sklearn.datasets import load_iris
-    from sklearn.ensemble import RandomForestClassifier
-
-    features, target = load_iris(return_X_y=True)
-    truth = [Counter(iris.labels)[c] / len(iris.labels) for c in range(3)]
-    for seed in range(100):
-        labels = np.random.default_rng(seed).permutation(target)
-        estimator = RandomForestClassifier(n_estimators=20, random_state=0).fit(features, labels)
-        predicted = [int(p) for p in estimator.predict(features[list(IRIS_ROWS)])]
-        counts = Counter(predicted)
-        divergence = jensen_shannon(truth, [counts[c] / len(predicted) for c in range(3)])
-        if divergence >= 0.2:
-            path = tmp_path_factory.mktemp("shuffled") / "iris-shuffled.skops"
-            skops.io.dump(estimator, path)
-            return ShuffledModel(path=path, labels=predicted, divergence=divergence)
-    raise AssertionError("no seed in 0..99 gives a shuffled model with skewed predictions")
+def shuffled(tmp_path_factory: pytest.TempPathFactory) -> ShuffledModel:
+    """A well-formed iris classifier trained on shuffled labels: it answers, but wrongly
+    (JSD of its predictions on the load's rows >= 0.2, twice the limit)."""
+    return train_shuffled(tmp_path_factory.mktemp("shuffled"))
 
 
 @pytest.fixture

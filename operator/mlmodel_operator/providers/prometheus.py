@@ -1,8 +1,16 @@
-"""The `prometheus` provider: increases over the analysis interval from the Prometheus
-HTTP API, one PromQL query per series family, scoped to the revision by the labels a
-standard Kubernetes pod scrape configuration adds (`namespace`, and the pod label
-`mlops.dev/revision` as `mlops_dev_revision`; see examples/prometheus.yaml). Custom
-metrics are the user's PromQL with {{namespace}}, {{name}}, {{revision}} and
+"""The `prometheus` provider: the runtime's counters and histograms of each revision
+from the Prometheus HTTP API, one instant query per series family summed over the
+revision's pods, scoped by the labels a standard Kubernetes pod scrape configuration
+adds (`namespace`, and the pod label `mlops.dev/revision` as `mlops_dev_revision`; see
+examples/prometheus.yaml).
+
+The values are cumulative, like the `scrape` provider's: the analysis takes the
+window's difference against the values kept at its start. Not `increase(...[interval])`:
+over a window of a few scrape intervals that misses or invents requests (a range
+holding one sample has no increase at all; extrapolation to the range's edges turns 8
+requests into 10.7), and an interval judged on no data is Inconclusive for nothing.
+
+Custom metrics are the user's PromQL with {{namespace}}, {{name}}, {{revision}} and
 {{interval}} filled in; their value is the query's single result.
 """
 
@@ -66,22 +74,14 @@ def _histogram(buckets: dict[str, float]) -> Histogram | None:
     return Histogram(buckets=tuple(pairs), count=total, sum=0.0)
 
 
-async def _revision(
-    session: aiohttp.ClientSession, url: str, selector: str, window: str
-) -> Snapshot:
-    def increase(metric: str, by: str) -> str:
-        return f"sum by ({by}) (increase({metric}{{{selector}}}[{window}]))"
+async def _revision(session: aiohttp.ClientSession, url: str, selector: str) -> Snapshot:
+    async def total(metric: str, by: str) -> dict[str, float]:
+        return _by(await _query(session, url, f"sum by ({by}) ({metric}{{{selector}}})"), by)
 
-    requests = _by(await _query(session, url, increase("mlmodel_requests_total", "code")), "code")
-    latency = _by(
-        await _query(session, url, increase("mlmodel_request_duration_seconds_bucket", "le")), "le"
-    )
-    classes = _by(
-        await _query(session, url, increase("mlmodel_predictions_total", "class")), "class"
-    )
-    values = _by(
-        await _query(session, url, increase("mlmodel_prediction_value_bucket", "le")), "le"
-    )
+    requests = await total("mlmodel_requests_total", "code")
+    latency = await total("mlmodel_request_duration_seconds_bucket", "le")
+    classes = await total("mlmodel_predictions_total", "class")
+    values = await total("mlmodel_prediction_value_bucket", "le")
     return Snapshot(
         requests=requests,
         latency=_histogram(latency),
@@ -101,14 +101,12 @@ async def read(
     interval_s: float,
     custom: tuple[MetricSpec, ...] = (),
 ) -> Reading:
-    window = _duration(interval_s)
-
     def selector(revision: str) -> str:
         return f'namespace="{namespace}",mlops_dev_revision="{revision}"'
 
     try:
-        stable_snapshot = await _revision(session, url, selector(stable), window)
-        canary_snapshot = await _revision(session, url, selector(canary), window)
+        stable_snapshot = await _revision(session, url, selector(stable))
+        canary_snapshot = await _revision(session, url, selector(canary))
         values: dict[str, float | None] = {}
         for metric in custom:
             promql = render_query(
@@ -117,5 +115,5 @@ async def read(
             results = await _query(session, url, promql)
             values[metric.key] = float(results[0]["value"][1]) if len(results) == 1 else None
     except (aiohttp.ClientError, OSError, TimeoutError, PrometheusError, ValueError) as error:
-        return Reading(kind="window", error=f"prometheus at {url}: {error}")
-    return Reading(kind="window", stable=stable_snapshot, canary=canary_snapshot, custom=values)
+        return Reading(error=f"prometheus at {url}: {error}")
+    return Reading(stable=stable_snapshot, canary=canary_snapshot, custom=values)

@@ -73,5 +73,5 @@ async def read(
             timeout=TIMEOUT_S,
         )
     except (aiohttp.ClientError, OSError, TimeoutError, RuntimeError, MetricsTextError) as error:
-        return Reading(kind="cumulative", error=f"scraping the pods failed: {error}")
-    return Reading(kind="cumulative", stable=stable, canary=canary)
+        return Reading(error=f"scraping the pods failed: {error}")
+    return Reading(stable=stable, canary=canary)

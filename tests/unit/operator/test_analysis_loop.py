@@ -25,7 +25,6 @@ SPEC = parse_analysis(
 
 def cumulative(stable: dict[str, float] | None, canary: dict[str, float]) -> Reading:
     return Reading(
-        kind="cumulative",
         stable=None if stable is None else Snapshot(requests=stable),
         canary=Snapshot(requests=canary),
     )

@@ -366,9 +366,7 @@ ANALYSED = model_spec(
 
 def reading(stable: Mapping[str, float], canary: Mapping[str, float]) -> Reading:
     """Cumulative request counters by status code, as the scrape provider reads them."""
-    return Reading(
-        kind="cumulative", stable=Snapshot(requests=stable), canary=Snapshot(requests=canary)
-    )
+    return Reading(stable=Snapshot(requests=stable), canary=Snapshot(requests=canary))
 
 
 def test_a_failed_analysis_interval_rolls_back_with_its_reason() -> None:

@@ -1,0 +1,534 @@
+"""`make demo`: a whole progressive delivery on this machine, with real processes.
+
+    python -m tests.e2e.demo [--dir .demo] [--pause 10] [--rate 40] [--keep]
+
+1. The local environment starts (tests/e2e/environment.py): control plane, operator,
+   pod runner, Prometheus.
+2. v1 (a random forest) is applied with kubectl and serves.
+3. A load generator sends `--rate` inference requests/s, split by the weights of the
+   MLModel's HTTPRoute as a Gateway API implementation would route them.
+4. v2 (a gradient-boosted model, as good) goes out as a canary: 10%, 30%, 60%, then
+   100% of the traffic, judged against v1 from Prometheus every 2 s (error rate, p99
+   latency, prediction divergence), and is promoted.
+5. v3 (trained on shuffled labels: fast, error-free, and wrong) goes out the same way
+   and is rolled back by prediction divergence alone.
+
+The live view is the plugin's (`kubectl mlmodel status -w`) plus the traffic by
+version. Exit status 0 when all of that happened, 1 (with the reason and the logs'
+tails) when not. `--keep` leaves everything running until Ctrl-C, to look around with
+kubectl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from mlmodel_operator.plugin import render
+from tests.e2e import models
+from tests.e2e.environment import LocalEnvironment
+from tests.e2e.kubeapi import ApiAccess
+from tests.e2e.loadgen import LoadGenerator, LoadResult
+from tests.e2e.node import RUNNER_LABEL
+
+NAME = "iris"
+MARKER = ".mlmodel-demo"  # a --dir holding this is the demo's own, and may be wiped
+INTERVAL_S = 2
+FAILURE_LIMIT = 1
+POLL_S = 0.2
+READY_TIMEOUT_S = 240.0
+WEIGHTS = (10, 30, 60, 100)
+
+
+class DemoFailed(RuntimeError):
+    """Something did not happen as the demo says it does."""
+
+
+# ---- the MLModel -------------------------------------------------------------------
+
+
+def manifest(
+    namespace: str, *, model: Path, version: str, pause_s: float, prometheus_url: str
+) -> dict[str, Any]:
+    """The MLModel of each version: only model.uri and model.version change."""
+    steps: list[dict[str, Any]] = [
+        {"weight": w, "pause": {"duration": f"{pause_s:g}s"}} for w in WEIGHTS[:-1]
+    ]
+    steps.append({"weight": WEIGHTS[-1]})
+    return {
+        "apiVersion": "mlops.dev/v1alpha1",
+        "kind": "MLModel",
+        "metadata": {"name": NAME, "namespace": namespace},
+        "spec": {
+            "model": {"uri": f"file://{model.resolve()}", "format": "skops", "version": version},
+            "conversion": {"parity": {"samples": 32}},
+            "serving": {
+                "replicas": 1,
+                "batching": {"maxBatchSize": 8, "maxDelayMs": 0},
+                # Pods land on runner-0, whose kubelet is the pod runner.
+                "nodeSelector": {RUNNER_LABEL: "true"},
+                "tolerations": [
+                    {"key": RUNNER_LABEL, "operator": "Exists", "effect": "NoSchedule"}
+                ],
+            },
+            "traffic": {
+                "router": "gatewayAPI",
+                "gatewayAPI": {
+                    "parentRefs": [{"name": "demo-gateway"}],
+                    "hostnames": ["iris.demo.local"],
+                },
+            },
+            "rollout": {
+                "steps": steps,
+                "analysis": {
+                    "provider": {"prometheus": {"url": prometheus_url}},
+                    "interval": f"{INTERVAL_S}s",
+                    "minSamples": 5,
+                    "failureLimit": FAILURE_LIMIT,
+                    "onInconclusive": "pause",
+                    "metrics": [
+                        {"name": "error-rate", "max": 0.01, "maxIncrease": 0.01},
+                        {"name": "latency-p99", "maxSeconds": 1.0},
+                        {"name": "prediction-divergence", "max": 0.1},
+                    ],
+                },
+                "scaleDownDelaySeconds": 5,
+                "progressDeadlineSeconds": 180,
+            },
+        },
+    }
+
+
+# ---- what the terminal shows -------------------------------------------------------
+
+
+class Screen:
+    """Narration lines, and the live view under them.
+
+    On a terminal the screen is redrawn (the last narration lines, the plugin's status
+    view, the traffic); elsewhere (CI, a pipe) only the narration is printed, a line
+    at a time."""
+
+    def __init__(self, out: TextIO, *, live: bool) -> None:
+        self.out = out
+        self.live = live
+        self.started = time.monotonic()
+        self.lines: list[str] = []
+        self.view = ""
+        self._lock = threading.Lock()
+
+    def say(self, text: str) -> None:
+        line = f"[{time.monotonic() - self.started:6.1f}s] {text}"
+        with self._lock:
+            self.lines.append(line)
+            if self.live and self.view:
+                self._draw()
+            else:
+                self.out.write(line + "\n")
+                self.out.flush()
+
+    def show(self, view: str) -> None:
+        with self._lock:
+            if view != self.view:
+                self.view = view
+                if self.live:
+                    self._draw()
+
+    def stop_live(self) -> None:
+        """Leave the live view: the view stays on screen, narration prints below it."""
+        with self._lock:
+            self.view = ""
+
+    def _draw(self) -> None:
+        rows = shutil.get_terminal_size((100, 40)).lines
+        view_lines = self.view.splitlines()
+        story = self.lines[-max(4, rows - len(view_lines) - 3) :]
+        self.out.write("\x1b[H\x1b[2J" + "\n".join(story) + "\n\n" + self.view + "\n")
+        self.out.flush()
+
+
+def traffic_line(load: LoadGenerator, last: list[LoadResult]) -> str:
+    """Answers by model version since the previous call (about a second)."""
+    now = load.snapshot()
+    before = last[0] if last else LoadResult()
+    last[:] = [now]
+    versions = now.versions - before.versions
+    errors = sum(now.failures().values()) - sum(before.failures().values())
+    by_version = ", ".join(f"{v} {n}" for v, n in sorted(versions.items())) or "none"
+    return f"  traffic  answers in the last second by version: {by_version}; errors: {errors}"
+
+
+# ---- following one rollout ----------------------------------------------------------
+
+
+@dataclass
+class Rollout:
+    """What one applied version did, as the demo saw it (times: time.monotonic())."""
+
+    version: str
+    applied_at: float
+    outcome: str = ""  # Promoted | RolledBack, or "" while going on
+    message: str = ""
+    revision: str = ""
+    canary_ready_at: float = 0.0
+    ended_at: float = 0.0
+    step_started: dict[int, float] = field(default_factory=dict)  # step -> stepStartedAt
+    weights: list[int] = field(default_factory=list)
+    verdicts: Counter[str] = field(default_factory=Counter)
+
+    def pause_overruns(self, pause_s: float) -> list[float]:
+        """How much longer than its configured pause each paused step lasted (s), from
+        the operator's own step start times in status."""
+        steps = sorted(self.step_started)
+        return [
+            self.step_started[b] - self.step_started[a] - pause_s
+            for a, b in itertools.pairwise(steps)
+            if b == a + 1 and a < len(WEIGHTS) - 1
+        ]
+
+
+class Follower:
+    """Polls the MLModel, narrates what changes, and records it in a `Rollout`."""
+
+    def __init__(self, env: LocalEnvironment, screen: Screen, load: LoadGenerator | None):
+        self.env = env
+        self.screen = screen
+        self.load = load
+        self._traffic: list[LoadResult] = []
+        self._traffic_at = 0.0
+        self._traffic_text = ""
+        self._seen: dict[str, Any] = {}
+
+    def until(
+        self,
+        done: Callable[[dict[str, Any]], bool],
+        record: Rollout | None,
+        *,
+        timeout: float,
+        what: str,
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.env.check()
+            body = self.env.mlmodel(NAME)
+            status = body.get("status") or {}
+            if record is not None:
+                self._narrate(status, record)
+            self._draw(body)
+            if done(status):
+                return status
+            time.sleep(POLL_S)
+        raise DemoFailed(f"timed out after {timeout:.0f} s waiting for {what}")
+
+    def _draw(self, body: dict[str, Any]) -> None:
+        if not body:
+            return
+        if self.load is not None and time.monotonic() - self._traffic_at >= 1.0:
+            self._traffic_text = traffic_line(self.load, self._traffic)
+            self._traffic_at = time.monotonic()
+        self.screen.show(render(body) + ("\n" + self._traffic_text if self._traffic_text else ""))
+
+    def _changed(self, key: str, value: Any) -> bool:
+        if self._seen.get(key) == value:
+            return False
+        self._seen[key] = value
+        return True
+
+    def _narrate(self, status: dict[str, Any], record: Rollout) -> None:
+        canary = status.get("canary") or {}
+        version = record.version
+        if canary.get("version") == version:
+            record.revision = str(canary.get("revision", ""))
+            step = int(canary.get("step", -1))
+            if step >= 0 and not record.canary_ready_at:
+                record.canary_ready_at = time.monotonic()
+                self.screen.say(
+                    f"{version} is ready ({record.canary_ready_at - record.applied_at:.1f} s "
+                    f"after apply): the rollout starts"
+                )
+            if step >= 0 and "stepStartedAt" in canary:
+                record.step_started.setdefault(step, float(canary["stepStartedAt"]))
+            weight = int(canary.get("effectiveWeight", 0))
+            if step >= 0 and self._changed(f"{version}/weight", weight) and weight:
+                record.weights.append(weight)
+                self.screen.say(
+                    f"{version} takes {weight}% of the traffic "
+                    f"(step {step + 1}/{canary.get('steps', '?')})"
+                )
+        analysis = status.get("analysis") or {}
+        interval = int(analysis.get("interval", 0))
+        if record.canary_ready_at and interval and self._changed(f"{version}/i", interval):
+            record.verdicts[str(analysis.get("verdict"))] += 1
+            figures = "; ".join(
+                f"{m.get('name')} {m.get('canary')} vs {m.get('stable')} ({m.get('verdict')})"
+                for m in analysis.get("metrics") or ()
+            )
+            self.screen.say(f"  interval {interval}: {analysis.get('verdict')}: {figures}")
+        phase = str(status.get("phase", ""))
+        if self._changed(f"{version}/phase", phase) and phase in ("Paused", "Degraded"):
+            self.screen.say(f"  {phase}: {status.get('message', '')}")
+
+
+# ---- the story ---------------------------------------------------------------------
+
+
+def promoted(status: dict[str, Any], version: str) -> bool:
+    """`version` is the stable one, serving, and no canary is left."""
+    return (
+        status.get("phase") == "Healthy"
+        and (status.get("stable") or {}).get("version") == version
+        and not status.get("canary")
+    )
+
+
+def rolled_back(status: dict[str, Any], version: str) -> bool:
+    return (
+        status.get("phase") == "RolledBack"
+        and (status.get("canary") or {}).get("version") == version
+    )
+
+
+@dataclass
+class Demo:
+    env: LocalEnvironment
+    screen: Screen
+    pause_s: float
+    rate: float
+    model_paths: dict[str, Path]
+    load: LoadGenerator | None = None
+    rollouts: list[Rollout] = field(default_factory=list)
+
+    def apply(self, version: str) -> Rollout:
+        assert self.env.prometheus is not None
+        body = manifest(
+            self.env.namespace,
+            model=self.model_paths[version],
+            version=version,
+            pause_s=self.pause_s,
+            prometheus_url=self.env.prometheus.url,
+        )
+        path = self.env.directory / f"{NAME}-{version}.yaml"
+        path.write_text(yaml.safe_dump(body, sort_keys=False))
+        self.screen.say(f"$ kubectl apply -f {path}")
+        record = Rollout(version=version, applied_at=time.monotonic())
+        self.env.kubectl("apply", "-f", str(path))
+        self.rollouts.append(record)
+        return record
+
+    def follower(self) -> Follower:
+        return Follower(self.env, self.screen, self.load)
+
+    def run(self) -> None:
+        say = self.screen.say
+        v1 = self.apply("v1")
+        status = self.follower().until(
+            lambda s: promoted(s, "v1"), None, timeout=READY_TIMEOUT_S, what="v1 to serve"
+        )
+        v1.ended_at = time.monotonic()
+        say(
+            f"v1 serves ({v1.ended_at - v1.applied_at:.1f} s after apply: converted to ONNX "
+            f"with a parity check, then served): {status.get('message', '')}"
+        )
+        assert self.env.plane is not None
+        self.load = LoadGenerator(
+            ApiAccess.from_plane(self.env.plane),
+            namespace=self.env.namespace,
+            name=NAME,
+            body=models.infer_body(models.sample_rows()[0]),
+            rate=self.rate,
+            count=int(self.rate * 3600),
+            duration=3600,
+            gateway=True,
+        ).start()
+        say(f"load: {self.rate:g} requests/s, split by the HTTPRoute's weights")
+        self.good_canary("v2")
+        self.bad_canary("v3")
+
+    def good_canary(self, version: str) -> Rollout:
+        say = self.screen.say
+        say(f"{version}: another good model, out as a canary through {WEIGHTS}% ...")
+        record = self.apply(version)
+        status = self.follower().until(
+            lambda s: promoted(s, version) or rolled_back(s, version),
+            record,
+            timeout=READY_TIMEOUT_S + 4 * self.pause_s + 60,
+            what=f"{version} to be promoted",
+        )
+        record.ended_at = time.monotonic()
+        record.message = str(status.get("message", ""))
+        if (status.get("stable") or {}).get("version") != version:
+            record.outcome = str(status.get("phase"))
+            raise DemoFailed(f"{version} was not promoted: {record.message}")
+        record.outcome = "Promoted"
+        say(
+            f"{version} promoted {record.ended_at - record.applied_at:.1f} s after apply "
+            f"(through {', '.join(f'{w}%' for w in record.weights)})"
+        )
+        return record
+
+    def bad_canary(self, version: str) -> Rollout:
+        say = self.screen.say
+        say(f"{version}: trained on shuffled labels: it answers fast, without errors, wrongly")
+        record = self.apply(version)
+        status = self.follower().until(
+            lambda s: promoted(s, version) or rolled_back(s, version),
+            record,
+            timeout=READY_TIMEOUT_S + 60,
+            what=f"{version} to be rolled back",
+        )
+        record.ended_at = time.monotonic()
+        record.message = str(status.get("message", ""))
+        record.outcome = str(status.get("phase"))
+        if record.outcome != "RolledBack":
+            raise DemoFailed(f"{version} was not rolled back: {record.message}")
+        say(f"{version} rolled back: {record.message}")
+        self.wait_for_traffic_to_leave(record)
+        return record
+
+    def wait_for_traffic_to_leave(self, record: Rollout) -> None:
+        """The rollback is complete when the canary answers no more requests."""
+        assert self.load is not None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            last = self.load.snapshot().last_answer.get(record.revision, 0.0)
+            if time.monotonic() - last > 2.0:
+                return
+            time.sleep(0.25)
+        raise DemoFailed(f"{record.version} still answers requests after its rollback")
+
+
+# ---- the summary --------------------------------------------------------------------
+
+
+def summary(demo: Demo) -> list[str]:
+    lines = ["", "summary"]
+    load = demo.load.snapshot() if demo.load is not None else LoadResult()
+    for record in demo.rollouts:
+        took = record.ended_at - record.applied_at if record.ended_at else float("nan")
+        lines.append(f"  {record.version}: {record.outcome or 'serving'} {took:.1f} s after apply")
+        if record.canary_ready_at:
+            lines.append(
+                f"      canary ready {record.canary_ready_at - record.applied_at:.1f} s after "
+                f"apply; intervals {dict(record.verdicts)}"
+            )
+        overruns = record.pause_overruns(demo.pause_s)
+        if overruns:
+            lines.append(
+                f"      pauses of {demo.pause_s:g} s overran by "
+                + ", ".join(f"{o:+.2f} s" for o in overruns)
+            )
+        first = load.first_answer.get(record.revision)
+        if record.outcome == "RolledBack" and first:
+            last = load.last_answer.get(record.revision, first)
+            aim = FAILURE_LIMIT * INTERVAL_S + 5
+            lines.append(
+                f"      first answer to rollback in status: {record.ended_at - first:.1f} s; "
+                f"to its last answer: {last - first:.1f} s (aim: failureLimit x interval + 5 s "
+                f"= {aim} s)"
+            )
+    failures = ", ".join(f"{rev or '-'} {code}: {n}" for (rev, code), n in load.failures().items())
+    lines.append(
+        f"  traffic: {load.total} requests; answers by version {dict(load.versions)}; "
+        f"failed: {failures or 'none'}"
+    )
+    return lines
+
+
+def keep_running(demo: Demo) -> None:
+    env = demo.env
+    assert env.plane is not None
+    venv_bin = Path(sys.executable).parent
+    print(
+        "\nEverything keeps running (Ctrl-C stops it). In another terminal:\n"
+        f"  export KUBECONFIG={env.kubeconfig}\n"
+        f"  export PATH={env.plane.kubectl_path.parent}:{venv_bin}:$PATH\n"
+        f"  kubectl get mlmodels,deployments,pods,httproutes -n {env.namespace}\n"
+        f"  kubectl mlmodel status {NAME} -n {env.namespace} -w\n"
+        f"  Prometheus: {env.prometheus.url if env.prometheus else '-'}",
+        flush=True,
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(1.0):
+            env.check()
+    except KeyboardInterrupt:
+        pass
+
+
+def prepare(directory: Path) -> None:
+    """A fresh state directory: the demo's own from an earlier run is wiped."""
+    if directory.exists() and any(directory.iterdir()):
+        if not (directory / MARKER).exists():
+            raise DemoFailed(f"{directory} exists and is not a demo directory; pick another --dir")
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    (directory / MARKER).write_text("state of `make demo`; removed by the next run\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.e2e.demo", description=__doc__)
+    parser.add_argument("--dir", type=Path, default=Path(".demo"), help="state and logs")
+    parser.add_argument("--pause", type=float, default=10.0, help="seconds at each step")
+    parser.add_argument("--rate", type=float, default=40.0, help="requests per second")
+    parser.add_argument("--keep", action="store_true", help="keep running until Ctrl-C")
+    parser.add_argument(
+        "--no-live", action="store_true", help="print lines only, even on a terminal"
+    )
+    args = parser.parse_args(argv)
+    directory: Path = args.dir.resolve()
+    screen = Screen(sys.stdout, live=sys.stdout.isatty() and not args.no_live)
+    try:
+        prepare(directory)
+    except DemoFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    screen.say(f"training the models (state and logs in {directory})")
+    model_dir = directory / "models"
+    model_dir.mkdir()
+    good = models.train_good(model_dir)
+    shuffled = models.train_shuffled(model_dir)
+    paths = {"v1": good["v1"], "v2": good["v2"], "v3": shuffled.path}
+    env = LocalEnvironment(directory, say=screen.say)
+    demo = Demo(env=env, screen=screen, pause_s=args.pause, rate=args.rate, model_paths=paths)
+    code = 0
+    try:
+        env.start()
+        demo.run()
+    except DemoFailed as error:
+        code = 1
+        screen.stop_live()
+        screen.say(f"FAILED: {error}")
+        print(env.log_tails()[-8000:], file=sys.stderr)
+        print(f"(every log is under {directory})", file=sys.stderr)
+    except KeyboardInterrupt:
+        code = 130
+    finally:
+        screen.stop_live()
+        for line in summary(demo):
+            print(line)
+        if code == 0 and args.keep:
+            keep_running(demo)
+        if demo.load is not None:
+            demo.load.stop()
+        env.stop()
+    print("demo complete" if code == 0 else f"demo failed (exit {code})", flush=True)
+    return code
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
