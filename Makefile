@@ -7,12 +7,13 @@ STATE ?= .cluster
 DEMO_DIR ?= .demo
 DEMO_ARGS ?=
 
-.PHONY: help install lint unit test controlplane demo cluster-up cluster-down clean
+.PHONY: help install lint unit test controlplane demo kind-demo cluster-up cluster-down clean
 
 help:
 	@echo "make demo          a whole rollout on this machine: v1 serves, v2 promoted, v3 rolled back"
 	@echo "                   (DEMO_ARGS=--keep leaves it running; state and logs in $(DEMO_DIR)/)"
 	@echo "make test          lint, type-check and run every test (what CI runs)"
+	@echo "make kind-demo     with Docker and kind: build the images, install, roll out (examples/kind/)"
 	@echo "make lint          ruff and mypy --strict"
 	@echo "make unit          the pure unit tests only"
 	@echo "make cluster-up    start the local control plane in the background (state in $(STATE)/)"
@@ -47,6 +48,10 @@ test: lint controlplane
 # processes (tests/e2e/demo.py); about two minutes once the binaries are built.
 demo: controlplane
 	$(PY) -m tests.e2e.demo --dir $(DEMO_DIR) $(DEMO_ARGS)
+
+# For people with Docker and kind; CI machines have neither (examples/kind/demo.sh).
+kind-demo:
+	bash examples/kind/demo.sh
 
 cluster-up: controlplane
 	$(PY) -m tests.controlplane up --dir $(STATE)
