@@ -125,6 +125,12 @@ def _bar(weight: int, width: int = 20) -> str:
     return "[" + "#" * filled + "." * (width - filled) + f"] {weight}%"
 
 
+def metric_figure(value: Any) -> str:
+    """A metric's value as status has it; `-` where there is none (no data, or no
+    stable-side value, as for prediction divergence, a comparison)."""
+    return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def render(body: Mapping[str, Any]) -> str:
     """The status view: phase, stable, canary with steps and weights, analysis, message."""
     status = body.get("status") or {}
@@ -153,8 +159,8 @@ def render(body: Mapping[str, Any]) -> str:
     analysis = status.get("analysis") or {}
     for metric in analysis.get("metrics", ()):
         lines.append(
-            f"  analysis {metric.get('name')}: stable {metric.get('stable')}, "
-            f"canary {metric.get('canary')} -> {metric.get('verdict')}"
+            f"  analysis {metric.get('name')}: stable {metric_figure(metric.get('stable'))}, "
+            f"canary {metric_figure(metric.get('canary'))} -> {metric.get('verdict')}"
         )
     if status.get("message"):
         lines.append(f"  {status['message']}")

@@ -37,7 +37,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from mlmodel_operator.plugin import render
+from mlmodel_operator.plugin import metric_figure, render
 from tests.e2e import models
 from tests.e2e.environment import LocalEnvironment
 from tests.e2e.kubeapi import ApiAccess
@@ -273,7 +273,8 @@ class Follower:
         if record.canary_ready_at and interval and self._changed(f"{version}/i", interval):
             record.verdicts[str(analysis.get("verdict"))] += 1
             figures = "; ".join(
-                f"{m.get('name')} {m.get('canary')} vs {m.get('stable')} ({m.get('verdict')})"
+                f"{m.get('name')} {metric_figure(m.get('canary'))} vs "
+                f"{metric_figure(m.get('stable'))} ({m.get('verdict')})"
                 for m in analysis.get("metrics") or ()
             )
             self.screen.say(f"  interval {interval}: {analysis.get('verdict')}: {figures}")
