@@ -25,8 +25,8 @@ from mlmodel_operator.analysis import (
     Rollback,
     decide,
     judge,
-    window,
 )
+from mlmodel_operator.metricstats import window
 from mlmodel_operator.metricstext import Snapshot
 
 

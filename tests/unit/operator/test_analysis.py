@@ -23,12 +23,14 @@ from mlmodel_operator.analysis import (
     Rollback,
     Verdict,
     decide,
+    judge,
+    parse_analysis,
+)
+from mlmodel_operator.metricstats import (
     error_rate,
     histogram_quantile,
     increase_p_value,
     jensen_shannon,
-    judge,
-    parse_analysis,
     window,
 )
 from mlmodel_operator.metricstext import Histogram, Snapshot, parse

@@ -1,0 +1,194 @@
+"""Windows of metric snapshots, and the statistics canary analysis judges on them.
+
+Pure functions: `window` turns the snapshots taken at an interval's start and end into
+what happened in between (counter resets and new series handled); the rest computes
+an error rate, the significance of an error-rate increase (a one-sided two-proportion
+z-test), a quantile from histogram buckets as Prometheus's `histogram_quantile` does,
+and the Jensen-Shannon divergence of two output distributions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+from mlmodel_operator.metricstext import Histogram, Snapshot
+
+# --- windows ----------------------------------------------------------------------------
+
+
+def _counter_deltas(start: Mapping[str, float], end: Mapping[str, float]) -> dict[str, float]:
+    return {
+        key: value - start[key] if key in start and value >= start[key] else value
+        for key, value in end.items()
+    }
+
+
+def _histogram_delta(start: Histogram | None, end: Histogram | None) -> Histogram | None:
+    if start is None or end is None:
+        return end
+    common = set(start.bounds) & set(end.bounds)
+    first, last = start.coarsen(common), end.coarsen(common)
+    pairs = list(zip(first.buckets, last.buckets, strict=True))
+    # A histogram's buckets reset together; judging them one by one could leave a
+    # non-cumulative histogram behind.
+    if last.count < first.count or any(c_end < c_start for (_, c_start), (_, c_end) in pairs):
+        return end
+    return Histogram(
+        buckets=tuple((bound, c_end - c_start) for (bound, c_start), (_, c_end) in pairs),
+        count=last.count - first.count,
+        sum=last.sum - first.sum,
+    )
+
+
+def window(start: Snapshot, end: Snapshot) -> Snapshot:
+    """What happened between two snapshots of the same pods: the increase of each series.
+
+    A series lower at the end than at the start was reset (the pod restarted), so its end
+    value is all that happened since, and is the delta; a series only at the end appeared
+    during the window (a new pod or a first request of that code) and counts in full; a
+    series only at the start is gone and counts nothing. A histogram resets as a whole.
+
+    Take windows per pod and merge them: in a sum over pods, one pod's reset hides behind
+    the others' growth. A reset is still undercounted when the restarted pod has already
+    counted past its old value (a pod young at the window's start): rare, and small.
+
+    >>> from mlmodel_operator.metricstext import Snapshot
+    >>> window(Snapshot(requests={"200": 900.0, "500": 9.0}),
+    ...        Snapshot(requests={"200": 1000.0, "500": 2.0, "503": 1.0})).requests
+    {'200': 100.0, '500': 2.0, '503': 1.0}
+    """
+    return Snapshot(
+        requests=_counter_deltas(start.requests, end.requests),
+        latency=_histogram_delta(start.latency, end.latency),
+        classes=_counter_deltas(start.classes, end.classes),
+        values=_histogram_delta(start.values, end.values),
+    )
+
+
+# --- statistics -------------------------------------------------------------------------
+
+
+def error_counts(snapshot: Snapshot) -> tuple[float, float]:
+    """(5xx answers, all answers). 4xx are not errors: a malformed request is the client's
+    fault and says nothing about the model version, yet it still was a request served."""
+    errors = sum(v for code, v in snapshot.requests.items() if code.startswith("5"))
+    return errors, snapshot.total_requests
+
+
+def error_rate(snapshot: Snapshot) -> float | None:
+    errors, total = error_counts(snapshot)
+    return errors / total if total > 0 else None
+
+
+def increase_p_value(
+    canary_errors: float, canary_total: float, stable_errors: float, stable_total: float
+) -> float:
+    """One-sided p-value that the canary's error rate is higher than the stable's only by
+    chance: the two-proportion z-test with pooled variance.
+
+        p_c = x_c / n_c,  p_s = x_s / n_s,  p = (x_c + x_s) / (n_c + n_s)
+        z   = (p_c - p_s) / sqrt(p (1 - p) (1/n_c + 1/n_s)),   p-value = P(Z > z)
+
+    60 errors in 1000 canary requests against 5 in 1000 on stable: p = 0.0325,
+    sqrt(0.0325 * 0.9675 * 0.002) = 0.00793, z = 0.055 / 0.00793 = 6.94, p-value 2e-12:
+    a real increase. 1 in 20 against 0 in 20: p = 0.025, sqrt(0.025 * 0.975 * 0.1) =
+    0.0494, z = 0.05 / 0.0494 = 1.01, p-value 0.16: could well be chance.
+
+    >>> round(increase_p_value(1, 20, 0, 20), 2)
+    0.16
+    """
+    if canary_total <= 0 or stable_total <= 0:
+        return 1.0
+    difference = canary_errors / canary_total - stable_errors / stable_total
+    pooled = (canary_errors + stable_errors) / (canary_total + stable_total)
+    spread = math.sqrt(pooled * (1 - pooled) * (1 / canary_total + 1 / stable_total))
+    if spread == 0:  # no errors anywhere, or nothing but errors: no difference
+        return 1.0 if difference <= 0 else 0.0
+    return 0.5 * math.erfc(difference / spread / math.sqrt(2))
+
+
+def histogram_quantile(q: float, histogram: Histogram | None) -> float | None:
+    """The q-quantile the way Prometheus's histogram_quantile computes it: find the bucket
+    holding rank q * observations and interpolate linearly inside it (from 0 for the first
+    bucket when its bound is positive); a rank in the +Inf bucket gives the highest finite
+    bound. None when undefined: no histogram, no +Inf bucket, no observations.
+
+    100 observations, cumulative {0.01: 90, 0.015: 100, +Inf: 100}: rank 99 is in
+    (0.01, 0.015], 9 of its 10 observations in, so p99 = 0.01 + 0.005 * 9/10 = 0.0145.
+    """
+    if histogram is None or len(histogram.buckets) < 2:
+        return None
+    if histogram.buckets[-1][0] != math.inf:
+        return None
+    bounds = [bound for bound, _ in histogram.buckets]
+    counts: list[float] = []
+    for _, count in histogram.buckets:  # as Prometheus: force monotonic counts
+        counts.append(max(count, counts[-1]) if counts else count)
+    observations = counts[-1]
+    if observations <= 0:
+        return None
+    rank = q * observations
+    index = next((i for i in range(len(counts) - 1) if counts[i] >= rank), len(counts) - 1)
+    if index == len(counts) - 1:
+        return bounds[-2]
+    if index == 0 and bounds[0] <= 0:
+        return bounds[0]
+    start, in_bucket = 0.0, counts[index]
+    if index > 0:
+        start = bounds[index - 1]
+        in_bucket -= counts[index - 1]
+        rank -= counts[index - 1]
+    return start + (bounds[index] - start) * (rank / in_bucket)
+
+
+def jensen_shannon(first: Sequence[float], second: Sequence[float]) -> float | None:
+    """Jensen-Shannon divergence, base 2, of two histograms over the same bins (counts or
+    probabilities): 0 for identical distributions, 1 for disjoint ones. None when either
+    is empty.
+
+        JSD(P, Q) = KL(P || M) / 2 + KL(Q || M) / 2,  M = (P + Q) / 2,  0 log 0 = 0
+
+    Why not the population stability index, common in model monitoring: PSI sums
+    (p - q) ln(p / q), infinite or undefined as soon as one side has an empty bin (a class
+    the canary never predicted in 30 s, an empty tail bucket), asymmetric, and unbounded,
+    so a fixed limit means little. JSD compares each side with their mixture, which is
+    never zero where either side has mass: always defined, symmetric, within [0, 1].
+
+    >>> jensen_shannon([5, 5], [5, 5]), jensen_shannon([10, 0], [0, 10])
+    (0.0, 1.0)
+    """
+    total_first, total_second = sum(first), sum(second)
+    if total_first <= 0 or total_second <= 0:
+        return None
+    divergence = 0.0
+    for a, b in zip(first, second, strict=True):
+        p, q = a / total_first, b / total_second
+        m = (p + q) / 2
+        if p > 0:
+            divergence += p / 2 * math.log2(p / m)
+        if q > 0:
+            divergence += q / 2 * math.log2(q / m)
+    return min(max(divergence, 0.0), 1.0)
+
+
+def output_distributions(
+    stable: Snapshot, canary: Snapshot
+) -> tuple[list[float], list[float]] | str:
+    """The two revisions' prediction counts over the same bins (class frequencies, or
+    value-histogram bucket masses over the bounds both have), or why there are none."""
+    if stable.classes and canary.classes:
+        classes = sorted(set(stable.classes) | set(canary.classes))
+        return (
+            [stable.classes.get(c, 0.0) for c in classes],
+            [canary.classes.get(c, 0.0) for c in classes],
+        )
+    if stable.values is not None and canary.values is not None:
+        common = set(stable.values.bounds) & set(canary.values.bounds)
+        return list(stable.values.coarsen(common).masses()), list(
+            canary.values.coarsen(common).masses()
+        )
+    if stable.has_predictions and canary.has_predictions:
+        return "stable and canary expose different kinds of predictions"
+    missing = "stable" if not stable.has_predictions else "canary"
+    return f"the {missing} exposes no predictions (no label output)"
