@@ -159,8 +159,34 @@ class _Planner:
         return assess(seen.deployment, seen.pods)
 
     def plan(self) -> Plan:
-        inputs, spec, now = self.inputs, self.spec, self.inputs.now_s
-        status = inputs.status
+        stable, candidate, decision, previous = self._revisions()
+        aborted = decision is not None and decision.state.aborted
+        weight = decision.state.weight if decision and candidate and not aborted else 0
+        stable_replicas, canary_replicas = self._replicas(candidate, decision)
+        apply, scale = self._objects(
+            stable, candidate, stable_replicas, canary_replicas, weight, aborted=aborted
+        )
+        if previous and self.inputs.now_s >= float(previous.get("deleteAfter", 0)):
+            previous = {}
+        new_status = self.status(stable, candidate, decision, previous)
+        self.events.extend(_phase_event(self.inputs.status, new_status))
+        return Plan(
+            apply=apply,
+            scale=scale,
+            delete=self._deletions(stable, candidate, previous),
+            status=new_status,
+            events=self.events,
+            requeue_after=self._requeue(new_status, candidate, decision, previous),
+            router_kind=self.router.required.kind if self.router.required else "",
+        )
+
+    def _revisions(
+        self,
+    ) -> tuple[str, str | None, rollout.Decision | None, dict[str, Any]]:
+        """(stable, candidate, the rollout's decision, previous): which revision serves,
+        which one is rolling out (None: none), and the stable replaced by a promotion
+        (kept until deleteAfter), after this reconcile's rollout step."""
+        status = self.inputs.status
         stable = (status.get("stable") or {}).get("revision") or self.revision
         previous: dict[str, Any] = dict(status.get("previous") or {})
         candidate = self.revision if self.revision != stable else None
@@ -179,75 +205,91 @@ class _Planner:
         if candidate:
             decision = self.advance(candidate, stable)
             if decision.promoted:
-                delay = spec.rollout.scale_down_delay_seconds
-                previous = {"revision": stable, "deleteAfter": now + delay}
+                delay = self.spec.rollout.scale_down_delay_seconds
+                previous = {"revision": stable, "deleteAfter": self.inputs.now_s + delay}
                 stable, candidate = candidate, None
-        aborted = decision is not None and decision.state.aborted
-        weight = decision.state.weight if decision and candidate and not aborted else 0
+        return stable, candidate, decision, previous
 
-        total = spec.serving.replicas
-        stable_replicas, canary_replicas = total, 0
-        if candidate and not aborted and decision is not None:
-            first = spec.rollout.steps[0].weight
-            target = weight if decision.state.step >= 0 else first
-            if self.router.name == "replicas":
-                split = rollout.replica_split(total, target)
-                canary_replicas = split[1]
-                # Stable keeps all its replicas until the canary is ready (a surge).
-                stable_replicas = split[0] if decision.state.step >= 0 else total
-            else:
-                canary_replicas = max(1, math.ceil(total * target / 100))
+    def _replicas(
+        self, candidate: str | None, decision: rollout.Decision | None
+    ) -> tuple[int, int]:
+        """(stable, canary) replicas: a replica split for the `replicas` router, else
+        the stable keeps them all and the canary gets its weight's share (at least 1)."""
+        total = self.spec.serving.replicas
+        if not candidate or decision is None or decision.state.aborted:
+            return total, 0
+        step = decision.state.step
+        target = decision.state.weight if step >= 0 else self.spec.rollout.steps[0].weight
+        if self.router.name != "replicas":
+            return total, max(1, math.ceil(total * target / 100))
+        stable_replicas, canary_replicas = rollout.replica_split(total, target)
+        # Stable keeps all its replicas until the canary is ready (a surge).
+        return (stable_replicas if step >= 0 else total), canary_replicas
 
-        plan_apply: list[dict[str, Any]] = []
-        plan_scale: list[tuple[str, int]] = []
+    def _objects(
+        self,
+        stable: str,
+        candidate: str | None,
+        stable_replicas: int,
+        canary_replicas: int,
+        weight: int,
+        *,
+        aborted: bool,
+    ) -> tuple[list[dict[str, Any]], list[tuple[str, int]]]:
+        """What to apply (Deployments, Services, the router's objects, the PDB) and which
+        Deployments of an earlier spec only to scale (their pod template is theirs)."""
+        apply: list[dict[str, Any]] = []
+        scale: list[tuple[str, int]] = []
         if stable == self.revision:
-            plan_apply.append(self.deployment(stable, "stable", stable_replicas))
+            apply.append(self.deployment(stable, "stable", stable_replicas))
         elif self._observed_replicas(stable) != stable_replicas:
-            plan_scale.append((desired.deployment_name(self.ref.name, stable), stable_replicas))
+            scale.append((desired.deployment_name(self.ref.name, stable), stable_replicas))
         if candidate:
-            plan_apply.append(self.deployment(candidate, "canary", canary_replicas))
+            apply.append(self.deployment(candidate, "canary", canary_replicas))
         live_canary = candidate if candidate and not aborted else None
-        plan_apply.extend(desired.services(self.ref, stable=stable, canary=live_canary))
-        plan_apply.extend(
-            self.router.desired(self.ref, self._router_settings(), canary_weight=weight)
-        )
-        stable_pdb = desired.deployment_name(self.ref.name, stable)
-        if total > 1:
-            plan_apply.append(desired.disruption_budget(self.ref, stable))
+        apply.extend(desired.services(self.ref, stable=stable, canary=live_canary))
+        apply.extend(self.router.desired(self.ref, self._router_settings(), canary_weight=weight))
+        if self.spec.serving.replicas > 1:
+            apply.append(desired.disruption_budget(self.ref, stable))
+        return apply, scale
 
-        if previous and now >= float(previous.get("deleteAfter", 0)):
-            previous = {}
+    def _deletions(
+        self, stable: str, candidate: str | None, previous: Mapping[str, Any]
+    ) -> list[tuple[str, str]]:
+        """Deployments of revisions no longer kept, and PDBs other than the stable's."""
         keep = {stable, *([candidate] if candidate else []), previous.get("revision")}
-        plan_delete = [
+        deletions = [
             ("Deployment", desired.deployment_name(self.ref.name, rev))
-            for rev, seen in inputs.observed.items()
+            for rev, seen in self.inputs.observed.items()
             if rev not in keep and seen.deployment is not None
         ]
-        plan_delete.extend(
+        stable_pdb = desired.deployment_name(self.ref.name, stable)
+        deletions.extend(
             ("PodDisruptionBudget", name)
-            for name in sorted(inputs.disruption_budgets)
-            if name != stable_pdb or total <= 1
+            for name in sorted(self.inputs.disruption_budgets)
+            if name != stable_pdb or self.spec.serving.replicas <= 1
         )
+        return deletions
 
-        new_status = self.status(stable, candidate, decision, previous)
-        self.events.extend(_phase_event(status, new_status))
+    def _requeue(
+        self,
+        new_status: Mapping[str, Any],
+        candidate: str | None,
+        decision: rollout.Decision | None,
+        previous: Mapping[str, Any],
+    ) -> float:
+        """Seconds until the next reconcile: soon while anything is moving (a rollout
+        step, an analysis interval, a previous stable to delete), else the resync."""
+        now = self.inputs.now_s
         settled = new_status["phase"] in ("Healthy", "Failed", "RolledBack") and not previous
-        requeue = inputs.settings.resync_seconds if settled else SETTLING_REQUEUE_S
+        requeue = self.inputs.settings.resync_seconds if settled else SETTLING_REQUEUE_S
         if decision is not None:
             requeue = min(requeue, decision.requeue_after)
         if self.analysis_due is not None and candidate:
             requeue = min(requeue, max(0.2, self.analysis_due))
         if previous:
             requeue = min(requeue, max(0.5, float(previous["deleteAfter"]) - now))
-        return Plan(
-            apply=plan_apply,
-            scale=plan_scale,
-            delete=plan_delete,
-            status=new_status,
-            events=self.events,
-            requeue_after=requeue,
-            router_kind=self.router.required.kind if self.router.required else "",
-        )
+        return requeue
 
     def _never_served(self, stable: str) -> bool:
         phase = self.inputs.status.get("phase")

@@ -270,7 +270,9 @@ class Follower:
                 )
         analysis = status.get("analysis") or {}
         interval = int(analysis.get("interval", 0))
-        if record.canary_ready_at and interval and self._changed(f"{version}/i", interval):
+        # Until the new canary's first window starts, status still has the last one's.
+        ours = str(analysis.get("attempt", "")).startswith(f"{record.revision}/")
+        if ours and interval and self._changed(f"{version}/i", interval):
             record.verdicts[str(analysis.get("verdict"))] += 1
             figures = "; ".join(
                 f"{m.get('name')} {metric_figure(m.get('canary'))} vs "
