@@ -2,18 +2,18 @@
 canary is rolled back, with real processes end to end.
 
     cd /work/main && PYTHONPATH=. .venv/bin/python bench/rollout_bench.py [--rounds 5]
-        [--pause 5] [--rate 40] [--json PATH]
+        [--pause 5] [--rate 40] [--provider prometheus|scrape] [--json PATH]
 
 Starts the environment of `make demo` once (control plane, operator as its
 ServiceAccount, pod runner, Prometheus, a load generator following the HTTPRoute at
 `--rate` requests/s) and serves v1. Then, `--rounds` times:
 
 - a good canary (the other good model) through 10%, 30%, 60% and 100% with a pause of
-  `--pause` s at each of the first three steps, judged from Prometheus every 2 s
-  (failureLimit 1, minSamples 5), promoted. **Pause overrun** of a step = its length
-  (the next step's `stepStartedAt` minus its own, both written by the operator) minus
-  the configured pause. A step ends only after an analysis interval passed, so the
-  overrun includes waiting for that.
+  `--pause` s at each of the first three steps, judged every 2 s from Prometheus or
+  from the pods' /metrics (`--provider`; failureLimit 1, minSamples 5), promoted.
+  **Pause overrun** of a step = its length (the next step's `stepStartedAt` minus its
+  own, both written by the operator) minus the configured pause. A step ends only
+  after an analysis interval passed, so the overrun includes waiting for that.
 - a bad canary (trained on shuffled labels) the same way, rolled back. **Rollback
   time** = from the first answer the load generator got from the bad canary to (a) the
   MLModel reporting RolledBack (polled every 0.2 s) and (b) the bad canary's last
@@ -51,6 +51,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--pause", type=float, default=5.0)
     parser.add_argument("--rate", type=float, default=40.0)
+    parser.add_argument("--provider", choices=("prometheus", "scrape"), default="prometheus")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     directory = Path(tempfile.mkdtemp(prefix="rollout-bench-"))
@@ -62,7 +63,14 @@ def main() -> int:
         paths[f"good-{n}"] = good["v2"] if n % 2 else good["v1"]
         paths[f"bad-{n}"] = bad
     env = LocalEnvironment(directory, say=screen.say)
-    demo = Demo(env=env, screen=screen, pause_s=args.pause, rate=args.rate, model_paths=paths)
+    demo = Demo(
+        env=env,
+        screen=screen,
+        pause_s=args.pause,
+        rate=args.rate,
+        model_paths=paths,
+        provider=args.provider,
+    )
     rounds: list[dict[str, Any]] = []
     load_before = os.getloadavg()[0]
     try:
@@ -100,6 +108,7 @@ def main() -> int:
     to_last_all = [float(row["rollback_to_last_answer_s"]) for row in rounds]
     aim = FAILURE_LIMIT * INTERVAL_S + 5
     summary = {
+        "provider": args.provider,
         "pause_s": args.pause,
         "rate": args.rate,
         "interval_s": INTERVAL_S,

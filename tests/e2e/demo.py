@@ -61,9 +61,10 @@ class DemoFailed(RuntimeError):
 
 
 def manifest(
-    namespace: str, *, model: Path, version: str, pause_s: float, prometheus_url: str
+    namespace: str, *, model: Path, version: str, pause_s: float, provider: dict[str, Any]
 ) -> dict[str, Any]:
-    """The MLModel of each version: only model.uri and model.version change."""
+    """The MLModel of each version: only model.uri and model.version change.
+    `provider`: `{"prometheus": {"url": ...}}` (the demo) or `{"scrape": {}}`."""
     steps: list[dict[str, Any]] = [
         {"weight": w, "pause": {"duration": f"{pause_s:g}s"}} for w in WEIGHTS[:-1]
     ]
@@ -94,7 +95,7 @@ def manifest(
             "rollout": {
                 "steps": steps,
                 "analysis": {
-                    "provider": {"prometheus": {"url": prometheus_url}},
+                    "provider": provider,
                     "interval": f"{INTERVAL_S}s",
                     "minSamples": 5,
                     "failureLimit": FAILURE_LIMIT,
@@ -311,6 +312,7 @@ class Demo:
     pause_s: float
     rate: float
     model_paths: dict[str, Path]
+    provider: str = "prometheus"  # or "scrape": the operator reads the pods' /metrics
     load: LoadGenerator | None = None
     rollouts: list[Rollout] = field(default_factory=list)
 
@@ -321,7 +323,11 @@ class Demo:
             model=self.model_paths[version],
             version=version,
             pause_s=self.pause_s,
-            prometheus_url=self.env.prometheus.url,
+            provider=(
+                {"scrape": {}}
+                if self.provider == "scrape"
+                else {"prometheus": {"url": self.env.prometheus.url}}
+            ),
         )
         path = self.env.directory / f"{NAME}-{version}.yaml"
         path.write_text(yaml.safe_dump(body, sort_keys=False))
