@@ -429,13 +429,22 @@ class PodWorker:
     async def _watch(self, run: ContainerRun, process: asyncio.subprocess.Process) -> int:
         """Probe readiness until the process exits; return its exit code."""
         url = self._probe_url(run)
+        # As the kubelet: ready at the first success, not ready only after
+        # failureThreshold failures in a row, each probe bounded by timeoutSeconds.
+        # (Probes run every PROBE_S rather than every periodSeconds, to keep tests fast.)
+        probe = run.spec.get("readinessProbe") or {}
+        threshold = int(probe.get("failureThreshold", 3))
+        timeout = float(probe.get("timeoutSeconds", 1))
+        failures = 0
         exited = asyncio.ensure_future(process.wait())
         try:
             while True:
                 done, _ = await asyncio.wait({exited}, timeout=PROBE_S)
                 if done:
                     return exited.result()
-                ready = True if url is None else await self.runner.probe(url)
+                passed = True if url is None else await self.runner.probe(url, timeout)
+                failures = 0 if passed else failures + 1
+                ready = passed or (run.ready and failures < threshold)
                 if ready != run.ready:
                     run.ready = ready
                     await self.publish()
@@ -663,9 +672,9 @@ class PodRunner:
         self._write_targets()
         log.info("stopped")
 
-    async def probe(self, url: str) -> bool:
+    async def probe(self, url: str, seconds: float = 1.0) -> bool:
         try:
-            response = await self.http.get(url)
+            response = await self.http.get(url, timeout=seconds)
         except httpx.HTTPError:
             return False
         return 200 <= response.status_code < 400
