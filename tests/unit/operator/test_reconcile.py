@@ -162,6 +162,24 @@ def canary_at_first_step(spec: Mapping[str, Any] = V2) -> tuple[Plan, dict[str, 
     return run(spec, waiting.status, observed=observed, now_s=T0), observed
 
 
+class Reconciles:
+    """One MLModel reconciled again and again: each `at()` runs plan() at that time with
+    the last plan's status, the Deployments in `observed`, and this reconcile's metrics."""
+
+    def __init__(self, spec: Mapping[str, Any], start: Plan, observed: dict[str, Observed]):
+        self.spec, self.status, self.observed = spec, start.status, observed
+
+    def at(self, now_s: float, metrics: Reading | None = None) -> Plan:
+        result = run(self.spec, self.status, observed=self.observed, now_s=now_s, metrics=metrics)
+        self.status = result.status
+        return result
+
+
+def analysed_canary(spec: Mapping[str, Any]) -> Reconciles:
+    """`spec` (with an analysis) canaried over a healthy V1, its first step begun at T0."""
+    return Reconciles(spec, *canary_at_first_step(spec))
+
+
 # --- the first revision -----------------------------------------------------------------------
 
 
@@ -370,23 +388,11 @@ def reading(stable: Mapping[str, float], canary: Mapping[str, float]) -> Reading
 
 
 def test_a_failed_analysis_interval_rolls_back_with_its_reason() -> None:
-    first_step, observed = canary_at_first_step(ANALYSED)
-    started = run(
-        ANALYSED,
-        first_step.status,
-        observed=observed,
-        now_s=T0 + 1,
-        metrics=reading({"200": 1000}, {"200": 10}),
-    )
+    model = analysed_canary(ANALYSED)
+    started = model.at(T0 + 1, reading({"200": 1000}, {"200": 10}))
     assert started.status["phase"] == "Progressing"
     assert started.status["analysis"]["interval"] == 0
-    result = run(
-        ANALYSED,
-        started.status,
-        observed=observed,
-        now_s=T0 + 12,
-        metrics=reading({"200": 1100}, {"200": 50, "500": 60}),
-    )
+    result = model.at(T0 + 12, reading({"200": 1100}, {"200": 50, "500": 60}))
     assert result.status["phase"] == "RolledBack"
     assert "error-rate" in result.status["message"]
     assert result.status["analysis"]["verdict"] == "Fail"
@@ -402,32 +408,20 @@ def test_a_running_analysis_brings_the_next_reconcile_to_its_interval() -> None:
             "metrics": [{"name": "error-rate", "max": 0.05}],
         },
     )
-    first_step, observed = canary_at_first_step(quick)
-    started = run(
-        quick,
-        first_step.status,
-        observed=observed,
-        now_s=T0 + 1,
-        metrics=reading({"200": 100}, {"200": 0}),
-    )
+    model = analysed_canary(quick)
+    started = model.at(T0 + 1, reading({"200": 100}, {"200": 0}))
     # The step's 1m pause has 59 s left and the resync would be 5 s: the 2 s interval wins.
     assert started.requeue_after <= 2.0
-    passed = run(
-        quick,
-        started.status,
-        observed=observed,
-        now_s=T0 + 3,
-        metrics=reading({"200": 400}, {"200": 100}),
-    )
+    passed = model.at(T0 + 3, reading({"200": 400}, {"200": 100}))
     assert passed.status["analysis"]["verdict"] == "Pass"
     assert passed.requeue_after <= 2.0
 
 
 def test_missing_metrics_never_promote_and_hold_the_step() -> None:
-    first_step, observed = canary_at_first_step(ANALYSED)
-    started = run(ANALYSED, first_step.status, observed=observed, now_s=T0 + 1)
+    model = analysed_canary(ANALYSED)
+    model.at(T0 + 1)
     # The step's 1m pause is over, but no interval could be judged: no promotion.
-    held = run(ANALYSED, started.status, observed=observed, now_s=T0 + 61)
+    held = model.at(T0 + 61)
     assert held.status["phase"] == "Paused"
     assert held.status["canary"]["step"] == 0
     assert "inconclusive" in held.status["message"]
@@ -435,51 +429,21 @@ def test_missing_metrics_never_promote_and_hold_the_step() -> None:
 
 
 def test_too_few_requests_are_inconclusive_not_a_pass() -> None:
-    first_step, observed = canary_at_first_step(ANALYSED)
-    started = run(
-        ANALYSED,
-        first_step.status,
-        observed=observed,
-        now_s=T0 + 1,
-        metrics=reading({"200": 100}, {"200": 0}),
-    )
-    held = run(
-        ANALYSED,
-        started.status,
-        observed=observed,
-        now_s=T0 + 61,
-        metrics=reading({"200": 105}, {"200": 3}),
-    )
+    model = analysed_canary(ANALYSED)
+    model.at(T0 + 1, reading({"200": 100}, {"200": 0}))
+    held = model.at(T0 + 61, reading({"200": 105}, {"200": 3}))
     assert held.status["canary"]["step"] == 0
     assert held.status["analysis"]["verdict"] == "Inconclusive"
     assert "fewer than minSamples 20" in held.status["message"]
 
 
 def test_a_passing_analysis_lets_the_step_end_on_time() -> None:
-    first_step, observed = canary_at_first_step(ANALYSED)
-    started = run(
-        ANALYSED,
-        first_step.status,
-        observed=observed,
-        now_s=T0 + 1,
-        metrics=reading({"200": 100}, {"200": 0}),
-    )
-    passed = run(
-        ANALYSED,
-        started.status,
-        observed=observed,
-        now_s=T0 + 12,
-        metrics=reading({"200": 400}, {"200": 100}),
-    )
+    model = analysed_canary(ANALYSED)
+    model.at(T0 + 1, reading({"200": 100}, {"200": 0}))
+    passed = model.at(T0 + 12, reading({"200": 400}, {"200": 100}))
     assert passed.status["analysis"]["verdict"] == "Pass"
     assert passed.status["canary"]["step"] == 0  # the 1m pause is not over yet
-    later = run(
-        ANALYSED,
-        passed.status,
-        observed=observed,
-        now_s=T0 + 61,
-        metrics=reading({"200": 800}, {"200": 250}),
-    )
+    later = model.at(T0 + 61, reading({"200": 800}, {"200": 250}))
     assert later.status["canary"]["step"] == 1
 
 
