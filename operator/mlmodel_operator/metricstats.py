@@ -49,9 +49,11 @@ def window(start: Snapshot, end: Snapshot) -> Snapshot:
     during the window (a new pod or a first request of that code) and counts in full; a
     series only at the start is gone and counts nothing. A histogram resets as a whole.
 
-    Take windows per pod and merge them: in a sum over pods, one pod's reset hides behind
-    the others' growth. A reset is still undercounted when the restarted pod has already
-    counted past its old value (a pod young at the window's start): rare, and small.
+    Both providers pass sums over a revision's pods (status keeps one snapshot per
+    revision), so a pod's reset can hide behind the others' growth (reads low) and a
+    sum that drops because a pod left reads as a reset (reads high): one interval is
+    skewed, and ratios less than counts. A reset is also undercounted when the
+    restarted pod has already counted past its old value: rare, and small.
 
     >>> from mlmodel_operator.metricstext import Snapshot
     >>> window(Snapshot(requests={"200": 900.0, "500": 9.0}),
