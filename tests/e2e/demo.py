@@ -543,7 +543,11 @@ def main(argv: list[str] | None = None) -> int:
         for line in summary(demo):
             print(line)
         if code == 0 and args.keep:
-            keep_running(demo)
+            try:
+                keep_running(demo)
+            except Exception as error:  # a component died while people looked around
+                print(f"stopping: {error}", file=sys.stderr)
+                code = 1
         if demo.load is not None:
             demo.load.stop()
         env.stop()
