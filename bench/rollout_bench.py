@@ -35,7 +35,14 @@ from pathlib import Path
 from typing import Any
 
 from tests.e2e import models
-from tests.e2e.demo import FAILURE_LIMIT, INTERVAL_S, Demo, Rollout, Screen
+from tests.e2e.demo import (
+    FAILURE_LIMIT,
+    INTERVAL_S,
+    Demo,
+    Rollout,
+    Screen,
+    hold_machine_lock,
+)
 from tests.e2e.environment import LocalEnvironment
 
 
@@ -55,6 +62,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     directory = Path(tempfile.mkdtemp(prefix="rollout-bench-"))
+    lock = hold_machine_lock(directory)  # the demo's pod addresses: one at a time
     screen = Screen(sys.stderr, live=False)
     good = models.train_good(directory)
     bad = models.train_shuffled(directory).path
@@ -133,6 +141,7 @@ def main() -> int:
     )
     if args.json:
         args.json.write_text(json.dumps(summary, indent=1))
+    lock.close()
     return 0
 
 

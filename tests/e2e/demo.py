@@ -22,6 +22,7 @@ kubectl.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import itertools
 import os
 import shutil
@@ -38,6 +39,7 @@ from typing import Any, TextIO
 import yaml
 
 from mlmodel_operator.plugin import metric_figure, render
+from tests.controlplane.build import cache_root
 from tests.e2e import models
 from tests.e2e.environment import LocalEnvironment
 from tests.e2e.kubeapi import ApiAccess
@@ -491,6 +493,28 @@ def keep_running(demo: Demo) -> None:
         pass
 
 
+def hold_machine_lock(directory: Path) -> TextIO:
+    """One demo per machine: every demo's pods take the same loopback addresses
+    (DEMO_POD_CIDR, port 8080). The lock lives as long as the returned file is open."""
+    path = cache_root().parent / "demo.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise DemoFailed(
+            f"a demo is already running on this machine ({holder}); stop it first"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}, --dir {directory}")
+    handle.flush()
+    return handle
+
+
 def prepare(directory: Path) -> None:
     """A fresh state directory: the demo's own from an earlier run is wiped."""
     if directory.exists() and any(directory.iterdir()):
@@ -514,6 +538,7 @@ def main(argv: list[str] | None = None) -> int:
     directory: Path = args.dir.resolve()
     screen = Screen(sys.stdout, live=sys.stdout.isatty() and not args.no_live)
     try:
+        lock = hold_machine_lock(directory)
         prepare(directory)
     except DemoFailed as error:
         print(f"error: {error}", file=sys.stderr)
@@ -552,6 +577,7 @@ def main(argv: list[str] | None = None) -> int:
             demo.load.stop()
         env.stop()
     print("demo complete" if code == 0 else f"demo failed (exit {code})", flush=True)
+    lock.close()
     return code
 
 
