@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from mlmodel_operator.analysis import Continue, Pause, parse_analysis
-from mlmodel_operator.analysis_loop import Reading, step
+from mlmodel_operator.analysis import AnalysisSpec, Continue, Pause, parse_analysis
+from mlmodel_operator.analysis_loop import Reading, Step, step
 from mlmodel_operator.metricstext import Snapshot
 
 pytestmark = pytest.mark.unit
@@ -27,6 +27,26 @@ def cumulative(stable: dict[str, float] | None, canary: dict[str, float]) -> Rea
     return Reading(
         stable=None if stable is None else Snapshot(requests=stable),
         canary=Snapshot(requests=canary),
+    )
+
+
+def one_interval(
+    start: Reading,
+    end: Reading,
+    *,
+    spec: AnalysisSpec = SPEC,
+    baseline: bool = True,
+    seconds: float = 11,
+) -> Step:
+    """The window begun with `start` at 0 s and judged with `end` `seconds` later."""
+    begun = step(spec=spec, previous={}, attempt_key="r/1", reading=start, now=0, baseline=baseline)
+    return step(
+        spec=spec,
+        previous=begun.status,
+        attempt_key="r/1",
+        reading=end,
+        now=seconds,
+        baseline=baseline,
     )
 
 
@@ -62,21 +82,8 @@ def test_a_new_attempt_starts_over() -> None:
 
 def test_without_a_baseline_only_absolute_limits_are_judged() -> None:
     # At 100% the replicas router has scaled the stable to zero: no stable reading.
-    begun = step(
-        spec=SPEC,
-        previous={},
-        attempt_key="r/1",
-        reading=cumulative(None, {"200": 100}),
-        now=0,
-        baseline=False,
-    )
-    judged = step(
-        spec=SPEC,
-        previous=begun.status,
-        attempt_key="r/1",
-        reading=cumulative(None, {"200": 180, "500": 1}),
-        now=11,
-        baseline=False,
+    judged = one_interval(
+        cumulative(None, {"200": 100}), cumulative(None, {"200": 180, "500": 1}), baseline=False
     )
     assert judged.judged
     assert isinstance(judged.outcome, Continue)
@@ -85,21 +92,8 @@ def test_without_a_baseline_only_absolute_limits_are_judged() -> None:
 
 
 def test_without_a_baseline_the_absolute_limit_still_fails_a_bad_canary() -> None:
-    begun = step(
-        spec=SPEC,
-        previous={},
-        attempt_key="r/1",
-        reading=cumulative(None, {"200": 100}),
-        now=0,
-        baseline=False,
-    )
-    judged = step(
-        spec=SPEC,
-        previous=begun.status,
-        attempt_key="r/1",
-        reading=cumulative(None, {"200": 150, "500": 50}),
-        now=11,
-        baseline=False,
+    judged = one_interval(
+        cumulative(None, {"200": 100}), cumulative(None, {"200": 150, "500": 50}), baseline=False
     )
     assert judged.status["verdict"] == "Fail"
     assert isinstance(judged.outcome, Pause)  # within failureLimit 2: hold
@@ -109,39 +103,13 @@ def test_with_only_comparisons_configured_a_full_canary_passes_on_health() -> No
     spec = parse_analysis(
         {"interval": "10s", "metrics": [{"name": "prediction-divergence", "max": 0.1}]}
     )
-    begun = step(
-        spec=spec,
-        previous={},
-        attempt_key="r/1",
-        reading=cumulative(None, {"200": 1}),
-        now=0,
-        baseline=False,
-    )
-    later = step(
-        spec=spec,
-        previous=begun.status,
-        attempt_key="r/1",
-        reading=cumulative(None, {"200": 2}),
-        now=11,
-        baseline=False,
+    later = one_interval(
+        cumulative(None, {"200": 1}), cumulative(None, {"200": 2}), spec=spec, baseline=False
     )
     assert isinstance(later.outcome, Continue)
 
 
 def test_a_missing_stable_with_a_baseline_is_inconclusive() -> None:
-    begun = step(
-        spec=SPEC,
-        previous={},
-        attempt_key="r/1",
-        reading=cumulative({"200": 10}, {"200": 10}),
-        now=0,
-    )
-    judged = step(
-        spec=SPEC,
-        previous=begun.status,
-        attempt_key="r/1",
-        reading=cumulative(None, {"200": 100}),
-        now=11,
-    )
+    judged = one_interval(cumulative({"200": 10}, {"200": 10}), cumulative(None, {"200": 100}))
     assert judged.status["verdict"] == "Inconclusive"
     assert "no metrics from the stable pods" in judged.outcome.reason  # type: ignore[union-attr]
