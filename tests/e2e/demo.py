@@ -163,11 +163,8 @@ class Screen:
         self.out.flush()
 
 
-def traffic_line(load: LoadGenerator, last: list[LoadResult]) -> str:
-    """Answers by model version since the previous call (about a second)."""
-    now = load.snapshot()
-    before = last[0] if last else LoadResult()
-    last[:] = [now]
+def traffic_line(now: LoadResult, before: LoadResult) -> str:
+    """Answers by model version between two snapshots of the load (about a second)."""
     versions = now.versions - before.versions
     errors = sum(now.failures().values()) - sum(before.failures().values())
     by_version = ", ".join(f"{v} {n}" for v, n in sorted(versions.items())) or "none"
@@ -210,7 +207,7 @@ class Follower:
         self.env = env
         self.screen = screen
         self.load = load
-        self._traffic: list[LoadResult] = []
+        self._traffic = LoadResult()  # the load's counts when the traffic line was drawn
         self._traffic_at = 0.0
         self._traffic_text = ""
         self._seen: dict[str, Any] = {}
@@ -240,7 +237,9 @@ class Follower:
         if not body:
             return
         if self.load is not None and time.monotonic() - self._traffic_at >= 1.0:
-            self._traffic_text = traffic_line(self.load, self._traffic)
+            now = self.load.snapshot()
+            self._traffic_text = traffic_line(now, self._traffic)
+            self._traffic = now
             self._traffic_at = time.monotonic()
         self.screen.show(render(body) + ("\n" + self._traffic_text if self._traffic_text else ""))
 

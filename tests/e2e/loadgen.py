@@ -24,7 +24,7 @@ import random
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -211,11 +211,8 @@ class LoadGenerator:
             if _ready(pod):
                 revision = pod["metadata"]["labels"].get("mlops.dev/revision", "")
                 ready.setdefault(revision, []).append(pod["status"]["podIP"])
-        self.route = Route(
-            stable=route.stable,
-            canary=route.canary,
-            canary_share=route.canary_share,
-            pods={revision: tuple(sorted(ips)) for revision, ips in ready.items()},
+        self.route = replace(
+            route, pods={revision: tuple(sorted(ips)) for revision, ips in ready.items()}
         )
 
     async def _gateway_route(self, api: KubeApi, base: str) -> Route:

@@ -16,6 +16,7 @@ Custom metrics are the user's PromQL with {{namespace}}, {{name}}, {{revision}} 
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any
 
@@ -78,10 +79,13 @@ async def _revision(session: aiohttp.ClientSession, url: str, selector: str) -> 
     async def total(metric: str, by: str) -> dict[str, float]:
         return _by(await _query(session, url, f"sum by ({by}) ({metric}{{{selector}}})"), by)
 
-    requests = await total("mlmodel_requests_total", "code")
-    latency = await total("mlmodel_request_duration_seconds_bucket", "le")
-    classes = await total("mlmodel_predictions_total", "class")
-    values = await total("mlmodel_prediction_value_bucket", "le")
+    # Four independent queries: in flight together, not one after the other.
+    requests, latency, classes, values = await asyncio.gather(
+        total("mlmodel_requests_total", "code"),
+        total("mlmodel_request_duration_seconds_bucket", "le"),
+        total("mlmodel_predictions_total", "class"),
+        total("mlmodel_prediction_value_bucket", "le"),
+    )
     return Snapshot(
         requests=requests,
         latency=_histogram(latency),
