@@ -154,14 +154,21 @@ class KubeClient:
             params={"fieldManager": FIELD_MANAGER, "force": "true"},
         )
 
-    async def scale(self, kind: str, namespace: str, name: str, replicas: int) -> None:
-        """Set replicas through the scale subresource, leaving the rest of the object as is."""
-        await self.request(
-            "PATCH",
-            _path(kind, namespace, name, "scale"),
-            body={"spec": {"replicas": replicas}},
-            content_type="application/merge-patch+json",
-        )
+    async def scale(self, kind: str, namespace: str, name: str, replicas: int) -> bool:
+        """Set replicas through the scale subresource, leaving the rest of the object as is.
+        False when the object is gone (deleted since it was listed): nothing to scale."""
+        try:
+            await self.request(
+                "PATCH",
+                _path(kind, namespace, name, "scale"),
+                body={"spec": {"replicas": replicas}},
+                content_type="application/merge-patch+json",
+            )
+        except ApiError as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
 
     async def delete(self, kind: str, namespace: str, name: str) -> bool:
         try:

@@ -163,6 +163,13 @@ class _Planner:
         aborted = decision is not None and decision.state.aborted
         weight = decision.state.weight if decision and candidate and not aborted else 0
         stable_replicas, canary_replicas = self._replicas(candidate, decision)
+        # A canary being rolled back, or replaced mid-rollout, keeps its pods until the
+        # stable has the replicas to take its traffic: scaling it away at once would
+        # leave most of a 90% canary's requests without a pod while the stable's new
+        # pods still fetch and convert.
+        covered = self.health(stable).ready >= stable_replicas
+        if aborted and candidate and not covered:
+            canary_replicas = self._observed_replicas(candidate) or 0
         apply, scale = self._objects(
             stable, candidate, stable_replicas, canary_replicas, weight, aborted=aborted
         )
@@ -173,7 +180,7 @@ class _Planner:
         return Plan(
             apply=apply,
             scale=scale,
-            delete=self._deletions(stable, candidate, previous),
+            delete=self._deletions(stable, candidate, previous, stable_covered=covered),
             status=new_status,
             events=self.events,
             requeue_after=self._requeue(new_status, candidate, decision, previous),
@@ -240,9 +247,12 @@ class _Planner:
         Deployments of an earlier spec only to scale (their pod template is theirs)."""
         apply: list[dict[str, Any]] = []
         scale: list[tuple[str, int]] = []
+        observed_stable = self._observed_replicas(stable)
         if stable == self.revision:
             apply.append(self.deployment(stable, "stable", stable_replicas))
-        elif self._observed_replicas(stable) != stable_replicas:
+        elif observed_stable is not None and observed_stable != stable_replicas:
+            # A stable of an earlier spec can only be scaled; if someone deleted it there
+            # is nothing to scale (its pod template is gone with it) and status says so.
             scale.append((desired.deployment_name(self.ref.name, stable), stable_replicas))
         if candidate:
             apply.append(self.deployment(candidate, "canary", canary_replicas))
@@ -254,14 +264,21 @@ class _Planner:
         return apply, scale
 
     def _deletions(
-        self, stable: str, candidate: str | None, previous: Mapping[str, Any]
+        self,
+        stable: str,
+        candidate: str | None,
+        previous: Mapping[str, Any],
+        *,
+        stable_covered: bool,
     ) -> list[tuple[str, str]]:
-        """Deployments of revisions no longer kept, and PDBs other than the stable's."""
+        """Deployments of revisions no longer kept, once the stable can take their
+        traffic (a canary replaced mid-rollout still serves until then), and PDBs other
+        than the stable's."""
         keep = {stable, *([candidate] if candidate else []), previous.get("revision")}
         deletions = [
             ("Deployment", desired.deployment_name(self.ref.name, rev))
             for rev, seen in self.inputs.observed.items()
-            if rev not in keep and seen.deployment is not None
+            if rev not in keep and seen.deployment is not None and stable_covered
         ]
         stable_pdb = desired.deployment_name(self.ref.name, stable)
         deletions.extend(
@@ -341,7 +358,7 @@ class _Planner:
             canary_ready=canary.fully_ready and canary.desired > 0,
             canary_ready_text=_ready_text(canary),
             canary_failure=failure,
-            stable_healthy=stable_health.failure is None,
+            stable_problem=_stable_problem(stable, stable_health),
             analysis_failure=outcome.reason if isinstance(outcome, Rollback) else "",
             analysis_hold=outcome.reason if isinstance(outcome, Pause) else "",
             analysis_pending=self.analysis is not None and not isinstance(outcome, Continue),
@@ -452,6 +469,14 @@ class _Planner:
         if self.analysis_status and (candidate or decision is not None):
             status["analysis"] = self.analysis_status
         return status
+
+
+def _stable_problem(stable: str, health: RevisionHealth) -> str:
+    if not health.exists:
+        return f"the Deployment of stable revision {stable} is missing (deleted by hand?)"
+    if health.failure is not None:
+        return f"the stable revision {stable} is unhealthy: {health.failure.message}"
+    return ""
 
 
 def _stable_phase(

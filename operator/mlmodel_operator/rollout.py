@@ -75,7 +75,7 @@ class Observation:
     canary_ready: bool
     canary_ready_text: str  # "1/2"
     canary_failure: str = ""  # why the canary is broken (conversion, crash loop), or ""
-    stable_healthy: bool = True
+    stable_problem: str = ""  # why the stable cannot serve as the baseline, or ""
     analysis_failure: str = ""  # analysis says roll back, with its reason, or ""
     analysis_hold: str = ""  # analysis says hold the weight (failed within the limit,
     # or inconclusive with onInconclusive: pause), with its reason, or ""
@@ -193,11 +193,11 @@ def advance(
         )
     if actions.promote == f"{key}/full":
         return _enter_step(steps, state, len(steps), now)
-    if not observed.stable_healthy:
+    if observed.stable_problem:
         return Decision(
             state=state,
             phase="Degraded",
-            message=f"{_describe(steps, state.step)}; holding: the stable revision is unhealthy",
+            message=f"{_describe(steps, state.step)}; holding: {observed.stable_problem}",
             requeue_after=5.0,
         )
     if observed.analysis_failure:

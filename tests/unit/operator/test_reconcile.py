@@ -364,7 +364,8 @@ def test_a_broken_canary_is_rolled_back_and_the_stable_restored() -> None:
     assert result.status["canary"]["aborted"] is True
     assert result.status["canary"]["weight"] == 0
     assert result.scale == [(f"iris-{R1}", 4)]
-    assert deployments(result)[f"iris-{R2}"]["spec"]["replicas"] == 0
+    # The canary's pod goes only once the stable has the replicas to take its traffic.
+    assert deployments(result)[f"iris-{R2}"]["spec"]["replicas"] == 1
     assert service_selectors(result)["iris-canary"]["mlops.dev/revision"] == R1
     assert ("Warning", "CanaryFailed") in [(e.type, e.reason) for e in result.events]
     assert condition(result.status, "Degraded")["status"] == "True"
@@ -454,11 +455,15 @@ def test_a_new_revision_mid_rollout_restarts_against_the_stable() -> None:
     assert result.status["canary"]["revision"] == R3
     assert result.status["canary"]["step"] == rollout.WAITING_FOR_READY
     assert result.status["stable"]["revision"] == R1
-    assert ("Deployment", f"iris-{R2}") in result.delete
-    assert ("Deployment", f"iris-{R1}") not in result.delete
     assert ("Normal", "Restarted") in [(e.type, e.reason) for e in result.events]
-    # Until the new canary is ready, the stable gets back all its replicas.
+    # Until the new canary is ready, the stable gets back all its replicas; the replaced
+    # canary keeps serving its share until the stable has them.
     assert result.scale == [(f"iris-{R1}", 4)]
+    assert ("Deployment", f"iris-{R2}") not in result.delete
+    observed = {**observed, R1: Observed(deployment(4)), R3: Observed(deployment(1, ready=0))}
+    later = run(V3, result.status, observed=observed, now_s=T0 + 20)
+    assert ("Deployment", f"iris-{R2}") in later.delete
+    assert ("Deployment", f"iris-{R1}") not in later.delete
 
 
 def test_going_back_to_the_stable_spec_mid_rollout_drops_the_canary() -> None:
@@ -469,6 +474,26 @@ def test_going_back_to_the_stable_spec_mid_rollout_drops_the_canary() -> None:
     assert result.delete == [("Deployment", f"iris-{R2}")]
 
 
+def test_a_rolled_back_canary_keeps_its_pods_until_the_stable_can_take_its_traffic() -> None:
+    """With the replicas router a canary at a high step holds most serving pods: they go
+    only once the stable's pods are back and ready, never before."""
+    first_step, _ = canary_at_first_step()
+    abort = {rollout.ABORT: f"{R2}/1"}
+    # The canary holds 3 of the 4 pods; the stable is down to 1.
+    observed = {R1: Observed(deployment(1)), R2: Observed(deployment(3))}
+    rolled_back = run(V2, first_step.status, observed=observed, now_s=T0 + 10, annotations=abort)
+    assert rolled_back.scale == [(f"iris-{R1}", 4)]
+    assert deployments(rolled_back)[f"iris-{R2}"]["spec"]["replicas"] == 3
+
+    scaling = {R1: Observed(deployment(4, ready=2, generation=2)), R2: Observed(deployment(3))}
+    halfway = run(V2, rolled_back.status, observed=scaling, now_s=T0 + 15, annotations=abort)
+    assert deployments(halfway)[f"iris-{R2}"]["spec"]["replicas"] == 3
+
+    back = {R1: Observed(deployment(4, generation=2)), R2: Observed(deployment(3))}
+    covered = run(V2, halfway.status, observed=back, now_s=T0 + 20, annotations=abort)
+    assert deployments(covered)[f"iris-{R2}"]["spec"]["replicas"] == 0
+
+
 def test_abort_rolls_back_and_retry_starts_the_next_attempt() -> None:
     first_step, _ = canary_at_first_step()
     observed = {R1: Observed(deployment(3)), R2: Observed(deployment(1))}
@@ -477,7 +502,7 @@ def test_abort_rolls_back_and_retry_starts_the_next_attempt() -> None:
     assert rolled_back.status["phase"] == "RolledBack"
     assert "aborted by a person" in rolled_back.status["message"]
     assert rolled_back.scale == [(f"iris-{R1}", 4)]
-    assert deployments(rolled_back)[f"iris-{R2}"]["spec"]["replicas"] == 0
+    assert deployments(rolled_back)[f"iris-{R2}"]["spec"]["replicas"] == 1
     assert ("Warning", "Aborted") in [(e.type, e.reason) for e in rolled_back.events]
 
     observed = {R1: Observed(deployment(4)), R2: Observed(deployment(0))}
@@ -665,3 +690,14 @@ def test_a_model_in_motion_is_requeued_soon(stage: str) -> None:
     else:
         result, _ = canary_at_first_step()
     assert result.requeue_after <= 5.0
+
+
+def test_a_stable_deleted_by_hand_mid_rollout_is_not_scaled_and_status_says_so() -> None:
+    """Scaling a Deployment that is gone would fail on every reconcile (404 forever)."""
+    first_step, _ = canary_at_first_step()
+    observed = {R2: Observed(deployment(1))}
+    result = run(V2, first_step.status, observed=observed, now_s=T0 + 10)
+    assert result.scale == []
+    assert result.status["stable"]["readyReplicas"] == 0
+    assert result.status["phase"] == "Degraded"
+    assert f"the Deployment of stable revision {R1} is missing" in result.status["message"]

@@ -301,7 +301,7 @@ def test_the_default_steps_walk_to_promotion_with_time_alone() -> None:
 
 @pytest.mark.parametrize("elapsed", [1.0, 120.0, 1_000.0])
 def test_an_unhealthy_stable_holds_the_rollout_as_degraded(elapsed: float) -> None:
-    sick = dataclasses.replace(READY, stable_healthy=False)
+    sick = dataclasses.replace(READY, stable_problem="the stable revision is unhealthy")
     decision = decide(at_step(0), now=T0 + elapsed, observed=sick)
     assert decision.phase == "Degraded"
     assert decision.state.step == 0
