@@ -12,21 +12,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 
-from mlmodel_operator import desired
+from mlmodel_operator import desired, ownership
 from mlmodel_operator.analysis import parse_analysis
 from mlmodel_operator.analysis_loop import Reading
 from mlmodel_operator.kube import ApiError, KubeClient
 from mlmodel_operator.opmetrics import OperatorMetrics
 from mlmodel_operator.providers import prometheus, scrape
-from mlmodel_operator.reconcile import Inputs, Observed, Plan, plan
+from mlmodel_operator.reconcile import Inputs, Observed, Plan, plan, written
 from mlmodel_operator.routers import RequiredApi, router_for
 from mlmodel_operator.settings import Settings
 from mlmodel_operator.spec import SpecError, parse_spec
@@ -37,6 +39,24 @@ Key = tuple[str, str]  # (namespace, name)
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class _World:
+    """What one reconcile observed of an MLModel's children."""
+
+    observed: dict[str, Observed] = field(default_factory=dict)  # by revision
+    pods: list[Mapping[str, Any]] = field(default_factory=list)  # of every owned revision
+    owned: dict[tuple[str, str], str] = field(default_factory=dict)  # (kind, name) -> uid
+    taken: dict[tuple[str, str], str] = field(default_factory=dict)  # -> who holds it
+
+
+def _router_kind(spec: Mapping[str, Any]) -> str:
+    try:
+        required = router_for(parse_spec(spec).traffic.router).required
+    except SpecError:
+        return ""
+    return required.kind if required else ""
 
 
 def _comparable(status: Mapping[str, Any]) -> dict[str, Any]:
@@ -120,46 +140,94 @@ class Controller:
         if body is None or body["metadata"].get("deletionTimestamp"):
             self._timers.pop((namespace, name), None)
             return None  # children go with it: they carry owner references
-        selector = f"{desired.MODEL_LABEL}={name},{desired.MANAGED_BY}={desired.OPERATOR}"
-        deployments = await client.list("Deployment", namespace, selector=selector)
-        pods = await client.list("Pod", namespace, selector=f"{desired.MODEL_LABEL}={name}")
-        observed: dict[str, Observed] = {}
-        for deployment in deployments:
-            revision = deployment["metadata"].get("labels", {}).get(desired.REVISION_LABEL)
-            if not revision:
-                continue
-            observed[revision] = Observed(
-                deployment,
-                [
-                    p
-                    for p in pods
-                    if p["metadata"].get("labels", {}).get(desired.REVISION_LABEL) == revision
-                ],
-            )
-        budgets = await client.list("PodDisruptionBudget", namespace, selector=selector)
         metadata = body["metadata"]
-        reading = await self._read_metrics(body, pods)
-        result = plan(
-            Inputs(
-                ref=desired.ModelRef(name=name, namespace=namespace, uid=metadata["uid"]),
-                generation=int(metadata.get("generation", 0)),
-                spec=body.get("spec") or {},
-                status=body.get("status") or {},
-                observed=observed,
-                settings=self._settings,
-                now=_now(),
-                now_s=time.time(),
-                annotations=metadata.get("annotations") or {},
-                router_available=await self._router_available(body.get("spec") or {}),
-                disruption_budgets=frozenset(b["metadata"]["name"] for b in budgets),
-                metrics=reading,
-            )
+        spec = body.get("spec") or {}
+        router_available = await self._router_available(spec)
+        world = await self._observe(namespace, name, metadata["uid"], spec, router_available)
+        reading = await self._read_metrics(body, world.pods)
+        inputs = Inputs(
+            ref=desired.ModelRef(name=name, namespace=namespace, uid=metadata["uid"]),
+            generation=int(metadata.get("generation", 0)),
+            spec=spec,
+            status=body.get("status") or {},
+            observed=world.observed,
+            settings=self._settings,
+            now=_now(),
+            now_s=time.time(),
+            annotations=metadata.get("annotations") or {},
+            router_available=router_available,
+            disruption_budgets=frozenset(
+                n for kind, n in world.owned if kind == "PodDisruptionBudget"
+            ),
+            metrics=reading,
+            taken=world.taken,
         )
-        await self._carry_out(body, result)
+        result = plan(inputs)
+        taken = await self._foreign(namespace, metadata["uid"], result, world)
+        if taken:
+            result = plan(dataclasses.replace(inputs, taken={**world.taken, **taken}))
+        await self._carry_out(body, result, world)
         return result.requeue_after
 
+    async def _observe(
+        self,
+        namespace: str,
+        name: str,
+        uid: str,
+        spec: Mapping[str, Any],
+        router_available: bool,
+    ) -> _World:
+        """The MLModel's children as the API reports them, counting only what this
+        MLModel controls (by uid): objects that merely carry its labels are someone
+        else's, and their names are taken."""
+        client = self._client
+        selector = f"{desired.MODEL_LABEL}={name},{desired.MANAGED_BY}={desired.OPERATOR}"
+        kinds = ["Deployment", "Service", "PodDisruptionBudget"]
+        router_kind = _router_kind(spec)
+        if router_kind and router_available:
+            kinds.append(router_kind)
+        listed = await asyncio.gather(
+            *(client.list(kind, namespace, selector=selector) for kind in kinds),
+            client.list("ReplicaSet", namespace, selector=f"{desired.MODEL_LABEL}={name}"),
+            client.list("Pod", namespace, selector=f"{desired.MODEL_LABEL}={name}"),
+        )
+        *children, replicasets, pods = listed
+        world = _World()
+        mine: list[dict[str, Any]] = []
+        for kind, items in zip(kinds, children, strict=True):
+            for obj in items:
+                key = (kind, obj["metadata"]["name"])
+                if ownership.controlled_by(obj, uid):
+                    world.owned[key] = ownership.uid_of(obj)
+                    if kind == "Deployment":
+                        mine.append(obj)
+                else:
+                    world.taken[key] = ownership.describe_holder(obj)
+        pods_of = ownership.owned_chain(mine, replicasets, pods)
+        for deployment in mine:
+            revision = deployment["metadata"].get("labels", {}).get(desired.REVISION_LABEL)
+            if revision:
+                revision_pods = pods_of[ownership.uid_of(deployment)]
+                world.observed[revision] = Observed(deployment, revision_pods)
+                world.pods.extend(revision_pods)
+        return world
+
+    async def _foreign(
+        self, namespace: str, uid: str, result: Plan, world: _World
+    ) -> dict[tuple[str, str], str]:
+        """Names the plan would write that are neither this MLModel's nor known to be
+        someone else's: look each up once (it is usually absent: about to be created)."""
+        taken: dict[tuple[str, str], str] = {}
+        for kind, child in written(result):
+            if (kind, child) in world.owned or (kind, child) in world.taken:
+                continue
+            existing = await self._client.get(kind, namespace, child)
+            if existing is not None and not ownership.controlled_by(existing, uid):
+                taken[(kind, child)] = ownership.describe_holder(existing)
+        return taken
+
     async def _read_metrics(
-        self, body: Mapping[str, Any], pods: list[dict[str, Any]]
+        self, body: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]
     ) -> Reading | None:
         """Read the stable's and the canary's metrics while a canary takes traffic and
         the MLModel asks for analysis; None otherwise."""
@@ -187,7 +255,7 @@ class Controller:
                 custom=tuple(m for m in spec.metrics if m.name == "custom"),
             )
 
-        def of(revision: str) -> list[dict[str, Any]]:
+        def of(revision: str) -> list[Mapping[str, Any]]:
             return [
                 p
                 for p in pods
@@ -215,7 +283,7 @@ class Controller:
             raise
         return any(r.get("name") == api.plural for r in resources.get("resources", ()))
 
-    async def _carry_out(self, body: Mapping[str, Any], result: Plan) -> None:
+    async def _carry_out(self, body: Mapping[str, Any], result: Plan, world: _World) -> None:
         client = self._client
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         status = result.status
@@ -228,7 +296,8 @@ class Controller:
         for deployment, replicas in result.scale:
             await client.scale("Deployment", namespace, deployment, replicas)
         for kind, child in result.delete:
-            if await client.delete(kind, namespace, child):
+            uid = world.owned.get((kind, child), "")
+            if uid and await client.delete(kind, namespace, child, uid=uid):
                 logger.info("deleted %s %s/%s", kind, namespace, child)
         old_status = body.get("status") or {}
         if _comparable(old_status) != _comparable(status):

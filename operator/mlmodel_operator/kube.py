@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 # kind -> (API prefix, plural) for everything the operator touches.
 RESOURCES: dict[str, tuple[str, str]] = {
     "Deployment": ("/apis/apps/v1", "deployments"),
+    "ReplicaSet": ("/apis/apps/v1", "replicasets"),
     "Service": ("/api/v1", "services"),
     "Pod": ("/api/v1", "pods"),
     "Event": ("/api/v1", "events"),
@@ -170,15 +171,16 @@ class KubeClient:
             raise
         return True
 
-    async def delete(self, kind: str, namespace: str, name: str) -> bool:
+    async def delete(self, kind: str, namespace: str, name: str, *, uid: str = "") -> bool:
+        """Delete, with `uid` as a precondition when given: an object recreated under the
+        same name since it was read (by someone else) is left alone (409)."""
+        body: dict[str, Any] = {"propagationPolicy": "Background"}
+        if uid:
+            body["preconditions"] = {"uid": uid}
         try:
-            await self.request(
-                "DELETE",
-                _path(kind, namespace, name),
-                body={"propagationPolicy": "Background"},
-            )
+            await self.request("DELETE", _path(kind, namespace, name), body=body)
         except ApiError as error:
-            if error.status == 404:
+            if error.status in (404, 409):
                 return False
             raise
         return True

@@ -70,6 +70,9 @@ class Inputs:
     disruption_budgets: frozenset[str] = frozenset()  # names that exist
     # What the metrics provider read this reconcile (None: analysis off or nothing read).
     metrics: analysis_loop.Reading | None = None
+    # Names this MLModel would write that exist and belong to something else:
+    # (kind, name) -> who holds it. Such a name is never taken over.
+    taken: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
 
 def _ready_text(health: RevisionHealth) -> str:
@@ -131,7 +134,28 @@ def plan(inputs: Inputs) -> Plan:
             f"traffic router {router.name} needs the {router.required.kind} API "
             f"({router.required.crd}), which is not installed in this cluster; {serving}",
         )
-    return _Planner(inputs, spec, router, interval, analysis).plan()
+    result = _Planner(inputs, spec, router, interval, analysis).plan()
+    clashes = [
+        f"{kind} {name} ({inputs.taken[(kind, name)]})"
+        for kind, name in written(result)
+        if (kind, name) in inputs.taken
+    ]
+    if clashes:
+        return _blocked(
+            inputs,
+            "NameTaken",
+            f"{'; '.join(clashes)} already exist{'s' if len(clashes) == 1 else ''} and "
+            "the operator never takes over an object it did not create; rename the MLModel "
+            "or remove the object. Nothing was changed",
+        )
+    return result
+
+
+def written(result: Plan) -> list[tuple[str, str]]:
+    """(kind, name) of every object a plan would create or change."""
+    names = [(obj["kind"], obj["metadata"]["name"]) for obj in result.apply]
+    names.extend(("Deployment", name) for name, _ in result.scale)
+    return names
 
 
 class _Planner:

@@ -489,3 +489,38 @@ def test_kubectl_apply_refuses_an_invalid_mlmodel_with_a_clear_message(
     result = cluster.kubectl("apply", "-f", "-", input_text=manifest, check=False)
     assert result.returncode != 0, f"{name} was accepted"
     assert message in result.stderr
+
+
+def test_an_mlmodel_never_takes_over_a_service_it_did_not_create(
+    cluster: ControlPlane, namespace: str, operators: OperatorEnv
+) -> None:
+    """An MLModel named like an existing Service must not rewrite its selector or adopt it
+    (it would then be deleted with the MLModel)."""
+    operators.start(namespace)
+    cluster.kubectl("create", "service", "clusterip", "redis", "--tcp=6379:6379", "-n", namespace)
+    apply(cluster, mlmodel("redis", namespace))
+    status = wait_phase(cluster, namespace, "redis", "Degraded")
+    assert "Service redis (not managed by any MLModel) already exists" in status["message"]
+    service = get_json(cluster, "service", "redis", "-n", namespace)
+    assert service["spec"]["selector"] == {"app": "redis"}
+    assert "ownerReferences" not in service["metadata"]
+    assert deployments(cluster, namespace) == []
+    reasons = [e["reason"] for e in events_for(cluster, namespace, "redis")]
+    assert "NameTaken" in reasons
+
+
+def test_two_mlmodels_whose_service_names_collide_do_not_steal_from_each_other(
+    cluster: ControlPlane, namespace: str, operators: OperatorEnv
+) -> None:
+    """`iris` owns Service `iris-canary`; an MLModel named `iris-canary` must not take it."""
+    operators.start(namespace)
+    apply(cluster, mlmodel("iris", namespace))
+    wait_phase(cluster, namespace, "iris", "Healthy")
+    before = get_json(cluster, "service", "iris-canary", "-n", namespace)
+    apply(cluster, mlmodel("iris-canary", namespace))
+    status = wait_phase(cluster, namespace, "iris-canary", "Degraded")
+    assert "Service iris-canary (controlled by MLModel iris)" in status["message"]
+    after = get_json(cluster, "service", "iris-canary", "-n", namespace)
+    assert after["spec"]["selector"] == before["spec"]["selector"]
+    assert after["metadata"]["ownerReferences"] == before["metadata"]["ownerReferences"]
+    assert wait_phase(cluster, namespace, "iris", "Healthy")

@@ -108,6 +108,7 @@ def run(
     disruption_budgets: frozenset[str] = frozenset(),
     metrics: Reading | None = None,
     generation: int = 1,
+    taken: Mapping[tuple[str, str], str] | None = None,
 ) -> Plan:
     return plan(
         Inputs(
@@ -123,6 +124,7 @@ def run(
             router_available=router_available,
             disruption_budgets=disruption_budgets,
             metrics=metrics,
+            taken=taken or {},
         )
     )
 
@@ -701,3 +703,22 @@ def test_a_stable_deleted_by_hand_mid_rollout_is_not_scaled_and_status_says_so()
     assert result.status["stable"]["readyReplicas"] == 0
     assert result.status["phase"] == "Degraded"
     assert f"the Deployment of stable revision {R1} is missing" in result.status["message"]
+
+
+def test_a_name_held_by_another_object_is_never_taken_over() -> None:
+    """An MLModel named like an existing Service (say `redis`) must not adopt it."""
+    result = run(V1, taken={("Service", "iris"): "not managed by any MLModel"})
+    assert (result.apply, result.scale, result.delete) == ([], [], [])
+    assert result.status["phase"] == "Degraded"
+    assert "Service iris (not managed by any MLModel) already exists" in result.status["message"]
+    assert ("Warning", "NameTaken") in [(e.type, e.reason) for e in result.events]
+
+
+def test_a_serving_model_whose_new_name_clashes_keeps_serving_and_says_why() -> None:
+    first_step, observed = canary_at_first_step()
+    taken = {("Deployment", f"iris-{R3}"): "controlled by MLModel other"}
+    result = run(V3, first_step.status, observed=observed, now_s=T0 + 10, taken=taken)
+    assert (result.apply, result.delete) == ([], [])
+    assert result.status["stable"]["revision"] == R1
+    assert condition(result.status, "Ready")["status"] == "True"
+    assert f"Deployment iris-{R3} (controlled by MLModel other)" in result.status["message"]
