@@ -41,6 +41,7 @@ Verdict: TypeAlias = Literal["Pass", "Fail", "Inconclusive"]
 
 METRIC_NAMES = ("error-rate", "latency-p99", "prediction-divergence", "request-rate", "custom")
 SIGNIFICANCE = 0.05  # p-value below which an error-rate increase counts as real
+MIN_INTERVAL_S = 1.0
 
 # CRD field name -> MetricSpec attribute, in the order limits are shown.
 _LIMIT_FIELDS = {
@@ -164,8 +165,10 @@ def parse_analysis(raw: Mapping[str, Any] | None) -> AnalysisSpec:
     provider = raw.get("provider") or {}
     prometheus = provider.get("prometheus")
     interval_s = parse_duration(str(raw.get("interval", "30s")))
-    if interval_s <= 0:
-        raise SpecError("analysis.interval must be longer than zero")
+    if interval_s < MIN_INTERVAL_S:
+        # Each interval costs a metrics read: a tiny one would have the operator read
+        # (and the analysis judge) several times a second for every such model.
+        raise SpecError(f"analysis.interval must be at least {MIN_INTERVAL_S:g}s")
     min_samples = int(raw.get("minSamples", 100))
     failure_limit = int(raw.get("failureLimit", 2))
     if min_samples < 1 or failure_limit < 0:
@@ -183,8 +186,8 @@ def parse_analysis(raw: Mapping[str, Any] | None) -> AnalysisSpec:
             parsed.append(_metric(item, name if seen[name] == 1 else f"{name}#{seen[name]}"))
         metrics = tuple(parsed)
     return AnalysisSpec(
-        provider="prometheus" if prometheus else "scrape",
-        prometheus_url=str(prometheus["url"]) if prometheus else "",
+        provider="prometheus" if prometheus is not None else "scrape",
+        prometheus_url=str(prometheus.get("url", "")) if prometheus is not None else "",
         interval_s=interval_s,
         min_samples=min_samples,
         failure_limit=failure_limit,

@@ -1,11 +1,16 @@
 """One step of canary analysis inside a reconcile: when an interval has ended, judge it.
 
 Pure glue between `analysis` (windows, verdicts, outcomes) and the rollout: the
-controller hands over what a metrics provider read this reconcile (`Reading`), and
-`step` returns the new `status.analysis` and the outcome the rollout obeys until the
-next interval ends. Everything that must survive a restart is in `status.analysis`:
-the attempt it belongs to, when the window started, the window-start snapshots of the
-provider's cumulative values, the verdict counts and the last outcome.
+controller hands over the latest reading a metrics provider took (`Reading`, read off
+the reconcile path, so it carries the time it was taken), and `step` returns the new
+`status.analysis`, the outcome the rollout obeys until the next interval ends, and
+when it next wants a reading. A window runs between two readings' times, never the
+reconcile's: a reading taken before the window started is stale and judges nothing,
+and an interval whose reading does not come within the read deadline is judged
+Inconclusive ("no metrics were read"). Everything that must survive a restart is in
+`status.analysis`: the attempt it belongs to, when the window started, the
+window-start snapshots of the provider's cumulative values, the verdict counts and the
+last outcome.
 """
 
 from __future__ import annotations
@@ -44,6 +49,29 @@ class Reading:
     canary: Snapshot | None = None
     custom: Mapping[str, float | None] = field(default_factory=dict)
     error: str = ""
+    taken_at: float | None = None  # Unix seconds; None: taken now (by the caller's clock)
+    # ReadRequest.target it was taken for; () when the caller does not say.
+    target: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReadRequest:
+    """What the analysis wants read, decided by the plan and carried out by the
+    controller's metrics reader: the provider, whom to read, and from when on a
+    reading is wanted (a reading taken at or after `due` serves)."""
+
+    provider: str  # scrape | prometheus
+    stable: str
+    canary: str
+    due: float
+    prometheus_url: str = ""
+    interval_s: float = 30.0
+    custom: tuple[MetricSpec, ...] = ()
+
+    @property
+    def target(self) -> tuple[str, str, str, str]:
+        """Readings for another target (other revisions, provider or URL) never count."""
+        return (self.provider, self.prometheus_url, self.stable, self.canary)
 
 
 @dataclass(frozen=True)
@@ -51,7 +79,9 @@ class Step:
     status: dict[str, Any]
     outcome: Outcome | None  # None: no interval judged yet for this attempt
     judged: bool  # an interval ended in this reconcile
-    due_in: float  # seconds until the current interval ends
+    due_in: float  # seconds until the current interval ends (or, past it, until the
+    # missing reading is given up on)
+    read_due: float  # Unix seconds from which a (new) reading is wanted
 
 
 def _outcome_to_status(outcome: Outcome | None) -> dict[str, str]:
@@ -104,50 +134,70 @@ def step(
     reading: Reading | None,
     now: float,
     baseline: bool = True,
+    read_deadline_s: float = 5.0,
 ) -> Step:
     """Advance the analysis of the canary attempt `attempt_key` ("<revision>/<attempt>").
 
     `baseline` False (the canary takes all traffic): only absolute limits are judged,
-    and with none configured the interval passes on the canary's health alone."""
+    and with none configured the interval passes on the canary's health alone.
+    `read_deadline_s`: how long past an interval's end its reading may take before the
+    interval is judged without one."""
     if not baseline:
         spec = replace(spec, metrics=absolute_only(spec.metrics))
+    taken = now if reading is None or reading.taken_at is None else reading.taken_at
+    fresh = _snapshots(reading)
     if previous.get("attempt") != attempt_key:
         state = AnalysisState()
         status = {
             **state.to_status(),
             "attempt": attempt_key,
-            "windowStart": now,
-            "start": _snapshots(reading),
+            "windowStart": taken if fresh else now,
+            "start": fresh,
         }
-        return Step(status=status, outcome=None, judged=False, due_in=spec.interval_s)
+        started = float(status["windowStart"])
+        return _waiting(
+            spec, status, None, now, started, wanted=not fresh, read_deadline_s=read_deadline_s
+        )
     started = float(previous.get("windowStart", now))
-    elapsed = now - started
     outcome = _outcome_from_status(previous.get("outcome") or {})
     start = previous.get("start") or {}
-    fresh = _snapshots(reading)
-    if reading is not None and fresh and not start:
+    current = reading is not None and taken > started
+    if current and fresh and not start:
         # The first reading of this attempt (or the first since the provider failed):
-        # the window starts now rather than being judged without a beginning.
-        return Step(
-            status={**previous, "windowStart": now, "start": fresh},
-            outcome=outcome,
-            judged=False,
-            due_in=spec.interval_s,
+        # the window starts then rather than being judged without a beginning.
+        status = {**previous, "windowStart": taken, "start": fresh}
+        return _waiting(
+            spec, status, outcome, now, taken, wanted=False, read_deadline_s=read_deadline_s
         )
-    if elapsed < spec.interval_s:
-        return Step(
-            status=dict(previous), outcome=outcome, judged=False, due_in=spec.interval_s - elapsed
+    ended = started + spec.interval_s
+    if current and taken >= ended:
+        elapsed = taken - started
+    elif now >= ended + read_deadline_s:
+        # The interval's reading never came (or the provider keeps failing before the
+        # window could start): judge without it, which is Inconclusive.
+        reading, fresh, taken, elapsed = None, {}, now, now - started
+    else:
+        return _waiting(
+            spec,
+            dict(previous),
+            outcome,
+            now,
+            started,
+            wanted=not start,
+            read_deadline_s=read_deadline_s,
         )
     state = AnalysisState.from_status(previous)
     if not spec.metrics:
         outcome = Continue("no limit applies without a baseline; the canary takes all traffic")
         status = {
             **previous,
-            "windowStart": now,
+            "windowStart": taken,
             "start": fresh,
             "outcome": _outcome_to_status(outcome),
         }
-        return Step(status=status, outcome=outcome, judged=False, due_in=spec.interval_s)
+        return _waiting(
+            spec, status, outcome, now, taken, wanted=not fresh, read_deadline_s=read_deadline_s
+        )
     results = _judge(spec, start, reading, elapsed)
     state, outcome = decide(
         state, results, failure_limit=spec.failure_limit, on_inconclusive=spec.on_inconclusive
@@ -155,11 +205,39 @@ def step(
     status = {
         **state.to_status(),
         "attempt": attempt_key,
-        "windowStart": now,
+        "windowStart": taken,
         "start": fresh,
         "outcome": _outcome_to_status(outcome),
     }
-    return Step(status=status, outcome=outcome, judged=True, due_in=spec.interval_s)
+    waiting = _waiting(
+        spec, status, outcome, now, taken, wanted=not fresh, read_deadline_s=read_deadline_s
+    )
+    return replace(waiting, judged=True)
+
+
+def _waiting(
+    spec: AnalysisSpec,
+    status: dict[str, Any],
+    outcome: Outcome | None,
+    now: float,
+    started: float,
+    *,
+    wanted: bool,
+    read_deadline_s: float,
+) -> Step:
+    """Nothing (more) to judge now: the window runs from `started`. `wanted`: the window
+    has no starting snapshot yet, so a reading is wanted at once, not at its end. Past
+    the window's end the reading is on its way (its arrival brings the next reconcile),
+    so the fallback is the moment it is given up on."""
+    ended = started + spec.interval_s
+    due_in = ended - now if ended > now else max(0.0, ended + read_deadline_s - now)
+    return Step(
+        status=status,
+        outcome=outcome,
+        judged=False,
+        due_in=due_in,
+        read_due=now if wanted else ended,
+    )
 
 
 def _needs_baseline(metrics: tuple[MetricSpec, ...]) -> bool:

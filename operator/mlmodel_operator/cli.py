@@ -91,7 +91,12 @@ async def run(settings: Settings) -> int:
     try:
         if settings.leader_election and not await elector.acquire(stop):
             return 0
-        controller = Controller(client, settings, metrics)
+        controller = Controller(
+            client,
+            settings,
+            metrics,
+            fence=elector.holds if settings.leader_election else lambda: True,
+        )
         controller.start()
         kopf_stop: asyncio.Future[None] = loop.create_future()
         operator = asyncio.create_task(

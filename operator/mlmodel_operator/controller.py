@@ -16,18 +16,14 @@ import dataclasses
 import datetime as dt
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
-
 from mlmodel_operator import desired, ownership
-from mlmodel_operator.analysis import parse_analysis
-from mlmodel_operator.analysis_loop import Reading
 from mlmodel_operator.kube import ApiError, KubeClient
+from mlmodel_operator.metrics_reader import MetricsReader
 from mlmodel_operator.opmetrics import OperatorMetrics
-from mlmodel_operator.providers import prometheus, scrape
 from mlmodel_operator.reconcile import Inputs, Observed, Plan, plan, written
 from mlmodel_operator.routers import RequiredApi, router_for
 from mlmodel_operator.settings import Settings
@@ -64,24 +60,43 @@ def _comparable(status: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in status.items() if k != "kopf"}
 
 
+class Conflict(RuntimeError):
+    """The MLModel changed between reading it and writing its status."""
+
+
+class NotLeading(RuntimeError):
+    """The Lease ran out: this replica must not write anything more."""
+
+
 class Controller:
-    def __init__(self, client: KubeClient, settings: Settings, metrics: OperatorMetrics) -> None:
+    def __init__(
+        self,
+        client: KubeClient,
+        settings: Settings,
+        metrics: OperatorMetrics,
+        *,
+        fence: Callable[[], bool] = lambda: True,
+    ) -> None:
+        """`fence` says whether this replica may still act (it holds the Lease); it is
+        asked before every write, so a leader whose lease ran out (paused, partitioned)
+        writes nothing even before it notices and stops."""
         self._client = client
         self._settings = settings
         self._metrics = metrics
+        self._fence = fence
         self._queue: asyncio.Queue[Key] = asyncio.Queue()
         self._queued: set[Key] = set()
         self._active: set[Key] = set()
         self._dirty: set[Key] = set()
         self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._workers: list[asyncio.Task[None]] = []
-        self._metrics_session: aiohttp.ClientSession | None = None
+        self._reader: MetricsReader | None = None
 
     def start(self) -> None:
-        # Pods and Prometheus are plain HTTP; a short timeout keeps a dead pod from
-        # stalling a reconcile (the interval is then Inconclusive).
-        self._metrics_session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=scrape.TIMEOUT_S)
+        self._reader = MetricsReader(
+            timeout_s=self._settings.metrics_timeout_seconds,
+            concurrency=self._settings.metrics_concurrency,
+            on_read=self.enqueue,
         )
         self._workers = [
             asyncio.create_task(self._work(), name=f"reconcile-{i}")
@@ -96,8 +111,8 @@ class Controller:
         for worker in self._workers:
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
-        if self._metrics_session is not None:
-            await self._metrics_session.close()
+        if self._reader is not None:
+            await self._reader.close()
 
     def enqueue(self, namespace: str, name: str) -> None:
         key = (namespace, name)
@@ -121,6 +136,13 @@ class Controller:
             started = time.monotonic()
             try:
                 requeue = await self.reconcile(*key)
+            except NotLeading:
+                logger.error("not the leader any more: %s/%s left as it is", *key)
+                requeue = None
+            except Conflict:
+                # The MLModel changed since it was read: decide again on what it is now.
+                logger.debug("%s/%s changed while reconciling; again", *key)
+                requeue = 0.0
             except Exception:
                 logger.exception("reconciling %s/%s failed; retrying in 5 s", *key)
                 requeue = 5.0
@@ -136,15 +158,18 @@ class Controller:
     async def reconcile(self, namespace: str, name: str) -> float | None:
         """One reconcile of one MLModel; returns when to look again (None: gone)."""
         client = self._client
+        reader = self._reader
+        assert reader is not None, "start() first"
         body = await client.get("MLModel", namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             self._timers.pop((namespace, name), None)
+            reader.forget((namespace, name))
+            self._metrics.forget(namespace, name)
             return None  # children go with it: they carry owner references
         metadata = body["metadata"]
         spec = body.get("spec") or {}
         router_available = await self._router_available(spec)
         world = await self._observe(namespace, name, metadata["uid"], spec, router_available)
-        reading = await self._read_metrics(body, world.pods)
         inputs = Inputs(
             ref=desired.ModelRef(name=name, namespace=namespace, uid=metadata["uid"]),
             generation=int(metadata.get("generation", 0)),
@@ -159,7 +184,7 @@ class Controller:
             disruption_budgets=frozenset(
                 n for kind, n in world.owned if kind == "PodDisruptionBudget"
             ),
-            metrics=reading,
+            metrics=reader.latest((namespace, name)),
             taken=world.taken,
         )
         result = plan(inputs)
@@ -167,6 +192,11 @@ class Controller:
         if taken:
             result = plan(dataclasses.replace(inputs, taken={**world.taken, **taken}))
         await self._carry_out(body, result, world)
+        reader.want(
+            (namespace, name),
+            result.read,
+            {revision: seen.pods for revision, seen in world.observed.items()},
+        )
         return result.requeue_after
 
     async def _observe(
@@ -226,46 +256,6 @@ class Controller:
                 taken[(kind, child)] = ownership.describe_holder(existing)
         return taken
 
-    async def _read_metrics(
-        self, body: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]
-    ) -> Reading | None:
-        """Read the stable's and the canary's metrics while a canary takes traffic and
-        the MLModel asks for analysis; None otherwise."""
-        raw = ((body.get("spec") or {}).get("rollout") or {}).get("analysis")
-        status = body.get("status") or {}
-        canary = status.get("canary") or {}
-        stable = (status.get("stable") or {}).get("revision")
-        if not raw or not stable or not canary.get("revision") or canary.get("aborted"):
-            return None
-        if int(canary.get("step", -1)) < 0 or self._metrics_session is None:
-            return None
-        try:
-            spec = parse_analysis(raw)
-        except SpecError:
-            return None  # the plan reports it
-        if spec.provider == "prometheus":
-            return await prometheus.read(
-                self._metrics_session,
-                url=spec.prometheus_url,
-                namespace=body["metadata"]["namespace"],
-                name=body["metadata"]["name"],
-                stable=stable,
-                canary=canary["revision"],
-                interval_s=spec.interval_s,
-                custom=tuple(m for m in spec.metrics if m.name == "custom"),
-            )
-
-        def of(revision: str) -> list[Mapping[str, Any]]:
-            return [
-                p
-                for p in pods
-                if p["metadata"].get("labels", {}).get(desired.REVISION_LABEL) == revision
-            ]
-
-        return await scrape.read(
-            self._metrics_session, stable_pods=of(stable), canary_pods=of(canary["revision"])
-        )
-
     async def _router_available(self, spec: Mapping[str, Any]) -> bool:
         try:
             required = router_for(parse_spec(spec).traffic.router).required
@@ -283,27 +273,45 @@ class Controller:
             raise
         return any(r.get("name") == api.plural for r in resources.get("resources", ()))
 
+    def _check_fence(self) -> None:
+        if not self._fence():
+            raise NotLeading()
+
     async def _carry_out(self, body: Mapping[str, Any], result: Plan, world: _World) -> None:
         client = self._client
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         status = result.status
         for obj in result.apply:
+            self._check_fence()
             applied = await client.apply(obj)
             if obj["kind"] == result.router_kind and "canary" in status:
                 router = router_for((body.get("spec") or {}).get("traffic", {}).get("router"))
                 weight = router.applied_weight(applied)
                 status = {**status, "canary": {**status["canary"], "effectiveWeight": weight}}
         for deployment, replicas in result.scale:
+            self._check_fence()
             await client.scale("Deployment", namespace, deployment, replicas)
         for kind, child in result.delete:
             uid = world.owned.get((kind, child), "")
+            self._check_fence()
             if uid and await client.delete(kind, namespace, child, uid=uid):
                 logger.info("deleted %s %s/%s", kind, namespace, child)
         old_status = body.get("status") or {}
         if _comparable(old_status) != _comparable(status):
+            self._check_fence()
             try:
-                await client.apply_status("MLModel", namespace, name, status)
+                # Conditional on the version that was read: a status decided from an
+                # older MLModel (or by a replica that no longer leads) never wins.
+                await client.apply_status(
+                    "MLModel",
+                    namespace,
+                    name,
+                    status,
+                    resource_version=body["metadata"].get("resourceVersion", ""),
+                )
             except ApiError as error:
+                if error.status == 409:
+                    raise Conflict() from error
                 if error.status != 404:
                     raise
             if old_status.get("phase") != result.status.get("phase"):
@@ -319,6 +327,7 @@ class Controller:
             namespace, name, old_status, status, [event.reason for event in result.events]
         )
         for event in result.events:
+            self._check_fence()
             await client.event(
                 involved=body, type_=event.type, reason=event.reason, message=event.message
             )

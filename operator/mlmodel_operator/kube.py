@@ -138,13 +138,24 @@ class KubeClient:
         return result
 
     async def apply_status(
-        self, kind: str, namespace: str, name: str, status: Mapping[str, Any]
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        *,
+        resource_version: str = "",
     ) -> None:
+        """Server-side apply of the status subresource. With `resource_version` the write
+        is conditional: the API answers 409 if the object changed since it was read."""
         prefix, _ = RESOURCES[kind]
+        metadata = {"name": name, "namespace": namespace}
+        if resource_version:
+            metadata["resourceVersion"] = resource_version
         body = {
             "apiVersion": prefix.removeprefix("/apis/"),
             "kind": kind,
-            "metadata": {"name": name, "namespace": namespace},
+            "metadata": metadata,
             "status": status,
         }
         await self.request(

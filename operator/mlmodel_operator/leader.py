@@ -4,6 +4,13 @@ Two operator replicas must never both act on a model: only the Lease holder
 starts kopf and the work queue; the others wait. Expiry is judged on the local
 clock from when the holder's record last changed (immune to clock skew between
 nodes). A leader that cannot renew within the lease duration stops acting.
+
+The holder may act only until `lease duration` after it *sent* its last successful
+renewal (a standby cannot see the renewal before it was sent, so it cannot take over
+before then): `holds()` says whether that moment has passed, and the controller checks
+it before every write. A renewal is itself cut off at that moment, so a slow API
+server cannot keep an expired leader believing it leads, and a leader paused
+(SIGSTOP, a long GC, a frozen VM) wakes up knowing it no longer may act.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ class LeaderElector:
         self._duration = duration_s
         self._observed: tuple[Any, ...] | None = None
         self._observed_at = 0.0
+        self._valid_until = 0.0  # monotonic: this replica may act until then
 
     @property
     def _path(self) -> str:
@@ -55,7 +63,19 @@ class LeaderElector:
             "leaseTransitions": transitions,
         }
 
+    def holds(self) -> bool:
+        """True while this replica holds the Lease for certain (with a safety margin)."""
+        return time.monotonic() < self._valid_until
+
     async def try_acquire_or_renew(self) -> bool:
+        sent = time.monotonic()
+        if await self._try_acquire_or_renew():
+            margin = min(1.0, self._duration / 10)
+            self._valid_until = sent + self._duration - margin
+            return True
+        return False
+
+    async def _try_acquire_or_renew(self) -> bool:
         lease = await self._client.get("Lease", self._namespace, self._name)
         if lease is None:
             body = {
@@ -112,24 +132,30 @@ class LeaderElector:
         return False
 
     async def hold(self) -> None:
-        """Renew until renewing fails for a whole lease duration; then return."""
-        last_renewed = time.monotonic()
+        """Renew until renewing fails for a whole lease duration; then return.
+
+        Each attempt may take only until the lease runs out: past that, another replica
+        may lead, whatever the answer to a late renewal would have been."""
         while True:
             await asyncio.sleep(self._duration / 3)
+            remaining = self._valid_until - time.monotonic()
+            if remaining <= 0:
+                logger.error("the lease ran out before it could be renewed")
+                return
             try:
-                if await self.try_acquire_or_renew():
-                    last_renewed = time.monotonic()
+                if await asyncio.wait_for(self.try_acquire_or_renew(), timeout=remaining):
                     continue
                 logger.error("lost the lease to another replica")
                 return
+            except TimeoutError:
+                logger.error("renewing the lease took longer than the lease had left")
+                return
             except Exception as error:  # network or API trouble: keep trying until the deadline
                 logger.warning("renewing the lease failed: %s", error)
-            if time.monotonic() - last_renewed > self._duration:
-                logger.error("could not renew the lease for %.0f s", self._duration)
-                return
 
     async def release(self) -> None:
         """Give the Lease up on a clean shutdown, so a standby takes over at once."""
+        self._valid_until = 0.0
         try:
             lease = await self._client.get("Lease", self._namespace, self._name)
             if lease and (lease.get("spec") or {}).get("holderIdentity") == self.identity:

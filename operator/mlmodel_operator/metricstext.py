@@ -255,7 +255,11 @@ def parse(text: str) -> Snapshot:
                 elif name.startswith(VALUES + "_"):
                     _read_histogram(values, name, VALUES, labels, value)
     except (ValueError, KeyError, IndexError) as error:
-        raise MetricsTextError(f"not a Prometheus text exposition: {error}") from error
+        # The parser's message quotes the offending line: text from the pod, which
+        # must not reach status. Say what kind of problem it was, nothing more.
+        raise MetricsTextError(
+            f"not a Prometheus text exposition ({type(error).__name__})"
+        ) from error
     return Snapshot(
         requests=requests, latency=_combine(latency), classes=classes, values=_combine(values)
     )

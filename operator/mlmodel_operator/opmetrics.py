@@ -6,10 +6,14 @@ controller records each reconcile through `observe`, from the status it wrote.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+OUTCOMES = ("Promoted", "RolledBack")
+VERDICTS = ("Pass", "Fail", "Inconclusive")
 
 
 class OperatorMetrics:
@@ -45,6 +49,7 @@ class OperatorMetrics:
             ["namespace", "name", "phase"],
             registry=registry,
         )
+        self._phases: dict[tuple[str, str], set[str]] = {}
 
     def observe(
         self,
@@ -56,7 +61,7 @@ class OperatorMetrics:
     ) -> None:
         """Record what one reconcile changed: its events' reasons and the new status."""
         for reason in reasons:
-            if reason in ("Promoted", "RolledBack"):
+            if reason in OUTCOMES:
                 self.rollouts.labels(namespace, name, reason).inc()
         canary = new.get("canary") or {}
         weight = 0 if canary.get("aborted") else int(canary.get("weight", 0))
@@ -65,7 +70,29 @@ class OperatorMetrics:
         analysis = new.get("analysis") or {}
         if int(analysis.get("interval", 0)) > before and analysis.get("verdict"):
             self.verdicts.labels(namespace, name, analysis["verdict"]).inc()
-        if old.get("phase") != new.get("phase"):
-            if old.get("phase"):
-                self.phase.labels(namespace, name, old["phase"]).set(0)
-            self.phase.labels(namespace, name, new.get("phase", "")).set(1)
+        # Every reconcile sets the phase, not only a change of it: a new leader starts
+        # with an empty registry and must report the phases it finds.
+        self._set_phase(namespace, name, str(new.get("phase", "")))
+
+    def _set_phase(self, namespace: str, name: str, phase: str) -> None:
+        seen = self._phases.setdefault((namespace, name), set())
+        for other in seen - {phase}:
+            self.phase.labels(namespace, name, other).set(0)
+        self.phase.labels(namespace, name, phase).set(1)
+        seen.add(phase)
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Drop every series of a deleted MLModel, so an operator that has seen thousands
+        come and go does not export (and keep in memory) series for each of them."""
+        for phase in self._phases.pop((namespace, name), set()):
+            _remove(self.phase, namespace, name, phase)
+        _remove(self.canary_weight, namespace, name)
+        for outcome in OUTCOMES:
+            _remove(self.rollouts, namespace, name, outcome)
+        for verdict in VERDICTS:
+            _remove(self.verdicts, namespace, name, verdict)
+
+
+def _remove(metric: Counter | Gauge, *labels: str) -> None:
+    with contextlib.suppress(KeyError):  # never recorded: nothing to drop
+        metric.remove(*labels)

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from mlmodel_operator import analysis_loop, desired, rollout
+from mlmodel_operator import analysis_loop, desired, policy, rollout
 from mlmodel_operator.analysis import AnalysisSpec, Continue, Pause, Rollback, parse_analysis
 from mlmodel_operator.conditions import Condition, merge_conditions
 from mlmodel_operator.health import RevisionHealth, assess
@@ -53,6 +53,8 @@ class Plan:
     requeue_after: float = 30.0
     # The kind of the applied object whose weights the router reads back ("" for none).
     router_kind: str = ""
+    # What the analysis wants read for the next reconcile (None: no analysis is live).
+    read: analysis_loop.ReadRequest | None = None
 
 
 @dataclass(frozen=True)
@@ -122,8 +124,27 @@ def plan(inputs: Inputs) -> Plan:
         # its interval is then still the length of a step without pause (default 30s).
         analysis = parse_analysis(spec.analysis) if spec.analysis else None
         interval = analysis.interval_s if analysis else parse_analysis({}).interval_s
+        if analysis is not None and analysis.provider == "prometheus":
+            analysis = replace(
+                analysis, prometheus_url=analysis.prometheus_url or inputs.settings.prometheus_url
+            )
+            if not analysis.prometheus_url:
+                raise SpecError(
+                    "analysis.provider.prometheus has no url and the operator has no default "
+                    "Prometheus (--prometheus-url)"
+                )
     except SpecError as error:
         return _blocked(inputs, "InvalidSpec", f"invalid spec: {error}")
+    refused = policy.violations(
+        spec,
+        namespace=inputs.ref.namespace,
+        prometheus_url=analysis.prometheus_url if analysis else "",
+        settings=inputs.settings,
+    )
+    if refused:
+        return _blocked(
+            inputs, "PolicyViolation", f"refused by the cluster's policy: {'; '.join(refused)}"
+        )
     router = router_for(spec.traffic.router)
     if not inputs.router_available and router.required is not None:
         stable = (inputs.status.get("stable") or {}).get("revision")
@@ -177,6 +198,7 @@ class _Planner:
         self.revision = revision_of(spec, inputs.settings.runtime_image)
         self.version = spec.model.version or self.revision
         self.events: list[Event] = []
+        self.read: analysis_loop.ReadRequest | None = None
 
     def health(self, revision: str) -> RevisionHealth:
         seen = self.inputs.observed.get(revision, Observed(None))
@@ -209,6 +231,7 @@ class _Planner:
             events=self.events,
             requeue_after=self._requeue(new_status, candidate, decision, previous),
             router_kind=self.router.required.kind if self.router.required else "",
+            read=self.read if candidate else None,
         )
 
     def _revisions(
@@ -235,6 +258,11 @@ class _Planner:
         decision: rollout.Decision | None = None
         if candidate:
             decision = self.advance(candidate, stable)
+            live = decision.state.step >= 0 and not decision.state.aborted
+            if live and self.analysis is not None and self.read is None:
+                # The canary takes traffic from this reconcile on: read at once, so the
+                # first window starts with the step rather than a reconcile later.
+                self.read = self._read_target(self.analysis, stable, candidate)
             if decision.promoted:
                 delay = self.spec.rollout.scale_down_delay_seconds
                 previous = {"revision": stable, "deleteAfter": self.inputs.now_s + delay}
@@ -377,7 +405,7 @@ class _Planner:
                 f"canary not ready within {spec.rollout.progress_deadline_seconds}s "
                 f"({_ready_text(canary)} ready)"
             )
-        outcome = self.analyse(state)
+        outcome = self.analyse(state, stable)
         observation = rollout.Observation(
             canary_ready=canary.fully_ready and canary.desired > 0,
             canary_ready_text=_ready_text(canary),
@@ -397,22 +425,44 @@ class _Planner:
             now=inputs.now_s,
         )
 
-    def analyse(self, state: rollout.CanaryState) -> Continue | Pause | Rollback | None:
+    def _read_target(
+        self, analysis: AnalysisSpec, stable: str, canary: str
+    ) -> analysis_loop.ReadRequest:
+        """What to read for this canary, wanted now (`analyse` moves `due` on)."""
+        return analysis_loop.ReadRequest(
+            provider=analysis.provider,
+            prometheus_url=analysis.prometheus_url,
+            stable=stable,
+            canary=canary,
+            due=self.inputs.now_s,
+            interval_s=analysis.interval_s,
+            custom=tuple(m for m in analysis.metrics if m.name == "custom"),
+        )
+
+    def analyse(
+        self, state: rollout.CanaryState, stable: str
+    ) -> Continue | Pause | Rollback | None:
         """Judge an analysis interval when one has ended; the outcome holds until the next.
         Analysis runs only while the canary takes traffic (from step 1 until it is rolled
         back or promoted)."""
         if self.analysis is None or state.step < 0 or state.aborted:
             return None
+        target = self._read_target(self.analysis, stable, state.revision)
+        reading = self.inputs.metrics
+        if reading is not None and reading.target not in ((), target.target):
+            reading = None  # taken for other revisions (a new canary, say)
         result = analysis_loop.step(
             spec=self.analysis,
             previous=self.analysis_status,
             attempt_key=state.key,
-            reading=self.inputs.metrics,
+            reading=reading,
             now=self.inputs.now_s,
             baseline=state.weight < 100,
+            read_deadline_s=self.inputs.settings.metrics_timeout_seconds,
         )
         self.analysis_status = result.status
         self.analysis_due = result.due_in
+        self.read = replace(target, due=result.read_due)
         if result.judged and not isinstance(result.outcome, Continue) and result.outcome:
             verdict = self.analysis_status.get("verdict", "")
             self.events.append(Event("Warning", f"Analysis{verdict}", result.outcome.reason))

@@ -22,6 +22,7 @@ DEFAULT_RESOURCES: Mapping[str, Any] = {
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 LOG_FORMATS = ("text", "json")
 _IMAGE = re.compile(r"^[a-z0-9]+([._/:@-][a-zA-Z0-9_.-]+)*$")
+_HTTP_URL = re.compile(r"^https?://[^/?#@\s]+(/[^?#\s]*)?$")
 
 
 class SettingsError(ValueError):
@@ -43,6 +44,15 @@ class Settings:
     identity: str = ""
     health_address: str = "0.0.0.0:8080"
     leader_election: bool = True
+    # Canary analysis reads: one deadline per model, and at most this many at once.
+    metrics_timeout_seconds: float = 5.0
+    metrics_concurrency: int = 32
+    # Policies a cluster administrator sets for every MLModel (docs/security.md).
+    prometheus_url: str = ""  # the cluster's Prometheus: the default and always allowed
+    allowed_prometheus_urls: tuple[str, ...] = ()  # more URL prefixes MLModels may name
+    forbid_unsafe_pickle: bool = False
+    allowed_gateways: tuple[str, ...] = ()  # "namespace/name"; empty: any
+    allowed_hostnames: tuple[str, ...] = ()  # "host" or "*.suffix"; empty: any
 
 
 def _env(name: str, default: str) -> str:
@@ -83,6 +93,46 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--identity", default=_env("IDENTITY", os.environ.get("POD_NAME", "")))
     parser.add_argument("--health-address", default=_env("HEALTH_ADDRESS", "0.0.0.0:8080"))
     parser.add_argument(
+        "--metrics-timeout-seconds",
+        type=float,
+        default=_env("METRICS_TIMEOUT_SECONDS", "5"),
+        help="deadline of one model's metrics read (all its queries or scrapes together)",
+    )
+    parser.add_argument(
+        "--metrics-concurrency",
+        type=int,
+        default=_env("METRICS_CONCURRENCY", "32"),
+        help="metrics reads in flight at once, over all models",
+    )
+    parser.add_argument(
+        "--prometheus-url",
+        default=_env("PROMETHEUS_URL", ""),
+        help="the cluster's Prometheus: used when an MLModel names none, always allowed",
+    )
+    parser.add_argument(
+        "--allowed-prometheus-urls",
+        default=_env("ALLOWED_PROMETHEUS_URLS", ""),
+        help="comma-separated URL prefixes MLModels may name as their Prometheus "
+        "(port '*' for any port); nothing else is contacted",
+    )
+    parser.add_argument(
+        "--forbid-unsafe-pickle",
+        action="store_true",
+        default=_env("FORBID_UNSAFE_PICKLE", "false").lower() == "true",
+        help="refuse every MLModel with allowUnsafePickle (pickle runs code while loading)",
+    )
+    parser.add_argument(
+        "--allowed-gateways",
+        default=_env("ALLOWED_GATEWAYS", ""),
+        help="comma-separated namespace/name of the Gateways MLModels may attach to (default: any)",
+    )
+    parser.add_argument(
+        "--allowed-hostnames",
+        default=_env("ALLOWED_HOSTNAMES", ""),
+        help="comma-separated hostnames or *.suffix patterns MLModels may claim in "
+        "routes (default: any)",
+    )
+    parser.add_argument(
         "--no-leader-election",
         action="store_true",
         default=_env("LEADER_ELECTION", "true").lower() == "false",
@@ -116,7 +166,17 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
     host, _, port = args.health_address.rpartition(":")
     if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise SettingsError(f"--health-address {args.health_address!r} is not HOST:PORT")
-    namespaces = tuple(n.strip() for n in args.namespaces.split(",") if n.strip())
+    namespaces = _list(args.namespaces)
+    if args.metrics_timeout_seconds <= 0 or args.metrics_concurrency < 1:
+        raise SettingsError("--metrics-timeout-seconds must be > 0, --metrics-concurrency >= 1")
+    prometheus_urls = _list(args.allowed_prometheus_urls)
+    for url in (args.prometheus_url, *prometheus_urls):
+        if url and not _HTTP_URL.match(url):
+            raise SettingsError(f"Prometheus URL {url!r} is not an http(s) URL")
+    gateways = _list(args.allowed_gateways)
+    for gateway in gateways:
+        if gateway.count("/") != 1 or not all(gateway.split("/")):
+            raise SettingsError(f"--allowed-gateways entry {gateway!r} is not namespace/name")
     return Settings(
         runtime_image=args.runtime_image,
         image_pull_policy=args.image_pull_policy,
@@ -131,4 +191,15 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
         identity=args.identity or f"{socket.gethostname()}-{os.getpid()}",
         health_address=f"{host.strip('[]')}:{port}",
         leader_election=not args.no_leader_election,
+        metrics_timeout_seconds=args.metrics_timeout_seconds,
+        metrics_concurrency=args.metrics_concurrency,
+        prometheus_url=args.prometheus_url,
+        allowed_prometheus_urls=prometheus_urls,
+        forbid_unsafe_pickle=args.forbid_unsafe_pickle,
+        allowed_gateways=gateways,
+        allowed_hostnames=_list(args.allowed_hostnames),
     )
+
+
+def _list(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())

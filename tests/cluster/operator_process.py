@@ -65,8 +65,15 @@ class OperatorEnv:
     started: list[OperatorProcess] = field(default_factory=list)
 
     def start(
-        self, namespace: str, *, identity: str = "op-a", lease_seconds: float = 15
+        self,
+        namespace: str,
+        *,
+        identity: str = "op-a",
+        lease_seconds: float = 15,
+        allowed_prometheus_urls: str = "http://127.0.0.1:*",
     ) -> OperatorProcess:
+        """An operator for `namespace`. Every test Prometheus listens on loopback, so
+        the administrator's allow-list of Prometheus URLs is loopback on any port."""
         log = self.directory / f"operator-{namespace}-{identity}-{len(self.started)}.log"
         port = free_port()
         handle = log.open("wb")
@@ -83,6 +90,7 @@ class OperatorEnv:
                 f"--health-address=127.0.0.1:{port}",
                 f"--runtime-image={RUNTIME_IMAGE}",
                 "--resync-seconds=5",
+                f"--allowed-prometheus-urls={allowed_prometheus_urls}",
             ],
             env={**os.environ, "KUBECONFIG": str(self.kubeconfig)},
             stdout=handle,

@@ -310,6 +310,38 @@ def test_a_killed_leader_is_replaced_after_the_lease_expires(
     wait_phase(cluster, namespace, "iris", "Healthy")
 
 
+def test_a_leader_paused_past_its_lease_stops_acting_when_it_wakes(
+    cluster: ControlPlane, namespace: str, operators: OperatorEnv
+) -> None:
+    """SIGSTOP stands for a long GC pause or a frozen node: the standby takes over once
+    the lease expires, and the old leader, woken up, writes nothing and exits."""
+    leader = operators.start(namespace, identity="op-a", lease_seconds=3)
+    wait_for(lambda: "became the leader" in leader.output(), what="op-a to lead")
+    apply(cluster, mlmodel("iris", namespace))
+    wait_phase(cluster, namespace, "iris", "Healthy")
+    standby = operators.start(namespace, identity="op-b", lease_seconds=3)
+    leader.process.send_signal(signal.SIGSTOP)
+    try:
+        wait_for(
+            lambda: "became the leader" in standby.output(),
+            timeout=30,
+            what="op-b to take over from the paused leader",
+        )
+        scaled = yaml.safe_load(mlmodel("iris", namespace, serving={"replicas": 2}))
+        apply(cluster, yaml.safe_dump(scaled))
+        wait_for(
+            lambda: model_status(cluster, namespace, "iris").get("ready") == "2/2",
+            what="the new leader to scale the model",
+        )
+    finally:
+        leader.process.send_signal(signal.SIGCONT)
+    assert leader.process.wait(timeout=20) == 1
+    assert "lease ran out" in leader.output() or "not the leader" in leader.output()
+    lease = get_json(cluster, "lease", f"lease-{namespace}", "-n", "mlmodel-system")
+    assert lease["spec"]["holderIdentity"] == "op-b"
+    assert model_status(cluster, namespace, "iris")["ready"] == "2/2"
+
+
 def test_status_written_by_the_operator_survives_pruning(
     cluster: ControlPlane, namespace: str, operators: OperatorEnv
 ) -> None:
@@ -464,6 +496,22 @@ INVALID = [
         "bad-on-inconclusive",
         {"rollout": {"analysis": {"onInconclusive": "ignore"}}},
         'Unsupported value: "ignore"',
+    ),
+    (
+        "interval-1ms",
+        {"rollout": {"analysis": {"interval": "1ms"}}},
+        "analysis.interval must be at least 1s",
+    ),
+    (
+        "prometheus-url-with-token",
+        {
+            "rollout": {
+                "analysis": {
+                    "provider": {"prometheus": {"url": "http://p.monitoring:9090/?token=x"}}
+                }
+            }
+        },
+        "prometheus.url must be an http(s) URL without credentials",
     ),
 ]
 

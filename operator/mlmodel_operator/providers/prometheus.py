@@ -17,19 +17,22 @@ Custom metrics are the user's PromQL with {{namespace}}, {{name}}, {{revision}} 
 from __future__ import annotations
 
 import asyncio
+import json
 import math
-from typing import Any
+import re
 
 import aiohttp
 
-from mlmodel_operator.analysis import MetricSpec
-from mlmodel_operator.analysis_loop import Reading
+from mlmodel_operator.analysis_loop import Reading, ReadRequest
 from mlmodel_operator.metricstext import Histogram, Snapshot
+from mlmodel_operator.providers.http import ProviderError, describe, get_bounded
 
-TIMEOUT_S = 5.0
+# A `sum by (le)` answer is a few dozen series; a MiB is far beyond any honest answer.
+MAX_BYTES = 1024 * 1024
+_ERROR_TYPE = re.compile(r"^[a-z_]{1,32}$")
 
 
-class PrometheusError(RuntimeError):
+class PrometheusError(ProviderError):
     pass
 
 
@@ -48,21 +51,46 @@ def render_query(query: str, *, namespace: str, name: str, revision: str, interv
     return query
 
 
-async def _query(session: aiohttp.ClientSession, url: str, promql: str) -> list[dict[str, Any]]:
-    async with session.get(f"{url.rstrip('/')}/api/v1/query", params={"query": promql}) as reply:
-        body = await reply.json(content_type=None)
-        if reply.status != 200 or body.get("status") != "success":
-            raise PrometheusError(f"{promql!r}: {body.get('error', reply.status)}")
-        result: list[dict[str, Any]] = body["data"]["result"]
-        return result
+def _vector(body: bytes) -> list[tuple[dict[str, str], float]]:
+    """(labels, value) of an instant-vector answer; anything else is refused without
+    quoting it (the answer could be anything: only the allow-list vouches for the URL)."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        raise PrometheusError("the answer is not JSON") from None
+    if not isinstance(doc, dict) or doc.get("status") != "success":
+        kind = doc.get("errorType") if isinstance(doc, dict) else None
+        detail = f" ({kind})" if isinstance(kind, str) and _ERROR_TYPE.match(kind) else ""
+        raise PrometheusError(f"the query failed{detail}")
+    data = doc.get("data")
+    if not isinstance(data, dict) or data.get("resultType") != "vector":
+        got = data.get("resultType") if isinstance(data, dict) else None
+        shown = got if isinstance(got, str) and _ERROR_TYPE.match(got) else "something else"
+        raise PrometheusError(f"expected an instant vector, got {shown}")
+    series = []
+    for item in data.get("result") or ():
+        try:
+            labels, (_, text) = item["metric"], item["value"]
+            series.append(({str(k): str(v) for k, v in labels.items()}, float(text)))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise PrometheusError("a series of the answer is malformed") from None
+    return series
 
 
-def _by(results: list[dict[str, Any]], label: str) -> dict[str, float]:
+async def _query(
+    session: aiohttp.ClientSession, url: str, promql: str
+) -> list[tuple[dict[str, str], float]]:
+    body = await get_bounded(
+        session, f"{url.rstrip('/')}/api/v1/query", params={"query": promql}, limit=MAX_BYTES
+    )
+    return _vector(body)
+
+
+def _by(results: list[tuple[dict[str, str], float]], label: str) -> dict[str, float]:
     values: dict[str, float] = {}
-    for series in results:
-        value = float(series["value"][1])
+    for labels, value in results:
         if not math.isnan(value):
-            key = series["metric"].get(label, "")
+            key = labels.get(label, "")
             values[key] = values.get(key, 0.0) + value
     return values
 
@@ -70,7 +98,10 @@ def _by(results: list[dict[str, Any]], label: str) -> dict[str, float]:
 def _histogram(buckets: dict[str, float]) -> Histogram | None:
     if not buckets:
         return None
-    pairs = sorted((float(le), count) for le, count in buckets.items())
+    try:
+        pairs = sorted((float(le), count) for le, count in buckets.items())
+    except ValueError:
+        raise PrometheusError("a histogram bucket bound is not a number") from None
     total = pairs[-1][1] if pairs else 0.0
     return Histogram(buckets=tuple(pairs), count=total, sum=0.0)
 
@@ -95,29 +126,37 @@ async def _revision(session: aiohttp.ClientSession, url: str, selector: str) -> 
 
 
 async def read(
-    session: aiohttp.ClientSession,
-    *,
-    url: str,
-    namespace: str,
-    name: str,
-    stable: str,
-    canary: str,
-    interval_s: float,
-    custom: tuple[MetricSpec, ...] = (),
+    session: aiohttp.ClientSession, request: ReadRequest, *, namespace: str, name: str
 ) -> Reading:
+    """Both revisions and the custom queries at once; the caller bounds the time."""
+    url = request.prometheus_url
+
     def selector(revision: str) -> str:
         return f'namespace="{namespace}",mlops_dev_revision="{revision}"'
 
+    async def custom(query: str) -> float | None:
+        promql = render_query(
+            query,
+            namespace=namespace,
+            name=name,
+            revision=request.canary,
+            interval_s=request.interval_s,
+        )
+        results = await _query(session, url, promql)
+        return results[0][1] if len(results) == 1 else None
+
     try:
-        stable_snapshot = await _revision(session, url, selector(stable))
-        canary_snapshot = await _revision(session, url, selector(canary))
-        values: dict[str, float | None] = {}
-        for metric in custom:
-            promql = render_query(
-                metric.query, namespace=namespace, name=name, revision=canary, interval_s=interval_s
-            )
-            results = await _query(session, url, promql)
-            values[metric.key] = float(results[0]["value"][1]) if len(results) == 1 else None
-    except (aiohttp.ClientError, OSError, TimeoutError, PrometheusError, ValueError) as error:
-        return Reading(error=f"prometheus at {url}: {error}")
-    return Reading(stable=stable_snapshot, canary=canary_snapshot, custom=values)
+        (stable, canary), values = await asyncio.gather(
+            asyncio.gather(
+                _revision(session, url, selector(request.stable)),
+                _revision(session, url, selector(request.canary)),
+            ),
+            asyncio.gather(*(custom(metric.query) for metric in request.custom)),
+        )
+    except (aiohttp.ClientError, OSError, ProviderError) as error:
+        return Reading(error=f"prometheus at {url}: {describe(error)}")
+    return Reading(
+        stable=stable,
+        canary=canary,
+        custom={m.key: v for m, v in zip(request.custom, values, strict=True)},
+    )

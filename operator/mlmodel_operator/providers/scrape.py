@@ -1,8 +1,10 @@
 """The `scrape` provider (the default; no Prometheus needed): the operator reads the
 `/metrics` of every ready pod of the stable and the canary revision itself, on the pod's
 IP and `http` container port, exactly as Prometheus would, and adds them up per
-revision. The counters are cumulative: `analysis_loop` takes windows against the
-snapshots it kept in status at the start of the interval.
+revision. Only pods the revision's Deployment controls are read (the controller
+passes no others), and answers are bounded (`providers.http`). The counters are
+cumulative: `analysis_loop` takes windows against the snapshots it kept in status at
+the start of the interval.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ import aiohttp
 from mlmodel_operator.analysis_loop import Reading
 from mlmodel_operator.desired import HTTP_PORT
 from mlmodel_operator.metricstext import MetricsTextError, Snapshot, parse
+from mlmodel_operator.providers.http import ProviderError, describe, get_bounded
 
-TIMEOUT_S = 3.0
+# The runtime's exposition is a few KiB (a few more per class of a classifier).
+MAX_BYTES = 2 * 1024 * 1024
 
 
 def _ready(pod: Mapping[str, Any]) -> bool:
@@ -39,10 +43,12 @@ def metrics_url(pod: Mapping[str, Any]) -> str:
 
 
 async def _read_pod(session: aiohttp.ClientSession, pod: Mapping[str, Any]) -> Snapshot:
-    async with session.get(metrics_url(pod)) as response:
-        if response.status != 200:
-            raise RuntimeError(f"{metrics_url(pod)} answered {response.status}")
-        return parse(await response.text())
+    url = metrics_url(pod)
+    try:
+        body = await get_bounded(session, url, limit=MAX_BYTES)
+        return parse(body.decode("utf-8", errors="replace"))
+    except (ProviderError, MetricsTextError) as error:
+        raise ProviderError(f"pod {pod['metadata'].get('name', '?')} at {url}: {error}") from None
 
 
 async def read_revision(
@@ -65,13 +71,11 @@ async def read(
     stable_pods: Sequence[Mapping[str, Any]],
     canary_pods: Sequence[Mapping[str, Any]],
 ) -> Reading:
+    """Both revisions at once; the caller bounds the time (one deadline per model)."""
     try:
-        stable, canary = await asyncio.wait_for(
-            asyncio.gather(
-                read_revision(session, stable_pods), read_revision(session, canary_pods)
-            ),
-            timeout=TIMEOUT_S,
+        stable, canary = await asyncio.gather(
+            read_revision(session, stable_pods), read_revision(session, canary_pods)
         )
-    except (aiohttp.ClientError, OSError, TimeoutError, RuntimeError, MetricsTextError) as error:
-        return Reading(error=f"scraping the pods failed: {error}")
+    except (aiohttp.ClientError, OSError, ProviderError) as error:
+        return Reading(error=f"scraping the pods failed: {describe(error)}")
     return Reading(stable=stable, canary=canary)

@@ -113,3 +113,48 @@ def test_a_missing_stable_with_a_baseline_is_inconclusive() -> None:
     judged = one_interval(cumulative({"200": 10}, {"200": 10}), cumulative(None, {"200": 100}))
     assert judged.status["verdict"] == "Inconclusive"
     assert "no metrics from the stable pods" in judged.outcome.reason  # type: ignore[union-attr]
+
+
+# --- readings taken off the reconcile path ------------------------------------------------
+
+
+def taken(reading: Reading, at: float) -> Reading:
+    return Reading(stable=reading.stable, canary=reading.canary, taken_at=at)
+
+
+def test_a_window_runs_between_the_times_its_readings_were_taken() -> None:
+    begun = step(spec=SPEC, previous={}, attempt_key="r/1", reading=None, now=0)
+    assert begun.read_due == 0  # no starting snapshot: a reading is wanted at once
+    first = taken(cumulative({"200": 100}, {"200": 100}), at=0.4)
+    started = step(spec=SPEC, previous=begun.status, attempt_key="r/1", reading=first, now=0.5)
+    assert started.status["windowStart"] == 0.4
+    assert started.read_due == 10.4
+    end = taken(cumulative({"200": 300}, {"200": 300}), at=10.45)
+    judged = step(spec=SPEC, previous=started.status, attempt_key="r/1", reading=end, now=10.5)
+    assert judged.judged
+    [error_rate, _] = judged.status["metrics"]
+    assert (error_rate["name"], error_rate["verdict"]) == ("error-rate", "Pass")
+    assert judged.status["windowStart"] == 10.45
+
+
+def test_a_stale_reading_judges_nothing_and_a_fresh_one_is_asked_for() -> None:
+    first = taken(cumulative({"200": 100}, {"200": 100}), at=0)
+    started = one_interval_start(first)
+    # The interval is over, but the latest reading is the one that started the window.
+    waiting = step(spec=SPEC, previous=started.status, attempt_key="r/1", reading=first, now=10.2)
+    assert not waiting.judged
+    assert waiting.read_due == 10
+    assert waiting.due_in == pytest.approx(4.8)  # given up on at 10 s + the 5 s deadline
+
+
+def test_an_interval_whose_reading_never_comes_is_inconclusive() -> None:
+    first = taken(cumulative({"200": 100}, {"200": 100}), at=0)
+    started = one_interval_start(first)
+    late = step(spec=SPEC, previous=started.status, attempt_key="r/1", reading=first, now=15.1)
+    assert late.judged
+    assert late.status["verdict"] == "Inconclusive"
+    assert "no metrics were read" in late.outcome.reason  # type: ignore[union-attr]
+
+
+def one_interval_start(first: Reading) -> Step:
+    return step(spec=SPEC, previous={}, attempt_key="r/1", reading=first, now=0)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 
 from mlmodel_operator.opmetrics import OperatorMetrics
 
@@ -80,3 +80,24 @@ def test_registries_are_independent() -> None:
         )
         is None
     )
+
+
+def test_a_new_leader_reports_the_phase_it_finds_without_a_change() -> None:
+    """After a failover the new leader's registry is empty; status already says Healthy."""
+    registry = CollectorRegistry()
+    OperatorMetrics(registry).observe("ns", "iris", {"phase": "Healthy"}, {"phase": "Healthy"}, [])
+    labels = {"namespace": "ns", "name": "iris", "phase": "Healthy"}
+    assert value(registry, "mlmodel_operator_phase", **labels) == 1
+
+
+def test_a_deleted_models_series_are_dropped() -> None:
+    registry = CollectorRegistry()
+    metrics = OperatorMetrics(registry)
+    progressing = {"phase": "Progressing", "canary": {"weight": 25}}
+    metrics.observe("ns", "iris", {"phase": "Healthy"}, progressing, ["Promoted"])
+    metrics.observe("ns", "other", {}, {"phase": "Healthy"}, [])
+    metrics.forget("ns", "iris")
+    exposition = generate_latest(registry).decode()
+    assert 'name="iris"' not in exposition
+    assert 'name="other"' in exposition
+    metrics.forget("ns", "never-seen")  # nothing to drop is fine

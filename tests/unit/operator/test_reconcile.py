@@ -109,6 +109,7 @@ def run(
     metrics: Reading | None = None,
     generation: int = 1,
     taken: Mapping[tuple[str, str], str] | None = None,
+    settings: Settings = SETTINGS,
 ) -> Plan:
     return plan(
         Inputs(
@@ -117,7 +118,7 @@ def run(
             spec=spec,
             status=status or {},
             observed=observed or {},
-            settings=SETTINGS,
+            settings=settings,
             now=rfc3339(now_s),
             now_s=now_s,
             annotations=annotations or {},
@@ -722,3 +723,65 @@ def test_a_serving_model_whose_new_name_clashes_keeps_serving_and_says_why() -> 
     assert result.status["stable"]["revision"] == R1
     assert condition(result.status, "Ready")["status"] == "True"
     assert f"Deployment iris-{R3} (controlled by MLModel other)" in result.status["message"]
+
+
+# --- the administrator's policies and the metrics the analysis wants ---------------------------
+
+
+def test_a_policy_violation_blocks_the_model_and_the_stable_keeps_serving() -> None:
+    first_step, observed = canary_at_first_step()
+    pickled = {**V3, "model": {**V3["model"], "format": "sklearn", "allowUnsafePickle": True}}
+    strict = Settings(resync_seconds=300.0, forbid_unsafe_pickle=True)
+    result = run(pickled, first_step.status, observed=observed, now_s=T0 + 10, settings=strict)
+    assert (result.apply, result.delete) == ([], [])
+    assert "refused by the cluster's policy" in result.status["message"]
+    assert ("Warning", "PolicyViolation") in [(e.type, e.reason) for e in result.events]
+    assert result.status["stable"]["revision"] == R1
+
+
+PROMETHEUS = model_spec("v2", analysis={"provider": {"prometheus": {}}, "interval": "10s"})
+
+
+def test_an_mlmodel_naming_no_prometheus_reads_the_operators_own() -> None:
+    settings = Settings(resync_seconds=300.0, prometheus_url="http://prometheus.monitoring:9090")
+    waiting = run(
+        PROMETHEUS, healthy_v1(), observed={R1: Observed(deployment(4))}, settings=settings
+    )
+    observed = {R1: Observed(deployment(4)), R2: Observed(deployment(1))}
+    result = run(PROMETHEUS, waiting.status, observed=observed, now_s=T0, settings=settings)
+    assert result.read is not None
+    assert result.read.provider == "prometheus"
+    assert result.read.prometheus_url == "http://prometheus.monitoring:9090"
+    assert (result.read.stable, result.read.canary) == (R1, R2)
+
+
+def test_prometheus_without_any_url_is_an_invalid_spec() -> None:
+    result = run(PROMETHEUS, healthy_v1(), observed={R1: Observed(deployment(4))})
+    assert result.status["phase"] == "Failed"
+    assert "no default Prometheus (--prometheus-url)" in result.status["message"]
+
+
+def test_an_analysed_canary_asks_for_a_reading_at_once_then_at_each_intervals_end() -> None:
+    model = analysed_canary(ANALYSED)
+    first = model.at(T0 + 1)
+    assert first.read is not None
+    assert first.read.due == T0 + 1  # nothing to start the window with yet
+    started = model.at(T0 + 2, reading({"200": 100}, {"200": 0}))
+    assert started.read is not None
+    assert started.read.due == T0 + 12
+    # Without a canary (promoted, or no rollout) nothing is read.
+    assert run(V1, healthy_v1(), observed={R1: Observed(deployment(4))}).read is None
+
+
+def test_a_reading_taken_for_other_revisions_is_never_judged() -> None:
+    model = analysed_canary(ANALYSED)
+    model.at(T0 + 1, reading({"200": 100}, {"200": 0}))
+    foreign = Reading(
+        stable=Snapshot(requests={"200": 900}),
+        canary=Snapshot(requests={"200": 10, "500": 500}),
+        taken_at=T0 + 12,
+        target=("scrape", "", R1, R3),
+    )
+    held = model.at(T0 + 12.5, foreign)
+    assert held.status["analysis"]["interval"] == 0
+    assert held.status["phase"] == "Progressing"
