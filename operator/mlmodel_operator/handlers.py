@@ -16,15 +16,25 @@ from mlmodel_operator.controller import Controller
 from mlmodel_operator.kube import login
 
 
+def configure_kopf(settings: kopf.OperatorSettings) -> None:
+    settings.posting.enabled = False  # the controller posts its own Events
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    # Deployments and Pods are watched only where the operator made them, filtered by
+    # the API server: without it every Pod and Deployment of the cluster would stream
+    # through the operator (the `labels=` filters below are only kopf's, client-side).
+    managed = f"{desired.MANAGED_BY}={desired.OPERATOR}"
+    settings.watching.label_selectors["apps", "v1", "deployments"] = managed
+    settings.watching.label_selectors["v1", "pods"] = managed
+
+
 def build_registry(controller: Controller) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     managed = {desired.MANAGED_BY: desired.OPERATOR}
 
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-        settings.posting.enabled = False  # the controller posts its own Events
-        settings.watching.server_timeout = 300
-        settings.watching.client_timeout = 330
+        configure_kopf(settings)
 
     @kopf.on.login(registry=registry)
     def credentials(**_: Any) -> kopf.ConnectionInfo:

@@ -19,6 +19,14 @@ from mlmodel_operator.desired import ModelRef
 VARIANT_HEADER = "x-mlmodel-variant"
 
 
+def model_paths(model: str) -> tuple[str, str]:
+    """The paths a route sends to the model: its Open Inference Protocol paths (infer,
+    ready, metadata, versions) and its KServe v1 predict path. Nothing else: `/metrics`
+    and the server-wide health paths stay off the gateway, so clients cannot scrape a
+    pod or pad the canary's request counts through it."""
+    return f"/v2/models/{model}", f"/v1/models/{model}:predict"
+
+
 @dataclass(frozen=True)
 class RequiredApi:
     """An API a router needs, checked through discovery before it is used."""

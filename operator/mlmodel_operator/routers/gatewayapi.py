@@ -1,7 +1,7 @@
 """Gateway API router: one HTTPRoute `<name>` with a weighted split between the
 `<name>-stable` and `<name>-canary` Services, and header rules that pin a request
 to one side (`x-mlmodel-variant: canary|stable`); parentRefs and hostnames from
-`spec.traffic.gatewayAPI`."""
+`spec.traffic.gatewayAPI`. Every rule matches the model's inference paths only."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from mlmodel_operator import desired
 from mlmodel_operator.desired import ModelRef
-from mlmodel_operator.routers import VARIANT_HEADER, RequiredApi, owned
+from mlmodel_operator.routers import VARIANT_HEADER, RequiredApi, model_paths, owned
 
 
 def _backend(name: str, weight: int | None = None) -> dict[str, Any]:
@@ -33,12 +33,17 @@ class GatewayApiRouter:
         self, ref: ModelRef, settings: Mapping[str, Any], *, canary_weight: int
     ) -> list[dict[str, Any]]:
         stable, canary = f"{ref.name}-stable", f"{ref.name}-canary"
+        prefix, predict = model_paths(ref.name)
+        # PathPrefix matches whole path elements: /v2/models/iris, not /v2/models/iris2.
+        paths = [
+            {"path": {"type": "PathPrefix", "value": prefix}},
+            {"path": {"type": "Exact", "value": predict}},
+        ]
 
         def pinned(variant: str, service: str) -> dict[str, Any]:
+            header = {"type": "Exact", "name": VARIANT_HEADER, "value": variant}
             return {
-                "matches": [
-                    {"headers": [{"type": "Exact", "name": VARIANT_HEADER, "value": variant}]}
-                ],
+                "matches": [{**path, "headers": [header]} for path in paths],
                 "backendRefs": [_backend(service)],
             }
 
@@ -48,10 +53,11 @@ class GatewayApiRouter:
                 pinned("canary", canary),
                 pinned("stable", stable),
                 {
+                    "matches": paths,
                     "backendRefs": [
                         _backend(stable, 100 - canary_weight),
                         _backend(canary, canary_weight),
-                    ]
+                    ],
                 },
             ],
         }

@@ -1,5 +1,6 @@
 """Istio router: one VirtualService `<name>` routing `spec.traffic.istio.hosts` with the
-same weighted split and the same `x-mlmodel-variant` header rules as the HTTPRoute."""
+same weighted split and the same `x-mlmodel-variant` header rules as the HTTPRoute,
+matching the model's inference paths only."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 from mlmodel_operator import desired
 from mlmodel_operator.desired import ModelRef
-from mlmodel_operator.routers import VARIANT_HEADER, RequiredApi, owned
+from mlmodel_operator.routers import VARIANT_HEADER, RequiredApi, model_paths, owned
 
 
 class IstioRouter:
@@ -38,10 +39,15 @@ class IstioRouter:
                 route["weight"] = weight
             return route
 
+        prefix, predict = model_paths(ref.name)
+        # Istio's prefix is a string prefix: /v2/models/iris would also take iris2.
+        uris = [{"exact": prefix}, {"prefix": prefix + "/"}, {"exact": predict}]
+
         def pinned(variant: str, service: str) -> dict[str, Any]:
+            header = {VARIANT_HEADER: {"exact": variant}}
             return {
                 "name": f"pin-{variant}",
-                "match": [{"headers": {VARIANT_HEADER: {"exact": variant}}}],
+                "match": [{"uri": uri, "headers": header} for uri in uris],
                 "route": [destination(service)],
             }
 
@@ -52,6 +58,7 @@ class IstioRouter:
                 pinned("stable", stable),
                 {
                     "name": "split",
+                    "match": [{"uri": uri} for uri in uris],
                     "route": [
                         destination(stable, 100 - canary_weight),
                         destination(canary, canary_weight),
@@ -66,7 +73,7 @@ class IstioRouter:
     def applied_weight(self, obj: Mapping[str, Any]) -> int | None:
         name = obj["metadata"]["name"]
         for route in obj.get("spec", {}).get("http", ()):
-            if route.get("match"):
+            if any(m.get("headers") for m in route.get("match") or ()):
                 continue
             targets = route.get("route", ())
             for target in targets:

@@ -32,6 +32,10 @@ ISTIO = {"hosts": ["iris.example.com"], "gateways": ["istio-system/public"]}
 STABLE_HOST = "iris-stable.models.svc.cluster.local"
 CANARY_HOST = "iris-canary.models.svc.cluster.local"
 WEIGHTS = [0, 1, 10, 25, 50, 99, 100]
+HTTP_PATHS = [
+    {"path": {"type": "PathPrefix", "value": "/v2/models/iris"}},
+    {"path": {"type": "Exact", "value": "/v1/models/iris:predict"}},
+]
 
 
 def http_route(weight: int, settings: dict[str, Any] = GATEWAY) -> dict[str, Any]:
@@ -95,24 +99,39 @@ def test_the_http_route_pins_variants_by_header_before_the_weighted_split() -> N
     assert route["apiVersion"] == "gateway.networking.k8s.io/v1"
     assert route["kind"] == "HTTPRoute"
     pin_canary, pin_stable, split = route["spec"]["rules"]
+
+    def pin(variant: str) -> list[dict[str, Any]]:
+        header = [{"type": "Exact", "name": "x-mlmodel-variant", "value": variant}]
+        return [{**path, "headers": header} for path in HTTP_PATHS]
+
     assert pin_canary == {
-        "matches": [
-            {"headers": [{"type": "Exact", "name": "x-mlmodel-variant", "value": "canary"}]}
-        ],
+        "matches": pin("canary"),
         "backendRefs": [{"kind": "Service", "name": "iris-canary", "port": 80}],
     }
     assert pin_stable == {
-        "matches": [
-            {"headers": [{"type": "Exact", "name": "x-mlmodel-variant", "value": "stable"}]}
-        ],
+        "matches": pin("stable"),
         "backendRefs": [{"kind": "Service", "name": "iris-stable", "port": 80}],
     }
     assert split == {
+        "matches": HTTP_PATHS,
         "backendRefs": [
             {"kind": "Service", "name": "iris-stable", "port": 80, "weight": 75},
             {"kind": "Service", "name": "iris-canary", "port": 80, "weight": 25},
-        ]
+        ],
     }
+
+
+def test_routes_carry_only_the_models_inference_paths_never_metrics() -> None:
+    for rule in http_route(25)["spec"]["rules"]:
+        paths = {(m["path"]["type"], m["path"]["value"]) for m in rule["matches"]}
+        assert paths == {("PathPrefix", "/v2/models/iris"), ("Exact", "/v1/models/iris:predict")}
+    for route in virtual_service(25)["spec"]["http"]:
+        uris = [m["uri"] for m in route["match"]]
+        assert uris == [
+            {"exact": "/v2/models/iris"},
+            {"prefix": "/v2/models/iris/"},
+            {"exact": "/v1/models/iris:predict"},
+        ]
 
 
 def test_the_http_route_attaches_where_the_spec_says_and_is_owned_by_the_model() -> None:
@@ -180,11 +199,14 @@ def test_the_virtual_service_pins_variants_by_header_before_the_weighted_split()
     assert service["apiVersion"] == "networking.istio.io/v1"
     assert service["kind"] == "VirtualService"
     pin_canary, pin_stable, split = service["spec"]["http"]
-    assert pin_canary["match"] == [{"headers": {"x-mlmodel-variant": {"exact": "canary"}}}]
+    assert pin_canary["match"][0]["headers"] == {"x-mlmodel-variant": {"exact": "canary"}}
+    assert all(m["headers"] == pin_canary["match"][0]["headers"] for m in pin_canary["match"])
     assert pin_canary["route"] == [{"destination": {"host": CANARY_HOST, "port": {"number": 80}}}]
-    assert pin_stable["match"] == [{"headers": {"x-mlmodel-variant": {"exact": "stable"}}}]
+    assert all(
+        m["headers"] == {"x-mlmodel-variant": {"exact": "stable"}} for m in pin_stable["match"]
+    )
     assert pin_stable["route"] == [{"destination": {"host": STABLE_HOST, "port": {"number": 80}}}]
-    assert "match" not in split
+    assert all("headers" not in m for m in split["match"])
     assert split["route"] == [
         {"destination": {"host": STABLE_HOST, "port": {"number": 80}}, "weight": 75},
         {"destination": {"host": CANARY_HOST, "port": {"number": 80}}, "weight": 25},
