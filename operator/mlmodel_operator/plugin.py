@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -50,6 +51,25 @@ def printable(value: object) -> str:
 def _printable_lines(text: str) -> str:
     """Multi-line text the plugin did not compose (kubectl's errors): each line escaped."""
     return "\n".join(printable(line) for line in text.split("\n"))
+
+
+MIN_WATCH_INTERVAL = 0.5
+"""Seconds; a shorter interval would only load the API server (each redraw is a GET)."""
+
+
+def watch_interval(text: str) -> float:
+    """argparse type: seconds between two redraws of `status -w`."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"'{printable(text)}' is not a number of seconds"
+        ) from None
+    if not math.isfinite(seconds) or seconds < MIN_WATCH_INTERVAL:
+        raise argparse.ArgumentTypeError(
+            f"must be at least {MIN_WATCH_INTERVAL} seconds, got '{printable(text)}'"
+        )
+    return seconds
 
 
 def _kubectl() -> str:
@@ -239,7 +259,12 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--full", action="store_true")
         if name == "status":
             command.add_argument("-w", "--watch", action="store_true")
-            command.add_argument("--interval", type=float, default=1.0)
+            command.add_argument(
+                "--interval",
+                type=watch_interval,
+                default=1.0,
+                help=f"seconds between redraws with -w (at least {MIN_WATCH_INTERVAL})",
+            )
     return parser
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from mlmodel_operator.plugin import main, render
+from mlmodel_operator.plugin import build_parser, main, render
 
 pytestmark = pytest.mark.unit
 
@@ -144,3 +144,18 @@ def test_an_error_from_kubectl_is_printed_escaped_line_by_line(
     assert main(["status", "iris"]) == 1
     err = capsys.readouterr().err
     assert err == 'error: Error from server: "x\\x1b[2J" is invalid\nsecond line\\x07\n'
+
+
+@pytest.mark.parametrize("interval", ["0", "-1", "0.01", "nan", "inf", "soon"])
+def test_status_watch_refuses_an_interval_that_would_hammer_the_api_server(
+    interval: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["status", "iris", "-w", "--interval", interval])
+    assert exited.value.code == 2
+    assert "argument --interval" in capsys.readouterr().err
+
+
+def test_status_watch_accepts_an_interval_of_half_a_second_or_more() -> None:
+    assert build_parser().parse_args(["status", "iris", "-w", "--interval", "0.5"]).interval == 0.5
+    assert build_parser().parse_args(["status", "iris", "-w"]).interval == 1.0
