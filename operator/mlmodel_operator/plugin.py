@@ -7,7 +7,8 @@ MLModel, each scoped to the canary revision and attempt shown in its status (see
 Everything it does can be done with plain `kubectl annotate` (docs/rollouts.md).
 
 Strings in an MLModel come from its author and from model files, so every one is
-escaped before it reaches the terminal (`printable`).
+escaped before it reaches the terminal (`printable`); names given on the command
+line must be Kubernetes object names and reach kubectl only after `--`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -53,8 +55,32 @@ def _printable_lines(text: str) -> str:
     return "\n".join(printable(line) for line in text.split("\n"))
 
 
+_DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_OBJECT_NAME = re.compile(rf"{_DNS1123_LABEL}(\.{_DNS1123_LABEL})*")
+_NAMESPACE = re.compile(_DNS1123_LABEL)
 MIN_WATCH_INTERVAL = 0.5
 """Seconds; a shorter interval would only load the API server (each redraw is a GET)."""
+
+
+def object_name(text: str) -> str:
+    """argparse type: a Kubernetes object name (a DNS-1123 subdomain), so nothing the
+    user types can reach kubectl as a flag."""
+    if len(text) > 253 or not _OBJECT_NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"'{printable(text)}' is not a valid object name (lowercase letters, digits, "
+            "'-' and '.', starting and ending with a letter or digit, at most 253 characters)"
+        )
+    return text
+
+
+def namespace_name(text: str) -> str:
+    """argparse type: a namespace name (a DNS-1123 label)."""
+    if len(text) > 63 or not _NAMESPACE.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"'{printable(text)}' is not a valid namespace name (lowercase letters, digits "
+            "and '-', starting and ending with a letter or digit, at most 63 characters)"
+        )
+    return text
 
 
 def watch_interval(text: str) -> float:
@@ -103,12 +129,12 @@ def _run(args: argparse.Namespace, *command: str) -> str:
 
 
 def _get(args: argparse.Namespace) -> dict[str, Any]:
-    body: dict[str, Any] = json.loads(_run(args, "get", "mlmodel", args.name, "-o", "json"))
+    body: dict[str, Any] = json.loads(_run(args, "get", "mlmodel", "-o", "json", "--", args.name))
     return body
 
 
 def _annotate(args: argparse.Namespace, *pairs: str) -> None:
-    _run(args, "annotate", "mlmodel", args.name, "--overwrite", *pairs)
+    _run(args, "annotate", "mlmodel", "--overwrite", "--", args.name, *pairs)
 
 
 def _canary(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -251,8 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (_, help_text) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
-        command.add_argument("name", help="the MLModel")
-        command.add_argument("-n", "--namespace", default="")
+        command.add_argument("name", type=object_name, help="the MLModel")
+        command.add_argument("-n", "--namespace", type=namespace_name, default=None)
         command.add_argument("--kubeconfig", default="")
         command.add_argument("--context", default="")
         if name == "promote":

@@ -159,3 +159,48 @@ def test_status_watch_refuses_an_interval_that_would_hammer_the_api_server(
 def test_status_watch_accepts_an_interval_of_half_a_second_or_more() -> None:
     assert build_parser().parse_args(["status", "iris", "-w", "--interval", "0.5"]).interval == 0.5
     assert build_parser().parse_args(["status", "iris", "-w"]).interval == 1.0
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["status", "--", "--raw=/api/v1/secrets"],
+        ["promote", "--", "-oyaml"],
+        ["abort", "Iris"],
+        ["pause", "iris model"],
+        ["resume", ""],
+        ["status", "a" * 254],
+        ["status", "iris", "--namespace=-A"],
+        ["status", "iris", "-n", "Models"],
+    ],
+    ids=["flag", "short-flag", "uppercase", "space", "empty", "too-long", "ns-flag", "ns-upper"],
+)
+def test_a_name_that_is_not_a_kubernetes_object_name_is_refused_before_kubectl_runs(
+    argv: list[str],
+    fake_kubectl: Callable[..., FakeKubectl],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    fake = fake_kubectl(in_rollout())
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert "not a valid" in capsys.readouterr().err
+    assert fake.calls == []
+
+
+def test_kubectl_is_given_the_name_after_a_double_dash(
+    fake_kubectl: Callable[..., FakeKubectl],
+) -> None:
+    fake = fake_kubectl(in_rollout())
+    assert main(["promote", "iris.v2", "-n", "models"]) == 0
+    get, annotate = fake.calls
+    assert get[1:] == ["--namespace=models", "get", "mlmodel", "-o", "json", "--", "iris.v2"]
+    assert annotate[1:] == [
+        "--namespace=models",
+        "annotate",
+        "mlmodel",
+        "--overwrite",
+        "--",
+        "iris.v2",
+        "mlops.dev/promote=bbb/1/0",
+    ]
