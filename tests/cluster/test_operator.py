@@ -498,6 +498,11 @@ INVALID = [
         'Unsupported value: "ignore"',
     ),
     (
+        "uri-with-credentials",
+        {"model": {"uri": "https://user:secret@models.example/iris.skops"}},
+        "model.uri must not carry credentials",
+    ),
+    (
         "interval-1ms",
         {"rollout": {"analysis": {"interval": "1ms"}}},
         "analysis.interval must be at least 1s",
