@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, TypeAlias
 
+from mlmodel_operator.errors import SpecError
 from mlmodel_operator.metricstats import (
     error_counts,
     error_rate,
@@ -35,7 +36,7 @@ from mlmodel_operator.metricstats import (
     output_distributions,
 )
 from mlmodel_operator.metricstext import Snapshot
-from mlmodel_operator.spec import SpecError, parse_duration
+from mlmodel_operator.spec import parse_duration
 
 Verdict: TypeAlias = Literal["Pass", "Fail", "Inconclusive"]
 

@@ -20,14 +20,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlmodel_operator import desired, ownership
+from mlmodel_operator import naming, ownership
+from mlmodel_operator.errors import SpecError
 from mlmodel_operator.kube import ApiError, KubeClient
 from mlmodel_operator.metrics_reader import MetricsReader
 from mlmodel_operator.opmetrics import OperatorMetrics
 from mlmodel_operator.reconcile import Inputs, Observed, Plan, plan, written
-from mlmodel_operator.routers import RequiredApi, router_for
+from mlmodel_operator.routers import ApiResource, router_for
 from mlmodel_operator.settings import Settings
-from mlmodel_operator.spec import SpecError, parse_spec
+from mlmodel_operator.spec import parse_or_error
 
 logger = logging.getLogger(__name__)
 Key = tuple[str, str]  # (namespace, name)
@@ -45,14 +46,7 @@ class _World:
     pods: list[Mapping[str, Any]] = field(default_factory=list)  # of every owned revision
     owned: dict[tuple[str, str], str] = field(default_factory=dict)  # (kind, name) -> uid
     taken: dict[tuple[str, str], str] = field(default_factory=dict)  # -> who holds it
-
-
-def _router_kind(spec: Mapping[str, Any]) -> str:
-    try:
-        required = router_for(parse_spec(spec).traffic.router).required
-    except SpecError:
-        return ""
-    return required.kind if required else ""
+    route: Mapping[str, Any] | None = None  # the router's object `<name>`, if owned
 
 
 def _comparable(status: Mapping[str, Any]) -> dict[str, Any]:
@@ -167,11 +161,14 @@ class Controller:
             self._metrics.forget(namespace, name)
             return None  # children go with it: they carry owner references
         metadata = body["metadata"]
-        spec = body.get("spec") or {}
-        router_available = await self._router_available(spec)
-        world = await self._observe(namespace, name, metadata["uid"], spec, router_available)
+        spec = parse_or_error(body.get("spec") or {})
+        api = None if isinstance(spec, SpecError) else router_for(spec.traffic.router).api
+        router_available = api is None or await self._api_served(api)
+        world = await self._observe(
+            namespace, name, metadata["uid"], api if router_available else None
+        )
         inputs = Inputs(
-            ref=desired.ModelRef(name=name, namespace=namespace, uid=metadata["uid"]),
+            ref=naming.ModelRef(name=name, namespace=namespace, uid=metadata["uid"]),
             generation=int(metadata.get("generation", 0)),
             spec=spec,
             status=body.get("status") or {},
@@ -186,6 +183,7 @@ class Controller:
             ),
             metrics=reader.latest((namespace, name)),
             taken=world.taken,
+            route=world.route,
         )
         result = plan(inputs)
         taken = await self._foreign(namespace, metadata["uid"], result, world)
@@ -200,26 +198,21 @@ class Controller:
         return result.requeue_after
 
     async def _observe(
-        self,
-        namespace: str,
-        name: str,
-        uid: str,
-        spec: Mapping[str, Any],
-        router_available: bool,
+        self, namespace: str, name: str, uid: str, router_api: ApiResource | None
     ) -> _World:
         """The MLModel's children as the API reports them, counting only what this
         MLModel controls (by uid): objects that merely carry its labels are someone
-        else's, and their names are taken."""
+        else's, and their names are taken. `router_api`: the router's object kind, when
+        the router writes one and its API is served."""
         client = self._client
-        selector = f"{desired.MODEL_LABEL}={name},{desired.MANAGED_BY}={desired.OPERATOR}"
+        selector = f"{naming.MODEL_LABEL}={name},{naming.MANAGED_BY}={naming.OPERATOR}"
         kinds = ["Deployment", "Service", "PodDisruptionBudget"]
-        router_kind = _router_kind(spec)
-        if router_kind and router_available:
-            kinds.append(router_kind)
+        if router_api is not None:
+            kinds.append(router_api.kind)
         listed = await asyncio.gather(
             *(client.list(kind, namespace, selector=selector) for kind in kinds),
-            client.list("ReplicaSet", namespace, selector=f"{desired.MODEL_LABEL}={name}"),
-            client.list("Pod", namespace, selector=f"{desired.MODEL_LABEL}={name}"),
+            client.list("ReplicaSet", namespace, selector=f"{naming.MODEL_LABEL}={name}"),
+            client.list("Pod", namespace, selector=f"{naming.MODEL_LABEL}={name}"),
         )
         *children, replicasets, pods = listed
         world = _World()
@@ -231,11 +224,13 @@ class Controller:
                     world.owned[key] = ownership.uid_of(obj)
                     if kind == "Deployment":
                         mine.append(obj)
+                    elif router_api is not None and key == (router_api.kind, name):
+                        world.route = obj
                 else:
                     world.taken[key] = ownership.describe_holder(obj)
         pods_of = ownership.owned_chain(mine, replicasets, pods)
         for deployment in mine:
-            revision = deployment["metadata"].get("labels", {}).get(desired.REVISION_LABEL)
+            revision = deployment["metadata"].get("labels", {}).get(naming.REVISION_LABEL)
             if revision:
                 revision_pods = pods_of[ownership.uid_of(deployment)]
                 world.observed[revision] = Observed(deployment, revision_pods)
@@ -256,17 +251,10 @@ class Controller:
                 taken[(kind, child)] = ownership.describe_holder(existing)
         return taken
 
-    async def _router_available(self, spec: Mapping[str, Any]) -> bool:
-        try:
-            required = router_for(parse_spec(spec).traffic.router).required
-        except SpecError:
-            return True  # the plan reports the invalid spec itself
-        return required is None or await self._api_served(required)
-
-    async def _api_served(self, api: RequiredApi) -> bool:
+    async def _api_served(self, api: ApiResource) -> bool:
         """Discovery (allowed to every authenticated user): is the router's CRD installed?"""
         try:
-            resources = await self._client.request("GET", f"/apis/{api.group_version}")
+            resources = await self._client.request("GET", api.prefix)
         except ApiError as error:
             if error.status == 404:
                 return False
@@ -283,11 +271,7 @@ class Controller:
         status = result.status
         for obj in result.apply:
             self._check_fence()
-            applied = await client.apply(obj)
-            if obj["kind"] == result.router_kind and "canary" in status:
-                router = router_for((body.get("spec") or {}).get("traffic", {}).get("router"))
-                weight = router.applied_weight(applied)
-                status = {**status, "canary": {**status["canary"], "effectiveWeight": weight}}
+            await client.apply(obj)
         for deployment, replicas in result.scale:
             self._check_fence()
             await client.scale("Deployment", namespace, deployment, replicas)

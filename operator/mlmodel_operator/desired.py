@@ -7,65 +7,26 @@ cares about, and applied with server-side apply, so fields set by others
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from mlmodel_operator.naming import (
+    HTTP_PORT,
+    MODEL_LABEL,
+    REVISION_LABEL,
+    SERVICE_PORT,
+    VARIANT_LABEL,
+    ModelRef,
+    base_labels,
+    deployment_name,
+    owned_metadata,
+)
 from mlmodel_operator.settings import Settings
 from mlmodel_operator.spec import MLModelSpec
 
-GROUP = "mlops.dev"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-KIND = "MLModel"
-
-MANAGED_BY = "app.kubernetes.io/managed-by"
-OPERATOR = "mlmodel-operator"
-MODEL_LABEL = "mlops.dev/model"
-REVISION_LABEL = "mlops.dev/revision"
-VARIANT_LABEL = "mlops.dev/variant"
-
-HTTP_PORT = 8080
-SERVICE_PORT = 80
 MODELS_DIR = "/models"
 PVC_ROOT = "/mnt/pvc"
 CREDENTIALS_DIR = "/var/run/secrets/mlmodel/credentials"
 RUNTIME_UID = 65532
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """The MLModel that owns the objects."""
-
-    name: str
-    namespace: str
-    uid: str
-
-    def owner_reference(self) -> dict[str, Any]:
-        return {
-            "apiVersion": API_VERSION,
-            "kind": KIND,
-            "name": self.name,
-            "uid": self.uid,
-            "controller": True,
-            "blockOwnerDeletion": True,
-        }
-
-
-def deployment_name(model: str, revision: str) -> str:
-    return f"{model}-{revision}"
-
-
-def base_labels(model: str) -> dict[str, str]:
-    return {MANAGED_BY: OPERATOR, MODEL_LABEL: model}
-
-
-def _metadata(ref: ModelRef, name: str, labels: dict[str, str]) -> dict[str, Any]:
-    return {
-        "name": name,
-        "namespace": ref.namespace,
-        "labels": labels,
-        "ownerReferences": [ref.owner_reference()],
-    }
 
 
 def _convert_args(spec: MLModelSpec) -> list[str]:
@@ -235,7 +196,7 @@ def deployment(
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _metadata(
+        "metadata": owned_metadata(
             ref,
             deployment_name(ref.name, revision),
             {**base_labels(ref.name), REVISION_LABEL: revision, VARIANT_LABEL: variant},
@@ -258,7 +219,7 @@ def service(ref: ModelRef, name: str, selector: dict[str, str]) -> dict[str, Any
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _metadata(ref, name, base_labels(ref.name)),
+        "metadata": owned_metadata(ref, name, base_labels(ref.name)),
         "spec": {
             "type": "ClusterIP",
             "selector": selector,
@@ -285,7 +246,7 @@ def disruption_budget(ref: ModelRef, revision: str) -> dict[str, Any]:
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": _metadata(
+        "metadata": owned_metadata(
             ref,
             deployment_name(ref.name, revision),
             {**base_labels(ref.name), REVISION_LABEL: revision},

@@ -11,7 +11,7 @@ from typing import Any
 
 import kopf
 
-from mlmodel_operator import desired
+from mlmodel_operator import naming
 from mlmodel_operator.controller import Controller
 from mlmodel_operator.kube import login
 
@@ -23,14 +23,14 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     # Deployments and Pods are watched only where the operator made them, filtered by
     # the API server: without it every Pod and Deployment of the cluster would stream
     # through the operator (the `labels=` filters below are only kopf's, client-side).
-    managed = f"{desired.MANAGED_BY}={desired.OPERATOR}"
+    managed = f"{naming.MANAGED_BY}={naming.OPERATOR}"
     settings.watching.label_selectors["apps", "v1", "deployments"] = managed
     settings.watching.label_selectors["v1", "pods"] = managed
 
 
 def build_registry(controller: Controller) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
-    managed = {desired.MANAGED_BY: desired.OPERATOR}
+    managed = {naming.MANAGED_BY: naming.OPERATOR}
 
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -40,18 +40,18 @@ def build_registry(controller: Controller) -> kopf.OperatorRegistry:
     def credentials(**_: Any) -> kopf.ConnectionInfo:
         return login()  # the same credentials as the operator's own client
 
-    @kopf.on.event(desired.GROUP, desired.VERSION, "mlmodels", registry=registry)  # type: ignore[arg-type]
+    @kopf.on.event(naming.GROUP, naming.VERSION, "mlmodels", registry=registry)  # type: ignore[arg-type]
     async def mlmodel_changed(name: str, namespace: str, **_: Any) -> None:
         controller.enqueue(namespace, name)
 
     @kopf.on.event("apps", "v1", "deployments", labels=managed, registry=registry)  # type: ignore[arg-type]
     async def deployment_changed(labels: dict[str, str], namespace: str, **_: Any) -> None:
-        if model := labels.get(desired.MODEL_LABEL):
+        if model := labels.get(naming.MODEL_LABEL):
             controller.enqueue(namespace, model)
 
     @kopf.on.event("", "v1", "pods", labels=managed, registry=registry)  # type: ignore[arg-type]
     async def pod_changed(labels: dict[str, str], namespace: str, **_: Any) -> None:
-        if model := labels.get(desired.MODEL_LABEL):
+        if model := labels.get(naming.MODEL_LABEL):
             controller.enqueue(namespace, model)
 
     return registry

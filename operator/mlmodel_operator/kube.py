@@ -18,6 +18,8 @@ from urllib.parse import quote, urlencode
 import aiohttp
 import kopf
 
+from mlmodel_operator.routers import router_apis
+
 FIELD_MANAGER = "mlmodel-operator"
 logger = logging.getLogger(__name__)
 
@@ -31,9 +33,15 @@ RESOURCES: dict[str, tuple[str, str]] = {
     "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets"),
     "MLModel": ("/apis/mlops.dev/v1alpha1", "mlmodels"),
     "Lease": ("/apis/coordination.k8s.io/v1", "leases"),
-    "HTTPRoute": ("/apis/gateway.networking.k8s.io/v1", "httproutes"),
-    "VirtualService": ("/apis/networking.istio.io/v1", "virtualservices"),
 }
+
+
+def _resource(kind: str) -> tuple[str, str]:
+    """(API prefix, plural) of a kind: the fixed table, then the routers' own APIs."""
+    if kind in RESOURCES:
+        return RESOURCES[kind]
+    api = router_apis()[kind]
+    return api.prefix, api.plural
 
 
 class ApiError(RuntimeError):
@@ -43,7 +51,7 @@ class ApiError(RuntimeError):
 
 
 def _path(kind: str, namespace: str, name: str | None = None, sub: str | None = None) -> str:
-    prefix, plural = RESOURCES[kind]
+    prefix, plural = _resource(kind)
     path = f"{prefix}/namespaces/{quote(namespace)}/{plural}"
     if name is not None:
         path += f"/{quote(name)}"
@@ -148,7 +156,7 @@ class KubeClient:
     ) -> None:
         """Server-side apply of the status subresource. With `resource_version` the write
         is conditional: the API answers 409 if the object changed since it was read."""
-        prefix, _ = RESOURCES[kind]
+        prefix, _ = _resource(kind)
         metadata = {"name": name, "namespace": namespace}
         if resource_version:
             metadata["resourceVersion"] = resource_version

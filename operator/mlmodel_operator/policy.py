@@ -11,10 +11,10 @@ ValidatingAdmissionPolicy examples in manifests/policies/ refuse the same things
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
+from mlmodel_operator.routers import router_for
 from mlmodel_operator.settings import Settings
 from mlmodel_operator.spec import MLModelSpec
 
@@ -76,33 +76,6 @@ def _hostname_allowed(hostname: str, allowed: Iterable[str]) -> bool:
     return False
 
 
-def _gateways(spec: MLModelSpec, namespace: str) -> list[str]:
-    """namespace/name of every gateway the MLModel's route attaches to."""
-    traffic = spec.traffic
-    found = []
-    if traffic.router == "gatewayAPI":
-        for ref in traffic.gateway_api.get("parentRefs") or ():
-            ref_namespace = ref.get("namespace") or namespace
-            found.append(f"{ref_namespace}/{ref.get('name', '')}")
-    elif traffic.router == "istio":
-        for gateway in traffic.istio.get("gateways") or ():
-            if gateway != "mesh":  # the sidecars of the mesh, not a shared gateway
-                found.append(gateway if "/" in gateway else f"{namespace}/{gateway}")
-    return found
-
-
-def _hostnames(spec: MLModelSpec) -> list[str]:
-    traffic = spec.traffic
-    settings: Mapping[str, Any] = {}
-    if traffic.router == "gatewayAPI":
-        settings, key = traffic.gateway_api, "hostnames"
-    elif traffic.router == "istio":
-        settings, key = traffic.istio, "hosts"
-    else:
-        return []
-    return [str(h) for h in settings.get(key) or ()]
-
-
 def violations(
     spec: MLModelSpec, *, namespace: str, prometheus_url: str, settings: Settings
 ) -> list[str]:
@@ -121,14 +94,15 @@ def violations(
             f"Prometheus URL {display_url(prometheus_url)} is not allowed by the operator's policy "
             f"(allowed: {allowed}; see --allowed-prometheus-urls)"
         )
+    claims = router_for(spec.traffic.router).attachments(spec.traffic.settings, namespace)
     if settings.allowed_gateways:
-        for gateway in _gateways(spec, namespace):
+        for gateway in claims.gateways:
             if gateway not in settings.allowed_gateways:
                 found.append(
                     f"gateway {gateway} is not one MLModels may attach to (--allowed-gateways)"
                 )
     if settings.allowed_hostnames:
-        for hostname in _hostnames(spec):
+        for hostname in claims.hostnames:
             if not _hostname_allowed(hostname, settings.allowed_hostnames):
                 found.append(
                     f"hostname {hostname} is not one MLModels may claim (--allowed-hostnames)"

@@ -10,19 +10,19 @@ A broken or aborted canary is rolled back and the stable keeps serving untouched
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from mlmodel_operator import analysis_loop, desired, policy, rollout
+from mlmodel_operator import analysis_loop, desired, naming, policy, rollout
 from mlmodel_operator.analysis import AnalysisSpec, Continue, Pause, Rollback, parse_analysis
 from mlmodel_operator.conditions import Condition, merge_conditions
+from mlmodel_operator.errors import SpecError
 from mlmodel_operator.health import RevisionHealth, assess
 from mlmodel_operator.revision import revision_of
 from mlmodel_operator.routers import Router, router_for
 from mlmodel_operator.settings import Settings
-from mlmodel_operator.spec import MLModelSpec, SpecError, parse_spec
+from mlmodel_operator.spec import MLModelSpec
 
 SETTLING_REQUEUE_S = 5.0
 _KEPT_WHEN_BLOCKED = ("stable", "canary", "ready", "revision", "previous")
@@ -51,17 +51,15 @@ class Plan:
     status: dict[str, Any] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     requeue_after: float = 30.0
-    # The kind of the applied object whose weights the router reads back ("" for none).
-    router_kind: str = ""
     # What the analysis wants read for the next reconcile (None: no analysis is live).
     read: analysis_loop.ReadRequest | None = None
 
 
 @dataclass(frozen=True)
 class Inputs:
-    ref: desired.ModelRef
+    ref: naming.ModelRef
     generation: int
-    spec: Mapping[str, Any]
+    spec: MLModelSpec | SpecError  # parsed once, by the caller (`parse_or_error`)
     status: Mapping[str, Any]
     observed: Mapping[str, Observed]  # by revision
     settings: Settings
@@ -69,6 +67,9 @@ class Inputs:
     now_s: float = 0.0  # Unix seconds, for the rollout clock
     annotations: Mapping[str, str] = field(default_factory=dict)
     router_available: bool = True
+    # The router's object (HTTPRoute, VirtualService) as the API last returned it, if any:
+    # the weight the cluster carries is read back from it, never assumed.
+    route: Mapping[str, Any] | None = None
     disruption_budgets: frozenset[str] = frozenset()  # names that exist
     # What the metrics provider read this reconcile (None: analysis off or nothing read).
     metrics: analysis_loop.Reading | None = None
@@ -118,8 +119,10 @@ def _blocked(inputs: Inputs, reason: str, message: str) -> Plan:
 
 
 def plan(inputs: Inputs) -> Plan:
+    spec = inputs.spec
+    if isinstance(spec, SpecError):
+        return _blocked(inputs, "InvalidSpec", f"invalid spec: {spec}")
     try:
-        spec = parse_spec(inputs.spec)
         # Without an analysis section steps advance on time, health and people alone;
         # its interval is then still the length of a step without pause (default 30s).
         analysis = parse_analysis(spec.analysis) if spec.analysis else None
@@ -146,14 +149,14 @@ def plan(inputs: Inputs) -> Plan:
             inputs, "PolicyViolation", f"refused by the cluster's policy: {'; '.join(refused)}"
         )
     router = router_for(spec.traffic.router)
-    if not inputs.router_available and router.required is not None:
+    if not inputs.router_available and router.api is not None:
         stable = (inputs.status.get("stable") or {}).get("revision")
         serving = f"revision {stable} keeps serving" if stable else "nothing is deployed"
         return _blocked(
             inputs,
             "RouterUnavailable",
-            f"traffic router {router.name} needs the {router.required.kind} API "
-            f"({router.required.crd}), which is not installed in this cluster; {serving}",
+            f"traffic router {router.name} needs the {router.api.kind} API "
+            f"({router.api.crd}), which is not installed in this cluster; {serving}",
         )
     result = _Planner(inputs, spec, router, interval, analysis).plan()
     clashes = [
@@ -230,7 +233,6 @@ class _Planner:
             status=new_status,
             events=self.events,
             requeue_after=self._requeue(new_status, candidate, decision, previous),
-            router_kind=self.router.required.kind if self.router.required else "",
             read=self.read if candidate else None,
         )
 
@@ -279,9 +281,7 @@ class _Planner:
             return total, 0
         step = decision.state.step
         target = decision.state.weight if step >= 0 else self.spec.rollout.steps[0].weight
-        if self.router.name != "replicas":
-            return total, max(1, math.ceil(total * target / 100))
-        stable_replicas, canary_replicas = rollout.replica_split(total, target)
+        stable_replicas, canary_replicas = self.router.replicas(total, target)
         # Stable keeps all its replicas until the canary is ready (a surge).
         return (stable_replicas if step >= 0 else total), canary_replicas
 
@@ -305,12 +305,14 @@ class _Planner:
         elif observed_stable is not None and observed_stable != stable_replicas:
             # A stable of an earlier spec can only be scaled; if someone deleted it there
             # is nothing to scale (its pod template is gone with it) and status says so.
-            scale.append((desired.deployment_name(self.ref.name, stable), stable_replicas))
+            scale.append((naming.deployment_name(self.ref.name, stable), stable_replicas))
         if candidate:
             apply.append(self.deployment(candidate, "canary", canary_replicas))
         live_canary = candidate if candidate and not aborted else None
         apply.extend(desired.services(self.ref, stable=stable, canary=live_canary))
-        apply.extend(self.router.desired(self.ref, self._router_settings(), canary_weight=weight))
+        apply.extend(
+            self.router.desired(self.ref, self.spec.traffic.settings, canary_weight=weight)
+        )
         if self.spec.serving.replicas > 1:
             apply.append(desired.disruption_budget(self.ref, stable))
         return apply, scale
@@ -328,11 +330,11 @@ class _Planner:
         than the stable's."""
         keep = {stable, *([candidate] if candidate else []), previous.get("revision")}
         deletions = [
-            ("Deployment", desired.deployment_name(self.ref.name, rev))
+            ("Deployment", naming.deployment_name(self.ref.name, rev))
             for rev, seen in self.inputs.observed.items()
             if rev not in keep and seen.deployment is not None and stable_covered
         ]
-        stable_pdb = desired.deployment_name(self.ref.name, stable)
+        stable_pdb = naming.deployment_name(self.ref.name, stable)
         deletions.extend(
             ("PodDisruptionBudget", name)
             for name in sorted(self.inputs.disruption_budgets)
@@ -369,10 +371,6 @@ class _Planner:
         if seen is None or seen.deployment is None:
             return None
         return int((seen.deployment.get("spec") or {}).get("replicas", 1))
-
-    def _router_settings(self) -> Mapping[str, Any]:
-        traffic = self.spec.traffic
-        return traffic.gateway_api if self.router.name == "gatewayAPI" else traffic.istio
 
     def deployment(self, revision: str, variant: str, replicas: int) -> dict[str, Any]:
         return desired.deployment(
@@ -528,12 +526,12 @@ class _Planner:
             canary_status = rollout.state_to_status(decision.state, len(spec.rollout.steps))
             canary_status["replicas"] = canary.desired
             canary_status["readyReplicas"] = canary.ready
-            live = 0 if decision.state.aborted else decision.state.weight
-            canary_status["effectiveWeight"] = (
-                rollout.effective_weight(stable_health.ready, canary.ready)
-                if self.router.name == "replicas"
-                else live
+            effective = self.router.effective_weight(
+                applied=self.inputs.route,
+                stable_ready=stable_health.ready,
+                canary_ready=canary.ready,
             )
+            canary_status["effectiveWeight"] = 0 if effective is None else effective
             report = canary.conversion or (canary.failure.report if canary.failure else {})
             if report:
                 canary_status["conversion"] = dict(report)

@@ -245,38 +245,6 @@ def advance(
     )
 
 
-def replica_split(total: int, weight: int) -> tuple[int, int]:
-    """(stable, canary) replicas approximating `weight` percent for the canary when the
-    replica count is the only traffic split (the `replicas` router).
-
-    >>> replica_split(10, 10)
-    (9, 1)
-    >>> replica_split(4, 50)
-    (2, 2)
-    >>> replica_split(1, 10)   # one replica each: 50% effective, and status says so
-    (1, 1)
-    >>> replica_split(3, 100)
-    (0, 3)
-    >>> replica_split(3, 0)
-    (3, 0)
-    >>> replica_split(0, 50)   # scaled to zero: the canary still gets one pod to prove itself
-    (0, 1)
-    """
-    if weight <= 0:
-        return total, 0
-    if weight >= 100:
-        return 0, max(total, 1)
-    canary = max(1, math.ceil(total * weight / 100))
-    stable = max(1, total - canary) if total > 0 else 0
-    return stable, canary
-
-
-def effective_weight(stable_ready: int, canary_ready: int) -> int:
-    """The share of ready pods that are canary: the weight the replicas router achieves."""
-    total = stable_ready + canary_ready
-    return round(100 * canary_ready / total) if total else 0
-
-
 def state_from_status(canary: Mapping[str, Any]) -> CanaryState | None:
     if not canary.get("revision"):
         return None

@@ -12,15 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlmodel_operator.errors import SpecError
+from mlmodel_operator.routers import REGISTRY
+
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-ROUTERS = ("replicas", "gatewayAPI", "istio")
-
-
-class SpecError(ValueError):
-    """The spec cannot be served as written; the message tells the user what to change."""
 
 
 def parse_duration(text: str) -> float:
@@ -110,9 +106,10 @@ class Rollout:
 
 @dataclass(frozen=True)
 class Traffic:
+    """The router's name and its own settings (`Router.parse` of `spec.traffic.<name>`)."""
+
     router: str = "replicas"
-    gateway_api: Mapping[str, Any] = field(default_factory=dict)
-    istio: Mapping[str, Any] = field(default_factory=dict)
+    settings: Any = None
 
 
 @dataclass(frozen=True)
@@ -198,17 +195,10 @@ def parse_spec(spec: Mapping[str, Any]) -> MLModelSpec:
         pod_annotations=dict(pod_metadata.get("annotations") or {}),
     )
     tr = spec.get("traffic") or {}
-    traffic = Traffic(
-        router=str(tr.get("router", "replicas")),
-        gateway_api=dict(tr.get("gatewayAPI") or {}),
-        istio=dict(tr.get("istio") or {}),
-    )
-    if traffic.router not in ROUTERS:
-        raise SpecError(f"traffic.router {traffic.router!r} is not one of {', '.join(ROUTERS)}")
-    if traffic.router == "gatewayAPI" and not traffic.gateway_api.get("parentRefs"):
-        raise SpecError("traffic.router gatewayAPI needs traffic.gatewayAPI.parentRefs")
-    if traffic.router == "istio" and not traffic.istio.get("hosts"):
-        raise SpecError("traffic.router istio needs traffic.istio.hosts")
+    name = str(tr.get("router", "replicas"))
+    if name not in REGISTRY:
+        raise SpecError(f"traffic.router {name!r} is not one of {', '.join(REGISTRY)}")
+    traffic = Traffic(router=name, settings=REGISTRY[name].parse(tr.get(name)))
     ro = spec.get("rollout") or {}
     rollout = Rollout(
         steps=_steps(ro.get("steps")),
@@ -223,3 +213,12 @@ def parse_spec(spec: Mapping[str, Any]) -> MLModelSpec:
         rollout=rollout,
         analysis=dict(ro.get("analysis") or {}),
     )
+
+
+def parse_or_error(spec: Mapping[str, Any]) -> MLModelSpec | SpecError:
+    """`parse_spec`, with the error as a value: the controller parses once and hands the
+    result to the plan, which turns an error into the MLModel's status."""
+    try:
+        return parse_spec(spec)
+    except SpecError as error:
+        return error

@@ -1,22 +1,101 @@
-"""Traffic routers behind one small interface: build the objects that carry the weights,
-and read back the weight an applied object actually carries.
+"""Traffic routers: the one registry of the ways a canary's share of traffic is carried.
 
-`replicas` needs no extra component (the replica ratio is the split);
-`gatewayAPI` writes a weighted HTTPRoute; `istio` a weighted VirtualService. Each
-names the CRD it needs, so a cluster without it gets a clear status instead of a
-half-applied rollout.
+A router is one module with one object implementing `Router` (Flagger's router
+interface, adapted): it reads its own settings from `spec.traffic.<name>`, builds the
+objects that carry the weights, says how the weight maps to replica counts, reads back
+the weight the cluster really carries, names the API it needs (for discovery, RBAC and
+the API paths), and says which gateways and hostnames it claims (for the
+administrator's policies). `REGISTRY` at the bottom is the only list of routers; the
+spec parser, the planner, the API client, the policies, and the tests that check the
+CRD's router enum and the RBAC rules all read it. Adding a router is one module and
+one line in `REGISTRY`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from mlmodel_operator import desired
-from mlmodel_operator.desired import ModelRef
+from mlmodel_operator import naming
+from mlmodel_operator.naming import ModelRef
 
 VARIANT_HEADER = "x-mlmodel-variant"
+
+
+@dataclass(frozen=True)
+class ApiResource:
+    """A Kubernetes API resource a router writes: found through discovery before use, so
+    a cluster without its CRD gets a clear status instead of a half-applied rollout."""
+
+    group: str  # "" for the core API
+    version: str
+    plural: str
+    kind: str
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def prefix(self) -> str:
+        """The API path prefix: /apis/<group>/<version>, or /api/v1 for the core API."""
+        return f"/apis/{self.api_version}" if self.group else f"/api/{self.version}"
+
+    @property
+    def crd(self) -> str:
+        return f"{self.plural}.{self.group}"
+
+
+@dataclass(frozen=True)
+class Attachments:
+    """What a router's objects claim outside the MLModel's own namespace-scoped names:
+    gateways (`namespace/name`) and hostnames. The administrator's policies bound them."""
+
+    gateways: tuple[str, ...] = ()
+    hostnames: tuple[str, ...] = ()
+
+
+class Router(Protocol):
+    """One way to carry the canary's share of traffic. `settings` is whatever `parse`
+    returns (a frozen dataclass of the router's own)."""
+
+    name: str  # the value of spec.traffic.router, and the key of its settings there
+    api: ApiResource | None  # the object kind it writes, or None (no objects)
+
+    def parse(self, raw: Mapping[str, Any] | None) -> Any:
+        """Settings from `spec.traffic.<name>`; raises SpecError for what the schema
+        cannot express."""
+        ...
+
+    def attachments(self, settings: Any, namespace: str) -> Attachments: ...
+
+    def replicas(self, total: int, weight: int) -> tuple[int, int]:
+        """(stable, canary) replicas for a canary at `weight` percent of traffic."""
+        ...
+
+    def desired(self, ref: ModelRef, settings: Any, *, canary_weight: int) -> list[dict[str, Any]]:
+        """Objects that send `canary_weight` percent to `<name>-canary`, the rest to
+        `<name>-stable`, and pin requests with the variant header to either side."""
+        ...
+
+    def effective_weight(
+        self, *, applied: Mapping[str, Any] | None, stable_ready: int, canary_ready: int
+    ) -> int | None:
+        """The canary's share of traffic the cluster carries now: from the router's object
+        as the API returned it (`applied`, None if absent), or from ready pods."""
+        ...
+
+
+def owned(ref: ModelRef, api: ApiResource, spec: dict[str, Any]) -> dict[str, Any]:
+    """A route object `<name>` owned by the MLModel (deleted with it)."""
+    return {
+        "apiVersion": api.api_version,
+        "kind": api.kind,
+        "metadata": naming.owned_metadata(ref, ref.name, naming.base_labels(ref.name)),
+        "spec": spec,
+    }
 
 
 def model_paths(model: str) -> tuple[str, str]:
@@ -27,53 +106,36 @@ def model_paths(model: str) -> tuple[str, str]:
     return f"/v2/models/{model}", f"/v1/models/{model}:predict"
 
 
-@dataclass(frozen=True)
-class RequiredApi:
-    """An API a router needs, checked through discovery before it is used."""
+def stable_stays_whole(total: int, weight: int) -> tuple[int, int]:
+    """(stable, canary) replicas for routers that split requests by weight: the stable
+    keeps every replica (it must be able to take all traffic back at once), the canary
+    gets its weight's share of them, and at least one pod to be ready and observed.
 
-    group_version: str  # e.g. "gateway.networking.k8s.io/v1"
-    plural: str  # e.g. "httproutes"
-    kind: str
-    crd: str  # for people: the CRD's name
-
-
-class Router(Protocol):
-    name: str
-    required: RequiredApi | None
-
-    def desired(
-        self, ref: ModelRef, settings: Mapping[str, Any], *, canary_weight: int
-    ) -> list[dict[str, Any]]:
-        """Objects that send `canary_weight` percent to `<name>-canary`, the rest to
-        `<name>-stable`, and pin requests with the variant header to either side."""
-        ...
-
-    def applied_weight(self, obj: Mapping[str, Any]) -> int | None:
-        """The canary weight (percent) an applied object really carries."""
-        ...
-
-
-def owned(ref: ModelRef, api_version: str, kind: str, spec: dict[str, Any]) -> dict[str, Any]:
-    """A route object `<name>` owned by the MLModel (deleted with it)."""
-    return {
-        "apiVersion": api_version,
-        "kind": kind,
-        "metadata": {
-            "name": ref.name,
-            "namespace": ref.namespace,
-            "labels": desired.base_labels(ref.name),
-            "ownerReferences": [ref.owner_reference()],
-        },
-        "spec": spec,
-    }
+    >>> stable_stays_whole(4, 25)
+    (4, 1)
+    >>> stable_stays_whole(4, 60)
+    (4, 3)
+    >>> stable_stays_whole(4, 0)
+    (4, 1)
+    """
+    return total, max(1, math.ceil(total * weight / 100))
 
 
 def router_for(name: str) -> Router:
-    from mlmodel_operator.routers import gatewayapi, istio, replicas
+    """The registered router `name`; KeyError for an unknown one (the spec parser says
+    which names exist)."""
+    return REGISTRY[name]
 
-    routers: dict[str, Router] = {
-        "replicas": replicas.ReplicasRouter(),
-        "gatewayAPI": gatewayapi.GatewayApiRouter(),
-        "istio": istio.IstioRouter(),
-    }
-    return routers[name]
+
+def router_apis() -> dict[str, ApiResource]:
+    """The API resources the routers write, by kind."""
+    return {r.api.kind: r.api for r in REGISTRY.values() if r.api is not None}
+
+
+# The registry: at the end, because each router module imports the helpers above.
+from mlmodel_operator.routers import gatewayapi, istio, replicas  # noqa: E402
+
+REGISTRY: dict[str, Router] = {
+    router.name: router
+    for router in (replicas.ReplicasRouter(), gatewayapi.GatewayApiRouter(), istio.IstioRouter())
+}

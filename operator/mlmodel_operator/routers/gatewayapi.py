@@ -6,15 +6,31 @@ to one side (`x-mlmodel-variant: canary|stable`); parentRefs and hostnames from
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from mlmodel_operator import desired
-from mlmodel_operator.desired import ModelRef
-from mlmodel_operator.routers import VARIANT_HEADER, RequiredApi, model_paths, owned
+from mlmodel_operator.errors import SpecError
+from mlmodel_operator.naming import SERVICE_PORT, ModelRef
+from mlmodel_operator.routers import (
+    VARIANT_HEADER,
+    ApiResource,
+    Attachments,
+    model_paths,
+    owned,
+    stable_stays_whole,
+)
+
+HTTP_ROUTE = ApiResource("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute")
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    parent_refs: tuple[Mapping[str, Any], ...]  # as the Gateway API defines them
+    hostnames: tuple[str, ...] = ()
 
 
 def _backend(name: str, weight: int | None = None) -> dict[str, Any]:
-    ref: dict[str, Any] = {"kind": "Service", "name": name, "port": desired.SERVICE_PORT}
+    ref: dict[str, Any] = {"kind": "Service", "name": name, "port": SERVICE_PORT}
     if weight is not None:
         ref["weight"] = weight
     return ref
@@ -22,15 +38,31 @@ def _backend(name: str, weight: int | None = None) -> dict[str, Any]:
 
 class GatewayApiRouter:
     name = "gatewayAPI"
-    required: RequiredApi | None = RequiredApi(
-        group_version="gateway.networking.k8s.io/v1",
-        plural="httproutes",
-        kind="HTTPRoute",
-        crd="httproutes.gateway.networking.k8s.io",
-    )
+    api: ApiResource | None = HTTP_ROUTE
+
+    def parse(self, raw: Mapping[str, Any] | None) -> GatewaySettings:
+        raw = raw or {}
+        if not raw.get("parentRefs"):
+            raise SpecError("traffic.router gatewayAPI needs traffic.gatewayAPI.parentRefs")
+        return GatewaySettings(
+            parent_refs=tuple(dict(p) for p in raw["parentRefs"]),
+            hostnames=tuple(str(h) for h in raw.get("hostnames") or ()),
+        )
+
+    def attachments(self, settings: GatewaySettings, namespace: str) -> Attachments:
+        return Attachments(
+            gateways=tuple(
+                f"{ref.get('namespace') or namespace}/{ref.get('name', '')}"
+                for ref in settings.parent_refs
+            ),
+            hostnames=settings.hostnames,
+        )
+
+    def replicas(self, total: int, weight: int) -> tuple[int, int]:
+        return stable_stays_whole(total, weight)
 
     def desired(
-        self, ref: ModelRef, settings: Mapping[str, Any], *, canary_weight: int
+        self, ref: ModelRef, settings: GatewaySettings, *, canary_weight: int
     ) -> list[dict[str, Any]]:
         stable, canary = f"{ref.name}-stable", f"{ref.name}-canary"
         prefix, predict = model_paths(ref.name)
@@ -48,7 +80,7 @@ class GatewayApiRouter:
             }
 
         spec: dict[str, Any] = {
-            "parentRefs": [dict(p) for p in settings.get("parentRefs", ())],
+            "parentRefs": [dict(p) for p in settings.parent_refs],
             "rules": [
                 pinned("canary", canary),
                 pinned("stable", stable),
@@ -61,18 +93,23 @@ class GatewayApiRouter:
                 },
             ],
         }
-        if hostnames := settings.get("hostnames"):
-            spec["hostnames"] = list(hostnames)
-        return [owned(ref, "gateway.networking.k8s.io/v1", "HTTPRoute", spec)]
+        if settings.hostnames:
+            spec["hostnames"] = list(settings.hostnames)
+        return [owned(ref, HTTP_ROUTE, spec)]
 
-    def applied_weight(self, obj: Mapping[str, Any]) -> int | None:
-        """Weights are proportional in the Gateway API: canary / (stable + canary)."""
-        name = obj["metadata"]["name"]
-        for rule in obj.get("spec", {}).get("rules", ()):
-            refs = rule.get("backendRefs") or []
-            if rule.get("matches") and any(m.get("headers") for m in rule["matches"]):
+    def effective_weight(
+        self, *, applied: Mapping[str, Any] | None, stable_ready: int, canary_ready: int
+    ) -> int | None:
+        """Weights are proportional in the Gateway API: canary / (stable + canary), read
+        from the rule without header matches (the split)."""
+        del stable_ready, canary_ready
+        if applied is None:
+            return None
+        name = applied["metadata"]["name"]
+        for rule in applied.get("spec", {}).get("rules", ()):
+            if any(m.get("headers") for m in rule.get("matches") or ()):
                 continue
-            weights = {r["name"]: int(r.get("weight", 1)) for r in refs}
+            weights = {r["name"]: int(r.get("weight", 1)) for r in rule.get("backendRefs") or ()}
             total = sum(weights.values())
             if total == 0:
                 return 0

@@ -5,24 +5,57 @@ matching the model's inference paths only."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from mlmodel_operator import desired
-from mlmodel_operator.desired import ModelRef
-from mlmodel_operator.routers import VARIANT_HEADER, RequiredApi, model_paths, owned
+from mlmodel_operator.errors import SpecError
+from mlmodel_operator.naming import SERVICE_PORT, ModelRef
+from mlmodel_operator.routers import (
+    VARIANT_HEADER,
+    ApiResource,
+    Attachments,
+    model_paths,
+    owned,
+    stable_stays_whole,
+)
+
+VIRTUAL_SERVICE = ApiResource("networking.istio.io", "v1", "virtualservices", "VirtualService")
+
+
+@dataclass(frozen=True)
+class IstioSettings:
+    hosts: tuple[str, ...]
+    gateways: tuple[str, ...] = ()  # none: the mesh's sidecars
 
 
 class IstioRouter:
     name = "istio"
-    required: RequiredApi | None = RequiredApi(
-        group_version="networking.istio.io/v1",
-        plural="virtualservices",
-        kind="VirtualService",
-        crd="virtualservices.networking.istio.io",
-    )
+    api: ApiResource | None = VIRTUAL_SERVICE
+
+    def parse(self, raw: Mapping[str, Any] | None) -> IstioSettings:
+        raw = raw or {}
+        if not raw.get("hosts"):
+            raise SpecError("traffic.router istio needs traffic.istio.hosts")
+        return IstioSettings(
+            hosts=tuple(str(h) for h in raw["hosts"]),
+            gateways=tuple(str(g) for g in raw.get("gateways") or ()),
+        )
+
+    def attachments(self, settings: IstioSettings, namespace: str) -> Attachments:
+        return Attachments(
+            gateways=tuple(
+                gateway if "/" in gateway else f"{namespace}/{gateway}"
+                for gateway in settings.gateways
+                if gateway != "mesh"  # the sidecars of the mesh, not a shared gateway
+            ),
+            hostnames=settings.hosts,
+        )
+
+    def replicas(self, total: int, weight: int) -> tuple[int, int]:
+        return stable_stays_whole(total, weight)
 
     def desired(
-        self, ref: ModelRef, settings: Mapping[str, Any], *, canary_weight: int
+        self, ref: ModelRef, settings: IstioSettings, *, canary_weight: int
     ) -> list[dict[str, Any]]:
         namespace = ref.namespace
 
@@ -33,7 +66,7 @@ class IstioRouter:
 
         def destination(name: str, weight: int | None = None) -> dict[str, Any]:
             route: dict[str, Any] = {
-                "destination": {"host": name, "port": {"number": desired.SERVICE_PORT}}
+                "destination": {"host": name, "port": {"number": SERVICE_PORT}}
             }
             if weight is not None:
                 route["weight"] = weight
@@ -52,7 +85,7 @@ class IstioRouter:
             }
 
         spec: dict[str, Any] = {
-            "hosts": list(settings.get("hosts", ())),
+            "hosts": list(settings.hosts),
             "http": [
                 pinned("canary", canary),
                 pinned("stable", stable),
@@ -66,13 +99,19 @@ class IstioRouter:
                 },
             ],
         }
-        if gateways := settings.get("gateways"):
-            spec["gateways"] = list(gateways)
-        return [owned(ref, "networking.istio.io/v1", "VirtualService", spec)]
+        if settings.gateways:
+            spec["gateways"] = list(settings.gateways)
+        return [owned(ref, VIRTUAL_SERVICE, spec)]
 
-    def applied_weight(self, obj: Mapping[str, Any]) -> int | None:
-        name = obj["metadata"]["name"]
-        for route in obj.get("spec", {}).get("http", ()):
+    def effective_weight(
+        self, *, applied: Mapping[str, Any] | None, stable_ready: int, canary_ready: int
+    ) -> int | None:
+        """The canary destination's weight in the route without header matches."""
+        del stable_ready, canary_ready
+        if applied is None:
+            return None
+        name = applied["metadata"]["name"]
+        for route in applied.get("spec", {}).get("http", ()):
             if any(m.get("headers") for m in route.get("match") or ()):
                 continue
             targets = route.get("route", ())

@@ -26,6 +26,7 @@ from mlmodel_operator.analysis import (
     judge,
     parse_analysis,
 )
+from mlmodel_operator.errors import SpecError
 from mlmodel_operator.metricstats import (
     error_rate,
     histogram_quantile,
@@ -34,7 +35,6 @@ from mlmodel_operator.metricstats import (
     window,
 )
 from mlmodel_operator.metricstext import Histogram, Snapshot, parse
-from mlmodel_operator.spec import SpecError
 from mlmodel_runtime.serve.metrics import DURATION_BUCKETS, VALUE_BUCKETS
 
 pytestmark = pytest.mark.unit

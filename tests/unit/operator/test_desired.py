@@ -6,12 +6,8 @@ from typing import Any
 
 import pytest
 
-from mlmodel_operator.desired import (
-    ModelRef,
-    deployment,
-    disruption_budget,
-    services,
-)
+from mlmodel_operator.desired import deployment, disruption_budget, services
+from mlmodel_operator.naming import ModelRef
 from mlmodel_operator.settings import DEFAULT_RESOURCES, Settings
 from mlmodel_operator.spec import parse_spec
 

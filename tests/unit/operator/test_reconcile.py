@@ -14,12 +14,12 @@ import pytest
 
 from mlmodel_operator import rollout
 from mlmodel_operator.analysis_loop import Reading
-from mlmodel_operator.desired import ModelRef
 from mlmodel_operator.metricstext import Snapshot
+from mlmodel_operator.naming import ModelRef
 from mlmodel_operator.reconcile import Event, Inputs, Observed, Plan, plan
 from mlmodel_operator.revision import revision_of
 from mlmodel_operator.settings import Settings
-from mlmodel_operator.spec import parse_spec
+from mlmodel_operator.spec import parse_or_error, parse_spec
 
 pytestmark = pytest.mark.unit
 
@@ -110,12 +110,13 @@ def run(
     generation: int = 1,
     taken: Mapping[tuple[str, str], str] | None = None,
     settings: Settings = SETTINGS,
+    route: Mapping[str, Any] | None = None,
 ) -> Plan:
     return plan(
         Inputs(
             ref=REF,
             generation=generation,
-            spec=spec,
+            spec=parse_or_error(spec),
             status=status or {},
             observed=observed or {},
             settings=settings,
@@ -126,6 +127,7 @@ def run(
             disruption_budgets=disruption_budgets,
             metrics=metrics,
             taken=taken or {},
+            route=route,
         )
     )
 
@@ -204,7 +206,7 @@ def test_the_first_revision_goes_straight_to_stable() -> None:
         "iris-canary": {"mlops.dev/model": "iris", "mlops.dev/revision": R1},
     }
     assert "canary" not in result.status
-    assert (result.scale, result.delete, result.router_kind) == ([], [], "")
+    assert (result.scale, result.delete) == ([], [])
 
 
 def test_the_first_revision_is_deploying_then_healthy_once_ready() -> None:
@@ -332,8 +334,12 @@ def test_a_gateway_api_canary_moves_weight_in_the_route_and_keeps_the_stable_who
     split = route["spec"]["rules"][-1]["backendRefs"]
     assert [(b["name"], b["weight"]) for b in split] == [("iris-stable", 75), ("iris-canary", 25)]
     assert route["spec"]["parentRefs"] == [{"name": "web"}]
-    assert result.router_kind == "HTTPRoute"
-    assert result.status["canary"]["effectiveWeight"] == 25
+    # The weight the cluster carries is read back from the route as the API returns it,
+    # never assumed: none yet at the step's first reconcile, 25% once applied.
+    assert result.status["canary"]["effectiveWeight"] == 0
+    observed = {R1: Observed(deployment(4)), R2: Observed(deployment(1))}
+    later = run(spec, result.status, observed=observed, now_s=T0 + 1, route=route)
+    assert later.status["canary"]["effectiveWeight"] == 25
 
 
 def test_the_step_waits_its_pause_then_moves_on() -> None:

@@ -17,8 +17,6 @@ from mlmodel_operator.rollout import (
     Decision,
     Observation,
     advance,
-    effective_weight,
-    replica_split,
     start,
     state_from_status,
     state_to_status,
@@ -343,67 +341,6 @@ def test_a_rolled_back_canary_stays_rolled_back_without_its_retry(actions: Actio
     assert decision.state == aborted()
     assert decision.message == f"rolled back revision {REV} (v2): aborted by a person"
     assert decision.events == ()  # the Warning was recorded once, at the rollback
-
-
-# --- replica arithmetic (the replicas router) -------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("total", "weight", "split"),
-    [
-        (10, 10, (9, 1)),
-        (4, 25, (3, 1)),
-        (4, 50, (2, 2)),
-        (10, 15, (8, 2)),  # 1.5 canary pods round up
-        (3, 10, (2, 1)),  # at least one canary pod as soon as the weight is above 0
-        (3, 50, (1, 2)),
-        (2, 90, (1, 2)),  # stable keeps one pod until 100% (a surge of one)
-        (1, 10, (1, 1)),  # one replica: one of each (50% effective)
-        (1, 100, (0, 1)),
-        (3, 100, (0, 3)),
-        (3, 0, (3, 0)),
-        (1, 0, (1, 0)),
-        (5, -5, (5, 0)),
-        (5, 150, (0, 5)),
-    ],
-)
-def test_replica_split(total: int, weight: int, split: tuple[int, int]) -> None:
-    assert replica_split(total, weight) == split
-
-
-@pytest.mark.parametrize("weight", [10, 50, 90])
-def test_replica_split_never_gives_the_stable_more_than_the_spec_asks(weight: int) -> None:
-    stable, _ = replica_split(0, weight)
-    assert stable == 0
-
-
-@pytest.mark.parametrize("total", [1, 2, 3, 4, 7, 10, 100])
-@pytest.mark.parametrize("weight", [1, 10, 25, 33, 50, 75, 99])
-def test_replica_split_keeps_both_sides_serving_between_0_and_100(total: int, weight: int) -> None:
-    stable, canary = replica_split(total, weight)
-    assert stable >= 1
-    assert canary >= 1
-    assert stable <= total
-    assert canary <= total
-
-
-@pytest.mark.parametrize(
-    ("stable_ready", "canary_ready", "weight"),
-    [
-        (0, 0, 0),  # nothing ready: no traffic to the canary
-        (3, 0, 0),
-        (0, 3, 100),
-        (9, 1, 10),
-        (3, 1, 25),
-        (1, 1, 50),
-        (2, 1, 33),  # rounded
-        (1, 2, 67),
-        (99, 1, 1),
-        (199, 1, 0),  # 0.5% rounds down
-    ],
-)
-def test_effective_weight(stable_ready: int, canary_ready: int, weight: int) -> None:
-    assert effective_weight(stable_ready, canary_ready) == weight
 
 
 # --- annotations and status round trip --------------------------------------------------------

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from mlmodel_operator.desired import ModelRef
-from mlmodel_operator.routers import RequiredApi, router_for
+from mlmodel_operator.naming import ModelRef
+from mlmodel_operator.routers import ApiResource, router_for
 from mlmodel_operator.routers.gatewayapi import GatewayApiRouter
 from mlmodel_operator.routers.istio import IstioRouter
 from mlmodel_operator.routers.replicas import ReplicasRouter
@@ -32,6 +32,7 @@ ISTIO = {"hosts": ["iris.example.com"], "gateways": ["istio-system/public"]}
 STABLE_HOST = "iris-stable.models.svc.cluster.local"
 CANARY_HOST = "iris-canary.models.svc.cluster.local"
 WEIGHTS = [0, 1, 10, 25, 50, 99, 100]
+REPLICAS = ReplicasRouter()
 HTTP_PATHS = [
     {"path": {"type": "PathPrefix", "value": "/v2/models/iris"}},
     {"path": {"type": "Exact", "value": "/v1/models/iris:predict"}},
@@ -39,13 +40,19 @@ HTTP_PATHS = [
 
 
 def http_route(weight: int, settings: dict[str, Any] = GATEWAY) -> dict[str, Any]:
-    [route] = GatewayApiRouter().desired(REF, settings, canary_weight=weight)
+    router = GatewayApiRouter()
+    [route] = router.desired(REF, router.parse(settings), canary_weight=weight)
     return route
 
 
 def virtual_service(weight: int, settings: dict[str, Any] = ISTIO) -> dict[str, Any]:
-    [service] = IstioRouter().desired(REF, settings, canary_weight=weight)
+    router = IstioRouter()
+    [service] = router.desired(REF, router.parse(settings), canary_weight=weight)
     return service
+
+
+def applied_weight(router: GatewayApiRouter | IstioRouter, obj: dict[str, Any]) -> int | None:
+    return router.effective_weight(applied=obj, stable_ready=0, canary_ready=0)
 
 
 # --- which router, which CRD ------------------------------------------------------------------
@@ -57,28 +64,18 @@ def virtual_service(weight: int, settings: dict[str, Any] = ISTIO) -> dict[str, 
         ("replicas", None),
         (
             "gatewayAPI",
-            RequiredApi(
-                "gateway.networking.k8s.io/v1",
-                "httproutes",
-                "HTTPRoute",
-                "httproutes.gateway.networking.k8s.io",
-            ),
+            ApiResource("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute"),
         ),
         (
             "istio",
-            RequiredApi(
-                "networking.istio.io/v1",
-                "virtualservices",
-                "VirtualService",
-                "virtualservices.networking.istio.io",
-            ),
+            ApiResource("networking.istio.io", "v1", "virtualservices", "VirtualService"),
         ),
     ],
 )
-def test_each_router_names_the_api_it_needs(name: str, required: RequiredApi | None) -> None:
+def test_each_router_names_the_api_it_needs(name: str, required: ApiResource | None) -> None:
     router = router_for(name)
     assert router.name == name
-    assert router.required == required
+    assert router.api == required
 
 
 # --- replicas ---------------------------------------------------------------------------------
@@ -87,8 +84,82 @@ def test_each_router_names_the_api_it_needs(name: str, required: RequiredApi | N
 @pytest.mark.parametrize("weight", WEIGHTS)
 def test_the_replicas_router_makes_no_objects(weight: int) -> None:
     router = ReplicasRouter()
-    assert router.desired(REF, GATEWAY, canary_weight=weight) == []
-    assert router.applied_weight(http_route(weight)) is None
+    assert router.desired(REF, None, canary_weight=weight) == []
+    # Its weight is the share of ready pods, whatever objects exist.
+    applied = http_route(weight)
+    assert router.effective_weight(applied=applied, stable_ready=3, canary_ready=1) == 25
+
+
+# --- replica arithmetic (the replicas router) -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("total", "weight", "split"),
+    [
+        (10, 10, (9, 1)),
+        (4, 25, (3, 1)),
+        (4, 50, (2, 2)),
+        (10, 15, (8, 2)),  # 1.5 canary pods round up
+        (3, 10, (2, 1)),  # at least one canary pod as soon as the weight is above 0
+        (3, 50, (1, 2)),
+        (2, 90, (1, 2)),  # stable keeps one pod until 100% (a surge of one)
+        (1, 10, (1, 1)),  # one replica: one of each (50% effective)
+        (1, 100, (0, 1)),
+        (3, 100, (0, 3)),
+        (3, 0, (3, 0)),
+        (1, 0, (1, 0)),
+        (5, -5, (5, 0)),
+        (5, 150, (0, 5)),
+    ],
+)
+def test_the_replicas_router_splits_replicas(
+    total: int, weight: int, split: tuple[int, int]
+) -> None:
+    assert REPLICAS.replicas(total, weight) == split
+
+
+@pytest.mark.parametrize("weight", [10, 50, 90])
+def test_the_replicas_router_never_gives_the_stable_more_than_the_spec_asks(weight: int) -> None:
+    stable, _ = REPLICAS.replicas(0, weight)
+    assert stable == 0
+
+
+@pytest.mark.parametrize("total", [1, 2, 3, 4, 7, 10, 100])
+@pytest.mark.parametrize("weight", [1, 10, 25, 33, 50, 75, 99])
+def test_the_replicas_router_keeps_both_sides_serving_between_0_and_100(
+    total: int, weight: int
+) -> None:
+    stable, canary = REPLICAS.replicas(total, weight)
+    assert stable >= 1
+    assert canary >= 1
+    assert stable <= total
+    assert canary <= total
+
+
+@pytest.mark.parametrize(
+    ("stable_ready", "canary_ready", "weight"),
+    [
+        (0, 0, 0),  # nothing ready: no traffic to the canary
+        (3, 0, 0),
+        (0, 3, 100),
+        (9, 1, 10),
+        (3, 1, 25),
+        (1, 1, 50),
+        (2, 1, 33),  # rounded
+        (1, 2, 67),
+        (99, 1, 1),
+        (199, 1, 0),  # 0.5% rounds down
+    ],
+)
+def test_the_replicas_routers_effective_weight_is_the_share_of_ready_pods(
+    stable_ready: int, canary_ready: int, weight: int
+) -> None:
+    assert (
+        REPLICAS.effective_weight(
+            applied=None, stable_ready=stable_ready, canary_ready=canary_ready
+        )
+        == weight
+    )
 
 
 # --- Gateway API ------------------------------------------------------------------------------
@@ -157,7 +228,7 @@ def test_the_http_route_carries_the_weight_it_was_built_with(weight: int) -> Non
     route = http_route(weight)
     weights = [ref["weight"] for ref in route["spec"]["rules"][2]["backendRefs"]]
     assert weights == [100 - weight, weight]
-    assert GatewayApiRouter().applied_weight(route) == weight
+    assert applied_weight(GatewayApiRouter(), route) == weight
 
 
 def _with_split(backend_refs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -182,13 +253,13 @@ def _with_split(backend_refs: list[dict[str, Any]]) -> dict[str, Any]:
 def test_the_http_routes_applied_weight_is_the_canarys_share(
     backend_refs: list[dict[str, Any]], weight: int
 ) -> None:
-    assert GatewayApiRouter().applied_weight(_with_split(backend_refs)) == weight
+    assert applied_weight(GatewayApiRouter(), _with_split(backend_refs)) == weight
 
 
 def test_an_http_route_without_a_split_rule_has_no_weight() -> None:
     route = http_route(10)
     del route["spec"]["rules"][2]
-    assert GatewayApiRouter().applied_weight(route) is None
+    assert applied_weight(GatewayApiRouter(), route) is None
 
 
 # --- Istio ------------------------------------------------------------------------------------
@@ -237,7 +308,7 @@ def test_the_virtual_service_carries_the_weight_it_was_built_with(weight: int) -
     weights = [target["weight"] for target in service["spec"]["http"][2]["route"]]
     assert weights == [100 - weight, weight]
     assert sum(weights) == 100  # Istio rejects a split that does not add up to 100
-    assert IstioRouter().applied_weight(service) == weight
+    assert applied_weight(IstioRouter(), service) == weight
 
 
 @pytest.mark.parametrize(
@@ -258,16 +329,16 @@ def test_the_virtual_services_applied_weight_reads_the_canary_destination(
 ) -> None:
     service = virtual_service(10)
     service["spec"]["http"][2]["route"] = route
-    assert IstioRouter().applied_weight(service) == weight
+    assert applied_weight(IstioRouter(), service) == weight
 
 
 def test_a_lone_canary_destination_without_a_weight_carries_all_traffic() -> None:
     service = virtual_service(10)
     service["spec"]["http"][2]["route"] = [{"destination": {"host": CANARY_HOST}}]
-    assert IstioRouter().applied_weight(service) == 100
+    assert applied_weight(IstioRouter(), service) == 100
 
 
 def test_a_virtual_service_without_a_split_route_has_no_weight() -> None:
     service = virtual_service(10)
     del service["spec"]["http"][2]
-    assert IstioRouter().applied_weight(service) is None
+    assert applied_weight(IstioRouter(), service) is None
