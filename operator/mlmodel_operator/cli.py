@@ -22,7 +22,7 @@ from mlmodel_operator.controller import Controller
 from mlmodel_operator.handlers import build_registry
 from mlmodel_operator.kube import KubeClient
 from mlmodel_operator.leader import LeaderElector
-from mlmodel_operator.opmetrics import OperatorMetrics
+from mlmodel_operator.operator_metrics import OperatorMetrics
 from mlmodel_operator.settings import Settings, SettingsError, parse_settings
 
 logger = logging.getLogger("mlmodel_operator")

@@ -24,7 +24,7 @@ from mlmodel_operator import naming, ownership
 from mlmodel_operator.errors import SpecError
 from mlmodel_operator.kube import ApiError, KubeClient
 from mlmodel_operator.metrics_reader import MetricsReader
-from mlmodel_operator.opmetrics import OperatorMetrics
+from mlmodel_operator.operator_metrics import OperatorMetrics
 from mlmodel_operator.reconcile import Inputs, Observed, Plan, plan, written
 from mlmodel_operator.routers import ApiResource, router_for
 from mlmodel_operator.settings import Settings

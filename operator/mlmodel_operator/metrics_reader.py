@@ -22,7 +22,7 @@ from typing import Any
 
 import aiohttp
 
-from mlmodel_operator.analysis_loop import Reading, ReadRequest
+from mlmodel_operator.analysis.loop import Reading, ReadRequest
 from mlmodel_operator.providers import prometheus, scrape
 
 logger = logging.getLogger(__name__)

@@ -14,8 +14,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from mlmodel_operator import analysis_loop, desired, naming, policy, rollout
-from mlmodel_operator.analysis import AnalysisSpec, Continue, Pause, Rollback, parse_analysis
+from mlmodel_operator import desired, naming, policy, rollout
+from mlmodel_operator.analysis import loop as analysis_loop
+from mlmodel_operator.analysis.judging import Continue, Pause, Rollback
+from mlmodel_operator.analysis.spec import AnalysisSpec, parse_analysis
 from mlmodel_operator.conditions import Condition, merge_conditions
 from mlmodel_operator.errors import SpecError
 from mlmodel_operator.health import RevisionHealth, assess
@@ -434,7 +436,8 @@ class _Planner:
             canary=canary,
             due=self.inputs.now_s,
             interval_s=analysis.interval_s,
-            custom=tuple(m for m in analysis.metrics if m.name == "custom"),
+            custom=tuple(m for m in analysis.metrics if m.query),
+            series=analysis.series,
         )
 
     def analyse(

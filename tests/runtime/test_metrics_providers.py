@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from mlmodel_operator.analysis_loop import Reading, ReadRequest
+from mlmodel_operator.analysis.loop import Reading, ReadRequest
 from mlmodel_operator.metrics_reader import MetricsReader
 from mlmodel_operator.providers import prometheus, scrape
 

@@ -10,8 +10,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from mlmodel_operator.analysis import parse_analysis
-from mlmodel_operator.analysis_loop import Reading, step
+from mlmodel_operator.analysis.loop import Reading, step
+from mlmodel_operator.analysis.spec import parse_analysis
 from mlmodel_operator.providers import scrape
 from tests.runtime.conftest import Server, ServerFactory, TrainedModel
 

@@ -23,8 +23,16 @@ import re
 
 import aiohttp
 
-from mlmodel_operator.analysis_loop import Reading, ReadRequest
-from mlmodel_operator.metricstext import Histogram, Snapshot
+from mlmodel_operator.analysis.exposition import (
+    DURATION,
+    PREDICTIONS,
+    REQUESTS,
+    VALUES,
+    Histogram,
+    Snapshot,
+)
+from mlmodel_operator.analysis.kinds import Series
+from mlmodel_operator.analysis.loop import Reading, ReadRequest
 from mlmodel_operator.providers.http import ProviderError, describe, get_bounded
 
 # A `sum by (le)` answer is a few dozen series; a MiB is far beyond any honest answer.
@@ -106,16 +114,22 @@ def _histogram(buckets: dict[str, float]) -> Histogram | None:
     return Histogram(buckets=tuple(pairs), count=total, sum=0.0)
 
 
-async def _revision(session: aiohttp.ClientSession, url: str, selector: str) -> Snapshot:
-    async def total(metric: str, by: str) -> dict[str, float]:
+async def _revision(
+    session: aiohttp.ClientSession, url: str, selector: str, series: frozenset[Series]
+) -> Snapshot:
+    """The series the metrics need, each summed over the revision's pods."""
+
+    async def total(metric: str, by: str, wanted: bool) -> dict[str, float]:
+        if not wanted:
+            return {}
         return _by(await _query(session, url, f"sum by ({by}) ({metric}{{{selector}}})"), by)
 
-    # Four independent queries: in flight together, not one after the other.
+    # Independent queries: in flight together, not one after the other.
     requests, latency, classes, values = await asyncio.gather(
-        total("mlmodel_requests_total", "code"),
-        total("mlmodel_request_duration_seconds_bucket", "le"),
-        total("mlmodel_predictions_total", "class"),
-        total("mlmodel_prediction_value_bucket", "le"),
+        total(REQUESTS, "code", Series.REQUESTS in series),
+        total(f"{DURATION}_bucket", "le", Series.LATENCY in series),
+        total(PREDICTIONS, "class", Series.PREDICTIONS in series),
+        total(f"{VALUES}_bucket", "le", Series.PREDICTIONS in series),
     )
     return Snapshot(
         requests=requests,
@@ -148,8 +162,8 @@ async def read(
     try:
         (stable, canary), values = await asyncio.gather(
             asyncio.gather(
-                _revision(session, url, selector(request.stable)),
-                _revision(session, url, selector(request.canary)),
+                _revision(session, url, selector(request.stable), request.series),
+                _revision(session, url, selector(request.canary), request.series),
             ),
             asyncio.gather(*(custom(metric.query) for metric in request.custom)),
         )

@@ -15,8 +15,8 @@ from typing import Any
 
 import aiohttp
 
-from mlmodel_operator.analysis_loop import Reading
-from mlmodel_operator.metricstext import MetricsTextError, Snapshot, parse
+from mlmodel_operator.analysis.exposition import MetricsTextError, Snapshot, parse
+from mlmodel_operator.analysis.loop import Reading
 from mlmodel_operator.naming import HTTP_PORT
 from mlmodel_operator.providers.http import ProviderError, describe, get_bounded
 

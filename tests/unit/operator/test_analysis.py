@@ -11,30 +11,26 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client import Histogram as PromHistogram
 
-from mlmodel_operator.analysis import (
-    DEFAULT_METRICS,
-    AnalysisSpec,
+from mlmodel_operator.analysis.exposition import Histogram, Snapshot, parse
+from mlmodel_operator.analysis.judging import (
     AnalysisState,
     Continue,
-    MetricResult,
-    MetricSpec,
     Outcome,
     Pause,
     Rollback,
-    Verdict,
     decide,
     judge,
-    parse_analysis,
 )
-from mlmodel_operator.errors import SpecError
-from mlmodel_operator.metricstats import (
+from mlmodel_operator.analysis.metric import MetricResult, MetricSpec, Verdict
+from mlmodel_operator.analysis.spec import DEFAULT_METRICS, AnalysisSpec, parse_analysis
+from mlmodel_operator.analysis.windows import (
     error_rate,
     histogram_quantile,
     increase_p_value,
     jensen_shannon,
     window,
 )
-from mlmodel_operator.metricstext import Histogram, Snapshot, parse
+from mlmodel_operator.errors import SpecError
 from mlmodel_runtime.serve.metrics import DURATION_BUCKETS, VALUE_BUCKETS
 
 pytestmark = pytest.mark.unit
@@ -558,8 +554,9 @@ def result(verdict: Verdict, name: str = "error-rate") -> MetricResult:
     return MetricResult(name, 0.002, canary, "max 0.05", verdict, reasons[verdict])
 
 
-PASS, FAIL, UNSURE = result("Pass"), result("Fail"), result("Inconclusive")
-LATENCY_PASS = result("Pass", "latency-p99")
+PASS, FAIL = result(Verdict.PASS), result(Verdict.FAIL)
+UNSURE = result(Verdict.INCONCLUSIVE)
+LATENCY_PASS = result(Verdict.PASS, "latency-p99")
 
 
 def run(
@@ -618,7 +615,7 @@ def test_the_rollback_reason_names_metric_values_limit_and_intervals() -> None:
 )
 def test_inconclusive_pauses_or_rolls_back(on_inconclusive: str, expected: type) -> None:
     state, outcomes = run(
-        [[PASS, result("Inconclusive", "latency-p99")]], on_inconclusive=on_inconclusive
+        [[PASS, result(Verdict.INCONCLUSIVE, "latency-p99")]], on_inconclusive=on_inconclusive
     )
     assert isinstance(outcomes[0], expected)
     assert outcomes[0].reason == (

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from mlmodel_operator.analysis import AnalysisSpec, Continue, Pause, parse_analysis
-from mlmodel_operator.analysis_loop import Reading, Step, step
-from mlmodel_operator.metricstext import Snapshot
+from mlmodel_operator.analysis.exposition import Snapshot
+from mlmodel_operator.analysis.judging import Continue, Pause
+from mlmodel_operator.analysis.loop import Progress, Reading, step
+from mlmodel_operator.analysis.spec import AnalysisSpec, parse_analysis
 
 pytestmark = pytest.mark.unit
 
@@ -37,7 +38,7 @@ def one_interval(
     spec: AnalysisSpec = SPEC,
     baseline: bool = True,
     seconds: float = 11,
-) -> Step:
+) -> Progress:
     """The window begun with `start` at 0 s and judged with `end` `seconds` later."""
     begun = step(spec=spec, previous={}, attempt_key="r/1", reading=start, now=0, baseline=baseline)
     return step(
@@ -156,5 +157,5 @@ def test_an_interval_whose_reading_never_comes_is_inconclusive() -> None:
     assert "no metrics were read" in late.outcome.reason  # type: ignore[union-attr]
 
 
-def one_interval_start(first: Reading) -> Step:
+def one_interval_start(first: Reading) -> Progress:
     return step(spec=SPEC, previous={}, attempt_key="r/1", reading=first, now=0)

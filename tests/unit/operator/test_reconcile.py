@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from mlmodel_operator import rollout
-from mlmodel_operator.analysis_loop import Reading
-from mlmodel_operator.metricstext import Snapshot
+from mlmodel_operator.analysis.exposition import Snapshot
+from mlmodel_operator.analysis.loop import Reading
 from mlmodel_operator.naming import ModelRef
 from mlmodel_operator.reconcile import Event, Inputs, Observed, Plan, plan
 from mlmodel_operator.revision import revision_of

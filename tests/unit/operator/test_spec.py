@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from mlmodel_operator.durations import parse_duration
 from mlmodel_operator.errors import SpecError
-from mlmodel_operator.spec import DEFAULT_STEPS, Step, parse_duration, parse_spec
+from mlmodel_operator.spec import DEFAULT_STEPS, Step, parse_spec
 
 pytestmark = pytest.mark.unit
 

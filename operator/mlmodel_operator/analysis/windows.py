@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from mlmodel_operator.metricstext import Histogram, Snapshot
+from mlmodel_operator.analysis.exposition import Histogram, Snapshot
 
 # --- windows ----------------------------------------------------------------------------
 
@@ -55,7 +55,7 @@ def window(start: Snapshot, end: Snapshot) -> Snapshot:
     skewed, and ratios less than counts. A reset is also undercounted when the
     restarted pod has already counted past its old value: rare, and small.
 
-    >>> from mlmodel_operator.metricstext import Snapshot
+    >>> from mlmodel_operator.analysis.exposition import Snapshot
     >>> window(Snapshot(requests={"200": 900.0, "500": 9.0}),
     ...        Snapshot(requests={"200": 1000.0, "500": 2.0, "503": 1.0})).requests
     {'200': 100.0, '500': 2.0, '503': 1.0}

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client import Histogram as PromHistogram
 
-from mlmodel_operator.metricstext import Histogram, MetricsTextError, Snapshot, parse
+from mlmodel_operator.analysis.exposition import Histogram, MetricsTextError, Snapshot, parse
 from mlmodel_runtime.modeldir import ModelMetadata, TensorSpec
 from mlmodel_runtime.serve.metrics import DURATION_BUCKETS, VALUE_BUCKETS, RuntimeMetrics
 

@@ -19,20 +19,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from mlmodel_operator.analysis import (
-    AnalysisSpec,
+from mlmodel_operator.analysis.exposition import Snapshot
+from mlmodel_operator.analysis.judging import (
     AnalysisState,
     Continue,
-    MetricResult,
-    MetricSpec,
     Outcome,
     Pause,
     Rollback,
     decide,
     judge,
 )
-from mlmodel_operator.metricstats import window
-from mlmodel_operator.metricstext import Snapshot
+from mlmodel_operator.analysis.kinds import REGISTRY, Series
+from mlmodel_operator.analysis.metric import MetricResult, MetricSpec, Verdict
+from mlmodel_operator.analysis.spec import AnalysisSpec
+from mlmodel_operator.analysis.windows import window
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,7 @@ class ReadRequest:
     prometheus_url: str = ""
     interval_s: float = 30.0
     custom: tuple[MetricSpec, ...] = ()
+    series: frozenset[Series] = frozenset(Series)  # what the metrics need read
 
     @property
     def target(self) -> tuple[str, str, str, str]:
@@ -75,7 +76,7 @@ class ReadRequest:
 
 
 @dataclass(frozen=True)
-class Step:
+class Progress:
     status: dict[str, Any]
     outcome: Outcome | None  # None: no interval judged yet for this attempt
     judged: bool  # an interval ended in this reconcile
@@ -114,16 +115,9 @@ def _snapshots(reading: Reading | None) -> dict[str, Any]:
 def absolute_only(metrics: tuple[MetricSpec, ...]) -> tuple[MetricSpec, ...]:
     """The metrics and limits that need no baseline. At 100% the stable gets no traffic
     (with the replicas router it has no pods at all), so a comparison with it can only
-    be Inconclusive: keep `max`, `min`, `maxSeconds`, drop `maxIncrease`, `maxRatio`
-    and prediction divergence."""
-    kept = []
-    for metric in metrics:
-        if metric.name == "prediction-divergence":
-            continue
-        absolute = replace(metric, max_increase=None, max_ratio=None)
-        if any(v is not None for v in (absolute.min, absolute.max, absolute.max_seconds)):
-            kept.append(absolute)
-    return tuple(kept)
+    be Inconclusive: each kind keeps its absolute limits, if it has any."""
+    kept = (REGISTRY[metric.name].absolute(metric) for metric in metrics)
+    return tuple(metric for metric in kept if metric is not None)
 
 
 def step(
@@ -135,7 +129,7 @@ def step(
     now: float,
     baseline: bool = True,
     read_deadline_s: float = 5.0,
-) -> Step:
+) -> Progress:
     """Advance the analysis of the canary attempt `attempt_key` ("<revision>/<attempt>").
 
     `baseline` False (the canary takes all traffic): only absolute limits are judged,
@@ -224,14 +218,14 @@ def _waiting(
     *,
     wanted: bool,
     read_deadline_s: float,
-) -> Step:
+) -> Progress:
     """Nothing (more) to judge now: the window runs from `started`. `wanted`: the window
     has no starting snapshot yet, so a reading is wanted at once, not at its end. Past
     the window's end the reading is on its way (its arrival brings the next reconcile),
     so the fallback is the moment it is given up on."""
     ended = started + spec.interval_s
     due_in = ended - now if ended > now else max(0.0, ended + read_deadline_s - now)
-    return Step(
+    return Progress(
         status=status,
         outcome=outcome,
         judged=False,
@@ -241,10 +235,7 @@ def _waiting(
 
 
 def _needs_baseline(metrics: tuple[MetricSpec, ...]) -> bool:
-    return any(
-        m.max_increase is not None or m.max_ratio is not None or m.name == "prediction-divergence"
-        for m in metrics
-    )
+    return any(REGISTRY[m.name].needs_baseline(m) for m in metrics)
 
 
 def _judge(
@@ -268,7 +259,7 @@ def _judge(
                 stable=None,
                 canary=None,
                 limit=m.limit,
-                verdict="Inconclusive",
+                verdict=Verdict.INCONCLUSIVE,
                 reason=missing,
             )
             for m in spec.metrics

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from mlmodel_operator.opmetrics import OperatorMetrics
+from mlmodel_operator.operator_metrics import OperatorMetrics
 
 pytestmark = pytest.mark.unit
 

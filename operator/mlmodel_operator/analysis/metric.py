@@ -1,0 +1,138 @@
+"""The shared vocabulary of canary analysis: a metric as the spec asks for it, a window
+of both revisions' figures, and a metric's verdict on that window.
+
+Pure values, imported by the metric kinds (`kinds/`), the spec parser and the judge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from mlmodel_operator.analysis.exposition import Snapshot
+
+# CRD field name -> MetricSpec attribute, in the order limits are shown.
+LIMIT_FIELDS = {
+    "min": "min",
+    "max": "max",
+    "maxIncrease": "max_increase",
+    "maxSeconds": "max_seconds",
+    "maxRatio": "max_ratio",
+}
+
+
+class Verdict(StrEnum):
+    PASS = "Pass"
+    FAIL = "Fail"
+    INCONCLUSIVE = "Inconclusive"
+
+
+def num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One entry of `analysis.metrics`.
+
+    `key` names the metric in results, status and `custom_values`: the name, or `name#2`,
+    `name#3`... for later entries of the same name (several custom metrics, say).
+    `when_available` (only for the default prediction-divergence) skips the metric for
+    models that expose no predictions; asked for explicitly, missing predictions are
+    Inconclusive.
+    """
+
+    name: str
+    key: str = ""
+    min: float | None = None
+    max: float | None = None
+    max_increase: float | None = None
+    max_seconds: float | None = None
+    max_ratio: float | None = None
+    query: str = ""
+    when_available: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            object.__setattr__(self, "key", self.name)
+
+    @property
+    def limit(self) -> str:
+        """The limits as written in the spec: 'max 0.05, maxIncrease 0.01'."""
+        return ", ".join(
+            f"{crd} {num(getattr(self, attr))}"
+            for crd, attr in LIMIT_FIELDS.items()
+            if getattr(self, attr) is not None
+        )
+
+
+@dataclass(frozen=True)
+class Window:
+    """Both revisions' figures over one interval (`windows.window` deltas)."""
+
+    stable: Snapshot
+    canary: Snapshot
+    min_samples: int
+    interval_s: float
+    custom_values: Mapping[str, float | None]
+
+    def too_few(self, *, baseline: bool) -> str:
+        """Why the window is too small to judge, or ''."""
+        canary, stable = self.canary.total_requests, self.stable.total_requests
+        if canary < self.min_samples or canary <= 0:
+            return f"{canary:.0f} canary requests, fewer than minSamples {self.min_samples}"
+        if baseline and (stable < self.min_samples or stable <= 0):
+            return f"{stable:.0f} stable requests, fewer than minSamples {self.min_samples}"
+        return ""
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    name: str
+    stable: float | None
+    canary: float | None
+    limit: str
+    verdict: Verdict
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        def rounded(value: float | None) -> float | None:
+            return None if value is None else float(f"{value:.6g}")
+
+        return {
+            "name": self.name,
+            "stable": rounded(self.stable),
+            "canary": rounded(self.canary),
+            "limit": self.limit,
+            "verdict": str(self.verdict),
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> MetricResult:
+        verdict = raw.get("verdict")
+        return cls(
+            name=str(raw.get("name", "")),
+            stable=None if raw.get("stable") is None else float(raw["stable"]),
+            canary=None if raw.get("canary") is None else float(raw["canary"]),
+            limit=str(raw.get("limit", "")),
+            verdict=Verdict(verdict) if verdict in ("Pass", "Fail") else Verdict.INCONCLUSIVE,
+            reason=str(raw.get("reason", "")),
+        )
+
+
+def result(
+    metric: MetricSpec, stable: float | None, canary: float | None, verdict: Verdict, reason: str
+) -> MetricResult:
+    return MetricResult(metric.key, stable, canary, metric.limit, verdict, reason)
+
+
+def outside(metric: MetricSpec, value: float) -> str:
+    """How `value` breaks the metric's min/max, or ''."""
+    if metric.min is not None and value < metric.min:
+        return f"< min {num(metric.min)}"
+    if metric.max is not None and value > metric.max:
+        return f"> max {num(metric.max)}"
+    return ""

@@ -1,0 +1,104 @@
+"""`spec.rollout.analysis` parsed into an `AnalysisSpec`.
+
+Pure. The API server has applied the CRD's defaults and CEL rules; this re-applies the
+defaults (objects from older CRD versions) and refuses, with `SpecError`, what the schema
+cannot express: a limit a metric kind does not take, a kind that needs a limit without
+one, a custom metric without its query, an interval under a second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from mlmodel_operator.analysis.kinds import REGISTRY, Series
+from mlmodel_operator.analysis.metric import LIMIT_FIELDS, MetricSpec
+from mlmodel_operator.durations import parse_duration
+from mlmodel_operator.errors import SpecError
+
+MIN_INTERVAL_S = 1.0
+
+DEFAULT_METRICS = tuple(kind.default for kind in REGISTRY.values() if kind.default is not None)
+
+
+@dataclass(frozen=True)
+class AnalysisSpec:
+    provider: Literal["scrape", "prometheus"] = "scrape"
+    prometheus_url: str = ""
+    interval_s: float = 30.0
+    min_samples: int = 100
+    failure_limit: int = 2
+    on_inconclusive: Literal["pause", "rollback"] = "pause"
+    metrics: tuple[MetricSpec, ...] = DEFAULT_METRICS
+
+    @property
+    def series(self) -> frozenset[Series]:
+        """Everything the metrics need read, for the providers."""
+        return frozenset().union(*(REGISTRY[m.name].reads for m in self.metrics))
+
+
+def _metric(raw: Mapping[str, Any], key: str) -> MetricSpec:
+    name = str(raw.get("name", ""))
+    kind = REGISTRY.get(name)
+    if kind is None:
+        raise SpecError(f"analysis metric {name!r} is not one of {', '.join(REGISTRY)}")
+    given = {crd: float(raw[crd]) for crd in LIMIT_FIELDS if raw.get(crd) is not None}
+    wrong = sorted(set(given) - set(kind.limits))
+    if wrong:
+        raise SpecError(
+            f"analysis metric {name} takes {' and '.join(kind.limits)}, not {', '.join(wrong)}"
+        )
+    if not given:
+        if not kind.defaults:
+            raise SpecError(f"analysis metric {name} needs {' or '.join(kind.limits)}")
+        given = dict(kind.defaults)
+    metric = MetricSpec(
+        name=name,
+        key=key,
+        min=given.get("min"),
+        max=given.get("max"),
+        max_increase=given.get("maxIncrease"),
+        max_seconds=given.get("maxSeconds"),
+        max_ratio=given.get("maxRatio"),
+        query=str((raw.get("prometheus") or {}).get("query", "")),
+    )
+    kind.validate(metric, raw)
+    return metric
+
+
+def parse_analysis(raw: Mapping[str, Any] | None) -> AnalysisSpec:
+    """Parse `spec.rollout.analysis` (as in the CRD), applying its defaults."""
+    raw = raw or {}
+    provider = raw.get("provider") or {}
+    prometheus = provider.get("prometheus")
+    interval_s = parse_duration(str(raw.get("interval", "30s")))
+    if interval_s < MIN_INTERVAL_S:
+        # Each interval costs a metrics read: a tiny one would have the operator read
+        # (and the analysis judge) several times a second for every such model.
+        raise SpecError(f"analysis.interval must be at least {MIN_INTERVAL_S:g}s")
+    min_samples = int(raw.get("minSamples", 100))
+    failure_limit = int(raw.get("failureLimit", 2))
+    if min_samples < 1 or failure_limit < 0:
+        raise SpecError("analysis.minSamples must be at least 1 and failureLimit at least 0")
+    on_inconclusive = raw.get("onInconclusive", "pause")
+    if on_inconclusive not in ("pause", "rollback"):
+        raise SpecError(f"analysis.onInconclusive {on_inconclusive!r} is not pause or rollback")
+    metrics: tuple[MetricSpec, ...] = DEFAULT_METRICS
+    if raw.get("metrics"):
+        seen: dict[str, int] = {}
+        parsed = []
+        for item in raw["metrics"]:
+            name = str(item.get("name", ""))
+            seen[name] = seen.get(name, 0) + 1
+            parsed.append(_metric(item, name if seen[name] == 1 else f"{name}#{seen[name]}"))
+        metrics = tuple(parsed)
+    return AnalysisSpec(
+        provider="prometheus" if prometheus is not None else "scrape",
+        prometheus_url=str(prometheus.get("url", "")) if prometheus is not None else "",
+        interval_s=interval_s,
+        min_samples=min_samples,
+        failure_limit=failure_limit,
+        on_inconclusive="rollback" if on_inconclusive == "rollback" else "pause",
+        metrics=metrics,
+    )
