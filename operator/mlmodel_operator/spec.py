@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlmodel_operator.analysis.spec import AnalysisSpec, parse_analysis
 from mlmodel_operator.durations import parse_duration
 from mlmodel_operator.errors import SpecError
 from mlmodel_operator.routers import REGISTRY
@@ -103,8 +104,8 @@ class MLModelSpec:
     serving: Serving = Serving()
     traffic: Traffic = Traffic()
     rollout: Rollout = Rollout()
-    # The raw analysis section, parsed by the analysis module when it runs.
-    analysis: Mapping[str, Any] = field(default_factory=dict)
+    # None: steps advance on time, health and people alone.
+    analysis: AnalysisSpec | None = None
 
 
 def _steps(raw: list[Mapping[str, Any]] | None) -> tuple[Step, ...]:
@@ -195,7 +196,7 @@ def parse_spec(spec: Mapping[str, Any]) -> MLModelSpec:
         serving=serving,
         traffic=traffic,
         rollout=rollout,
-        analysis=dict(ro.get("analysis") or {}),
+        analysis=parse_analysis(ro["analysis"]) if ro.get("analysis") else None,
     )
 
 

@@ -98,11 +98,11 @@ def test_a_window_of_real_traffic_is_judged(
             ],
         }
     )
-    begun = step(spec=spec, previous={}, attempt_key="c/1", reading=read(stable, canary), now=0)
+    begun = step(spec=spec, previous=None, attempt_key="c/1", reading=read(stable, canary), now=0)
     infer(stable[0], 30)
     infer(canary[0], 30)
     judged = step(
-        spec=spec, previous=begun.status, attempt_key="c/1", reading=read(stable, canary), now=2
+        spec=spec, previous=begun.record, attempt_key="c/1", reading=read(stable, canary), now=2
     )
     assert judged.judged
     verdicts = {m["name"]: m["verdict"] for m in judged.status["metrics"]}

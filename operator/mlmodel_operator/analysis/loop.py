@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from mlmodel_operator.analysis.exposition import Snapshot
+from mlmodel_operator.analysis.exposition import MetricsTextError, Snapshot
 from mlmodel_operator.analysis.judging import (
     AnalysisState,
     Continue,
@@ -76,37 +76,73 @@ class ReadRequest:
 
 
 @dataclass(frozen=True)
+class AnalysisRecord:
+    """What `status.analysis` keeps for the canary attempt under analysis: the verdict
+    counts, the attempt it belongs to, when the current window started, the snapshots
+    taken at that moment (the provider's cumulative values), and the last outcome."""
+
+    state: AnalysisState
+    attempt: str  # "<revision>/<attempt>"
+    window_start: float
+    start: Mapping[str, Snapshot] = field(default_factory=dict)  # "stable"/"canary"
+    outcome: Outcome | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.state.to_status()
+        out["attempt"] = self.attempt
+        out["windowStart"] = self.window_start
+        out["start"] = {side: snapshot.to_dict() for side, snapshot in self.start.items()}
+        if self.outcome is not None:
+            out["outcome"] = {"kind": type(self.outcome).__name__, "reason": self.outcome.reason}
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> AnalysisRecord:
+        outcome = raw.get("outcome") or {}
+        kinds: dict[str, type[Continue] | type[Pause] | type[Rollback]] = {
+            "Continue": Continue,
+            "Pause": Pause,
+            "Rollback": Rollback,
+        }
+        kind = kinds.get(str(outcome.get("kind")))
+        start: dict[str, Snapshot] = {}
+        for side, snapshot in (raw.get("start") or {}).items():
+            try:
+                start[str(side)] = Snapshot.from_dict(snapshot)
+            except MetricsTextError:
+                continue  # unreadable: the window starts again at the next reading
+        return cls(
+            state=AnalysisState.from_status(raw),
+            attempt=str(raw.get("attempt", "")),
+            window_start=float(raw.get("windowStart", 0.0)),
+            start=start,
+            outcome=None if kind is None else kind(str(outcome.get("reason", ""))),
+        )
+
+
+@dataclass(frozen=True)
 class Progress:
-    status: dict[str, Any]
-    outcome: Outcome | None  # None: no interval judged yet for this attempt
+    record: AnalysisRecord
     judged: bool  # an interval ended in this reconcile
     due_in: float  # seconds until the current interval ends (or, past it, until the
     # missing reading is given up on)
     read_due: float  # Unix seconds from which a (new) reading is wanted
 
+    @property
+    def outcome(self) -> Outcome | None:
+        """What the rollout obeys until the next interval (None: none judged yet)."""
+        return self.record.outcome
 
-def _outcome_to_status(outcome: Outcome | None) -> dict[str, str]:
-    if outcome is None:
-        return {}
-    return {"kind": type(outcome).__name__, "reason": outcome.reason}
-
-
-def _outcome_from_status(raw: Mapping[str, Any]) -> Outcome | None:
-    kind, reason = raw.get("kind"), str(raw.get("reason", ""))
-    if kind == "Continue":
-        return Continue(reason)
-    if kind == "Pause":
-        return Pause(reason)
-    if kind == "Rollback":
-        return Rollback(reason)
-    return None
+    @property
+    def status(self) -> dict[str, Any]:
+        return self.record.to_dict()
 
 
-def _snapshots(reading: Reading | None) -> dict[str, Any]:
+def _snapshots(reading: Reading | None) -> dict[str, Snapshot]:
     if reading is None or reading.error:
         return {}
     return {
-        side: snapshot.to_dict()
+        side: snapshot
         for side, snapshot in (("stable", reading.stable), ("canary", reading.canary))
         if snapshot is not None
     }
@@ -123,7 +159,7 @@ def absolute_only(metrics: tuple[MetricSpec, ...]) -> tuple[MetricSpec, ...]:
 def step(
     *,
     spec: AnalysisSpec,
-    previous: Mapping[str, Any],
+    previous: AnalysisRecord | None,
     attempt_key: str,
     reading: Reading | None,
     now: float,
@@ -140,29 +176,21 @@ def step(
         spec = replace(spec, metrics=absolute_only(spec.metrics))
     taken = now if reading is None or reading.taken_at is None else reading.taken_at
     fresh = _snapshots(reading)
-    if previous.get("attempt") != attempt_key:
-        state = AnalysisState()
-        status = {
-            **state.to_status(),
-            "attempt": attempt_key,
-            "windowStart": taken if fresh else now,
-            "start": fresh,
-        }
-        started = float(status["windowStart"])
-        return _waiting(
-            spec, status, None, now, started, wanted=not fresh, read_deadline_s=read_deadline_s
+    if previous is None or previous.attempt != attempt_key:
+        record = AnalysisRecord(
+            state=AnalysisState(),
+            attempt=attempt_key,
+            window_start=taken if fresh else now,
+            start=fresh,
         )
-    started = float(previous.get("windowStart", now))
-    outcome = _outcome_from_status(previous.get("outcome") or {})
-    start = previous.get("start") or {}
+        return _waiting(spec, record, now, wanted=not fresh, read_deadline_s=read_deadline_s)
+    started = previous.window_start
     current = reading is not None and taken > started
-    if current and fresh and not start:
+    if current and fresh and not previous.start:
         # The first reading of this attempt (or the first since the provider failed):
         # the window starts then rather than being judged without a beginning.
-        status = {**previous, "windowStart": taken, "start": fresh}
-        return _waiting(
-            spec, status, outcome, now, taken, wanted=False, read_deadline_s=read_deadline_s
-        )
+        record = replace(previous, window_start=taken, start=fresh)
+        return _waiting(spec, record, now, wanted=False, read_deadline_s=read_deadline_s)
     ended = started + spec.interval_s
     if current and taken >= ended:
         elapsed = taken - started
@@ -171,63 +199,42 @@ def step(
         # window could start): judge without it, which is Inconclusive.
         reading, fresh, taken, elapsed = None, {}, now, now - started
     else:
-        return _waiting(
-            spec,
-            dict(previous),
-            outcome,
-            now,
-            started,
-            wanted=not start,
-            read_deadline_s=read_deadline_s,
-        )
-    state = AnalysisState.from_status(previous)
+        wanted = not previous.start
+        return _waiting(spec, previous, now, wanted=wanted, read_deadline_s=read_deadline_s)
     if not spec.metrics:
-        outcome = Continue("no limit applies without a baseline; the canary takes all traffic")
-        status = {
-            **previous,
-            "windowStart": taken,
-            "start": fresh,
-            "outcome": _outcome_to_status(outcome),
-        }
-        return _waiting(
-            spec, status, outcome, now, taken, wanted=not fresh, read_deadline_s=read_deadline_s
-        )
-    results = _judge(spec, start, reading, elapsed)
+        passed = Continue("no limit applies without a baseline; the canary takes all traffic")
+        record = replace(previous, window_start=taken, start=fresh, outcome=passed)
+        return _waiting(spec, record, now, wanted=not fresh, read_deadline_s=read_deadline_s)
+    results = _judge(spec, previous.start, reading, elapsed)
     state, outcome = decide(
-        state, results, failure_limit=spec.failure_limit, on_inconclusive=spec.on_inconclusive
+        previous.state,
+        results,
+        failure_limit=spec.failure_limit,
+        on_inconclusive=spec.on_inconclusive,
     )
-    status = {
-        **state.to_status(),
-        "attempt": attempt_key,
-        "windowStart": taken,
-        "start": fresh,
-        "outcome": _outcome_to_status(outcome),
-    }
-    waiting = _waiting(
-        spec, status, outcome, now, taken, wanted=not fresh, read_deadline_s=read_deadline_s
+    record = AnalysisRecord(
+        state=state, attempt=attempt_key, window_start=taken, start=fresh, outcome=outcome
     )
+    waiting = _waiting(spec, record, now, wanted=not fresh, read_deadline_s=read_deadline_s)
     return replace(waiting, judged=True)
 
 
 def _waiting(
     spec: AnalysisSpec,
-    status: dict[str, Any],
-    outcome: Outcome | None,
+    record: AnalysisRecord,
     now: float,
-    started: float,
     *,
     wanted: bool,
     read_deadline_s: float,
 ) -> Progress:
-    """Nothing (more) to judge now: the window runs from `started`. `wanted`: the window
-    has no starting snapshot yet, so a reading is wanted at once, not at its end. Past
-    the window's end the reading is on its way (its arrival brings the next reconcile),
-    so the fallback is the moment it is given up on."""
-    ended = started + spec.interval_s
+    """Nothing (more) to judge now: the window runs from `record.window_start`. `wanted`:
+    the window has no starting snapshot yet, so a reading is wanted at once, not at its
+    end. Past the window's end the reading is on its way (its arrival brings the next
+    reconcile), so the fallback is the moment it is given up on."""
+    ended = record.window_start + spec.interval_s
     due_in = ended - now if ended > now else max(0.0, ended + read_deadline_s - now)
     return Progress(
-        status=status,
-        outcome=outcome,
+        record=record,
         judged=False,
         due_in=due_in,
         read_due=now if wanted else ended,
@@ -239,7 +246,10 @@ def _needs_baseline(metrics: tuple[MetricSpec, ...]) -> bool:
 
 
 def _judge(
-    spec: AnalysisSpec, start: Mapping[str, Any], reading: Reading | None, elapsed: float
+    spec: AnalysisSpec,
+    start: Mapping[str, Snapshot],
+    reading: Reading | None,
+    elapsed: float,
 ) -> list[MetricResult]:
     missing = ""
     if reading is None:
@@ -264,8 +274,8 @@ def _judge(
             )
             for m in spec.metrics
         ]
-    stable = window(Snapshot.from_dict(start.get("stable") or {}), reading.stable or Snapshot())
-    canary = window(Snapshot.from_dict(start["canary"]), reading.canary)
+    stable = window(start.get("stable") or Snapshot(), reading.stable or Snapshot())
+    canary = window(start["canary"], reading.canary)
     return judge(
         spec.metrics,
         stable,

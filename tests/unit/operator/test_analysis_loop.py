@@ -3,6 +3,8 @@ step where no baseline exists."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from mlmodel_operator.analysis.exposition import Snapshot
@@ -40,10 +42,12 @@ def one_interval(
     seconds: float = 11,
 ) -> Progress:
     """The window begun with `start` at 0 s and judged with `end` `seconds` later."""
-    begun = step(spec=spec, previous={}, attempt_key="r/1", reading=start, now=0, baseline=baseline)
+    begun = step(
+        spec=spec, previous=None, attempt_key="r/1", reading=start, now=0, baseline=baseline
+    )
     return step(
         spec=spec,
-        previous=begun.status,
+        previous=begun.record,
         attempt_key="r/1",
         reading=end,
         now=seconds,
@@ -52,12 +56,12 @@ def one_interval(
 
 
 def test_the_first_reading_starts_the_window_and_nothing_is_judged() -> None:
-    begun = step(spec=SPEC, previous={}, attempt_key="r/1", reading=None, now=0)
+    begun = step(spec=SPEC, previous=None, attempt_key="r/1", reading=None, now=0)
     assert not begun.judged
     assert begun.outcome is None
     later = step(
         spec=SPEC,
-        previous=begun.status,
+        previous=begun.record,
         attempt_key="r/1",
         reading=cumulative({"200": 5}, {"200": 5}),
         now=3,
@@ -68,11 +72,15 @@ def test_the_first_reading_starts_the_window_and_nothing_is_judged() -> None:
 
 def test_a_new_attempt_starts_over() -> None:
     old = step(
-        spec=SPEC, previous={}, attempt_key="r/1", reading=cumulative({"200": 1}, {"200": 1}), now=0
+        spec=SPEC,
+        previous=None,
+        attempt_key="r/1",
+        reading=cumulative({"200": 1}, {"200": 1}),
+        now=0,
     )
     fresh = step(
         spec=SPEC,
-        previous={**old.status, "failures": 2},
+        previous=replace(old.record, state=replace(old.record.state, failures=2)),
         attempt_key="r/2",
         reading=cumulative({"200": 1}, {"200": 1}),
         now=50,
@@ -124,14 +132,14 @@ def taken(reading: Reading, at: float) -> Reading:
 
 
 def test_a_window_runs_between_the_times_its_readings_were_taken() -> None:
-    begun = step(spec=SPEC, previous={}, attempt_key="r/1", reading=None, now=0)
+    begun = step(spec=SPEC, previous=None, attempt_key="r/1", reading=None, now=0)
     assert begun.read_due == 0  # no starting snapshot: a reading is wanted at once
     first = taken(cumulative({"200": 100}, {"200": 100}), at=0.4)
-    started = step(spec=SPEC, previous=begun.status, attempt_key="r/1", reading=first, now=0.5)
+    started = step(spec=SPEC, previous=begun.record, attempt_key="r/1", reading=first, now=0.5)
     assert started.status["windowStart"] == 0.4
     assert started.read_due == 10.4
     end = taken(cumulative({"200": 300}, {"200": 300}), at=10.45)
-    judged = step(spec=SPEC, previous=started.status, attempt_key="r/1", reading=end, now=10.5)
+    judged = step(spec=SPEC, previous=started.record, attempt_key="r/1", reading=end, now=10.5)
     assert judged.judged
     [error_rate, _] = judged.status["metrics"]
     assert (error_rate["name"], error_rate["verdict"]) == ("error-rate", "Pass")
@@ -142,7 +150,7 @@ def test_a_stale_reading_judges_nothing_and_a_fresh_one_is_asked_for() -> None:
     first = taken(cumulative({"200": 100}, {"200": 100}), at=0)
     started = one_interval_start(first)
     # The interval is over, but the latest reading is the one that started the window.
-    waiting = step(spec=SPEC, previous=started.status, attempt_key="r/1", reading=first, now=10.2)
+    waiting = step(spec=SPEC, previous=started.record, attempt_key="r/1", reading=first, now=10.2)
     assert not waiting.judged
     assert waiting.read_due == 10
     assert waiting.due_in == pytest.approx(4.8)  # given up on at 10 s + the 5 s deadline
@@ -151,11 +159,11 @@ def test_a_stale_reading_judges_nothing_and_a_fresh_one_is_asked_for() -> None:
 def test_an_interval_whose_reading_never_comes_is_inconclusive() -> None:
     first = taken(cumulative({"200": 100}, {"200": 100}), at=0)
     started = one_interval_start(first)
-    late = step(spec=SPEC, previous=started.status, attempt_key="r/1", reading=first, now=15.1)
+    late = step(spec=SPEC, previous=started.record, attempt_key="r/1", reading=first, now=15.1)
     assert late.judged
     assert late.status["verdict"] == "Inconclusive"
     assert "no metrics were read" in late.outcome.reason  # type: ignore[union-attr]
 
 
 def one_interval_start(first: Reading) -> Progress:
-    return step(spec=SPEC, previous={}, attempt_key="r/1", reading=first, now=0)
+    return step(spec=SPEC, previous=None, attempt_key="r/1", reading=first, now=0)

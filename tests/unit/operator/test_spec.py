@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from mlmodel_operator.analysis.spec import parse_analysis
 from mlmodel_operator.durations import parse_duration
 from mlmodel_operator.errors import SpecError
 from mlmodel_operator.spec import DEFAULT_STEPS, Step, parse_spec
@@ -44,7 +45,7 @@ def test_a_spec_with_only_a_uri_gets_every_default() -> None:
     )
     assert parsed.rollout.progress_deadline_seconds == 600
     assert parsed.rollout.scale_down_delay_seconds == 30
-    assert parsed.analysis == {}
+    assert parsed.analysis is None
 
 
 def test_every_section_written_is_read() -> None:
@@ -92,7 +93,7 @@ def test_every_section_written_is_read() -> None:
     assert parsed.serving.pod_annotations == {"a": "b"}
     assert parsed.rollout.progress_deadline_seconds == 120
     assert parsed.rollout.scale_down_delay_seconds == 0
-    assert parsed.analysis == {"interval": "30s"}
+    assert parsed.analysis == parse_analysis({"interval": "30s"})
 
 
 @pytest.mark.parametrize(
