@@ -248,6 +248,41 @@ def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+# ------------------------------------------------------------- hostile model files
+
+
+def onnx_with_external_data(target: Path, location: str, *, where: str = "initializer") -> Path:
+    """A small valid-looking ONNX model whose uint8 tensor `w` lives in the file `location`.
+
+    `where`: "initializer", "constant" (a Constant node's value) or "subgraph"
+    (an initializer of an If node's branch).
+    """
+    from onnx import TensorProto, helper
+
+    weights = TensorProto(name="w", data_type=TensorProto.UINT8, dims=[16])
+    weights.data_location = TensorProto.EXTERNAL
+    entry = weights.external_data.add()
+    entry.key, entry.value = "location", location
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [16])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [16])
+    cast = helper.make_node("Cast", ["w"], ["wf"], to=TensorProto.FLOAT)
+    add = helper.make_node("Add", ["x", "wf"], ["y"])
+    if where == "initializer":
+        graph = helper.make_graph([cast, add], "g", [x], [y], initializer=[weights])
+    elif where == "constant":
+        constant = helper.make_node("Constant", [], ["w"], value=weights)
+        graph = helper.make_graph([constant, cast, add], "g", [x], [y])
+    else:
+        wf = helper.make_tensor_value_info("wf", TensorProto.FLOAT, [16])
+        branch = helper.make_graph([cast], "branch", [], [wf], initializer=[weights])
+        cond = helper.make_tensor("cond", TensorProto.BOOL, [], [True])
+        pick = helper.make_node("If", ["cond"], ["wf"], then_branch=branch, else_branch=branch)
+        graph = helper.make_graph([pick, add], "g", [x], [y], initializer=[cond])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    target.write_bytes(model.SerializeToString())
+    return target
+
+
 # ------------------------------------------------------------------------ the CLI
 
 
@@ -265,16 +300,30 @@ def _env(extra: dict[str, str] | None) -> dict[str, str]:
     return env
 
 
+def _result(code: int, stdout: str, stderr: str) -> Result:
+    lines = stdout.splitlines()
+    assert len(lines) == 1, f"stdout must be one report line, got {stdout!r}\n{stderr}"
+    return Result(code, json.loads(lines[0]), stdout, stderr)
+
+
 def run_cli(
-    args: Sequence[str], *, env: dict[str, str] | None = None, timeout: float = 120
+    args: Sequence[str],
+    *,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    cwd: Path | None = None,
 ) -> Result:
     """`mlmodel-runtime convert ARGS` as a real process, as the init container runs it."""
     proc = subprocess.run(
-        [*CLI, *args], capture_output=True, text=True, env=_env(env), timeout=timeout, check=False
+        [*CLI, *args],
+        capture_output=True,
+        text=True,
+        env=_env(env),
+        timeout=timeout,
+        check=False,
+        cwd=cwd,
     )
-    lines = proc.stdout.splitlines()
-    assert len(lines) == 1, f"stdout must be one report line, got {proc.stdout!r}\n{proc.stderr}"
-    return Result(proc.returncode, json.loads(lines[0]), proc.stdout, proc.stderr)
+    return _result(proc.returncode, proc.stdout, proc.stderr)
 
 
 def run_in_process(args: Sequence[str]) -> Result:

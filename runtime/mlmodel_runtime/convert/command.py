@@ -4,6 +4,10 @@ Thin shell around `pipeline.convert`. stdout carries exactly one line, the JSON
 report (also written to --report-file, by default the kubelet's
 /dev/termination-log when it exists); progress goes to stderr. Exit codes are
 `errors.ExitCode`, documented in docs/convert.md.
+
+The conversion runs in a fresh, empty working directory, so that no relative
+path inside a model (ONNX external data, say) can resolve to a real file;
+every path argument is made absolute before that.
 """
 
 from __future__ import annotations
@@ -14,18 +18,23 @@ import os
 import re
 import sys
 import time
+import traceback
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
 from mlmodel_runtime.convert import report as report_mod
+from mlmodel_runtime.convert import workdir
 from mlmodel_runtime.convert.errors import ConvertError, ExitCode, UsageError
 from mlmodel_runtime.convert.fetch import DEFAULT_MAX_BYTES, FetchOptions
 from mlmodel_runtime.convert.load import FORMATS
 from mlmodel_runtime.convert.parity import Tolerance
+from mlmodel_runtime.convert.sanitize import clean, describe, printable
 from mlmodel_runtime.modeldir import ModelMetadata
 
+_PATH_ARGUMENTS = ("out", "sample_data", "reference", "report_file")
+_TRACEBACK_FRAMES = 12
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 _EPILOG = (
     "exit codes: 0 ok, 1 internal error, 2 usage/bad input, 3 fetch failure, "
@@ -105,6 +114,14 @@ def _report_usage_errors(parser: argparse.ArgumentParser) -> None:
     parser.error = error  # type: ignore[method-assign]
 
 
+def _absolute_paths(args: argparse.Namespace) -> None:
+    """Resolve path flags against the caller's directory before leaving it."""
+    for name in _PATH_ARGUMENTS:
+        value = getattr(args, name, None)
+        if isinstance(value, Path):
+            setattr(args, name, value.absolute())
+
+
 def make_logger(fmt: str) -> Callable[[str], None]:
     def log(message: str) -> None:
         if fmt == "json":
@@ -149,7 +166,8 @@ def request_from_args(args: argparse.Namespace) -> Any:
             timeout=args.timeout,
             retries=args.retries,
             s3_endpoint_url=args.s3_endpoint_url,
-            mount_root=args.mount_root,
+            mount_root=args.mount_root.absolute(),
+            base_dir=Path.cwd(),
         ),
     )
 
@@ -202,29 +220,42 @@ def run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         # Library warnings go through our logger, so JSON logs stay JSON lines.
         warnings.showwarning = lambda message, category, *_, **__: log(
-            f"{category.__name__}: {message}"
+            f"{category.__name__}: {clean(str(message), 500)}"
         )
         return _run(args, log)
 
 
+def _internal(exc: Exception, log: Callable[[str], None]) -> ConvertError:
+    """A bug: say what it was, with the last frames of its traceback on stderr.
+
+    Frames name our code and the libraries' files; exception texts may quote
+    data, so they are shown only through `describe`.
+    """
+    text = describe(exc, limit=500)
+    log(f"error (internal): {text}")
+    for frame in traceback.format_tb(exc.__traceback__)[-_TRACEBACK_FRAMES:]:
+        for line in frame.splitlines():
+            log(f"  {printable(line, 300)}")
+    if exc.__cause__ is not None:
+        log(f"  caused by {describe(exc.__cause__, limit=300)}")
+    return ConvertError(f"internal error: {text}")
+
+
 def _run(args: argparse.Namespace, log: Callable[[str], None]) -> int:
     facts: dict[str, Any] = {}
+    _absolute_paths(args)
     try:
         from mlmodel_runtime.convert.pipeline import convert
 
         request = request_from_args(args)
-        metadata = convert(request, environ=os.environ, log=log, facts=facts)
+        with workdir.empty_working_directory():
+            metadata = convert(request, environ=os.environ, log=log, facts=facts)
         body, code = _success(metadata, facts), int(ExitCode.OK)
     except ConvertError as exc:
         log(f"error ({exc.error_class}): {report_mod.one_line(exc.message, 2000)}")
         body, code = _failure(exc, facts), int(exc.exit_code)
     except Exception as exc:  # the report must be written whatever happened
-        internal = ConvertError(f"internal error: {type(exc).__name__}: {exc}")
-        log(f"error (internal): {type(exc).__name__}: {exc}")
-        import traceback
-
-        traceback.print_exc(file=sys.stderr)
-        body, code = _failure(internal, facts), int(ExitCode.INTERNAL)
+        body, code = _failure(_internal(exc, log), facts), int(ExitCode.INTERNAL)
     report_file = args.report_file if args.report_file else report_mod.default_report_file()
     report_mod.emit(report_mod.render(body), report_file=report_file)
     return code

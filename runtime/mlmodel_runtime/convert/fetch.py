@@ -47,6 +47,9 @@ class FetchOptions:
     retries: int = 3
     s3_endpoint_url: str | None = None
     mount_root: Path = Path("/mnt/pvc")
+    # Relative local paths are taken relative to this directory (the caller's
+    # working directory: `convert` itself runs in an empty one).
+    base_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,7 @@ class Fetched:
     size: int
 
 
-def resolve_uri(uri: str, mount_root: Path) -> tuple[str, str]:
+def resolve_uri(uri: str, mount_root: Path, *, base_dir: Path | None = None) -> tuple[str, str]:
     """(protocol, location) for fsspec; `pvc://claim/a/b` is `mount_root/claim/a/b`."""
     parts = urlsplit(uri)
     scheme = parts.scheme.lower()
@@ -64,6 +67,8 @@ def resolve_uri(uri: str, mount_root: Path) -> tuple[str, str]:
         path = parts.path if scheme == "file" else uri
         if scheme == "file" and parts.netloc not in ("", "localhost"):
             raise UsageError(f"file URI {uri!r} names a host; use file:///absolute/path")
+        if base_dir is not None and not Path(path).is_absolute():
+            path = str(base_dir / path)
         return "file", path
     if scheme == "pvc":
         claim, rest = parts.netloc, parts.path.lstrip("/")
@@ -177,7 +182,7 @@ def fetch(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Fetched:
     """Download `uri` into a new file under `dest`, verify size and digest, return it."""
-    protocol, location = resolve_uri(uri, options.mount_root)
+    protocol, location = resolve_uri(uri, options.mount_root, base_dir=options.base_dir)
     so = storage_options(protocol, options, environ)
     network = protocol != "file"
     attempts = options.retries + 1 if network else 1

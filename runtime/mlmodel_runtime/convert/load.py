@@ -8,7 +8,10 @@ Called by `pipeline.py` with the local file from `fetch.py`.
   function, is refused and named unless the user lists it with --trust-type.
 - sklearn (pickle/joblib): unpickling runs arbitrary code, so it happens only
   with --allow-unsafe-pickle; the refusal is decided before anything is read.
-- onnx: parsed, checked with onnx.checker and opened in onnxruntime.
+- onnx: tensors with external data are refused (`onnx_safety.py`), then the
+  model is checked with onnx.checker and opened in onnxruntime.
+
+Library error texts reach messages only through `sanitize.describe`.
 
 Loading under another scikit-learn than the one the model was trained with can
 change its predictions, so scikit-learn's InconsistentVersionWarning is an
@@ -31,6 +34,7 @@ from mlmodel_runtime.convert.errors import (
     UsageError,
     VersionMismatchError,
 )
+from mlmodel_runtime.convert.sanitize import describe
 
 FORMATS = ("skops", "sklearn", "onnx")
 TRUSTED_PACKAGES = ("sklearn", "numpy", "scipy")
@@ -127,7 +131,9 @@ def _load_skops(path: Path, trust: tuple[str, ...]) -> Any:
     try:
         untrusted = list(skops.io.get_untrusted_types(file=path))
     except Exception as exc:  # zipfile, json and skops errors alike
-        raise IntegrityError(f"not a readable skops file (corrupt or truncated?): {exc}") from exc
+        raise IntegrityError(
+            f"not a readable skops file (corrupt or truncated?): {describe(exc)}"
+        ) from exc
     refused = sorted(t for t in untrusted if t not in trust and not _is_trusted_library_type(t))
     if refused:
         raise UnsafeFormatError(
@@ -137,9 +143,13 @@ def _load_skops(path: Path, trust: tuple[str, ...]) -> Any:
     try:
         return skops.io.load(path, trusted=untrusted)
     except (ImportError, AttributeError) as exc:
-        raise UnsupportedModelError(f"the model needs code this runtime lacks: {exc}") from exc
+        raise UnsupportedModelError(
+            f"the model needs code this runtime lacks: {describe(exc)}"
+        ) from exc
     except Exception as exc:
-        raise IntegrityError(f"could not load skops file (corrupt or truncated?): {exc}") from exc
+        raise IntegrityError(
+            f"could not load skops file (corrupt or truncated?): {describe(exc)}"
+        ) from exc
 
 
 def _load_pickle(path: Path) -> Any:
@@ -148,33 +158,37 @@ def _load_pickle(path: Path) -> Any:
     try:
         return joblib.load(path)
     except (ImportError, AttributeError) as exc:
-        raise UnsupportedModelError(f"the model needs code this runtime lacks: {exc}") from exc
+        raise UnsupportedModelError(
+            f"the model needs code this runtime lacks: {describe(exc)}"
+        ) from exc
     except Exception as exc:  # pickle raises many types on bad data
         raise IntegrityError(
-            f"could not unpickle the file (corrupt or truncated?): {type(exc).__name__}: {exc}"
+            f"could not unpickle the file (corrupt or truncated?): {describe(exc)}"
         ) from exc
 
 
 def _load_onnx(path: Path) -> bytes:
     import onnx
-    import onnxruntime as ort
+
+    from mlmodel_runtime.convert.onnx_safety import refuse_external_data
+    from mlmodel_runtime.convert.ortsession import session
 
     data = path.read_bytes()
     try:
         model = onnx.load_from_string(data)
     except Exception as exc:  # protobuf DecodeError and friends
-        raise IntegrityError(f"not a readable ONNX file (corrupt or truncated?): {exc}") from exc
+        raise IntegrityError(
+            f"not a readable ONNX file (corrupt or truncated?): {describe(exc)}"
+        ) from exc
     if not model.graph.node and not model.graph.output:
         # Protobuf accepts almost any bytes as an empty message.
         raise IntegrityError("not an ONNX model: the file parses to an empty graph")
+    refuse_external_data(model)
     try:
         onnx.checker.check_model(model)
     except Exception as exc:
-        raise UnsupportedModelError(f"onnx.checker rejects the model: {exc}") from exc
-    try:
-        ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise UnsupportedModelError(f"onnxruntime cannot load the model: {exc}") from exc
+        raise UnsupportedModelError(f"onnx.checker rejects the model: {describe(exc)}") from exc
+    session(data, what="the model")
     return data
 
 

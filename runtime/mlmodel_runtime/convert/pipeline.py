@@ -23,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from mlmodel_runtime.convert import check, export, fetch, load, sampling, schema
+from mlmodel_runtime.convert import check, export, fetch, load, ortsession, sampling, schema
 from mlmodel_runtime.convert.errors import UnsupportedModelError, UsageError
 from mlmodel_runtime.convert.parity import Tolerance
+from mlmodel_runtime.convert.sanitize import describe
 from mlmodel_runtime.datatypes import ORT_TO_V2
 from mlmodel_runtime.modeldir import (
     MODEL_FILE,
@@ -80,15 +81,6 @@ def _plain_class(value: Any) -> str | int:
     return str(value)
 
 
-def _session(onnx_bytes: bytes) -> Any:
-    import onnxruntime as ort
-
-    try:
-        return ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise UnsupportedModelError(f"onnxruntime cannot load the converted model: {exc}") from exc
-
-
 def _opset(onnx_bytes: bytes) -> int:
     import onnx
 
@@ -124,7 +116,7 @@ def convert(
     try:
         request.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UsageError(f"cannot create output directory {request.out}: {exc}") from exc
+        raise UsageError(f"cannot create output directory {request.out}: {exc.strerror}") from exc
     timer = _Timer(log, clock)
     facts["timings"] = timer.timings
     # Download next to the output so a large model does not fill a small /tmp.
@@ -196,7 +188,7 @@ def _convert_estimator(
     log(f"converting with skl2onnx: {len(inputs)} input(s)")
     with timer.phase("export"):
         onnx_bytes = export.to_onnx(estimator, input_schema)
-        session = _session(onnx_bytes)
+        session = ortsession.session(onnx_bytes, what="the converted model")
     outputs = tuple(_spec(o) for o in session.get_outputs())
     facts["outputs"] = outputs
 
@@ -256,7 +248,7 @@ def _passthrough(
 ) -> ModelMetadata:
     """An ONNX model is served as given; run it once to prove it loads and answers finitely."""
     facts["estimator"] = "onnx"
-    session = _session(onnx_bytes)
+    session = ortsession.session(onnx_bytes, what="the model")
     inputs = tuple(_spec(i) for i in session.get_inputs())
     outputs = tuple(_spec(o) for o in session.get_outputs())
     facts["inputs"], facts["outputs"] = inputs, outputs
@@ -272,7 +264,9 @@ def _passthrough(
         try:
             values = session.run(None, feeds)
         except Exception as exc:
-            raise UnsupportedModelError(f"the ONNX model fails on generated inputs: {exc}") from exc
+            raise UnsupportedModelError(
+                f"the ONNX model fails on generated inputs: {describe(exc)}"
+            ) from exc
         check.ensure_finite(
             check.Outputs(
                 predictions=np.concatenate(
