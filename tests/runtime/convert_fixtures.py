@@ -251,6 +251,68 @@ def sha256_of(path: Path) -> str:
 # ------------------------------------------------------------- hostile model files
 
 
+def edit_skops(source: Path, target: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
+    """Copy a skops archive, changing its schema.json with `edit` (as an attacker would)."""
+    import zipfile
+
+    with zipfile.ZipFile(source) as archive:
+        members = {info.filename: archive.read(info) for info in archive.infolist()}
+    schema = json.loads(members["schema.json"])
+    edit(schema)
+    members["schema.json"] = json.dumps(schema).encode()
+    with zipfile.ZipFile(target, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return target
+
+
+def _json_node(value: Any) -> dict[str, Any]:
+    return {"__class__": type(value).__name__, "__module__": "builtins",
+            "__loader__": "JsonNode", "content": json.dumps(value), "is_json": True}  # fmt: skip
+
+
+def constructor_node(module: str, name: str, *args: Any) -> dict[str, Any]:
+    """A skops node that makes skops call `module.name(*args)` while loading."""
+    return {
+        "__class__": name, "__module__": module, "__loader__": "ConstructorFromReduceNode",
+        "content": {"__class__": "tuple", "__module__": "builtins", "__loader__": "TupleNode",
+                    "content": [_json_node(a) for a in args]},
+    }  # fmt: skip
+
+
+def memmap_coefficients(model_file: Path, target: Path, secret: Path) -> Path:
+    """The linear model in `model_file` with `coef_ = numpy.memmap(secret, "uint8", "r")`."""
+
+    def edit(schema: dict[str, Any]) -> None:
+        attrs = schema["content"]["content"]
+        attrs["coef_"] = constructor_node("numpy", "memmap", str(secret), "uint8", "r")
+
+    return edit_skops(model_file, target, edit)
+
+
+def zip_bomb(target: Path, *, unpacked: int, member: str = "bomb.npy") -> Path:
+    """A skops-like archive whose member of `unpacked` zero bytes deflates to ~1/1000 of it.
+
+    Written by streaming, so building it costs CPU for the compression but
+    memory for one chunk only.
+    """
+    import zipfile
+
+    chunk = bytes(1 << 20)
+    schema = {"__class__": "ndarray", "__module__": "numpy", "__loader__": "NdArrayNode",
+              "type": "numpy", "file": member, "protocol": 2,
+              "_skops_version": "0.16.0"}  # fmt: skip
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("schema.json", json.dumps(schema))
+        with archive.open(member, "w", force_zip64=True) as handle:
+            written = 0
+            while written < unpacked:
+                part = chunk[: min(len(chunk), unpacked - written)]
+                handle.write(part)
+                written += len(part)
+    return target
+
+
 def onnx_with_external_data(target: Path, location: str, *, where: str = "initializer") -> Path:
     """A small valid-looking ONNX model whose uint8 tensor `w` lives in the file `location`.
 
@@ -324,6 +386,21 @@ def run_cli(
         cwd=cwd,
     )
     return _result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def run_cli_measured(args: Sequence[str], tmp: Path) -> tuple[Result, int]:
+    """`mlmodel-runtime convert ARGS` and the peak resident memory of that process, in bytes."""
+    out, err = tmp / "measured.stdout", tmp / "measured.stderr"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        proc = subprocess.Popen([*CLI, *args], stdout=stdout, stderr=stderr, env=_env(None))
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:
+            proc.kill()
+            raise
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    result = _result(proc.returncode, out.read_text(), err.read_text())
+    return result, usage.ru_maxrss * 1024  # kilobytes on Linux
 
 
 def run_in_process(args: Sequence[str]) -> Result:

@@ -84,6 +84,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="also write the report here (default: /dev/termination-log if it exists)",
     )
     add("--max-bytes", type=int, default=DEFAULT_MAX_BYTES, help="size limit (default 2 GiB)")
+    add(
+        "--max-unpacked-bytes",
+        type=int,
+        metavar="N",
+        help="limit on the unpacked members of a skops archive (default: --max-bytes)",
+    )
     add("--timeout", type=float, default=30.0, metavar="SECONDS", help="network timeout")
     add("--retries", type=int, default=3, metavar="N", help="retries of network fetches")
     add(
@@ -144,6 +150,9 @@ def request_from_args(args: argparse.Namespace) -> Any:
         raise UsageError("--rtol and --atol must not be negative")
     if args.max_bytes < 1 or args.timeout <= 0 or args.retries < 0:
         raise UsageError("--max-bytes and --timeout must be positive, --retries not negative")
+    unpacked = args.max_unpacked_bytes if args.max_unpacked_bytes is not None else args.max_bytes
+    if unpacked < 1:
+        raise UsageError("--max-unpacked-bytes must be positive")
     if args.sample_data is not None and args.reference is not None:
         raise UsageError("give --sample-data or --reference, not both")
     for flag, path in (("--sample-data", args.sample_data), ("--reference", args.reference)):
@@ -169,6 +178,7 @@ def request_from_args(args: argparse.Namespace) -> Any:
             mount_root=args.mount_root.absolute(),
             base_dir=Path.cwd(),
         ),
+        max_unpacked_bytes=unpacked,
     )
 
 

@@ -53,6 +53,7 @@ class Request:
     parity_samples: int = 256
     tolerance: Tolerance = field(default_factory=Tolerance)
     fetch_options: fetch.FetchOptions = field(default_factory=fetch.FetchOptions)
+    max_unpacked_bytes: int = fetch.DEFAULT_MAX_BYTES
 
 
 def library_versions() -> dict[str, str]:
@@ -143,6 +144,7 @@ def convert(
                 trust=request.trust,
                 allow_unsafe_pickle=request.allow_unsafe_pickle,
                 allow_version_mismatch=request.allow_version_mismatch,
+                max_unpacked_bytes=request.max_unpacked_bytes,
                 log=log,
             )
         if loaded.version_warning:
