@@ -22,23 +22,30 @@ def _command_module(name: str) -> object:
     return importlib.import_module(f"mlmodel_runtime.{name}.command")
 
 
-def build_parser(chosen: str | None) -> argparse.ArgumentParser:
+def build_parser(chosen: str | None) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The root parser and the parser of the chosen subcommand (the root when none is)."""
     parser = argparse.ArgumentParser(
         prog="mlmodel-runtime",
         description="The model container of an MLModel revision.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="{convert,serve}")
+    chosen_parser = parser
     for name, help_text in SUBCOMMANDS.items():
         child = sub.add_parser(name, help=help_text, description=help_text)
         if name == chosen:
             _command_module(name).configure(child)  # type: ignore[attr-defined]
-    return parser
+            chosen_parser = child
+    return parser, chosen_parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     chosen = next((a for a in args_list if a in SUBCOMMANDS), None)
-    args = build_parser(chosen).parse_args(args_list)
+    parser, chosen_parser = build_parser(chosen)
+    args, unknown = parser.parse_known_args(args_list)
+    if unknown:
+        # The subcommand's parser reports it (convert writes the report).
+        chosen_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     result: int = _command_module(args.command).run(args)  # type: ignore[attr-defined]
     return result
 

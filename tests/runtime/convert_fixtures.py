@@ -1,5 +1,6 @@
 """Shared helpers for the `mlmodel-runtime convert` tests: the estimator matrix,
-model files, running the CLI (as a process or in-process), a local HTTP server.
+model files (good and hostile), running the CLI (as a process or in-process),
+local HTTP servers.
 
 The matrix is also the source of docs/models.md (see gen_models_doc.py): an
 estimator is listed as supported only because a test converts it and proves
@@ -423,6 +424,48 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One request a test server received."""
+
+    path: str
+    headers: dict[str, str]
+
+
+Route = Callable[[Seen], tuple[int, dict[str, str], bytes]]
+
+
+@contextlib.contextmanager
+def http_routes(routes: dict[str, Route]) -> Iterator[tuple[str, list[Seen]]]:
+    """A server on 127.0.0.1 answering GETs by path (query ignored); records every request."""
+    seen: list[Seen] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            request = Seen(self.path, {k.lower(): v for k, v in self.headers.items()})
+            seen.append(request)
+            route = routes.get(self.path.split("?", 1)[0])
+            status, headers, body = route(request) if route else (404, {}, b"no such path")
+            self.send_response(status)
+            for name, value in {"Content-Length": str(len(body)), **headers}.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            del format, args  # keep test output quiet
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
 
 
 @contextlib.contextmanager

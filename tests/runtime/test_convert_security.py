@@ -16,10 +16,12 @@ import pytest
 from tests.runtime.convert_fixtures import (
     MATRIX,
     Result,
+    Seen,
     constructor_node,
     diabetes,
     dump_skops,
     edit_skops,
+    http_routes,
     memmap_coefficients,
     onnx_with_external_data,
     run_cli,
@@ -44,6 +46,7 @@ def linear_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _refused(result: Result, code: int, error: str, out: Path) -> str:
     assert result.code == code, f"{result.report}\n{result.stderr[-1500:]}"
     assert result.report["error"] == error
+    assert result.report["retryable"] is False
     assert not (out / "model.onnx").exists()
     message: str = result.report["message"]
     return message
@@ -195,3 +198,80 @@ def test_unpacked_size_is_bounded_by_max_unpacked_bytes(bomb: Path, tmp_path: Pa
                       "--max-unpacked-bytes", str(64 << 20)])  # fmt: skip
     message = _refused(result, 4, "integrity", out)
     assert "--max-unpacked-bytes" in message
+
+
+# ------------------------------------------------------------- 4. credentials
+
+
+def _serve_file(data: bytes) -> Any:
+    def route(_: Seen) -> tuple[int, dict[str, str], bytes]:
+        return 200, {}, data
+
+    return route
+
+
+def _not_found(_: Seen) -> tuple[int, dict[str, str], bytes]:
+    return 404, {}, b"gone"
+
+
+def test_credentials_in_the_uri_never_reach_logs_reports_or_files(
+    linear_file: Path, tmp_path: Path
+) -> None:
+    token, password = "tok-0123456789abcdef", "hunter2-pass"
+    routes = {"/m.skops": _serve_file(linear_file.read_bytes()), "/missing": _not_found}
+    with http_routes(routes) as (base, _):
+        host = base.removeprefix("http://")
+        good = f"http://user:{password}@{host}/m.skops?token={token}&x=1"
+        bad = f"http://{host}/missing?token={token}"
+        ok_out, bad_out = tmp_path / "ok", tmp_path / "bad"
+        ok = run_cli(["--uri", good, "--out", str(ok_out), "--format", "skops",
+                      "--report-file", str(tmp_path / "ok.json")])  # fmt: skip
+        failed = run_cli(["--uri", bad, "--out", str(bad_out), "--format", "skops", "--retries",
+                          "0", "--report-file", str(tmp_path / "bad.json")])  # fmt: skip
+    assert ok.code == 0, ok.report
+    assert ok.report["source"]["uri"] == f"http://***@{host}/m.skops?<redacted>"
+    assert failed.code == 3, failed.report
+    assert failed.report["source"]["uri"] == f"http://{host}/missing?<redacted>"
+    files = [tmp_path / "ok.json", tmp_path / "bad.json", ok_out / "metadata.json"]
+    everything = _everything(ok, *files) + _everything(failed)
+    for secret in (token, password, "user:"):
+        assert secret not in everything
+
+
+def test_argument_errors_do_not_echo_a_token(tmp_path: Path) -> None:
+    token = "tok-0123456789abcdef"
+    uri = f"https://h.invalid/m?token={token}"
+    result = run_cli(["--uri", uri, "--format", "skops", "--out", str(tmp_path),
+                      f"--unknown=https://h.invalid/?t={token}"])  # fmt: skip
+    assert result.code == 2
+    assert token not in result.stdout + result.stderr
+
+
+def test_the_authorization_header_goes_to_the_uris_origin_only(
+    linear_file: Path, tmp_path: Path
+) -> None:
+    secret = "Bearer s3cr3t-token-value"
+    with http_routes({"/model": _serve_file(linear_file.read_bytes())}) as (other, other_seen):
+
+        def to_other(_: Seen) -> tuple[int, dict[str, str], bytes]:
+            return 302, {"Location": f"{other}/model"}, b""
+
+        def needs_auth(request: Seen) -> tuple[int, dict[str, str], bytes]:
+            if request.headers.get("authorization") != secret:
+                return 401, {}, b"who are you?"
+            return 307, {"Location": "/elsewhere"}, b""  # same origin: keeps the header
+
+        routes = {"/m.skops": needs_auth, "/elsewhere": to_other}
+        with http_routes(routes) as (base, seen):
+            args = ["--uri", f"{base}/m.skops", "--format", "skops"]
+            result = run_cli([*args, "--out", str(tmp_path / "out")],
+                             env={"MLMODEL_HTTP_AUTHORIZATION": f"{secret}\n"})  # fmt: skip
+            unauthenticated = run_cli([*args, "--out", str(tmp_path / "no")])
+    assert result.code == 0, f"{result.report}\n{result.stderr}"
+    assert [s.headers.get("authorization") for s in seen[:2]] == [secret, secret]
+    assert [s.path for s in other_seen] == ["/model"]
+    assert "authorization" not in other_seen[0].headers, "sent to another origin"
+    assert "s3cr3t" not in result.stdout + result.stderr
+    assert unauthenticated.code == 3
+    assert unauthenticated.report["retryable"] is False
+    assert "access denied" in unauthenticated.report["message"]

@@ -3,7 +3,9 @@
 Thin shell around `pipeline.convert`. stdout carries exactly one line, the JSON
 report (also written to --report-file, by default the kubelet's
 /dev/termination-log when it exists); progress goes to stderr. Exit codes are
-`errors.ExitCode`, documented in docs/convert.md.
+`errors.ExitCode`, documented in docs/convert.md. Everything printed goes
+through one `redact.Redactor`, so a credential in the URI or the Authorization
+header reaches no log line, report or traceback.
 
 The conversion runs in a fresh, empty working directory, so that no relative
 path inside a model (ONNX external data, say) can resolve to a real file;
@@ -27,9 +29,10 @@ from typing import Any, NoReturn
 from mlmodel_runtime.convert import report as report_mod
 from mlmodel_runtime.convert import workdir
 from mlmodel_runtime.convert.errors import ConvertError, ExitCode, UsageError
-from mlmodel_runtime.convert.fetch import DEFAULT_MAX_BYTES, FetchOptions
+from mlmodel_runtime.convert.fetch import AUTHORIZATION_ENV, DEFAULT_MAX_BYTES, FetchOptions
 from mlmodel_runtime.convert.load import FORMATS
 from mlmodel_runtime.convert.parity import Tolerance
+from mlmodel_runtime.convert.redact import Redactor
 from mlmodel_runtime.convert.sanitize import clean, describe, printable
 from mlmodel_runtime.modeldir import ModelMetadata
 
@@ -37,7 +40,8 @@ _PATH_ARGUMENTS = ("out", "sample_data", "reference", "report_file")
 _TRACEBACK_FRAMES = 12
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 _EPILOG = (
-    "exit codes: 0 ok, 1 internal error, 2 usage/bad input, 3 fetch failure, "
+    "exit codes: 0 ok, 1 internal error, 2 usage/bad input, 3 fetch failure (the report "
+    "says whether it is retryable), "
     "4 integrity failure, 5 unsafe format refused, 6 unsupported model, "
     "7 parity failure, 8 scikit-learn version mismatch (see docs/convert.md)"
 )
@@ -113,9 +117,11 @@ def _report_usage_errors(parser: argparse.ArgumentParser) -> None:
     original = parser.error
 
     def error(message: str) -> NoReturn:
-        line = report_mod.render(_failure(UsageError(message), {}))
+        # argv may hold a URI with a token in it: only ever show it redacted.
+        shown = Redactor().text(message)
+        line = report_mod.render(_failure(UsageError(shown), {}))
         report_mod.emit(line, report_file=report_mod.default_report_file())
-        original(message)
+        original(shown)
 
     parser.error = error  # type: ignore[method-assign]
 
@@ -128,8 +134,9 @@ def _absolute_paths(args: argparse.Namespace) -> None:
             setattr(args, name, value.absolute())
 
 
-def make_logger(fmt: str) -> Callable[[str], None]:
+def make_logger(fmt: str, redactor: Redactor) -> Callable[[str], None]:
     def log(message: str) -> None:
+        message = redactor.text(message)
         if fmt == "json":
             line = json.dumps({"ts": round(time.time(), 3), "component": "convert", "msg": message})
         else:
@@ -205,6 +212,7 @@ def _failure(exc: ConvertError, facts: dict[str, Any]) -> dict[str, Any]:
         "error": exc.error_class,
         "exit_code": int(exc.exit_code),
         "message": exc.message,
+        "retryable": exc.retryable,
         **_summary(facts),
         **exc.details,
     }
@@ -226,13 +234,14 @@ def _success(metadata: ModelMetadata, facts: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    log = make_logger(args.log_format)
+    redactor = Redactor.for_run(uri=args.uri, authorization=os.environ.get(AUTHORIZATION_ENV))
+    log = make_logger(args.log_format, redactor)
     with warnings.catch_warnings():
         # Library warnings go through our logger, so JSON logs stay JSON lines.
         warnings.showwarning = lambda message, category, *_, **__: log(
             f"{category.__name__}: {clean(str(message), 500)}"
         )
-        return _run(args, log)
+        return _run(args, log, redactor)
 
 
 def _internal(exc: Exception, log: Callable[[str], None]) -> ConvertError:
@@ -251,7 +260,7 @@ def _internal(exc: Exception, log: Callable[[str], None]) -> ConvertError:
     return ConvertError(f"internal error: {text}")
 
 
-def _run(args: argparse.Namespace, log: Callable[[str], None]) -> int:
+def _run(args: argparse.Namespace, log: Callable[[str], None], redactor: Redactor) -> int:
     facts: dict[str, Any] = {}
     _absolute_paths(args)
     try:
@@ -262,10 +271,11 @@ def _run(args: argparse.Namespace, log: Callable[[str], None]) -> int:
             metadata = convert(request, environ=os.environ, log=log, facts=facts)
         body, code = _success(metadata, facts), int(ExitCode.OK)
     except ConvertError as exc:
-        log(f"error ({exc.error_class}): {report_mod.one_line(exc.message, 2000)}")
+        retry = " (retryable)" if exc.retryable else ""
+        log(f"error ({exc.error_class}){retry}: {report_mod.one_line(exc.message, 2000)}")
         body, code = _failure(exc, facts), int(exc.exit_code)
     except Exception as exc:  # the report must be written whatever happened
         body, code = _failure(_internal(exc, log), facts), int(ExitCode.INTERNAL)
     report_file = args.report_file if args.report_file else report_mod.default_report_file()
-    report_mod.emit(report_mod.render(body), report_file=report_file)
+    report_mod.emit(report_mod.render(redactor.value(body)), report_file=report_file)
     return code

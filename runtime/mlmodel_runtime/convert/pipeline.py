@@ -26,6 +26,7 @@ import numpy as np
 from mlmodel_runtime.convert import check, export, fetch, load, ortsession, sampling, schema
 from mlmodel_runtime.convert.errors import UnsupportedModelError, UsageError
 from mlmodel_runtime.convert.parity import Tolerance
+from mlmodel_runtime.convert.redact import redact_uri
 from mlmodel_runtime.convert.sanitize import describe
 from mlmodel_runtime.datatypes import ORT_TO_V2
 from mlmodel_runtime.modeldir import (
@@ -122,6 +123,8 @@ def convert(
     facts["timings"] = timer.timings
     # Download next to the output so a large model does not fill a small /tmp.
     with tempfile.TemporaryDirectory(prefix=".convert-", dir=request.out) as work:
+        # A failed download still says what it tried.
+        facts["source"] = {"uri": redact_uri(request.uri), "format": request.fmt}
         with timer.phase("fetch"):
             fetched = fetch.fetch(
                 request.uri,
@@ -132,7 +135,7 @@ def convert(
                 log=log,
             )
         facts["source"] = {
-            "uri": request.uri,
+            "uri": redact_uri(request.uri),
             "format": request.fmt,
             "sha256": fetched.sha256,
             "bytes": fetched.size,
