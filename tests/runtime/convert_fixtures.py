@@ -1,6 +1,6 @@
-"""Shared helpers for the `mlmodel-runtime convert` tests: the estimator matrix,
-model files (good and hostile), running the CLI (as a process or in-process),
-local HTTP servers.
+"""Shared helpers for the `mlmodel-runtime fetch` and `convert` tests: the estimator
+matrix, model files (good and hostile), running the CLI (as a process or
+in-process), local HTTP servers.
 
 The matrix is also the source of docs/models.md (see gen_models_doc.py): an
 estimator is listed as supported only because a test converts it and proves
@@ -28,6 +28,7 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "mlmodel_runtime.cli", "convert"]
+FETCH_CLI = [sys.executable, "-m", "mlmodel_runtime.cli", "fetch"]
 
 
 # --------------------------------------------------------------------------- data
@@ -375,10 +376,11 @@ def run_cli(
     env: dict[str, str] | None = None,
     timeout: float = 120,
     cwd: Path | None = None,
+    command: Sequence[str] = CLI,
 ) -> Result:
     """`mlmodel-runtime convert ARGS` as a real process, as the init container runs it."""
     proc = subprocess.run(
-        [*CLI, *args],
+        [*command, *args],
         capture_output=True,
         text=True,
         env=_env(env),
@@ -387,6 +389,11 @@ def run_cli(
         cwd=cwd,
     )
     return _result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def run_fetch(args: Sequence[str], **kwargs: Any) -> Result:
+    """`mlmodel-runtime fetch ARGS` as a real process."""
+    return run_cli(args, command=FETCH_CLI, **kwargs)
 
 
 def run_cli_measured(args: Sequence[str], tmp: Path) -> tuple[Result, int]:

@@ -26,6 +26,7 @@ from tests.runtime.convert_fixtures import (
     onnx_with_external_data,
     run_cli,
     run_cli_measured,
+    run_fetch,
     zip_bomb,
 )
 
@@ -214,25 +215,29 @@ def _not_found(_: Seen) -> tuple[int, dict[str, str], bytes]:
     return 404, {}, b"gone"
 
 
+@pytest.mark.parametrize("command", ["convert", "fetch"])
 def test_credentials_in_the_uri_never_reach_logs_reports_or_files(
-    linear_file: Path, tmp_path: Path
+    linear_file: Path, tmp_path: Path, command: str
 ) -> None:
     token, password = "tok-0123456789abcdef", "hunter2-pass"
     routes = {"/m.skops": _serve_file(linear_file.read_bytes()), "/missing": _not_found}
+    run = run_cli if command == "convert" else run_fetch
+    extra = ["--format", "skops"] if command == "convert" else []
     with http_routes(routes) as (base, _):
         host = base.removeprefix("http://")
         good = f"http://user:{password}@{host}/m.skops?token={token}&x=1"
         bad = f"http://{host}/missing?token={token}"
         ok_out, bad_out = tmp_path / "ok", tmp_path / "bad"
-        ok = run_cli(["--uri", good, "--out", str(ok_out), "--format", "skops",
-                      "--report-file", str(tmp_path / "ok.json")])  # fmt: skip
-        failed = run_cli(["--uri", bad, "--out", str(bad_out), "--format", "skops", "--retries",
-                          "0", "--report-file", str(tmp_path / "bad.json")])  # fmt: skip
+        ok = run(["--uri", good, "--out", str(ok_out), *extra,
+                  "--report-file", str(tmp_path / "ok.json")])  # fmt: skip
+        failed = run(["--uri", bad, "--out", str(bad_out), *extra, "--retries", "0",
+                      "--report-file", str(tmp_path / "bad.json")])  # fmt: skip
     assert ok.code == 0, ok.report
     assert ok.report["source"]["uri"] == f"http://***@{host}/m.skops?<redacted>"
     assert failed.code == 3, failed.report
     assert failed.report["source"]["uri"] == f"http://{host}/missing?<redacted>"
-    files = [tmp_path / "ok.json", tmp_path / "bad.json", ok_out / "metadata.json"]
+    files = [tmp_path / "ok.json", tmp_path / "bad.json", ok_out / "metadata.json",
+             ok_out / "source.json"]  # fmt: skip
     everything = _everything(ok, *files) + _everything(failed)
     for secret in (token, password, "user:"):
         assert secret not in everything
@@ -251,7 +256,8 @@ def test_the_authorization_header_goes_to_the_uris_origin_only(
     linear_file: Path, tmp_path: Path
 ) -> None:
     secret = "Bearer s3cr3t-token-value"
-    with http_routes({"/model": _serve_file(linear_file.read_bytes())}) as (other, other_seen):
+    data = linear_file.read_bytes()
+    with http_routes({"/model": _serve_file(data)}) as (other, other_seen):
 
         def to_other(_: Seen) -> tuple[int, dict[str, str], bytes]:
             return 302, {"Location": f"{other}/model"}, b""
@@ -263,11 +269,12 @@ def test_the_authorization_header_goes_to_the_uris_origin_only(
 
         routes = {"/m.skops": needs_auth, "/elsewhere": to_other}
         with http_routes(routes) as (base, seen):
-            args = ["--uri", f"{base}/m.skops", "--format", "skops"]
-            result = run_cli([*args, "--out", str(tmp_path / "out")],
-                             env={"MLMODEL_HTTP_AUTHORIZATION": f"{secret}\n"})  # fmt: skip
-            unauthenticated = run_cli([*args, "--out", str(tmp_path / "no")])
+            result = run_fetch(["--uri", f"{base}/m.skops", "--out", str(tmp_path / "src")],
+                               env={"MLMODEL_HTTP_AUTHORIZATION": f"{secret}\n"})  # fmt: skip
+            unauthenticated = run_fetch(["--uri", f"{base}/m.skops",
+                                         "--out", str(tmp_path / "no")])  # fmt: skip
     assert result.code == 0, f"{result.report}\n{result.stderr}"
+    assert (tmp_path / "src" / "model").read_bytes() == data
     assert [s.headers.get("authorization") for s in seen[:2]] == [secret, secret]
     assert [s.path for s in other_seen] == ["/model"]
     assert "authorization" not in other_seen[0].headers, "sent to another origin"
