@@ -152,3 +152,29 @@ def test_a_text_vectorizer_that_opens_files_is_refused() -> None:
     model.steps[0][1].input = "filename"
     with pytest.raises(UnsafeFormatError, match="input='filename'"):
         check_estimator(model)
+
+
+def _svc() -> Any:
+    from sklearn.svm import SVC
+
+    x, _ = _data()
+    return SVC(probability=True, random_state=0).fit(x, (x[:, 0] > 0).astype(int) + (x[:, 1] > 0))
+
+
+@pytest.mark.parametrize(("attribute", "cut", "problem"), [
+    ("_dual_coef_", np.s_[:, :5], "dual coefficients"),
+    ("_intercept_", np.s_[:1], "intercepts"),
+    ("_probA", np.s_[:2], "probability parameters"),
+    ("_n_support", np.s_[:2], "per-class support counts"),
+    ("support_vectors_", np.s_[:, :3], "support vectors do not match"),
+])  # fmt: skip
+def test_libsvm_arrays_must_agree_in_size(attribute: str, cut: Any, problem: str) -> None:
+    from sklearn.svm import SVR, OneClassSVM
+
+    x, y = _data()
+    for fitted in (_svc(), SVR().fit(x, y), OneClassSVM().fit(x)):
+        check_estimator(fitted)
+    model = _svc()
+    setattr(model, attribute, getattr(model, attribute)[cut])
+    with pytest.raises(IntegrityError, match=problem):
+        check_estimator(model)

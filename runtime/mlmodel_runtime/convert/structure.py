@@ -7,7 +7,8 @@ first `predict` then reads memory out of bounds (skops's own documentation
 warns about this for Tree and TreePredictor). The parity check runs the
 original model, and its predictions are reported, so such reads could carry
 process memory into the report. The same holds for the neighbors indexes
-(KDTree, BallTree) and the weights of their distance metrics.
+(KDTree, BallTree) and the weights of their distance metrics, and for the
+arrays libsvm is handed by SVC, SVR and their kin.
 
 Checked, for every such object anywhere in the model:
 - Tree: at least one node; a node is a leaf on both sides or has two children
@@ -21,6 +22,9 @@ Checked, for every such object anywhere in the model:
 - KDTree/BallTree: sample indices, node ranges and the implicit binary-heap
   layout stay inside the data; node bounds and sample weights have matching
   shapes; weighted metrics have one weight per feature.
+- libsvm models (SVC, NuSVC, SVR, NuSVR, OneClassSVM): support vectors have
+  the estimator's feature count, and the per-class counts, dual coefficients,
+  intercepts, probability parameters and support indices match them.
 - Text vectorizers must read the strings they are given, not files or
   handles named by them (`input="content"`).
 
@@ -211,6 +215,8 @@ def check_estimator(estimator: Any) -> None:
             _check_hgb(obj)
         if "estimators_" in attrs and width is not None:
             _check_ensemble(obj, width)
+        if "_dual_coef_" in attrs and "support_vectors_" in attrs:
+            _check_libsvm(obj, attrs, width)
         if isinstance(obj, Tree) and id(obj) not in checked:
             check_tree(obj)
         elif isinstance(obj, KDTree | BallTree) and id(obj) not in checked:
@@ -241,3 +247,33 @@ def _check_ensemble(ensemble: Any, width: int) -> None:
                 f"member {i} expects {getattr(member, 'n_features_in_', None)} features, "
                 f"it is given {expected}",
             )
+
+
+def _check_libsvm(model: Any, attrs: dict[str, Any], width: int | None) -> None:
+    """The arrays a fitted libsvm model passes to libsvm, which trusts their sizes."""
+    what = "support vector machine"
+    vectors_shape = np.shape(attrs["support_vectors_"])
+    fit_shape = tuple(attrs.get("shape_fit_", ()))
+    if len(vectors_shape) != 2 or len(fit_shape) != 2 or vectors_shape[1] != fit_shape[1]:
+        raise _corrupt(what, "its support vectors do not match the data it was fitted on")
+    if width is not None and fit_shape[1] != width:
+        raise _corrupt(what, f"it was fitted on {fit_shape[1]} features, it expects {width}")
+    n_vectors = vectors_shape[0]
+    support = np.asarray(attrs.get("support_", ()))
+    if support.shape != (n_vectors,) or (
+        n_vectors and not 0 <= support.min() <= support.max() < fit_shape[0]
+    ):
+        raise _corrupt(what, "its support indices do not match its support vectors")
+    classifier = getattr(type(model), "_impl", None) in ("c_svc", "nu_svc")
+    n_support = np.asarray(attrs.get("_n_support", ()))
+    n_class = len(n_support) if classifier else 2
+    if classifier and (n_class < 2 or int(n_support.sum()) != n_vectors or (n_support < 0).any()):
+        raise _corrupt(what, "its per-class support counts do not add up to its support vectors")
+    pairs = n_class * (n_class - 1) // 2
+    if np.shape(attrs["_dual_coef_"]) != (n_class - 1, n_vectors):
+        raise _corrupt(what, "its dual coefficients do not match its support vectors")
+    if np.shape(attrs.get("_intercept_", ())) != (pairs,):
+        raise _corrupt(what, "its intercepts do not match its classes")
+    for name in ("_probA", "_probB"):
+        if np.shape(attrs.get(name, ())) not in ((0,), (pairs,)):
+            raise _corrupt(what, "its probability parameters do not match its classes")
