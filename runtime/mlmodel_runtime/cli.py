@@ -1,8 +1,9 @@
-"""Command line entry point `mlmodel-runtime` with the `convert` and `serve` subcommands.
+"""Command line entry point `mlmodel-runtime` with `fetch`, `convert` and `serve`.
 
 Each subcommand lives in its own package and exposes `configure(parser)` and
 `run(args) -> int`; it is imported only when chosen, so `serve` never pays for
-scikit-learn and `convert` never for the HTTP stack.
+scikit-learn, `convert` never for the HTTP stack, and `fetch` (which holds the
+model store's credentials) never loads a library that parses models.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import sys
 from collections.abc import Sequence
 
 SUBCOMMANDS = {
-    "convert": "fetch a model, convert it to ONNX and check that it predicts the same",
+    "fetch": "download a model into a source directory for `convert --source`",
+    "convert": "convert a model to ONNX and check that it predicts the same",
     "serve": "serve an ONNX model over the Open Inference Protocol v2",
 }
 
@@ -22,23 +24,31 @@ def _command_module(name: str) -> object:
     return importlib.import_module(f"mlmodel_runtime.{name}.command")
 
 
-def build_parser(chosen: str | None) -> argparse.ArgumentParser:
+def build_parser(chosen: str | None) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The root parser and the parser of the chosen subcommand (the root when none is)."""
     parser = argparse.ArgumentParser(
         prog="mlmodel-runtime",
         description="The model container of an MLModel revision.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{convert,serve}")
+    choices = "{" + ",".join(SUBCOMMANDS) + "}"
+    sub = parser.add_subparsers(dest="command", required=True, metavar=choices)
+    chosen_parser = parser
     for name, help_text in SUBCOMMANDS.items():
         child = sub.add_parser(name, help=help_text, description=help_text)
         if name == chosen:
             _command_module(name).configure(child)  # type: ignore[attr-defined]
-    return parser
+            chosen_parser = child
+    return parser, chosen_parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     chosen = next((a for a in args_list if a in SUBCOMMANDS), None)
-    args = build_parser(chosen).parse_args(args_list)
+    parser, chosen_parser = build_parser(chosen)
+    args, unknown = parser.parse_known_args(args_list)
+    if unknown:
+        # The subcommand's parser reports it (fetch and convert write the report).
+        chosen_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     result: int = _command_module(args.command).run(args)  # type: ignore[attr-defined]
     return result
 

@@ -1,5 +1,6 @@
-"""Shared helpers for the `mlmodel-runtime convert` tests: the estimator matrix,
-model files, running the CLI (as a process or in-process), a local HTTP server.
+"""Shared helpers for the `mlmodel-runtime fetch` and `convert` tests: the estimator
+matrix, model files (good and hostile), running the CLI (as a process or
+in-process), local HTTP servers.
 
 The matrix is also the source of docs/models.md (see gen_models_doc.py): an
 estimator is listed as supported only because a test converts it and proves
@@ -27,6 +28,7 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "mlmodel_runtime.cli", "convert"]
+FETCH_CLI = [sys.executable, "-m", "mlmodel_runtime.cli", "fetch"]
 
 
 # --------------------------------------------------------------------------- data
@@ -248,6 +250,103 @@ def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+# ------------------------------------------------------------- hostile model files
+
+
+def edit_skops(source: Path, target: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
+    """Copy a skops archive, changing its schema.json with `edit` (as an attacker would)."""
+    import zipfile
+
+    with zipfile.ZipFile(source) as archive:
+        members = {info.filename: archive.read(info) for info in archive.infolist()}
+    schema = json.loads(members["schema.json"])
+    edit(schema)
+    members["schema.json"] = json.dumps(schema).encode()
+    with zipfile.ZipFile(target, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return target
+
+
+def _json_node(value: Any) -> dict[str, Any]:
+    return {"__class__": type(value).__name__, "__module__": "builtins",
+            "__loader__": "JsonNode", "content": json.dumps(value), "is_json": True}  # fmt: skip
+
+
+def constructor_node(module: str, name: str, *args: Any) -> dict[str, Any]:
+    """A skops node that makes skops call `module.name(*args)` while loading."""
+    return {
+        "__class__": name, "__module__": module, "__loader__": "ConstructorFromReduceNode",
+        "content": {"__class__": "tuple", "__module__": "builtins", "__loader__": "TupleNode",
+                    "content": [_json_node(a) for a in args]},
+    }  # fmt: skip
+
+
+def memmap_coefficients(model_file: Path, target: Path, secret: Path) -> Path:
+    """The linear model in `model_file` with `coef_ = numpy.memmap(secret, "uint8", "r")`."""
+
+    def edit(schema: dict[str, Any]) -> None:
+        attrs = schema["content"]["content"]
+        attrs["coef_"] = constructor_node("numpy", "memmap", str(secret), "uint8", "r")
+
+    return edit_skops(model_file, target, edit)
+
+
+def zip_bomb(target: Path, *, unpacked: int, member: str = "bomb.npy") -> Path:
+    """A skops-like archive whose member of `unpacked` zero bytes deflates to ~1/1000 of it.
+
+    Written by streaming, so building it costs CPU for the compression but
+    memory for one chunk only.
+    """
+    import zipfile
+
+    chunk = bytes(1 << 20)
+    schema = {"__class__": "ndarray", "__module__": "numpy", "__loader__": "NdArrayNode",
+              "type": "numpy", "file": member, "protocol": 2,
+              "_skops_version": "0.16.0"}  # fmt: skip
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("schema.json", json.dumps(schema))
+        with archive.open(member, "w", force_zip64=True) as handle:
+            written = 0
+            while written < unpacked:
+                part = chunk[: min(len(chunk), unpacked - written)]
+                handle.write(part)
+                written += len(part)
+    return target
+
+
+def onnx_with_external_data(target: Path, location: str, *, where: str = "initializer") -> Path:
+    """A small valid-looking ONNX model whose uint8 tensor `w` lives in the file `location`.
+
+    `where`: "initializer", "constant" (a Constant node's value) or "subgraph"
+    (an initializer of an If node's branch).
+    """
+    from onnx import TensorProto, helper
+
+    weights = TensorProto(name="w", data_type=TensorProto.UINT8, dims=[16])
+    weights.data_location = TensorProto.EXTERNAL
+    entry = weights.external_data.add()
+    entry.key, entry.value = "location", location
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [16])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [16])
+    cast = helper.make_node("Cast", ["w"], ["wf"], to=TensorProto.FLOAT)
+    add = helper.make_node("Add", ["x", "wf"], ["y"])
+    if where == "initializer":
+        graph = helper.make_graph([cast, add], "g", [x], [y], initializer=[weights])
+    elif where == "constant":
+        constant = helper.make_node("Constant", [], ["w"], value=weights)
+        graph = helper.make_graph([constant, cast, add], "g", [x], [y])
+    else:
+        wf = helper.make_tensor_value_info("wf", TensorProto.FLOAT, [16])
+        branch = helper.make_graph([cast], "branch", [], [wf], initializer=[weights])
+        cond = helper.make_tensor("cond", TensorProto.BOOL, [], [True])
+        pick = helper.make_node("If", ["cond"], ["wf"], then_branch=branch, else_branch=branch)
+        graph = helper.make_graph([pick, add], "g", [x], [y], initializer=[cond])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    target.write_bytes(model.SerializeToString())
+    return target
+
+
 # ------------------------------------------------------------------------ the CLI
 
 
@@ -265,16 +364,51 @@ def _env(extra: dict[str, str] | None) -> dict[str, str]:
     return env
 
 
+def _result(code: int, stdout: str, stderr: str) -> Result:
+    lines = stdout.splitlines()
+    assert len(lines) == 1, f"stdout must be one report line, got {stdout!r}\n{stderr}"
+    return Result(code, json.loads(lines[0]), stdout, stderr)
+
+
 def run_cli(
-    args: Sequence[str], *, env: dict[str, str] | None = None, timeout: float = 120
+    args: Sequence[str],
+    *,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    cwd: Path | None = None,
+    command: Sequence[str] = CLI,
 ) -> Result:
     """`mlmodel-runtime convert ARGS` as a real process, as the init container runs it."""
     proc = subprocess.run(
-        [*CLI, *args], capture_output=True, text=True, env=_env(env), timeout=timeout, check=False
+        [*command, *args],
+        capture_output=True,
+        text=True,
+        env=_env(env),
+        timeout=timeout,
+        check=False,
+        cwd=cwd,
     )
-    lines = proc.stdout.splitlines()
-    assert len(lines) == 1, f"stdout must be one report line, got {proc.stdout!r}\n{proc.stderr}"
-    return Result(proc.returncode, json.loads(lines[0]), proc.stdout, proc.stderr)
+    return _result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def run_fetch(args: Sequence[str], **kwargs: Any) -> Result:
+    """`mlmodel-runtime fetch ARGS` as a real process."""
+    return run_cli(args, command=FETCH_CLI, **kwargs)
+
+
+def run_cli_measured(args: Sequence[str], tmp: Path) -> tuple[Result, int]:
+    """`mlmodel-runtime convert ARGS` and the peak resident memory of that process, in bytes."""
+    out, err = tmp / "measured.stdout", tmp / "measured.stderr"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        proc = subprocess.Popen([*CLI, *args], stdout=stdout, stderr=stderr, env=_env(None))
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:
+            proc.kill()
+            raise
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    result = _result(proc.returncode, out.read_text(), err.read_text())
+    return result, usage.ru_maxrss * 1024  # kilobytes on Linux
 
 
 def run_in_process(args: Sequence[str]) -> Result:
@@ -297,6 +431,48 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One request a test server received."""
+
+    path: str
+    headers: dict[str, str]
+
+
+Route = Callable[[Seen], tuple[int, dict[str, str], bytes]]
+
+
+@contextlib.contextmanager
+def http_routes(routes: dict[str, Route]) -> Iterator[tuple[str, list[Seen]]]:
+    """A server on 127.0.0.1 answering GETs by path (query ignored); records every request."""
+    seen: list[Seen] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            request = Seen(self.path, {k.lower(): v for k, v in self.headers.items()})
+            seen.append(request)
+            route = routes.get(self.path.split("?", 1)[0])
+            status, headers, body = route(request) if route else (404, {}, b"no such path")
+            self.send_response(status)
+            for name, value in {"Content-Length": str(len(body)), **headers}.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            del format, args  # keep test output quiet
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
 
 
 @contextlib.contextmanager

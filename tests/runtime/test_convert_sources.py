@@ -85,6 +85,7 @@ def test_http_error_status_is_a_fetch_failure(
                           "--timeout", "2", "--retries", retries])  # fmt: skip
     assert result.code == 3, result.report
     assert result.report["error"] == "fetch"
+    assert result.report["retryable"] is (status == 500)
     assert not (out / "model.onnx").exists()
     if status == 404:
         assert "not found" in result.report["message"]

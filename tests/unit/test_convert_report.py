@@ -68,3 +68,10 @@ def test_one_line_and_schema_summary() -> None:
     specs = (TensorSpec("input", "FP32", (-1, 4)), TensorSpec("city", "BYTES", (-1, 1)))
     assert schema_summary(specs) == ["input:FP32[-1,4]", "city:BYTES[-1,1]"]
     assert schema_summary(specs, limit=1) == ["input:FP32[-1,4]", "... 1 more"]
+
+
+def test_retryable_survives_the_tightest_trimming() -> None:
+    report = {"status": "failed", "error": "fetch", "exit_code": 3, "retryable": True,
+              "message": "x" * 50_000, "unknown": "y" * 10_000}  # fmt: skip
+    data = json.loads(render(report))
+    assert (data["error"], data["exit_code"], data["retryable"]) == ("fetch", 3, True)

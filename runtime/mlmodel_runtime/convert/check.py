@@ -23,6 +23,7 @@ from mlmodel_runtime.convert.parity import (
     count_nonfinite,
 )
 from mlmodel_runtime.convert.sampling import Feeds, Reference
+from mlmodel_runtime.convert.sanitize import describe
 from mlmodel_runtime.convert.schema import dotted_name
 
 LABEL = "label"
@@ -49,7 +50,7 @@ def run_original(estimator: Any, inputs: Any, task: str) -> Outputs:
     except Exception as exc:  # any estimator error on these rows
         raise UsageError(
             f"the original {dotted_name(estimator)} fails on the sample data "
-            f"({type(exc).__name__}: {exc}); give rows it accepts with --sample-data or --reference"
+            f"({describe(exc)}); give rows it accepts with --sample-data or --reference"
         ) from exc
     return Outputs(label=predicted, probabilities=proba)
 
@@ -59,7 +60,7 @@ def run_onnx(session: Any, feeds: Feeds, task: str) -> Outputs:
         names = [o.name for o in session.get_outputs()]
         values = dict(zip(names, session.run(None, feeds), strict=True))
     except Exception as exc:  # onnxruntime raises its own exception types
-        raise UnsupportedModelError(f"the converted model fails to run: {exc}") from exc
+        raise UnsupportedModelError(f"the converted model fails to run: {describe(exc)}") from exc
     if task == "classification":
         return Outputs(label=values.get(LABEL), probabilities=values.get(PROBABILITIES))
     return Outputs(predictions=np.asarray(values[names[0]]))

@@ -1,50 +1,53 @@
 """The `mlmodel-runtime convert` subcommand: arguments, logging, report, exit code.
 
-Thin shell around `pipeline.convert`. stdout carries exactly one line, the JSON
-report (also written to --report-file, by default the kubelet's
-/dev/termination-log when it exists); progress goes to stderr. Exit codes are
-`errors.ExitCode`, documented in docs/convert.md.
+Thin shell around `pipeline.convert`. The model comes either from `--source DIR`
+(written by `mlmodel-runtime fetch` in an earlier init container: no network,
+no credentials here) or from `--uri` (fetch and convert in one process, for
+people running it by hand). stdout carries exactly one line, the JSON report
+(also written to --report-file, by default the kubelet's /dev/termination-log
+when it exists); progress goes to stderr. Exit codes are `errors.ExitCode`,
+documented in docs/convert.md.
+
+The conversion runs in a fresh, empty working directory, so that no relative
+path inside a model (ONNX external data, say) can resolve to a real file;
+every path argument is made absolute before that.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import re
-import sys
-import time
-import warnings
-from collections.abc import Callable
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
+from mlmodel_runtime.convert import cli_shared, workdir
 from mlmodel_runtime.convert import report as report_mod
-from mlmodel_runtime.convert.errors import ConvertError, ExitCode, UsageError
-from mlmodel_runtime.convert.fetch import DEFAULT_MAX_BYTES, FetchOptions
+from mlmodel_runtime.convert.errors import ConvertError, UsageError
+from mlmodel_runtime.convert.fetch import read_pinned_sha256
 from mlmodel_runtime.convert.load import FORMATS
 from mlmodel_runtime.convert.parity import Tolerance
 from mlmodel_runtime.modeldir import ModelMetadata
 
-_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
-_EPILOG = (
-    "exit codes: 0 ok, 1 internal error, 2 usage/bad input, 3 fetch failure, "
-    "4 integrity failure, 5 unsafe format refused, 6 unsupported model, "
-    "7 parity failure, 8 scikit-learn version mismatch (see docs/convert.md)"
-)
+_PATH_ARGUMENTS = ("out", "source", "sample_data", "reference", "report_file", "sha256_file")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.epilog = _EPILOG
+    parser.epilog = cli_shared.EPILOG
     add = parser.add_argument
-    add(
+    origin = parser.add_mutually_exclusive_group(required=True)
+    origin.add_argument(
+        "--source",
+        type=Path,
+        metavar="DIR",
+        help="a directory written by `mlmodel-runtime fetch` (DIR/model, DIR/source.json)",
+    )
+    origin.add_argument(
         "--uri",
-        required=True,
-        help="file path, file://, pvc://claim/path, http(s)://, s3://, gs://",
+        help="fetch first: file path, file://, pvc://claim/path, http(s)://, s3://, gs://",
     )
     add("--format", required=True, choices=FORMATS, dest="fmt", help="how the model was saved")
     add("--out", required=True, type=Path, help="directory for model.onnx and metadata.json")
-    add("--sha256", help="expected sha256 of the model file; a mismatch is refused")
     add("--allow-unsafe-pickle", action="store_true", help="allow --format sklearn (runs code)")
     add(
         "--trust-type",
@@ -69,64 +72,36 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add("--rtol", type=float, default=Tolerance.rtol, help="relative tolerance (default 1e-4)")
     add("--atol", type=float, default=Tolerance.atol, help="absolute tolerance (default 1e-5)")
     add(
-        "--report-file",
-        type=Path,
-        metavar="PATH",
-        help="also write the report here (default: /dev/termination-log if it exists)",
+        "--max-unpacked-bytes",
+        type=int,
+        metavar="N",
+        help="limit on the unpacked members of a skops archive (default: --max-bytes)",
     )
-    add("--max-bytes", type=int, default=DEFAULT_MAX_BYTES, help="size limit (default 2 GiB)")
-    add("--timeout", type=float, default=30.0, metavar="SECONDS", help="network timeout")
-    add("--retries", type=int, default=3, metavar="N", help="retries of network fetches")
-    add(
-        "--s3-endpoint-url",
-        metavar="URL",
-        help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL)",
-    )
-    add(
-        "--mount-root",
-        type=Path,
-        default=Path("/mnt/pvc"),
-        metavar="DIR",
-        help="where pvc://claim/path volumes are mounted (default /mnt/pvc)",
-    )
-    add("--log-format", choices=("text", "json"), default="text", help="stderr log format")
-    _report_usage_errors(parser)
+    cli_shared.add_source_arguments(parser)
+    cli_shared.add_report_arguments(parser)
+    cli_shared.report_usage_errors(parser)
 
 
-def _report_usage_errors(parser: argparse.ArgumentParser) -> None:
-    """argparse exits 2 on bad flags; write the report first so the operator sees why."""
-    original = parser.error
-
-    def error(message: str) -> NoReturn:
-        line = report_mod.render(_failure(UsageError(message), {}))
-        report_mod.emit(line, report_file=report_mod.default_report_file())
-        original(message)
-
-    parser.error = error  # type: ignore[method-assign]
-
-
-def make_logger(fmt: str) -> Callable[[str], None]:
-    def log(message: str) -> None:
-        if fmt == "json":
-            line = json.dumps({"ts": round(time.time(), 3), "component": "convert", "msg": message})
-        else:
-            line = f"mlmodel-runtime convert: {message}"
-        print(line, file=sys.stderr, flush=True)
-
-    return log
+def _absolute_paths(args: argparse.Namespace) -> None:
+    """Resolve path flags against the caller's directory before leaving it."""
+    for name in _PATH_ARGUMENTS:
+        value = getattr(args, name, None)
+        if isinstance(value, Path):
+            setattr(args, name, value.absolute())
 
 
 def request_from_args(args: argparse.Namespace) -> Any:
     from mlmodel_runtime.convert.pipeline import Request
 
-    if args.sha256 is not None and not _SHA256.match(args.sha256):
-        raise UsageError("--sha256 must be 64 hexadecimal digits")
+    sha256 = cli_shared.checked_sha256(args.sha256)
     if args.parity_samples < 1:
         raise UsageError("--parity-samples must be at least 1")
     if args.rtol < 0 or args.atol < 0:
         raise UsageError("--rtol and --atol must not be negative")
-    if args.max_bytes < 1 or args.timeout <= 0 or args.retries < 0:
-        raise UsageError("--max-bytes and --timeout must be positive, --retries not negative")
+    options = cli_shared.fetch_options(args)
+    unpacked = args.max_unpacked_bytes if args.max_unpacked_bytes is not None else args.max_bytes
+    if unpacked < 1:
+        raise UsageError("--max-unpacked-bytes must be positive")
     if args.sample_data is not None and args.reference is not None:
         raise UsageError("give --sample-data or --reference, not both")
     for flag, path in (("--sample-data", args.sample_data), ("--reference", args.reference)):
@@ -134,9 +109,11 @@ def request_from_args(args: argparse.Namespace) -> Any:
             raise UsageError(f"{flag} {path}: no such file")
     return Request(
         uri=args.uri,
+        source_dir=args.source,
         fmt=args.fmt,
         out=args.out,
-        sha256=args.sha256.lower() if args.sha256 else None,
+        sha256=sha256,
+        pinned_sha256=read_pinned_sha256(args.sha256_file),
         allow_unsafe_pickle=args.allow_unsafe_pickle,
         trust=tuple(args.trust_type),
         allow_version_mismatch=args.allow_version_mismatch,
@@ -144,13 +121,8 @@ def request_from_args(args: argparse.Namespace) -> Any:
         reference=args.reference,
         parity_samples=args.parity_samples,
         tolerance=Tolerance(rtol=args.rtol, atol=args.atol),
-        fetch_options=FetchOptions(
-            max_bytes=args.max_bytes,
-            timeout=args.timeout,
-            retries=args.retries,
-            s3_endpoint_url=args.s3_endpoint_url,
-            mount_root=args.mount_root,
-        ),
+        fetch_options=options,
+        max_unpacked_bytes=unpacked,
     )
 
 
@@ -171,17 +143,6 @@ def _summary(facts: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _failure(exc: ConvertError, facts: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "status": "failed",
-        "error": exc.error_class,
-        "exit_code": int(exc.exit_code),
-        "message": exc.message,
-        **_summary(facts),
-        **exc.details,
-    }
-
-
 def _success(metadata: ModelMetadata, facts: dict[str, Any]) -> dict[str, Any]:
     summary = _summary(facts)
     summary["timings"] = metadata.timings
@@ -197,34 +158,33 @@ def _success(metadata: ModelMetadata, facts: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _convert(
+    args: argparse.Namespace,
+    environ: Mapping[str, str],
+    log: cli_shared.Log,
+    facts: dict[str, Any],
+) -> dict[str, Any]:
+    from mlmodel_runtime.convert.pipeline import convert
+
+    request = request_from_args(args)
+    with workdir.empty_working_directory():
+        metadata = convert(request, environ=environ, log=log, facts=facts)
+    return _success(metadata, facts)
+
+
 def run(args: argparse.Namespace) -> int:
-    log = make_logger(args.log_format)
-    with warnings.catch_warnings():
-        # Library warnings go through our logger, so JSON logs stay JSON lines.
-        warnings.showwarning = lambda message, category, *_, **__: log(
-            f"{category.__name__}: {message}"
-        )
-        return _run(args, log)
-
-
-def _run(args: argparse.Namespace, log: Callable[[str], None]) -> int:
+    environ = os.environ
+    redactor = cli_shared.redactor_for(args, environ)
+    log = cli_shared.make_logger(args.log_format, "convert", redactor)
+    _absolute_paths(args)
     facts: dict[str, Any] = {}
-    try:
-        from mlmodel_runtime.convert.pipeline import convert
-
-        request = request_from_args(args)
-        metadata = convert(request, environ=os.environ, log=log, facts=facts)
-        body, code = _success(metadata, facts), int(ExitCode.OK)
-    except ConvertError as exc:
-        log(f"error ({exc.error_class}): {report_mod.one_line(exc.message, 2000)}")
-        body, code = _failure(exc, facts), int(exc.exit_code)
-    except Exception as exc:  # the report must be written whatever happened
-        internal = ConvertError(f"internal error: {type(exc).__name__}: {exc}")
-        log(f"error (internal): {type(exc).__name__}: {exc}")
-        import traceback
-
-        traceback.print_exc(file=sys.stderr)
-        body, code = _failure(internal, facts), int(ExitCode.INTERNAL)
-    report_file = args.report_file if args.report_file else report_mod.default_report_file()
-    report_mod.emit(report_mod.render(body), report_file=report_file)
-    return code
+    with cli_shared.warnings_to(log):
+        try:
+            body = _convert(args, environ, log, facts)
+        except ConvertError as exc:
+            cli_shared.log_failure(exc, log)
+            body = cli_shared.failure(exc, _summary(facts))
+        except Exception as exc:  # the report must be written whatever happened
+            internal = cli_shared.internal_failure(exc, log)
+            body = cli_shared.failure(internal, _summary(facts))
+    return cli_shared.finish(body, args.report_file, redactor)

@@ -1,9 +1,14 @@
-"""Exit codes of `mlmodel-runtime convert` and the errors that carry them.
+"""Exit codes of `mlmodel-runtime fetch` and `convert` and the errors that carry them.
 
-Every failure the init container can meet is one `ConvertError` subclass with a
+Every failure an init container can meet is one `ConvertError` subclass with a
 stable `error_class` (written to the report, read by the operator) and a
-distinct exit code (seen by the kubelet). `command.run` turns them into the
-report and the process exit status; nothing below it calls `sys.exit`.
+distinct exit code (seen by the kubelet). The commands turn them into the
+report and the process exit status; nothing below them calls `sys.exit`.
+
+`retryable` tells the operator whether running the same pod again can help:
+only a fetch that failed for a transient reason (a network error, a timeout,
+HTTP 5xx/429/408) is; a missing object, denied access or anything wrong with
+the model itself is not.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ class ExitCode(IntEnum):
     OK = 0
     INTERNAL = 1  # a bug: an exception nobody anticipated
     USAGE = 2  # bad flags or bad input files (argparse uses 2 as well)
-    FETCH = 3  # the model could not be downloaded or read
+    FETCH = 3  # the model could not be downloaded or read (the report says if retryable)
     INTEGRITY = 4  # sha256 mismatch, size limit exceeded, corrupt or truncated file
     UNSAFE = 5  # pickle without --allow-unsafe-pickle, untrusted skops type
     UNSUPPORTED = 6  # skl2onnx cannot convert it, or its outputs are not finite
@@ -32,11 +37,14 @@ class ConvertError(Exception):
     exit_code: ClassVar[ExitCode] = ExitCode.INTERNAL
     error_class: ClassVar[str] = "internal"
 
-    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, message: str, *, details: dict[str, Any] | None = None, retryable: bool = False
+    ) -> None:
         super().__init__(message)
         self.message = message
         # Structured facts for the report (e.g. parity figures and worst rows).
         self.details: dict[str, Any] = dict(details or {})
+        self.retryable = retryable
 
 
 class UsageError(ConvertError):

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from mlmodel_runtime.convert.errors import UnsupportedModelError
+from mlmodel_runtime.convert.sanitize import describe
 from mlmodel_runtime.convert.schema import (
     InputSchema,
     dotted_name,
@@ -81,10 +82,9 @@ def to_onnx(estimator: Any, schema: InputSchema) -> bytes:
                 estimator, initial_types=initial_types, target_opset=target_opset()
             )
     except Exception as exc:  # skl2onnx raises RuntimeError, ValueError, ...
-        # skl2onnx errors can run to pages (node attribute dumps); keep the head.
-        head = " ".join(str(exc).split())[:300]
+        # skl2onnx errors can run to pages (node attribute dumps, tensor values).
         raise UnsupportedModelError(
-            f"skl2onnx cannot convert {dotted_name(estimator)}: {type(exc).__name__}: {head}. "
+            f"skl2onnx cannot convert {dotted_name(estimator)}: {describe(exc, limit=300)}. "
             f"Supported estimators are listed in {SUPPORTED_DOC}"
         ) from exc
     if concat:

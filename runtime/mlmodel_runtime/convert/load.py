@@ -2,13 +2,18 @@
 
 Called by `pipeline.py` with the local file from `fetch.py`.
 
-- skops: loaded with skops's safe loader. Types defined by scikit-learn, NumPy
-  and SciPy are trusted (skops's own defaults refuse e.g.
-  `sklearn.tree._tree.Tree`, i.e. every tree model); any other type, and any
-  function, is refused and named unless the user lists it with --trust-type.
+- skops: the archive's unpacked size is bounded first (`archive.py`), then the
+  file is loaded with skops's safe loader trusting skops's defaults plus the
+  helper types of `skops_trust.py` and, explicitly, --trust-type names (never
+  file- or code-capable types); the numbers inside trusted helpers that
+  compiled code indexes with are checked before anything predicts
+  (`structure.py`).
 - sklearn (pickle/joblib): unpickling runs arbitrary code, so it happens only
   with --allow-unsafe-pickle; the refusal is decided before anything is read.
-- onnx: parsed, checked with onnx.checker and opened in onnxruntime.
+- onnx: tensors with external data are refused (`onnx_safety.py`), then the
+  model is checked with onnx.checker and opened in onnxruntime.
+
+Library error texts reach messages only through `sanitize.describe`.
 
 Loading under another scikit-learn than the one the model was trained with can
 change its predictions, so scikit-learn's InconsistentVersionWarning is an
@@ -17,7 +22,6 @@ error unless explicitly allowed.
 
 from __future__ import annotations
 
-import importlib
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -31,9 +35,10 @@ from mlmodel_runtime.convert.errors import (
     UsageError,
     VersionMismatchError,
 )
+from mlmodel_runtime.convert.fetch import DEFAULT_MAX_BYTES
+from mlmodel_runtime.convert.sanitize import describe
 
 FORMATS = ("skops", "sklearn", "onnx")
-TRUSTED_PACKAGES = ("sklearn", "numpy", "scipy")
 PICKLE_REFUSAL = (
     "refusing to unpickle: pickle and joblib files run arbitrary code while loading, "
     "so a tampered model file could take over this container. Save the model with "
@@ -77,29 +82,6 @@ def refuse_unsafe_early(fmt: str, *, allow_unsafe_pickle: bool) -> None:
         raise UnsafeFormatError(PICKLE_REFUSAL)
 
 
-def _is_trusted_library_type(name: str) -> bool:
-    """A class defined in scikit-learn, NumPy or SciPy (never a function: those can act)."""
-    if name.split(".")[0] not in TRUSTED_PACKAGES:
-        return False
-    module_name, _, attr = name.rpartition(".")
-    while module_name:
-        try:
-            module = importlib.import_module(module_name)
-            break
-        except ImportError:
-            # Nested names such as numpy.dtypes.Float64DType live one level up.
-            module_name, _, outer = module_name.rpartition(".")
-            attr = f"{outer}.{attr}"
-    else:
-        return False
-    target: Any = module
-    for part in attr.split("."):
-        target = getattr(target, part, None)
-        if target is None:
-            return False
-    return isinstance(target, type) and target.__module__.split(".")[0] in TRUSTED_PACKAGES
-
-
 def _check_version(caught: Iterable[warnings.WarningMessage], allow: bool) -> str:
     from sklearn.exceptions import InconsistentVersionWarning
 
@@ -121,25 +103,31 @@ def _check_version(caught: Iterable[warnings.WarningMessage], allow: bool) -> st
     return ""
 
 
-def _load_skops(path: Path, trust: tuple[str, ...]) -> Any:
+def _load_skops(path: Path, trust: tuple[str, ...], max_unpacked: int) -> Any:
     import skops.io
 
+    from mlmodel_runtime.convert import archive, skops_trust, structure
+
+    archive.check_archive(path, max_unpacked=max_unpacked)
     try:
-        untrusted = list(skops.io.get_untrusted_types(file=path))
+        untrusted = skops.io.get_untrusted_types(file=path)
     except Exception as exc:  # zipfile, json and skops errors alike
-        raise IntegrityError(f"not a readable skops file (corrupt or truncated?): {exc}") from exc
-    refused = sorted(t for t in untrusted if t not in trust and not _is_trusted_library_type(t))
-    if refused:
-        raise UnsafeFormatError(
-            f"the skops file contains types that are not scikit-learn's, NumPy's or SciPy's: "
-            f"{', '.join(refused)}. If you trust them, pass --trust-type NAME for each"
-        )
+        raise IntegrityError(
+            f"not a readable skops file (corrupt or truncated?): {describe(exc)}"
+        ) from exc
+    trusted = skops_trust.check(untrusted, trust)
     try:
-        return skops.io.load(path, trusted=untrusted)
+        estimator = skops.io.load(path, trusted=trusted)
     except (ImportError, AttributeError) as exc:
-        raise UnsupportedModelError(f"the model needs code this runtime lacks: {exc}") from exc
+        raise UnsupportedModelError(
+            f"the model needs code this runtime lacks: {describe(exc)}"
+        ) from exc
     except Exception as exc:
-        raise IntegrityError(f"could not load skops file (corrupt or truncated?): {exc}") from exc
+        raise IntegrityError(
+            f"could not load skops file (corrupt or truncated?): {describe(exc)}"
+        ) from exc
+    structure.check_estimator(estimator)
+    return estimator
 
 
 def _load_pickle(path: Path) -> Any:
@@ -148,33 +136,37 @@ def _load_pickle(path: Path) -> Any:
     try:
         return joblib.load(path)
     except (ImportError, AttributeError) as exc:
-        raise UnsupportedModelError(f"the model needs code this runtime lacks: {exc}") from exc
+        raise UnsupportedModelError(
+            f"the model needs code this runtime lacks: {describe(exc)}"
+        ) from exc
     except Exception as exc:  # pickle raises many types on bad data
         raise IntegrityError(
-            f"could not unpickle the file (corrupt or truncated?): {type(exc).__name__}: {exc}"
+            f"could not unpickle the file (corrupt or truncated?): {describe(exc)}"
         ) from exc
 
 
 def _load_onnx(path: Path) -> bytes:
     import onnx
-    import onnxruntime as ort
+
+    from mlmodel_runtime.convert.onnx_safety import refuse_external_data
+    from mlmodel_runtime.convert.ortsession import session
 
     data = path.read_bytes()
     try:
         model = onnx.load_from_string(data)
     except Exception as exc:  # protobuf DecodeError and friends
-        raise IntegrityError(f"not a readable ONNX file (corrupt or truncated?): {exc}") from exc
+        raise IntegrityError(
+            f"not a readable ONNX file (corrupt or truncated?): {describe(exc)}"
+        ) from exc
     if not model.graph.node and not model.graph.output:
         # Protobuf accepts almost any bytes as an empty message.
         raise IntegrityError("not an ONNX model: the file parses to an empty graph")
+    refuse_external_data(model)
     try:
         onnx.checker.check_model(model)
     except Exception as exc:
-        raise UnsupportedModelError(f"onnx.checker rejects the model: {exc}") from exc
-    try:
-        ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise UnsupportedModelError(f"onnxruntime cannot load the model: {exc}") from exc
+        raise UnsupportedModelError(f"onnx.checker rejects the model: {describe(exc)}") from exc
+    session(data, what="the model")
     return data
 
 
@@ -185,6 +177,7 @@ def load(
     trust: tuple[str, ...] = (),
     allow_unsafe_pickle: bool = False,
     allow_version_mismatch: bool = False,
+    max_unpacked_bytes: int = DEFAULT_MAX_BYTES,
     log: Callable[[str], None] = lambda _: None,
 ) -> Loaded:
     """Open the model; raise the ConvertError that explains why not."""
@@ -210,7 +203,9 @@ def load(
         return Loaded(format=fmt, onnx_bytes=_load_onnx(path))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        estimator = _load_skops(path, trust) if fmt == "skops" else _load_pickle(path)
+        estimator = (
+            _load_skops(path, trust, max_unpacked_bytes) if fmt == "skops" else _load_pickle(path)
+        )
     version_warning = _check_version(caught, allow_version_mismatch)
     if version_warning:
         log(f"warning: {version_warning} (allowed by --allow-version-mismatch)")

@@ -1,6 +1,8 @@
 """The conversion as a sequence of phases: fetch, load, schema, export, parity, write.
 
-Called by `command.run`, which owns arguments, logging and the report. Each
+Called by `command.run`, which owns arguments, logging and the report. The
+fetch phase either downloads the model (`--uri`) or reads and verifies the one
+`mlmodel-runtime fetch` left in a source directory (`--source`). Each
 phase is timed; what has been learned so far is recorded in `facts` as it is
 learned, so that a failure report still says what the model was. Nothing is
 written to the output directory until parity has passed, and then model.onnx
@@ -23,9 +25,20 @@ from typing import Any
 
 import numpy as np
 
-from mlmodel_runtime.convert import check, export, fetch, load, sampling, schema
+from mlmodel_runtime.convert import (
+    check,
+    export,
+    fetch,
+    load,
+    ortsession,
+    sampling,
+    schema,
+    sourcedir,
+)
 from mlmodel_runtime.convert.errors import UnsupportedModelError, UsageError
 from mlmodel_runtime.convert.parity import Tolerance
+from mlmodel_runtime.convert.redact import redact_uri
+from mlmodel_runtime.convert.sanitize import describe
 from mlmodel_runtime.datatypes import ORT_TO_V2
 from mlmodel_runtime.modeldir import (
     MODEL_FILE,
@@ -40,10 +53,14 @@ LIBRARIES = ("scikit-learn", "skl2onnx", "skops", "onnx", "onnxruntime", "numpy"
 
 @dataclass(frozen=True)
 class Request:
-    uri: str
+    """What to convert. Exactly one of `uri` (download it) and `source_dir` (fetched)."""
+
     fmt: str
     out: Path
+    uri: str | None = None
+    source_dir: Path | None = None
     sha256: str | None = None
+    pinned_sha256: str | None = None
     allow_unsafe_pickle: bool = False
     trust: tuple[str, ...] = ()
     allow_version_mismatch: bool = False
@@ -52,6 +69,7 @@ class Request:
     parity_samples: int = 256
     tolerance: Tolerance = field(default_factory=Tolerance)
     fetch_options: fetch.FetchOptions = field(default_factory=fetch.FetchOptions)
+    max_unpacked_bytes: int = fetch.DEFAULT_MAX_BYTES
 
 
 def library_versions() -> dict[str, str]:
@@ -78,15 +96,6 @@ def _plain_class(value: Any) -> str | int:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return str(value)
-
-
-def _session(onnx_bytes: bytes) -> Any:
-    import onnxruntime as ort
-
-    try:
-        return ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise UnsupportedModelError(f"onnxruntime cannot load the converted model: {exc}") from exc
 
 
 def _opset(onnx_bytes: bytes) -> int:
@@ -124,22 +133,17 @@ def convert(
     try:
         request.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UsageError(f"cannot create output directory {request.out}: {exc}") from exc
+        raise UsageError(f"cannot create output directory {request.out}: {exc.strerror}") from exc
     timer = _Timer(log, clock)
     facts["timings"] = timer.timings
     # Download next to the output so a large model does not fill a small /tmp.
     with tempfile.TemporaryDirectory(prefix=".convert-", dir=request.out) as work:
+        if request.uri is not None:  # a failed download still says what it tried
+            facts["source"] = {"uri": redact_uri(request.uri), "format": request.fmt}
         with timer.phase("fetch"):
-            fetched = fetch.fetch(
-                request.uri,
-                dest=Path(work),
-                options=request.fetch_options,
-                expected_sha256=request.sha256,
-                environ=environ,
-                log=log,
-            )
+            fetched, shown_uri = _obtain(request, Path(work), environ, log)
         facts["source"] = {
-            "uri": request.uri,
+            "uri": shown_uri,
             "format": request.fmt,
             "sha256": fetched.sha256,
             "bytes": fetched.size,
@@ -151,6 +155,7 @@ def convert(
                 trust=request.trust,
                 allow_unsafe_pickle=request.allow_unsafe_pickle,
                 allow_version_mismatch=request.allow_version_mismatch,
+                max_unpacked_bytes=request.max_unpacked_bytes,
                 log=log,
             )
         if loaded.version_warning:
@@ -165,7 +170,40 @@ def convert(
             final = _with_timings(metadata, timer.timings)
             write_metadata(request.out, final)
     log(f"wrote {request.out / MODEL_FILE} and metadata.json")
+    if request.source_dir is not None:
+        sourcedir.remove_model(request.source_dir)
+        log(f"removed {request.source_dir / sourcedir.MODEL_FILE}")
     return _with_timings(final, timer.timings)
+
+
+def _obtain(
+    request: Request, work: Path, environ: Mapping[str, str], log: Callable[[str], None]
+) -> tuple[fetch.Fetched, str]:
+    """The local model file and its URI as it may be shown (redacted)."""
+    if request.source_dir is not None:
+        fetched, source = sourcedir.read(
+            request.source_dir, max_bytes=request.fetch_options.max_bytes
+        )
+        log(f"reading {fetched.path} ({fetched.size} bytes from {source.uri})")
+        fetch.verify_digests(
+            fetched,
+            shown=source.uri,
+            expected_sha256=request.sha256,
+            pinned_sha256=request.pinned_sha256,
+        )
+        return fetched, source.uri
+    if request.uri is None:
+        raise UsageError("give --uri or --source")
+    fetched = fetch.fetch(
+        request.uri,
+        dest=work,
+        options=request.fetch_options,
+        expected_sha256=request.sha256,
+        pinned_sha256=request.pinned_sha256,
+        environ=environ,
+        log=log,
+    )
+    return fetched, redact_uri(request.uri)
 
 
 def _with_timings(metadata: ModelMetadata, timings: dict[str, float]) -> ModelMetadata:
@@ -196,7 +234,7 @@ def _convert_estimator(
     log(f"converting with skl2onnx: {len(inputs)} input(s)")
     with timer.phase("export"):
         onnx_bytes = export.to_onnx(estimator, input_schema)
-        session = _session(onnx_bytes)
+        session = ortsession.session(onnx_bytes, what="the converted model")
     outputs = tuple(_spec(o) for o in session.get_outputs())
     facts["outputs"] = outputs
 
@@ -256,7 +294,7 @@ def _passthrough(
 ) -> ModelMetadata:
     """An ONNX model is served as given; run it once to prove it loads and answers finitely."""
     facts["estimator"] = "onnx"
-    session = _session(onnx_bytes)
+    session = ortsession.session(onnx_bytes, what="the model")
     inputs = tuple(_spec(i) for i in session.get_inputs())
     outputs = tuple(_spec(o) for o in session.get_outputs())
     facts["inputs"], facts["outputs"] = inputs, outputs
@@ -272,7 +310,9 @@ def _passthrough(
         try:
             values = session.run(None, feeds)
         except Exception as exc:
-            raise UnsupportedModelError(f"the ONNX model fails on generated inputs: {exc}") from exc
+            raise UnsupportedModelError(
+                f"the ONNX model fails on generated inputs: {describe(exc)}"
+            ) from exc
         check.ensure_finite(
             check.Outputs(
                 predictions=np.concatenate(

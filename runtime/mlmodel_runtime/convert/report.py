@@ -3,8 +3,9 @@
 The kubelet keeps at most 4096 bytes of a termination message, and the operator
 copies it into the MLModel status, so `render` guarantees a line that fits:
 it shortens, in this order, the worst rows of the parity figures, the message,
-the schema summary and finally the optional fields — never `status`, `error`
-or `exit_code`, which the operator acts on. `render` is pure; `emit` does I/O.
+the schema summary and finally the optional fields — never `status`, `error`,
+`exit_code` or `retryable`, which the operator acts on. `render` is pure; `emit`
+does I/O. Shared by `mlmodel-runtime fetch` and `convert`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ LIMIT_BYTES = 4096
 MESSAGE_CHARS = 1000
 DEFAULT_TERMINATION_LOG = Path("/dev/termination-log")
 # Fields that are never shortened or dropped.
-ESSENTIAL = ("status", "error", "exit_code")
+ESSENTIAL = ("status", "error", "exit_code", "retryable")
 # Optional fields, dropped last-first when nothing else helps.
 DROP_ORDER = ("libraries", "timings", "schema", "source", "parity", "estimator", "uri")
 

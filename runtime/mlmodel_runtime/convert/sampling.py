@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mlmodel_runtime.convert.errors import UsageError
+from mlmodel_runtime.convert.sanitize import describe
 from mlmodel_runtime.convert.schema import SINGLE_INPUT, InputSchema
 
 Feeds = dict[str, npt.NDArray[Any]]
@@ -139,7 +140,7 @@ def read_samples(path: Path, schema: InputSchema, rows: int) -> Feeds:
     except UsageError:
         raise
     except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot read sample data {path}: {exc}") from exc
+        raise UsageError(f"cannot read sample data {path}: {describe(exc)}") from exc
     return {name: values[:rows] for name, values in feeds.items()}
 
 
@@ -149,7 +150,9 @@ def read_reference(path: Path, schema: InputSchema) -> Reference:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {k: archive[k] for k in archive.files}
     except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot read reference {path} (an .npz without objects): {exc}") from exc
+        raise UsageError(
+            f"cannot read reference {path} (an .npz without objects): {describe(exc)}"
+        ) from exc
     if "inputs" in arrays:
         if schema.dataframe:
             raise UsageError("this model takes named columns: store one array per input name")
