@@ -206,7 +206,7 @@ class Controller:
         the router writes one and its API is served."""
         client = self._client
         selector = f"{naming.MODEL_LABEL}={name},{naming.MANAGED_BY}={naming.OPERATOR}"
-        kinds = ["Deployment", "Service", "PodDisruptionBudget"]
+        kinds = ["Deployment", "Service", "PodDisruptionBudget", "ConfigMap"]
         if router_api is not None:
             kinds.append(router_api.kind)
         listed = await asyncio.gather(

@@ -7,6 +7,7 @@ cares about, and applied with server-side apply, so fields set by others
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from mlmodel_operator.naming import (
@@ -24,26 +25,47 @@ from mlmodel_operator.settings import Settings
 from mlmodel_operator.spec import MLModelSpec
 
 MODELS_DIR = "/models"
+SOURCE_DIR = f"{MODELS_DIR}/source"  # the fetched file, until convert has read it
 PVC_ROOT = "/mnt/pvc"
 CREDENTIALS_DIR = "/var/run/secrets/mlmodel/credentials"
+PIN_DIR = "/etc/mlmodel/pin"
 RUNTIME_UID = 65532
+
+
+def pins_name(model: str) -> str:
+    """The ConfigMap holding the model digest each revision pinned at its first fetch."""
+    return f"{model}-model-digests"
+
+
+def _fetch_args(spec: MLModelSpec) -> list[str]:
+    model = spec.model
+    args = [
+        "fetch",
+        f"--uri={model.uri}",
+        f"--out={SOURCE_DIR}",
+        "--report-file=/dev/termination-log",
+        f"--mount-root={PVC_ROOT}",
+        # The digest the revision's first pod fetched: later pods must fetch the same
+        # bytes, or the object at the URI changed under a running revision.
+        f"--sha256-file={PIN_DIR}/sha256",
+    ]
+    if model.sha256:
+        args.append(f"--sha256={model.sha256}")
+    return args
 
 
 def _convert_args(spec: MLModelSpec) -> list[str]:
     model, parity = spec.model, spec.conversion.parity
     args = [
         "convert",
-        f"--uri={model.uri}",
+        f"--source={SOURCE_DIR}",
         f"--format={model.format}",
         f"--out={MODELS_DIR}",
         f"--parity-samples={parity.samples}",
         f"--rtol={parity.rtol:g}",
         f"--atol={parity.atol:g}",
         "--report-file=/dev/termination-log",
-        f"--mount-root={PVC_ROOT}",
     ]
-    if model.sha256:
-        args.append(f"--sha256={model.sha256}")
     if model.allow_unsafe_pickle:
         args.append("--allow-unsafe-pickle")
     if spec.conversion.allow_version_mismatch:
@@ -86,6 +108,33 @@ def _probe(path: str, *, period: int, failures: int) -> dict[str, Any]:
     }
 
 
+def _runtime_container(
+    name: str, args: list[str], resources: Mapping[str, Any], settings: Settings
+) -> dict[str, Any]:
+    """An init container running `mlmodel-runtime`: its report is the termination message."""
+    return {
+        "name": name,
+        "image": settings.runtime_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["mlmodel-runtime"],
+        "args": args,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": _CONTAINER_SECURITY,
+        "resources": dict(resources or settings.default_resources),
+    }
+
+
+def digest_pins(ref: ModelRef, pins: Mapping[str, str]) -> dict[str, Any]:
+    """The ConfigMap of pinned model digests, by revision (mounted by each revision's fetch
+    container, one key each)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": owned_metadata(ref, pins_name(ref.name), base_labels(ref.name)),
+        "data": dict(sorted(pins.items())),
+    }
+
+
 def pod_template(
     ref: ModelRef, spec: MLModelSpec, revision: str, settings: Settings
 ) -> dict[str, Any]:
@@ -102,37 +151,46 @@ def pod_template(
         "prometheus.io/port": str(HTTP_PORT),
         "prometheus.io/path": "/metrics",
     }
-    init_mounts: list[dict[str, Any]] = [
-        {"name": "models", "mountPath": MODELS_DIR},
-        {"name": "tmp", "mountPath": "/tmp"},
-    ]
     volumes: list[dict[str, Any]] = [
         {"name": "models", "emptyDir": {}},
         {"name": "tmp", "emptyDir": {}},
+        {
+            "name": "pin",
+            "configMap": {
+                "name": pins_name(ref.name),
+                "items": [{"key": revision, "path": "sha256"}],
+                "optional": True,  # absent until the revision's first pod has fetched
+            },
+        },
     ]
-    init: dict[str, Any] = {
-        "name": "convert",
-        "image": settings.runtime_image,
-        "imagePullPolicy": settings.image_pull_policy,
-        "command": ["mlmodel-runtime"],
-        "args": _convert_args(spec),
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": _CONTAINER_SECURITY,
-        "resources": dict(serving.resources or settings.default_resources),
-        "volumeMounts": init_mounts,
+    work_mounts = [
+        {"name": "models", "mountPath": MODELS_DIR},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    # Fetching and converting are two containers, so that the one that parses the model
+    # file (the attack surface) cannot read the credentials the other one needed.
+    fetch: dict[str, Any] = {
+        **_runtime_container("fetch", _fetch_args(spec), serving.resources, settings),
+        "volumeMounts": [*work_mounts, {"name": "pin", "mountPath": PIN_DIR, "readOnly": True}],
     }
     if spec.model.credentials_secret:
         secret = spec.model.credentials_secret
-        init["envFrom"] = [{"secretRef": {"name": secret}}]
+        fetch["envFrom"] = [{"secretRef": {"name": secret}}]
         volumes.append({"name": "credentials", "secret": {"secretName": secret}})
-        init_mounts.append({"name": "credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True})
+        fetch["volumeMounts"].append(
+            {"name": "credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True}
+        )
     if claim := spec.model.pvc_claim:
         volumes.append(
             {"name": "model-pvc", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
         )
-        init_mounts.append(
+        fetch["volumeMounts"].append(
             {"name": "model-pvc", "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": True}
         )
+    convert = {
+        **_runtime_container("convert", _convert_args(spec), serving.resources, settings),
+        "volumeMounts": list(work_mounts),
+    }
     serve: dict[str, Any] = {
         "name": "serve",
         "image": settings.runtime_image,
@@ -162,7 +220,7 @@ def pod_template(
             "fsGroup": RUNTIME_UID,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "initContainers": [init],
+        "initContainers": [fetch, convert],
         "containers": [serve],
         "volumes": volumes,
     }

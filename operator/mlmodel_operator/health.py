@@ -1,8 +1,11 @@
 """Health of one revision, judged from its Deployment and Pods as the API reports them.
 
 Pure. Catches what a Deployment's own status hides: an init container whose
-conversion failed (with the report it wrote to its termination message), a
-crash loop, an image that cannot be pulled, a config error.
+fetch or conversion failed (with the report it wrote to its termination message), a
+crash loop, an image that cannot be pulled, a config error. A fetch that failed for a
+reason another attempt can fix (its report says `retryable`: a network error, a 5xx)
+is not a failure: the kubelet runs the init container again with a backoff, and the
+revision is given until its progress deadline; status says that it is retrying.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class RevisionHealth:
     # The conversion report of a pod whose init container succeeded.
     conversion: Mapping[str, Any] = field(default_factory=dict)
     deadline_exceeded: bool = False
+    retrying: str = ""  # why pods are not ready yet but may still become so, or ""
 
     @property
     def fully_ready(self) -> bool:
@@ -64,18 +68,43 @@ def _terminated(status: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return state.get("terminated") or last.get("terminated")
 
 
+FETCH, CONVERT = "fetch", "convert"  # the init containers (desired.pod_template)
+
+
+def _retryable_fetch(status: Mapping[str, Any]) -> str:
+    """Why the fetch container failed, if another attempt may succeed; else ''."""
+    if status.get("name") != FETCH:
+        return ""
+    terminated = _terminated(status)
+    if not terminated or terminated.get("exitCode", 0) == 0:
+        return ""
+    report = parse_report(terminated.get("message"))
+    if report.get("retryable") is not True:
+        return ""
+    detail = report.get("message") or terminated.get("reason") or "failed"
+    return f"fetching the model failed and is retried: {detail}"
+
+
 def _init_failure(pod: Mapping[str, Any]) -> Failure | None:
     for status in (pod.get("status") or {}).get("initContainerStatuses") or ():
         terminated = _terminated(status)
-        if terminated and terminated.get("exitCode", 0) != 0:
-            report = parse_report(terminated.get("message"))
-            text = report.get("message") or terminated.get("reason") or "the init container failed"
-            code = terminated.get("exitCode")
+        if not terminated or terminated.get("exitCode", 0) == 0 or _retryable_fetch(status):
+            continue
+        report = parse_report(terminated.get("message"))
+        code = terminated.get("exitCode")
+        if status.get("name") == FETCH:
+            text = report.get("message") or terminated.get("reason") or "the fetch failed"
             return Failure(
-                reason="ConversionFailed",
-                message=f"conversion failed (exit {code}): {text}",
+                reason="FetchFailed",
+                message=f"fetching the model failed (exit {code}): {text}",
                 report=report,
             )
+        text = report.get("message") or terminated.get("reason") or "the init container failed"
+        return Failure(
+            reason="ConversionFailed",
+            message=f"conversion failed (exit {code}): {text}",
+            report=report,
+        )
     return None
 
 
@@ -85,6 +114,8 @@ def _container_failure(pod: Mapping[str, Any]) -> Failure | None:
         *(status.get("initContainerStatuses") or ()),
         *(status.get("containerStatuses") or ()),
     ]:
+        if _retryable_fetch(container):
+            continue  # backing off between fetch attempts is not a crash loop
         waiting = (container.get("state") or {}).get("waiting") or {}
         reason = waiting.get("reason", "")
         if reason in _STUCK_WAITING:
@@ -108,10 +139,19 @@ def _container_failure(pod: Mapping[str, Any]) -> Failure | None:
 
 def _conversion_report(pod: Mapping[str, Any]) -> dict[str, Any]:
     for status in (pod.get("status") or {}).get("initContainerStatuses") or ():
+        if status.get("name") != CONVERT:
+            continue
         terminated = (status.get("state") or {}).get("terminated") or {}
         if terminated.get("exitCode") == 0 and terminated.get("message"):
             return parse_report(terminated["message"])
     return {}
+
+
+def _retrying(pod: Mapping[str, Any]) -> str:
+    for status in (pod.get("status") or {}).get("initContainerStatuses") or ():
+        if why := _retryable_fetch(status):
+            return why
+    return ""
 
 
 def assess(
@@ -125,9 +165,11 @@ def assess(
     live = [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
     failure = None
     conversion: dict[str, Any] = {}
+    retrying = ""
     for pod in live:
         failure = failure or _init_failure(pod) or _container_failure(pod)
         conversion = conversion or _conversion_report(pod)
+        retrying = retrying or _retrying(pod)
     deadline = any(
         c.get("type") == "Progressing"
         and c.get("status") == "False"
@@ -145,4 +187,5 @@ def assess(
         failure=failure,
         conversion=conversion,
         deadline_exceeded=deadline,
+        retrying=retrying,
     )

@@ -347,13 +347,14 @@ def _advance(ctx: _Context, candidate: str, stable: str) -> _CanaryStep:
         failure = (
             f"canary not ready within {spec.rollout.progress_deadline_seconds}s "
             f"({_ready_text(canary)} ready)"
-        )
+        ) + (f"; {canary.retrying}" if canary.retrying else "")
     analysis = _analyse(ctx, state, stable)
     outcome = analysis.record.outcome if analysis else None
     events.extend(analysis.events if analysis else ())
     observation = rollout.Observation(
         canary_ready=canary.fully_ready and canary.desired > 0,
         canary_ready_text=_ready_text(canary),
+        canary_waiting=canary.retrying,
         canary_failure=failure,
         stable_problem=_stable_problem(stable, stable_health),
         analysis_failure=outcome.reason if isinstance(outcome, Rollback) else "",
@@ -441,6 +442,25 @@ def _analyse(ctx: _Context, state: rollout.CanaryState, stable: str) -> _Analyse
 # --- objects -----------------------------------------------------------------------------------
 
 
+def _pinned(ctx: _Context, revision: str) -> str:
+    """The sha256 of the model file `revision` pinned: kept from status once known, else
+    the one its first converted pod reports. Later pods of the revision must fetch those
+    very bytes (an object overwritten at the same URI is refused, not served unseen)."""
+    before = ctx.before
+    if before.stable is not None and before.stable.revision == revision and before.stable.digest:
+        return before.stable.digest
+    canary = before.canary
+    if canary is not None and canary.state.revision == revision and canary.digest:
+        return canary.digest
+    report = ctx.health(revision).conversion or {}
+    return str((report.get("source") or {}).get("sha256", ""))
+
+
+def _pins(ctx: _Context, revisions: _Revisions) -> dict[str, str]:
+    live = [revisions.stable, *([revisions.candidate] if revisions.candidate else [])]
+    return {revision: digest for revision in live if (digest := _pinned(ctx, revision))}
+
+
 def _replicas(ctx: _Context, revisions: _Revisions) -> tuple[int, int]:
     """(stable, canary) replicas: the router maps the weight to replicas; the stable keeps
     all of them until the canary is ready (a surge)."""
@@ -488,6 +508,8 @@ def _objects(
     )
     if ctx.spec.serving.replicas > 1:
         apply.append(desired.disruption_budget(ctx.ref, stable))
+    if pins := _pins(ctx, revisions):
+        apply.append(desired.digest_pins(ctx.ref, pins))
     return apply, scale
 
 
@@ -589,7 +611,8 @@ def _stable_phase(
         reason = failure.reason if failure else "NotReady"
         detail = failure.message if failure else f"only {ready} replicas ready"
         return Phase.DEGRADED, reason, f"revision {stable} ({version}): {detail}"
-    return Phase.DEPLOYING, "Deploying", f"revision {stable} ({version}): {ready} ready"
+    retrying = f"; {health.retrying}" if health.retrying else ""
+    return Phase.DEPLOYING, "Deploying", f"revision {stable} ({version}): {ready} ready{retrying}"
 
 
 def _stable_version(ctx: _Context, stable: str) -> str:
@@ -636,6 +659,7 @@ def _status(ctx: _Context, revisions: _Revisions) -> Status:
             conversion=health.conversion
             or (health.failure.report if health.failure else None)
             or None,
+            digest=_pinned(ctx, candidate),
         )
     analysis = revisions.canary.analysis if revisions.canary else None
     return Status(
@@ -650,6 +674,7 @@ def _status(ctx: _Context, revisions: _Revisions) -> Status:
             replicas=stable_health.desired,
             ready_replicas=stable_health.ready,
             conversion=conversion or None,
+            digest=_pinned(ctx, stable),
         ),
         canary=canary,
         previous=revisions.previous,

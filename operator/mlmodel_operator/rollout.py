@@ -75,6 +75,7 @@ class Observation:
     canary_ready: bool
     canary_ready_text: str  # "1/2"
     canary_failure: str = ""  # why the canary is broken (conversion, crash loop), or ""
+    canary_waiting: str = ""  # why it is not ready yet though it may become so, or ""
     stable_problem: str = ""  # why the stable cannot serve as the baseline, or ""
     analysis_failure: str = ""  # analysis says roll back, with its reason, or ""
     analysis_hold: str = ""  # analysis says hold the weight (failed within the limit,
@@ -175,19 +176,20 @@ def advance(
     if state.step == WAITING_FOR_READY:
         if observed.canary_ready:
             return _enter_step(steps, state, 0, now)
+        waiting = f"; {observed.canary_waiting}" if observed.canary_waiting else ""
         if now - state.started_at > progress_deadline_s:
             return _abort(
                 state,
                 "ProgressDeadlineExceeded",
                 f"canary not ready within {progress_deadline_s:.0f}s "
-                f"({observed.canary_ready_text} ready)",
+                f"({observed.canary_ready_text} ready){waiting}",
             )
         return Decision(
             state=state,
             phase="Progressing",
             message=(
                 f"waiting for revision {state.revision} ({state.version}) to become ready "
-                f"({observed.canary_ready_text})"
+                f"({observed.canary_ready_text}){waiting}"
             ),
             requeue_after=2.0,
         )

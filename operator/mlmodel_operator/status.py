@@ -66,6 +66,7 @@ class RevisionStatus:
     replicas: int = 0
     ready_replicas: int = 0
     conversion: Mapping[str, Any] | None = None  # the init container's report
+    digest: str = ""  # sha256 of the model file its first pod fetched (pinned)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -76,6 +77,8 @@ class RevisionStatus:
         }
         if self.conversion:
             out["conversion"] = dict(self.conversion)
+        if self.digest:
+            out["digest"] = self.digest
         return out
 
     @classmethod
@@ -88,6 +91,7 @@ class RevisionStatus:
             replicas=int(raw.get("replicas", 0)),
             ready_replicas=int(raw.get("readyReplicas", 0)),
             conversion=raw.get("conversion") or None,
+            digest=str(raw.get("digest", "")),
         )
 
 
@@ -101,6 +105,7 @@ class CanaryStatus:
     ready_replicas: int = 0
     effective_weight: int = 0  # the share of traffic the cluster carries, as observed
     conversion: Mapping[str, Any] | None = None
+    digest: str = ""  # sha256 of the model file its first pod fetched (pinned)
 
     def to_dict(self) -> dict[str, Any]:
         out = state_to_status(self.state, self.steps)
@@ -109,6 +114,8 @@ class CanaryStatus:
         out["effectiveWeight"] = self.effective_weight
         if self.conversion:
             out["conversion"] = dict(self.conversion)
+        if self.digest:
+            out["digest"] = self.digest
         return out
 
     @classmethod
@@ -123,6 +130,7 @@ class CanaryStatus:
             ready_replicas=int(raw.get("readyReplicas", 0)),
             effective_weight=int(raw.get("effectiveWeight", 0)),
             conversion=raw.get("conversion") or None,
+            digest=str(raw.get("digest", "")),
         )
 
 

@@ -8,8 +8,9 @@ processes instead of containers:
 - gives the pod an IP from the node's podCIDR `127.101.0.0/24` (loopback: a
   process can bind it), reports it with phase Pending and the init container running;
 - runs each init container as `mlmodel-runtime` from this venv with the
-  container's args and env, the model directory (the pod's emptyDir), the report
-  file (its termination message) and the PVC mount root rewritten to per-pod paths;
+  container's args and env, paths under its volume mounts (the `models` emptyDir, the
+  `pin` ConfigMap, whose items it writes first as the kubelet does), the report file
+  (its termination message) and the PVC mount root rewritten to per-pod paths;
   a failure is reported as the kubelet does (terminated, exit code, reason Error,
   message = the report) and is not retried;
 - then runs the main container (`serve`) bound to the pod IP, probes its readiness
@@ -87,6 +88,19 @@ def rewrite_args(args: list[str], replacements: dict[str, str]) -> list[str]:
         out.append(args[index])
         index += 1
     return out
+
+
+def rebase_arg(arg: str, mounts: list[dict[str, Any]], pod_dir: Path) -> str:
+    """`--flag=/mount/path/x` with `/mount/path` one of `mounts` -> the pod's directory of
+    that volume (`pod_dir/<volume name>/x`); anything else as it is."""
+    flag, equals, value = arg.partition("=")
+    if not equals:
+        return arg
+    for mount in mounts:
+        root = mount["mountPath"].rstrip("/")
+        if value == root or value.startswith(root + "/"):
+            return f"{flag}={pod_dir / mount['name']}{value[len(root) :]}"
+    return arg
 
 
 class IpPool:
@@ -278,13 +292,36 @@ class PodWorker:
         if len(command) != 1 or Path(command[0]).name != "mlmodel-runtime":
             return None
         replacements = {
-            "--out": str(self.dir / "models"),
-            "--model-dir": str(self.dir / "models"),
             "--report-file": str(self.dir / f"{container['name']}.termination-log"),
             "--mount-root": str(self.dir / "pvc"),
             "--host": self.ip,
         }
-        return [str(RUNTIME), *rewrite_args(list(container.get("args") or ()), replacements)]
+        args = rewrite_args(list(container.get("args") or ()), replacements)
+        # Paths inside the container's volume mounts become the pod's own directories
+        # for those volumes, longest mount path first (as the kubelet's mounts nest).
+        mounts = sorted(
+            (m for m in container.get("volumeMounts") or () if m.get("name") != "model-pvc"),
+            key=lambda m: len(m["mountPath"]),
+            reverse=True,
+        )
+        return [str(RUNTIME), *(rebase_arg(a, mounts, self.dir) for a in args)]
+
+    async def _materialise_config_maps(self) -> None:
+        """Write each configMap volume's items as files, as the kubelet does at pod start
+        (an optional one that does not exist is an empty directory)."""
+        for volume in self.spec.get("volumes") or ():
+            source = volume.get("configMap")
+            if not source:
+                continue
+            target = self.dir / volume["name"]
+            target.mkdir(parents=True, exist_ok=True)
+            path = f"/api/v1/namespaces/{self.namespace}/configmaps/{source['name']}"
+            config_map = await self.runner.api.get(path)
+            data = (config_map or {}).get("data") or {}
+            items = source.get("items") or [{"key": k, "path": k} for k in data]
+            for item in items:
+                if item["key"] in data:
+                    (target / item["path"]).write_text(data[item["key"]])
 
     async def _spawn(self, run: ContainerRun, argv: list[str]) -> asyncio.subprocess.Process:
         logfile = self.dir / f"{run.name}.log"
@@ -332,6 +369,7 @@ class PodWorker:
             log.exception("%s/%s: the pod's lifecycle failed", self.namespace, self.name)
 
     async def _lifecycle(self) -> None:
+        await self._materialise_config_maps()
         for run in self.inits:
             run.state = {"running": {"startedAt": now_text()}}
         await self.publish()

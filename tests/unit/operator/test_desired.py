@@ -53,10 +53,11 @@ def pod_spec(manifest: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
-def containers(manifest: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    [init] = pod_spec(manifest)["initContainers"]
+def containers(manifest: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(fetch, convert, serve): the two init containers, then the serving one."""
+    fetch, convert = pod_spec(manifest)["initContainers"]
     [serve] = pod_spec(manifest)["containers"]
-    return init, serve
+    return fetch, convert, serve
 
 
 def mounts(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -147,43 +148,71 @@ def test_pods_carry_prometheus_annotations_and_the_users() -> None:
     }
 
 
-# --- the init container: conversion ------------------------------------------------------------
+# --- the init containers: fetch, then convert ---------------------------------------------------
 
 
-def test_the_init_container_converts_the_model_into_the_shared_volume() -> None:
-    init, serve = containers(build())
+def test_one_init_container_fetches_and_another_converts_into_the_shared_volume() -> None:
+    fetch, convert, serve = containers(build())
 
-    assert init["name"] == "convert"
-    assert init["image"] == serve["image"] == IMAGE
-    assert init["imagePullPolicy"] == serve["imagePullPolicy"] == "Always"
-    assert init["command"] == serve["command"] == ["mlmodel-runtime"]
-    assert init["args"] == [
-        "convert",
+    assert (fetch["name"], convert["name"]) == ("fetch", "convert")
+    for init in (fetch, convert):
+        assert init["image"] == serve["image"] == IMAGE
+        assert init["imagePullPolicy"] == serve["imagePullPolicy"] == "Always"
+        assert init["command"] == serve["command"] == ["mlmodel-runtime"]
+        assert init["terminationMessagePolicy"] == "FallbackToLogsOnError"
+        assert mounts(init)["models"]["mountPath"] == "/models"
+    assert fetch["args"] == [
+        "fetch",
         "--uri=s3://models/iris/v1/model.skops",
+        "--out=/models/source",
+        "--report-file=/dev/termination-log",
+        "--mount-root=/mnt/pvc",
+        "--sha256-file=/etc/mlmodel/pin/sha256",
+    ]
+    assert convert["args"] == [
+        "convert",
+        "--source=/models/source",
         "--format=skops",
         "--out=/models",
         "--parity-samples=256",
         "--rtol=0.0001",
         "--atol=1e-05",
         "--report-file=/dev/termination-log",
-        "--mount-root=/mnt/pvc",
     ]
-    assert init["terminationMessagePolicy"] == "FallbackToLogsOnError"
-    assert mounts(init)["models"]["mountPath"] == "/models"
     assert mounts(serve)["models"] == {"name": "models", "mountPath": "/models", "readOnly": True}
     assert volumes(build())["models"] == {"name": "models", "emptyDir": {}}
+
+
+def test_the_fetch_container_reads_the_digest_its_revision_pinned_if_any() -> None:
+    manifest = build()
+    fetch, convert, serve = containers(manifest)
+
+    assert volumes(manifest)["pin"] == {
+        "name": "pin",
+        "configMap": {
+            "name": "iris-model-digests",
+            "items": [{"key": REVISION, "path": "sha256"}],
+            "optional": True,
+        },
+    }
+    assert mounts(fetch)["pin"] == {
+        "name": "pin",
+        "mountPath": "/etc/mlmodel/pin",
+        "readOnly": True,
+    }
+    assert "pin" not in mounts(convert)
+    assert "pin" not in mounts(serve)
 
 
 @pytest.mark.parametrize(
     ("model", "conversion", "present", "absent"),
     [
-        ({}, {}, [], ["--sha256", "--allow-unsafe-pickle", "--trust-type", "--allow-version"]),
-        ({"sha256": "ab" * 32}, {}, [f"--sha256={'ab' * 32}"], ["--allow-unsafe-pickle"]),
+        ({}, {}, [], ["--allow-unsafe-pickle", "--trust-type", "--allow-version"]),
         (
             {"format": "sklearn", "allowUnsafePickle": True},
             {},
             ["--format=sklearn", "--allow-unsafe-pickle"],
-            ["--sha256"],
+            [],
         ),
         (
             {"trustTypes": ["numpy.dtype", "sklearn.tree._tree.Tree"]},
@@ -191,7 +220,7 @@ def test_the_init_container_converts_the_model_into_the_shared_volume() -> None:
             ["--trust-type=numpy.dtype", "--trust-type=sklearn.tree._tree.Tree"],
             ["--allow-unsafe-pickle"],
         ),
-        ({}, {"allowVersionMismatch": True}, ["--allow-version-mismatch"], ["--sha256"]),
+        ({}, {"allowVersionMismatch": True}, ["--allow-version-mismatch"], []),
         (
             {},
             {"parity": {"samples": 64, "rtol": 0.01, "atol": 0.5}},
@@ -203,30 +232,40 @@ def test_the_init_container_converts_the_model_into_the_shared_volume() -> None:
 def test_conversion_flags_appear_only_when_set(
     model: dict[str, Any], conversion: dict[str, Any], present: list[str], absent: list[str]
 ) -> None:
-    init, _ = containers(build(model, conversion=conversion))
+    _, convert, _ = containers(build(model, conversion=conversion))
 
     for flag in present:
-        assert flag in init["args"]
+        assert flag in convert["args"]
     for prefix in absent:
-        assert not [a for a in init["args"] if a.startswith(prefix)]
+        assert not [a for a in convert["args"] if a.startswith(prefix)]
+
+
+@pytest.mark.parametrize(("model", "present"), [({}, False), ({"sha256": "ab" * 32}, True)])
+def test_an_expected_digest_is_checked_where_the_model_is_fetched(
+    model: dict[str, Any], present: bool
+) -> None:
+    fetch, convert, _ = containers(build(model))
+
+    assert (f"--sha256={'ab' * 32}" in fetch["args"]) is present
+    assert not [a for a in convert["args"] if a.startswith("--sha256")]
 
 
 def test_each_trusted_type_is_its_own_flag_in_order() -> None:
-    init, _ = containers(build({"trustTypes": ["a.B", "c.D", "e.F"]}))
+    _, convert, _ = containers(build({"trustTypes": ["a.B", "c.D", "e.F"]}))
 
-    assert [a for a in init["args"] if a.startswith("--trust-type")] == [
+    assert [a for a in convert["args"] if a.startswith("--trust-type")] == [
         "--trust-type=a.B",
         "--trust-type=c.D",
         "--trust-type=e.F",
     ]
 
 
-def test_credentials_reach_the_init_container_only() -> None:
+def test_credentials_reach_the_fetch_container_only_never_the_one_parsing_the_model() -> None:
     manifest = build({"credentialsSecret": "s3-credentials"})
-    init, serve = containers(manifest)
+    fetch, convert, serve = containers(manifest)
 
-    assert init["envFrom"] == [{"secretRef": {"name": "s3-credentials"}}]
-    assert mounts(init)["credentials"] == {
+    assert fetch["envFrom"] == [{"secretRef": {"name": "s3-credentials"}}]
+    assert mounts(fetch)["credentials"] == {
         "name": "credentials",
         "mountPath": "/var/run/secrets/mlmodel/credentials",
         "readOnly": True,
@@ -235,34 +274,36 @@ def test_credentials_reach_the_init_container_only() -> None:
         "name": "credentials",
         "secret": {"secretName": "s3-credentials"},
     }
-    assert "envFrom" not in serve
-    assert "credentials" not in mounts(serve)
-    assert "s3-credentials" not in repr(serve)
+    for container in (convert, serve):
+        assert "envFrom" not in container
+        assert "credentials" not in mounts(container)
+        assert "s3-credentials" not in repr(container)
 
 
 def test_without_credentials_no_secret_is_mounted_anywhere() -> None:
     manifest = build()
-    init, _ = containers(manifest)
+    fetch, _, _ = containers(manifest)
 
-    assert "envFrom" not in init
+    assert "envFrom" not in fetch
     assert not [v for v in pod_spec(manifest)["volumes"] if "secret" in v]
-    assert "credentials" not in mounts(init)
+    assert "credentials" not in mounts(fetch)
 
 
-def test_a_pvc_uri_mounts_the_claim_read_only_into_the_init_container_only() -> None:
+def test_a_pvc_uri_mounts_the_claim_read_only_into_the_fetch_container_only() -> None:
     manifest = build({"uri": "pvc://models-claim/iris/v1/model.skops"})
-    init, serve = containers(manifest)
+    fetch, convert, serve = containers(manifest)
 
     assert volumes(manifest)["model-pvc"] == {
         "name": "model-pvc",
         "persistentVolumeClaim": {"claimName": "models-claim", "readOnly": True},
     }
-    assert mounts(init)["model-pvc"] == {
+    assert mounts(fetch)["model-pvc"] == {
         "name": "model-pvc",
         "mountPath": "/mnt/pvc/models-claim",
         "readOnly": True,
     }
-    assert "--uri=pvc://models-claim/iris/v1/model.skops" in init["args"]
+    assert "--uri=pvc://models-claim/iris/v1/model.skops" in fetch["args"]
+    assert "model-pvc" not in mounts(convert)
     assert "model-pvc" not in mounts(serve)
 
 
@@ -279,7 +320,7 @@ def test_other_uris_mount_no_claim(uri: str) -> None:
 
 
 def test_the_serving_container_serves_the_converted_model() -> None:
-    _, serve = containers(
+    _, _, serve = containers(
         build(
             {"version": "v2"},
             serving={"workers": 3, "batching": {"maxBatchSize": 8, "maxDelayMs": 1.5}},
@@ -303,13 +344,13 @@ def test_the_serving_container_serves_the_converted_model() -> None:
 
 
 def test_without_a_version_the_revision_is_the_version_shown() -> None:
-    _, serve = containers(build())
+    _, _, serve = containers(build())
 
     assert "--version=" + REVISION in serve["args"]
 
 
 def test_probes_use_the_v2_health_endpoints_on_the_named_port() -> None:
-    _, serve = containers(build())
+    _, _, serve = containers(build())
 
     assert serve["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
     assert serve["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
@@ -319,10 +360,11 @@ def test_probes_use_the_v2_health_endpoints_on_the_named_port() -> None:
 
 def test_user_env_goes_to_the_serving_container_only() -> None:
     env = [{"name": "OMP_NUM_THREADS", "value": "1"}]
-    init, serve = containers(build(serving={"env": env}))
+    fetch, convert, serve = containers(build(serving={"env": env}))
 
     assert serve["env"] == env
-    assert "env" not in init
+    assert "env" not in fetch
+    assert "env" not in convert
 
 
 # --- security, resources, scheduling ------------------------------------------------------------

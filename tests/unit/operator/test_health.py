@@ -360,3 +360,58 @@ def test_a_pod_without_status_yet_is_no_failure() -> None:
 
     assert health.failure is None
     assert health.conversion == {}
+
+
+# --- fetching the model: its own init container -----------------------------------------------
+
+
+def fetch_failed(
+    retryable: bool, *, restarts: int = 0, crash_looping: bool = False
+) -> dict[str, Any]:
+    report = {
+        "status": "failed",
+        "error": "fetch",
+        "exit_code": 3,
+        "message": "could not fetch https://models.example/iris.skops: HTTP 503",
+        "retryable": retryable,
+    }
+    ended = terminated(3, json.dumps(report))
+    if crash_looping:  # the kubelet backs off between attempts
+        return container(
+            "fetch",
+            state=waiting("CrashLoopBackOff", "back-off 40s"),
+            last=ended,
+            restarts=restarts,
+        )
+    return container("fetch", state=ended, restarts=restarts)
+
+
+@pytest.mark.parametrize("crash_looping", [False, True])
+def test_a_fetch_that_another_attempt_may_fix_is_retried_not_a_failure(crash_looping: bool) -> None:
+    fetching = fetch_failed(True, restarts=4, crash_looping=crash_looping)
+    health = assess(deployment(replicas=1, ready=0, updated=1), [pod(init=fetching)])
+
+    assert health.failure is None
+    assert not health.fully_ready
+    assert health.retrying == (
+        "fetching the model failed and is retried: "
+        "could not fetch https://models.example/iris.skops: HTTP 503"
+    )
+
+
+def test_a_fetch_that_cannot_succeed_fails_at_once_with_its_reason() -> None:
+    health = assess(deployment(replicas=1, ready=0, updated=1), [pod(init=fetch_failed(False))])
+
+    assert health.failure is not None
+    assert health.failure.reason == "FetchFailed"
+    assert health.failure.message.startswith("fetching the model failed (exit 3): could not")
+    assert health.failure.report["retryable"] is False
+
+
+def test_only_the_convert_containers_report_is_the_conversion_report() -> None:
+    fetched = container("fetch", state=terminated(0, '{"status": "ok", "message": "fetched"}'))
+    converting = pod()
+    converting["status"]["initContainerStatuses"].insert(0, fetched)
+    health = assess(deployment(), [converting])
+
+    assert health.conversion == OK_REPORT

@@ -791,3 +791,85 @@ def test_a_reading_taken_for_other_revisions_is_never_judged() -> None:
     held = model.at(T0 + 12.5, foreign)
     assert held.status["analysis"]["interval"] == 0
     assert held.status["phase"] == "Progressing"
+
+
+# --- the model digest each revision pins ----------------------------------------------------------
+
+
+def converted_pod(sha256: str) -> dict[str, Any]:
+    report = {
+        "status": "ok",
+        "source": {"uri": "s3://models/iris/v1/model.skops", "sha256": sha256},
+    }
+    return {
+        "metadata": {"name": f"iris-{R1}-{sha256[:5]}"},
+        "status": {
+            "initContainerStatuses": [
+                {
+                    "name": "convert",
+                    "state": {"terminated": {"exitCode": 0, "message": json.dumps(report)}},
+                }
+            ]
+        },
+    }
+
+
+def pins(result: Plan) -> dict[str, str] | None:
+    found = [o for o in result.apply if o["kind"] == "ConfigMap"]
+    return dict(found[0]["data"]) if found else None
+
+
+def test_the_digest_a_revision_first_fetched_is_pinned_for_its_later_pods() -> None:
+    first = run(V1, now_s=T0 - 60)
+    assert pins(first) is None  # nothing fetched yet: nothing pinned
+    fetched = {R1: Observed(deployment(4), pods=[converted_pod("aa" * 32)])}
+    pinned = run(V1, first.status, observed=fetched, now_s=T0 - 50)
+    assert pinned.status["stable"]["digest"] == "aa" * 32
+    assert pins(pinned) == {R1: "aa" * 32}
+    # A pod that somehow read other bytes later (before the pin reached it) changes nothing.
+    other = {R1: Observed(deployment(4), pods=[converted_pod("bb" * 32)])}
+    later = run(V1, pinned.status, observed=other, now_s=T0 - 40)
+    assert later.status["stable"]["digest"] == "aa" * 32
+    assert pins(later) == {R1: "aa" * 32}
+
+
+def test_a_promoted_canary_keeps_the_digest_it_pinned() -> None:
+    first_step, observed = canary_at_first_step()
+    canary_pod = converted_pod("cc" * 32)
+    observed = {**observed, R2: Observed(deployment(1), pods=[canary_pod])}
+    pinned = run(V2, first_step.status, observed=observed, now_s=T0 + 1)
+    assert pinned.status["canary"]["digest"] == "cc" * 32
+    assert pins(pinned) == {R2: "cc" * 32}
+    promoted = run(
+        V2,
+        pinned.status,
+        observed={R1: Observed(deployment(3)), R2: Observed(deployment(1))},
+        now_s=T0 + 2,
+        annotations={rollout.PROMOTE: f"{R2}/1/full"},
+    )
+    assert promoted.status["stable"]["revision"] == R2
+    assert promoted.status["stable"]["digest"] == "cc" * 32
+
+
+def test_a_canary_whose_fetch_keeps_failing_is_rolled_back_at_its_deadline_saying_why() -> None:
+    waiting = run(V2, healthy_v1(), observed={R1: Observed(deployment(4))}, now_s=T0)
+    report = {"status": "failed", "exit_code": 3, "message": "HTTP 503", "retryable": True}
+    fetching = {
+        "metadata": {"name": f"iris-{R2}-x"},
+        "status": {
+            "initContainerStatuses": [
+                {
+                    "name": "fetch",
+                    "state": {"terminated": {"exitCode": 3, "message": json.dumps(report)}},
+                }
+            ]
+        },
+    }
+    observed = {R1: Observed(deployment(4)), R2: Observed(deployment(1, ready=0), [fetching])}
+    held = run(V2, waiting.status, observed=observed, now_s=T0 + 60)
+    assert held.status["phase"] == "Progressing"
+    assert "fetching the model failed and is retried: HTTP 503" in held.status["message"]
+    late = run(V2, held.status, observed=observed, now_s=T0 + 601)
+    assert late.status["phase"] == "RolledBack"
+    assert "canary not ready within 600s" in late.status["message"]
+    assert "HTTP 503" in late.status["message"]
