@@ -92,21 +92,27 @@ def test_an_mlmodel_becomes_a_served_healthy_deployment(
     owner = deployment["metadata"]["ownerReferences"][0]
     assert (owner["kind"], owner["name"], owner["controller"]) == ("MLModel", "iris", True)
     pod = deployment["spec"]["template"]["spec"]
-    [init], [serve] = pod["initContainers"], pod["containers"]
-    assert init["image"] == serve["image"] == RUNTIME_IMAGE
-    assert init["args"][:4] == [
-        "convert",
+    [fetch, convert], [serve] = pod["initContainers"], pod["containers"]
+    assert fetch["image"] == convert["image"] == serve["image"] == RUNTIME_IMAGE
+    assert fetch["args"][:3] == [
+        "fetch",
         "--uri=s3://models/iris/v1/model.skops",
+        "--out=/models/source",
+    ]
+    assert convert["args"][:4] == [
+        "convert",
+        "--source=/models/source",
         "--format=skops",
         "--out=/models",
     ]
-    assert "--report-file=/dev/termination-log" in init["args"]
+    for init in (fetch, convert):
+        assert "--report-file=/dev/termination-log" in init["args"]
     assert serve["args"][0] == "serve"
     assert "--max-batch-size=16" in serve["args"]
     assert f"--revision={revision}" in serve["args"]
     assert serve["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert serve["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
-    for container in (init, serve):
+    for container in (fetch, convert, serve):
         security = container["securityContext"]
         assert security["readOnlyRootFilesystem"] is True
         assert security["allowPrivilegeEscalation"] is False

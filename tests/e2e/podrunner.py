@@ -291,20 +291,21 @@ class PodWorker:
         command = list(container.get("command") or ())
         if len(command) != 1 or Path(command[0]).name != "mlmodel-runtime":
             return None
-        replacements = {
-            "--report-file": str(self.dir / f"{container['name']}.termination-log"),
-            "--mount-root": str(self.dir / "pvc"),
-            "--host": self.ip,
-        }
-        args = rewrite_args(list(container.get("args") or ()), replacements)
         # Paths inside the container's volume mounts become the pod's own directories
-        # for those volumes, longest mount path first (as the kubelet's mounts nest).
+        # for those volumes, longest mount path first (as the kubelet's mounts nest);
+        # then the flags whose paths the kubelet provides otherwise.
         mounts = sorted(
             (m for m in container.get("volumeMounts") or () if m.get("name") != "model-pvc"),
             key=lambda m: len(m["mountPath"]),
             reverse=True,
         )
-        return [str(RUNTIME), *(rebase_arg(a, mounts, self.dir) for a in args)]
+        args = [rebase_arg(a, mounts, self.dir) for a in container.get("args") or ()]
+        replacements = {
+            "--report-file": str(self.dir / f"{container['name']}.termination-log"),
+            "--mount-root": str(self.dir / "pvc"),
+            "--host": self.ip,
+        }
+        return [str(RUNTIME), *rewrite_args(args, replacements)]
 
     async def _materialise_config_maps(self) -> None:
         """Write each configMap volume's items as files, as the kubelet does at pod start

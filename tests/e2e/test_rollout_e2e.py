@@ -223,7 +223,7 @@ def test_a_bad_model_fails_in_the_init_container_and_v1_keeps_answering(
     v1, address = bring_up_v1(cluster, namespace, iris, operators, prometheus)
 
     load = start_load(cluster, namespace, iris, seconds=60)
-    # v2's file, but the digest of v1's: the init container refuses it (exit 4).
+    # v2's file, but the digest of v1's: the fetch init container refuses it (exit 4).
     apply(
         cluster,
         e2e_mlmodel(
@@ -240,18 +240,20 @@ def test_a_bad_model_fails_in_the_init_container_and_v1_keeps_answering(
         interval=0.5,
         what="the bad v2 to be rolled back",
     )
-    assert "conversion failed (exit 4)" in status["message"], status["message"]
+    assert "fetching the model failed (exit 4)" in status["message"], status["message"]
     assert "sha256" in status["message"], status["message"]
     assert status["stable"]["revision"] == v1
     report = (status.get("canary") or {}).get("conversion") or {}
     if report:
         assert (report["status"], report["error"]) == ("failed", "integrity"), report
 
-    # The runner ran the init container and kept its report as the termination message;
-    # the rolled-back pod was then deleted through the runner's final delete.
-    reports = runner.directory.glob(f"pods/{namespace}_*/convert.termination-log")
+    # The runner ran the fetch init container and kept its report as the termination
+    # message; the model was never converted or served, and the rolled-back pod was then
+    # deleted through the runner's final delete.
+    reports = runner.directory.glob(f"pods/{namespace}_*/fetch.termination-log")
     [failed] = [r for r in reports if '"status":"failed"' in r.read_text()]
     assert '"error":"integrity"' in failed.read_text()
+    assert not (failed.parent / "convert.log").exists()
     assert not (failed.parent / "serve.log").exists()
     bad_pod = failed.parent.name.split("_")[1]
     wait_for(
