@@ -873,3 +873,28 @@ def test_a_canary_whose_fetch_keeps_failing_is_rolled_back_at_its_deadline_sayin
     assert late.status["phase"] == "RolledBack"
     assert "canary not ready within 600s" in late.status["message"]
     assert "HTTP 503" in late.status["message"]
+
+
+def test_a_crash_looping_canary_is_rolled_back_even_while_the_metrics_provider_fails() -> None:
+    """A provider answering garbage is an Inconclusive reading, never an error that skips
+    the reconcile: the canary's crash loop still rolls it back."""
+    model = analysed_canary(ANALYSED)
+    model.at(T0 + 1, Reading(error="prometheus at http://p:9090: expected an instant vector"))
+    crashing = {
+        "metadata": {"name": f"iris-{R2}-crash"},
+        "status": {
+            "containerStatuses": [
+                {
+                    "name": "serve",
+                    "ready": False,
+                    "restartCount": 5,
+                    "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                    "lastState": {"terminated": {"exitCode": 1}},
+                }
+            ]
+        },
+    }
+    model.observed = {R1: Observed(deployment(3)), R2: Observed(deployment(1, ready=0), [crashing])}
+    result = model.at(T0 + 5, Reading(error="prometheus at http://p:9090: the answer is not JSON"))
+    assert result.status["phase"] == "RolledBack"
+    assert "CrashLoopBackOff" in result.status["message"]
