@@ -10,7 +10,7 @@ import pytest
 
 from mlmodel_runtime.convert.errors import UnsupportedModelError, UsageError
 from mlmodel_runtime.convert.fetch import FetchOptions, resolve_uri, storage_options
-from mlmodel_runtime.convert.load import sniff
+from mlmodel_runtime.convert.formats import sniff
 from mlmodel_runtime.convert.schema import InputColumn, InputSchema, dotted_name, infer_schema
 from mlmodel_runtime.modeldir import TensorSpec
 

@@ -1,10 +1,10 @@
 """Bound what a skops archive unpacks to, before skops reads any of it.
 
-Called by `load.py` for --format skops. skops reads schema.json and every
-array member whole into memory while it builds its node tree (before its type
-audit), so a small download could ask for gigabytes: a zip bomb. This module
-checks, from the archive's own records and then by streaming each member once
-with memory for one chunk:
+Called by `formats/skops.py`. skops reads schema.json and every array member
+whole into memory while it builds its node tree (before its type audit), so a
+small download could ask for gigabytes: a zip bomb. This module checks, from
+the archive's own records and then by streaming each member once with memory
+for one chunk:
 
 - the central directory is at most MAX_DIRECTORY_BYTES (Python's zipfile reads
   it whole and keeps an object per entry) and lists at most MAX_MEMBERS members;

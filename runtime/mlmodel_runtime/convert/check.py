@@ -1,19 +1,24 @@
 """Run the original model and its ONNX conversion on the same rows and judge parity.
 
-Called by `pipeline.py`; the arithmetic of the verdict lives in the pure
-`parity.py`. A model that emits NaN or infinities is refused here as
-unsupported: the serving runtime could not encode such answers, and they
-usually mean a broken model rather than a conversion problem.
+Called by the formats' `parity` phase (`formats/`): `against_original` picks
+the rows (the --reference file's, the --sample-data file's, or generated from
+the input schema), runs both models and judges; the arithmetic of the verdict
+lives in the pure `parity.py`. A model that emits NaN or infinities is refused
+here as unsupported: the serving runtime could not encode such answers, and
+they usually mean a broken model rather than a conversion problem.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from mlmodel_runtime.convert import sampling
 from mlmodel_runtime.convert.errors import ParityError, UnsupportedModelError, UsageError
 from mlmodel_runtime.convert.parity import (
     ParityResult,
@@ -24,10 +29,20 @@ from mlmodel_runtime.convert.parity import (
 )
 from mlmodel_runtime.convert.sampling import Feeds, Reference
 from mlmodel_runtime.convert.sanitize import describe
-from mlmodel_runtime.convert.schema import dotted_name
+from mlmodel_runtime.convert.schema import InputSchema, dotted_name
 
 LABEL = "label"
 PROBABILITIES = "probabilities"
+
+
+@dataclass(frozen=True)
+class ParityPlan:
+    """How parity is proven: --parity-samples, --rtol/--atol, --sample-data, --reference."""
+
+    samples: int = 256
+    tolerance: Tolerance = field(default_factory=Tolerance)
+    sample_data: Path | None = None
+    reference: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -142,6 +157,46 @@ def check_parity(
             f"the ONNX model predicts differently: {summary}", details={"parity": figures}
         )
     return figures
+
+
+def against_original(
+    session: Any,
+    schema: InputSchema,
+    plan: ParityPlan,
+    *,
+    task: str,
+    classes: npt.NDArray[Any],
+    predict: Callable[[Feeds], Outputs],
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Parity figures of the ONNX model (`session`) against the original (`predict`,
+    which gets the same feeds) on the plan's rows; ParityError carrying them when they
+    fail. Every format with an original to compare with proves parity through here."""
+    reference = None
+    if plan.reference is not None:
+        reference = sampling.read_reference(plan.reference, schema)
+        feeds, source = reference.feeds, f"reference {plan.reference.name}"
+    elif plan.sample_data is not None:
+        feeds = sampling.read_samples(plan.sample_data, schema, plan.samples)
+        source = f"file {plan.sample_data.name}"
+    else:
+        feeds = sampling.generate(schema, plan.samples)
+        source = "generated"
+    rows = sampling.row_count(feeds)
+    if rows == 0:
+        raise UsageError("the sample data has no rows")
+    log(f"parity on {rows} rows ({source})")
+    original = predict(feeds)
+    converted = run_onnx(session, feeds, task)
+    return check_parity(
+        task=task,
+        classes=classes,
+        original=original,
+        converted=converted,
+        reference=reference,
+        tol=plan.tolerance,
+        source=source,
+    )
 
 
 def _summary(name: str, result: ParityResult) -> str:

@@ -6,7 +6,8 @@ no credentials here) or from `--uri` (fetch and convert in one process, for
 people running it by hand). stdout carries exactly one line, the JSON report
 (also written to --report-file, by default the kubelet's /dev/termination-log
 when it exists); progress goes to stderr. Exit codes are `errors.ExitCode`,
-documented in docs/convert.md.
+documented in docs/convert.md. `--format` offers the formats registered in
+`formats.REGISTRY`.
 
 The conversion runs in a fresh, empty working directory, so that no relative
 path inside a model (ONNX external data, say) can resolve to a real file;
@@ -21,11 +22,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mlmodel_runtime.convert import cli_shared, workdir
+from mlmodel_runtime.convert import cli_shared, formats, workdir
 from mlmodel_runtime.convert import report as report_mod
 from mlmodel_runtime.convert.errors import ConvertError, UsageError
 from mlmodel_runtime.convert.fetch import read_pinned_sha256
-from mlmodel_runtime.convert.load import FORMATS
 from mlmodel_runtime.convert.parity import Tolerance
 from mlmodel_runtime.modeldir import ModelMetadata
 
@@ -46,7 +46,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--uri",
         help="fetch first: file path, file://, pvc://claim/path, http(s)://, s3://, gs://",
     )
-    add("--format", required=True, choices=FORMATS, dest="fmt", help="how the model was saved")
+    # The registry is read when the parser is built, so every registered format is offered.
+    add(
+        "--format",
+        required=True,
+        choices=list(formats.REGISTRY),
+        dest="fmt",
+        help="how the model was saved: "
+        + "; ".join(f"{fmt.name}: {fmt.doc}" for fmt in formats.REGISTRY.values()),
+    )
     add("--out", required=True, type=Path, help="directory for model.onnx and metadata.json")
     add("--allow-unsafe-pickle", action="store_true", help="allow --format sklearn (runs code)")
     add(
@@ -91,6 +99,7 @@ def _absolute_paths(args: argparse.Namespace) -> None:
 
 
 def request_from_args(args: argparse.Namespace) -> Any:
+    from mlmodel_runtime.convert.check import ParityPlan
     from mlmodel_runtime.convert.pipeline import Request
 
     sha256 = cli_shared.checked_sha256(args.sha256)
@@ -114,15 +123,19 @@ def request_from_args(args: argparse.Namespace) -> Any:
         out=args.out,
         sha256=sha256,
         pinned_sha256=read_pinned_sha256(args.sha256_file),
-        allow_unsafe_pickle=args.allow_unsafe_pickle,
-        trust=tuple(args.trust_type),
-        allow_version_mismatch=args.allow_version_mismatch,
-        sample_data=args.sample_data,
-        reference=args.reference,
-        parity_samples=args.parity_samples,
-        tolerance=Tolerance(rtol=args.rtol, atol=args.atol),
+        load=formats.LoadOptions(
+            trust=tuple(args.trust_type),
+            allow_unsafe_pickle=args.allow_unsafe_pickle,
+            allow_version_mismatch=args.allow_version_mismatch,
+            max_unpacked_bytes=unpacked,
+        ),
+        parity=ParityPlan(
+            samples=args.parity_samples,
+            tolerance=Tolerance(rtol=args.rtol, atol=args.atol),
+            sample_data=args.sample_data,
+            reference=args.reference,
+        ),
         fetch_options=options,
-        max_unpacked_bytes=unpacked,
     )
 
 

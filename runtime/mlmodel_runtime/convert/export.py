@@ -1,11 +1,12 @@
 """Convert a fitted scikit-learn estimator to ONNX with skl2onnx, in memory.
 
-Called by `pipeline.py`. Classifiers export `label` and `probabilities` (no
-ZipMap, which would give the serving runtime a list of dicts); regressors keep
-skl2onnx's `variable`. A plain estimator fitted on an all-numeric DataFrame gets
-one input per column like a ColumnTransformer does: skl2onnx's converters for
-plain estimators take a single matrix, so those columns are concatenated in the
-graph, in the order the estimator was fitted with.
+Called by the scikit-learn formats (`formats/estimator.py`). Classifiers
+export `label` and `probabilities` (no ZipMap, which would give the serving
+runtime a list of dicts); regressors keep skl2onnx's `variable`. A plain
+estimator fitted on an all-numeric DataFrame gets one input per column like a
+ColumnTransformer does: skl2onnx's converters for plain estimators take a
+single matrix, so those columns are concatenated in the graph, in the order
+the estimator was fitted with.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Refuse ONNX models whose tensors live in external files.
 
-Called by `load.py` for --format onnx, before onnx.checker or onnxruntime see
-the model. A TensorProto may keep its data in a file named by a relative path
+Called by `formats/onnx.py`, before onnx.checker or onnxruntime see the
+model. A TensorProto may keep its data in a file named by a relative path
 (`data_location: EXTERNAL`, `external_data { key: "location" ... }`); loaded
 from bytes, onnxruntime resolves that path against the working directory, and
 onnx.checker accepts paths that stay inside it. A model could thus read any

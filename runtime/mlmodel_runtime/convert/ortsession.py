@@ -1,6 +1,9 @@
 """onnxruntime sessions for the conversion, with onnxruntime's own logging silenced.
 
-Called by `load.py` (ONNX passthrough) and `pipeline.py` (the converted model).
+Called by `formats/onnx.py` (the passthrough) and `pipeline.py` (the model to
+serve, whatever its format), which also describe the sessions' inputs and
+outputs in v2 terms with `tensor_specs`.
+
 onnxruntime's C++ logger writes its errors straight to stderr, around our
 logger, and they quote what the failing node was looking at (shapes, values).
 Its failures already arrive as Python exceptions, which callers shorten with
@@ -13,6 +16,8 @@ from typing import Any
 
 from mlmodel_runtime.convert.errors import UnsupportedModelError
 from mlmodel_runtime.convert.sanitize import describe
+from mlmodel_runtime.datatypes import ORT_TO_V2
+from mlmodel_runtime.modeldir import TensorSpec
 
 _FATAL_ONLY = 4
 
@@ -30,3 +35,15 @@ def session(onnx_bytes: bytes, *, what: str) -> Any:
         )
     except Exception as exc:
         raise UnsupportedModelError(f"onnxruntime cannot load {what}: {describe(exc)}") from exc
+
+
+def tensor_specs(nodes: Any) -> tuple[TensorSpec, ...]:
+    """`session.get_inputs()` or `get_outputs()` in v2 terms; -1 for a free dimension."""
+    return tuple(
+        TensorSpec(
+            node.name,
+            ORT_TO_V2.get(node.type, node.type),
+            tuple(d if isinstance(d, int) else -1 for d in (node.shape or ())),
+        )
+        for node in nodes
+    )

@@ -2,12 +2,14 @@
 
 Called by `command.run`, which owns arguments, logging and the report. The
 fetch phase either downloads the model (`--uri`) or reads and verifies the one
-`mlmodel-runtime fetch` left in a source directory (`--source`). Each
-phase is timed; what has been learned so far is recorded in `facts` as it is
-learned, so that a failure report still says what the model was. Nothing is
-written to the output directory until parity has passed, and then model.onnx
-before metadata.json, each atomically: a reader that sees metadata.json sees
-the model it describes.
+`mlmodel-runtime fetch` left in a source directory (`--source`). Loading, the
+schema, the export and parity belong to the model's format (`formats/`); this
+module calls them in order and times each. What has been learned so far is
+recorded in `facts` as it is learned, so that a failure report still says what
+the model was. metadata.json is built once, from what the phases returned.
+Nothing is written to the output
+directory until parity has passed, and then model.onnx before metadata.json,
+each atomically: a reader that sees metadata.json sees the model it describes.
 """
 
 from __future__ import annotations
@@ -23,26 +25,13 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from mlmodel_runtime.convert import (
-    check,
-    export,
-    fetch,
-    load,
-    ortsession,
-    sampling,
-    schema,
-    sourcedir,
-)
-from mlmodel_runtime.convert.errors import UnsupportedModelError, UsageError
-from mlmodel_runtime.convert.parity import Tolerance
+from mlmodel_runtime.convert import check, fetch, formats, ortsession, sourcedir
+from mlmodel_runtime.convert.errors import UsageError
 from mlmodel_runtime.convert.redact import redact_uri
-from mlmodel_runtime.convert.sanitize import describe
-from mlmodel_runtime.datatypes import ORT_TO_V2
 from mlmodel_runtime.modeldir import (
     MODEL_FILE,
     ModelMetadata,
+    Task,
     TensorSpec,
     write_atomically,
     write_metadata,
@@ -61,15 +50,9 @@ class Request:
     source_dir: Path | None = None
     sha256: str | None = None
     pinned_sha256: str | None = None
-    allow_unsafe_pickle: bool = False
-    trust: tuple[str, ...] = ()
-    allow_version_mismatch: bool = False
-    sample_data: Path | None = None
-    reference: Path | None = None
-    parity_samples: int = 256
-    tolerance: Tolerance = field(default_factory=Tolerance)
+    load: formats.LoadOptions = field(default_factory=formats.LoadOptions)
+    parity: check.ParityPlan = field(default_factory=check.ParityPlan)
     fetch_options: fetch.FetchOptions = field(default_factory=fetch.FetchOptions)
-    max_unpacked_bytes: int = fetch.DEFAULT_MAX_BYTES
 
 
 def library_versions() -> dict[str, str]:
@@ -82,33 +65,9 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def _spec(node: Any) -> TensorSpec:
-    shape = tuple(d if isinstance(d, int) else -1 for d in (node.shape or ()))
-    return TensorSpec(node.name, ORT_TO_V2.get(node.type, node.type), shape)
-
-
-def _plain_class(value: Any) -> str | int:
-    value = value.item() if isinstance(value, np.generic) else value
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return str(value)
-
-
-def _opset(onnx_bytes: bytes) -> int:
-    import onnx
-
-    model = onnx.load_from_string(onnx_bytes)
-    return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-
-
 class _Timer:
-    def __init__(self, log: Callable[[str], None], clock: Callable[[], float]) -> None:
+    def __init__(self, clock: Callable[[], float]) -> None:
         self.timings: dict[str, float] = {}
-        self._log = log
         self._clock = clock
 
     @contextmanager
@@ -129,51 +88,119 @@ def convert(
     clock: Callable[[], float] = time.perf_counter,
 ) -> ModelMetadata:
     """Run every phase; raise a ConvertError on failure; return what metadata.json says."""
-    load.refuse_unsafe_early(request.fmt, allow_unsafe_pickle=request.allow_unsafe_pickle)
+    fmt = formats.get(request.fmt)
+    formats.refuse_before_fetch(fmt, request.load)
     try:
         request.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create output directory {request.out}: {exc.strerror}") from exc
-    timer = _Timer(log, clock)
+    timer = _Timer(clock)
     facts["timings"] = timer.timings
     # Download next to the output so a large model does not fill a small /tmp.
     with tempfile.TemporaryDirectory(prefix=".convert-", dir=request.out) as work:
         if request.uri is not None:  # a failed download still says what it tried
-            facts["source"] = {"uri": redact_uri(request.uri), "format": request.fmt}
+            facts["source"] = _source(request, redact_uri(request.uri))
         with timer.phase("fetch"):
             fetched, shown_uri = _obtain(request, Path(work), environ, log)
-        facts["source"] = {
-            "uri": shown_uri,
-            "format": request.fmt,
-            "sha256": fetched.sha256,
-            "bytes": fetched.size,
-        }
+        source = _source(request, shown_uri, fetched)
+        facts["source"] = source
         with timer.phase("load"):
-            loaded = load.load(
-                fetched.path,
-                fmt=request.fmt,
-                trust=request.trust,
-                allow_unsafe_pickle=request.allow_unsafe_pickle,
-                allow_version_mismatch=request.allow_version_mismatch,
-                max_unpacked_bytes=request.max_unpacked_bytes,
-                log=log,
-            )
-        if loaded.version_warning:
-            facts["version_warning"] = loaded.version_warning
-        if loaded.format == "onnx":
-            onnx_bytes = loaded.onnx_bytes
-            metadata = _passthrough(request, onnx_bytes, timer, log, facts)
-        else:
-            onnx_bytes, metadata = _convert_estimator(request, loaded.estimator, timer, log, facts)
+            model = formats.load(fmt, fetched.path, request.load, log)
+        facts["estimator"], facts["task"] = model.estimator, model.task
+        if model.version_warning:
+            facts["version_warning"] = model.version_warning
+        log(f"loaded {model.estimator} ({model.task})")
+        with timer.phase("schema"):
+            schema = model.schema()
+        inputs = schema.tensor_specs()
+        facts["inputs"] = inputs
+        with timer.phase("export"):
+            onnx_bytes = model.to_onnx(schema, log)
+            session = ortsession.session(onnx_bytes, what="the converted model")
+        outputs = ortsession.tensor_specs(session.get_outputs())
+        facts["outputs"] = outputs
+        with timer.phase("parity"):
+            parity = model.parity(schema, session, request.parity, log)
+        facts["parity"] = parity
+        metadata = _metadata(
+            model,
+            inputs=inputs,
+            outputs=outputs,
+            onnx_bytes=onnx_bytes,
+            parity=parity,
+            source=source,
+            timings=dict(timer.timings),
+        )
         with timer.phase("write"):
             write_atomically(request.out / MODEL_FILE, onnx_bytes)
-            final = _with_timings(metadata, timer.timings)
-            write_metadata(request.out, final)
+            write_metadata(request.out, metadata)
     log(f"wrote {request.out / MODEL_FILE} and metadata.json")
     if request.source_dir is not None:
         sourcedir.remove_model(request.source_dir)
         log(f"removed {request.source_dir / sourcedir.MODEL_FILE}")
-    return _with_timings(final, timer.timings)
+    return replace(metadata, timings=dict(timer.timings))
+
+
+def _source(
+    request: Request, shown_uri: str, fetched: fetch.Fetched | None = None
+) -> dict[str, Any]:
+    """metadata.json's and the report's `source`: the URI as it may be shown, the
+    format, and once the file is here its digest and size."""
+    if fetched is None:
+        return {"uri": shown_uri, "format": request.fmt}
+    return {
+        "uri": shown_uri,
+        "format": request.fmt,
+        "sha256": fetched.sha256,
+        "bytes": fetched.size,
+    }
+
+
+def _metadata(
+    model: formats.Model[Any],
+    *,
+    inputs: tuple[TensorSpec, ...],
+    outputs: tuple[TensorSpec, ...],
+    onnx_bytes: bytes,
+    parity: dict[str, Any],
+    source: dict[str, Any],
+    timings: dict[str, float],
+) -> ModelMetadata:
+    """metadata.json, from what the phases returned: the one place it is built."""
+    label_output, probabilities_output = _output_roles(model.task, outputs)
+    return ModelMetadata(
+        inputs=inputs,
+        outputs=outputs,
+        task=model.task,
+        classes=model.classes,
+        label_output=label_output,
+        probabilities_output=probabilities_output,
+        opset=_opset(onnx_bytes),
+        source=source,
+        model_sha256=hashlib.sha256(onnx_bytes).hexdigest(),
+        libraries=library_versions(),
+        timings=timings,
+        parity=parity,
+        estimator=model.estimator,
+    )
+
+
+def _output_roles(task: Task, outputs: tuple[TensorSpec, ...]) -> tuple[str, str]:
+    """(label, probabilities) output names, by the convention every format converts to:
+    a classifier answers `label` and `probabilities`, a regressor's first output is its
+    value, and nothing is known of a model that is neither."""
+    if task == "classification":
+        return check.LABEL, check.PROBABILITIES
+    if task == "regression":
+        return outputs[0].name, ""
+    return "", ""
+
+
+def _opset(onnx_bytes: bytes) -> int:
+    import onnx
+
+    model = onnx.load_from_string(onnx_bytes)
+    return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
 def _obtain(
@@ -204,140 +231,3 @@ def _obtain(
         log=log,
     )
     return fetched, redact_uri(request.uri)
-
-
-def _with_timings(metadata: ModelMetadata, timings: dict[str, float]) -> ModelMetadata:
-    return replace(metadata, timings=dict(timings))
-
-
-def _convert_estimator(
-    request: Request,
-    estimator: Any,
-    timer: _Timer,
-    log: Callable[[str], None],
-    facts: dict[str, Any],
-) -> tuple[bytes, ModelMetadata]:
-    name = schema.dotted_name(estimator)
-    facts["estimator"] = name
-    task = schema.task_of(estimator)
-    facts["task"] = task
-    log(f"loaded {name} ({task})")
-    if task == "other":
-        raise UnsupportedModelError(
-            f"{name} is neither a classifier nor a regressor; only those are converted "
-            f"(supported estimators: {export.SUPPORTED_DOC})"
-        )
-    with timer.phase("schema"):
-        input_schema = schema.infer_schema(estimator)
-        inputs = input_schema.tensor_specs()
-        facts["inputs"] = inputs
-    log(f"converting with skl2onnx: {len(inputs)} input(s)")
-    with timer.phase("export"):
-        onnx_bytes = export.to_onnx(estimator, input_schema)
-        session = ortsession.session(onnx_bytes, what="the converted model")
-    outputs = tuple(_spec(o) for o in session.get_outputs())
-    facts["outputs"] = outputs
-
-    reference = None
-    if request.reference is not None:
-        reference = sampling.read_reference(request.reference, input_schema)
-        feeds, source = reference.feeds, f"reference {request.reference.name}"
-    elif request.sample_data is not None:
-        feeds = sampling.read_samples(request.sample_data, input_schema, request.parity_samples)
-        source = f"file {request.sample_data.name}"
-    else:
-        feeds = sampling.generate(input_schema, request.parity_samples)
-        source = "generated"
-    rows = sampling.row_count(feeds)
-    if rows == 0:
-        raise UsageError("the sample data has no rows")
-    log(f"parity on {rows} rows ({source})")
-    classes = np.asarray(getattr(estimator, "classes_", []))
-    with timer.phase("parity"):
-        original = check.run_original(
-            estimator, sampling.to_sklearn_input(feeds, input_schema), task
-        )
-        converted = check.run_onnx(session, feeds, task)
-        parity = check.check_parity(
-            task=task,
-            classes=classes,
-            original=original,
-            converted=converted,
-            reference=reference,
-            tol=request.tolerance,
-            source=source,
-        )
-    facts["parity"] = parity
-    classifier = task == "classification"
-    return onnx_bytes, ModelMetadata(
-        inputs=inputs,
-        outputs=outputs,
-        task="classification" if classifier else "regression",
-        classes=tuple(_plain_class(c) for c in classes.tolist()) if classifier else (),
-        label_output=check.LABEL if classifier else outputs[0].name,
-        probabilities_output=check.PROBABILITIES if classifier else "",
-        opset=_opset(onnx_bytes),
-        source=facts["source"],
-        model_sha256=hashlib.sha256(onnx_bytes).hexdigest(),
-        libraries=library_versions(),
-        parity=parity,
-        estimator=name,
-    )
-
-
-def _passthrough(
-    request: Request,
-    onnx_bytes: bytes,
-    timer: _Timer,
-    log: Callable[[str], None],
-    facts: dict[str, Any],
-) -> ModelMetadata:
-    """An ONNX model is served as given; run it once to prove it loads and answers finitely."""
-    facts["estimator"] = "onnx"
-    session = ortsession.session(onnx_bytes, what="the model")
-    inputs = tuple(_spec(i) for i in session.get_inputs())
-    outputs = tuple(_spec(o) for o in session.get_outputs())
-    facts["inputs"], facts["outputs"] = inputs, outputs
-    names = {o.name for o in outputs}
-    classifier = {check.LABEL, check.PROBABILITIES} <= names
-    facts["task"] = "classification" if classifier else "other"
-    rows = min(request.parity_samples, 64)
-    with timer.phase("parity"):
-        feeds = sampling.generate_for_onnx(
-            [(i.name, i.type, list(i.shape or ())) for i in session.get_inputs()], rows
-        )
-        log(f"onnx passthrough: running the model once on {rows} generated rows")
-        try:
-            values = session.run(None, feeds)
-        except Exception as exc:
-            raise UnsupportedModelError(
-                f"the ONNX model fails on generated inputs: {describe(exc)}"
-            ) from exc
-        check.ensure_finite(
-            check.Outputs(
-                predictions=np.concatenate(
-                    [
-                        np.asarray(v, dtype=np.float64).reshape(-1)
-                        for v in values
-                        if isinstance(v, np.ndarray) and v.dtype.kind == "f"
-                    ]
-                    or [np.zeros(0)]
-                )
-            ),
-            "ONNX",
-        )
-    parity = {"status": "skipped: onnx passthrough", "passed": True, "rows": rows, "finite": True}
-    facts["parity"] = parity
-    return ModelMetadata(
-        inputs=inputs,
-        outputs=outputs,
-        task="classification" if classifier else "other",
-        label_output=check.LABEL if classifier else "",
-        probabilities_output=check.PROBABILITIES if classifier else "",
-        opset=_opset(onnx_bytes),
-        source=facts["source"],
-        model_sha256=hashlib.sha256(onnx_bytes).hexdigest(),
-        libraries=library_versions(),
-        parity=parity,
-        estimator="onnx",
-    )

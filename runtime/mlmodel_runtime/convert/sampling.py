@@ -1,9 +1,10 @@
 """Sample inputs for the parity check: generated from the schema, or read from a file.
 
-Called by `pipeline.py`. Inputs are kept as ONNX feeds (name -> array); the
-original model gets the same values through `to_sklearn_input`. Numbers are
-drawn as float32 and only then widened for scikit-learn, so both models see
-bit-identical inputs and tree thresholds cannot be crossed by rounding.
+Called by `check.against_original` and the ONNX self-check. Inputs are kept as
+ONNX feeds (name -> array); the original model gets the same values through
+`to_sklearn_input`. Numbers are drawn as float32 and only then widened for
+scikit-learn, so both models see bit-identical inputs and tree thresholds
+cannot be crossed by rounding.
 
 Files (never unpickled: object arrays are refused):
 - `.npy`: a 2-D numeric array (models fitted on an array).

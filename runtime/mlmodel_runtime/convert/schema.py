@@ -1,6 +1,10 @@
 """Infer a fitted scikit-learn estimator's input schema and skl2onnx's initial types.
 
-Called by `pipeline.py` after loading, before export and sampling.
+Called by the scikit-learn formats (`formats/estimator.py`) after loading,
+before export and sampling. `InputSchema` itself is not scikit-learn's: any
+tabular model (one matrix, or named numeric and string columns) can describe
+itself with it and get parity rows from `sampling.py` (generated, --sample-data,
+--reference) like a scikit-learn model.
 
 - Fitted on a NumPy array: ONE input `input`, FP32 [-1, n_features_in_].
 - Fitted on a DataFrame (`feature_names_in_`): one input per column, named after
@@ -19,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from mlmodel_runtime.convert.errors import UnsupportedModelError
-from mlmodel_runtime.modeldir import TensorSpec
+from mlmodel_runtime.modeldir import Task, TensorSpec
 
 SINGLE_INPUT = "input"
 
@@ -154,7 +158,7 @@ def infer_schema(estimator: Any) -> InputSchema:
     return InputSchema(n_features=len(columns), columns=columns)
 
 
-def task_of(estimator: Any) -> str:
+def task_of(estimator: Any) -> Task:
     from sklearn.base import is_classifier, is_regressor
 
     if is_classifier(estimator):

@@ -1,6 +1,6 @@
 """Which types a skops file may contain: an allow-list, and types never trusted.
 
-Called by `load.py`. skops builds objects from a file by *calling* the types the
+Called by `formats/skops.py`. skops builds objects from a file by *calling* the types the
 file names, with arguments the file provides, and refuses any type it does not
 trust. Its defaults are narrow (scikit-learn's estimators, NumPy dtypes and
 ufuncs, some loss objects), while fitted models also hold internal helpers: a

@@ -1,6 +1,6 @@
 """Check the numbers inside trusted helper objects that compiled code indexes with.
 
-Called by `load.py` after skops has built the estimator and before anything
+Called by `formats/skops.py` after skops has built the estimator and before anything
 predicts with it. skops can only check *types*: a `sklearn.tree._tree.Tree`
 whose child or feature indices point outside its arrays loads fine, and its
 first `predict` then reads memory out of bounds (skops's own documentation
