@@ -20,14 +20,16 @@ import argparse
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlmodel_runtime.convert import cli_shared, formats, workdir
-from mlmodel_runtime.convert import report as report_mod
 from mlmodel_runtime.convert.errors import ConvertError, UsageError
 from mlmodel_runtime.convert.fetch import read_pinned_sha256
+from mlmodel_runtime.convert.learned import ConversionFailed, Learned
 from mlmodel_runtime.convert.parity import Tolerance
-from mlmodel_runtime.modeldir import ModelMetadata
+
+if TYPE_CHECKING:
+    from mlmodel_runtime.convert.pipeline import Converted
 
 _PATH_ARGUMENTS = ("out", "source", "sample_data", "reference", "report_file", "sha256_file")
 
@@ -139,26 +141,8 @@ def request_from_args(args: argparse.Namespace) -> Any:
     )
 
 
-def _summary(facts: dict[str, Any]) -> dict[str, Any]:
-    """The parts of what was learned that belong in a report, successful or not."""
-    out: dict[str, Any] = {}
-    for key in ("estimator", "task"):
-        if key in facts:
-            out[key] = facts[key]
-    if "inputs" in facts or "outputs" in facts:
-        out["schema"] = {
-            "inputs": report_mod.schema_summary(facts.get("inputs", ())),
-            "outputs": report_mod.schema_summary(facts.get("outputs", ())),
-        }
-    for key in ("parity", "source", "version_warning", "timings"):
-        if key in facts:
-            out[key] = facts[key]
-    return out
-
-
-def _success(metadata: ModelMetadata, facts: dict[str, Any]) -> dict[str, Any]:
-    summary = _summary(facts)
-    summary["timings"] = metadata.timings
+def _success(converted: Converted) -> dict[str, Any]:
+    metadata = converted.metadata
     return {
         "status": "ok",
         "error": None,
@@ -166,23 +150,29 @@ def _success(metadata: ModelMetadata, facts: dict[str, Any]) -> dict[str, Any]:
         "message": f"converted {metadata.estimator}; parity passed",
         "model_sha256": metadata.model_sha256,
         "opset": metadata.opset,
-        **summary,
+        **converted.learned.report_fields(),
         "libraries": metadata.libraries,
     }
 
 
+def _failure(error: Exception, learned: Learned, log: cli_shared.Log) -> dict[str, Any]:
+    """The report of a failed run, with what was learned before it failed."""
+    if isinstance(error, ConvertError):
+        cli_shared.log_failure(error, log)
+        return cli_shared.failure(error, learned.report_fields())
+    # A bug: the report must be written whatever happened.
+    return cli_shared.failure(cli_shared.internal_failure(error, log), learned.report_fields())
+
+
 def _convert(
-    args: argparse.Namespace,
-    environ: Mapping[str, str],
-    log: cli_shared.Log,
-    facts: dict[str, Any],
+    args: argparse.Namespace, environ: Mapping[str, str], log: cli_shared.Log
 ) -> dict[str, Any]:
     from mlmodel_runtime.convert.pipeline import convert
 
     request = request_from_args(args)
     with workdir.empty_working_directory():
-        metadata = convert(request, environ=environ, log=log, facts=facts)
-    return _success(metadata, facts)
+        converted = convert(request, environ=environ, log=log)
+    return _success(converted)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -190,14 +180,11 @@ def run(args: argparse.Namespace) -> int:
     redactor = cli_shared.redactor_for(args, environ)
     log = cli_shared.make_logger(args.log_format, "convert", redactor)
     _absolute_paths(args)
-    facts: dict[str, Any] = {}
     with cli_shared.warnings_to(log):
         try:
-            body = _convert(args, environ, log, facts)
-        except ConvertError as exc:
-            cli_shared.log_failure(exc, log)
-            body = cli_shared.failure(exc, _summary(facts))
-        except Exception as exc:  # the report must be written whatever happened
-            internal = cli_shared.internal_failure(exc, log)
-            body = cli_shared.failure(internal, _summary(facts))
+            body = _convert(args, environ, log)
+        except ConversionFailed as failed:
+            body = _failure(failed.error, failed.learned, log)
+        except Exception as exc:  # refused before anything was learned, or a bug
+            body = _failure(exc, Learned(), log)
     return cli_shared.finish(body, args.report_file, redactor)

@@ -4,12 +4,12 @@ Called by `command.run`, which owns arguments, logging and the report. The
 fetch phase either downloads the model (`--uri`) or reads and verifies the one
 `mlmodel-runtime fetch` left in a source directory (`--source`). Loading, the
 schema, the export and parity belong to the model's format (`formats/`); this
-module calls them in order and times each. What has been learned so far is
-recorded in `facts` as it is learned, so that a failure report still says what
-the model was. metadata.json is built once, from what the phases returned.
-Nothing is written to the output
-directory until parity has passed, and then model.onnx before metadata.json,
-each atomically: a reader that sees metadata.json sees the model it describes.
+module calls them in order, times each, and keeps what has been learned as a
+`Learned` value, returned with the result or carried by `ConversionFailed`, so
+that a failure report still says what the model was. metadata.json is built
+once, from what the phases returned. Nothing is written to the output directory
+until parity has passed, and then model.onnx before metadata.json, each
+atomically: a reader that sees metadata.json sees the model it describes.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any
 
 from mlmodel_runtime.convert import check, fetch, formats, ortsession, sourcedir
 from mlmodel_runtime.convert.errors import UsageError
+from mlmodel_runtime.convert.learned import ConversionFailed, Learned
 from mlmodel_runtime.convert.redact import redact_uri
 from mlmodel_runtime.modeldir import (
     MODEL_FILE,
@@ -55,6 +56,14 @@ class Request:
     fetch_options: fetch.FetchOptions = field(default_factory=fetch.FetchOptions)
 
 
+@dataclass(frozen=True)
+class Converted:
+    """A conversion that passed: what metadata.json says, and what the report says."""
+
+    metadata: ModelMetadata
+    learned: Learned
+
+
 def library_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in LIBRARIES:
@@ -65,9 +74,11 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-class _Timer:
+class _Stopwatch:
+    """Seconds per phase, for metadata.json and the report."""
+
     def __init__(self, clock: Callable[[], float]) -> None:
-        self.timings: dict[str, float] = {}
+        self._timings: dict[str, float] = {}
         self._clock = clock
 
     @contextmanager
@@ -76,7 +87,10 @@ class _Timer:
         try:
             yield
         finally:
-            self.timings[name] = round(self._clock() - start, 4)
+            self._timings[name] = round(self._clock() - start, 4)
+
+    def timings(self) -> dict[str, float]:
+        return dict(self._timings)
 
 
 def convert(
@@ -84,61 +98,68 @@ def convert(
     *,
     environ: Mapping[str, str],
     log: Callable[[str], None],
-    facts: dict[str, Any],
     clock: Callable[[], float] = time.perf_counter,
-) -> ModelMetadata:
-    """Run every phase; raise a ConvertError on failure; return what metadata.json says."""
+) -> Converted:
+    """Run every phase and return the result; a ConvertError when nothing was learned
+    yet, otherwise ConversionFailed carrying the error and what was learned."""
     fmt = formats.get(request.fmt)
     formats.refuse_before_fetch(fmt, request.load)
     try:
         request.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create output directory {request.out}: {exc.strerror}") from exc
-    timer = _Timer(clock)
-    facts["timings"] = timer.timings
-    # Download next to the output so a large model does not fill a small /tmp.
-    with tempfile.TemporaryDirectory(prefix=".convert-", dir=request.out) as work:
-        if request.uri is not None:  # a failed download still says what it tried
-            facts["source"] = _source(request, redact_uri(request.uri))
-        with timer.phase("fetch"):
-            fetched, shown_uri = _obtain(request, Path(work), environ, log)
-        source = _source(request, shown_uri, fetched)
-        facts["source"] = source
-        with timer.phase("load"):
-            model = formats.load(fmt, fetched.path, request.load, log)
-        facts["estimator"], facts["task"] = model.estimator, model.task
-        if model.version_warning:
-            facts["version_warning"] = model.version_warning
-        log(f"loaded {model.estimator} ({model.task})")
-        with timer.phase("schema"):
-            schema = model.schema()
-        inputs = schema.tensor_specs()
-        facts["inputs"] = inputs
-        with timer.phase("export"):
-            onnx_bytes = model.to_onnx(schema, log)
-            session = ortsession.session(onnx_bytes, what="the converted model")
-        outputs = ortsession.tensor_specs(session.get_outputs())
-        facts["outputs"] = outputs
-        with timer.phase("parity"):
-            parity = model.parity(schema, session, request.parity, log)
-        facts["parity"] = parity
-        metadata = _metadata(
-            model,
-            inputs=inputs,
-            outputs=outputs,
-            onnx_bytes=onnx_bytes,
-            parity=parity,
-            source=source,
-            timings=dict(timer.timings),
-        )
-        with timer.phase("write"):
-            write_atomically(request.out / MODEL_FILE, onnx_bytes)
-            write_metadata(request.out, metadata)
-    log(f"wrote {request.out / MODEL_FILE} and metadata.json")
-    if request.source_dir is not None:
-        sourcedir.remove_model(request.source_dir)
-        log(f"removed {request.source_dir / sourcedir.MODEL_FILE}")
-    return replace(metadata, timings=dict(timer.timings))
+    stopwatch = _Stopwatch(clock)
+    # A failed download still says what it tried.
+    learned = Learned(
+        source=None if request.uri is None else _source(request, redact_uri(request.uri))
+    )
+    try:
+        # Download next to the output so a large model does not fill a small /tmp.
+        with tempfile.TemporaryDirectory(prefix=".convert-", dir=request.out) as work:
+            with stopwatch.phase("fetch"):
+                fetched, shown_uri = _obtain(request, Path(work), environ, log)
+            source = _source(request, shown_uri, fetched)
+            learned = replace(learned, source=source)
+            with stopwatch.phase("load"):
+                model = formats.load(fmt, fetched.path, request.load, log)
+            learned = replace(
+                learned,
+                estimator=model.estimator,
+                task=model.task,
+                version_warning=model.version_warning,
+            )
+            log(f"loaded {model.estimator} ({model.task})")
+            with stopwatch.phase("schema"):
+                schema = model.schema()
+            inputs = schema.tensor_specs()
+            learned = replace(learned, inputs=inputs)
+            with stopwatch.phase("export"):
+                onnx_bytes = model.to_onnx(schema, log)
+                session = ortsession.session(onnx_bytes, what="the converted model")
+            outputs = ortsession.tensor_specs(session.get_outputs())
+            learned = replace(learned, outputs=outputs)
+            with stopwatch.phase("parity"):
+                parity = model.parity(schema, session, request.parity, log)
+            learned = replace(learned, parity=parity)
+            metadata = _metadata(
+                model,
+                inputs=inputs,
+                outputs=outputs,
+                onnx_bytes=onnx_bytes,
+                parity=parity,
+                source=source,
+                timings=stopwatch.timings(),
+            )
+            with stopwatch.phase("write"):
+                write_atomically(request.out / MODEL_FILE, onnx_bytes)
+                write_metadata(request.out, metadata)
+        log(f"wrote {request.out / MODEL_FILE} and metadata.json")
+        if request.source_dir is not None:
+            sourcedir.remove_model(request.source_dir)
+            log(f"removed {request.source_dir / sourcedir.MODEL_FILE}")
+    except Exception as exc:
+        raise ConversionFailed(exc, replace(learned, timings=stopwatch.timings())) from exc
+    return Converted(metadata, replace(learned, timings=stopwatch.timings()))
 
 
 def _source(
