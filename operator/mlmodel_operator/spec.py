@@ -16,6 +16,12 @@ from mlmodel_operator.durations import parse_duration
 from mlmodel_operator.errors import SpecError
 from mlmodel_operator.routers import REGISTRY
 
+# The runtime's model formats (`mlmodel_runtime.convert.formats.REGISTRY`, which the
+# operator does not import: it would pull NumPy into the operator's image) and those
+# whose loading runs code. A test keeps them equal to the runtime's registry.
+MODEL_FORMATS = ("skops", "sklearn", "onnx")
+UNPICKLING_FORMATS = ("sklearn",)
+
 
 @dataclass(frozen=True)
 class ModelSource:
@@ -134,11 +140,11 @@ def parse_spec(spec: Mapping[str, Any]) -> MLModelSpec:
     if not model.get("uri"):
         raise SpecError("spec.model.uri is required")
     fmt = model.get("format", "skops")
-    if fmt not in ("skops", "sklearn", "onnx"):
-        raise SpecError(f"spec.model.format {fmt!r} is not one of skops, sklearn, onnx")
+    if fmt not in MODEL_FORMATS:
+        raise SpecError(f"spec.model.format {fmt!r} is not one of {', '.join(MODEL_FORMATS)}")
     allow_pickle = bool(model.get("allowUnsafePickle", False))
-    if fmt == "sklearn" and not allow_pickle:
-        raise SpecError("format sklearn loads a pickle: set model.allowUnsafePickle to true")
+    if fmt in UNPICKLING_FORMATS and not allow_pickle:
+        raise SpecError(f"format {fmt} loads a pickle: set model.allowUnsafePickle to true")
     source = ModelSource(
         uri=str(model["uri"]),
         format=fmt,

@@ -11,7 +11,14 @@ import pytest
 from mlmodel_operator.analysis.spec import parse_analysis
 from mlmodel_operator.durations import parse_duration
 from mlmodel_operator.errors import SpecError
-from mlmodel_operator.spec import DEFAULT_STEPS, Step, parse_spec
+from mlmodel_operator.spec import (
+    DEFAULT_STEPS,
+    MODEL_FORMATS,
+    UNPICKLING_FORMATS,
+    Step,
+    parse_spec,
+)
+from mlmodel_runtime.convert.formats import REGISTRY
 
 pytestmark = pytest.mark.unit
 
@@ -241,3 +248,8 @@ def test_a_router_with_its_settings_is_accepted(traffic: dict[str, Any]) -> None
     parsed = parse_spec(spec(traffic=traffic))
 
     assert parsed.traffic.router == traffic.get("router", "replicas")
+
+
+def test_the_operator_knows_exactly_the_runtimes_model_formats() -> None:
+    assert list(MODEL_FORMATS) == list(REGISTRY)
+    assert [name for name, f in REGISTRY.items() if f.unpickles] == list(UNPICKLING_FORMATS)
