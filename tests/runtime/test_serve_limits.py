@@ -1,7 +1,8 @@
 """Limits that keep one server process bounded, seen from a client on a real socket.
 
 Oversized bodies get a 413 the client can read; overload gets 503 with
-Retry-After; a request's memory is checked before it is allocated.
+Retry-After; a request's memory is checked before it is allocated; connections
+that never finish their headers, or flood them, are cut off.
 """
 
 from __future__ import annotations
@@ -53,6 +54,21 @@ def _finish(sock: socket.socket, body: bytes, sent: int = 20) -> int:
         head += chunk
     sock.close()
     return int(head.split(b" ", 2)[1])
+
+
+def _closed_by_server(sock: socket.socket, within: float) -> bool:
+    """Whether the server closes the connection within `within` seconds (data is ignored)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            if not sock.recv(65536):
+                return True
+        except TimeoutError:
+            return False
+        except ConnectionResetError:
+            return True
+    return False
 
 
 def _peak_rss_kib(server: Server) -> int:
@@ -237,3 +253,71 @@ def test_bytes_shapes_are_checked_against_the_data_before_any_memory_is_taken(
     assert "--max-request-elements" in huge.json()["error"]
     assert _peak_rss_kib(server) - before < 8 * 1024
     assert send(1, one).status_code == 200
+
+
+def test_connections_that_never_finish_their_headers_are_closed(
+    fresh_server: ServerFactory, iris_model: TrainedModel
+) -> None:
+    server = fresh_server(iris_model.path, name="iris", extra=("--header-timeout-s", "1"))
+    silent = socket.create_connection(("127.0.0.1", server.port))
+    trickling = socket.create_connection(("127.0.0.1", server.port))
+    started = time.monotonic()
+    head = f"POST {INFER} HTTP/1.1\r\nHost: x\r\nX-Slow: ".encode()
+    closed = False
+    for byte in head + b"a" * 200:
+        try:
+            trickling.send(bytes([byte]))
+        except OSError:
+            closed = True
+            break
+        if _closed_by_server(trickling, 0.1):
+            closed = True
+            break
+        if time.monotonic() - started > 6:
+            break
+    assert closed, "a client sending a header byte every 0.1 s kept its connection"
+    assert time.monotonic() - started < 4
+    assert _closed_by_server(silent, 1.0)
+    with server.client() as client:
+        assert client.post(INFER, content=ONE_ROW).status_code == 200
+
+
+def test_endless_headers_get_431_and_a_closed_connection(
+    fresh_server: ServerFactory, iris_model: TrainedModel
+) -> None:
+    server = fresh_server(iris_model.path, name="iris", extra=("--max-header-bytes", "16384"))
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    answer = b""
+    try:
+        sock.sendall(f"POST {INFER} HTTP/1.1\r\nHost: x\r\n".encode())
+        for _ in range(100):
+            sock.sendall(b"X-Filler: " + b"a" * 1000 + b"\r\n")
+            time.sleep(0.005)
+    except OSError:
+        pass
+    try:
+        while chunk := sock.recv(65536):
+            answer += chunk
+    except OSError:
+        pass
+    sock.close()
+    assert answer.startswith(b"HTTP/1.1 431 ")
+    assert b"--max-header-bytes" in answer
+    with server.client() as client:
+        assert client.post(INFER, content=ONE_ROW).status_code == 200
+
+
+def test_connections_beyond_the_cap_are_closed_at_once(
+    fresh_server: ServerFactory, iris_model: TrainedModel
+) -> None:
+    server = fresh_server(iris_model.path, name="iris", extra=("--max-connections", "4"))
+    kept = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(4)]
+    time.sleep(0.2)
+    extra = socket.create_connection(("127.0.0.1", server.port))
+    assert _closed_by_server(extra, 2.0)
+    for sock in kept:
+        assert not _closed_by_server(sock, 0.05)
+        sock.close()
+    time.sleep(0.2)
+    with server.client() as client:
+        assert client.post(INFER, content=ONE_ROW).status_code == 200

@@ -76,14 +76,19 @@ def test_flags_and_environment(tmp_path: Path) -> None:
         "MLMODEL_MAX_BATCH_SIZE": "8",
         "MLMODEL_REVISION": "r9",
         "MLMODEL_MAX_INFLIGHT_BYTES": "300000000",
+        "MLMODEL_HEADER_TIMEOUT_S": "2.5",
     }
     configure_parser(parser, environ=environ)
-    args = parser.parse_args(["--model-dir", str(tmp_path), "--name", "iris", "--port", "9000"])
+    args = parser.parse_args(
+        ["--model-dir", str(tmp_path), "--name", "iris", "--port", "9000", "--max-connections", "9"]
+    )
     config = config_from_args(args)
     assert config.max_batch_size == 8
     assert config.revision == "r9"
     assert config.port == 9000
     assert config.max_inflight_bytes == 300_000_000
+    assert config.header_timeout_s == 2.5
+    assert config.max_connections == 9
     assert ServeConfig.from_json(config.to_json()) == config
 
 
@@ -117,6 +122,10 @@ def test_bad_environment_value_is_a_usage_error(
         ("max_request_elements", 0, "--max-request-elements"),
         ("max_concurrent_requests", 0, "--max-concurrent-requests"),
         ("max_queued_requests", -1, "--max-queued-requests"),
+        ("max_connections", 0, "--max-connections"),
+        ("max_header_bytes", 0, "--max-header-bytes"),
+        ("header_timeout_s", 0.0, "--header-timeout-s"),
+        ("idle_timeout_s", 0.0, "--idle-timeout-s"),
         # One largest JSON body (40 x 2 MiB) must fit the budget, or it could never run.
         ("max_inflight_bytes", 10_000_000, "--max-inflight-bytes"),
     ],

@@ -40,7 +40,11 @@ class ServeConfig:
     max_inflight_bytes: int = 256 * MIB
     max_concurrent_requests: int = 256
     max_queued_requests: int = 128
+    max_connections: int = 1024
+    max_header_bytes: int = 64 * 1024
     request_timeout_s: float = 30.0
+    header_timeout_s: float = 10.0
+    idle_timeout_s: float = 5.0
     drain_timeout_s: float = 30.0
     allow_non_finite: bool = False
     log_format: LogFormat = "text"
@@ -119,7 +123,11 @@ _POSITIVE: Final = (
     "max-inflight-bytes",
     "max-concurrent-requests",
     "max-queued-requests",
+    "max-connections",
+    "max-header-bytes",
     "request-timeout-s",
+    "header-timeout-s",
+    "idle-timeout-s",
 )
 
 
@@ -145,7 +153,11 @@ _FLAGS: tuple[tuple[str, Callable[[str], Any], str], ...] = (
     ("max-inflight-bytes", int, "budget of weighted request bytes in flight per worker (503)"),
     ("max-concurrent-requests", int, "inference requests in flight per worker (503 beyond)"),
     ("max-queued-requests", int, "requests waiting for the model per worker (503 beyond)"),
+    ("max-connections", int, "open connections per worker; more are closed at once"),
+    ("max-header-bytes", int, "largest request line and headers of a request (431 beyond)"),
     ("request-timeout-s", float, "per-request deadline for reading the body and inferring"),
+    ("header-timeout-s", float, "deadline for a request's headers, from the connection's start"),
+    ("idle-timeout-s", float, "an idle keep-alive connection is closed after this long"),
     ("drain-timeout-s", float, "on SIGTERM, how long in-flight requests may take to finish"),
     ("log-format", str, "text or json"),
     ("log-level", str, "debug, info, warning or error"),
@@ -204,7 +216,11 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         max_inflight_bytes=args.max_inflight_bytes,
         max_concurrent_requests=args.max_concurrent_requests,
         max_queued_requests=args.max_queued_requests,
+        max_connections=args.max_connections,
+        max_header_bytes=args.max_header_bytes,
         request_timeout_s=args.request_timeout_s,
+        header_timeout_s=args.header_timeout_s,
+        idle_timeout_s=args.idle_timeout_s,
         drain_timeout_s=args.drain_timeout_s,
         allow_non_finite=args.allow_non_finite,
         log_format=args.log_format,

@@ -11,6 +11,10 @@ removes the directory.
 SIGTERM (and SIGINT) in a worker: readiness turns 503, the listening socket is
 closed, idle keep-alive connections are closed, in-flight requests finish (up to
 `--drain-timeout-s`), then the process exits 0.
+
+The uvicorn protocol is `protocol.py`'s, bounding connections and request
+headers; the server sweeps connections for slow request heads once a second
+from its main loop.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import signal
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from types import FrameType
 
@@ -32,6 +37,7 @@ from mlmodel_runtime.modeldir import read_metadata
 from mlmodel_runtime.serve.config import ServeConfig
 from mlmodel_runtime.serve.logs import configure_logging
 from mlmodel_runtime.serve.metrics import MULTIPROC_ENV
+from mlmodel_runtime.serve.protocol import SlowHeads, protocol_class
 
 log = logging.getLogger("mlmodel_runtime.serve")
 
@@ -39,9 +45,12 @@ log = logging.getLogger("mlmodel_runtime.serve")
 class _DrainingServer(uvicorn.Server):
     """uvicorn's server, telling the app to turn unready first and exiting 0 on SIGTERM."""
 
-    def __init__(self, config: uvicorn.Config, begin_drain: Callable[[], None]) -> None:
+    def __init__(
+        self, config: uvicorn.Config, *, begin_drain: Callable[[], None], slow_heads: SlowHeads
+    ) -> None:
         super().__init__(config)
         self._begin_drain = begin_drain
+        self._slow_heads = slow_heads
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._begin_drain()
@@ -50,6 +59,12 @@ class _DrainingServer(uvicorn.Server):
         else:
             self.should_exit = True
 
+    async def on_tick(self, counter: int) -> bool:
+        """Every 0.1 s from uvicorn's main loop."""
+        if counter % 10 == 0:
+            self._slow_heads.sweep(self.server_state.connections, time.monotonic())
+        return await super().on_tick(counter)
+
 
 def _uvicorn_config(config: ServeConfig, app: object) -> uvicorn.Config:
     return uvicorn.Config(
@@ -57,7 +72,11 @@ def _uvicorn_config(config: ServeConfig, app: object) -> uvicorn.Config:
         host=config.host,
         port=config.port,
         loop="uvloop",
-        http="httptools",
+        http=protocol_class(
+            max_connections=config.max_connections, max_header_bytes=config.max_header_bytes
+        ),
+        # No WebSocket endpoint exists; an upgraded connection would escape the guards.
+        ws="none",
         lifespan="on",
         access_log=False,
         log_config=None,
@@ -66,6 +85,7 @@ def _uvicorn_config(config: ServeConfig, app: object) -> uvicorn.Config:
         date_header=False,
         # uvicorn passes it to asyncio.wait_for, which takes fractions of a second.
         timeout_graceful_shutdown=config.drain_timeout_s,  # type: ignore[arg-type]
+        timeout_keep_alive=config.idle_timeout_s,  # type: ignore[arg-type]
         backlog=2048,
     )
 
@@ -89,7 +109,13 @@ def run_worker(config: ServeConfig, sock: socket.socket | None = None, index: in
     except (OSError, ValueError, KeyError) as exc:
         log.error("cannot serve %s: %s", config.model_dir, exc)
         return 1
-    server = _DrainingServer(_uvicorn_config(config, app), app.begin_drain)
+    server = _DrainingServer(
+        _uvicorn_config(config, app),
+        begin_drain=app.begin_drain,
+        slow_heads=SlowHeads(
+            header_timeout_s=config.header_timeout_s, idle_timeout_s=config.idle_timeout_s
+        ),
+    )
     server.run(sockets=[sock] if sock is not None else None)
     if not server.started and exit_code == 0:
         exit_code = 1  # could not bind, or start-up failed
