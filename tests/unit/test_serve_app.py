@@ -52,7 +52,8 @@ def test_not_ready_until_loaded(tmp_path: Path) -> None:
     assert answers["model_ready"].status_code == 503
     assert answers["infer"].status_code == 503
     assert "not ready" in answers["infer"].json()["error"]
-    assert 'mlmodel_requests_total{code="503",model="iris",version="v1"} 2.0' in (
+    # Only the inference request counts; the model-ready probe does not.
+    assert 'mlmodel_requests_total{code="503",model="iris",version="v1"} 1.0' in (
         answers["metrics"].text
     )
 

@@ -2,10 +2,12 @@
 
 Created by `server.py` in each worker process. Routes are exact-match dictionary
 lookups built at start-up; inference requests go to `inference.py` (admission,
-limits, decoding, the model), the rest is answered here, and metrics go through
-`metrics.py`. Every answer on a model path is counted with its status code; bad
-requests get `{"error": "..."}` with a 4xx status and never reach the model;
-overload gets 503 with Retry-After.
+limits, decoding, the model), the rest is answered here. Only inference requests
+are counted in the metrics (`metrics.py`), with every status they get, 4xx and 5xx
+included: the canary analysis judges the model by them, and requests to other
+paths must not be able to pad or dilute that. Bad requests get
+`{"error": "..."}` with a 4xx status and never reach the model; overload gets 503
+with Retry-After.
 
 Lifecycle: the ASGI lifespan start-up only reads metadata.json and starts loading
 the model in a thread, so `/v2/health/live` answers at once while
@@ -54,11 +56,6 @@ _METHODS: Final = {
     Route.INFER: "POST",
     Route.V1_PREDICT: "POST",
 }
-# Routes counted in mlmodel_requests_total: probes and scrapes would dilute error rates.
-_COUNTED: Final = frozenset(
-    {Route.INFER, Route.V1_PREDICT, Route.MODEL_METADATA, Route.MODEL_READY}
-)
-_MODEL_PREFIXES: Final = ("/v2/models/", "/v1/models/")
 
 
 def _package_version() -> str:
@@ -255,18 +252,20 @@ class ServeApp:
         started = time.perf_counter()
         path: str = scope["path"]
         route = self._routes.get(path)
-        counted = route in _COUNTED or (route is None and path.startswith(_MODEL_PREFIXES))
+        inference = (route is Route.INFER or route is Route.V1_PREDICT) and (
+            scope["method"] == "POST"
+        )
         try:
-            if route is None:
+            if inference:
+                v1 = route is Route.V1_PREDICT
+                status = await self.inference.handle(scope, receive, send, v1=v1)
+            elif route is None:
                 status = await self._not_found(scope, send)
             else:
                 want = _METHODS.get(route, "GET")
                 if scope["method"] != want:
                     message = f"{path} takes {want}, not {scope['method']}"
                     status = await answer(send, 405, error_body(message))
-                elif route is Route.INFER or route is Route.V1_PREDICT:
-                    v1 = route is Route.V1_PREDICT
-                    status = await self.inference.handle(scope, receive, send, v1=v1)
                 else:
                     status = await self._get(route, send)
         except Exception:
@@ -276,7 +275,7 @@ class ServeApp:
                 await answer(send, 500, error_body("internal error; see the server log"))
             except Exception:
                 log.debug("could not send the 500 answer", exc_info=True)
-        if counted:
+        if inference:
             self.metrics.observe_request(status, time.perf_counter() - started)
 
     async def _get(self, route: Route, send: Send) -> int:
