@@ -76,6 +76,7 @@ def test_flags_and_environment(tmp_path: Path) -> None:
     environ = {
         "MLMODEL_MAX_BATCH_SIZE": "8",
         "MLMODEL_REVISION": "r9",
+        "MLMODEL_SHUTDOWN_DELAY_S": "5",
         "MLMODEL_MAX_INFLIGHT_BYTES": "300000000",
         "MLMODEL_HEADER_TIMEOUT_S": "2.5",
     }
@@ -87,6 +88,7 @@ def test_flags_and_environment(tmp_path: Path) -> None:
     assert config.max_batch_size == 8
     assert config.revision == "r9"
     assert config.port == 9000
+    assert config.shutdown_delay_s == 5.0
     assert config.max_inflight_bytes == 300_000_000
     assert config.header_timeout_s == 2.5
     assert config.max_connections == 9
@@ -127,6 +129,7 @@ def test_bad_environment_value_is_a_usage_error(
         ("max_header_bytes", 0, "--max-header-bytes"),
         ("header_timeout_s", 0.0, "--header-timeout-s"),
         ("idle_timeout_s", 0.0, "--idle-timeout-s"),
+        ("shutdown_delay_s", -1.0, "--shutdown-delay-s"),
         # One largest JSON body (40 x 2 MiB) must fit the budget, or it could never run.
         ("max_inflight_bytes", 10_000_000, "--max-inflight-bytes"),
     ],

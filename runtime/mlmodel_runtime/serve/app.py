@@ -12,7 +12,9 @@ with Retry-After.
 Lifecycle: the ASGI lifespan start-up only reads metadata.json and starts loading
 the model in a thread, so `/v2/health/live` answers at once while
 `/v2/health/ready` (and inference) answer 503 until the model is loaded and
-warmed up. `begin_drain` (on SIGTERM) turns readiness off again.
+warmed up. `begin_drain` (on SIGTERM) turns readiness off again while inference
+goes on, answers then carrying `Connection: close` so that clients and gateways
+let go of their connections to this process before it stops listening.
 """
 
 from __future__ import annotations
@@ -209,6 +211,7 @@ class ServeApp:
             "request_timeout_s": c.request_timeout_s,
             "header_timeout_s": c.header_timeout_s,
             "idle_timeout_s": c.idle_timeout_s,
+            "shutdown_delay_s": c.shutdown_delay_s,
             "drain_timeout_s": c.drain_timeout_s,
             "allow_non_finite": c.allow_non_finite,
             "load_seconds": round(seconds, 3),

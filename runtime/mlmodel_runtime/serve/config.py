@@ -45,6 +45,7 @@ class ServeConfig:
     request_timeout_s: float = 30.0
     header_timeout_s: float = 10.0
     idle_timeout_s: float = 5.0
+    shutdown_delay_s: float = 0.0
     drain_timeout_s: float = 30.0
     allow_non_finite: bool = False
     log_format: LogFormat = "text"
@@ -68,8 +69,10 @@ class ServeConfig:
             value = getattr(self, flag.replace("-", "_"))
             if value <= 0:
                 problems.append(f"--{flag} must be positive, got {value}")
-        if self.drain_timeout_s < 0:
-            problems.append(f"--drain-timeout-s must be >= 0, got {self.drain_timeout_s}")
+        for flag in ("shutdown-delay-s", "drain-timeout-s"):
+            value = getattr(self, flag.replace("-", "_"))
+            if value < 0:
+                problems.append(f"--{flag} must be >= 0, got {value}")
         problems.extend(self._budget_problems())
         if not 0 <= self.port <= 65535:
             problems.append(f"--port must be in 0..65535, got {self.port}")
@@ -158,7 +161,8 @@ _FLAGS: tuple[tuple[str, Callable[[str], Any], str], ...] = (
     ("request-timeout-s", float, "per-request deadline for reading the body and inferring"),
     ("header-timeout-s", float, "deadline for a request's headers, from the connection's start"),
     ("idle-timeout-s", float, "an idle keep-alive connection is closed after this long"),
-    ("drain-timeout-s", float, "on SIGTERM, how long in-flight requests may take to finish"),
+    ("shutdown-delay-s", float, "on SIGTERM, keep serving (unready) this long before draining"),
+    ("drain-timeout-s", float, "then, how long in-flight requests may take to finish"),
     ("log-format", str, "text or json"),
     ("log-level", str, "debug, info, warning or error"),
 )
@@ -221,6 +225,7 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         request_timeout_s=args.request_timeout_s,
         header_timeout_s=args.header_timeout_s,
         idle_timeout_s=args.idle_timeout_s,
+        shutdown_delay_s=args.shutdown_delay_s,
         drain_timeout_s=args.drain_timeout_s,
         allow_non_finite=args.allow_non_finite,
         log_format=args.log_format,

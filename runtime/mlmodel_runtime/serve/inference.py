@@ -67,6 +67,7 @@ _BODY_FLAG: Final = "--max-body-bytes"
 # in a thread); orjson and NumPy hold the GIL for a whole call, so for JSON a thread
 # only lets the loop in between parsing and building arrays (p99 stall halved).
 _DECODE_IN_THREAD_BYTES: Final = 256 * 1024
+_NO_HEADERS: Final[tuple[Header, ...]] = ()
 _CLOSING: Final[tuple[Header, ...]] = (CLOSE,)
 
 
@@ -85,6 +86,8 @@ class Inference:
         self._batcher: Batcher | None = None
         self._binary_weight = NUMERIC_BINARY_WEIGHT  # until the model's inputs are known
         self._not_ready = f"model '{config.name}' is not ready yet (loading and warming up)"
+        # Extra headers of every answer: Connection: close once draining.
+        self._answer_headers = _NO_HEADERS
         self._deadlines: dict[asyncio.Task[Any], float] = {}
         self._expired: set[asyncio.Task[Any]] = set()
         self._sweep_interval = max(0.005, min(0.05, self._timeout / 4))
@@ -103,9 +106,8 @@ class Inference:
         self._session, self._batcher = session, batcher
 
     def begin_drain(self) -> None:
-        """New requests are refused from now on; those in flight are answered."""
-        self._not_ready = "the server is shutting down"
-        self._session = self._batcher = None
+        """Answers from now on ask clients to close their connections to this process."""
+        self._answer_headers = _CLOSING
 
     def stop(self) -> None:
         self._not_ready = "the server is shutting down"
@@ -260,7 +262,7 @@ class Inference:
         except RequestError as exc:
             if not body_read:  # a chunked body beyond its limit
                 return await self._refuse(receive, send, exc.status, exc.message, task=task)
-            return await answer(send, exc.status, error_body(exc.message))
+            return await answer(send, exc.status, error_body(exc.message), *self._answer_headers)
         except BodyRefused as exc:
             status, message = self._refusal_answer(exc.refusal)
             return await self._refuse(receive, send, status, message, task=task)
@@ -269,13 +271,13 @@ class Inference:
                 f"{self.config.max_queued_requests} requests are waiting for the model already "
                 "(--max-queued-requests); retry shortly"
             )
-            return await answer(send, 503, error_body(message))
+            return await answer(send, 503, error_body(message), *self._answer_headers)
         except asyncio.CancelledError:
             if not self._was_expired(task):
                 raise
             if body_read:
                 message = f"inference did not finish within {self._timeout} s"
-                return await answer(send, 504, error_body(message))
+                return await answer(send, 504, error_body(message), *self._answer_headers)
             message = f"request body not received within {self._timeout} s"
             return await answer(send, 408, error_body(message), *_CLOSING)
         except ClientGone:
@@ -283,7 +285,7 @@ class Inference:
         except Exception as exc:
             if type(exc).__name__ in ("InvalidArgument", "InvalidGraph"):
                 message = f"the model rejected the input: {exc}"
-                return await answer(send, 400, error_body(message))
+                return await answer(send, 400, error_body(message), *self._answer_headers)
             raise
         finally:
             self._admission.leave(weight if growth is None else growth.weight)
@@ -299,6 +301,7 @@ class Inference:
             return payload, [
                 JSON_CONTENT,
                 (_CONTENT_LENGTH, b"%d" % len(payload)),
+                *self._answer_headers,
             ]
         names = session.output_names
         payload, header_length = encode_infer_response(
@@ -309,11 +312,12 @@ class Inference:
         )
         length = (_CONTENT_LENGTH, b"%d" % len(payload))
         if header_length is None:
-            return payload, [JSON_CONTENT, length]
+            return payload, [JSON_CONTENT, length, *self._answer_headers]
         return payload, [
             _BINARY_CONTENT,
             length,
             (_HEADER_LENGTH, b"%d" % header_length),
+            *self._answer_headers,
         ]
 
     def _refusal_answer(self, refusal: Refusal) -> tuple[int, str]:
