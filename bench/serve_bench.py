@@ -1,16 +1,24 @@
 """Serving benchmark: `mlmodel-runtime serve` against MLServer and a raw ONNX Runtime floor.
 
     .venv/bin/python bench/serve_bench.py [--runs 3] [--seconds 10] [--write-doc]
+        [--baseline DIR] [--only NAME ...]
 
 Trains one 50-tree RandomForest on iris; saves it with joblib for MLServer 1.7.1 +
 mlserver-sklearn (in bench/.venv-mlserver, created when missing) and converts it
 with skl2onnx for this runtime and for bench/floor_server.py. All servers run at
 once on 127.0.0.1 (idle while not measured); for each run, each concurrency
 (1, 16, 64) and each server in turn, wrk posts the same v2 request for the given
-seconds. Reports medians of requests/s, p50 and p99 over the runs, resident
-memory per process, and the load average of the machine around the runs. Raw
+seconds (in reverse order every other run). Reports medians of requests/s, p50
+and p99 over the runs, resident memory per process, and the load average of the
+machine around the runs. Raw
 results go to bench/results/serve-<time>.json; `--write-doc` replaces the body of
 the "Serving" section of docs/benchmarks.md with the table.
+
+`--baseline DIR` adds the runtime of another checkout (DIR/operator and
+DIR/runtime on PYTHONPATH, e.g. the unmodified main branch) as one more server,
+measured in turn with the others, for a side-by-side comparison on a busy
+machine; `--only` keeps just the named servers (e.g. `mlmodel-runtime
+mlmodel-runtime-baseline`).
 """
 
 from __future__ import annotations
@@ -269,6 +277,7 @@ def summarize(results: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, 
 LABELS = {
     "mlmodel-runtime": "mlmodel-runtime serve (batching on, defaults)",
     "mlmodel-runtime-2w": "mlmodel-runtime serve --workers 2",
+    "mlmodel-runtime-baseline": "mlmodel-runtime serve, baseline checkout (batching on, defaults)",
     "floor": "floor: raw ASGI + onnxruntime",
     "mlserver": "MLServer 1.7.1 (defaults)",
     "mlserver-batching": "MLServer 1.7.1 (adaptive batching 32 / 5 ms)",
@@ -358,12 +367,13 @@ def section(reports: list[dict[str, Any]]) -> str:
 
 
 def write_doc(body: str) -> None:
+    """Replace the section's body up to its first ### subsection (those are written by hand)."""
     doc = ROOT / "docs" / "benchmarks.md"
     content = doc.read_text()
     heading = "## Serving (`mlmodel-runtime serve`)"
     start = content.index(heading) + len(heading)
-    following = content.find("\n## ", start)
-    tail = "" if following < 0 else content[following:]
+    ends = [i for i in (content.find("\n## ", start), content.find("\n### ", start)) if i >= 0]
+    tail = content[min(ends) :] if ends else ""
     doc.write_text(content[:start] + "\n\n" + body.strip() + "\n" + tail)
 
 
@@ -374,6 +384,8 @@ def main() -> None:
     parser.add_argument("--warmup-seconds", type=int, default=3)
     parser.add_argument("--skip-mlserver", action="store_true")
     parser.add_argument("--write-doc", action="store_true")
+    parser.add_argument("--baseline", type=Path, help="another checkout to measure side by side")
+    parser.add_argument("--only", nargs="+", help="measure only these servers")
     parser.add_argument(
         "--doc-from",
         nargs="+",
@@ -385,7 +397,9 @@ def main() -> None:
         write_doc(section([json.loads(path.read_text()) for path in args.doc_from]))
         return
     wrk = require_wrk()
-    mlserver = None if args.skip_mlserver else ensure_mlserver_venv()
+    wanted = args.only or list(LABELS)
+    skip_mlserver = args.skip_mlserver or not any(n.startswith("mlserver") for n in wanted)
+    mlserver = None if skip_mlserver else ensure_mlserver_venv()
 
     work = Path(tempfile.mkdtemp(prefix="serve-bench-"))
     logs = work / "logs"
@@ -395,10 +409,13 @@ def main() -> None:
     mlserver_root, onnx_dir = build_models(work)
     python = sys.executable
 
-    def ours(name: str, extra: list[str]) -> Target:
+    def ours(name: str, extra: list[str], source: Path | None = None) -> Target:
         port = free_port()
         command = [python, "-m", "mlmodel_runtime.cli", "serve", "--model-dir", str(onnx_dir)]
         command += ["--name", "iris", "--version", "v1", "--host", "127.0.0.1"]
+        env = {}
+        if source is not None:
+            env["PYTHONPATH"] = f"{source.resolve() / 'operator'}:{source.resolve() / 'runtime'}"
         return Target(
             name=name,
             label=LABELS[name],
@@ -406,9 +423,12 @@ def main() -> None:
             port=port,
             infer_path="/v2/models/iris/infer",
             ready_path="/v2/health/ready",
+            env=env,
         )
 
     targets = [ours("mlmodel-runtime", []), ours("mlmodel-runtime-2w", ["--workers", "2"])]
+    if args.baseline is not None:
+        targets.insert(1, ours("mlmodel-runtime-baseline", [], args.baseline))
     targets.append(
         Target(
             name="floor",
@@ -434,6 +454,8 @@ def main() -> None:
                 {"max_batch_size": 32, "max_batch_time": 0.005},
             )
         )
+    if args.only:
+        targets = [t for t in targets if t.name in args.only]
     results: dict[str, dict[int, list[dict[str, Any]]]] = {
         t.name: {c: [] for c in CONCURRENCIES} for t in targets
     }
@@ -447,8 +469,10 @@ def main() -> None:
         for target in targets:
             run_wrk(wrk, target, 16, args.warmup_seconds, body)
         for run in range(args.runs):
+            # Every other run in reverse order, so that no server is always measured first.
+            ordered = targets if run % 2 == 0 else targets[::-1]
             for conc in CONCURRENCIES:
-                for target in targets:
+                for target in ordered:
                     result = run_wrk(wrk, target, conc, args.seconds, body)
                     results[target.name][conc].append(result)
                     print(

@@ -160,3 +160,24 @@ def test_burst_of_bad_requests_leaves_good_ones_correct(servers: Servers) -> Non
             assert status == 400
     with servers.iris.client() as client:
         assert client.get("/v2/health/ready").status_code == 200
+
+
+def test_malformed_bytes_data_is_a_400_never_a_500(servers: Servers) -> None:
+    # 1000 levels deep: within what the JSON parser takes, beyond Python's recursion limit.
+    placeholder = {
+        "inputs": [
+            {"name": "color", "datatype": "BYTES", "shape": [1, 1], "data": "DEEP"},
+            {"name": "a", "datatype": "FP32", "shape": [1, 1], "data": [0.5]},
+            {"name": "b", "datatype": "FP32", "shape": [1, 1], "data": [0.5]},
+        ]
+    }
+    nested = orjson.dumps(placeholder).replace(b'"DEEP"', b"[" * 1000 + b'"red"' + b"]" * 1000)
+    row = {"a": 0.1, "b": 0.2, "color": "red"}
+    ragged = {"instances": [row, {**row, "color": ["red", "blue"]}]}
+    with servers.mixed.client() as client:
+        too_deep = client.post("/v2/models/mixed/infer", content=nested)
+        uneven = client.post("/v1/models/mixed:predict", json=ragged)
+    assert too_deep.status_code == 400, too_deep.text
+    assert "nested deeper" in too_deep.json()["error"]
+    assert uneven.status_code == 400, uneven.text
+    assert "must be strings, got list" in uneven.json()["error"]

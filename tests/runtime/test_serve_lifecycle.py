@@ -81,6 +81,60 @@ def test_graceful_shutdown_finishes_in_flight_requests(
     assert "Traceback" not in server.log()
 
 
+def _refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_after_sigterm_the_server_keeps_answering_unready_for_the_delay_then_drains_and_exits(
+    fresh_server: ServerFactory, iris_model: TrainedModel, workers: int
+) -> None:
+    delay, drain = 2.0, 5.0
+    server = fresh_server(
+        iris_model.path,
+        name="iris",
+        extra=(
+            "--workers",
+            str(workers),
+            "--drain-timeout-s",
+            str(drain),
+            *("--shutdown-delay-s", str(delay)),
+        ),
+    )
+    in_flight = _partial_request(server.port)
+    time.sleep(0.2)
+    signalled = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    answered = 0
+    # Endpoints and gateways still send traffic for a while: it must be served, on
+    # new connections too, while readiness already says to stop.
+    while time.monotonic() - signalled < delay - 0.5:
+        with server.client() as client:
+            assert client.get("/v2/health/ready").status_code == 503
+            response = client.post("/v2/models/iris/infer", content=BODY)
+            assert response.status_code == 200
+            assert response.headers["connection"] == "close"
+            answered += 1
+        time.sleep(0.1)
+    assert answered >= 3
+    while not _refused(server.port):
+        assert time.monotonic() - signalled < delay + 3, "still listening long after the delay"
+        time.sleep(0.05)
+    assert time.monotonic() - signalled >= delay - 0.2
+    assert server.process.poll() is None, "exited with a request in flight"
+    in_flight.sendall(BODY[20:])
+    status, _ = _read_response(in_flight)
+    in_flight.close()
+    assert status == 200
+    assert server.process.wait(drain) == 0
+    assert time.monotonic() - signalled < delay + drain
+    assert "Traceback" not in server.log()
+
+
 def test_slow_body_times_out_and_big_body_is_refused(
     fresh_server: ServerFactory, iris_model: TrainedModel
 ) -> None:

@@ -9,7 +9,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from mlmodel_runtime.serve.batching import Batcher, compatible, merge_arrays, split_arrays
+from mlmodel_runtime.serve.batching import (
+    Batcher,
+    QueueFull,
+    compatible,
+    merge_arrays,
+    split_arrays,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -77,7 +83,9 @@ def test_queued_requests_are_merged_and_answered_in_order() -> None:
     requests = _requests(10)
 
     async def main() -> list[Any]:
-        batcher = Batcher(run=model, max_batch_size=64, max_batch_delay_s=0.0, batchable=True)
+        batcher = Batcher(
+            run=model, max_batch_size=64, max_batch_delay_s=0.0, batchable=True, max_queued=100
+        )
         batcher.start(asyncio.get_running_loop())
         try:
             futures = [batcher.submit(r, len(r[0])) for r in requests]
@@ -98,7 +106,14 @@ def test_queued_requests_are_merged_and_answered_in_order() -> None:
 
 def test_batch_size_limit_is_respected() -> None:
     model = FakeModel()
-    results = _run(model, _requests(30), max_batch_size=4, max_batch_delay_s=0.01, batchable=True)
+    results = _run(
+        model,
+        _requests(30),
+        max_batch_size=4,
+        max_batch_delay_s=0.01,
+        batchable=True,
+        max_queued=100,
+    )
     assert all(not isinstance(r, BaseException) for r in results)
     assert max(model.calls) <= 4
 
@@ -106,7 +121,7 @@ def test_batch_size_limit_is_respected() -> None:
 def test_size_one_turns_merging_off() -> None:
     model = FakeModel()
     requests = _requests(12)
-    _run(model, requests, max_batch_size=1, max_batch_delay_s=0.01, batchable=True)
+    _run(model, requests, max_batch_size=1, max_batch_delay_s=0.01, batchable=True, max_queued=100)
     assert model.calls == [len(r[0]) for r in requests]
 
 
@@ -117,7 +132,9 @@ def test_a_failing_request_does_not_fail_its_batch() -> None:
     requests[3] = [np.full((1, 2), -1.0)]
 
     async def main() -> list[Any]:
-        batcher = Batcher(run=model, max_batch_size=64, max_batch_delay_s=0.0, batchable=True)
+        batcher = Batcher(
+            run=model, max_batch_size=64, max_batch_delay_s=0.0, batchable=True, max_queued=100
+        )
         batcher.start(asyncio.get_running_loop())
         try:
             futures = [batcher.submit(r, len(r[0])) for r in requests]
@@ -139,7 +156,9 @@ def test_cancelled_requests_are_skipped() -> None:
     model = FakeModel(gate)
 
     async def main() -> Any:
-        batcher = Batcher(run=model, max_batch_size=64, max_batch_delay_s=0.0, batchable=True)
+        batcher = Batcher(
+            run=model, max_batch_size=64, max_batch_delay_s=0.0, batchable=True, max_queued=100
+        )
         batcher.start(asyncio.get_running_loop())
         try:
             first = batcher.submit([np.ones((1, 2))], 1)
@@ -155,3 +174,37 @@ def test_cancelled_requests_are_skipped() -> None:
     assert result[0].tolist() == [[2.0, 2.0]]
     assert 5 not in model.calls
     assert sum(model.calls) == 1
+
+
+def test_a_full_queue_refuses_at_once_and_frees_its_places_as_requests_finish() -> None:
+    gate = threading.Event()
+    model = FakeModel(gate)
+
+    async def main() -> tuple[list[Any], list[Any], int]:
+        batcher = Batcher(
+            run=model, max_batch_size=1, max_batch_delay_s=0.0, batchable=True, max_queued=3
+        )
+        batcher.start(asyncio.get_running_loop())
+        try:
+            admitted = [batcher.submit([np.ones((1, 2))], 1) for _ in range(3)]
+            with pytest.raises(QueueFull):
+                batcher.submit([np.ones((1, 2))], 1)
+            # A cancelled request still holds its place until the thread has passed it.
+            admitted[2].cancel()
+            with pytest.raises(QueueFull):
+                batcher.submit([np.ones((1, 2))], 1)
+            gate.set()
+            first = await asyncio.gather(*admitted[:2])
+            for _ in range(100):  # the cancelled one is handed back after the others
+                if not batcher.pending:
+                    break
+                await asyncio.sleep(0.01)
+            again = await asyncio.gather(*(batcher.submit([np.ones((1, 2))], 1) for _ in range(3)))
+            return first, again, batcher.pending
+        finally:
+            batcher.stop()
+
+    first, again, pending = asyncio.run(main())
+    assert len(first) == 2
+    assert len(again) == 3
+    assert pending == 0

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import struct
+import tracemalloc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -14,6 +17,7 @@ from mlmodel_runtime.serve.codec import (
     ModelRules,
     RequestError,
     decode_infer_request,
+    decode_json_data,
     decode_v1_request,
     encode_infer_response,
     encode_v1_response,
@@ -242,3 +246,86 @@ def test_v1_several_inputs_by_name() -> None:
 def test_v1_response_uses_label_output() -> None:
     outputs = [np.array([1, 0]), np.array([[0.1, 0.9], [0.8, 0.2]], dtype=np.float32)]
     assert orjson.loads(encode_v1_response(IRIS, outputs)) == {"predictions": [1, 0]}
+
+
+@contextmanager
+def _peak_allocation() -> Iterator[list[int]]:
+    """Bytes allocated at the peak of the block (NumPy's too), in the list it yields."""
+    peak = [0]
+    tracemalloc.start()
+    try:
+        yield peak
+    finally:
+        peak[0] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+
+
+def test_a_bytes_shape_larger_than_its_binary_data_is_refused_before_allocating() -> None:
+    blob = struct.pack("<I", 3) + b"red"
+    header = _body(
+        {"name": "word", "datatype": "BYTES", "shape": [2_000_000, 1],
+         "parameters": {"binary_data_size": len(blob)}},
+        {"name": "num", "datatype": "FP64", "shape": [1, 2], "data": [1, 2]},
+    )  # fmt: skip
+    with _peak_allocation() as peak, pytest.raises(RequestError) as caught:
+        decode_infer_request(header + blob, len(header), MIXED)
+    assert caught.value.status == 400
+    assert "at least 4 bytes" in caught.value.message
+    assert peak[0] < 100_000
+
+
+def test_a_request_beyond_the_element_cap_is_a_413_before_anything_is_built() -> None:
+    capped = ModelRules(inputs=MIXED.inputs, outputs=MIXED.outputs, max_elements=10)
+    json_body = _body(
+        {"name": "num", "datatype": "FP64", "shape": [4, 2], "data": list(range(8))},
+        {"name": "word", "datatype": "BYTES", "shape": [3, 1], "data": ["a", "b", "c"]},
+    )
+    blob = struct.pack("<I", 0) * 20
+    binary = _body(
+        {"name": "word", "datatype": "BYTES", "shape": [20, 1],
+         "parameters": {"binary_data_size": len(blob)}},
+    ) + blob  # fmt: skip
+    v1 = orjson.dumps({"instances": [{"num": [1, 2], "word": "a"}] * 4})
+    refusals = []
+    with pytest.raises(RequestError) as caught:
+        decode_infer_request(json_body, None, capped)
+    refusals.append(caught.value)
+    with pytest.raises(RequestError) as caught:
+        decode_infer_request(binary, len(binary) - len(blob), capped)
+    refusals.append(caught.value)
+    with pytest.raises(RequestError) as caught:
+        decode_v1_request(v1, capped)
+    refusals.append(caught.value)
+    for refusal in refusals:
+        assert refusal.status == 413
+        assert "--max-request-elements" in refusal.message
+    assert decode_infer_request(json_body, None, MIXED).rows == -1
+
+
+def test_json_data_is_counted_before_any_array_is_built() -> None:
+    spec = IRIS.inputs[0]
+    data = [0.5] * 200_000
+    with _peak_allocation() as peak, pytest.raises(RequestError, match="needs 4 values"):
+        decode_json_data(spec, data, [1, 4], allow_non_finite=False)
+    assert peak[0] < 100_000
+
+
+def test_nested_and_ragged_bytes_data_are_refused_with_reasons() -> None:
+    word = MIXED.inputs[1]
+    deep: Any = "a"
+    for _ in range(5000):  # beyond the recursion limit
+        deep = [deep]
+    with pytest.raises(RequestError, match="nested deeper than the 2 dimension"):
+        decode_json_data(word, deep, [1, 1], allow_non_finite=False)
+    with pytest.raises(RequestError, match="not a regular nested list of strings"):
+        decode_json_data(word, [["a"], ["b", "c"], []], [3, 1], allow_non_finite=False)
+    with pytest.raises(RequestError, match="not a regular nested list of strings"):
+        decode_json_data(word, [["a", "b"], "c"], None, allow_non_finite=False)
+    nested = decode_json_data(word, [["a"], ["b"]], None, allow_non_finite=False)
+    assert nested.tolist() == [["a"], ["b"]]
+
+
+def test_an_id_that_is_not_a_string_or_number_is_refused() -> None:
+    with pytest.raises(RequestError, match='"id" must be a string'):
+        decode_infer_request(_body(_x(), id=[[["x"]]]), None, IRIS)
+    assert decode_infer_request(_body(_x(), id="r-1"), None, IRIS).id == "r-1"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import httpx
@@ -51,7 +52,8 @@ def test_not_ready_until_loaded(tmp_path: Path) -> None:
     assert answers["model_ready"].status_code == 503
     assert answers["infer"].status_code == 503
     assert "not ready" in answers["infer"].json()["error"]
-    assert 'mlmodel_requests_total{code="503",model="iris",version="v1"} 2.0' in (
+    # Only the inference request counts; the model-ready probe does not.
+    assert 'mlmodel_requests_total{code="503",model="iris",version="v1"} 1.0' in (
         answers["metrics"].text
     )
 
@@ -71,13 +73,33 @@ def test_draining_turns_readiness_off(tmp_path: Path) -> None:
 
 def test_flags_and_environment(tmp_path: Path) -> None:
     parser = argparse.ArgumentParser()
-    configure_parser(parser, environ={"MLMODEL_MAX_BATCH_SIZE": "8", "MLMODEL_REVISION": "r9"})
-    args = parser.parse_args(["--model-dir", str(tmp_path), "--name", "iris", "--port", "9000"])
+    environ = {
+        "MLMODEL_MAX_BATCH_SIZE": "8",
+        "MLMODEL_REVISION": "r9",
+        "MLMODEL_SHUTDOWN_DELAY_S": "5",
+        "MLMODEL_MAX_INFLIGHT_BYTES": "300000000",
+        "MLMODEL_HEADER_TIMEOUT_S": "2.5",
+    }
+    configure_parser(parser, environ=environ)
+    args = parser.parse_args(
+        ["--model-dir", str(tmp_path), "--name", "iris", "--port", "9000", "--max-connections", "9"]
+    )
     config = config_from_args(args)
     assert config.max_batch_size == 8
     assert config.revision == "r9"
     assert config.port == 9000
+    assert config.shutdown_delay_s == 5.0
+    assert config.max_inflight_bytes == 300_000_000
+    assert config.header_timeout_s == 2.5
+    assert config.max_connections == 9
     assert ServeConfig.from_json(config.to_json()) == config
+
+
+def test_every_setting_is_a_flag() -> None:
+    parser = argparse.ArgumentParser()
+    configure_parser(parser, environ={})
+    args = parser.parse_args(["--model-dir", ".", "--name", "iris"])
+    assert set(vars(args)) == {field.name for field in dataclasses.fields(ServeConfig)}
 
 
 def test_bad_environment_value_is_a_usage_error(
@@ -99,6 +121,17 @@ def test_bad_environment_value_is_a_usage_error(
         ("request_timeout_s", 0.0, "--request-timeout-s"),
         ("name", "", "--name"),
         ("port", 70000, "--port"),
+        ("max_json_body_bytes", 0, "--max-json-body-bytes"),
+        ("max_request_elements", 0, "--max-request-elements"),
+        ("max_concurrent_requests", 0, "--max-concurrent-requests"),
+        ("max_queued_requests", -1, "--max-queued-requests"),
+        ("max_connections", 0, "--max-connections"),
+        ("max_header_bytes", 0, "--max-header-bytes"),
+        ("header_timeout_s", 0.0, "--header-timeout-s"),
+        ("idle_timeout_s", 0.0, "--idle-timeout-s"),
+        ("shutdown_delay_s", -1.0, "--shutdown-delay-s"),
+        # One largest JSON body (40 x 2 MiB) must fit the budget, or it could never run.
+        ("max_inflight_bytes", 10_000_000, "--max-inflight-bytes"),
     ],
 )
 def test_invalid_settings_are_refused(field: str, value: object, word: str) -> None:

@@ -1,15 +1,20 @@
 """The HTTP app: a raw ASGI application for the Open Inference Protocol v2 and KServe v1.
 
 Created by `server.py` in each worker process. Routes are exact-match dictionary
-lookups built at start-up; request bodies go through `codec.py`, model execution
-through `batching.py` (never on the event loop), metrics through `metrics.py`.
-Every answer on a model path is counted with its status code; bad requests get
-`{"error": "..."}` with a 4xx status and never reach the model.
+lookups built at start-up; inference requests go to `inference.py` (admission,
+limits, decoding, the model), the rest is answered here. Only inference requests
+are counted in the metrics (`metrics.py`), with every status they get, 4xx and 5xx
+included: the canary analysis judges the model by them, and requests to other
+paths must not be able to pad or dilute that. Bad requests get
+`{"error": "..."}` with a 4xx status and never reach the model; overload gets 503
+with Retry-After.
 
 Lifecycle: the ASGI lifespan start-up only reads metadata.json and starts loading
 the model in a thread, so `/v2/health/live` answers at once while
 `/v2/health/ready` (and inference) answer 503 until the model is loaded and
-warmed up. `begin_drain` (on SIGTERM) turns readiness off again.
+warmed up. `begin_drain` (on SIGTERM) turns readiness off again while inference
+goes on, answers then carrying `Connection: close` so that clients and gateways
+let go of their connections to this process before it stops listening.
 """
 
 from __future__ import annotations
@@ -17,37 +22,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from enum import Enum, auto
 from importlib import metadata as importlib_metadata
-from typing import Any, Final
+from typing import Final
 
 import orjson
 
 from mlmodel_runtime.modeldir import ModelMetadata, read_metadata
+from mlmodel_runtime.serve.asgi import Receive, Scope, Send, answer
 from mlmodel_runtime.serve.batching import Batcher
-from mlmodel_runtime.serve.codec import (
-    RequestError,
-    decode_infer_request,
-    decode_v1_request,
-    encode_infer_response,
-    encode_v1_response,
-    error_body,
-)
+from mlmodel_runtime.serve.codec import error_body
 from mlmodel_runtime.serve.config import ServeConfig
+from mlmodel_runtime.serve.inference import Inference
 from mlmodel_runtime.serve.metrics import CONTENT_TYPE, RuntimeMetrics
 from mlmodel_runtime.serve.session import ModelLoadError, ModelSession, SessionOptions
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
 log = logging.getLogger("mlmodel_runtime.serve")
 
-_JSON: Final = (b"content-type", b"application/json")
-_HEADER_LENGTH: Final = b"inference-header-content-length"
-_CONTENT_LENGTH: Final = b"content-length"
 _SERVER_NAME: Final = "mlmodel-runtime"
 
 
@@ -66,15 +58,6 @@ _METHODS: Final = {
     Route.INFER: "POST",
     Route.V1_PREDICT: "POST",
 }
-# Routes counted in mlmodel_requests_total: probes and scrapes would dilute error rates.
-_COUNTED: Final = frozenset(
-    {Route.INFER, Route.V1_PREDICT, Route.MODEL_METADATA, Route.MODEL_READY}
-)
-_MODEL_PREFIXES: Final = ("/v2/models/", "/v1/models/")
-
-
-class _ClientGone(Exception):
-    pass
 
 
 def _package_version() -> str:
@@ -108,8 +91,7 @@ class ServeApp:
         self.batcher: Batcher | None = None
         self.ready = False
         self.draining = False
-        self._timeout = config.request_timeout_s
-        self._max_body = config.max_body_bytes
+        self.inference = Inference(config)
         self._routes = self._build_routes()
         self._server_metadata = orjson.dumps(
             {
@@ -120,13 +102,6 @@ class ServeApp:
         )
         self._model_metadata = b""
         self._load_task: asyncio.Task[None] | None = None
-        self._sweep_task: asyncio.Task[None] | None = None
-        # Per-request deadlines, enforced by one sweeping task: an asyncio.timeout()
-        # per request costs several microseconds on the hot path, a dict entry does not.
-        self._deadlines: dict[asyncio.Task[Any], float] = {}
-        self._expired: set[asyncio.Task[Any]] = set()
-        self._sweep_interval = max(0.005, min(0.05, self._timeout / 4))
-        self._loop_time: Callable[[], float] = time.monotonic
 
     def _build_routes(self) -> dict[str, Route]:
         name, version = self.config.name, self.config.version
@@ -150,6 +125,7 @@ class ServeApp:
 
     def begin_drain(self) -> None:
         self.draining = True
+        self.inference.begin_drain()
 
     def _load(self) -> tuple[ModelSession, float]:
         started = time.monotonic()
@@ -158,6 +134,7 @@ class ServeApp:
             SessionOptions(
                 intra_op_threads=self.config.intra_op_threads,
                 allow_non_finite=self.config.allow_non_finite,
+                max_request_elements=self.config.max_request_elements,
             ),
         )
         try:
@@ -184,10 +161,12 @@ class ServeApp:
             max_batch_size=self.config.max_batch_size,
             max_batch_delay_s=self.config.max_batch_delay_ms / 1000.0,
             batchable=session.batchable,
+            max_queued=self.config.max_queued_requests,
             on_batch=self.metrics.observe_batch,
             check_shapes=any(-1 in spec.shape[1:] for spec in session.inputs),
         )
         batcher.start(asyncio.get_running_loop())
+        self.inference.serve_model(session, batcher)
         self.session, self.batcher = session, batcher
         self._model_metadata = orjson.dumps(
             {
@@ -200,17 +179,6 @@ class ServeApp:
         )
         self.ready = True
         self._log_ready(session, seconds)
-
-    async def _sweep(self) -> None:
-        deadlines = self._deadlines
-        while True:
-            await asyncio.sleep(self._sweep_interval)
-            now = self._loop_time()
-            expired = [task for task, deadline in deadlines.items() if deadline <= now]
-            for task in expired:
-                del deadlines[task]
-                self._expired.add(task)
-                task.cancel()
 
     def _fatal(self) -> None:
         if self._on_fatal is not None:
@@ -233,7 +201,17 @@ class ServeApp:
             "batching": session.batchable and c.max_batch_size > 1,
             "intra_op_threads": c.intra_op_threads,
             "max_body_bytes": c.max_body_bytes,
+            "max_json_body_bytes": c.max_json_body_bytes,
+            "max_request_elements": c.max_request_elements,
+            "max_inflight_bytes": c.max_inflight_bytes,
+            "max_concurrent_requests": c.max_concurrent_requests,
+            "max_queued_requests": c.max_queued_requests,
+            "max_connections": c.max_connections,
+            "max_header_bytes": c.max_header_bytes,
             "request_timeout_s": c.request_timeout_s,
+            "header_timeout_s": c.header_timeout_s,
+            "idle_timeout_s": c.idle_timeout_s,
+            "shutdown_delay_s": c.shutdown_delay_s,
             "drain_timeout_s": c.drain_timeout_s,
             "allow_non_finite": c.allow_non_finite,
             "load_seconds": round(seconds, 3),
@@ -245,9 +223,8 @@ class ServeApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self._loop_time = asyncio.get_running_loop().time
+                self.inference.start()
                 self._load_task = asyncio.create_task(self._load_model())
-                self._sweep_task = asyncio.create_task(self._sweep())
                 if self.config.workers > 1:
                     # Workers share one listening socket: a worker accepts connections
                     # only once its model is ready, so the kernel hands requests to ready
@@ -259,8 +236,7 @@ class ServeApp:
                 self.ready = False
                 if self._load_task is not None and not self._load_task.done():
                     self._load_task.cancel()
-                if self._sweep_task is not None:
-                    self._sweep_task.cancel()
+                self.inference.stop()
                 if self.batcher is not None:
                     await asyncio.to_thread(self.batcher.stop, self.config.drain_timeout_s)
                 await send({"type": "lifespan.shutdown.complete"})
@@ -279,45 +255,48 @@ class ServeApp:
         started = time.perf_counter()
         path: str = scope["path"]
         route = self._routes.get(path)
-        counted = route in _COUNTED or (route is None and path.startswith(_MODEL_PREFIXES))
+        inference = (route is Route.INFER or route is Route.V1_PREDICT) and (
+            scope["method"] == "POST"
+        )
         try:
-            if route is None:
+            if inference:
+                v1 = route is Route.V1_PREDICT
+                status = await self.inference.handle(scope, receive, send, v1=v1)
+            elif route is None:
                 status = await self._not_found(scope, send)
             else:
                 want = _METHODS.get(route, "GET")
                 if scope["method"] != want:
                     message = f"{path} takes {want}, not {scope['method']}"
-                    status = await _answer(send, 405, error_body(message))
-                elif route is Route.INFER or route is Route.V1_PREDICT:
-                    status = await self._infer(scope, receive, send, route)
+                    status = await answer(send, 405, error_body(message))
                 else:
                     status = await self._get(route, send)
         except Exception:
             log.exception("unexpected error answering %s", scope.get("path"))
             status = 500
             try:
-                await _answer(send, 500, error_body("internal error; see the server log"))
+                await answer(send, 500, error_body("internal error; see the server log"))
             except Exception:
                 log.debug("could not send the 500 answer", exc_info=True)
-        if counted:
+        if inference:
             self.metrics.observe_request(status, time.perf_counter() - started)
 
     async def _get(self, route: Route, send: Send) -> int:
         if route is Route.LIVE:
-            return await _answer(send, 200, b'{"live":true}')
+            return await answer(send, 200, b'{"live":true}')
         if route is Route.READY:
             ready = self.ready and not self.draining
-            return await _answer(send, 200 if ready else 503, b'{"ready":%s}' % _bool(ready))
+            return await answer(send, 200 if ready else 503, b'{"ready":%s}' % _bool(ready))
         if route is Route.MODEL_READY:
             ready = self.ready and not self.draining
             body = orjson.dumps({"name": self.config.name, "ready": ready})
-            return await _answer(send, 200 if ready else 503, body)
+            return await answer(send, 200 if ready else 503, body)
         if route is Route.MODEL_METADATA:
             if not self.ready:
-                return await _answer(send, 503, error_body(self._not_ready_message()))
-            return await _answer(send, 200, self._model_metadata)
+                return await answer(send, 503, error_body(self._not_ready_message()))
+            return await answer(send, 200, self._model_metadata)
         if route is Route.SERVER_METADATA:
-            return await _answer(send, 200, self._server_metadata)
+            return await answer(send, 200, self._server_metadata)
         body = await asyncio.to_thread(self.metrics.exposition)
         await send(
             {
@@ -361,137 +340,8 @@ class ServeApp:
                 message = f"unknown path {path}; use /v1/models/{name}:predict"
         else:
             message = f"unknown path {path}"
-        return await _answer(send, 404, error_body(message))
-
-    async def _infer(self, scope: Scope, receive: Receive, send: Send, route: Route) -> int:
-        if not self.ready or self.draining:
-            await _drain_body(receive)
-            return await _answer(send, 503, error_body(self._not_ready_message()))
-        batcher = self.batcher
-        session = self.session
-        assert batcher is not None
-        assert session is not None
-        body_read = False
-        task = asyncio.current_task()
-        assert task is not None
-        deadlines = self._deadlines
-        deadlines[task] = self._loop_time() + self._timeout
-        try:
-            body, header_length = await self._read_body(scope, receive)
-            body_read = True
-            if route is Route.INFER:
-                request = decode_infer_request(body, header_length, session.rules)
-            else:
-                request = decode_v1_request(body, session.rules)
-            outputs = await batcher.submit(request.arrays, request.rows)
-        except RequestError as exc:
-            return await _answer(send, exc.status, error_body(exc.message))
-        except asyncio.CancelledError:
-            if task not in self._expired:
-                raise
-            self._expired.discard(task)
-            task.uncancel()
-            if body_read:
-                message = f"inference did not finish within {self._timeout} s"
-                return await _answer(send, 504, error_body(message))
-            message = f"request body not received within {self._timeout} s"
-            return await _answer(send, 408, error_body(message))
-        except _ClientGone:
-            return 499
-        except Exception as exc:
-            if type(exc).__name__ in ("InvalidArgument", "InvalidGraph"):
-                return await _answer(send, 400, error_body(f"the model rejected the input: {exc}"))
-            raise
-        finally:
-            deadlines.pop(task, None)
-        if route is Route.V1_PREDICT:
-            return await _answer(send, 200, encode_v1_response(session.rules, outputs))
-        names = session.output_names
-        payload, header_length = encode_infer_response(
-            model_name=self.config.name,
-            model_version=self.config.version,
-            request_id=request.id,
-            outputs=[(names[i], outputs[i], binary) for i, binary in request.outputs],
-        )
-        if header_length is None:
-            return await _answer(send, 200, payload)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", b"application/octet-stream"),
-                    (b"content-length", b"%d" % len(payload)),
-                    (_HEADER_LENGTH, b"%d" % header_length),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})
-        return 200
-
-    async def _read_body(self, scope: Scope, receive: Receive) -> tuple[bytes, int | None]:
-        header_length: int | None = None
-        limit = self._max_body
-        for key, value in scope["headers"]:
-            if key == _CONTENT_LENGTH:
-                declared = int(value) if value.isdigit() else 0
-                if declared > limit:
-                    raise RequestError(
-                        f"request body of {declared} bytes exceeds the limit of {limit} bytes "
-                        "(--max-body-bytes)",
-                        413,
-                    )
-            elif key == _HEADER_LENGTH:
-                try:
-                    header_length = int(value)
-                except ValueError:
-                    raise RequestError(
-                        f"Inference-Header-Content-Length must be an integer, got {value!r}"
-                    ) from None
-        message = await receive()
-        body: bytes = message.get("body", b"")
-        if not message.get("more_body", False):
-            if message["type"] == "http.disconnect":
-                raise _ClientGone
-            if len(body) > limit:
-                raise RequestError(
-                    f"request body exceeds the limit of {limit} bytes (--max-body-bytes)", 413
-                )
-            return body, header_length
-        chunks = [body]
-        size = len(body)
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _ClientGone
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise RequestError(
-                    f"request body exceeds the limit of {limit} bytes (--max-body-bytes)", 413
-                )
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks), header_length
+        return await answer(send, 404, error_body(message))
 
 
 def _bool(value: bool) -> bytes:
     return b"true" if value else b"false"
-
-
-async def _answer(send: Send, status: int, body: bytes) -> int:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [_JSON, (b"content-length", b"%d" % len(body))],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-    return status
-
-
-async def _drain_body(receive: Receive) -> None:
-    message = await receive()
-    while message.get("more_body", False):
-        message = await receive()

@@ -11,6 +11,11 @@ row every request runs alone, still off the event loop.
 Under load the batches form by themselves: while the thread runs one batch the
 next requests queue up, so no delay is needed to merge them; the delay only
 trades latency for larger batches when traffic is light.
+
+The queue is bounded (`max_queued` requests submitted and not yet handed back):
+when the model cannot keep up, `submit` raises `QueueFull` at once, which the app
+answers with 503 and Retry-After, instead of letting requests (and the arrays they
+hold) pile up until they time out.
 """
 
 from __future__ import annotations
@@ -44,6 +49,10 @@ class _Item:
 _Result = tuple[asyncio.Future[Arrays], Arrays | None, BaseException | None]
 
 
+class QueueFull(Exception):
+    """The batching queue holds `max_queued` requests already."""
+
+
 def merge_arrays(items: Sequence[Arrays]) -> Arrays:
     """Concatenate each input along the first dimension across requests."""
     return [np.concatenate([arrays[i] for arrays in items], axis=0) for i in range(len(items[0]))]
@@ -75,10 +84,14 @@ class Batcher:
         max_batch_size: int,
         max_batch_delay_s: float,
         batchable: bool,
+        max_queued: int,
         on_batch: BatchObserver | None = None,
         check_shapes: bool = True,
     ) -> None:
         self._run = run
+        self._max_queued = max_queued
+        # Submitted and not yet handed back; only touched on the event loop.
+        self._pending = 0
         self._max_rows = max_batch_size
         self._delay = max_batch_delay_s
         self._merging = batchable and max_batch_size > 1
@@ -102,10 +115,21 @@ class Batcher:
             self._thread.join(timeout)
             self._thread = None
 
+    @property
+    def pending(self) -> int:
+        """Requests submitted and not yet answered (queued or running)."""
+        return self._pending
+
     def submit(self, arrays: Arrays, rows: int) -> asyncio.Future[Arrays]:
-        """Queue one request; must be called on the event loop given to `start`."""
+        """Queue one request; must be called on the event loop given to `start`.
+
+        Raises `QueueFull` when `max_queued` requests are waiting already.
+        """
         loop = self._loop
         assert loop is not None, "Batcher.start was not called"
+        if self._pending >= self._max_queued:
+            raise QueueFull
+        self._pending += 1
         future: asyncio.Future[Arrays] = loop.create_future()
         self._queue.put(_Item(arrays, rows, future, time.monotonic() if self._delay else 0.0))
         return future
@@ -128,7 +152,7 @@ class Batcher:
                 results = [(it.future, None, exc) for it in batch]
             assert self._loop is not None
             try:
-                self._loop.call_soon_threadsafe(_resolve, results)
+                self._loop.call_soon_threadsafe(self._hand_back, results, len(batch))
             except RuntimeError:  # loop closed while shutting down
                 return
             if stop:
@@ -198,6 +222,15 @@ class Batcher:
                 self._on_batch(rows, outputs)
             except Exception:
                 log.exception("recording batch metrics failed")
+
+    def _hand_back(self, results: list[_Result], taken: int) -> None:
+        """On the event loop: resolve a batch's futures and free its places in the queue.
+
+        `taken` counts every request of the batch, also those cancelled meanwhile,
+        which have no result.
+        """
+        self._pending -= taken
+        _resolve(results)
 
 
 def _rows_of(arrays: Arrays) -> int:

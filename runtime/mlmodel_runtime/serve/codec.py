@@ -62,6 +62,8 @@ class ModelRules:
     outputs: tuple[str, ...]
     allow_non_finite: bool = False
     label_output: str = ""
+    # Most tensor elements in one request, all inputs together (--max-request-elements).
+    max_elements: int = 4_194_304
     input_index: dict[str, int] = field(init=False, repr=False)
     output_index: dict[str, int] = field(init=False, repr=False)
     all_outputs_json: tuple[tuple[int, bool], ...] = field(init=False, repr=False)
@@ -130,26 +132,64 @@ def _check_datatype(spec: TensorSpec, datatype: Any) -> None:
         )
 
 
-def _count(shape: Sequence[int]) -> int:
-    return math.prod(shape)
+_count: Final = math.prod
 
 
-def _bytes_elements(spec: TensorSpec, data: Any) -> list[str]:
-    flat: list[str] = []
+def _nesting(spec: TensorSpec, data: Any, max_depth: int) -> tuple[int, ...]:
+    """The shape nested lists would have if regular, read along their first elements.
 
-    def walk(value: Any) -> None:
-        if isinstance(value, list):
-            for item in value:
-                walk(item)
-        elif isinstance(value, str):
-            flat.append(value)
-        else:
+    Cheap (one step per dimension), so counts are checked before anything is built;
+    regularity is checked while building. Deeper nesting than the tensor has
+    dimensions is refused here, which also keeps every later walk shallow.
+    """
+    shape: list[int] = []
+    probe = data
+    while type(probe) is list:
+        if len(shape) == max_depth:
             raise RequestError(
-                f"input '{spec.name}' is BYTES: data must be strings, got {type(value).__name__}"
+                f"input '{spec.name}' data is nested deeper than the {max_depth} dimension(s) "
+                f"of {_shape_text(spec.shape)}"
             )
+        shape.append(len(probe))
+        if not probe:
+            break
+        probe = probe[0]
+    return tuple(shape)
 
-    walk(data)
-    return flat
+
+def _count_error(spec: TensorSpec, shape: Sequence[int], nested: Sequence[int]) -> RequestError:
+    got = math.prod(nested)
+    held = f"has {got}" if len(nested) <= 1 else f"is nested as {_shape_text(nested)}"
+    return RequestError(
+        f"input '{spec.name}' has shape {_shape_text(shape)}, which needs {math.prod(shape)} "
+        f"values, but its data {held}"
+    )
+
+
+def _strings(spec: TensorSpec, data: Any, nested: Sequence[int]) -> list[Any]:
+    """The strings of regular nested lists of shape `nested`, in row-major order.
+
+    Level by level rather than recursively: no recursion limit to hit, and each
+    level is one `extend` per list.
+    """
+    level: list[Any] = [data]
+    for size in nested:
+        items: list[Any] = []
+        for value in level:
+            if type(value) is not list or len(value) != size:
+                raise RequestError(
+                    f"input '{spec.name}' data is not a regular nested list of strings "
+                    f"(rows of different lengths, or lists mixed with strings)"
+                )
+            items.extend(value)
+        level = items
+    kinds = set(map(type, level))
+    if kinds - {str}:
+        other = next(iter(kinds - {str}))
+        raise RequestError(
+            f"input '{spec.name}' is BYTES: data must be strings, got {other.__name__}"
+        )
+    return level
 
 
 def decode_json_data(
@@ -157,19 +197,22 @@ def decode_json_data(
 ) -> np.ndarray[Any, Any]:
     """JSON `data` (flat or nested, row-major) as an array of the spec's datatype.
 
-    With `shape` None the array keeps the nesting of `data` (KServe v1 instances).
+    With `shape` None the array keeps the nesting of `data` (KServe v1 instances,
+    whose outer list is the tensor's first dimension). The number of values is
+    checked against the shape before any array is built.
     """
     datatype = spec.datatype
+    rank = len(spec.shape) if shape is None else len(shape)
+    if not isinstance(data, list) and datatype != "BYTES":
+        data = [data]
+    nested = _nesting(spec, data, max(rank, 1))
+    if shape is not None and math.prod(nested) != math.prod(shape):
+        raise _count_error(spec, shape, nested)
     if datatype == "BYTES":
-        flat = _bytes_elements(spec, data)
+        flat = _strings(spec, data, nested)
         out = np.empty(len(flat), dtype=np.object_)
         out[:] = flat
-        if shape is None:
-            nested = np.array(data, dtype=np.object_)
-            return out.reshape(nested.shape)
-        return _reshaped(spec, out, shape)
-    if not isinstance(data, list):
-        data = [data]
+        return out.reshape(nested if shape is None else shape)
     try:
         arr = np.array(data)
     except (ValueError, TypeError, OverflowError):
@@ -264,30 +307,7 @@ def decode_binary_data(
     datatype = spec.datatype
     count = _count(shape)
     if datatype == "BYTES":
-        out = np.empty(count, dtype=np.object_)
-        pos, end = 0, len(raw)
-        for i in range(count):
-            if pos + 4 > end:
-                raise RequestError(
-                    f"input '{spec.name}' binary data ends after {i} of {count} BYTES elements"
-                )
-            (length,) = _LENGTH.unpack_from(raw, pos)
-            pos += 4
-            if pos + length > end:
-                raise RequestError(f"input '{spec.name}' binary data ends inside BYTES element {i}")
-            try:
-                out[i] = bytes(raw[pos : pos + length]).decode()
-            except UnicodeDecodeError:
-                raise RequestError(
-                    f"input '{spec.name}' BYTES element {i} is not valid UTF-8"
-                ) from None
-            pos += length
-        if pos != end:
-            raise RequestError(
-                f"input '{spec.name}' binary data has {end - pos} bytes beyond its "
-                f"{count} BYTES elements"
-            )
-        return out.reshape(shape)
+        return _binary_strings(spec, raw, shape, count)
     dtype = _LE_DTYPES[datatype]
     if len(raw) != count * dtype.itemsize:
         raise RequestError(
@@ -300,11 +320,61 @@ def decode_binary_data(
     return arr
 
 
-def _parse_json(body: bytes | memoryview) -> Any:
+def _binary_strings(
+    spec: TensorSpec, raw: memoryview, shape: Sequence[int], count: int
+) -> np.ndarray[Any, Any]:
+    """BYTES elements, each a 4-byte little-endian length and that many UTF-8 bytes.
+
+    The count comes from the request's shape: it is checked against the bytes that
+    are really there before anything is allocated for it.
+    """
+    end = len(raw)
+    if count > end // _LENGTH.size:
+        raise RequestError(
+            f"input '{spec.name}' has shape {_shape_text(shape)}, {count} BYTES elements, but "
+            f"binary_data_size is {end}: each element takes at least {_LENGTH.size} bytes"
+        )
+    strings: list[str] = []
+    append = strings.append
+    pos = 0
+    for i in range(count):
+        if pos + 4 > end:
+            raise RequestError(
+                f"input '{spec.name}' binary data ends after {i} of {count} BYTES elements"
+            )
+        (length,) = _LENGTH.unpack_from(raw, pos)
+        pos += 4
+        if pos + length > end:
+            raise RequestError(f"input '{spec.name}' binary data ends inside BYTES element {i}")
+        try:
+            append(bytes(raw[pos : pos + length]).decode())
+        except UnicodeDecodeError:
+            message = f"input '{spec.name}' BYTES element {i} is not valid UTF-8"
+            raise RequestError(message) from None
+        pos += length
+    if pos != end:
+        raise RequestError(
+            f"input '{spec.name}' binary data has {end - pos} bytes beyond its "
+            f"{count} BYTES elements"
+        )
+    out = np.empty(count, dtype=np.object_)
+    out[:] = strings
+    return out.reshape(shape)
+
+
+def _parse_json(body: bytes | bytearray | memoryview) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise RequestError(f"request body is not valid JSON: {exc}") from None
+
+
+def _too_many(elements: int, limit: int) -> RequestError:
+    return RequestError(
+        f"the request has {elements} or more tensor elements; this server takes at most "
+        f"{limit} per request (--max-request-elements); send fewer rows per request",
+        413,
+    )
 
 
 def _first_rows(arrays: Sequence[np.ndarray[Any, Any]]) -> int:
@@ -318,7 +388,9 @@ def _first_rows(arrays: Sequence[np.ndarray[Any, Any]]) -> int:
     return int(rows)
 
 
-def decode_infer_request(body: bytes, header_length: int | None, rules: ModelRules) -> InferRequest:
+def decode_infer_request(
+    body: bytes | bytearray, header_length: int | None, rules: ModelRules
+) -> InferRequest:
     """A v2 `POST .../infer` body (JSON, or JSON header + binary tensors) as arrays."""
     binary: memoryview | None = None
     if header_length is None:
@@ -340,9 +412,13 @@ def decode_infer_request(body: bytes, header_length: int | None, rules: ModelRul
             '"inputs" must be a non-empty list of {"name", "datatype", "shape", "data"}; '
             f"the model's inputs are {_names(rules.inputs)}"
         )
+    request_id = doc.get("id")
+    if isinstance(request_id, (list, dict)):
+        raise RequestError('"id" must be a string')
     specs = rules.inputs
     arrays: list[np.ndarray[Any, Any] | None] = [None] * len(specs)
     offset = 0
+    elements = 0
     for item in inputs:
         if not isinstance(item, dict):
             raise RequestError('each element of "inputs" must be a JSON object')
@@ -357,6 +433,9 @@ def decode_infer_request(body: bytes, header_length: int | None, rules: ModelRul
         spec = specs[pos]
         _check_datatype(spec, item.get("datatype"))
         shape = _parse_shape(spec, item.get("shape"))
+        elements += math.prod(shape)
+        if elements > rules.max_elements:
+            raise _too_many(elements, rules.max_elements)
         params = item.get("parameters")
         size = params.get("binary_data_size") if isinstance(params, dict) else None
         if size is not None:
@@ -365,7 +444,7 @@ def decode_infer_request(body: bytes, header_length: int | None, rules: ModelRul
                     f"input '{name}' has binary_data_size but the request has no "
                     "Inference-Header-Content-Length header"
                 )
-            if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+            if type(size) is not int or size < 0 or offset + size > len(binary):
                 raise RequestError(
                     f"input '{name}' binary_data_size {size!r} does not fit the "
                     f"{len(binary) - offset} bytes left in the body"
@@ -395,7 +474,7 @@ def decode_infer_request(body: bytes, header_length: int | None, rules: ModelRul
         arrays=complete,
         rows=_first_rows(complete),
         outputs=_requested_outputs(doc, rules),
-        id=doc.get("id"),
+        id=request_id,
     )
 
 
@@ -483,7 +562,7 @@ def encode_infer_response(
     return header, None
 
 
-def decode_v1_request(body: bytes, rules: ModelRules) -> InferRequest:
+def decode_v1_request(body: bytes | bytearray, rules: ModelRules) -> InferRequest:
     """A KServe v1 `:predict` body `{"instances": [...]}` as arrays, one row per instance.
 
     A single-input model takes each instance as one row of that input; a model with
@@ -511,6 +590,11 @@ def decode_v1_request(body: bytes, rules: ModelRules) -> InferRequest:
                     )
                 column.append(instance[spec.name])
             columns.append(column)
+    elements = 0
+    for spec, column in zip(specs, columns, strict=True):
+        elements += math.prod(_nesting(spec, column, max(len(spec.shape), 1)))
+        if elements > rules.max_elements:
+            raise _too_many(elements, rules.max_elements)
     arrays = []
     for spec, column in zip(specs, columns, strict=True):
         arr = decode_json_data(spec, column, None, allow_non_finite=rules.allow_non_finite)

@@ -13,9 +13,12 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
+
+from mlmodel_runtime.serve.admission import JSON_WEIGHT, NUMERIC_BINARY_WEIGHT
 
 LogFormat = Literal["text", "json"]
+MIB: Final = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -30,8 +33,19 @@ class ServeConfig:
     max_batch_size: int = 32
     max_batch_delay_ms: float = 0.0
     intra_op_threads: int = 1
-    max_body_bytes: int = 64 * 1024 * 1024
+    # Memory bounds of one worker; see "Limits" in docs/runtime-api.md for why these defaults.
+    max_body_bytes: int = 64 * MIB
+    max_json_body_bytes: int = 2 * MIB
+    max_request_elements: int = 4_194_304
+    max_inflight_bytes: int = 256 * MIB
+    max_concurrent_requests: int = 256
+    max_queued_requests: int = 128
+    max_connections: int = 1024
+    max_header_bytes: int = 64 * 1024
     request_timeout_s: float = 30.0
+    header_timeout_s: float = 10.0
+    idle_timeout_s: float = 5.0
+    shutdown_delay_s: float = 0.0
     drain_timeout_s: float = 30.0
     allow_non_finite: bool = False
     log_format: LogFormat = "text"
@@ -51,18 +65,46 @@ class ServeConfig:
             problems.append(f"--max-batch-delay-ms must be >= 0, got {self.max_batch_delay_ms}")
         if self.intra_op_threads < 0:
             problems.append(f"--intra-op-threads must be >= 0, got {self.intra_op_threads}")
-        if self.max_body_bytes < 1:
-            problems.append(f"--max-body-bytes must be positive, got {self.max_body_bytes}")
-        if self.request_timeout_s <= 0:
-            problems.append(f"--request-timeout-s must be positive, got {self.request_timeout_s}")
-        if self.drain_timeout_s < 0:
-            problems.append(f"--drain-timeout-s must be >= 0, got {self.drain_timeout_s}")
+        for flag in _POSITIVE:
+            value = getattr(self, flag.replace("-", "_"))
+            if value <= 0:
+                problems.append(f"--{flag} must be positive, got {value}")
+        for flag in ("shutdown-delay-s", "drain-timeout-s"):
+            value = getattr(self, flag.replace("-", "_"))
+            if value < 0:
+                problems.append(f"--{flag} must be >= 0, got {value}")
+        problems.extend(self._budget_problems())
         if not 0 <= self.port <= 65535:
             problems.append(f"--port must be in 0..65535, got {self.port}")
         if self.log_format not in ("text", "json"):
             problems.append(f"--log-format must be text or json, got {self.log_format!r}")
         if problems:
             raise ValueError("; ".join(problems))
+
+    @property
+    def json_limit(self) -> tuple[int, str]:
+        """The largest JSON body and the flag that sets it: --max-body-bytes bounds all bodies."""
+        if self.max_json_body_bytes <= self.max_body_bytes:
+            return self.max_json_body_bytes, "--max-json-body-bytes"
+        return self.max_body_bytes, "--max-body-bytes"
+
+    def _budget_problems(self) -> list[str]:
+        """A body the limits accept must also fit the in-flight budget, or it could never run."""
+        problems = []
+        json_weight = self.json_limit[0] * JSON_WEIGHT
+        if json_weight > self.max_inflight_bytes:
+            problems.append(
+                f"--max-inflight-bytes ({self.max_inflight_bytes}) is smaller than the weight of "
+                f"one largest JSON request ({JSON_WEIGHT} x {self.json_limit[1]} = {json_weight})"
+            )
+        binary_weight = self.max_body_bytes * NUMERIC_BINARY_WEIGHT
+        if binary_weight > self.max_inflight_bytes:
+            problems.append(
+                f"--max-inflight-bytes ({self.max_inflight_bytes}) is smaller than the weight of "
+                f"one largest binary request ({NUMERIC_BINARY_WEIGHT} x --max-body-bytes = "
+                f"{binary_weight})"
+            )
+        return problems
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -74,6 +116,22 @@ class ServeConfig:
         data: dict[str, Any] = json.loads(text)
         data["model_dir"] = Path(data["model_dir"])
         return cls(**data)
+
+
+# Flags whose value must be above zero.
+_POSITIVE: Final = (
+    "max-body-bytes",
+    "max-json-body-bytes",
+    "max-request-elements",
+    "max-inflight-bytes",
+    "max-concurrent-requests",
+    "max-queued-requests",
+    "max-connections",
+    "max-header-bytes",
+    "request-timeout-s",
+    "header-timeout-s",
+    "idle-timeout-s",
+)
 
 
 def _env_bool(text: str) -> bool:
@@ -92,9 +150,19 @@ _FLAGS: tuple[tuple[str, Callable[[str], Any], str], ...] = (
     ("max-batch-size", int, "most rows merged into one model execution; 1 turns batching off"),
     ("max-batch-delay-ms", float, "how long the first queued request may wait for others"),
     ("intra-op-threads", int, "ONNX Runtime intra-op threads (0: ONNX Runtime decides)"),
-    ("max-body-bytes", int, "largest request body accepted (413 beyond)"),
+    ("max-body-bytes", int, "largest request body, binary tensor data (413 beyond)"),
+    ("max-json-body-bytes", int, "largest JSON body, or JSON header of a binary body (413 beyond)"),
+    ("max-request-elements", int, "most tensor elements in one request, all inputs (413 beyond)"),
+    ("max-inflight-bytes", int, "budget of weighted request bytes in flight per worker (503)"),
+    ("max-concurrent-requests", int, "inference requests in flight per worker (503 beyond)"),
+    ("max-queued-requests", int, "requests waiting for the model per worker (503 beyond)"),
+    ("max-connections", int, "open connections per worker; more are closed at once"),
+    ("max-header-bytes", int, "largest request line and headers of a request (431 beyond)"),
     ("request-timeout-s", float, "per-request deadline for reading the body and inferring"),
-    ("drain-timeout-s", float, "on SIGTERM, how long in-flight requests may take to finish"),
+    ("header-timeout-s", float, "deadline for a request's headers, from the connection's start"),
+    ("idle-timeout-s", float, "an idle keep-alive connection is closed after this long"),
+    ("shutdown-delay-s", float, "on SIGTERM, keep serving (unready) this long before draining"),
+    ("drain-timeout-s", float, "then, how long in-flight requests may take to finish"),
     ("log-format", str, "text or json"),
     ("log-level", str, "debug, info, warning or error"),
 )
@@ -147,7 +215,17 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         max_batch_delay_ms=args.max_batch_delay_ms,
         intra_op_threads=args.intra_op_threads,
         max_body_bytes=args.max_body_bytes,
+        max_json_body_bytes=args.max_json_body_bytes,
+        max_request_elements=args.max_request_elements,
+        max_inflight_bytes=args.max_inflight_bytes,
+        max_concurrent_requests=args.max_concurrent_requests,
+        max_queued_requests=args.max_queued_requests,
+        max_connections=args.max_connections,
+        max_header_bytes=args.max_header_bytes,
         request_timeout_s=args.request_timeout_s,
+        header_timeout_s=args.header_timeout_s,
+        idle_timeout_s=args.idle_timeout_s,
+        shutdown_delay_s=args.shutdown_delay_s,
         drain_timeout_s=args.drain_timeout_s,
         allow_non_finite=args.allow_non_finite,
         log_format=args.log_format,

@@ -8,9 +8,17 @@ every worker's metrics are aggregated on each scrape), starts N spawned workers
 sharing the socket, forwards SIGTERM to them, waits for them to drain, and
 removes the directory.
 
-SIGTERM (and SIGINT) in a worker: readiness turns 503, the listening socket is
-closed, idle keep-alive connections are closed, in-flight requests finish (up to
-`--drain-timeout-s`), then the process exits 0.
+SIGTERM (and SIGINT) in a worker: readiness turns 503 at once, but the worker
+keeps accepting connections and answering for `--shutdown-delay-s` (endpoints,
+kube-proxy and gateways take a few seconds to stop sending traffic to a pod that
+is terminating; a closed port meanwhile means refused connections). Then the
+listening socket is closed, idle keep-alive connections are closed, in-flight
+requests finish (up to `--drain-timeout-s`), and the process exits 0. A second
+signal during the delay cuts it short.
+
+The uvicorn protocol is `protocol.py`'s, bounding connections and request
+headers; the server sweeps connections for slow request heads once a second
+from its main loop.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import signal
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from types import FrameType
 
@@ -32,23 +41,46 @@ from mlmodel_runtime.modeldir import read_metadata
 from mlmodel_runtime.serve.config import ServeConfig
 from mlmodel_runtime.serve.logs import configure_logging
 from mlmodel_runtime.serve.metrics import MULTIPROC_ENV
+from mlmodel_runtime.serve.protocol import SlowHeads, protocol_class
 
 log = logging.getLogger("mlmodel_runtime.serve")
 
 
 class _DrainingServer(uvicorn.Server):
-    """uvicorn's server, telling the app to turn unready first and exiting 0 on SIGTERM."""
+    """uvicorn's server: on SIGTERM the app turns unready, serving goes on for the
+    shutdown delay, then uvicorn drains and the process exits 0."""
 
-    def __init__(self, config: uvicorn.Config, begin_drain: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        *,
+        begin_drain: Callable[[], None],
+        shutdown_delay_s: float,
+        slow_heads: SlowHeads,
+    ) -> None:
         super().__init__(config)
         self._begin_drain = begin_drain
+        self._delay = shutdown_delay_s
+        self._slow_heads = slow_heads
+        self._stop_at: float | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # A signal handler: only flags and a clock reading; on_tick acts on them.
         self._begin_drain()
         if self.should_exit and sig == signal.SIGINT:
             self.force_exit = True
+        elif self._stop_at is None and self._delay > 0:
+            self._stop_at = time.monotonic() + self._delay
         else:
             self.should_exit = True
+
+    async def on_tick(self, counter: int) -> bool:
+        """Every 0.1 s from uvicorn's main loop; a True answer starts the drain."""
+        if self._stop_at is not None and time.monotonic() >= self._stop_at:
+            self.should_exit = True
+        if counter % 10 == 0:
+            self._slow_heads.sweep(self.server_state.connections, time.monotonic())
+        return await super().on_tick(counter)
 
 
 def _uvicorn_config(config: ServeConfig, app: object) -> uvicorn.Config:
@@ -57,7 +89,11 @@ def _uvicorn_config(config: ServeConfig, app: object) -> uvicorn.Config:
         host=config.host,
         port=config.port,
         loop="uvloop",
-        http="httptools",
+        http=protocol_class(
+            max_connections=config.max_connections, max_header_bytes=config.max_header_bytes
+        ),
+        # No WebSocket endpoint exists; an upgraded connection would escape the guards.
+        ws="none",
         lifespan="on",
         access_log=False,
         log_config=None,
@@ -66,6 +102,7 @@ def _uvicorn_config(config: ServeConfig, app: object) -> uvicorn.Config:
         date_header=False,
         # uvicorn passes it to asyncio.wait_for, which takes fractions of a second.
         timeout_graceful_shutdown=config.drain_timeout_s,  # type: ignore[arg-type]
+        timeout_keep_alive=config.idle_timeout_s,  # type: ignore[arg-type]
         backlog=2048,
     )
 
@@ -89,7 +126,14 @@ def run_worker(config: ServeConfig, sock: socket.socket | None = None, index: in
     except (OSError, ValueError, KeyError) as exc:
         log.error("cannot serve %s: %s", config.model_dir, exc)
         return 1
-    server = _DrainingServer(_uvicorn_config(config, app), app.begin_drain)
+    server = _DrainingServer(
+        _uvicorn_config(config, app),
+        begin_drain=app.begin_drain,
+        shutdown_delay_s=config.shutdown_delay_s,
+        slow_heads=SlowHeads(
+            header_timeout_s=config.header_timeout_s, idle_timeout_s=config.idle_timeout_s
+        ),
+    )
     server.run(sockets=[sock] if sock is not None else None)
     if not server.started and exit_code == 0:
         exit_code = 1  # could not bind, or start-up failed
@@ -134,6 +178,10 @@ def _supervise(config: ServeConfig) -> int:
     try:
         for worker in workers:
             worker.start()
+        # Each worker inherited the socket. Without this copy the port closes when the
+        # last worker stops listening; with it, the kernel would go on queueing
+        # connections that nobody accepts until this process exits.
+        sock.close()
         while not stop.wait(0.2):
             dead = [w for w in workers if not w.is_alive()]
             if dead:
@@ -148,7 +196,7 @@ def _supervise(config: ServeConfig) -> int:
             if worker.is_alive() and worker.pid is not None:
                 os.kill(worker.pid, signal.SIGTERM)
         for worker in workers:
-            worker.join(config.drain_timeout_s + 10)
+            worker.join(config.shutdown_delay_s + config.drain_timeout_s + 10)
             if worker.is_alive():
                 worker.kill()
                 worker.join()

@@ -27,6 +27,7 @@ class ModelLoadError(Exception):
 class SessionOptions:
     intra_op_threads: int = 1
     allow_non_finite: bool = False
+    max_request_elements: int = 4_194_304
 
 
 class ModelSession:
@@ -68,6 +69,7 @@ class ModelSession:
             outputs=tuple(self.output_names),
             allow_non_finite=options.allow_non_finite,
             label_output=self.metadata.label_output,
+            max_elements=options.max_request_elements,
         )
         # Merging requests needs the first dimension to be the batch for every tensor.
         self.batchable = all(s.shape and s.shape[0] == -1 for s in self.inputs) and all(

@@ -1,0 +1,372 @@
+"""Inference requests of one worker, from the request head to the answer.
+
+The data plane behind the HTTP app: `app.py` routes `POST .../infer` and
+`POST ...:predict` here and counts the status returned. Each request is
+admitted by `admission.py` before its body is read (concurrency and the weighted
+memory budget), read within its limit by `asgi.py`, decoded by `codec.py` (in a
+thread when large), run by `batching.py`, and answered; a refusal is answered at
+once without resetting a client that is still sending (`asgi.py`). Per-request
+deadlines (`--request-timeout-s`) are entries in a dict swept by one task: an
+`asyncio.timeout()` per request costs several microseconds on the hot path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, Final
+
+from mlmodel_runtime.serve.admission import (
+    NUMERIC_BINARY_WEIGHT,
+    Admission,
+    Growth,
+    Refusal,
+    binary_weight,
+    request_weight,
+)
+from mlmodel_runtime.serve.asgi import (
+    CLOSE,
+    JSON_CONTENT,
+    BodyRefused,
+    ClientGone,
+    Header,
+    Receive,
+    Scope,
+    Send,
+    answer,
+    answer_early,
+    discard_body,
+    finish,
+    read_body,
+    read_head,
+    too_large,
+    whole_body,
+)
+from mlmodel_runtime.serve.batching import Arrays, Batcher, QueueFull
+from mlmodel_runtime.serve.codec import (
+    InferRequest,
+    ModelRules,
+    RequestError,
+    decode_infer_request,
+    decode_v1_request,
+    encode_infer_response,
+    encode_v1_response,
+    error_body,
+)
+from mlmodel_runtime.serve.config import ServeConfig
+from mlmodel_runtime.serve.session import ModelSession
+
+_HEADER_LENGTH: Final = b"inference-header-content-length"
+_CONTENT_LENGTH: Final = b"content-length"
+_BINARY_CONTENT: Final[Header] = (b"content-type", b"application/octet-stream")
+_BODY_FLAG: Final = "--max-body-bytes"
+# Bodies from this size on are decoded in a thread. Binary BYTES elements are decoded
+# by a Python loop (1 M elements stalled the event loop for 0.9-1.1 s, at most 95 ms
+# in a thread); orjson and NumPy hold the GIL for a whole call, so for JSON a thread
+# only lets the loop in between parsing and building arrays (p99 stall halved).
+_DECODE_IN_THREAD_BYTES: Final = 256 * 1024
+_NO_HEADERS: Final[tuple[Header, ...]] = ()
+_CLOSING: Final[tuple[Header, ...]] = (CLOSE,)
+
+
+class Inference:
+    """Admission, deadlines, decoding and answers of the inference requests of one worker."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        self.config = config
+        self._timeout = config.request_timeout_s
+        self._max_body = config.max_body_bytes
+        self._max_json, self._json_flag = config.json_limit
+        self._admission = Admission(
+            max_requests=config.max_concurrent_requests, max_bytes=config.max_inflight_bytes
+        )
+        self._session: ModelSession | None = None
+        self._batcher: Batcher | None = None
+        self._binary_weight = NUMERIC_BINARY_WEIGHT  # until the model's inputs are known
+        self._not_ready = f"model '{config.name}' is not ready yet (loading and warming up)"
+        # Extra headers of every answer: Connection: close once draining.
+        self._answer_headers = _NO_HEADERS
+        self._deadlines: dict[asyncio.Task[Any], float] = {}
+        self._expired: set[asyncio.Task[Any]] = set()
+        self._sweep_interval = max(0.005, min(0.05, self._timeout / 4))
+        self._sweep_task: asyncio.Task[None] | None = None
+        self._loop_time: Callable[[], float] = time.monotonic
+
+    # ---- lifecycle, called by the app ---------------------------------------
+
+    def start(self) -> None:
+        """On the event loop, before the first request: start sweeping deadlines."""
+        self._loop_time = asyncio.get_running_loop().time
+        self._sweep_task = asyncio.create_task(self._sweep())
+
+    def serve_model(self, session: ModelSession, batcher: Batcher) -> None:
+        self._binary_weight = binary_weight(session.inputs)
+        self._session, self._batcher = session, batcher
+
+    def begin_drain(self) -> None:
+        """Answers from now on ask clients to close their connections to this process."""
+        self._answer_headers = _CLOSING
+
+    def stop(self) -> None:
+        self._not_ready = "the server is shutting down"
+        self._session = self._batcher = None
+        if self._sweep_task is not None:
+            self._sweep_task.cancel()
+
+    async def _sweep(self) -> None:
+        deadlines = self._deadlines
+        while True:
+            await asyncio.sleep(self._sweep_interval)
+            now = self._loop_time()
+            expired = [task for task, deadline in deadlines.items() if deadline <= now]
+            for task in expired:
+                del deadlines[task]
+                self._expired.add(task)
+                task.cancel()
+
+    def _was_expired(self, task: asyncio.Task[Any]) -> bool:
+        """Whether the sweep cancelled this task for its deadline (then it may go on)."""
+        if task not in self._expired:
+            return False
+        self._expired.discard(task)
+        task.uncancel()
+        return True
+
+    def _arm(self) -> asyncio.Task[Any]:
+        """Start the current request's deadline; `_disarm` must follow."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._deadlines[task] = self._loop_time() + self._timeout
+        return task
+
+    def _disarm(self, task: asyncio.Task[Any]) -> None:
+        self._deadlines.pop(task, None)
+        self._expired.discard(task)
+
+    # ---- one request ---------------------------------------------------------
+
+    def handle(
+        self, scope: Scope, receive: Receive, send: Send, *, v1: bool
+    ) -> Coroutine[Any, Any, int]:
+        """The coroutine that answers one inference request, with the status it answered.
+
+        What the head alone rules out is refused here, before the body is read. This
+        is a plain function so that every request's path has one coroutine less.
+        """
+        try:
+            declared, json_length, expects_continue = read_head(scope["headers"])
+        except RequestError as exc:
+            return self._refused(receive, send, exc.status, exc.message)
+        if self._session is None:
+            return self._refused(receive, send, 503, self._not_ready, unsent=expects_continue)
+        json_bytes = None if v1 else json_length
+        limit, flag = self._max_json, self._json_flag
+        if json_bytes is not None:
+            limit, flag = self._max_body, _BODY_FLAG
+            if json_bytes > self._max_json:
+                error = too_large(json_bytes, self._max_json, self._json_flag, "JSON header")
+                return self._refused(receive, send, 413, error.message, unsent=expects_continue)
+        if declared is not None and declared > limit:
+            error = too_large(declared, limit, flag)
+            return self._refused(receive, send, 413, error.message, unsent=expects_continue)
+        return self._serve(
+            receive,
+            send,
+            v1=v1,
+            declared=declared,
+            json_bytes=json_bytes,
+            limit=limit,
+            flag=flag,
+            unsent=expects_continue,
+        )
+
+    async def _refused(
+        self, receive: Receive, send: Send, status: int, message: str, *, unsent: bool = False
+    ) -> int:
+        task = self._arm()
+        try:
+            return await self._refuse(receive, send, status, message, task=task, unsent=unsent)
+        finally:
+            self._disarm(task)
+
+    async def _serve(
+        self,
+        receive: Receive,
+        send: Send,
+        *,
+        v1: bool,
+        declared: int | None,
+        json_bytes: int | None,
+        limit: int,
+        flag: str,
+        unsent: bool,
+    ) -> int:
+        """Admit the request, then read, decode, infer and answer it.
+
+        An admitted request holds its weight until it is answered; a body of
+        undeclared length (chunked) grows its weight as it arrives.
+        """
+        task = asyncio.current_task()
+        assert task is not None
+        deadlines = self._deadlines
+        deadlines[task] = self._loop_time() + self._timeout
+        growth = None
+        weight = 0
+        if declared is not None:
+            weight = request_weight(
+                declared, json_bytes=json_bytes, binary_weight=self._binary_weight
+            )
+        refusal = self._admission.enter(weight)
+        if refusal is not None:
+            try:
+                status, message = self._refusal_answer(refusal)
+                return await self._refuse(receive, send, status, message, task=task, unsent=unsent)
+            finally:
+                self._disarm(task)
+        if declared is None:
+            growth = Growth(self._admission, json_bytes, self._binary_weight)
+        batcher = self._batcher
+        session = self._session
+        assert batcher is not None
+        assert session is not None
+        body_read = False
+        try:
+            first = await receive()
+            body: bytes | bytearray | None = whole_body(first, declared)
+            if body is None:
+                body = await read_body(
+                    receive,
+                    first,
+                    declared=declared,
+                    limit=limit,
+                    flag=flag,
+                    admit=None if growth is None else growth.admit,
+                )
+            body_read = True
+            if len(body) >= _DECODE_IN_THREAD_BYTES:
+                request = await asyncio.to_thread(
+                    functools.partial(_decode, v1=v1), body, json_bytes, session.rules
+                )
+            elif v1:
+                request = decode_v1_request(body, session.rules)
+            else:
+                request = decode_infer_request(body, json_bytes, session.rules)
+            del body
+            outputs = await batcher.submit(request.arrays, request.rows)
+            payload, headers = self._encode(session, request, outputs, v1=v1)
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": payload})
+            return 200
+        except RequestError as exc:
+            if not body_read:  # a chunked body beyond its limit
+                return await self._refuse(receive, send, exc.status, exc.message, task=task)
+            return await answer(send, exc.status, error_body(exc.message), *self._answer_headers)
+        except BodyRefused as exc:
+            status, message = self._refusal_answer(exc.refusal)
+            return await self._refuse(receive, send, status, message, task=task)
+        except QueueFull:
+            message = (
+                f"{self.config.max_queued_requests} requests are waiting for the model already "
+                "(--max-queued-requests); retry shortly"
+            )
+            return await answer(send, 503, error_body(message), *self._answer_headers)
+        except asyncio.CancelledError:
+            if not self._was_expired(task):
+                raise
+            if body_read:
+                message = f"inference did not finish within {self._timeout} s"
+                return await answer(send, 504, error_body(message), *self._answer_headers)
+            message = f"request body not received within {self._timeout} s"
+            return await answer(send, 408, error_body(message), *_CLOSING)
+        except ClientGone:
+            return 499
+        except Exception as exc:
+            if type(exc).__name__ in ("InvalidArgument", "InvalidGraph"):
+                message = f"the model rejected the input: {exc}"
+                return await answer(send, 400, error_body(message), *self._answer_headers)
+            raise
+        finally:
+            self._admission.leave(weight if growth is None else growth.weight)
+            deadlines.pop(task, None)
+            self._expired.discard(task)
+
+    def _encode(
+        self, session: ModelSession, request: InferRequest, outputs: Arrays, *, v1: bool
+    ) -> tuple[bytes, list[Header]]:
+        """The body and headers of a 200 answer."""
+        if v1:
+            payload = encode_v1_response(session.rules, outputs)
+            return payload, [
+                JSON_CONTENT,
+                (_CONTENT_LENGTH, b"%d" % len(payload)),
+                *self._answer_headers,
+            ]
+        names = session.output_names
+        payload, header_length = encode_infer_response(
+            model_name=self.config.name,
+            model_version=self.config.version,
+            request_id=request.id,
+            outputs=[(names[i], outputs[i], binary) for i, binary in request.outputs],
+        )
+        length = (_CONTENT_LENGTH, b"%d" % len(payload))
+        if header_length is None:
+            return payload, [JSON_CONTENT, length, *self._answer_headers]
+        return payload, [
+            _BINARY_CONTENT,
+            length,
+            (_HEADER_LENGTH, b"%d" % header_length),
+            *self._answer_headers,
+        ]
+
+    def _refusal_answer(self, refusal: Refusal) -> tuple[int, str]:
+        if refusal is Refusal.TOO_HEAVY:
+            return 413, (
+                "the request body weighs more, once decoded, than this server may hold for all "
+                f"requests at once ({self.config.max_inflight_bytes} bytes, --max-inflight-bytes); "
+                "send it in smaller requests"
+            )
+        if refusal is Refusal.BUSY:
+            return 503, (
+                f"{self.config.max_concurrent_requests} requests are in flight already "
+                "(--max-concurrent-requests); retry shortly"
+            )
+        return 503, (
+            "the requests in flight hold the memory budget of this server "
+            f"({self.config.max_inflight_bytes} bytes, --max-inflight-bytes); retry shortly"
+        )
+
+    async def _refuse(
+        self,
+        receive: Receive,
+        send: Send,
+        status: int,
+        message: str,
+        *,
+        task: asyncio.Task[Any],
+        unsent: bool = False,
+    ) -> int:
+        """Answer at once without taking the body, and without resetting a client that is
+        still sending it (see `asgi.py`): what it sends is read and dropped until the
+        body ends or the request's deadline passes, then the connection is closed.
+        `unsent`: the client waits for 100 Continue, so it has sent no body to drop."""
+        body = error_body(message)
+        if unsent:
+            return await answer(send, status, body, CLOSE)
+        await answer_early(send, status, body)
+        try:
+            await discard_body(receive)
+        except asyncio.CancelledError:
+            if not self._was_expired(task):
+                raise
+        await finish(send)
+        return status
+
+
+def _decode(
+    body: bytes | bytearray, json_length: int | None, rules: ModelRules, *, v1: bool
+) -> InferRequest:
+    if v1:
+        return decode_v1_request(body, rules)
+    return decode_infer_request(body, json_length, rules)
