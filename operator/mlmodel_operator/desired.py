@@ -30,6 +30,10 @@ PVC_ROOT = "/mnt/pvc"
 CREDENTIALS_DIR = "/var/run/secrets/mlmodel/credentials"
 PIN_DIR = "/etc/mlmodel/pin"
 RUNTIME_UID = 65532
+SHUTDOWN_DELAY_S = 5  # how long endpoints, kube-proxy and gateways take to stop routing here
+DRAIN_TIMEOUT_S = 20
+# The kubelet's SIGKILL must come after the delay and the drain.
+TERMINATION_GRACE_S = SHUTDOWN_DELAY_S + DRAIN_TIMEOUT_S + 5
 
 
 def pins_name(model: str) -> str:
@@ -87,6 +91,10 @@ def _serve_args(ref: ModelRef, spec: MLModelSpec, revision: str) -> list[str]:
         f"--workers={serving.workers}",
         f"--max-batch-size={serving.batching.max_batch_size}",
         f"--max-batch-delay-ms={serving.batching.max_delay_ms:g}",
+        # On SIGTERM keep answering (unready) while endpoints and gateways stop sending
+        # here, then finish what is in flight: no request is refused during a rollout.
+        f"--shutdown-delay-s={SHUTDOWN_DELAY_S}",
+        f"--drain-timeout-s={DRAIN_TIMEOUT_S}",
     ]
 
 
@@ -103,7 +111,9 @@ def _probe(path: str, *, period: int, failures: int) -> dict[str, Any]:
     return {
         "httpGet": {"path": path, "port": "http"},
         "periodSeconds": period,
-        "timeoutSeconds": 2,
+        # A loaded server answers a probe within a second or so (JSON decoding holds the
+        # GIL); a tighter timeout would take busy pods out of service.
+        "timeoutSeconds": 3,
         "failureThreshold": failures,
     }
 
@@ -212,7 +222,7 @@ def pod_template(
     pod_spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "terminationGracePeriodSeconds": 30,
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_S,
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": RUNTIME_UID,

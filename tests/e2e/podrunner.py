@@ -16,9 +16,10 @@ processes instead of containers:
 - then runs the main container (`serve`) bound to the pod IP, probes its readiness
   path, reports it ready, restarts it with a backoff when it exits
   (CrashLoopBackOff after CRASH_EXITS quick exits);
-- for a pod being deleted: marks it not ready, waits a moment (as endpoints take
-  to notice), SIGTERM, waits up to the grace period, SIGKILL, then deletes the
-  pod object with gracePeriodSeconds=0 (the kubelet's final delete).
+- for a pod being deleted: marks it not ready, SIGTERM at once (serve keeps answering,
+  unready, for its shutdown delay while routes stop sending to it), waits up to the
+  grace period, SIGKILL, then deletes the pod object with gracePeriodSeconds=0 (the
+  kubelet's final delete).
 
 It keeps `targets.json` (Prometheus file service discovery) listing every running
 serve process. Library use: `PodRunner(plane, directory).start()` ... `.stop()`;
@@ -52,7 +53,6 @@ from tests.e2e.kubeapi import ApiAccess, KubeApi
 RUNTIME = Path(sys.executable).parent / "mlmodel-runtime"
 POLL_S = 0.5
 PROBE_S = 0.5
-UNREADY_DELAY_S = 2.0  # not ready -> SIGTERM: what endpoint propagation takes in a cluster
 CRASH_WINDOW_S = 10.0  # an exit sooner than this after start is a quick exit
 CRASH_EXITS = 3
 MAX_RESTARTS = 20
@@ -516,14 +516,13 @@ class PodWorker:
         if self.task is not None:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
-        was_ready = any(run.ready for run in self.mains)
         for run in self.mains:
             run.ready = False
         self.runner.targets_changed()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.publish(), timeout=3)
-        if was_ready and delete:
-            await asyncio.sleep(min(UNREADY_DELAY_S, grace / 2))
+        # SIGTERM at once, as the kubelet sends it: serve itself keeps answering (unready)
+        # for its --shutdown-delay-s while endpoints and routes stop sending to it.
         await self.stop_processes(grace)
         self.runner.ips.release(self.ip)
         self.runner.targets_changed()

@@ -339,6 +339,8 @@ def test_the_serving_container_serves_the_converted_model() -> None:
         "--workers=3",
         "--max-batch-size=8",
         "--max-batch-delay-ms=1.5",
+        "--shutdown-delay-s=5",
+        "--drain-timeout-s=20",
     ]
     assert serve["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
 
@@ -491,3 +493,13 @@ def test_a_disruption_budget_per_revision_covers_its_pods() -> None:
         "mlops.dev/revision": REVISION,
     }
     assert pods.items() >= budget["spec"]["selector"]["matchLabels"].items()
+
+
+def test_a_terminating_pod_answers_until_traffic_has_left_it_then_drains() -> None:
+    """The kubelet's SIGKILL comes only after serve's shutdown delay and drain."""
+    manifest = build()
+    _, _, serve = containers(manifest)
+    delay = int(next(a for a in serve["args"] if a.startswith("--shutdown-delay-s=")).split("=")[1])
+    drain = int(next(a for a in serve["args"] if a.startswith("--drain-timeout-s=")).split("=")[1])
+    assert delay >= 5
+    assert pod_spec(manifest)["terminationGracePeriodSeconds"] > delay + drain
