@@ -39,25 +39,25 @@ unit: $(STAMP)
 # Builds kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd and
 # kwok from Go modules once; later runs reuse ~/.cache/mlmodel-operator/.
 controlplane: $(STAMP)
-	$(PY) -m tests.controlplane build
+	$(PY) -m localenv.controlplane build
 
 test: lint controlplane
 	$(VENV)/bin/pytest
 
 # Control plane, operator, pod runner, Prometheus and a load generator, all local
-# processes (tests/e2e/demo.py); about two minutes once the binaries are built.
+# processes (localenv/demo.py); about two minutes once the binaries are built.
 demo: controlplane
-	$(PY) -m tests.e2e.demo --dir $(DEMO_DIR) $(DEMO_ARGS)
+	$(PY) -m localenv.demo --dir $(DEMO_DIR) $(DEMO_ARGS)
 
 # For people with Docker and kind; CI machines have neither (examples/kind/demo.sh).
 kind-demo:
 	bash examples/kind/demo.sh
 
 cluster-up: controlplane
-	$(PY) -m tests.controlplane up --dir $(STATE)
+	$(PY) -m localenv.controlplane up --dir $(STATE)
 
 cluster-down: $(STAMP)
-	$(PY) -m tests.controlplane down --dir $(STATE)
+	$(PY) -m localenv.controlplane down --dir $(STATE)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info $(DEMO_DIR)

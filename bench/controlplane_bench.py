@@ -13,8 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.controlplane.build import ensure_binaries
-from tests.controlplane.cluster import start_control_plane
+from localenv.controlplane.build import ensure_binaries
+from localenv.controlplane.cluster import start_control_plane
 
 
 def rss_mib(pid: int) -> float:

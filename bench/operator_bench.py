@@ -4,7 +4,7 @@
         [--load-models 200] [--json PATH]
 
 Starts etcd, kube-apiserver, controller manager, scheduler and kwok on loopback
-(tests/controlplane), installs the CRD and the RBAC of manifests/, and runs one
+(localenv/controlplane), installs the CRD and the RBAC of manifests/, and runs one
 `mlmodel-operator` process clusterwide as its ServiceAccount (default resync,
 leader election on). Then:
 
@@ -49,13 +49,13 @@ from typing import Any
 
 import yaml
 
-from mlmodel_operator.revision import REVISION_LENGTH
-from tests.cluster.operator_process import (
+from localenv.controlplane.cluster import ControlPlane, start_control_plane
+from localenv.operator_process import (
     OPERATOR_NAMESPACE,
     RUNTIME_IMAGE,
     install_operator_rbac,
 )
-from tests.controlplane.cluster import ControlPlane, start_control_plane
+from mlmodel_operator.revision import REVISION_LENGTH
 
 LEASE = "mlmodel-operator-bench"
 LATENCY_NAMESPACE = "bench-latency"

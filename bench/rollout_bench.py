@@ -34,8 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.e2e import models
-from tests.e2e.demo import (
+from localenv import models
+from localenv.demo import (
     FAILURE_LIMIT,
     INTERVAL_S,
     Demo,
@@ -43,7 +43,7 @@ from tests.e2e.demo import (
     Screen,
     hold_machine_lock,
 )
-from tests.e2e.environment import LocalEnvironment
+from localenv.environment import LocalEnvironment
 
 
 def rollback_times(demo: Demo, record: Rollout) -> tuple[float, float]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.controlplane.cluster import ControlPlane, start_control_plane
+from localenv.controlplane.cluster import ControlPlane, start_control_plane
 
 
 @pytest.fixture(scope="session")

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.controlplane.build import KUBERNETES_VERSION
-from tests.controlplane.cluster import ControlPlane
-from tests.controlplane.serviceaccount import service_account_kubeconfig
+from localenv.controlplane.build import KUBERNETES_VERSION
+from localenv.controlplane.cluster import ControlPlane
+from localenv.controlplane.serviceaccount import service_account_kubeconfig
 
 pytestmark = pytest.mark.cluster
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.operator_process import install_operator_rbac
-from tests.controlplane.cluster import ControlPlane
+from localenv.controlplane.cluster import ControlPlane
+from localenv.operator_process import install_operator_rbac
 
 pytestmark = pytest.mark.cluster
 

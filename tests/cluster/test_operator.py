@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.cluster.operator_process import (
+from localenv.controlplane.cluster import ControlPlane
+from localenv.operator_process import (
     RUNTIME_IMAGE,
     OperatorEnv,
     get_json,
     wait_for,
 )
-from tests.controlplane.cluster import ControlPlane
 
 pytestmark = pytest.mark.cluster
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.cluster.operator_process import CRD, ROOT
-from tests.controlplane.cluster import ControlPlane
+from localenv.controlplane.cluster import ControlPlane
+from localenv.operator_process import CRD, ROOT
 
 pytestmark = pytest.mark.cluster
 

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.cluster.operator_process import OperatorEnv, OperatorProcess, get_json, wait_for
+from localenv.controlplane.cluster import ControlPlane
+from localenv.operator_process import OperatorEnv, OperatorProcess, get_json, wait_for
 from tests.cluster.test_operator import apply, deployments, events_for, model_status
-from tests.controlplane.cluster import ControlPlane
 
 pytestmark = pytest.mark.cluster
 

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.cluster.operator_process import OperatorEnv, install_operator_rbac
-from tests.controlplane.cluster import ControlPlane
-from tests.e2e import models
-from tests.e2e.node import RUNNER_LABEL
-from tests.e2e.podrunner import PodRunner
-from tests.e2e.prometheus import Prometheus
+from localenv import models
+from localenv.controlplane.cluster import ControlPlane
+from localenv.node import RUNNER_LABEL
+from localenv.operator_process import OperatorEnv, install_operator_rbac
+from localenv.podrunner import PodRunner
+from localenv.prometheus import Prometheus
 
 
 @dataclass(frozen=True)

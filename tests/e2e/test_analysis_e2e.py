@@ -21,15 +21,15 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.cluster.operator_process import OperatorEnv
+from localenv.controlplane.cluster import ControlPlane
+from localenv.kubeapi import ApiAccess
+from localenv.loadgen import LoadGenerator
+from localenv.models import ShuffledModel, train_shuffled
+from localenv.operator_process import OperatorEnv
+from localenv.podrunner import PodRunner
+from localenv.prometheus import Prometheus
 from tests.cluster.test_operator import apply, model_status
-from tests.controlplane.cluster import ControlPlane
 from tests.e2e.conftest import IrisModels, e2e_mlmodel
-from tests.e2e.kubeapi import ApiAccess
-from tests.e2e.loadgen import LoadGenerator
-from tests.e2e.models import ShuffledModel, train_shuffled
-from tests.e2e.podrunner import PodRunner
-from tests.e2e.prometheus import Prometheus
 from tests.e2e.test_rollout_e2e import (
     UP_TIMEOUT_S,
     healthy_with,

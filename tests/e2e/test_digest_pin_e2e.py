@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.cluster.operator_process import OperatorEnv, get_json, wait_for
-from tests.controlplane.cluster import ControlPlane
+from localenv.controlplane.cluster import ControlPlane
+from localenv.operator_process import OperatorEnv, get_json, wait_for
+from localenv.podrunner import PodRunner
 from tests.e2e.conftest import IrisModels, e2e_mlmodel
-from tests.e2e.podrunner import PodRunner
 
 pytestmark = pytest.mark.e2e
 

@@ -10,15 +10,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.cluster.operator_process import OperatorEnv, get_json, wait_for
+from localenv.controlplane.cluster import ControlPlane
+from localenv.kubeapi import ApiAccess
+from localenv.loadgen import LoadGenerator, LoadResult
+from localenv.node import NODE_NAME
+from localenv.operator_process import OperatorEnv, get_json, wait_for
+from localenv.podrunner import PodRunner
+from localenv.prometheus import Prometheus
 from tests.cluster.test_operator import apply, model_status
-from tests.controlplane.cluster import ControlPlane
 from tests.e2e.conftest import IrisModels, e2e_mlmodel
-from tests.e2e.kubeapi import ApiAccess
-from tests.e2e.loadgen import LoadGenerator, LoadResult
-from tests.e2e.node import NODE_NAME
-from tests.e2e.podrunner import PodRunner
-from tests.e2e.prometheus import Prometheus
 
 pytestmark = pytest.mark.e2e
 

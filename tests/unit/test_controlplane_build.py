@@ -21,7 +21,7 @@ def test_missing_go_is_named_with_how_to_get_it(tmp_path: Path) -> None:
         "XDG_CACHE_HOME": str(tmp_path / "cache"),  # an empty cache forces a build
     }
     result = subprocess.run(
-        [sys.executable, "-m", "tests.controlplane", "build"],
+        [sys.executable, "-m", "localenv.controlplane", "build"],
         cwd=ROOT,
         env={**env, "PYTHONPATH": str(ROOT), "SYSTEMROOT": os.environ.get("SYSTEMROOT", "")},
         capture_output=True,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.demo import DemoFailed, hold_machine_lock
+from localenv.demo import DemoFailed, hold_machine_lock
 
 pytestmark = pytest.mark.unit
 

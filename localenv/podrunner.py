@@ -1,7 +1,7 @@
 """A process runner standing in for the kubelet of one extra node, `runner-0`.
 
 The e2e tests need serving pods that really convert and serve a model. kwok only
-fakes container states, so this runner owns one node of its own (`tests.e2e.node`)
+fakes container states, so this runner owns one node of its own (`localenv.node`)
 and, for every Pod the scheduler binds to it, does what a kubelet would with local
 processes instead of containers:
 
@@ -23,7 +23,7 @@ processes instead of containers:
 
 It keeps `targets.json` (Prometheus file service discovery) listing every running
 serve process. Library use: `PodRunner(plane, directory).start()` ... `.stop()`;
-command line: `python -m tests.e2e.podrunner --kubeconfig K --state DIR`.
+command line: `python -m localenv.podrunner --kubeconfig K --state DIR`.
 Limits are in docs/e2e.md.
 """
 
@@ -47,8 +47,8 @@ from typing import Any
 
 import httpx
 
-from tests.e2e import node as node_mod
-from tests.e2e.kubeapi import ApiAccess, KubeApi
+from localenv import node as node_mod
+from localenv.kubeapi import ApiAccess, KubeApi
 
 RUNTIME = Path(sys.executable).parent / "mlmodel-runtime"
 POLL_S = 0.5
@@ -760,7 +760,7 @@ class PodRunner:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tests.e2e.podrunner",
+        prog="python -m localenv.podrunner",
         description=f"Run the pods bound to node {node_mod.NODE_NAME} as local processes.",
     )
     parser.add_argument("--kubeconfig", type=Path, required=True, help="admin kubeconfig")

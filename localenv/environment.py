@@ -1,6 +1,6 @@
 """The complete local environment in one object, for `make demo` and the rollout bench.
 
-The pytest fixtures of tests/e2e assemble the same pieces one by one; this starts them
+The pytest fixtures of tests/e2e/ assemble the same pieces one by one; this starts them
 in order outside pytest and stops them in reverse:
 
 1. the control plane (etcd, kube-apiserver, controller manager, scheduler, kwok), state
@@ -24,11 +24,11 @@ from typing import Any
 
 import httpx
 
-from tests.cluster.operator_process import OperatorEnv, OperatorProcess, install_operator_rbac
-from tests.controlplane.cluster import ControlPlane, start_control_plane
-from tests.e2e.kubeapi import ApiAccess
-from tests.e2e.podrunner import PodRunner
-from tests.e2e.prometheus import Prometheus
+from localenv.controlplane.cluster import ControlPlane, start_control_plane
+from localenv.kubeapi import ApiAccess
+from localenv.operator_process import OperatorEnv, OperatorProcess, install_operator_rbac
+from localenv.podrunner import PodRunner
+from localenv.prometheus import Prometheus
 
 # Not the pytest runner's 127.101.0.0/24: the demo's test runs next to that runner.
 DEMO_POD_CIDR = "127.102.0.0/24"

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.controlplane.cluster import ControlPlane, free_port
-from tests.controlplane.serviceaccount import service_account_kubeconfig
+from localenv.controlplane.cluster import ControlPlane, free_port
+from localenv.controlplane.serviceaccount import service_account_kubeconfig
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 CRD = ROOT / "crds" / "mlmodels.mlops.dev.yaml"
 OPERATOR_NAMESPACE = "mlmodel-system"
 RUNTIME_IMAGE = "registry.example/mlmodel-runtime:test"

@@ -1,4 +1,4 @@
-"""`python -m tests.controlplane {build,up,down,status}`: the control plane for people.
+"""`python -m localenv.controlplane {build,up,down,status}`: the control plane for people.
 
 `up` starts a supervisor in the background that runs the control plane with its
 state under `.cluster/` (or --dir) and stops it on SIGTERM; `down` signals it and
@@ -17,8 +17,8 @@ import threading
 import time
 from pathlib import Path
 
-from tests.controlplane.build import BuildError, ensure_binaries
-from tests.controlplane.cluster import ControlPlaneError, start_control_plane
+from localenv.controlplane.build import BuildError, ensure_binaries
+from localenv.controlplane.cluster import ControlPlaneError, start_control_plane
 
 READY_FILE = "ready"
 PID_FILE = "supervisor.pid"
@@ -78,7 +78,7 @@ def up(state_dir: Path) -> int:
         return 1
     log = (state_dir / "supervisor.log").open("ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.controlplane", "supervise", "--dir", str(state_dir)],
+        [sys.executable, "-m", "localenv.controlplane", "supervise", "--dir", str(state_dir)],
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -123,7 +123,7 @@ def down(state_dir: Path) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.controlplane")
+    parser = argparse.ArgumentParser(prog="python -m localenv.controlplane")
     parser.add_argument("command", choices=["build", "up", "down", "supervise", "status"])
     parser.add_argument("--dir", type=Path, default=Path(".cluster"))
     args = parser.parse_args()

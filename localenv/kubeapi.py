@@ -2,7 +2,7 @@
 
 The pod runner and the load generator talk to the API server with plain HTTP calls
 (httpx), authenticated as the control plane's admin: from a running `ControlPlane`
-(its server and TLS context) or from a kubeconfig file (`python -m tests.e2e.podrunner`).
+(its server and TLS context) or from a kubeconfig file (`python -m localenv.podrunner`).
 Every address is the API server on 127.0.0.1; nothing else is ever dialled here.
 """
 

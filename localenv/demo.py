@@ -1,8 +1,8 @@
 """`make demo`: a whole progressive delivery on this machine, with real processes.
 
-    python -m tests.e2e.demo [--dir .demo] [--pause 10] [--rate 40] [--keep]
+    python -m localenv.demo [--dir .demo] [--pause 10] [--rate 40] [--keep]
 
-1. The local environment starts (tests/e2e/environment.py): control plane, operator,
+1. The local environment starts (localenv/environment.py): control plane, operator,
    pod runner, Prometheus.
 2. v1 (a random forest) is applied with kubectl and serves.
 3. A load generator sends `--rate` inference requests/s, split by the weights of the
@@ -38,13 +38,13 @@ from typing import Any, TextIO
 
 import yaml
 
+from localenv import models
+from localenv.controlplane.build import cache_root
+from localenv.environment import LocalEnvironment
+from localenv.kubeapi import ApiAccess
+from localenv.loadgen import LoadGenerator, LoadResult
+from localenv.node import RUNNER_LABEL
 from mlmodel_operator.plugin import metric_figure, render
-from tests.controlplane.build import cache_root
-from tests.e2e import models
-from tests.e2e.environment import LocalEnvironment
-from tests.e2e.kubeapi import ApiAccess
-from tests.e2e.loadgen import LoadGenerator, LoadResult
-from tests.e2e.node import RUNNER_LABEL
 
 NAME = "iris"
 MARKER = ".mlmodel-demo"  # a --dir holding this is the demo's own, and may be wiped
@@ -525,7 +525,7 @@ def prepare(directory: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.e2e.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m localenv.demo", description=__doc__)
     parser.add_argument("--dir", type=Path, default=Path(".demo"), help="state and logs")
     parser.add_argument("--pause", type=float, default=10.0, help="seconds at each step")
     parser.add_argument("--rate", type=float, default=40.0, help="requests per second")

@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.kubeapi import ApiAccess, KubeApi
+from localenv.kubeapi import ApiAccess, KubeApi
 
 REFRESH_S = 0.5
 REQUEST_TIMEOUT_S = 5.0

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.controlplane.cluster import free_port
+from localenv.controlplane.cluster import free_port
 
 BINARY = Path("/usr/bin/prometheus")
 PACKAGE = "prometheus"

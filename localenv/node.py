@@ -1,7 +1,7 @@
 """The extra Node `runner-0` whose kubelet is the pod runner, and its heartbeat.
 
 kwok manages only nodes annotated `kwok.x-k8s.io/node`; this one has no such
-annotation, so its pods are left to `tests.e2e.podrunner`. It is labelled and
+annotation, so its pods are left to `localenv.podrunner`. It is labelled and
 tainted so that only MLModels that ask for it (nodeSelector + toleration) land on
 it. The runner keeps it Ready as a kubelet does: a Ready condition in the node
 status and a Lease in `kube-node-lease`, both renewed every HEARTBEAT_S (the node
@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tests.e2e.kubeapi import ApiError, KubeApi
+from localenv.kubeapi import ApiError, KubeApi
 
 NODE_NAME = "runner-0"
 RUNNER_LABEL = "mlops.dev/runner"

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import yaml
 
-from tests.controlplane.build import Binaries, ensure_binaries
-from tests.controlplane.pki import CertPair, Pki, create_pki
+from localenv.controlplane.build import Binaries, ensure_binaries
+from localenv.controlplane.pki import CertPair, Pki, create_pki
 
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"  # allocated, never connected to

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.controlplane.cluster import ControlPlane, write_kubeconfig
+from localenv.controlplane.cluster import ControlPlane, write_kubeconfig
 
 
 def service_account_kubeconfig(
