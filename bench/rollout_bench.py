@@ -35,14 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from localenv import models
-from localenv.demo import (
-    FAILURE_LIMIT,
-    INTERVAL_S,
-    Demo,
-    Rollout,
-    Screen,
-    hold_machine_lock,
-)
+from localenv.demo import FAILURE_LIMIT, INTERVAL_S, Demo, Rollout, Screen
 from localenv.environment import LocalEnvironment
 
 
@@ -62,7 +55,6 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     directory = Path(tempfile.mkdtemp(prefix="rollout-bench-"))
-    lock = hold_machine_lock(directory)  # the demo's pod addresses: one at a time
     screen = Screen(sys.stderr, live=False)
     good = models.train_good(directory)
     bad = models.train_shuffled(directory).path
@@ -141,7 +133,6 @@ def main() -> int:
     )
     if args.json:
         args.json.write_text(json.dumps(summary, indent=1))
-    lock.close()
     return 0
 
 

@@ -22,7 +22,6 @@ kubectl.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import itertools
 import os
 import shutil
@@ -31,7 +30,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -39,11 +38,10 @@ from typing import Any, TextIO
 import yaml
 
 from localenv import models
-from localenv.controlplane.build import cache_root
-from localenv.environment import LocalEnvironment
+from localenv.environment import EnvironmentBusy, LocalEnvironment
 from localenv.kubeapi import ApiAccess
 from localenv.loadgen import LoadGenerator, LoadResult
-from localenv.node import RUNNER_LABEL
+from localenv.manifests import mlmodel
 from mlmodel_operator.plugin import metric_figure, render
 
 NAME = "iris"
@@ -61,58 +59,59 @@ class DemoFailed(RuntimeError):
 
 # ---- the MLModel -------------------------------------------------------------------
 
+METRICS: tuple[dict[str, Any], ...] = (
+    {"name": "error-rate", "max": 0.01, "maxIncrease": 0.01},
+    {"name": "latency-p99", "maxSeconds": 1.0},
+    {"name": "prediction-divergence", "max": 0.1},
+)
+
+
+def demo_steps(pause_s: float, weights: Sequence[int] = WEIGHTS) -> list[dict[str, Any]]:
+    """A step per weight, each but the last held `pause_s` seconds."""
+    pause = {"duration": f"{pause_s:g}s"}
+    return [{"weight": w, "pause": pause} for w in weights[:-1]] + [{"weight": weights[-1]}]
+
 
 def manifest(
-    namespace: str, *, model: Path, version: str, pause_s: float, provider: dict[str, Any]
+    namespace: str,
+    *,
+    model: Path,
+    version: str,
+    pause_s: float,
+    provider: Mapping[str, Any],
+    name: str = NAME,
+    steps: Sequence[Mapping[str, Any]] | None = None,
+    metrics: Sequence[Mapping[str, Any]] = METRICS,
 ) -> dict[str, Any]:
-    """The MLModel of each version: only model.uri and model.version change.
-    `provider`: `{"prometheus": {"url": ...}}` (the demo) or `{"scrape": {}}`."""
-    steps: list[dict[str, Any]] = [
-        {"weight": w, "pause": {"duration": f"{pause_s:g}s"}} for w in WEIGHTS[:-1]
-    ]
-    steps.append({"weight": WEIGHTS[-1]})
-    return {
-        "apiVersion": "mlops.dev/v1alpha1",
-        "kind": "MLModel",
-        "metadata": {"name": NAME, "namespace": namespace},
-        "spec": {
-            "model": {"uri": f"file://{model.resolve()}", "format": "skops", "version": version},
-            "conversion": {"parity": {"samples": 32}},
-            "serving": {
-                "replicas": 1,
-                "batching": {"maxBatchSize": 8, "maxDelayMs": 0},
-                # Pods land on runner-0, whose kubelet is the pod runner.
-                "nodeSelector": {RUNNER_LABEL: "true"},
-                "tolerations": [
-                    {"key": RUNNER_LABEL, "operator": "Exists", "effect": "NoSchedule"}
-                ],
-            },
-            "traffic": {
-                "router": "gatewayAPI",
-                "gatewayAPI": {
-                    "parentRefs": [{"name": "demo-gateway"}],
-                    "hostnames": ["iris.demo.local"],
-                },
-            },
-            "rollout": {
-                "steps": steps,
-                "analysis": {
-                    "provider": provider,
-                    "interval": f"{INTERVAL_S}s",
-                    "minSamples": 5,
-                    "failureLimit": FAILURE_LIMIT,
-                    "onInconclusive": "pause",
-                    "metrics": [
-                        {"name": "error-rate", "max": 0.01, "maxIncrease": 0.01},
-                        {"name": "latency-p99", "maxSeconds": 1.0},
-                        {"name": "prediction-divergence", "max": 0.1},
-                    ],
-                },
-                "scaleDownDelaySeconds": 5,
-                "progressDeadlineSeconds": 180,
+    """The demo's MLModel for one version: routed by an HTTPRoute, analysed every
+    INTERVAL_S s. `provider`: `{"prometheus": {"url": ...}}` (the demo) or
+    `{"scrape": {}}`; `steps` default to `demo_steps(pause_s)`."""
+    return mlmodel(
+        name,
+        namespace,
+        version=version,
+        model_file=model,
+        traffic={
+            "router": "gatewayAPI",
+            "gatewayAPI": {
+                "parentRefs": [{"name": "demo-gateway"}],
+                "hostnames": [f"{name}.demo.local"],
             },
         },
-    }
+        rollout={
+            "steps": list(steps) if steps is not None else demo_steps(pause_s),
+            "analysis": {
+                "provider": provider,
+                "interval": f"{INTERVAL_S}s",
+                "minSamples": 5,
+                "failureLimit": FAILURE_LIMIT,
+                "onInconclusive": "pause",
+                "metrics": list(metrics),
+            },
+            "scaleDownDelaySeconds": 5,
+            "progressDeadlineSeconds": 180,
+        },
+    )
 
 
 # ---- what the terminal shows -------------------------------------------------------
@@ -318,7 +317,6 @@ class Demo:
     rollouts: list[Rollout] = field(default_factory=list)
 
     def apply(self, version: str) -> Rollout:
-        assert self.env.prometheus is not None
         body = manifest(
             self.env.namespace,
             model=self.model_paths[version],
@@ -327,7 +325,7 @@ class Demo:
             provider=(
                 {"scrape": {}}
                 if self.provider == "scrape"
-                else {"prometheus": {"url": self.env.prometheus.url}}
+                else {"prometheus": {"url": self.env.prometheus_url}}
             ),
         )
         path = self.env.directory / f"{NAME}-{version}.yaml"
@@ -364,16 +362,13 @@ class Demo:
         return record
 
     def start_load(self) -> None:
-        assert self.env.plane is not None
         self.load = LoadGenerator(
             ApiAccess.from_plane(self.env.plane),
             namespace=self.env.namespace,
             name=NAME,
             body=models.infer_body(models.sample_rows()[0]),
             rate=self.rate,
-            count=int(self.rate * 24 * 3600),
-            duration=24 * 3600,
-            gateway=True,
+            gateway=True,  # until stop(), at the end of the demo
         ).start()
         self.screen.say(f"load: {self.rate:g} requests/s, split by the HTTPRoute's weights")
 
@@ -472,7 +467,6 @@ def summary(demo: Demo) -> list[str]:
 
 def keep_running(demo: Demo) -> None:
     env = demo.env
-    assert env.plane is not None
     venv_bin = Path(sys.executable).parent
     print(
         "\nEverything keeps running (Ctrl-C stops it). In another terminal:\n"
@@ -480,7 +474,7 @@ def keep_running(demo: Demo) -> None:
         f"  export PATH={env.plane.kubectl_path.parent}:{venv_bin}:$PATH\n"
         f"  kubectl get mlmodels,deployments,pods,httproutes -n {env.namespace}\n"
         f"  kubectl mlmodel status {NAME} -n {env.namespace} -w\n"
-        f"  Prometheus: {env.prometheus.url if env.prometheus else '-'}",
+        f"  Prometheus: {env.prometheus_url}",
         flush=True,
     )
     stop = threading.Event()
@@ -490,28 +484,6 @@ def keep_running(demo: Demo) -> None:
             env.check()
     except KeyboardInterrupt:
         pass
-
-
-def hold_machine_lock(directory: Path) -> TextIO:
-    """One demo per machine: every demo's pods take the same loopback addresses
-    (DEMO_POD_CIDR, port 8080). The lock lives as long as the returned file is open."""
-    path = cache_root().parent / "demo.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = path.open("a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "another process"
-        handle.close()
-        raise DemoFailed(
-            f"a demo is already running on this machine ({holder}); stop it first"
-        ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"pid {os.getpid()}, --dir {directory}")
-    handle.flush()
-    return handle
 
 
 def prepare(directory: Path) -> None:
@@ -536,10 +508,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     directory: Path = args.dir.resolve()
     screen = Screen(sys.stdout, live=sys.stdout.isatty() and not args.no_live)
+    env = LocalEnvironment(directory, say=screen.say)
     try:
-        lock = hold_machine_lock(directory)
+        env.claim()  # before wiping: the directory may be a running demo's
         prepare(directory)
-    except DemoFailed as error:
+    except (EnvironmentBusy, DemoFailed) as error:
+        env.stop()
         print(f"error: {error}", file=sys.stderr)
         return 2
     screen.say(f"training the models (state and logs in {directory})")
@@ -548,7 +522,6 @@ def main(argv: list[str] | None = None) -> int:
     good = models.train_good(model_dir)
     shuffled = models.train_shuffled(model_dir)
     paths = {"v1": good["v1"], "v2": good["v2"], "v3": shuffled.path}
-    env = LocalEnvironment(directory, say=screen.say)
     demo = Demo(env=env, screen=screen, pause_s=args.pause, rate=args.rate, model_paths=paths)
     code = 0
     try:
@@ -576,7 +549,6 @@ def main(argv: list[str] | None = None) -> int:
             demo.load.stop()
         env.stop()
     print("demo complete" if code == 0 else f"demo failed (exit {code})", flush=True)
-    lock.close()
     return code
 
 

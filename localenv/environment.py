@@ -1,29 +1,39 @@
-"""The complete local environment in one object, for `make demo` and the rollout bench.
+"""The complete local environment in one object, for `make demo`, the rollout bench and
+any other scenario run outside pytest.
 
-The pytest fixtures of tests/e2e/ assemble the same pieces one by one; this starts them
-in order outside pytest and stops them in reverse:
+`start()` takes the machine's environment lock, then starts, in order (and `stop()`
+stops in reverse, then releases the lock):
 
 1. the control plane (etcd, kube-apiserver, controller manager, scheduler, kwok), state
    under `<directory>/cluster` (`kubeconfig` there is the admin's);
 2. the MLModel CRD, the Gateway API CRDs, and the operator's namespace and RBAC from
    manifests/;
 3. the pod runner, the kubelet of node runner-0 (pods from `pod_cidr`, loopback);
-4. a real Prometheus scraping the runner's serve processes every second;
+4. a real Prometheus scraping the runner's serve processes every second; its URL is
+   known from construction on, so MLModels can name it before anything runs;
 5. the operator, as its ServiceAccount, watching `namespace`.
+
+The pytest fixtures of tests/ assemble the same pieces one by one (a session's control
+plane is shared by many tests, each with its own namespace and operator).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
+import signal
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TextIO, TypeVar
 
 import httpx
+import yaml
 
+from localenv.controlplane.build import cache_root
 from localenv.controlplane.cluster import ControlPlane, start_control_plane
 from localenv.kubeapi import ApiAccess
 from localenv.operator_process import OperatorEnv, OperatorProcess, install_operator_rbac
@@ -32,24 +42,85 @@ from localenv.prometheus import Prometheus
 
 # Not the pytest runner's 127.101.0.0/24: the demo's test runs next to that runner.
 DEMO_POD_CIDR = "127.102.0.0/24"
+RUNNER_DIR = "podrunner"
+TARGETS_FILE = "targets.json"  # the pod runner writes it, Prometheus reads it
+T = TypeVar("T")
+
+
+class EnvironmentBusy(RuntimeError):
+    """Another local environment holds this machine; `holder` says which (pid, directory)."""
+
+    def __init__(self, holder: str) -> None:
+        super().__init__(
+            f"a local environment is already running on this machine ({holder}); stop it first"
+        )
+        self.holder = holder
+
+
+def lock_file() -> Path:
+    # Named for the demo, its first user: branches that still lock in the demo take
+    # this same file, so the two never run at once either.
+    return cache_root().parent / "demo.lock"
+
+
+def hold_machine_lock(directory: Path) -> TextIO:
+    """One environment per machine: every environment's pods take the same loopback
+    addresses (DEMO_POD_CIDR, port 8080). Held as long as the returned file is open;
+    the file names the holder for whoever is refused."""
+    path = lock_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise EnvironmentBusy(holder) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}, directory {directory}")
+    handle.flush()
+    return handle
 
 
 @dataclass
 class LocalEnvironment:
-    """`with LocalEnvironment(directory).start() as env:` ... everything stops on exit."""
+    """`with LocalEnvironment(directory).start() as env:` ... everything stops on exit.
+
+    `plane`, `runner` and `operator` exist once started; `prometheus` (not yet running)
+    and `prometheus_url` from construction on."""
 
     directory: Path
     namespace: str = "demo"
     pod_cidr: str = DEMO_POD_CIDR
     say: Callable[[str], None] = print
-    plane: ControlPlane | None = None
-    runner: PodRunner | None = None
-    prometheus: Prometheus | None = None
-    operators: OperatorEnv | None = None
-    operator: OperatorProcess | None = None
-    _api: httpx.Client | None = None
+    prometheus: Prometheus = field(init=False)
+    _plane: ControlPlane | None = field(default=None, init=False)
+    _runner: PodRunner | None = field(default=None, init=False)
+    _operators: OperatorEnv | None = field(default=None, init=False)
+    _operator: OperatorProcess | None = field(default=None, init=False)
+    _api: httpx.Client | None = field(default=None, init=False)
+    _lock: TextIO | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.prometheus = Prometheus(
+            self.directory / "prometheus", self.directory / RUNNER_DIR / TARGETS_FILE
+        )
+
+    # ---- life ---------------------------------------------------------------------
+
+    def claim(self) -> LocalEnvironment:
+        """Take the machine's environment lock now (`start` takes it otherwise), e.g.
+        before wiping a directory another environment might be using.
+
+        Raises EnvironmentBusy naming the holder."""
+        if self._lock is None:
+            self._lock = hold_machine_lock(self.directory)
+        return self
 
     def start(self) -> LocalEnvironment:
+        self.claim()
         self.directory.mkdir(parents=True, exist_ok=True)
         try:
             self._start()
@@ -61,43 +132,42 @@ class LocalEnvironment:
     def _start(self) -> None:
         started = time.monotonic()
         self.say("starting the control plane (etcd, kube-apiserver, controller manager, ...)")
-        self.plane = start_control_plane(self.directory / "cluster")
-        self.say(f"  ready in {time.monotonic() - started:.1f} s at {self.plane.server}")
-        self.kubectl("apply", "--server-side", "-f", str(self.plane.binaries.gateway_api_crds))
-        kubeconfig = install_operator_rbac(self.plane, self.directory)
+        self._plane = plane = start_control_plane(self.directory / "cluster")
+        self.say(f"  ready in {time.monotonic() - started:.1f} s at {plane.server}")
+        self.kubectl("apply", "--server-side", "-f", str(plane.binaries.gateway_api_crds))
+        kubeconfig = install_operator_rbac(plane, self.directory)
         self.kubectl("create", "namespace", self.namespace)
         self.say(f"starting the pod runner (the kubelet of runner-0, pods on {self.pod_cidr})")
-        self.runner = PodRunner(
-            self.plane, self.directory / "podrunner", pod_cidr=self.pod_cidr
-        ).start()
+        self._runner = PodRunner(plane, self.directory / RUNNER_DIR, pod_cidr=self.pod_cidr)
+        self._runner.start()
         self.say("starting Prometheus (scrapes every serve process each second)")
-        self.prometheus = Prometheus(self.directory / "prometheus", self.runner.targets_file)
         self.prometheus.start()
         self.say(f"  at {self.prometheus.url}")
         self.say(f"starting the operator (as its ServiceAccount, watching '{self.namespace}')")
-        self.operators = OperatorEnv(
-            plane=self.plane, kubeconfig=kubeconfig, directory=self.directory
-        )
-        self.operator = self.operators.start(self.namespace)
-        access = ApiAccess.from_plane(self.plane)
+        self._operators = OperatorEnv(plane=plane, kubeconfig=kubeconfig, directory=self.directory)
+        self._operator = self._operators.start(self.namespace)
+        access = ApiAccess.from_plane(plane)
         self._api = httpx.Client(
             base_url=access.server, verify=access.ssl, headers=access.headers, timeout=10.0
         )
 
     def stop(self) -> None:
-        """Stop everything that was started, last first; never raises."""
+        """Stop everything that was started, last first, and release the lock; never
+        raises."""
         if self._api is not None:
             self._api.close()
-        if self.operators is not None:
-            self.operators.stop_all()
-        if self.prometheus is not None:
+        if self._operators is not None:
+            self._operators.stop_all()
+        with contextlib.suppress(Exception):
+            self.prometheus.close()
+        if self._runner is not None:
             with contextlib.suppress(Exception):
-                self.prometheus.close()
-        if self.runner is not None:
-            with contextlib.suppress(Exception):
-                self.runner.stop()
-        if self.plane is not None:
-            self.plane.stop()
+                self._runner.stop()
+        if self._plane is not None:
+            self._plane.stop()
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     def __enter__(self) -> LocalEnvironment:
         return self
@@ -110,23 +180,65 @@ class LocalEnvironment:
     ) -> None:
         self.stop()
 
-    # ---- helpers ----------------------------------------------------------------------
+    def restart_operator(self, *, crash: bool = True) -> OperatorProcess:
+        """Stop the operator (SIGKILL, as a crash, or with `crash=False` SIGTERM, a clean
+        stop that hands its Lease over) and start a new one under a new identity. It
+        resumes every rollout from status; after a crash only once the old Lease has
+        expired (15 s)."""
+        operators, old = self._started(self._operators), self.operator
+        old.stop(signal.SIGKILL if crash else signal.SIGTERM)
+        self._operator = operators.start(
+            self.namespace, identity=f"op-{len(operators.started) + 1}"
+        )
+        return self._operator
+
+    # ---- what runs ------------------------------------------------------------------
+
+    @property
+    def plane(self) -> ControlPlane:
+        return self._started(self._plane)
+
+    @property
+    def runner(self) -> PodRunner:
+        return self._started(self._runner)
+
+    @property
+    def operator(self) -> OperatorProcess:
+        """The operator now running (a new one after `restart_operator`)."""
+        return self._started(self._operator)
+
+    @property
+    def prometheus_url(self) -> str:
+        return self.prometheus.url
 
     @property
     def kubeconfig(self) -> Path:
-        assert self.plane is not None
+        """The admin's kubeconfig."""
         return self.plane.kubeconfig
 
+    @staticmethod
+    def _started(part: T | None) -> T:
+        if part is None:
+            raise RuntimeError("the local environment is not started")
+        return part
+
+    # ---- acting and looking ---------------------------------------------------------
+
     def kubectl(self, *args: str, input_text: str | None = None) -> str:
-        assert self.plane is not None
+        """The control plane's kubectl as the admin; its output (raises on failure)."""
         return self.plane.kubectl(*args, input_text=input_text).stdout
+
+    def apply(self, manifest: Mapping[str, Any]) -> str:
+        """`kubectl apply` one object (e.g. from `localenv.mlmodel`) in its namespace,
+        `namespace` when it names none."""
+        named = (manifest.get("metadata") or {}).get("namespace")
+        scope = [] if named else ["-n", self.namespace]
+        return self.kubectl("apply", *scope, "-f", "-", input_text=yaml.safe_dump(dict(manifest)))
 
     def mlmodel(self, name: str) -> dict[str, Any]:
         """The MLModel as the API server has it ({} when absent)."""
-        assert self._api is not None
-        response = self._api.get(
-            f"/apis/mlops.dev/v1alpha1/namespaces/{self.namespace}/mlmodels/{name}"
-        )
+        api = self._started(self._api)
+        response = api.get(f"/apis/mlops.dev/v1alpha1/namespaces/{self.namespace}/mlmodels/{name}")
         if response.status_code == 404:
             return {}
         response.raise_for_status()
@@ -135,21 +247,19 @@ class LocalEnvironment:
 
     def check(self) -> None:
         """Raise if a component died (the control plane's, the operator, Prometheus)."""
-        assert self.plane is not None
-        assert self.operator is not None
         self.plane.check()
         if not self.operator.alive():
             raise RuntimeError(f"the operator exited:\n{self.operator.output()[-3000:]}")
-        prometheus = self.prometheus
-        if prometheus and prometheus.process and prometheus.process.poll() is not None:
-            raise RuntimeError(f"Prometheus exited:\n{prometheus.tail()}")
+        process = self.prometheus.process
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"Prometheus exited:\n{self.prometheus.tail()}")
 
     def log_tails(self) -> str:
         """The operator's and the pod runner's (with its pods'): where a rollout's story
         is. The control plane's own logs are under `<directory>/cluster/logs`."""
         parts = []
-        if self.runner is not None:
-            parts.append(self.runner.log_tails(lines=15))
-        if self.operators is not None:
-            parts.append(self.operators.logs())
+        if self._runner is not None:
+            parts.append(self._runner.log_tails(lines=15))
+        if self._operators is not None:
+            parts.append(self._operators.logs())
         return "\n".join(parts)

@@ -1,7 +1,8 @@
 """A load generator standing in for the gateway in front of an MLModel's pods.
 
-At a fixed rate (bounded in count and in time; it stops by itself) it sends Open
-Inference Protocol v2 requests straight to pod IPs (loopback). For each request it
+At a fixed rate it sends Open Inference Protocol v2 requests straight to pod IPs
+(loopback), until a request count or a duration is reached, or until `stop()` when
+neither is given (the demo's load runs as long as the demo). For each request it
 picks the canary with probability `status.canary.effectiveWeight`/100, else the
 stable revision, then a ready pod of that revision (labels mlops.dev/model and
 mlops.dev/revision, Ready condition True, not being deleted). When the chosen side
@@ -20,6 +21,7 @@ REFRESH_S from the API server. Async, one event loop in one thread: light on CPU
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import threading
 import time
@@ -93,7 +95,10 @@ class LoadResult:
 
 
 class LoadGenerator:
-    """`LoadGenerator(...).start()` runs in a thread; `wait()` returns the counts."""
+    """`LoadGenerator(...).start()` runs in a thread; `wait()` returns the counts.
+
+    `count` and `duration` bound the load, whichever comes first; with neither it runs
+    until `stop()`."""
 
     def __init__(
         self,
@@ -103,8 +108,8 @@ class LoadGenerator:
         name: str,
         body: dict[str, Any],
         rate: float,
-        count: int,
-        duration: float,
+        count: int | None = None,
+        duration: float | None = None,
         port: int = 8080,
         seed: int = 0,
         gateway: bool = False,
@@ -144,8 +149,15 @@ class LoadGenerator:
         self._stopping.set()
 
     def wait(self, timeout: float | None = None) -> LoadResult:
+        """The counts once the load has ended: by itself, or after `stop()`."""
+        if timeout is None:
+            by_count = None if self.count is None else self.count / self.rate
+            bounds = [s for s in (self.duration, by_count) if s is not None]
+            if not bounds and not self._stopping.is_set():
+                raise RuntimeError("this load runs until stop(): call it before wait()")
+            timeout = min(bounds, default=0.0) + 30
         if self._thread is not None:
-            self._thread.join(timeout if timeout is not None else self.duration + 30)
+            self._thread.join(timeout)
             if self._thread.is_alive():
                 raise RuntimeError("the load generator did not finish in time")
         if self._error is not None:
@@ -164,9 +176,12 @@ class LoadGenerator:
         try:
             await self._refresh(api)
             refresher = asyncio.create_task(self._refresh_forever(api))
-            for index in range(self.count):
+            indices = range(self.count) if self.count is not None else itertools.count()
+            for index in indices:
                 due = start + index / self.rate
-                if due - start > self.duration or self._stopping.is_set():
+                if self._stopping.is_set() or (
+                    self.duration is not None and due - start > self.duration
+                ):
                     break
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
                 await in_flight.acquire()

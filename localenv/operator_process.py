@@ -1,22 +1,20 @@
 """Run the real operator as a process, authenticated as its ServiceAccount from manifests/.
 
-Each test runs its own operator scoped to its own namespace and Lease, so tests
-never see each other's operator; RBAC is exactly `manifests/rbac.yaml`.
+Used by the local environment and by the tests' `operators` fixture. Each test runs
+its own operator scoped to its own namespace and Lease, so tests never see each
+other's operator; RBAC is exactly `manifests/rbac.yaml`. Every Prometheus here listens
+on loopback, so the operator's allow-list of Prometheus URLs is `http://127.0.0.1:*`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from localenv.controlplane.cluster import ControlPlane, free_port
 from localenv.controlplane.serviceaccount import service_account_kubeconfig
@@ -121,20 +119,3 @@ def install_operator_rbac(plane: ControlPlane, directory: Path) -> Path:
         rbac=[ROOT / "manifests" / "rbac.yaml"],
         directory=directory,
     )
-
-
-def get_json(plane: ControlPlane, *args: str) -> Any:
-    return json.loads(plane.kubectl("get", *args, "-o", "json").stdout)
-
-
-def wait_for(
-    probe: Callable[[], Any], *, timeout: float = 60, what: str, interval: float = 0.25
-) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last!r}")

@@ -1,10 +1,14 @@
-"""A real Prometheus (the Debian package) for the e2e tests, on a free port of 127.0.0.1.
+"""A real Prometheus (the Debian package) on a free port of 127.0.0.1, for the local
+environment and the e2e tests.
 
 It scrapes every second the targets the pod runner lists in its file service
 discovery file (one per running serve process, labelled with namespace, pod,
 mlops_dev_model and mlops_dev_revision), keeps its TSDB in a temporary directory
 and is queried through its HTTP API. A missing binary is an error naming the
 package, never a skip.
+
+Its port is chosen when the object is made, so its URL can go into MLModels before
+it starts; see `port_known_in_advance`.
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import signal
+import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -22,16 +28,39 @@ from typing import Any
 import httpx
 import yaml
 
-from localenv.controlplane.cluster import free_port
-
 BINARY = Path("/usr/bin/prometheus")
 PACKAGE = "prometheus"
 START_TIMEOUT_S = 30.0
-_PORT_ATTEMPTS = 3
+_LOWEST_PORT = 20000
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 
 
 class PrometheusError(RuntimeError):
     pass
+
+
+def port_known_in_advance(host: str = "127.0.0.1") -> int:
+    """A free port below the kernel's ephemeral range, for a server started later.
+
+    A port from `bind(0)` comes from the ephemeral range, which every outgoing
+    connection on the machine draws from too: between choosing it and Prometheus
+    binding it (seconds, when an environment starts the control plane in between) a
+    connection may take it. Below that range only a server asking for that very port
+    can, and the URL handed out at construction stays true."""
+    try:
+        ephemeral_low = int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768
+    candidates = list(range(_LOWEST_PORT, ephemeral_low))
+    random.SystemRandom().shuffle(candidates)  # two processes do not try the same order
+    for port in candidates[:200]:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise PrometheusError(f"no free port between {_LOWEST_PORT} and {ephemeral_low} on {host}")
 
 
 def config(targets_file: Path, query_log: Path) -> dict[str, Any]:
@@ -54,12 +83,13 @@ def config(targets_file: Path, query_log: Path) -> dict[str, Any]:
 
 @dataclass
 class Prometheus:
-    """`Prometheus(directory, targets_file).start()` ... `.stop()`."""
+    """`Prometheus(directory, targets_file).start()` ... `.stop()`; `url` is known from
+    construction on."""
 
     directory: Path
     targets_file: Path
     binary: Path = BINARY
-    port: int = 0
+    port: int = field(default_factory=port_known_in_advance)
     process: subprocess.Popen[bytes] | None = None
     _client: httpx.Client = field(
         default_factory=lambda: httpx.Client(timeout=5.0, trust_env=False)
@@ -87,26 +117,21 @@ class Prometheus:
     def start(self) -> Prometheus:
         if not self.binary.exists():
             raise PrometheusError(
-                f"{self.binary} not found: the e2e tests need a real Prometheus; install the "
-                f"Debian package '{PACKAGE}' (apt-get install -y {PACKAGE})"
+                f"{self.binary} not found: the local environment needs a real Prometheus; "
+                f"install the Debian package '{PACKAGE}' (apt-get install -y {PACKAGE})"
             )
         self.directory.mkdir(parents=True, exist_ok=True)
         if not self.targets_file.exists():
             self.targets_file.write_text("[]")
         config_file = self.directory / "prometheus.yml"
         config_file.write_text(yaml.safe_dump(config(self.targets_file, self.query_log)))
-        for attempt in range(_PORT_ATTEMPTS):
-            self.port = free_port()
-            self._spawn(config_file)
-            try:
-                self._wait_ready()
-                return self
-            except PrometheusError:
-                in_use = "address already in use" in self.log.read_text(errors="replace")
-                self.stop()
-                if not in_use or attempt == _PORT_ATTEMPTS - 1:
-                    raise
-        raise AssertionError("unreachable")
+        self._spawn(config_file)
+        try:
+            self._wait_ready()
+        except PrometheusError:
+            self.stop()
+            raise
+        return self
 
     def _spawn(self, config_file: Path) -> None:
         with self.log.open("ab") as handle:
@@ -129,6 +154,11 @@ class Prometheus:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process is None or self.process.poll() is not None:
+                if "address already in use" in self.tail():
+                    raise PrometheusError(
+                        f"port {self.port} was taken by another server before Prometheus "
+                        "could listen on it"
+                    )
                 raise PrometheusError(f"prometheus exited; log:\n{self.tail()}")
             with contextlib.suppress(httpx.HTTPError):
                 if self._client.get(f"{self.url}/-/ready").status_code == 200:

@@ -12,12 +12,8 @@ import pytest
 import yaml
 
 from localenv.controlplane.cluster import ControlPlane
-from localenv.operator_process import (
-    RUNTIME_IMAGE,
-    OperatorEnv,
-    get_json,
-    wait_for,
-)
+from localenv.operator_process import RUNTIME_IMAGE, OperatorEnv
+from localenv.scenario import get_json, wait_for
 
 pytestmark = pytest.mark.cluster
 

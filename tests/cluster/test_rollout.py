@@ -18,7 +18,8 @@ import pytest
 import yaml
 
 from localenv.controlplane.cluster import ControlPlane
-from localenv.operator_process import OperatorEnv, OperatorProcess, get_json, wait_for
+from localenv.operator_process import OperatorEnv, OperatorProcess
+from localenv.scenario import get_json, wait_for
 from tests.cluster.test_operator import apply, deployments, events_for, model_status
 
 pytestmark = pytest.mark.cluster

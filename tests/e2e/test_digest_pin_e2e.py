@@ -16,8 +16,9 @@ import pytest
 import yaml
 
 from localenv.controlplane.cluster import ControlPlane
-from localenv.operator_process import OperatorEnv, get_json, wait_for
+from localenv.operator_process import OperatorEnv
 from localenv.podrunner import PodRunner
+from localenv.scenario import get_json, wait_for
 from tests.e2e.conftest import IrisModels, e2e_mlmodel
 
 pytestmark = pytest.mark.e2e

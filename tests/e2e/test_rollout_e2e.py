@@ -14,9 +14,10 @@ from localenv.controlplane.cluster import ControlPlane
 from localenv.kubeapi import ApiAccess
 from localenv.loadgen import LoadGenerator, LoadResult
 from localenv.node import NODE_NAME
-from localenv.operator_process import OperatorEnv, get_json, wait_for
+from localenv.operator_process import OperatorEnv
 from localenv.podrunner import PodRunner
 from localenv.prometheus import Prometheus
+from localenv.scenario import get_json, wait_for
 from tests.cluster.test_operator import apply, model_status
 from tests.e2e.conftest import IrisModels, e2e_mlmodel
 
