@@ -1,4 +1,5 @@
-"""Fixtures shared by every test layer: the local control plane and per-test namespaces."""
+"""Fixtures shared by every test layer: the local control plane, per-test namespaces and
+operators, and the logs a failing test gets in its report."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from pathlib import Path
 import pytest
 
 from localenv.controlplane.cluster import ControlPlane, start_control_plane
+from localenv.operator_process import OperatorEnv, install_operator_rbac
+from localenv.podrunner import PodRunner
+from localenv.prometheus import Prometheus
 
 
 @pytest.fixture(scope="session")
@@ -40,21 +44,38 @@ def namespace(cluster: ControlPlane) -> Iterator[str]:
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
+@pytest.fixture
+def operators(cluster: ControlPlane, tmp_path: Path) -> Iterator[OperatorEnv]:
+    """Starts real operator processes as the ServiceAccount of manifests/; kills them
+    after the test."""
+    env = OperatorEnv(
+        plane=cluster, kubeconfig=install_operator_rbac(cluster, tmp_path), directory=tmp_path
+    )
+    yield env
+    env.stop_all()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, None]:
-    """Attach the tail of every component's log to a failing test that used the cluster."""
+    """A failing test gets the log tails of what it used: every control-plane component,
+    its operators, the pod runner with its pods, Prometheus."""
     outcome = yield
     report = outcome.get_result()
-    plane = getattr(item, "funcargs", {}).get("control_plane")
-    if report.failed and isinstance(plane, ControlPlane):
-        report.sections.append(("control plane logs", plane.log_tails()))
-    operators = getattr(item, "funcargs", {}).get("operators")
-    if report.failed and operators is not None:
-        report.sections.append(("operator logs", operators.logs()))
     del call
-
-
-def repo_root() -> Path:
-    return Path(__file__).resolve().parent.parent
+    if not report.failed:
+        return
+    used = getattr(item, "funcargs", {})
+    plane = used.get("control_plane")
+    if isinstance(plane, ControlPlane):
+        report.sections.append(("control plane logs", plane.log_tails()))
+    operators = used.get("operators")
+    if isinstance(operators, OperatorEnv):
+        report.sections.append(("operator logs", operators.logs()))
+    runner = used.get("runner")
+    if isinstance(runner, PodRunner):
+        report.sections.append(("pod runner logs", runner.log_tails()))
+    prometheus = used.get("prometheus")
+    if isinstance(prometheus, Prometheus):
+        report.sections.append(("prometheus log", prometheus.tail()))

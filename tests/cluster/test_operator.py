@@ -5,61 +5,26 @@ from __future__ import annotations
 import functools
 import json
 import signal
-import textwrap
 from typing import Any
 
 import pytest
 import yaml
 
+from localenv import mlmodel, wait_for
 from localenv.controlplane.cluster import ControlPlane
 from localenv.operator_process import RUNTIME_IMAGE, OperatorEnv
-from localenv.scenario import get_json, wait_for
+from localenv.scenario import get_json
+from tests.helpers.kube import (
+    apply,
+    deployments,
+    events_for,
+    model_status,
+    wait_phase,
+)
 
 pytestmark = pytest.mark.cluster
 
 KWOK_INIT_FAILURE = "pod-init-container-running-failed.stage.kwok.x-k8s.io"
-
-
-def mlmodel(name: str, namespace: str, **spec: Any) -> str:
-    body = {
-        "apiVersion": "mlops.dev/v1alpha1",
-        "kind": "MLModel",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"model": {"uri": "s3://models/iris/v1/model.skops", "version": "v1"}, **spec},
-    }
-    return yaml.safe_dump(body)
-
-
-def apply(cluster: ControlPlane, manifest: str) -> None:
-    cluster.kubectl("apply", "-f", "-", input_text=manifest)
-
-
-def model_status(cluster: ControlPlane, namespace: str, name: str) -> dict[str, Any]:
-    status: dict[str, Any] = get_json(cluster, "mlmodel", name, "-n", namespace).get("status", {})
-    return status
-
-
-def wait_phase(
-    cluster: ControlPlane, namespace: str, name: str, phase: str, timeout: float = 60
-) -> dict[str, Any]:
-    status: dict[str, Any] = wait_for(
-        lambda: (s := model_status(cluster, namespace, name)).get("phase") == phase and s,
-        timeout=timeout,
-        what=f"{name} to be {phase}",
-    )
-    return status
-
-
-def deployments(cluster: ControlPlane, namespace: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = get_json(cluster, "deployments", "-n", namespace)["items"]
-    return items
-
-
-def events_for(cluster: ControlPlane, namespace: str, name: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = get_json(
-        cluster, "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}"
-    )["items"]
-    return items
 
 
 def test_an_mlmodel_becomes_a_served_healthy_deployment(
@@ -178,18 +143,14 @@ def test_a_failing_new_revision_leaves_the_serving_stable_untouched(
     stable = wait_phase(cluster, namespace, "iris", "Healthy")["stable"]["revision"]
     [before] = deployments(cluster, namespace)
 
-    bad = yaml.safe_load(mlmodel("iris", namespace))
-    bad["spec"]["model"] = {"uri": "s3://models/iris/v2/model.skops", "version": "v2"}
-    bad["spec"]["serving"] = {
-        "podMetadata": {
-            "labels": {KWOK_INIT_FAILURE: "true"},
-            "annotations": {
-                f"{KWOK_INIT_FAILURE}/message": json.dumps({"message": "unsupported model"}),
-                f"{KWOK_INIT_FAILURE}/exit-code": "6",
-            },
-        }
+    failing_init = {
+        "labels": {KWOK_INIT_FAILURE: "true"},
+        "annotations": {
+            f"{KWOK_INIT_FAILURE}/message": json.dumps({"message": "unsupported model"}),
+            f"{KWOK_INIT_FAILURE}/exit-code": "6",
+        },
     }
-    apply(cluster, yaml.safe_dump(bad))
+    apply(cluster, mlmodel("iris", namespace, version="v2", serving={"podMetadata": failing_init}))
     status = wait_phase(cluster, namespace, "iris", "RolledBack")
     assert status["stable"]["revision"] == stable
     assert "unsupported model" in status["message"]
@@ -287,8 +248,7 @@ def test_two_operators_never_both_act_and_the_standby_takes_over(
 
     assert leader.stop(signal.SIGTERM) == 0  # a clean stop gives the Lease up
     wait_for(lambda: "became the leader" in standby.output(), timeout=30, what="op-b to take over")
-    scaled = yaml.safe_load(mlmodel("iris", namespace, serving={"replicas": 3}))
-    apply(cluster, yaml.safe_dump(scaled))
+    apply(cluster, mlmodel("iris", namespace, serving={"replicas": 3}))
     status = wait_for(
         lambda: (s := model_status(cluster, namespace, "iris")).get("ready") == "3/3" and s,
         what="the new leader to scale the model",
@@ -329,8 +289,7 @@ def test_a_leader_paused_past_its_lease_stops_acting_when_it_wakes(
             timeout=30,
             what="op-b to take over from the paused leader",
         )
-        scaled = yaml.safe_load(mlmodel("iris", namespace, serving={"replicas": 2}))
-        apply(cluster, yaml.safe_dump(scaled))
+        apply(cluster, mlmodel("iris", namespace, serving={"replicas": 2}))
         wait_for(
             lambda: model_status(cluster, namespace, "iris").get("ready") == "2/2",
             what="the new leader to scale the model",
@@ -531,21 +490,9 @@ INVALID = [
 def test_kubectl_apply_refuses_an_invalid_mlmodel_with_a_clear_message(
     cluster: ControlPlane, operators: OperatorEnv, name: str, spec: dict[str, Any], message: str
 ) -> None:
-    base: dict[str, Any] = {"model": {"uri": "s3://models/iris/v1/model.skops"}}
-    merged = {**base, **spec}
-    if "model" in spec:
-        merged["model"] = spec["model"]
-    manifest = textwrap.dedent(
-        yaml.safe_dump(
-            {
-                "apiVersion": "mlops.dev/v1alpha1",
-                "kind": "MLModel",
-                "metadata": {"name": name, "namespace": "default"},
-                "spec": merged,
-            }
-        )
-    )
-    result = cluster.kubectl("apply", "-f", "-", input_text=manifest, check=False)
+    manifest = mlmodel(name, "default")
+    manifest["spec"].update(spec)  # a section given replaces the builder's whole
+    result = cluster.kubectl("apply", "-f", "-", input_text=yaml.safe_dump(manifest), check=False)
     assert result.returncode != 0, f"{name} was accepted"
     assert message in result.stderr
 

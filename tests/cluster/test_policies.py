@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from localenv import mlmodel
 from localenv.controlplane.cluster import ControlPlane
 from localenv.operator_process import CRD, ROOT
 
@@ -21,21 +22,6 @@ pytestmark = pytest.mark.cluster
 POLICY_DIR = ROOT / "manifests" / "policies"
 SHIPPED_PARAMS: dict[str, str] = yaml.safe_load((POLICY_DIR / "params.yaml").read_text())["data"]
 POLICY_LOAD_TIMEOUT = 30.0
-
-
-def mlmodel(name: str = "iris", *, model: Mapping[str, Any] | None = None, **spec: Any) -> str:
-    """A minimal valid MLModel, with `model` merged into spec.model and the other
-    keyword arguments as further spec sections."""
-    body = {
-        "apiVersion": "mlops.dev/v1alpha1",
-        "kind": "MLModel",
-        "metadata": {"name": name},
-        "spec": {
-            "model": {"uri": "file:///models/iris.skops", "format": "skops", **(model or {})},
-            **spec,
-        },
-    }
-    return yaml.safe_dump(body)
 
 
 def prometheus(url: str) -> dict[str, Any]:
@@ -111,13 +97,15 @@ class Admission:
             time.sleep(0.2)
         assert not (status.get("typeChecking") or {}).get("expressionWarnings"), status
 
-    def apply(self, manifest: str, *extra: str) -> tuple[int, str]:
+    def apply(self, manifest: Mapping[str, Any], *extra: str) -> tuple[int, str]:
+        """`kubectl apply` in this test's namespace: (exit code, what kubectl said)."""
+        text = yaml.safe_dump(dict(manifest))
         result = self.cluster.kubectl(
-            "apply", "-n", self.namespace, *extra, "-f", "-", input_text=manifest, check=False
+            "apply", "-n", self.namespace, *extra, "-f", "-", input_text=text, check=False
         )
         return result.returncode, result.stderr
 
-    def refuses(self, manifest: str, message: str) -> None:
+    def refuses(self, manifest: Mapping[str, Any], message: str) -> None:
         """`kubectl apply` refuses `manifest` with `message`. A new policy (or ConfigMap)
         takes the API server a moment to load: server-side dry runs are polled until the
         message appears, then the real apply must be refused too."""
@@ -136,7 +124,7 @@ class Admission:
         assert code != 0, "refused in a dry run, accepted for real"
         assert message in stderr, stderr
 
-    def accepts(self, manifest: str) -> None:
+    def accepts(self, manifest: Mapping[str, Any]) -> None:
         # Accepted before the policy is seen to refuse anything would prove nothing.
         assert self.loaded, "call refuses() first: the policy may not be loaded yet"
         code, stderr = self.apply(manifest)

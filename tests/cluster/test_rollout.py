@@ -5,61 +5,29 @@ the kubectl plugin (run by kubectl itself) and plain `kubectl annotate`."""
 from __future__ import annotations
 
 import functools
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
+from localenv import mlmodel, wait_for
 from localenv.controlplane.cluster import ControlPlane
 from localenv.operator_process import OperatorEnv, OperatorProcess
-from localenv.scenario import get_json, wait_for
-from tests.cluster.test_operator import apply, deployments, events_for, model_status
+from localenv.scenario import get_json
+from tests.helpers.kube import (
+    apply,
+    deployments,
+    events_for,
+    model_status,
+    wait_healthy,
+    wait_phase,
+)
+from tests.helpers.plugin import kubectl_mlmodel, plugin_env
 
 pytestmark = pytest.mark.cluster
-
-VENV_BIN = Path(sys.executable).parent
-
-
-def model(namespace: str, version: str, **spec: Any) -> str:
-    body = {
-        "apiVersion": "mlops.dev/v1alpha1",
-        "kind": "MLModel",
-        "metadata": {"name": "iris", "namespace": namespace},
-        "spec": {
-            "model": {"uri": f"s3://models/iris/{version}/model.skops", "version": version},
-            **spec,
-        },
-    }
-    return yaml.safe_dump(body)
-
-
-def plugin_env(cluster: ControlPlane) -> dict[str, str]:
-    path = f"{cluster.kubectl_path.parent}:{VENV_BIN}:{os.environ['PATH']}"
-    return {**os.environ, "PATH": path, "KUBECONFIG": str(cluster.kubeconfig)}
-
-
-def kubectl_mlmodel(
-    cluster: ControlPlane, *args: str, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    """The plugin as people run it: `kubectl mlmodel ...`, found by kubectl on PATH."""
-    result = subprocess.run(
-        [str(cluster.kubectl_path), "mlmodel", *args],
-        capture_output=True,
-        text=True,
-        env=plugin_env(cluster),
-        timeout=60,
-        check=False,
-    )
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
 
 
 def canary(cluster: ControlPlane, namespace: str) -> dict[str, Any]:
@@ -88,18 +56,16 @@ def replicas_by_variant(cluster: ControlPlane, namespace: str) -> dict[str, int]
     }
 
 
-def wait_healthy_version(cluster: ControlPlane, namespace: str, version: str) -> dict[str, Any]:
-    status: dict[str, Any] = wait_for(
-        lambda: (
-            (s := model_status(cluster, namespace, "iris")).get("phase") == "Healthy"
-            and s.get("stable", {}).get("version") == version
-            and "canary" not in s
-            and s
-        ),
-        timeout=90,
-        what=f"{version} to be the healthy stable",
-    )
-    return status
+def serve_v1_then_apply_v2(
+    cluster: ControlPlane, namespace: str, operators: OperatorEnv, spec: dict[str, Any]
+) -> str:
+    """Start the operator, wait for v1 (with `spec`) to serve, apply v2 with the same
+    `spec`; v1's revision."""
+    operators.start(namespace)
+    apply(cluster, mlmodel("iris", namespace, version="v1", **spec))
+    v1 = str(wait_healthy(cluster, namespace, "v1")["stable"]["revision"])
+    apply(cluster, mlmodel("iris", namespace, version="v2", **spec))
+    return v1
 
 
 @pytest.fixture
@@ -123,7 +89,7 @@ def test_replicas_router_walks_the_steps_with_a_manual_gate_then_promotes(
     cluster: ControlPlane, namespace: str, operators: OperatorEnv
 ) -> None:
     operator = operators.start(namespace)
-    spec = {
+    spec: dict[str, Any] = {
         "serving": {"replicas": 4},
         "rollout": {
             "steps": [
@@ -134,9 +100,9 @@ def test_replicas_router_walks_the_steps_with_a_manual_gate_then_promotes(
             "scaleDownDelaySeconds": 3,
         },
     }
-    apply(cluster, model(namespace, "v1", **spec))
-    v1 = wait_healthy_version(cluster, namespace, "v1")["stable"]["revision"]
-    apply(cluster, model(namespace, "v2", **spec))
+    apply(cluster, mlmodel("iris", namespace, version="v1", **spec))
+    v1 = wait_healthy(cluster, namespace, "v1")["stable"]["revision"]
+    apply(cluster, mlmodel("iris", namespace, version="v2", **spec))
 
     status = wait_step(cluster, namespace, 0, "Paused")
     assert status["message"].startswith("step 1/3: canary at 25%")
@@ -156,7 +122,7 @@ def test_replicas_router_walks_the_steps_with_a_manual_gate_then_promotes(
         lambda: (c := canary(cluster, namespace)).get("step", 0) >= 1 and c, what="step 2"
     )
     seen_weights.add(status["weight"])
-    wait_healthy_version(cluster, namespace, "v2")
+    wait_healthy(cluster, namespace, "v2")
     history = [
         e["message"] for e in events_for(cluster, namespace, "iris") if e["reason"] == "StepStarted"
     ]
@@ -193,7 +159,7 @@ def test_gateway_api_httproute_carries_the_weight_of_every_step(
     cluster: ControlPlane, namespace: str, operators: OperatorEnv, gateway_api: None
 ) -> None:
     operators.start(namespace)
-    spec = {
+    spec: dict[str, Any] = {
         "traffic": {
             "router": "gatewayAPI",
             "gatewayAPI": {"parentRefs": [{"name": "web"}], "hostnames": ["iris.example.com"]},
@@ -206,8 +172,8 @@ def test_gateway_api_httproute_carries_the_weight_of_every_step(
             ]
         },
     }
-    apply(cluster, model(namespace, "v1", **spec))
-    wait_healthy_version(cluster, namespace, "v1")
+    apply(cluster, mlmodel("iris", namespace, version="v1", **spec))
+    wait_healthy(cluster, namespace, "v1")
     assert route_weights(cluster, namespace) == {"iris-stable": 100, "iris-canary": 0}
     route = get_json(cluster, "httproute", "iris", "-n", namespace)
     assert route["spec"]["parentRefs"][0]["name"] == "web"
@@ -219,7 +185,7 @@ def test_gateway_api_httproute_carries_the_weight_of_every_step(
     }
     assert pins == {"canary": "iris-canary", "stable": "iris-stable"}
 
-    apply(cluster, model(namespace, "v2", **spec))
+    apply(cluster, mlmodel("iris", namespace, version="v2", **spec))
     for step, weight in enumerate((10, 50, 100)):
         status = wait_step(cluster, namespace, step, "Paused")
         assert status["canary"]["weight"] == weight
@@ -242,7 +208,7 @@ def test_gateway_api_httproute_carries_the_weight_of_every_step(
             )
         else:
             kubectl_mlmodel(cluster, "promote", "iris", "-n", namespace)
-    status = wait_healthy_version(cluster, namespace, "v2")
+    status = wait_healthy(cluster, namespace, "v2")
     assert route_weights(cluster, namespace) == {"iris-stable": 100, "iris-canary": 0}
     selectors = {
         s["metadata"]["name"]: s["spec"]["selector"].get("mlops.dev/revision")
@@ -254,17 +220,14 @@ def test_gateway_api_httproute_carries_the_weight_of_every_step(
 def test_istio_virtualservice_weights_and_promote_full(
     cluster: ControlPlane, namespace: str, operators: OperatorEnv, istio: None
 ) -> None:
-    operators.start(namespace)
-    spec = {
+    spec: dict[str, Any] = {
         "traffic": {
             "router": "istio",
             "istio": {"hosts": ["iris.example.com"], "gateways": ["web"]},
         },
         "rollout": {"steps": [{"weight": 20, "pause": {}}, {"weight": 60, "pause": {}}]},
     }
-    apply(cluster, model(namespace, "v1", **spec))
-    wait_healthy_version(cluster, namespace, "v1")
-    apply(cluster, model(namespace, "v2", **spec))
+    serve_v1_then_apply_v2(cluster, namespace, operators, spec)
     status = wait_step(cluster, namespace, 0, "Paused")
     service = get_json(cluster, "virtualservice", "iris", "-n", namespace)
     assert service["spec"]["hosts"] == ["iris.example.com"]
@@ -278,7 +241,7 @@ def test_istio_virtualservice_weights_and_promote_full(
 
     out = kubectl_mlmodel(cluster, "promote", "--full", "iris", "-n", namespace).stdout
     assert "fully" in out
-    wait_healthy_version(cluster, namespace, "v2")
+    wait_healthy(cluster, namespace, "v2")
     service = get_json(cluster, "virtualservice", "iris", "-n", namespace)
     split_route = next(r for r in service["spec"]["http"] if r["name"] == "split")
     assert [d["weight"] for d in split_route["route"]] == [100, 0]
@@ -287,22 +250,16 @@ def test_istio_virtualservice_weights_and_promote_full(
 def test_abort_mid_step_rolls_back_and_retry_starts_again(
     cluster: ControlPlane, namespace: str, operators: OperatorEnv
 ) -> None:
-    operators.start(namespace)
-    spec = {
+    spec: dict[str, Any] = {
         "serving": {"replicas": 2},
         "rollout": {"steps": [{"weight": 50, "pause": {"duration": "1h"}}, {"weight": 100}]},
     }
-    apply(cluster, model(namespace, "v1", **spec))
-    v1 = wait_healthy_version(cluster, namespace, "v1")["stable"]["revision"]
-    apply(cluster, model(namespace, "v2", **spec))
+    v1 = serve_v1_then_apply_v2(cluster, namespace, operators, spec)
     wait_step(cluster, namespace, 0, "Progressing")
     assert replicas_by_variant(cluster, namespace) == {"stable": 1, "canary": 1}
 
     kubectl_mlmodel(cluster, "abort", "iris", "-n", namespace)
-    status = wait_for(
-        lambda: (s := model_status(cluster, namespace, "iris")).get("phase") == "RolledBack" and s,
-        what="the rollback",
-    )
+    status = wait_phase(cluster, namespace, "iris", "RolledBack")
     assert "aborted by a person" in status["message"]
     assert f"revision {v1} (v1) keeps serving" in status["message"]
     assert status["canary"]["weight"] == 0
@@ -334,23 +291,17 @@ def test_abort_mid_step_rolls_back_and_retry_starts_again(
         f"mlops.dev/promote={key}/full",
         f"mlops.dev/abort={key}",
     )
-    status = wait_for(
-        lambda: (s := model_status(cluster, namespace, "iris")).get("phase") == "RolledBack" and s,
-        what="abort to win over promote",
-    )
+    status = wait_phase(cluster, namespace, "iris", "RolledBack")  # abort wins over promote
     assert status["stable"]["revision"] == v1
 
 
 def test_a_new_revision_mid_rollout_replaces_the_canary(
     cluster: ControlPlane, namespace: str, operators: OperatorEnv
 ) -> None:
-    operators.start(namespace)
-    spec = {"rollout": {"steps": [{"weight": 50, "pause": {}}, {"weight": 100}]}}
-    apply(cluster, model(namespace, "v1", **spec))
-    v1 = wait_healthy_version(cluster, namespace, "v1")["stable"]["revision"]
-    apply(cluster, model(namespace, "v2", **spec))
+    spec: dict[str, Any] = {"rollout": {"steps": [{"weight": 50, "pause": {}}, {"weight": 100}]}}
+    v1 = serve_v1_then_apply_v2(cluster, namespace, operators, spec)
     v2 = wait_step(cluster, namespace, 0, "Paused")["canary"]["revision"]
-    apply(cluster, model(namespace, "v3", **spec))
+    apply(cluster, mlmodel("iris", namespace, version="v3", **spec))
     status = wait_for(
         lambda: (
             (s := model_status(cluster, namespace, "iris")).get("canary", {}).get("version") == "v3"
@@ -377,7 +328,7 @@ def test_the_operator_killed_at_each_step_resumes_at_that_step(
     cluster: ControlPlane, namespace: str, operators: OperatorEnv
 ) -> None:
     operator = operators.start(namespace, lease_seconds=2)
-    spec = {
+    spec: dict[str, Any] = {
         "rollout": {
             "steps": [
                 {"weight": 20, "pause": {}},
@@ -386,9 +337,9 @@ def test_the_operator_killed_at_each_step_resumes_at_that_step(
             ]
         }
     }
-    apply(cluster, model(namespace, "v1", **spec))
-    wait_healthy_version(cluster, namespace, "v1")
-    apply(cluster, model(namespace, "v2", **spec))
+    apply(cluster, mlmodel("iris", namespace, version="v1", **spec))
+    wait_healthy(cluster, namespace, "v1")
+    apply(cluster, mlmodel("iris", namespace, version="v2", **spec))
     for step in range(3):
         before = wait_step(cluster, namespace, step, "Paused")["canary"]
         operator.stop(signal.SIGKILL)
@@ -406,29 +357,28 @@ def test_the_operator_killed_at_each_step_resumes_at_that_step(
             before["attempt"],
         )
         kubectl_mlmodel(cluster, "promote", "iris", "-n", namespace)
-    wait_healthy_version(cluster, namespace, "v2")
+    wait_healthy(cluster, namespace, "v2")
 
 
 def test_a_canary_never_ready_is_rolled_back_after_the_deadline(
     cluster: ControlPlane, namespace: str, operators: OperatorEnv
 ) -> None:
     operators.start(namespace)
-    apply(cluster, model(namespace, "v1", rollout={"progressDeadlineSeconds": 10}))
-    v1 = wait_healthy_version(cluster, namespace, "v1")["stable"]["revision"]
+    apply(
+        cluster, mlmodel("iris", namespace, version="v1", rollout={"progressDeadlineSeconds": 10})
+    )
+    v1 = wait_healthy(cluster, namespace, "v1")["stable"]["revision"]
     apply(
         cluster,
-        model(
+        mlmodel(
+            "iris",
             namespace,
-            "v2",
+            version="v2",
             rollout={"progressDeadlineSeconds": 10},
             serving={"nodeSelector": {"pool": "does-not-exist"}},
         ),
     )
-    status = wait_for(
-        lambda: (s := model_status(cluster, namespace, "iris")).get("phase") == "RolledBack" and s,
-        timeout=60,
-        what="the rollback after the progress deadline",
-    )
+    status = wait_phase(cluster, namespace, "iris", "RolledBack")  # after the deadline
     assert "not ready within 10s" in status["message"]
     assert status["stable"]["revision"] == v1
 
@@ -438,16 +388,13 @@ def test_analysis_without_metrics_holds_the_canary_and_never_promotes(
 ) -> None:
     """kwok's pods serve nothing, so the scrape provider reads nothing: every interval is
     Inconclusive, the step's time runs out, and the canary is held, never promoted."""
-    operators.start(namespace)
-    spec = {
+    spec: dict[str, Any] = {
         "rollout": {
             "steps": [{"weight": 50, "pause": {"duration": "1s"}}, {"weight": 100}],
             "analysis": {"interval": "2s", "minSamples": 1},
         }
     }
-    apply(cluster, model(namespace, "v1", **spec))
-    wait_healthy_version(cluster, namespace, "v1")
-    apply(cluster, model(namespace, "v2", **spec))
+    serve_v1_then_apply_v2(cluster, namespace, operators, spec)
     status = wait_step(cluster, namespace, 0, "Paused")
     wait_for(
         lambda: (
@@ -464,7 +411,7 @@ def test_analysis_without_metrics_holds_the_canary_and_never_promotes(
     assert status["analysis"]["verdict"] == "Inconclusive"
     # A person can still decide.
     kubectl_mlmodel(cluster, "promote", "--full", "iris", "-n", namespace)
-    wait_healthy_version(cluster, namespace, "v2")
+    wait_healthy(cluster, namespace, "v2")
 
 
 def test_a_missing_router_crd_is_reported_and_the_stable_is_untouched(
@@ -474,19 +421,19 @@ def test_a_missing_router_crd_is_reported_and_the_stable_is_untouched(
         "delete", "crd", "virtualservices.networking.istio.io", "--ignore-not-found", "--wait=true"
     )
     operators.start(namespace)
-    apply(cluster, model(namespace, "v1"))
-    v1 = wait_healthy_version(cluster, namespace, "v1")["stable"]["revision"]
+    apply(cluster, mlmodel("iris", namespace, version="v1"))
+    v1 = wait_healthy(cluster, namespace, "v1")["stable"]["revision"]
     [before] = deployments(cluster, namespace)
     apply(
         cluster,
-        model(
-            namespace, "v2", traffic={"router": "istio", "istio": {"hosts": ["iris.example.com"]}}
+        mlmodel(
+            "iris",
+            namespace,
+            version="v2",
+            traffic={"router": "istio", "istio": {"hosts": ["iris.example.com"]}},
         ),
     )
-    status = wait_for(
-        lambda: (s := model_status(cluster, namespace, "iris")).get("phase") == "Degraded" and s,
-        what="the missing-router status",
-    )
+    status = wait_phase(cluster, namespace, "iris", "Degraded")  # the missing router
     assert "needs the VirtualService API (virtualservices.networking.istio.io)" in status["message"]
     assert f"revision {v1} keeps serving" in status["message"]
     time.sleep(2)
@@ -498,11 +445,10 @@ def test_a_missing_router_crd_is_reported_and_the_stable_is_untouched(
 def test_plugin_status_and_pause_resume_as_processes(
     cluster: ControlPlane, namespace: str, operators: OperatorEnv
 ) -> None:
-    operators.start(namespace)
-    spec = {"rollout": {"steps": [{"weight": 30, "pause": {"duration": "1h"}}, {"weight": 100}]}}
-    apply(cluster, model(namespace, "v1", **spec))
-    wait_healthy_version(cluster, namespace, "v1")
-    apply(cluster, model(namespace, "v2", **spec))
+    spec: dict[str, Any] = {
+        "rollout": {"steps": [{"weight": 30, "pause": {"duration": "1h"}}, {"weight": 100}]}
+    }
+    serve_v1_then_apply_v2(cluster, namespace, operators, spec)
     wait_step(cluster, namespace, 0, "Progressing")
 
     kubectl_mlmodel(cluster, "pause", "iris", "-n", namespace)

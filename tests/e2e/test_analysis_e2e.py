@@ -19,25 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
+from localenv import infer, labels_of, mlmodel
 from localenv.controlplane.cluster import ControlPlane
-from localenv.kubeapi import ApiAccess
-from localenv.loadgen import LoadGenerator
 from localenv.models import ShuffledModel, train_shuffled
 from localenv.operator_process import OperatorEnv
 from localenv.podrunner import PodRunner
 from localenv.prometheus import Prometheus
-from tests.cluster.test_operator import apply, model_status
-from tests.e2e.conftest import IrisModels, e2e_mlmodel
-from tests.e2e.test_rollout_e2e import (
-    UP_TIMEOUT_S,
-    healthy_with,
-    infer,
-    labels_of,
-    pods_of,
-    start_load,
-)
+from tests.helpers.kube import apply, model_status
+from tests.helpers.serving import UP_TIMEOUT_S, IrisModels, bring_up_v1, start_load
 
 pytestmark = pytest.mark.e2e
 
@@ -73,19 +63,11 @@ def analysis_rollout(
     }
 
 
-def mlmodel(
-    namespace: str,
-    *,
-    model: Path,
-    version: str,
-    rollout: dict[str, Any],
-    env: list[dict[str, str]] | None = None,
-) -> str:
-    """e2e_mlmodel, with `spec.serving.env` (the serve container's environment)."""
-    body = yaml.safe_load(e2e_mlmodel(namespace, model=model, version=version, rollout=rollout))
-    if env:
-        body["spec"]["serving"]["env"] = env
-    return yaml.safe_dump(body)
+def canary_model(
+    namespace: str, model: Path, spec: dict[str, Any], **serving: Any
+) -> dict[str, Any]:
+    """v2 from `model`, rolled out by `spec`; `serving` goes into spec.serving."""
+    return mlmodel("iris", namespace, version="v2", model_file=model, rollout=spec, serving=serving)
 
 
 def provider_of(kind: str, server: Prometheus | None) -> dict[str, Any]:
@@ -93,21 +75,6 @@ def provider_of(kind: str, server: Prometheus | None) -> dict[str, Any]:
         return {"scrape": {}}
     assert server is not None
     return {"prometheus": {"url": server.url}}
-
-
-def bring_up_v1(
-    cluster: ControlPlane,
-    namespace: str,
-    iris: IrisModels,
-    operators: OperatorEnv,
-    spec: dict[str, Any],
-) -> tuple[str, str]:
-    """Apply v1 and wait for it to serve; (revision, pod IP)."""
-    operators.start(namespace)
-    apply(cluster, mlmodel(namespace, model=iris.v1, version="v1", rollout=spec))
-    revision = str(healthy_with(cluster, namespace, "v1")["stable"]["revision"])
-    [pod] = pods_of(cluster, namespace, revision)
-    return revision, str(pod["status"]["podIP"])
 
 
 @dataclass
@@ -247,19 +214,8 @@ def test_a_canary_answering_504_is_rolled_back_by_error_rate_while_v1_answers(
     v1, address = bring_up_v1(cluster, namespace, iris, operators, spec)
     # 40 requests/s: the canary's 504s (15-40% of its answers, see below) show in every
     # interval, never a lucky interval without one.
-    load = LoadGenerator(
-        ApiAccess.from_plane(cluster),
-        namespace=namespace,
-        name="iris",
-        body=iris.infer_body(),
-        rate=40.0,
-        count=40 * 90,
-        duration=90,
-    ).start()
-    apply(
-        cluster,
-        mlmodel(namespace, model=iris.v2, version="v2", rollout=spec, env=[BROKEN_TIMEOUT_ENV]),
-    )
+    load = start_load(cluster, namespace, iris, seconds=90, rate=40.0)
+    apply(cluster, canary_model(namespace, iris.v2, spec, env=[BROKEN_TIMEOUT_ENV]))
     watch = new_watch()
     first_canary_answer: list[float] = []
 
@@ -336,7 +292,7 @@ def test_a_canary_predicting_differently_is_rolled_back_by_divergence_alone(
     )
     v1, address = bring_up_v1(cluster, namespace, iris, operators, spec)
     load = start_load(cluster, namespace, iris, seconds=90)
-    apply(cluster, mlmodel(namespace, model=shuffled.path, version="v2", rollout=spec))
+    apply(cluster, canary_model(namespace, shuffled.path, spec))
     watch = new_watch()
     status = poll(
         cluster,
@@ -397,7 +353,7 @@ def test_without_traffic_the_analysis_is_inconclusive_and_the_rollout_holds(
         pause_s=pause_s,
     )
     bring_up_v1(cluster, namespace, iris, operators, spec)
-    apply(cluster, mlmodel(namespace, model=iris.v2, version="v2", rollout=spec))
+    apply(cluster, canary_model(namespace, iris.v2, spec))
     watch = new_watch()
     poll(
         cluster,
@@ -450,7 +406,7 @@ def test_prometheus_stopping_mid_analysis_makes_it_inconclusive_and_never_promot
     )
     v1, _ = bring_up_v1(cluster, namespace, iris, operators, spec)
     load = start_load(cluster, namespace, iris, seconds=90)
-    apply(cluster, mlmodel(namespace, model=iris.v2, version="v2", rollout=spec))
+    apply(cluster, canary_model(namespace, iris.v2, spec))
     watch = new_watch()
     # The analysis reads from this Prometheus: a first interval judged from it passes.
     judged = poll(
@@ -517,7 +473,7 @@ def test_a_passing_canary_is_judged_every_interval_during_a_pause(
     )
     bring_up_v1(cluster, namespace, iris, operators, spec)
     load = start_load(cluster, namespace, iris, seconds=60)
-    apply(cluster, mlmodel(namespace, model=iris.v2, version="v2", rollout=spec))
+    apply(cluster, canary_model(namespace, iris.v2, spec))
     watch = new_watch()
     try:
         poll(

@@ -10,25 +10,18 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
+from localenv import mlmodel, wait_for
 from localenv.controlplane.cluster import ControlPlane
 from localenv.operator_process import OperatorEnv
 from localenv.podrunner import PodRunner
-from localenv.scenario import get_json, wait_for
-from tests.e2e.conftest import IrisModels, e2e_mlmodel
+from localenv.scenario import get_json
+from tests.helpers.kube import apply, model_status, wait_phase
+from tests.helpers.serving import UP_TIMEOUT_S, IrisModels
 
 pytestmark = pytest.mark.e2e
-
-UP_TIMEOUT_S = 120.0
-
-
-def status_of(cluster: ControlPlane, namespace: str) -> dict[str, Any]:
-    status: dict[str, Any] = get_json(cluster, "mlmodel", "iris", "-n", namespace).get("status", {})
-    return status
 
 
 def test_a_model_overwritten_at_its_uri_is_refused_by_later_pods_of_the_same_revision(
@@ -43,15 +36,8 @@ def test_a_model_overwritten_at_its_uri_is_refused_by_later_pods_of_the_same_rev
     store.parent.mkdir()
     shutil.copyfile(iris.v1, store)
     operators.start(namespace)
-    cluster.kubectl(
-        "apply", "-f", "-", input_text=e2e_mlmodel(namespace, model=store, version="v1")
-    )
-    healthy = wait_for(
-        lambda: (s := status_of(cluster, namespace)).get("phase") == "Healthy" and s,
-        timeout=UP_TIMEOUT_S,
-        interval=0.5,
-        what="v1 to serve",
-    )
+    apply(cluster, mlmodel("iris", namespace, version="v1", model_file=store))
+    healthy = wait_phase(cluster, namespace, "iris", "Healthy", timeout=UP_TIMEOUT_S)
     revision = healthy["stable"]["revision"]
     assert healthy["stable"]["digest"] == iris.sha256(iris.v1)
     pins = get_json(cluster, "configmap", "iris-model-digests", "-n", namespace)
@@ -60,12 +46,14 @@ def test_a_model_overwritten_at_its_uri_is_refused_by_later_pods_of_the_same_rev
     # Someone overwrites the object in the store; then the model is scaled up, which is
     # not a new revision (replicas are not part of it).
     shutil.copyfile(iris.v2, store)
-    scaled = yaml.safe_load(e2e_mlmodel(namespace, model=store, version="v1", replicas=2))
-    cluster.kubectl("apply", "-f", "-", input_text=yaml.safe_dump(scaled))
+    apply(
+        cluster,
+        mlmodel("iris", namespace, version="v1", model_file=store, serving={"replicas": 2}),
+    )
     refused = wait_for(
         lambda: (
             "changed since the revision was pinned"
-            in (s := status_of(cluster, namespace)).get("message", "")
+            in (s := model_status(cluster, namespace, "iris")).get("message", "")
             and s
         ),
         timeout=UP_TIMEOUT_S,

@@ -7,19 +7,22 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import httpx
 import pytest
 
+from localenv import infer, labels_of, mlmodel, pods_of, wait_for
 from localenv.controlplane.cluster import ControlPlane
-from localenv.kubeapi import ApiAccess
-from localenv.loadgen import LoadGenerator, LoadResult
-from localenv.node import NODE_NAME
+from localenv.loadgen import LoadResult
 from localenv.operator_process import OperatorEnv
 from localenv.podrunner import PodRunner
 from localenv.prometheus import Prometheus
-from localenv.scenario import get_json, wait_for
-from tests.cluster.test_operator import apply, model_status
-from tests.e2e.conftest import IrisModels, e2e_mlmodel
+from tests.helpers.kube import apply, model_status, wait_healthy, wait_phase
+from tests.helpers.serving import (
+    UP_TIMEOUT_S,
+    IrisModels,
+    bring_up_v1,
+    served_by_revision,
+    start_load,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -46,87 +49,6 @@ def rollout(prometheus: Prometheus) -> dict[str, Any]:
     }
 
 
-RATE = 20.0  # requests per second from the load generator
-UP_TIMEOUT_S = 120.0
-
-
-def healthy_with(cluster: ControlPlane, namespace: str, version: str) -> dict[str, Any]:
-    status: dict[str, Any] = wait_for(
-        lambda: (
-            (s := model_status(cluster, namespace, "iris")).get("phase") == "Healthy"
-            and (s.get("stable") or {}).get("version") == version
-            and "canary" not in s
-            and s
-        ),
-        timeout=UP_TIMEOUT_S,
-        interval=0.5,
-        what=f"{version} to be the healthy stable",
-    )
-    return status
-
-
-def pods_of(cluster: ControlPlane, namespace: str, revision: str) -> list[dict[str, Any]]:
-    """The pods of one revision (every revision when empty)."""
-    selector = "mlops.dev/model=iris" + (f",mlops.dev/revision={revision}" if revision else "")
-    items: list[dict[str, Any]] = get_json(cluster, "pods", "-n", namespace, "-l", selector)[
-        "items"
-    ]
-    return items
-
-
-def infer(address: str, body: dict[str, Any]) -> dict[str, Any]:
-    response = httpx.post(
-        f"http://{address}:8080/v2/models/iris/infer", json=body, timeout=5, trust_env=False
-    )
-    assert response.status_code == 200, response.text
-    answer: dict[str, Any] = response.json()
-    return answer
-
-
-def labels_of(answer: dict[str, Any]) -> list[int]:
-    [label] = [o for o in answer["outputs"] if o["name"] == "label"]
-    return [int(v) for v in label["data"]]
-
-
-def served_by_revision(prometheus: Prometheus, namespace: str) -> dict[str, float]:
-    """200 answers per revision as Prometheus scraped them (also from pods gone since)."""
-    query = (
-        "sum by (mlops_dev_revision) (max_over_time("
-        f'mlmodel_requests_total{{namespace="{namespace}",code="200"}}[10m]))'
-    )
-    return prometheus.values_by(query, "mlops_dev_revision")
-
-
-def start_load(
-    cluster: ControlPlane, namespace: str, iris: IrisModels, *, seconds: float
-) -> LoadGenerator:
-    return LoadGenerator(
-        ApiAccess.from_plane(cluster),
-        namespace=namespace,
-        name="iris",
-        body=iris.infer_body(),
-        rate=RATE,
-        count=int(RATE * seconds),
-        duration=seconds,
-    ).start()
-
-
-def bring_up_v1(
-    cluster: ControlPlane,
-    namespace: str,
-    iris: IrisModels,
-    operators: OperatorEnv,
-    prometheus: Prometheus,
-) -> tuple[str, str]:
-    """Apply v1 and wait for it to serve; (revision, pod IP)."""
-    operators.start(namespace)
-    apply(cluster, e2e_mlmodel(namespace, model=iris.v1, version="v1", rollout=rollout(prometheus)))
-    revision = str(healthy_with(cluster, namespace, "v1")["stable"]["revision"])
-    [pod] = pods_of(cluster, namespace, revision)
-    assert pod["spec"]["nodeName"] == NODE_NAME
-    return revision, str(pod["status"]["podIP"])
-
-
 def test_v1_is_converted_and_served_then_v2_is_promoted_under_load(
     cluster: ControlPlane,
     namespace: str,
@@ -136,7 +58,7 @@ def test_v1_is_converted_and_served_then_v2_is_promoted_under_load(
     iris: IrisModels,
 ) -> None:
     began = time.monotonic()
-    v1, address = bring_up_v1(cluster, namespace, iris, operators, prometheus)
+    v1, address = bring_up_v1(cluster, namespace, iris, operators, rollout(prometheus))
     conversion = model_status(cluster, namespace, "iris")["stable"]["conversion"]
     assert conversion["status"] == "ok", conversion
     assert conversion["estimator"].endswith("RandomForestClassifier")
@@ -156,7 +78,10 @@ def test_v1_is_converted_and_served_then_v2_is_promoted_under_load(
     up = time.monotonic() - began
 
     load = start_load(cluster, namespace, iris, seconds=90)
-    apply(cluster, e2e_mlmodel(namespace, model=iris.v2, version="v2", rollout=rollout(prometheus)))
+    apply(
+        cluster,
+        mlmodel("iris", namespace, version="v2", model_file=iris.v2, rollout=rollout(prometheus)),
+    )
     during: dict[str, int] = {}
     judged: list[dict[str, Any]] = []
 
@@ -171,7 +96,7 @@ def test_v1_is_converted_and_served_then_v2_is_promoted_under_load(
         return (status.get("stable") or {}).get("version") == "v2"
 
     wait_for(promoted, timeout=UP_TIMEOUT_S, interval=0.25, what="v2 to be promoted")
-    status = healthy_with(cluster, namespace, "v2")
+    status = wait_healthy(cluster, namespace, "v2", timeout=UP_TIMEOUT_S, interval=0.5)
     load.stop()
     result: LoadResult = load.wait()
     v2 = str(status["stable"]["revision"])
@@ -221,26 +146,22 @@ def test_a_bad_model_fails_in_the_init_container_and_v1_keeps_answering(
     prometheus: Prometheus,
     iris: IrisModels,
 ) -> None:
-    v1, address = bring_up_v1(cluster, namespace, iris, operators, prometheus)
+    v1, address = bring_up_v1(cluster, namespace, iris, operators, rollout(prometheus))
 
     load = start_load(cluster, namespace, iris, seconds=60)
     # v2's file, but the digest of v1's: the fetch init container refuses it (exit 4).
     apply(
         cluster,
-        e2e_mlmodel(
+        mlmodel(
+            "iris",
             namespace,
-            model=iris.v2,
             version="v2",
-            sha256=iris.sha256(iris.v1),
+            model_file=iris.v2,
+            model={"sha256": iris.sha256(iris.v1)},
             rollout=rollout(prometheus),
         ),
     )
-    status = wait_for(
-        lambda: (s := model_status(cluster, namespace, "iris")).get("phase") == "RolledBack" and s,
-        timeout=UP_TIMEOUT_S,
-        interval=0.5,
-        what="the bad v2 to be rolled back",
-    )
+    status = wait_phase(cluster, namespace, "iris", "RolledBack", timeout=UP_TIMEOUT_S)
     assert "fetching the model failed (exit 4)" in status["message"], status["message"]
     assert "sha256" in status["message"], status["message"]
     assert status["stable"]["revision"] == v1

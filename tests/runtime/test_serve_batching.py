@@ -10,8 +10,8 @@ import httpx
 import numpy as np
 import pytest
 
+from tests.helpers.metrics import scrape, value
 from tests.runtime.conftest import Server, Servers, TrainedModel
-from tests.runtime.test_serve_metrics import scrape, value
 
 pytestmark = pytest.mark.runtime
 

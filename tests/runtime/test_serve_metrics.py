@@ -6,29 +6,12 @@ import collections
 import hashlib
 from pathlib import Path
 
-import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
+from tests.helpers.metrics import scrape, value
 from tests.runtime.conftest import ServerFactory, TrainedModel
 
 pytestmark = pytest.mark.runtime
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def scrape(client: httpx.Client) -> Samples:
-    response = client.get("/metrics")
-    assert response.status_code == 200
-    samples: Samples = {}
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return samples
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
 
 
 def rows_request(rows: list[list[float]]) -> dict[str, object]:

@@ -1,0 +1,7 @@
+"""Builders and waits shared by the test modules (which never import each other).
+
+`kube`: applying manifests and reading MLModels, Deployments and Events on the control
+plane; `serving`: the e2e layer's models, load and first version; `plugin`: running
+`kubectl mlmodel` as people do; `metrics`: reading a runtime's /metrics. The MLModel
+builder itself is `localenv.mlmodel`, the one every layer and the demo use.
+"""

@@ -1,0 +1,69 @@
+"""Applying manifests and reading what the operator made, through the real kubectl."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from localenv.controlplane.cluster import ControlPlane
+from localenv.scenario import get_json, wait_for
+
+
+def apply(cluster: ControlPlane, manifest: Mapping[str, Any]) -> None:
+    """`kubectl apply` one object, e.g. from `localenv.mlmodel`."""
+    cluster.kubectl("apply", "-f", "-", input_text=yaml.safe_dump(dict(manifest)))
+
+
+def model_status(cluster: ControlPlane, namespace: str, name: str = "iris") -> dict[str, Any]:
+    status: dict[str, Any] = get_json(cluster, "mlmodel", name, "-n", namespace).get("status", {})
+    return status
+
+
+def wait_phase(
+    cluster: ControlPlane, namespace: str, name: str, phase: str, timeout: float = 60
+) -> dict[str, Any]:
+    """The MLModel's status once its phase is `phase`."""
+    status: dict[str, Any] = wait_for(
+        lambda: (s := model_status(cluster, namespace, name)).get("phase") == phase and s,
+        timeout=timeout,
+        what=f"{name} to be {phase}",
+    )
+    return status
+
+
+def wait_healthy(
+    cluster: ControlPlane,
+    namespace: str,
+    version: str,
+    *,
+    name: str = "iris",
+    timeout: float = 90,
+    interval: float = 0.25,
+) -> dict[str, Any]:
+    """The status once `version` is the Healthy stable and no canary is left."""
+    status: dict[str, Any] = wait_for(
+        lambda: (
+            (s := model_status(cluster, namespace, name)).get("phase") == "Healthy"
+            and (s.get("stable") or {}).get("version") == version
+            and "canary" not in s
+            and s
+        ),
+        timeout=timeout,
+        interval=interval,
+        what=f"{version} to be the healthy stable",
+    )
+    return status
+
+
+def deployments(cluster: ControlPlane, namespace: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = get_json(cluster, "deployments", "-n", namespace)["items"]
+    return items
+
+
+def events_for(cluster: ControlPlane, namespace: str, name: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = get_json(
+        cluster, "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}"
+    )["items"]
+    return items

@@ -1,0 +1,84 @@
+"""The e2e layer's models, load and first version: what every whole-rollout test starts
+from."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from localenv import LoadGenerator, mlmodel, models, pods_of
+from localenv.controlplane.cluster import ControlPlane
+from localenv.kubeapi import ApiAccess
+from localenv.node import NODE_NAME
+from localenv.operator_process import OperatorEnv
+from localenv.prometheus import Prometheus
+from tests.helpers.kube import apply, wait_healthy
+
+RATE = 20.0  # requests per second from the load generator
+UP_TIMEOUT_S = 120.0  # for a revision to convert and serve on a busy 2-core machine
+
+
+@dataclass(frozen=True)
+class IrisModels:
+    v1: Path  # RandomForestClassifier
+    v2: Path  # GradientBoostingClassifier: another good model
+    not_a_model: Path
+    rows: list[list[float]]
+    labels: list[int]
+
+    @staticmethod
+    def sha256(path: Path) -> str:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    def infer_body(self) -> dict[str, Any]:
+        """An Open Inference Protocol v2 request with the sample rows."""
+        return models.infer_body(self.rows)
+
+
+def bring_up_v1(
+    cluster: ControlPlane,
+    namespace: str,
+    iris: IrisModels,
+    operators: OperatorEnv,
+    rollout: dict[str, Any],
+) -> tuple[str, str]:
+    """Start the operator, apply v1 with `rollout` and wait for it to serve from a pod on
+    the runner's node; (revision, pod IP)."""
+    operators.start(namespace)
+    apply(cluster, mlmodel("iris", namespace, version="v1", model_file=iris.v1, rollout=rollout))
+    status = wait_healthy(cluster, namespace, "v1", timeout=UP_TIMEOUT_S, interval=0.5)
+    revision = str(status["stable"]["revision"])
+    [pod] = pods_of(cluster, namespace, revision)
+    assert pod["spec"]["nodeName"] == NODE_NAME
+    return revision, str(pod["status"]["podIP"])
+
+
+def start_load(
+    cluster: ControlPlane,
+    namespace: str,
+    iris: IrisModels,
+    *,
+    seconds: float,
+    rate: float = RATE,
+) -> LoadGenerator:
+    """Inference load on MLModel iris, split by the canary's effective weight."""
+    return LoadGenerator(
+        ApiAccess.from_plane(cluster),
+        namespace=namespace,
+        name="iris",
+        body=iris.infer_body(),
+        rate=rate,
+        count=int(rate * seconds),
+        duration=seconds,
+    ).start()
+
+
+def served_by_revision(prometheus: Prometheus, namespace: str) -> dict[str, float]:
+    """200 answers per revision as Prometheus scraped them (also from pods gone since)."""
+    query = (
+        "sum by (mlops_dev_revision) (max_over_time("
+        f'mlmodel_requests_total{{namespace="{namespace}",code="200"}}[10m]))'
+    )
+    return prometheus.values_by(query, "mlops_dev_revision")
