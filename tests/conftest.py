@@ -4,8 +4,9 @@ operators, and the logs a failing test gets in its report."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,6 +56,16 @@ def operators(cluster: ControlPlane, tmp_path: Path) -> Iterator[OperatorEnv]:
     env.stop_all()
 
 
+# What a failing test gets in its report, for each fixture it used: section title, the
+# fixture's type, and how to read its log tails.
+LOG_SECTIONS: dict[str, tuple[str, type[Any], Callable[[Any], str]]] = {
+    "control_plane": ("control plane logs", ControlPlane, ControlPlane.log_tails),
+    "operators": ("operator logs", OperatorEnv, OperatorEnv.logs),
+    "runner": ("pod runner logs", PodRunner, PodRunner.log_tails),
+    "prometheus": ("prometheus log", Prometheus, Prometheus.tail),
+}
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -67,15 +78,6 @@ def pytest_runtest_makereport(
     if not report.failed:
         return
     used = getattr(item, "funcargs", {})
-    plane = used.get("control_plane")
-    if isinstance(plane, ControlPlane):
-        report.sections.append(("control plane logs", plane.log_tails()))
-    operators = used.get("operators")
-    if isinstance(operators, OperatorEnv):
-        report.sections.append(("operator logs", operators.logs()))
-    runner = used.get("runner")
-    if isinstance(runner, PodRunner):
-        report.sections.append(("pod runner logs", runner.log_tails()))
-    prometheus = used.get("prometheus")
-    if isinstance(prometheus, Prometheus):
-        report.sections.append(("prometheus log", prometheus.tail()))
+    for fixture, (title, kind, tails) in LOG_SECTIONS.items():
+        if isinstance(used.get(fixture), kind):
+            report.sections.append((title, tails(used[fixture])))

@@ -426,24 +426,20 @@ def _start_all(plane: ControlPlane, log_dir: Path, nodes: int) -> None:
     insecure.check_hostname = False
     insecure.verify_mode = ssl.CERT_NONE  # the components' self-signed serving certs
 
-    _start_with_free_ports(
-        "kube-controller-manager",
-        controller_manager_argv,
-        lambda p, _u: _http_ok(f"https://127.0.0.1:{p}/healthz", insecure),
-        plane,
-        log_dir,
-    )
-
     def scheduler_argv(port: int, _unused: int) -> list[str]:
         return component_argv("kube-scheduler", port)
 
-    _start_with_free_ports(
-        "kube-scheduler",
-        scheduler_argv,
-        lambda p, _u: _http_ok(f"https://127.0.0.1:{p}/healthz", insecure),
-        plane,
-        log_dir,
-    )
+    for name, argv in (
+        ("kube-controller-manager", controller_manager_argv),
+        ("kube-scheduler", scheduler_argv),
+    ):
+        _start_with_free_ports(
+            name,
+            argv,
+            lambda p, _u: _http_ok(f"https://127.0.0.1:{p}/healthz", insecure),
+            plane,
+            log_dir,
+        )
 
     def kwok_argv(port: int, _unused: int) -> list[str]:
         return [
