@@ -1,35 +1,65 @@
 """`kubectl mlmodel`: promote, abort, retry, pause, resume and watch MLModel rollouts.
 
-Installed as `kubectl-mlmodel`, so kubectl finds it as a plugin. It runs the
-kubectl it is found beside (or $KUBECTL) and only writes annotations on the
-MLModel, each scoped to the canary revision and attempt shown in its status (see
-`rollout.py`): an action meant for one rollout never applies to a later one.
-Everything it does can be done with plain `kubectl annotate` (docs/rollouts.md).
+Installed as `kubectl-mlmodel`, so kubectl finds it as a plugin. It talks to the API
+server with the official `kubernetes` client, logged in as kubectl would be: the
+kubeconfig (`--kubeconfig`, else $KUBECONFIG, else ~/.kube/config), its context
+(`--context`, else the current one) with that context's namespace unless `-n` is
+given, and whatever credentials the context names, exec plugins included (as EKS, GKE
+and AKS use). It never writes the kubeconfig back.
+
+It only writes annotations on the MLModel, each scoped to the canary revision and
+attempt shown in its status (see `rollout.py`): an action meant for one rollout never
+applies to a later one. The write carries the resourceVersion the decision was read
+at, so if the object changed in between (the operator writes status every reconcile)
+the API server refuses it with a conflict, and the plugin reads again and decides
+again rather than act on what it no longer sees. Everything it does can be done with
+plain `kubectl annotate` (docs/rollouts.md). `status -w` is a watch, listed first and
+re-established when the server ends it or its resourceVersion expires.
 
 Strings in an MLModel come from its author and from model files, so every one is
 escaped before it reaches the terminal (`printable`); names given on the command
-line must be Kubernetes object names and reach kubectl only after `--`.
+line must be Kubernetes object names, so they reach the API only as a name.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
-import os
+import queue
 import re
-import shutil
-import subprocess
 import sys
+import threading
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Protocol
 
+import urllib3
+from kubernetes import client, config, watch
+from kubernetes.client.exceptions import ApiException
+
+from mlmodel_operator.naming import GROUP, VERSION
 from mlmodel_operator.rollout import ABORT, PAUSE, PROMOTE, RETRY
+
+PLURAL = "mlmodels"
+CONFLICT_ATTEMPTS = 5
+REOPEN_PAUSE_S = 1.0
+WATCH_TIMEOUT_S = 300
+"""The server ends each watch request after this long; the plugin then opens the next
+from where it was (as kubectl does, a watch is a chain of bounded requests)."""
 
 
 class PluginError(RuntimeError):
-    pass
+    """What went wrong, for a person: printed as `error: ...`, exit status 1."""
+
+
+class Conflict(PluginError):
+    """The MLModel changed since it was read (409): read again, decide again."""
+
+
+class Expired(PluginError):
+    """A watch's resourceVersion is older than the server keeps (410): list again."""
 
 
 # Bidirectional overrides and isolates can make text read differently than it is
@@ -59,12 +89,13 @@ _DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _OBJECT_NAME = re.compile(rf"{_DNS1123_LABEL}(\.{_DNS1123_LABEL})*")
 _NAMESPACE = re.compile(_DNS1123_LABEL)
 MIN_WATCH_INTERVAL = 0.5
-"""Seconds; a shorter interval would only load the API server (each redraw is a GET)."""
+"""Seconds between two redraws of `status -w` at the least: changes that come faster
+(status is written every reconcile) are drawn as their latest, not one by one."""
 
 
 def object_name(text: str) -> str:
     """argparse type: a Kubernetes object name (a DNS-1123 subdomain), so nothing the
-    user types can reach kubectl as a flag."""
+    user types reaches the API as anything but a name (no `/`, `..`, query or flag)."""
     if len(text) > 253 or not _OBJECT_NAME.fullmatch(text):
         raise argparse.ArgumentTypeError(
             f"'{printable(text)}' is not a valid object name (lowercase letters, digits, "
@@ -98,43 +129,121 @@ def watch_interval(text: str) -> float:
     return seconds
 
 
-def _kubectl() -> str:
-    found = os.environ.get("KUBECTL") or shutil.which("kubectl")
-    if not found:
-        raise PluginError("kubectl not found on PATH (or set KUBECTL)")
-    return found
+# ---- the API ------------------------------------------------------------------------
 
 
-def _global_flags(args: argparse.Namespace) -> list[str]:
-    flags = []
-    if args.kubeconfig:
-        flags.append(f"--kubeconfig={args.kubeconfig}")
-    if args.context:
-        flags.append(f"--context={args.context}")
-    if args.namespace:
-        flags.append(f"--namespace={args.namespace}")
-    return flags
+class ModelApi(Protocol):
+    """The MLModels of one namespace: the four calls the plugin makes."""
+
+    namespace: str
+
+    def get(self, name: str) -> dict[str, Any]: ...
+
+    def merge_patch(self, name: str, patch: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    def list_named(self, name: str) -> tuple[dict[str, Any] | None, str]:
+        """The MLModel (None when absent) and the list's resourceVersion to watch from."""
+        ...
+
+    def watch(self, name: str, resource_version: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(event type, object) until the server ends the watch; raises Expired."""
+        ...
 
 
-def _run(args: argparse.Namespace, *command: str) -> str:
-    result = subprocess.run(
-        [_kubectl(), *_global_flags(args), *command],
-        capture_output=True,
-        text=True,
-        check=False,
+def _error(error: ApiException) -> PluginError:
+    """The API server's own message (its Status), as kubectl shows it."""
+    try:
+        status = json.loads(error.body or "")
+        message = f"{status.get('reason') or error.reason}: {status['message']}"
+    except (ValueError, KeyError, TypeError, AttributeError):
+        message = f"{error.status} {error.reason}"
+    kind = {409: Conflict, 410: Expired}.get(error.status or 0, PluginError)
+    return kind(f"from the API server ({message})")
+
+
+@contextlib.contextmanager
+def _answers(server: str) -> Iterator[None]:
+    try:
+        yield
+    except ApiException as error:
+        raise _error(error) from None
+    except urllib3.exceptions.HTTPError as error:
+        raise PluginError(f"cannot reach the API server at {server}: {error}") from None
+
+
+class MLModels:
+    """`ModelApi` through the official client (JSON merge patches, watches). `server`
+    is only for messages."""
+
+    def __init__(self, api: client.CustomObjectsApi, namespace: str, *, server: str) -> None:
+        self.namespace = namespace
+        self.server = server
+        self._api = api
+
+    def get(self, name: str) -> dict[str, Any]:
+        with _answers(self.server):
+            body: Any = self._api.get_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURAL, name
+            )
+        return dict(body)
+
+    def merge_patch(self, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        with _answers(self.server):
+            body: Any = self._api.patch_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURAL, name, dict(patch)
+            )
+        return dict(body)
+
+    def list_named(self, name: str) -> tuple[dict[str, Any] | None, str]:
+        with _answers(self.server):
+            listing: Any = self._api.list_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURAL, field_selector=f"metadata.name={name}"
+            )
+        items = listing.get("items") or []
+        return (dict(items[0]) if items else None), str(listing["metadata"]["resourceVersion"])
+
+    def watch(self, name: str, resource_version: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        # With timeout_seconds the client leaves a 410 to the caller (as Expired).
+        events = watch.Watch().stream(  # type: ignore[no-untyped-call]
+            self._api.list_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            self.namespace,
+            PLURAL,
+            field_selector=f"metadata.name={name}",
+            resource_version=resource_version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=WATCH_TIMEOUT_S,
+        )
+        with _answers(self.server):
+            try:
+                for event in events:
+                    yield str(event["type"]), dict(event["raw_object"])
+            except urllib3.exceptions.ProtocolError:
+                return  # the connection dropped mid-watch: the caller opens the next one
+
+
+def connect(args: argparse.Namespace) -> ModelApi:
+    """Log in as kubectl would with the same flags; the MLModels of the namespace."""
+    kubeconfig = args.kubeconfig or None
+    try:
+        api_client = config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, context=args.context or None, persist_config=False
+        )
+        contexts, current = config.list_kube_config_contexts(kubeconfig)  # type: ignore[no-untyped-call]
+    except (config.ConfigException, OSError) as error:
+        raise PluginError(f"kubeconfig: {error}") from None
+    chosen = next((c for c in contexts if c["name"] == args.context), current) or {}
+    namespace = args.namespace or (chosen.get("context") or {}).get("namespace") or "default"
+    return MLModels(
+        client.CustomObjectsApi(api_client), namespace, server=str(api_client.configuration.host)
     )
-    if result.returncode != 0:
-        raise PluginError(result.stderr.strip() or f"kubectl {command[0]} failed")
-    return result.stdout
 
 
-def _get(args: argparse.Namespace) -> dict[str, Any]:
-    body: dict[str, Any] = json.loads(_run(args, "get", "mlmodel", "-o", "json", "--", args.name))
-    return body
+# ---- actions: decide from what is read, write with what was read ----------------------
 
-
-def _annotate(args: argparse.Namespace, *pairs: str) -> None:
-    _run(args, "annotate", "mlmodel", "--overwrite", "--", args.name, *pairs)
+Decision = tuple[dict[str, str | None], str]
+"""Annotations to write (None removes one) and what to tell the person."""
 
 
 def _canary(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -148,51 +257,73 @@ def _key(canary: Mapping[str, Any]) -> str:
     return f"{canary['revision']}/{canary.get('attempt', 1)}"
 
 
-def promote(args: argparse.Namespace) -> str:
-    canary = _canary(_get(args))
+def promote(body: Mapping[str, Any], args: argparse.Namespace) -> Decision:
+    canary = _canary(body)
     if canary.get("aborted"):
         raise PluginError("the rollout was rolled back: use `retry` to start it again")
     if args.full:
-        _annotate(args, f"{PROMOTE}={_key(canary)}/full")
-        return f"promoting revision {printable(canary['revision'])} fully"
+        return {PROMOTE: f"{_key(canary)}/full"}, (
+            f"promoting revision {printable(canary['revision'])} fully"
+        )
     step = int(canary.get("step", -1))
     if step < 0:
         raise PluginError("the canary is not ready yet; step 1 starts when it is (or use --full)")
-    _annotate(args, f"{PROMOTE}={_key(canary)}/{step}")
-    return (
+    return {PROMOTE: f"{_key(canary)}/{step}"}, (
         f"promoting revision {printable(canary['revision'])} "
         f"past step {step + 1}/{printable(canary.get('steps'))}"
     )
 
 
-def abort(args: argparse.Namespace) -> str:
-    canary = _canary(_get(args))
-    _annotate(args, f"{ABORT}={_key(canary)}")
-    return f"aborting revision {printable(canary['revision'])}"
+def abort(body: Mapping[str, Any], args: argparse.Namespace) -> Decision:
+    canary = _canary(body)
+    return {ABORT: _key(canary)}, f"aborting revision {printable(canary['revision'])}"
 
 
-def retry(args: argparse.Namespace) -> str:
-    canary = _canary(_get(args))
+def retry(body: Mapping[str, Any], args: argparse.Namespace) -> Decision:
+    canary = _canary(body)
     if not canary.get("aborted"):
         raise PluginError("the rollout was not rolled back; nothing to retry")
-    _annotate(args, f"{RETRY}={_key(canary)}")
-    return f"retrying revision {printable(canary['revision'])}"
+    return {RETRY: _key(canary)}, f"retrying revision {printable(canary['revision'])}"
 
 
-def pause(args: argparse.Namespace) -> str:
-    canary = _canary(_get(args))
-    _annotate(args, f"{PAUSE}={_key(canary)}")
-    return f"pausing the rollout of revision {printable(canary['revision'])}"
+def pause(body: Mapping[str, Any], args: argparse.Namespace) -> Decision:
+    canary = _canary(body)
+    return {PAUSE: _key(canary)}, (
+        f"pausing the rollout of revision {printable(canary['revision'])}"
+    )
 
 
-def resume(args: argparse.Namespace) -> str:
-    body = _get(args)
+def resume(body: Mapping[str, Any], args: argparse.Namespace) -> Decision:
     if PAUSE not in (body["metadata"].get("annotations") or {}):
         raise PluginError(
             "the rollout is not paused by a person (a `pause: {}` step needs promote)"
         )
-    _annotate(args, f"{PAUSE}-")
-    return "resumed"
+    return {PAUSE: None}, "resumed"
+
+
+def act(models: ModelApi, name: str, decide: Callable[[Mapping[str, Any]], Decision]) -> str:
+    """Read the MLModel, decide, and write the annotations with the resourceVersion
+    read; when the object changed in between, read and decide again."""
+    for _ in range(CONFLICT_ATTEMPTS):
+        body = models.get(name)
+        annotations, told = decide(body)
+        patch = {
+            "metadata": {
+                "resourceVersion": body["metadata"]["resourceVersion"],
+                "annotations": annotations,
+            }
+        }
+        try:
+            models.merge_patch(name, patch)
+        except Conflict:
+            continue
+        return told
+    raise PluginError(
+        f"{printable(name)} changed every time it was read ({CONFLICT_ATTEMPTS} times); try again"
+    )
+
+
+# ---- the status view --------------------------------------------------------------------
 
 
 def _bar(weight: int, width: int = 20) -> str:
@@ -244,13 +375,58 @@ def render(body: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def show(args: argparse.Namespace) -> str:
-    if not args.watch:
-        return render(_get(args))
-    last = ""
-    tty = sys.stdout.isatty()
+def follow(models: ModelApi, name: str, seen: Callable[[dict[str, Any] | None], None]) -> None:
+    """Call `seen` with the MLModel now and after every change (None once deleted), for
+    ever: a list, then watches from its resourceVersion, each reopened from the last
+    version seen when the server ends it, and a new list when that version is too old
+    to watch from (410 Expired). A model that does not exist is an error."""
+    version, first = "", True
     while True:
-        view = render(_get(args))
+        if not version:
+            body, version = models.list_named(name)
+            if body is None and first:
+                raise PluginError(
+                    f'from the API server (NotFound: {PLURAL}.{GROUP} "{name}" not found)'
+                )
+            seen(body)
+            first = False
+        opened = time.monotonic()
+        try:
+            for kind, obj in models.watch(name, version):
+                version = str(obj["metadata"]["resourceVersion"])
+                if kind in ("ADDED", "MODIFIED"):
+                    seen(obj)
+                elif kind == "DELETED":
+                    seen(None)
+        except Expired:
+            version = ""
+        if time.monotonic() - opened < REOPEN_PAUSE_S:
+            time.sleep(REOPEN_PAUSE_S)  # a watch that ends at once must not spin
+
+
+def show(models: ModelApi, args: argparse.Namespace) -> str:
+    """The status view; with -w redrawn on every change (at most once per interval)
+    until Ctrl-C."""
+    if not args.watch:
+        return render(models.get(args.name))
+    changes: queue.Queue[dict[str, Any] | PluginError | None] = queue.Queue()
+
+    def watching() -> None:
+        try:
+            follow(models, args.name, changes.put)
+        except PluginError as error:
+            changes.put(error)
+
+    threading.Thread(target=watching, name="watch", daemon=True).start()
+    tty = sys.stdout.isatty()
+    last = ""
+    while True:
+        latest = changes.get()
+        while not changes.empty():  # only the newest state is worth drawing
+            latest = changes.get_nowait()
+        if isinstance(latest, PluginError):
+            raise latest
+        view = render(latest) if latest else f"{printable(args.name)}  deleted"
         if view != last:
             if tty:
                 sys.stdout.write("\x1b[H\x1b[2J")
@@ -260,13 +436,15 @@ def show(args: argparse.Namespace) -> str:
         time.sleep(args.interval)
 
 
-COMMANDS = {
+COMMANDS: dict[
+    str, tuple[Callable[[Mapping[str, Any], argparse.Namespace], Decision] | None, str]
+] = {
     "promote": (promote, "finish the current step now (--full: skip every remaining step)"),
     "abort": (abort, "roll the canary back; the stable keeps serving"),
     "retry": (retry, "start a rolled-back rollout again"),
     "pause": (pause, "hold the rollout at its current step"),
     "resume": (resume, "release a pause set with `pause`"),
-    "status": (show, "show the rollout (-w: live)"),
+    "status": (None, "show the rollout (-w: live)"),
 }
 
 
@@ -278,9 +456,15 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (_, help_text) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
         command.add_argument("name", type=object_name, help="the MLModel")
-        command.add_argument("-n", "--namespace", type=namespace_name, default=None)
-        command.add_argument("--kubeconfig", default="")
-        command.add_argument("--context", default="")
+        command.add_argument(
+            "-n",
+            "--namespace",
+            type=namespace_name,
+            default=None,
+            help="its namespace (default: the context's, else default)",
+        )
+        command.add_argument("--kubeconfig", default="", help="the kubeconfig file to use")
+        command.add_argument("--context", default="", help="the kubeconfig context to use")
         if name == "promote":
             command.add_argument("--full", action="store_true")
         if name == "status":
@@ -289,16 +473,25 @@ def build_parser() -> argparse.ArgumentParser:
                 "--interval",
                 type=watch_interval,
                 default=1.0,
-                help=f"seconds between redraws with -w (at least {MIN_WATCH_INTERVAL})",
+                help=f"at least this many seconds between redraws with -w "
+                f"(at least {MIN_WATCH_INTERVAL})",
             )
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    connect: Callable[[argparse.Namespace], ModelApi] = connect,
+) -> int:
     args = build_parser().parse_args(argv)
-    action = COMMANDS[args.command][0]
+    decide = COMMANDS[args.command][0]
     try:
-        print(action(args))
+        models = connect(args)
+        if decide is None:
+            print(show(models, args))
+        else:
+            print(act(models, args.name, lambda body: decide(body, args)))
     except PluginError as error:
         print(f"error: {_printable_lines(str(error))}", file=sys.stderr)
         return 1
