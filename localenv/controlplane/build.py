@@ -23,6 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 GO_MODULE = Path(__file__).resolve().parent / "go"
+# go.mod still names its module .../tests/controlplane, where it used to live: nothing
+# imports that name, and editing go.mod changes the cache key, which makes every
+# checkout that still has the old go.mod rebuild and evict the other's binaries.
 KUBERNETES_VERSION = "v1.36.3"
 KWOK_VERSION = "v0.8.0"
 RECIPE = "4"  # bump when the build command below changes
