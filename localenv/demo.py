@@ -39,7 +39,6 @@ import yaml
 
 from localenv import models
 from localenv.environment import EnvironmentBusy, LocalEnvironment
-from localenv.kubeapi import ApiAccess
 from localenv.loadgen import LoadGenerator, LoadResult
 from localenv.manifests import mlmodel
 from mlmodel_operator.plugin import metric_figure, render
@@ -363,7 +362,7 @@ class Demo:
 
     def start_load(self) -> None:
         self.load = LoadGenerator(
-            ApiAccess.from_plane(self.env.plane),
+            self.env.plane,
             namespace=self.env.namespace,
             name=NAME,
             body=models.infer_body(models.sample_rows()[0]),

@@ -19,7 +19,9 @@ import httpx
 import yaml
 
 
-class _Plane(Protocol):
+class Plane(Protocol):
+    """What admin access needs of a control plane (`ControlPlane` has it)."""
+
     @property
     def server(self) -> str: ...
 
@@ -35,8 +37,13 @@ class ApiAccess:
     headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_plane(cls, plane: _Plane) -> ApiAccess:
+    def from_plane(cls, plane: Plane) -> ApiAccess:
         return cls(server=plane.server, ssl=plane.ssl_context())
+
+    @classmethod
+    def of(cls, source: ApiAccess | Plane) -> ApiAccess:
+        """`source` itself, or the admin's access to a running control plane."""
+        return source if isinstance(source, ApiAccess) else cls.from_plane(source)
 
     @classmethod
     def from_kubeconfig(cls, path: Path) -> ApiAccess:

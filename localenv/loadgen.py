@@ -31,7 +31,7 @@ from typing import Any
 
 import httpx
 
-from localenv.kubeapi import ApiAccess, KubeApi
+from localenv.kubeapi import ApiAccess, KubeApi, Plane
 
 REFRESH_S = 0.5
 REQUEST_TIMEOUT_S = 5.0
@@ -102,7 +102,7 @@ class LoadGenerator:
 
     def __init__(
         self,
-        access: ApiAccess,
+        access: ApiAccess | Plane,
         *,
         namespace: str,
         name: str,
@@ -114,7 +114,7 @@ class LoadGenerator:
         seed: int = 0,
         gateway: bool = False,
     ) -> None:
-        self.access = access
+        self.access = ApiAccess.of(access)  # a control plane: as its admin
         self.namespace = namespace
         self.name = name
         self.body = body

@@ -541,7 +541,7 @@ class PodRunner:
         poll_interval: float = POLL_S,
         pod_cidr: str = node_mod.POD_CIDR,
     ) -> None:
-        self.access = plane if isinstance(plane, ApiAccess) else ApiAccess.from_plane(plane)
+        self.access = ApiAccess.of(plane)
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.targets_file = directory / "targets.json"

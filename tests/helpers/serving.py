@@ -10,7 +10,6 @@ from typing import Any
 
 from localenv import LoadGenerator, mlmodel, models, pods_of
 from localenv.controlplane.cluster import ControlPlane
-from localenv.kubeapi import ApiAccess
 from localenv.node import NODE_NAME
 from localenv.operator_process import OperatorEnv
 from localenv.prometheus import Prometheus
@@ -65,7 +64,7 @@ def start_load(
 ) -> LoadGenerator:
     """Inference load on MLModel iris, split by the canary's effective weight."""
     return LoadGenerator(
-        ApiAccess.from_plane(cluster),
+        cluster,
         namespace=namespace,
         name="iris",
         body=iris.infer_body(),
