@@ -93,25 +93,23 @@ MIN_WATCH_INTERVAL = 0.5
 (status is written every reconcile) are drawn as their latest, not one by one."""
 
 
-def object_name(text: str) -> str:
-    """argparse type: a Kubernetes object name (a DNS-1123 subdomain), so nothing the
-    user types reaches the API as anything but a name (no `/`, `..`, query or flag)."""
-    if len(text) > 253 or not _OBJECT_NAME.fullmatch(text):
-        raise argparse.ArgumentTypeError(
-            f"'{printable(text)}' is not a valid object name (lowercase letters, digits, "
-            "'-' and '.', starting and ending with a letter or digit, at most 253 characters)"
-        )
-    return text
+def _named(pattern: re.Pattern[str], longest: int, what: str, rules: str) -> Callable[[str], str]:
+    def check(text: str) -> str:
+        if len(text) > longest or not pattern.fullmatch(text):
+            raise argparse.ArgumentTypeError(
+                f"'{printable(text)}' is not a valid {what} ({rules}, starting and ending "
+                f"with a letter or digit, at most {longest} characters)"
+            )
+        return text
+
+    return check
 
 
-def namespace_name(text: str) -> str:
-    """argparse type: a namespace name (a DNS-1123 label)."""
-    if len(text) > 63 or not _NAMESPACE.fullmatch(text):
-        raise argparse.ArgumentTypeError(
-            f"'{printable(text)}' is not a valid namespace name (lowercase letters, digits "
-            "and '-', starting and ending with a letter or digit, at most 63 characters)"
-        )
-    return text
+object_name = _named(_OBJECT_NAME, 253, "object name", "lowercase letters, digits, '-' and '.'")
+"""argparse type: a Kubernetes object name (a DNS-1123 subdomain), so nothing the user
+types reaches the API as anything but a name (no `/`, `..`, query or flag)."""
+namespace_name = _named(_NAMESPACE, 63, "namespace name", "lowercase letters, digits and '-'")
+"""argparse type: a namespace name (a DNS-1123 label)."""
 
 
 def watch_interval(text: str) -> float:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -102,6 +103,15 @@ def exec_kubeconfig(cluster: ControlPlane, namespace: str, directory: Path) -> P
     return path
 
 
+def write_status(cluster: ControlPlane, namespace: str, status: dict[str, Any]) -> None:
+    """Merge `status` into MLModel iris's, as the operator would (as the admin)."""
+    patch = json.dumps({"status": status})
+    cluster.kubectl(
+        "patch", "mlmodel", "iris", "-n", namespace, "--subresource=status", "--type=merge",
+        "-p", patch,
+    )  # fmt: skip
+
+
 def test_the_plugin_logs_in_through_a_context_with_an_exec_credential_plugin(
     cluster: ControlPlane, namespace: str, tmp_path: Path
 ) -> None:
@@ -112,17 +122,7 @@ def test_the_plugin_logs_in_through_a_context_with_an_exec_credential_plugin(
     kubeconfig = exec_kubeconfig(cluster, namespace, tmp_path)
     apply(cluster, mlmodel("iris", namespace, version="v2"))
     canary = {"revision": "c41d2e8", "version": "v2", "attempt": 1, "step": 0, "steps": 2}
-    cluster.kubectl(
-        "patch",
-        "mlmodel",
-        "iris",
-        "-n",
-        namespace,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps({"status": {"phase": "Progressing", "canary": canary}}),
-    )
+    write_status(cluster, namespace, {"phase": "Progressing", "canary": canary})
 
     # The current context's server is not there; --context picks the one that is, and
     # its namespace (no -n), and the exec plugin's token authenticates.
@@ -149,17 +149,7 @@ def test_the_plugin_logs_in_through_a_context_with_an_exec_credential_plugin(
     )
     try:
         time.sleep(2)
-        cluster.kubectl(
-            "patch",
-            "mlmodel",
-            "iris",
-            "-n",
-            namespace,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            json.dumps({"status": {"phase": "Paused"}}),
-        )
+        write_status(cluster, namespace, {"phase": "Paused"})
         time.sleep(2)
     finally:
         watcher.send_signal(signal.SIGINT)
