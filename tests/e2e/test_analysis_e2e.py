@@ -38,6 +38,11 @@ MIN_SAMPLES = 5
 VERDICT_TIMEOUT_S = 60.0
 # A serve deadline no inference meets: the runtime answers 504 (a 5xx, an error).
 BROKEN_TIMEOUT_ENV = {"name": "MLMODEL_REQUEST_TIMEOUT_S", "value": "0.000001"}
+# The metrics most tests judge by: no errors, the same predictions as the stable.
+ERRORS_AND_DIVERGENCE = [
+    {"name": "error-rate", "max": 0.01},
+    {"name": "prediction-divergence", "max": 0.1},
+]
 
 
 def analysis_rollout(
@@ -287,7 +292,7 @@ def test_a_canary_predicting_differently_is_rolled_back_by_divergence_alone(
     server = request.getfixturevalue("prometheus") if provider == "prometheus" else None
     spec = analysis_rollout(
         provider_of(provider, server),
-        [{"name": "error-rate", "max": 0.01}, {"name": "prediction-divergence", "max": 0.1}],
+        ERRORS_AND_DIVERGENCE,
         failure_limit=0,
     )
     v1, address = bring_up_v1(cluster, namespace, iris, operators, spec)
@@ -349,7 +354,7 @@ def test_without_traffic_the_analysis_is_inconclusive_and_the_rollout_holds(
     pause_s = 6.0
     spec = analysis_rollout(
         {"scrape": {}},
-        [{"name": "error-rate", "max": 0.01}, {"name": "prediction-divergence", "max": 0.1}],
+        ERRORS_AND_DIVERGENCE,
         pause_s=pause_s,
     )
     bring_up_v1(cluster, namespace, iris, operators, spec)
@@ -402,7 +407,7 @@ def test_prometheus_stopping_mid_analysis_makes_it_inconclusive_and_never_promot
 ) -> None:
     spec = analysis_rollout(
         provider_of("prometheus", own_prometheus),
-        [{"name": "error-rate", "max": 0.01}, {"name": "prediction-divergence", "max": 0.1}],
+        ERRORS_AND_DIVERGENCE,
     )
     v1, _ = bring_up_v1(cluster, namespace, iris, operators, spec)
     load = start_load(cluster, namespace, iris, seconds=90)
@@ -469,7 +474,7 @@ def test_a_passing_canary_is_judged_every_interval_during_a_pause(
 ) -> None:
     spec = analysis_rollout(
         {"scrape": {}},
-        [{"name": "error-rate", "max": 0.01}, {"name": "prediction-divergence", "max": 0.1}],
+        ERRORS_AND_DIVERGENCE,
     )
     bring_up_v1(cluster, namespace, iris, operators, spec)
     load = start_load(cluster, namespace, iris, seconds=60)
