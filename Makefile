@@ -7,7 +7,7 @@ STATE ?= .cluster
 DEMO_DIR ?= .demo
 DEMO_ARGS ?=
 
-.PHONY: help install lint unit test controlplane demo kind-demo cluster-up cluster-down clean
+.PHONY: help install lint unit test controlplane components demo kind-demo cluster-up cluster-down clean
 
 help:
 	@echo "make demo          a whole rollout on this machine: v1 serves, v2 promoted, v3 rolled back"
@@ -34,26 +34,33 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 unit: $(STAMP)
-	$(VENV)/bin/pytest -m unit
+	$(VENV)/bin/pytest -m unit tests/unit
 
-# Builds kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd and
-# kwok from Go modules once; later runs reuse ~/.cache/mlmodel-operator/.
+# Builds kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy, kubectl,
+# etcd and kwok from Go modules once; later runs reuse ~/.cache/mlmodel-operator/.
 controlplane: $(STAMP)
 	$(PY) -m localenv.controlplane build
 
-test: lint controlplane
-	$(VENV)/bin/pytest
+# CoreDNS, Prometheus and Traefik (the Gateway API data plane), each from its Go module
+# once; cached the same way.
+components: $(STAMP)
+	$(PY) -m localenv.components.build
 
-# Control plane, operator, pod runner, Prometheus and a load generator, all local
-# processes (localenv/demo.py); about two minutes once the binaries are built.
-demo: controlplane
-	$(PY) -m localenv.demo --dir $(DEMO_DIR) $(DEMO_ARGS)
+# Builds happen outside the network sandbox (they need the module proxy); the tests
+# run inside it (localenv/sandbox.py: no way out, pod and Service addresses of its own).
+test: lint controlplane components
+	$(PY) -m localenv.sandbox -- $(VENV)/bin/pytest
+
+# Control plane, operator, pods, gateway, Prometheus and load, all inside a network
+# sandbox (localenv/demo.py); about two minutes once the binaries are built.
+demo: controlplane components
+	$(PY) -m localenv.sandbox -- $(PY) -m localenv.demo --dir $(DEMO_DIR) $(DEMO_ARGS)
 
 # For people with Docker and kind; CI machines have neither (examples/kind/demo.sh).
 kind-demo:
 	bash examples/kind/demo.sh
 
-cluster-up: controlplane
+cluster-up: controlplane components
 	$(PY) -m localenv.controlplane up --dir $(STATE)
 
 cluster-down: $(STAMP)

@@ -26,11 +26,32 @@ localenv.controlplane build|up|down|status`), `podrunner` with `node` and `kubea
 `demo` (`python -m localenv.demo`, what `make demo` runs).
 """
 
-from localenv import models
-from localenv.environment import EnvironmentBusy, LocalEnvironment
-from localenv.loadgen import LoadGenerator, LoadResult
-from localenv.manifests import mlmodel
-from localenv.scenario import infer, labels_of, pods_of, wait_for
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from localenv import models
+    from localenv.environment import EnvironmentBusy, LocalEnvironment
+    from localenv.loadgen import LoadGenerator, LoadResult
+    from localenv.manifests import mlmodel
+    from localenv.scenario import infer, labels_of, pods_of, wait_for
+
+# Imported when first used: `python -m localenv.sandbox` and the builders run before any
+# of this is needed (and the sandbox launcher must stay quick and small).
+_EXPORTS = {
+    "models": "localenv.models",
+    "EnvironmentBusy": "localenv.environment",
+    "LocalEnvironment": "localenv.environment",
+    "LoadGenerator": "localenv.loadgen",
+    "LoadResult": "localenv.loadgen",
+    "mlmodel": "localenv.manifests",
+    "infer": "localenv.scenario",
+    "labels_of": "localenv.scenario",
+    "pods_of": "localenv.scenario",
+    "wait_for": "localenv.scenario",
+}
 
 __all__ = [
     "EnvironmentBusy",
@@ -44,3 +65,10 @@ __all__ = [
     "pods_of",
     "wait_for",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'localenv' has no attribute {name!r}")
+    module = importlib.import_module(_EXPORTS[name])
+    return module if name == "models" else getattr(module, name)

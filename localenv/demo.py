@@ -37,9 +37,9 @@ from typing import Any, TextIO
 
 import yaml
 
-from localenv import models
+from localenv import gateway, models
 from localenv.environment import EnvironmentBusy, LocalEnvironment
-from localenv.loadgen import LoadGenerator, LoadResult
+from localenv.loadgen import LoadGenerator, LoadResult, gateway_url
 from localenv.manifests import mlmodel
 from mlmodel_operator.plugin import metric_figure, render
 
@@ -63,6 +63,11 @@ METRICS: tuple[dict[str, Any], ...] = (
     {"name": "latency-p99", "maxSeconds": 1.0},
     {"name": "prediction-divergence", "max": 0.1},
 )
+
+
+def hostname(name: str) -> str:
+    """The host the demo's route claims, and its load asks for."""
+    return f"{name}.demo.local"
 
 
 def demo_steps(pause_s: float, weights: Sequence[int] = WEIGHTS) -> list[dict[str, Any]]:
@@ -93,8 +98,8 @@ def manifest(
         traffic={
             "router": "gatewayAPI",
             "gatewayAPI": {
-                "parentRefs": [{"name": "demo-gateway"}],
-                "hostnames": [f"{name}.demo.local"],
+                "parentRefs": [dict(gateway.PARENT_REF)],
+                "hostnames": [hostname(name)],
             },
         },
         rollout={
@@ -362,14 +367,15 @@ class Demo:
 
     def start_load(self) -> None:
         self.load = LoadGenerator(
-            self.env.plane,
-            namespace=self.env.namespace,
-            name=NAME,
+            gateway_url(self.env.gateway_url, NAME),
+            headers={"Host": hostname(NAME)},
             body=models.infer_body(models.sample_rows()[0]),
             rate=self.rate,
-            gateway=True,  # until stop(), at the end of the demo
-        ).start()
-        self.screen.say(f"load: {self.rate:g} requests/s, split by the HTTPRoute's weights")
+        ).start()  # until stop(), at the end of the demo
+        self.screen.say(
+            f"load: {self.rate:g} requests/s to the gateway at {self.env.gateway_url}, "
+            "which splits them by the HTTPRoute's weights"
+        )
 
     def good_canary(self, version: str) -> Rollout:
         say = self.screen.say

@@ -1,17 +1,21 @@
 """The complete local environment in one object, for `make demo`, the rollout bench and
-any other scenario run outside pytest.
+any other scenario run outside pytest. It runs inside the network sandbox
+(`localenv.sandbox`: `make demo` starts one).
 
-`start()` takes the machine's environment lock, then starts, in order (and `stop()`
-stops in reverse, then releases the lock):
+`start()` takes the directory's lock, then starts, in order (and `stop()` stops in
+reverse, then releases the lock):
 
-1. the control plane (etcd, kube-apiserver, controller manager, scheduler, kwok), state
-   under `<directory>/cluster` (`kubeconfig` there is the admin's);
-2. the MLModel CRD, the Gateway API CRDs, and the operator's namespace and RBAC from
-   manifests/;
-3. the pod runner, the kubelet of node runner-0 (pods from `pod_cidr`, loopback);
-4. a real Prometheus scraping the runner's serve processes every second; its URL is
-   known from construction on, so MLModels can name it before anything runs;
-5. the operator, as its ServiceAccount, watching `namespace`.
+1. the control plane (etcd, kube-apiserver, controller manager, scheduler, kube-proxy,
+   CoreDNS, kwok), state under `<directory>/cluster` (`kubeconfig` there is the admin's);
+2. the MLModel CRD, and the operator's namespace and RBAC from manifests/;
+3. the gateway: Traefik with the Gateway API CRDs, GatewayClass `traefik` and Gateway
+   `gateways/web` (`localenv.gateway`), at `gateway_url`;
+4. the pod runner, the kubelet of node runner-0 (each pod in its own network namespace,
+   addresses from `pod_cidr`);
+5. a real Prometheus discovering the pods through the API (Kubernetes service
+   discovery) and scraping them every second; its URL is known from construction on,
+   so MLModels can name it before anything runs;
+6. the operator, as its ServiceAccount, watching `namespace`.
 
 The pytest fixtures of tests/ assemble the same pieces one by one (a session's control
 plane is shared by many tests, each with its own namespace and operator).
@@ -33,41 +37,40 @@ from typing import Any, TextIO, TypeVar
 import httpx
 import yaml
 
-from localenv.controlplane.build import cache_root
+from localenv import sandbox
 from localenv.controlplane.cluster import ControlPlane, start_control_plane
+from localenv.gateway import Gateway
 from localenv.kubeapi import ApiAccess
+from localenv.node import POD_CIDR
 from localenv.operator_process import OperatorEnv, OperatorProcess, install_operator_rbac
 from localenv.podrunner import PodRunner
 from localenv.prometheus import Prometheus
 
-# Not the pytest runner's 127.101.0.0/24: the demo's test runs next to that runner.
-DEMO_POD_CIDR = "127.102.0.0/24"
 RUNNER_DIR = "podrunner"
-TARGETS_FILE = "targets.json"  # the pod runner writes it, Prometheus reads it
 T = TypeVar("T")
 
 
 class EnvironmentBusy(RuntimeError):
-    """Another local environment holds this machine; `holder` says which (pid, directory)."""
+    """Another local environment holds this directory; `holder` says which (pid, directory)."""
 
     def __init__(self, holder: str) -> None:
         super().__init__(
-            f"a local environment is already running on this machine ({holder}); stop it first"
+            f"a local environment is already running in this directory ({holder}); "
+            "stop it first, or use another directory"
         )
         self.holder = holder
 
 
-def lock_file() -> Path:
-    # Named for the demo, its first user: branches that still lock in the demo take
-    # this same file, so the two never run at once either.
-    return cache_root().parent / "demo.lock"
+def lock_file(directory: Path) -> Path:
+    return directory.resolve().parent / f".{directory.name}.lock"
 
 
-def hold_machine_lock(directory: Path) -> TextIO:
-    """One environment per machine: every environment's pods take the same loopback
-    addresses (DEMO_POD_CIDR, port 8080). Held as long as the returned file is open;
-    the file names the holder for whoever is refused."""
-    path = lock_file()
+def hold_directory_lock(directory: Path) -> TextIO:
+    """One environment per directory: a second one would wipe or share the first's state
+    (two environments in two directories may run at once: each has its own sandbox,
+    whose addresses exist nowhere else). Held as long as the returned file is open; the
+    file names the holder for whoever is refused."""
+    path = lock_file(directory)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = path.open("a+")
     try:
@@ -93,9 +96,10 @@ class LocalEnvironment:
 
     directory: Path
     namespace: str = "demo"
-    pod_cidr: str = DEMO_POD_CIDR
+    pod_cidr: str = POD_CIDR
     say: Callable[[str], None] = print
     prometheus: Prometheus = field(init=False)
+    gateway: Gateway = field(init=False)
     _plane: ControlPlane | None = field(default=None, init=False)
     _runner: PodRunner | None = field(default=None, init=False)
     _operators: OperatorEnv | None = field(default=None, init=False)
@@ -105,8 +109,9 @@ class LocalEnvironment:
 
     def __post_init__(self) -> None:
         self.prometheus = Prometheus(
-            self.directory / "prometheus", self.directory / RUNNER_DIR / TARGETS_FILE
+            self.directory / "prometheus", self.directory / "cluster" / "kubeconfig"
         )
+        self.gateway = Gateway(self.directory / "gateway")
 
     # ---- life ---------------------------------------------------------------------
 
@@ -116,10 +121,11 @@ class LocalEnvironment:
 
         Raises EnvironmentBusy naming the holder."""
         if self._lock is None:
-            self._lock = hold_machine_lock(self.directory)
+            self._lock = hold_directory_lock(self.directory)
         return self
 
     def start(self) -> LocalEnvironment:
+        sandbox.require_inside("the local environment")
         self.claim()
         self.directory.mkdir(parents=True, exist_ok=True)
         try:
@@ -134,13 +140,15 @@ class LocalEnvironment:
         self.say("starting the control plane (etcd, kube-apiserver, controller manager, ...)")
         self._plane = plane = start_control_plane(self.directory / "cluster")
         self.say(f"  ready in {time.monotonic() - started:.1f} s at {plane.server}")
-        self.kubectl("apply", "--server-side", "-f", str(plane.binaries.gateway_api_crds))
         kubeconfig = install_operator_rbac(plane, self.directory)
         self.kubectl("create", "namespace", self.namespace)
+        self.say("starting the gateway (Traefik, routing by the Gateway API)")
+        self.gateway.start(plane)
+        self.say(f"  at {self.gateway.url}")
         self.say(f"starting the pod runner (the kubelet of runner-0, pods on {self.pod_cidr})")
         self._runner = PodRunner(plane, self.directory / RUNNER_DIR, pod_cidr=self.pod_cidr)
         self._runner.start()
-        self.say("starting Prometheus (scrapes every serve process each second)")
+        self.say("starting Prometheus (discovers the pods through the API, scrapes each second)")
         self.prometheus.start()
         self.say(f"  at {self.prometheus.url}")
         self.say(f"starting the operator (as its ServiceAccount, watching '{self.namespace}')")
@@ -160,6 +168,8 @@ class LocalEnvironment:
             self._operators.stop_all()
         with contextlib.suppress(Exception):
             self.prometheus.close()
+        with contextlib.suppress(Exception):
+            self.gateway.close()
         if self._runner is not None:
             with contextlib.suppress(Exception):
                 self._runner.stop()
@@ -212,6 +222,11 @@ class LocalEnvironment:
         return self.prometheus.url
 
     @property
+    def gateway_url(self) -> str:
+        """Where clients send: the gateway, inside the sandbox."""
+        return self.gateway.url
+
+    @property
     def kubeconfig(self) -> Path:
         """The admin's kubeconfig."""
         return self.plane.kubeconfig
@@ -253,6 +268,8 @@ class LocalEnvironment:
         process = self.prometheus.process
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"Prometheus exited:\n{self.prometheus.tail()}")
+        if not self.gateway.alive():
+            raise RuntimeError(f"the gateway exited:\n{self.gateway.tail()}")
 
     def log_tails(self) -> str:
         """The operator's and the pod runner's (with its pods'): where a rollout's story

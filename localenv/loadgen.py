@@ -1,73 +1,35 @@
-"""A load generator standing in for the gateway in front of an MLModel's pods.
+"""A load generator that sends inference requests to an MLModel's front door, as its
+clients would: the gateway's address (the `gatewayAPI` router) or the `<name>` Service's
+ClusterIP (the `replicas` router), inside the network sandbox.
 
-At a fixed rate it sends Open Inference Protocol v2 requests straight to pod IPs
-(loopback), until a request count or a duration is reached, or until `stop()` when
-neither is given (the demo's load runs as long as the demo). For each request it
-picks the canary with probability `status.canary.effectiveWeight`/100, else the
-stable revision, then a ready pod of that revision (labels mlops.dev/model and
-mlops.dev/revision, Ready condition True, not being deleted). When the chosen side
-has no ready pod it falls back to the other side, as a route with one empty
-backend does. Answers are counted by revision and status code.
-
-With `gateway=True` it plays a Gateway API implementation instead: the split is the
-weights of the backendRefs of the MLModel's HTTPRoute (the rule without header matches), and
-each backend Service's pods are those its selector picks, as a gateway programmed from
-that HTTPRoute would route.
-
-The routing table (MLModel status or HTTPRoute, Services, pods) is re-read every
-REFRESH_S from the API server. Async, one event loop in one thread: light on CPU.
+At a fixed rate it sends Open Inference Protocol v2 requests to one URL, until a request
+count or a duration is reached, or until `stop()` when neither is given (the demo's
+load runs as long as the demo). It never chooses a backend, reads weights or reads the
+MLModel's status: what the gateway, kube-proxy and the Services do with the requests is
+what is measured. Each answer is counted by the revision that answered (the runtime's
+`x-mlmodel-revision` response header; the answer's `model_version` where a runtime does
+not send it) and by status code; a request that got no HTTP answer is counted by its
+error. Async, one event loop in one thread: light on CPU.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import random
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from localenv.kubeapi import ApiAccess, KubeApi, Plane
 
-REFRESH_S = 0.5
 REQUEST_TIMEOUT_S = 5.0
 MAX_IN_FLIGHT = 64
-NO_ENDPOINT = "no-endpoint"
-
-
-@dataclass(frozen=True)
-class Route:
-    stable: str = ""
-    canary: str = ""
-    canary_share: float = 0.0
-    pods: dict[str, tuple[str, ...]] = field(default_factory=dict)  # revision -> pod IPs
-
-
-def pick(route: Route, rng: random.Random) -> tuple[str, str] | None:
-    """(revision, pod IP) for one request, or None when no revision has a ready pod."""
-    wants_canary = bool(route.canary) and rng.random() < route.canary_share
-    order = (route.canary, route.stable) if wants_canary else (route.stable, route.canary)
-    for revision in order:
-        addresses = route.pods.get(revision) if revision else None
-        if addresses:
-            return revision, rng.choice(addresses)
-    return None
-
-
-def _ready(pod: dict[str, Any]) -> bool:
-    status = pod.get("status") or {}
-    return (
-        not pod["metadata"].get("deletionTimestamp")
-        and bool(status.get("podIP"))
-        and any(
-            c.get("type") == "Ready" and c.get("status") == "True"
-            for c in status.get("conditions") or ()
-        )
-    )
+REVISION_HEADER = "x-mlmodel-revision"
 
 
 @dataclass
@@ -94,38 +56,51 @@ class LoadResult:
         return {key: n for key, n in self.counts.items() if key[1] != "200"}
 
 
+async def service_url(access: ApiAccess | Plane, namespace: str, name: str) -> str:
+    """The inference URL of MLModel `name` through its `<name>` Service's ClusterIP."""
+    api = KubeApi(ApiAccess.of(access))
+    try:
+        service = await api.get(f"/api/v1/namespaces/{namespace}/services/{name}")
+    finally:
+        await api.aclose()
+    if not service or not (service.get("spec") or {}).get("clusterIP"):
+        raise RuntimeError(f"the Service {namespace}/{name} has no ClusterIP")
+    return f"http://{service['spec']['clusterIP']}/v2/models/{name}/infer"
+
+
+def gateway_url(gateway: str, name: str) -> str:
+    """The inference URL of MLModel `name` through a gateway at `gateway` (http://ip:port)."""
+    return f"{gateway.rstrip('/')}/v2/models/{name}/infer"
+
+
 class LoadGenerator:
-    """`LoadGenerator(...).start()` runs in a thread; `wait()` returns the counts.
+    """`LoadGenerator(url, ...).start()` runs in a thread; `wait()` returns the counts.
 
     `count` and `duration` bound the load, whichever comes first; with neither it runs
-    until `stop()`."""
+    until `stop()`. `headers` go with every request (a `Host` for a route with hostnames,
+    `x-mlmodel-variant` to pin a side). `keep_alive` False opens a connection per request:
+    kube-proxy picks an endpoint per connection, so a Service's split by ready pods shows
+    only over many connections."""
 
     def __init__(
         self,
-        access: ApiAccess | Plane,
+        url: str,
         *,
-        namespace: str,
-        name: str,
         body: dict[str, Any],
         rate: float,
         count: int | None = None,
         duration: float | None = None,
-        port: int = 8080,
-        seed: int = 0,
-        gateway: bool = False,
+        headers: Mapping[str, str] | None = None,
+        keep_alive: bool = True,
     ) -> None:
-        self.access = ApiAccess.of(access)  # a control plane: as its admin
-        self.namespace = namespace
-        self.name = name
+        self.url = url
+        self.keep_alive = keep_alive
         self.body = body
         self.rate = rate
         self.count = count
         self.duration = duration
-        self.port = port
-        self.rng = random.Random(seed)
-        self.gateway = gateway
+        self.headers = dict(headers or {})
         self.result = LoadResult()
-        self.route = Route()
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._stopping = threading.Event()
@@ -164,18 +139,32 @@ class LoadGenerator:
             raise RuntimeError(f"the load generator failed: {self._error}") from self._error
         return self.result
 
+    def snapshot(self) -> LoadResult:
+        """The counts so far (callable from another thread while the load runs)."""
+        with self._lock:
+            return LoadResult(
+                counts=Counter(self.result.counts),
+                versions=Counter(self.result.versions),
+                seconds=self.result.seconds,
+                first_answer=dict(self.result.first_answer),
+                last_answer=dict(self.result.last_answer),
+            )
+
     # ---- the load ------------------------------------------------------------------
 
     async def run(self) -> LoadResult:
-        api = KubeApi(self.access)
-        limits = httpx.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=16)
-        client = httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S, trust_env=False, limits=limits)
+        # Keep-alive as clients do (a gateway spreads requests over its backends anyway),
+        # unless asked for a connection per request.
+        limits = httpx.Limits(
+            max_connections=MAX_IN_FLIGHT, max_keepalive_connections=16 if self.keep_alive else 0
+        )
+        client = httpx.AsyncClient(
+            timeout=REQUEST_TIMEOUT_S, trust_env=False, limits=limits, headers=self.headers
+        )
         in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         tasks: set[asyncio.Task[None]] = set()
         start = time.monotonic()
         try:
-            await self._refresh(api)
-            refresher = asyncio.create_task(self._refresh_forever(api))
             indices = range(self.count) if self.count is not None else itertools.count()
             for index in indices:
                 due = start + index / self.rate
@@ -190,98 +179,22 @@ class LoadGenerator:
                 task.add_done_callback(tasks.discard)
             if tasks:
                 await asyncio.wait(tasks, timeout=REQUEST_TIMEOUT_S + 1)
-            refresher.cancel()
         finally:
             await client.aclose()
-            await api.aclose()
         self.result.seconds = time.monotonic() - start
         return self.result
 
-    async def _refresh_forever(self, api: KubeApi) -> None:
-        while True:
-            await asyncio.sleep(REFRESH_S)
-            await self._refresh(api)
-
-    async def _refresh(self, api: KubeApi) -> None:
-        base = f"/namespaces/{self.namespace}"
-        try:
-            pods = await api.get(
-                f"/api/v1{base}/pods", {"labelSelector": f"mlops.dev/model={self.name}"}
-            )
-            if self.gateway:
-                route = await self._gateway_route(api, base)
-            else:
-                model = await api.get(f"/apis/mlops.dev/v1alpha1{base}/mlmodels/{self.name}")
-                status = (model or {}).get("status") or {}
-                route = Route(
-                    stable=(status.get("stable") or {}).get("revision", ""),
-                    canary=(status.get("canary") or {}).get("revision", ""),
-                    canary_share=float((status.get("canary") or {}).get("effectiveWeight") or 0)
-                    / 100,
-                )
-        except (httpx.HTTPError, RuntimeError):
-            return  # keep the last routing table, as a gateway does
-        ready: dict[str, list[str]] = {}
-        for pod in (pods or {}).get("items") or ():
-            if _ready(pod):
-                revision = pod["metadata"]["labels"].get("mlops.dev/revision", "")
-                ready.setdefault(revision, []).append(pod["status"]["podIP"])
-        self.route = replace(
-            route, pods={revision: tuple(sorted(ips)) for revision, ips in ready.items()}
-        )
-
-    async def _gateway_route(self, api: KubeApi, base: str) -> Route:
-        """The split of the HTTPRoute, and the revision each backend Service selects."""
-        http_route = await api.get(
-            f"/apis/gateway.networking.k8s.io/v1{base}/httproutes/{self.name}"
-        )
-        split: dict[str, int] = {}
-        for rule in ((http_route or {}).get("spec") or {}).get("rules") or ():
-            # The API server defaults `matches` to a path prefix `/`: the split is the
-            # rule that matches on no header.
-            if not any(m.get("headers") for m in rule.get("matches") or ()):
-                split = {r["name"]: int(r.get("weight", 1)) for r in rule.get("backendRefs") or ()}
-                break
-        revisions: dict[str, str] = {}
-        for service_name in split:
-            service = await api.get(f"/api/v1{base}/services/{service_name}")
-            selector = ((service or {}).get("spec") or {}).get("selector") or {}
-            revisions[service_name] = str(selector.get("mlops.dev/revision", ""))
-        stable, canary = f"{self.name}-stable", f"{self.name}-canary"
-        total = sum(split.values())
-        return Route(
-            stable=revisions.get(stable, ""),
-            canary=revisions.get(canary, ""),
-            canary_share=split.get(canary, 0) / total if total else 0.0,
-        )
-
-    def snapshot(self) -> LoadResult:
-        """The counts so far (callable from another thread while the load runs)."""
-        with self._lock:
-            return LoadResult(
-                counts=Counter(self.result.counts),
-                versions=Counter(self.result.versions),
-                seconds=self.result.seconds,
-                first_answer=dict(self.result.first_answer),
-                last_answer=dict(self.result.last_answer),
-            )
-
     async def _one(self, client: httpx.AsyncClient, in_flight: asyncio.Semaphore) -> None:
-        version = ""
+        revision, version = "", ""
         try:
-            target = pick(self.route, self.rng)
-            if target is None:
-                revision, code = "", NO_ENDPOINT
-            else:
-                revision, address = target
-                url = f"http://{address}:{self.port}/v2/models/{self.name}/infer"
-                try:
-                    response = await client.post(url, json=self.body)
-                    code = str(response.status_code)
-                    if response.status_code == 200:
-                        version = str(response.json().get("model_version", ""))
-                except httpx.HTTPError as error:
-                    code = type(error).__name__
+            try:
+                response = await client.post(self.url, json=self.body)
+                code = str(response.status_code)
+                if response.status_code == 200:
+                    version = str(response.json().get("model_version", ""))
+                revision = response.headers.get(REVISION_HEADER, "") or version
+            except httpx.HTTPError as error:
+                code = type(error).__name__
             with self._lock:
                 self.result.counts[(revision, code)] += 1
                 if revision and code.isdigit():  # an HTTP answer, not a connection error

@@ -14,11 +14,12 @@ import time
 from typing import Any
 
 from localenv.kubeapi import ApiError, KubeApi
+from localenv.sandbox import GATEWAY_IP
 
 NODE_NAME = "runner-0"
 RUNNER_LABEL = "mlops.dev/runner"
-POD_CIDR = "127.101.0.0/24"
-HOST_IP = "127.0.0.1"
+POD_CIDR = "10.244.1.0/24"  # inside the sandbox's pod network (localenv.sandbox)
+HOST_IP = GATEWAY_IP  # the node's address: the sandbox's side of the pods' bridge
 HEARTBEAT_S = 10.0
 LEASE_SECONDS = 40
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"

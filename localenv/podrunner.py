@@ -5,8 +5,9 @@ fakes container states, so this runner owns one node of its own (`localenv.node`
 and, for every Pod the scheduler binds to it, does what a kubelet would with local
 processes instead of containers:
 
-- gives the pod an IP from the node's podCIDR `127.101.0.0/24` (loopback: a
-  process can bind it), reports it with phase Pending and the init container running;
+- gives the pod its own network namespace on the sandbox's bridge (`localenv.podnet`)
+  with an IP from the node's podCIDR `10.244.1.0/24`, reports it with phase Pending
+  and the init container running; every process of the pod runs in that namespace;
 - runs each init container as `mlmodel-runtime` from this venv with the
   container's args and env, paths under its volume mounts (the `models` emptyDir, the
   `pin` ConfigMap, whose items it writes first as the kubelet does), the report file
@@ -21,8 +22,8 @@ processes instead of containers:
   grace period, SIGKILL, then deletes the pod object with gracePeriodSeconds=0 (the
   kubelet's final delete).
 
-It keeps `targets.json` (Prometheus file service discovery) listing every running
-serve process. Library use: `PodRunner(plane, directory).start()` ... `.stop()`;
+Prometheus finds the pods through the API (Kubernetes service discovery), as in a
+cluster. Library use: `PodRunner(plane, directory).start()` ... `.stop()`;
 command line: `python -m localenv.podrunner --kubeconfig K --state DIR`.
 Limits are in docs/e2e.md.
 """
@@ -33,6 +34,7 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import functools
 import ipaddress
 import json
 import logging
@@ -48,6 +50,7 @@ from typing import Any
 import httpx
 
 from localenv import node as node_mod
+from localenv import podnet
 from localenv.kubeapi import ApiAccess, KubeApi
 
 RUNTIME = Path(sys.executable).parent / "mlmodel-runtime"
@@ -66,9 +69,13 @@ log = logging.getLogger("podrunner")
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGKILL it if the runner's thread dies (no strays)."""
+def _in_pod(netns: podnet.PodNetns | None) -> None:
+    """In the child, before exec: SIGKILL it if the runner's thread dies (no strays), and
+    move it into the pod's network namespace, where only the pod's IP exists."""
     _libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if netns is None:
+        raise OSError("the pod's network namespace is not set up")
+    netns.enter()
 
 
 def now_text() -> str:
@@ -172,6 +179,7 @@ class PodWorker:
         for sub in ("models", "tmp", "pvc"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         self.ip = runner.ips.take((pod.get("status") or {}).get("podIP"))
+        self.netns: podnet.PodNetns | None = None  # set up when the pod starts
         self.inits = [ContainerRun(c) for c in spec.get("initContainers") or ()]
         self.mains = [ContainerRun(c) for c in spec.get("containers") or ()]
         self.phase = "Pending"
@@ -337,7 +345,7 @@ class PodWorker:
                 env=self._env(run.spec),
                 cwd=self.dir,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=functools.partial(_in_pod, self.netns),
             )
         self.processes[run.name] = process
         run.container_id = f"podrunner://{process.pid}"
@@ -370,6 +378,7 @@ class PodWorker:
             log.exception("%s/%s: the pod's lifecycle failed", self.namespace, self.name)
 
     async def _lifecycle(self) -> None:
+        self.netns = await asyncio.to_thread(podnet.create, self.uid, self.ip)
         await self._materialise_config_maps()
         for run in self.inits:
             run.state = {"running": {"startedAt": now_text()}}
@@ -434,12 +443,10 @@ class PodWorker:
             run.started = True
             self.phase = "Running"
             self.serving.add(run.name)
-            self.runner.targets_changed()
             await self.publish()
             code = await self._watch(run, process)
             self.processes.pop(run.name, None)
             self.serving.discard(run.name)
-            self.runner.targets_changed()
             quick_exits = quick_exits + 1 if time.monotonic() - started_at < CRASH_WINDOW_S else 0
             backoff = BACKOFF_S[min(quick_exits, len(BACKOFF_S) - 1)]
             run.ready, run.started = False, False
@@ -518,14 +525,14 @@ class PodWorker:
             await asyncio.gather(self.task, return_exceptions=True)
         for run in self.mains:
             run.ready = False
-        self.runner.targets_changed()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.publish(), timeout=3)
         # SIGTERM at once, as the kubelet sends it: serve itself keeps answering (unready)
         # for its --shutdown-delay-s while endpoints and routes stop sending to it.
         await self.stop_processes(grace)
+        if self.netns is not None:
+            await asyncio.to_thread(podnet.delete, self.netns)
         self.runner.ips.release(self.ip)
-        self.runner.targets_changed()
         log.info("%s/%s: stopped", self.namespace, self.name)
 
 
@@ -544,7 +551,6 @@ class PodRunner:
         self.access = ApiAccess.of(plane)
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.targets_file = directory / "targets.json"
         self.log_file = directory / "runner.log"
         self.poll_interval = poll_interval
         self.pod_cidr = pod_cidr  # two runners on one machine need distinct ones
@@ -556,7 +562,6 @@ class PodRunner:
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
-        self._targets_written = ""
         self._handler: logging.Handler | None = None
 
     # ---- library API --------------------------------------------------------------
@@ -623,7 +628,6 @@ class PodRunner:
             node = await node_mod.ensure_node(self.api, self.pod_cidr)
             since = time.time()
             await node_mod.heartbeat(self.api, node_uid=node["metadata"]["uid"], since=since)
-            self._write_targets()
             log.info("node %s ready; pods from %s", node_mod.NODE_NAME, self.pod_cidr)
             on_ready()
             heartbeats = asyncio.create_task(self._heartbeats(node["metadata"]["uid"], since))
@@ -707,7 +711,6 @@ class PodRunner:
         if self.terminations:
             await asyncio.gather(*self.terminations.values(), return_exceptions=True)
         self.terminations.clear()
-        self._write_targets()
         log.info("stopped")
 
     async def probe(self, url: str, seconds: float = 1.0) -> bool:
@@ -716,46 +719,6 @@ class PodRunner:
         except httpx.HTTPError:
             return False
         return 200 <= response.status_code < 400
-
-    # ---- Prometheus file service discovery ---------------------------------------
-
-    def targets_changed(self) -> None:
-        self._write_targets()
-
-    def _write_targets(self) -> None:
-        """One target per running serve process, written atomically (Prometheus watches)."""
-        groups = []
-        for worker in self.workers.values():
-            for run in worker.mains:
-                if run.name not in worker.serving or worker.terminating:
-                    continue
-                port = next(
-                    (
-                        p["containerPort"]
-                        for p in run.spec.get("ports") or ()
-                        if "containerPort" in p
-                    ),
-                    8080,
-                )
-                groups.append(
-                    {
-                        "targets": [f"{worker.ip}:{port}"],
-                        "labels": {
-                            "namespace": worker.namespace,
-                            "pod": worker.name,
-                            "container": run.name,
-                            "mlops_dev_model": worker.labels.get("mlops.dev/model", ""),
-                            "mlops_dev_revision": worker.labels.get("mlops.dev/revision", ""),
-                        },
-                    }
-                )
-        text = json.dumps(groups, indent=1, sort_keys=True)
-        if text == self._targets_written:
-            return
-        scratch = self.targets_file.with_suffix(".tmp")
-        scratch.write_text(text)
-        os.replace(scratch, self.targets_file)
-        self._targets_written = text
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,11 +1,11 @@
-"""A real Prometheus (the Debian package) on a free port of 127.0.0.1, for the local
-environment and the e2e tests.
+"""A real Prometheus, built from its Go module, on a port of the sandbox's 127.0.0.1,
+for the local environment and the e2e tests.
 
-It scrapes every second the targets the pod runner lists in its file service
-discovery file (one per running serve process, labelled with namespace, pod,
-mlops_dev_model and mlops_dev_revision), keeps its TSDB in a temporary directory
-and is queried through its HTTP API. A missing binary is an error naming the
-package, never a skip.
+It discovers the runtime pods as a cluster's Prometheus does, through Kubernetes service
+discovery (role `pod`), with the very scrape job the repository ships for users
+(`examples/prometheus.yaml`: the pods' `prometheus.io/*` annotations, their labels as
+`mlops_dev_revision` and friends, `namespace` and `pod`), scraping every second. It keeps
+its TSDB in a temporary directory and is queried through its HTTP API.
 
 Its port is chosen when the object is made, so its URL can go into MLModels before
 it starts; see `port_known_in_advance`.
@@ -28,9 +28,10 @@ from typing import Any
 import httpx
 import yaml
 
-BINARY = Path("/usr/bin/prometheus")
-PACKAGE = "prometheus"
+from localenv.components.build import ensure as ensure_component
+
 START_TIMEOUT_S = 30.0
+SCRAPE_JOB = Path(__file__).resolve().parents[1] / "examples" / "prometheus.yaml"
 _LOWEST_PORT = 20000
 _EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 
@@ -63,7 +64,18 @@ def port_known_in_advance(host: str = "127.0.0.1") -> int:
     raise PrometheusError(f"no free port between {_LOWEST_PORT} and {ephemeral_low} on {host}")
 
 
-def config(targets_file: Path, query_log: Path) -> dict[str, Any]:
+def shipped_scrape_jobs() -> list[dict[str, Any]]:
+    """The scrape job of examples/prometheus.yaml, as users put it into their config."""
+    config_map = yaml.safe_load(SCRAPE_JOB.read_text())
+    jobs: list[dict[str, Any]] = yaml.safe_load(config_map["data"]["mlmodel-scrape.yaml"])
+    return jobs
+
+
+def config(kubeconfig: Path, query_log: Path) -> dict[str, Any]:
+    jobs = shipped_scrape_jobs()
+    for job in jobs:
+        for discovery in job.get("kubernetes_sd_configs") or ():
+            discovery["kubeconfig_file"] = str(kubeconfig)  # in-cluster: its ServiceAccount
     return {
         "global": {
             "scrape_interval": "1s",
@@ -71,13 +83,7 @@ def config(targets_file: Path, query_log: Path) -> dict[str, Any]:
             "evaluation_interval": "1s",
             "query_log_file": str(query_log),
         },
-        "scrape_configs": [
-            {
-                "job_name": "mlmodel",
-                "metrics_path": "/metrics",
-                "file_sd_configs": [{"files": [str(targets_file)], "refresh_interval": "1s"}],
-            }
-        ],
+        "scrape_configs": jobs,
     }
 
 
@@ -87,8 +93,7 @@ class Prometheus:
     construction on."""
 
     directory: Path
-    targets_file: Path
-    binary: Path = BINARY
+    kubeconfig: Path  # whose identity lists and watches pods (service discovery)
     port: int = field(default_factory=port_known_in_advance)
     process: subprocess.Popen[bytes] | None = None
     _client: httpx.Client = field(
@@ -115,17 +120,11 @@ class Prometheus:
         return [str(json.loads(line).get("params", {}).get("query", "")) for line in lines if line]
 
     def start(self) -> Prometheus:
-        if not self.binary.exists():
-            raise PrometheusError(
-                f"{self.binary} not found: the local environment needs a real Prometheus; "
-                f"install the Debian package '{PACKAGE}' (apt-get install -y {PACKAGE})"
-            )
+        binary = ensure_component("prometheus")
         self.directory.mkdir(parents=True, exist_ok=True)
-        if not self.targets_file.exists():
-            self.targets_file.write_text("[]")
         config_file = self.directory / "prometheus.yml"
-        config_file.write_text(yaml.safe_dump(config(self.targets_file, self.query_log)))
-        self._spawn(config_file)
+        config_file.write_text(yaml.safe_dump(config(self.kubeconfig, self.query_log)))
+        self._spawn(binary, config_file)
         try:
             self._wait_ready()
         except PrometheusError:
@@ -133,11 +132,11 @@ class Prometheus:
             raise
         return self
 
-    def _spawn(self, config_file: Path) -> None:
+    def _spawn(self, binary: Path, config_file: Path) -> None:
         with self.log.open("ab") as handle:
             self.process = subprocess.Popen(
                 [
-                    str(self.binary),
+                    str(binary),
                     f"--config.file={config_file}",
                     f"--storage.tsdb.path={self.directory / 'data'}",
                     "--storage.tsdb.retention.time=1h",

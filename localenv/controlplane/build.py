@@ -22,19 +22,23 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from localenv import sandbox
+
 GO_MODULE = Path(__file__).resolve().parent / "go"
 # go.mod still names its module .../tests/controlplane, where it used to live: nothing
 # imports that name, and editing go.mod changes the cache key, which makes every
 # checkout that still has the old go.mod rebuild and evict the other's binaries.
 KUBERNETES_VERSION = "v1.36.3"
 KWOK_VERSION = "v0.8.0"
-RECIPE = "4"  # bump when the build command below changes
+RECIPE = "5"  # bump when the build command below changes
 
 _K8S_PACKAGES = {
     "kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver",
     "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
     "kube-scheduler": "k8s.io/kubernetes/cmd/kube-scheduler",
     "kubectl": "k8s.io/kubernetes/cmd/kubectl",
+    # Services' ClusterIPs inside the network sandbox (nftables mode).
+    "kube-proxy": "k8s.io/kubernetes/cmd/kube-proxy",
 }
 _OTHER_PACKAGES = {
     "etcd": "./cmd/etcd",
@@ -223,6 +227,12 @@ def ensure_binaries(*, quiet: bool = False) -> Binaries:
         and binaries.istio_virtualservice_crd.exists()
     ):
         return binaries
+    if sandbox.inside():
+        raise BuildError(
+            f"the control-plane binaries {cache_key()} are not built, and the network "
+            "sandbox cannot reach the Go module proxy: build them first, outside it "
+            "(`make controlplane`)"
+        )
     go = _check_go()
     root.mkdir(parents=True, exist_ok=True)
     with (root / ".lock").open("w") as lock:

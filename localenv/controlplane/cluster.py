@@ -1,10 +1,13 @@
-"""A real Kubernetes control plane on loopback, for the tests and for `make cluster-up`.
+"""A real Kubernetes control plane in the network sandbox, for the tests and `make cluster-up`.
 
 etcd, kube-apiserver (TLS, RBAC, ServiceAccount tokens), kube-controller-manager,
-kube-scheduler and kwok (standing in for the kubelets of fake nodes) run as
-local processes on free ports of 127.0.0.1. Pods get IPs from per-node podCIDRs
-inside 127.0.0.0/8, so a local process can bind a pod's IP and anything that
-connects to a pod stays on loopback. Nothing here ever connects to a ClusterIP.
+kube-scheduler, kube-proxy (Services' ClusterIPs, nftables mode), CoreDNS (the
+`cluster.local` zone behind the `kube-dns` Service) and kwok (standing in for the
+kubelets of fake nodes) run as local processes inside the sandbox
+(`localenv.sandbox`): clients reach the API server on the sandbox's 127.0.0.1, pods
+reach it at the bridge's address (which it advertises, so the `kubernetes` Service has
+a valid endpoint). kwok's fake pods get addresses from 10.245.0.0/16, which no route of
+the sandbox leads to: they serve nothing, and a connection to one fails at once.
 """
 
 from __future__ import annotations
@@ -26,12 +29,15 @@ from pathlib import Path
 
 import yaml
 
+from localenv import sandbox
+from localenv.components.build import ensure as ensure_component
 from localenv.controlplane.build import Binaries, ensure_binaries
 from localenv.controlplane.pki import CertPair, Pki, create_pki
 
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
-SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"  # allocated, never connected to
+SERVICE_CLUSTER_IP_RANGE = sandbox.SERVICE_NETWORK
 NODE_COUNT = 2
+DNS_SERVICE = "kube-dns"  # in kube-system, at sandbox.DNS_IP
 START_TIMEOUT_S = 60.0
 _PORT_ATTEMPTS = 3
 
@@ -54,8 +60,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def pod_cidr(index: int) -> str:
-    """The podCIDR of fake node `index`: a /24 inside 127.0.0.0/8 (loopback)."""
-    return f"127.100.{index}.0/24"
+    """The podCIDR of fake node `index`: outside every route of the sandbox, so that a
+    connection to a kwok pod (which serves nothing) fails at once."""
+    return f"10.245.{index}.0/24"
 
 
 @dataclass
@@ -82,6 +89,7 @@ class ControlPlane:
     state_dir: Path
     binaries: Binaries
     pki: Pki
+    coredns: Path
     apiserver_port: int = 0
     components: list[Component] = field(default_factory=list)
 
@@ -310,12 +318,14 @@ def start_control_plane(state_dir: Path, *, nodes: int = NODE_COUNT) -> ControlP
 
     On any failure everything already started is stopped before the error propagates.
     """
+    sandbox.require_inside("the local control plane")
     binaries = ensure_binaries()
+    coredns = ensure_component("coredns")
     state_dir.mkdir(parents=True, exist_ok=True)
     log_dir = state_dir / "logs"
     log_dir.mkdir(exist_ok=True)
     pki = create_pki(state_dir / "pki")
-    plane = ControlPlane(state_dir=state_dir, binaries=binaries, pki=pki)
+    plane = ControlPlane(state_dir=state_dir, binaries=binaries, pki=pki, coredns=coredns)
     try:
         _start_all(plane, log_dir, nodes)
     except BaseException:
@@ -353,8 +363,9 @@ def _start_all(plane: ControlPlane, log_dir: Path, nodes: int) -> None:
         return [
             str(binaries.path("kube-apiserver")),
             f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            # Every address of the sandbox (loopback and the pods' bridge): nothing else.
+            "--bind-address=0.0.0.0",
+            f"--advertise-address={sandbox.GATEWAY_IP}",
             f"--secure-port={port}",
             f"--tls-cert-file={pki.apiserver.cert}",
             f"--tls-private-key-file={pki.apiserver.key}",
@@ -392,6 +403,8 @@ def _start_all(plane: ControlPlane, log_dir: Path, nodes: int) -> None:
             ("kube-controller-manager", pki.controller_manager),
             ("kube-scheduler", pki.scheduler),
             ("kwok", pki.kwok),
+            ("kube-proxy", pki.kube_proxy),
+            ("coredns", pki.coredns),
         )
     }
 
@@ -441,6 +454,8 @@ def _start_all(plane: ControlPlane, log_dir: Path, nodes: int) -> None:
             log_dir,
         )
 
+    _start_service_network(plane, log_dir, component_kubeconfigs)
+
     def kwok_argv(port: int, _unused: int) -> list[str]:
         return [
             str(binaries.path("kwok")),
@@ -474,6 +489,141 @@ def _start_all(plane: ControlPlane, log_dir: Path, nodes: int) -> None:
         lambda: plane.kubectl("get", "serviceaccount", "default", check=False).returncode == 0,
         plane.components,
         START_TIMEOUT_S,
+    )
+
+
+_COREDNS_RBAC = """
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "system:coredns"}
+rules:
+- apiGroups: [""]
+  resources: [endpoints, services, pods, namespaces]
+  verbs: [list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "system:coredns"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:coredns"}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:coredns"}]
+"""
+
+
+def _dns_service() -> str:
+    """The `kube-dns` Service at sandbox.DNS_IP and its endpoints: CoreDNS on the bridge's
+    address (a process of the sandbox, not a pod, so the slice is written here)."""
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": DNS_SERVICE, "namespace": "kube-system"},
+        "spec": {
+            "clusterIP": sandbox.DNS_IP,
+            "ports": [
+                {"name": "dns", "port": 53, "protocol": "UDP"},
+                {"name": "dns-tcp", "port": 53, "protocol": "TCP"},
+            ],
+        },
+    }
+    endpoints = {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": f"{DNS_SERVICE}-localenv",
+            "namespace": "kube-system",
+            "labels": {
+                "kubernetes.io/service-name": DNS_SERVICE,
+                "endpointslice.kubernetes.io/managed-by": "localenv",
+            },
+        },
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [sandbox.GATEWAY_IP], "conditions": {"ready": True}}],
+        "ports": [
+            {"name": "dns", "port": 53, "protocol": "UDP"},
+            {"name": "dns-tcp", "port": 53, "protocol": "TCP"},
+        ],
+    }
+    return "\n---\n".join(yaml.safe_dump(o) for o in (service, endpoints))
+
+
+PROXY_NODE = "localenv"
+
+
+def _proxy_node() -> dict[str, object]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": PROXY_NODE, "labels": {"kubernetes.io/hostname": PROXY_NODE}},
+        "spec": {
+            "unschedulable": True,
+            "taints": [{"key": "localenv/sandbox", "effect": "NoSchedule"}],
+        },
+    }
+
+
+def _start_service_network(
+    plane: ControlPlane, log_dir: Path, kubeconfigs: dict[str, Path]
+) -> None:
+    """kube-proxy, then CoreDNS behind the `kube-dns` Service: what makes Services and
+    their names work inside the sandbox."""
+    state_dir, binaries = plane.state_dir, plane.binaries
+
+    # kube-proxy waits (30 s) for the Node it runs on before it writes any rule. The
+    # sandbox itself is that node: a Node nobody can schedule onto, with the bridge's
+    # address.
+    plane.kubectl("apply", "-f", "-", input_text=yaml.safe_dump(_proxy_node()))
+
+    def kube_proxy_argv(health: int, metrics: int) -> list[str]:
+        return [
+            str(binaries.path("kube-proxy")),
+            f"--kubeconfig={kubeconfigs['kube-proxy']}",
+            "--proxy-mode=nftables",
+            f"--cluster-cidr={sandbox.POD_NETWORK}",
+            f"--hostname-override={PROXY_NODE}",
+            # Pods and the sandbox share one bridge: without masquerading, a pod's
+            # reply to another pod behind a ClusterIP would skip the un-NAT.
+            "--masquerade-all",
+            "--conntrack-max-per-core=0",  # never touch the kernel's global conntrack
+            f"--healthz-bind-address=127.0.0.1:{health}",
+            f"--metrics-bind-address=127.0.0.1:{metrics}",
+            "--v=1",
+        ]
+
+    _start_with_free_ports(
+        "kube-proxy",
+        kube_proxy_argv,
+        lambda h, _m: _http_ok(f"http://127.0.0.1:{h}/livez"),
+        plane,
+        log_dir,
+    )
+    plane.kubectl("apply", "-f", "-", input_text=_COREDNS_RBAC)
+    plane.kubectl("apply", "-f", "-", input_text=_dns_service())
+
+    def coredns_argv(ready: int, _unused: int) -> list[str]:
+        corefile = state_dir / "Corefile"
+        corefile.write_text(
+            f".:53 {{\n"
+            f"    bind {sandbox.GATEWAY_IP}\n"
+            "    errors\n"
+            f"    ready 127.0.0.1:{ready}\n"
+            "    kubernetes cluster.local in-addr.arpa ip6.arpa {\n"
+            f"        kubeconfig {kubeconfigs['coredns']}\n"
+            "        pods insecure\n"
+            "        fallthrough in-addr.arpa ip6.arpa\n"
+            "    }\n"
+            "    cache 5\n"
+            "}\n"
+        )
+        return [str(plane.coredns), "-conf", str(corefile)]
+
+    _start_with_free_ports(
+        "coredns",
+        coredns_argv,
+        lambda r, _u: _http_ok(f"http://127.0.0.1:{r}/ready"),
+        plane,
+        log_dir,
     )
 
 

@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from localenv.sandbox import GATEWAY_IP, KUBERNETES_SERVICE_IP
+
 _VALIDITY = dt.timedelta(days=365)
 
 
@@ -35,6 +37,8 @@ class Pki:
     scheduler: CertPair
     kwok: CertPair
     service_account_key: Path  # private key; the apiserver derives the public half
+    kube_proxy: CertPair
+    coredns: CertPair
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> None:
@@ -84,7 +88,12 @@ def _issue(
                     x509.DNSName("kubernetes"),
                     x509.DNSName("kubernetes.default"),
                     x509.DNSName("kubernetes.default.svc"),
+                    x509.DNSName("kubernetes.default.svc.cluster.local"),
                     x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    # Inside the network sandbox: the address pods reach the API server
+                    # at, and the `kubernetes` Service's ClusterIP.
+                    x509.IPAddress(ipaddress.ip_address(GATEWAY_IP)),
+                    x509.IPAddress(ipaddress.ip_address(KUBERNETES_SERVICE_IP)),
                 ]
             ),
             critical=False,
@@ -112,8 +121,19 @@ def _existing(directory: Path) -> Pki | None:
         scheduler=pair("scheduler"),
         kwok=pair("kwok"),
         service_account_key=directory / "service-account.key",
+        kube_proxy=pair("kube-proxy"),
+        coredns=pair("coredns"),
     )
-    pairs = (pki.ca, pki.apiserver, pki.admin, pki.controller_manager, pki.scheduler, pki.kwok)
+    pairs = (
+        pki.ca,
+        pki.apiserver,
+        pki.admin,
+        pki.controller_manager,
+        pki.scheduler,
+        pki.kwok,
+        pki.kube_proxy,
+        pki.coredns,
+    )
     files = [p for c in pairs for p in (c.cert, c.key)] + [pki.service_account_key]
     return pki if all(f.exists() for f in files) else None
 
@@ -184,4 +204,7 @@ def create_pki(directory: Path) -> Pki:
         # kwok acts for every fake kubelet; the admin group keeps its RBAC out of the way.
         kwok=client("kwok", "kwok", "system:masters"),
         service_account_key=sa_key,
+        # system:kube-proxy is bound to system:node-proxier by the API server's own policy.
+        kube_proxy=client("kube-proxy", "system:kube-proxy"),
+        coredns=client("coredns", "system:coredns"),
     )

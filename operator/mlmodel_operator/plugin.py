@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import queue
 import re
 import sys
@@ -494,7 +495,11 @@ def main(
         print(f"error: {_printable_lines(str(error))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        return 0
+        # Ctrl-C ends `status -w`. The watch thread may be blocked in a socket read that
+        # nothing can interrupt, and the client's pools join their threads at exit: leave
+        # at once, as kubectl does, with what was printed flushed.
+        sys.stdout.flush()
+        os._exit(0)
     return 0
 
 

@@ -191,9 +191,11 @@ def shuffled(tmp_path_factory: pytest.TempPathFactory) -> ShuffledModel:
 
 
 @pytest.fixture
-def own_prometheus(runner: PodRunner, tmp_path: Path) -> Iterator[Prometheus]:
+def own_prometheus(
+    cluster: ControlPlane, runner: PodRunner, tmp_path: Path
+) -> Iterator[Prometheus]:
     """A Prometheus of this test only (the session's must stay up): it may be stopped."""
-    server = Prometheus(tmp_path / "own-prometheus", runner.targets_file).start()
+    server = Prometheus(tmp_path / "own-prometheus", cluster.kubeconfig).start()
     try:
         yield server
     finally:

@@ -3,6 +3,7 @@ from."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 from localenv import LoadGenerator, mlmodel, models, pods_of
 from localenv.controlplane.cluster import ControlPlane
+from localenv.loadgen import service_url
 from localenv.node import NODE_NAME
 from localenv.operator_process import OperatorEnv
 from localenv.prometheus import Prometheus
@@ -62,15 +64,17 @@ def start_load(
     seconds: float,
     rate: float = RATE,
 ) -> LoadGenerator:
-    """Inference load on MLModel iris, split by the canary's effective weight."""
+    """Inference load on MLModel iris through its front door, the `iris` Service's
+    ClusterIP: kube-proxy splits it by ready pods (a connection per request, so that the
+    split shows), as the replicas router intends."""
+    url = asyncio.run(service_url(cluster, namespace, "iris"))
     return LoadGenerator(
-        cluster,
-        namespace=namespace,
-        name="iris",
+        url,
         body=iris.infer_body(),
         rate=rate,
         count=int(rate * seconds),
         duration=seconds,
+        keep_alive=False,
     ).start()
 
 

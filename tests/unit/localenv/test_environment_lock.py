@@ -1,4 +1,5 @@
-"""One local environment per machine: a second one is refused, naming the first."""
+"""One local environment per directory: a second one there is refused, naming the first;
+another directory is another environment (each has a sandbox of its own)."""
 
 from __future__ import annotations
 
@@ -11,22 +12,22 @@ from localenv import EnvironmentBusy, LocalEnvironment
 pytestmark = pytest.mark.unit
 
 
-def test_a_second_environment_is_refused_naming_the_first_until_it_stops(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_second_environment_in_a_directory_is_refused_naming_the_first_until_it_stops(
+    tmp_path: Path,
 ) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     first = LocalEnvironment(tmp_path / "env-a").claim()
-    second = LocalEnvironment(tmp_path / "env-b")
+    second = LocalEnvironment(tmp_path / "env-a")
     with pytest.raises(EnvironmentBusy, match=r"already running .*directory .*env-a") as refused:
         second.claim()
     assert str(tmp_path / "env-a") in refused.value.holder
+    elsewhere = LocalEnvironment(tmp_path / "env-b").claim()  # its own sandbox, its own state
+    elsewhere.stop()
     first.stop()
     second.claim().stop()
 
 
-def test_claiming_twice_is_one_claim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_claiming_twice_is_one_claim(tmp_path: Path) -> None:
     """The demo claims before wiping its directory; `start()` then claims again."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     env = LocalEnvironment(tmp_path / "env").claim()
     env.claim()
     env.stop()

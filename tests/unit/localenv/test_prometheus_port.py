@@ -20,7 +20,7 @@ def ephemeral_low() -> int:
 def test_the_url_is_known_before_start_on_a_port_no_outgoing_connection_takes(
     tmp_path: Path,
 ) -> None:
-    server = Prometheus(tmp_path / "prometheus", tmp_path / "targets.json")
+    server = Prometheus(tmp_path / "prometheus", tmp_path / "kubeconfig")
     assert server.url == f"http://127.0.0.1:{server.port}"
     # Below the ephemeral range: only a server asking for this very port could take it.
     assert server.port < ephemeral_low()

@@ -1,0 +1,181 @@
+"""Build the local environment's other programs from Go modules once, cached by their inputs.
+
+Each program has a wrapper module here (`<name>/go.mod`, `go.sum`, and a `tools.go`
+importing its main package), so their dependency graphs never meet: Traefik, Prometheus
+and CoreDNS each pin their own versions of client-go and friends. A binary lands in
+`~/.cache/mlmodel-operator/components/<name>-<version>-<key>/`, where the key hashes the
+wrapper module and this recipe: a version bump rebuilds, an unchanged tree never does.
+Called by the local environment before it starts them, and by
+`python -m localenv.components.build [NAME...]`.
+
+Versions are the newest that build here from the module proxy (see the team's notes):
+Traefik v3.7 needs modules the proxy refuses; v3.6.12 builds.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from localenv import sandbox
+
+HERE = Path(__file__).resolve().parent
+RECIPE = "1"  # bump when the build command below changes
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    version: str
+    package: str  # the main package, as tools.go imports it
+    version_flag: str = ""  # -X path.Var: where the program keeps its version
+
+    @property
+    def module(self) -> Path:
+        return HERE / self.name
+
+    def ldflags(self) -> str:
+        flags = ["-s", "-w"]
+        if self.version_flag:
+            flags.append(f"-X {self.version_flag}={self.version}")
+        return " ".join(flags)
+
+
+COMPONENTS = {
+    c.name: c
+    for c in (
+        Component(
+            "traefik",
+            "v3.6.12",
+            "github.com/traefik/traefik/v3/cmd/traefik",
+            "github.com/traefik/traefik/v3/pkg/version.Version",
+        ),
+        Component(
+            "prometheus",
+            "v0.316.0",
+            "github.com/prometheus/prometheus/cmd/prometheus",
+            "github.com/prometheus/common/version.Version",
+        ),
+        Component("coredns", "v1.15.0", "github.com/coredns/coredns"),
+    )
+}
+
+
+class BuildError(RuntimeError):
+    """A program cannot be built; the message says why and where the log is."""
+
+
+def cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "mlmodel-operator" / "components"
+
+
+def cache_key(component: Component) -> str:
+    digest = hashlib.sha256(RECIPE.encode())
+    for name in ("go.mod", "go.sum", "tools.go"):
+        digest.update((component.module / name).read_bytes())
+    return f"{component.name}-{component.version}-{digest.hexdigest()[:12]}"
+
+
+def _build(go: str, component: Component, target: Path, log: Path) -> None:
+    env = {**os.environ, "GOFLAGS": "-mod=readonly -buildvcs=false", "CGO_ENABLED": "0"}
+    command = [
+        go,
+        "build",
+        "-trimpath",
+        "-ldflags",
+        component.ldflags(),
+        "-o",
+        str(target / component.name),
+        component.package,
+    ]
+    with log.open("w") as handle:
+        result = subprocess.run(
+            command,
+            cwd=component.module,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+    if result.returncode != 0:
+        tail = "\n".join(log.read_text().splitlines()[-30:])
+        raise BuildError(
+            f"building {component.name} {component.version} failed (exit {result.returncode}); "
+            f"full log in {log}. Last lines:\n{tail}"
+        )
+
+
+def ensure(name: str, *, quiet: bool = False) -> Path:
+    """The path of the built program `name`, building it first when its inputs are new."""
+    component = COMPONENTS[name]
+    root = cache_root()
+    final = root / cache_key(component)
+    binary = final / component.name
+    if binary.exists():
+        return binary
+    if sandbox.inside():
+        raise BuildError(
+            f"{name} {component.version} is not built, and the network sandbox cannot reach "
+            "the Go module proxy: build it first, outside it (`make components`)"
+        )
+    go = shutil.which("go")
+    if go is None:
+        raise BuildError(
+            f"Go is needed to build {name} for the local environment; install it "
+            "(https://go.dev/doc/install) and run the command again"
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / f".{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building it
+        if binary.exists():
+            return binary
+        if not quiet:
+            print(
+                f"building {name} {component.version} into {final}; the first build takes "
+                "minutes ...",
+                file=sys.stderr,
+                flush=True,
+            )
+        started = time.monotonic()
+        staging = Path(tempfile.mkdtemp(dir=root, prefix=f".build-{name}-"))
+        try:
+            _build(go, component, staging, root / f"{name}.build.log")
+            staging.rename(final)
+            for stale in root.glob(f"{name}-*"):  # older versions: hundreds of MB each
+                if stale != final:
+                    shutil.rmtree(stale, ignore_errors=True)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        if not quiet:
+            print(
+                f"built {name} in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True
+            )
+    return binary
+
+
+def main(argv: list[str]) -> int:
+    names = argv or list(COMPONENTS)
+    unknown = [n for n in names if n not in COMPONENTS]
+    if unknown:
+        print(f"unknown component(s) {unknown}; known: {list(COMPONENTS)}", file=sys.stderr)
+        return 2
+    try:
+        for name in names:
+            print(ensure(name))
+    except BuildError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

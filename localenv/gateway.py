@@ -1,0 +1,168 @@
+"""Traefik as the Gateway API implementation of the local environment: a real data plane
+that routes by the HTTPRoutes the operator writes.
+
+Traefik (built from its Go module, `localenv.components`) runs in the network sandbox
+with its Kubernetes Gateway provider, reading GatewayClass `traefik`, the Gateway
+`gateways/web` this module creates, and every HTTPRoute attached to it, through the
+admin's kubeconfig (in a cluster: its ServiceAccount). It listens on the bridge's
+address, so the gateway is reachable from the sandbox and from pods, and sends each
+request straight to a ready endpoint of the backend Service the route's weights pick
+(EndpointSlices, as Traefik does by default), or to the side the `x-mlmodel-variant`
+header pins. MLModels attach with `traffic.gatewayAPI.parentRefs: [{name: web,
+namespace: gateways}]` (`PARENT_REF`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from localenv.components.build import ensure as ensure_component
+from localenv.controlplane.cluster import ControlPlane, free_port
+from localenv.sandbox import GATEWAY_IP
+
+GATEWAY_CLASS = "traefik"
+CONTROLLER = "traefik.io/gateway-controller"
+NAMESPACE = "gateways"
+NAME = "web"
+PORT = 8000  # the listener's port, and Traefik's entry point of the same port
+PARENT_REF = {"name": NAME, "namespace": NAMESPACE}
+START_TIMEOUT_S = 60.0
+
+
+class GatewayError(RuntimeError):
+    pass
+
+
+def objects() -> list[dict[str, Any]]:
+    """The GatewayClass served by Traefik, its namespace, and the Gateway routes attach to."""
+    return [
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "GatewayClass",
+            "metadata": {"name": GATEWAY_CLASS},
+            "spec": {"controllerName": CONTROLLER},
+        },
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "Gateway",
+            "metadata": {"name": NAME, "namespace": NAMESPACE},
+            "spec": {
+                "gatewayClassName": GATEWAY_CLASS,
+                "listeners": [
+                    {
+                        "name": "http",
+                        "port": PORT,
+                        "protocol": "HTTP",
+                        "allowedRoutes": {"namespaces": {"from": "All"}},
+                    }
+                ],
+            },
+        },
+    ]
+
+
+@dataclass
+class Gateway:
+    """`Gateway(directory).start(plane)` ... `.stop()`; `url` is where clients send."""
+
+    directory: Path
+    process: subprocess.Popen[bytes] | None = None
+    ping_port: int = field(default_factory=free_port)
+    _client: httpx.Client = field(
+        default_factory=lambda: httpx.Client(timeout=2.0, trust_env=False)
+    )
+
+    @property
+    def url(self) -> str:
+        return f"http://{GATEWAY_IP}:{PORT}"
+
+    @property
+    def log(self) -> Path:
+        return self.directory / "traefik.log"
+
+    def start(self, plane: ControlPlane) -> Gateway:
+        binary = ensure_component("traefik")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        plane.kubectl("apply", "--server-side", "-f", str(plane.binaries.gateway_api_crds))
+        plane.wait_condition("crd/gateways.gateway.networking.k8s.io", "Established")
+        plane.kubectl(
+            "apply", "-f", "-", input_text="\n---\n".join(yaml.safe_dump(o) for o in objects())
+        )
+        with self.log.open("ab") as handle:
+            self.process = subprocess.Popen(
+                [
+                    str(binary),
+                    f"--entryPoints.web.address={GATEWAY_IP}:{PORT}",
+                    f"--entryPoints.traefik.address=127.0.0.1:{self.ping_port}",
+                    "--ping=true",
+                    "--ping.entryPoint=traefik",
+                    "--providers.kubernetesGateway=true",
+                    f"--providers.kubernetesGateway.statusAddress.ip={GATEWAY_IP}",
+                    "--log.level=INFO",
+                ],
+                env={**os.environ, "KUBECONFIG": str(plane.kubeconfig)},
+                stdin=subprocess.DEVNULL,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            self._wait_programmed(plane)
+        except GatewayError:
+            self.stop()
+            raise
+        return self
+
+    def _wait_programmed(self, plane: ControlPlane) -> None:
+        """Until Traefik answers its ping and has accepted the Gateway (status written)."""
+        deadline = time.monotonic() + START_TIMEOUT_S
+        jsonpath = "jsonpath={.status.conditions[?(@.type=='Programmed')].status}"
+        while time.monotonic() < deadline:
+            if self.process is None or self.process.poll() is not None:
+                raise GatewayError(f"traefik exited; log:\n{self.tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                pinged = self._client.get(f"http://127.0.0.1:{self.ping_port}/ping")
+                programmed = plane.kubectl(
+                    "get", "gateway", NAME, "-n", NAMESPACE, "-o", jsonpath, check=False
+                ).stdout.strip()
+                if pinged.status_code == 200 and programmed == "True":
+                    return
+            time.sleep(0.25)
+        raise GatewayError(
+            f"the gateway not programmed within {START_TIMEOUT_S:.0f} s:\n{self.tail()}"
+        )
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def tail(self, lines: int = 30) -> str:
+        if not self.log.exists():
+            return "(no log)"
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        self.process = None
+
+    def close(self) -> None:
+        self.stop()
+        self._client.close()
