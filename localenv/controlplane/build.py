@@ -30,7 +30,7 @@ GO_MODULE = Path(__file__).resolve().parent / "go"
 # checkout that still has the old go.mod rebuild and evict the other's binaries.
 KUBERNETES_VERSION = "v1.36.3"
 KWOK_VERSION = "v0.8.0"
-RECIPE = "5"  # bump when the build command below changes
+RECIPE = "6"  # bump when the build command below changes
 
 _K8S_PACKAGES = {
     "kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver",
@@ -65,7 +65,15 @@ KWOK_STAGES_FILE = "kwok-stages.yaml"
 # The traffic routers' real CRDs, from the modules their projects publish.
 GATEWAY_API_MODULE = "sigs.k8s.io/gateway-api@v1.6.3"
 ISTIO_API_MODULE = "istio.io/api@v1.32.0"
-_GATEWAY_API_CRDS = ("gatewayclasses", "gateways", "httproutes", "referencegrants")
+# Traefik waits for GRPCRoute and BackendTLSPolicy informers too: the standard channel.
+_GATEWAY_API_CRDS = (
+    "gatewayclasses",
+    "gateways",
+    "httproutes",
+    "grpcroutes",
+    "referencegrants",
+    "backendtlspolicies",
+)
 CRD_DIR = "crds"
 
 
