@@ -6,16 +6,14 @@ admitted by `admission.py` before its body is read (concurrency and the weighted
 memory budget), read within its limit by `asgi.py`, decoded by `codec.py` (in a
 thread when large), run by `batching.py`, and answered; a refusal is answered at
 once without resetting a client that is still sending (`asgi.py`). Per-request
-deadlines (`--request-timeout-s`) are entries in a dict swept by one task: an
-`asyncio.timeout()` per request costs several microseconds on the hot path.
+deadlines (`--request-timeout-s`) are kept by `deadlines.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any, Final
 
 from mlmodel_runtime.serve.admission import (
@@ -56,6 +54,7 @@ from mlmodel_runtime.serve.codec import (
     error_body,
 )
 from mlmodel_runtime.serve.config import ServeConfig
+from mlmodel_runtime.serve.deadlines import Deadlines
 from mlmodel_runtime.serve.session import ModelSession
 
 _HEADER_LENGTH: Final = b"inference-header-content-length"
@@ -88,18 +87,13 @@ class Inference:
         self._not_ready = f"model '{config.name}' is not ready yet (loading and warming up)"
         # Extra headers of every answer: Connection: close once draining.
         self._answer_headers = _NO_HEADERS
-        self._deadlines: dict[asyncio.Task[Any], float] = {}
-        self._expired: set[asyncio.Task[Any]] = set()
-        self._sweep_interval = max(0.005, min(0.05, self._timeout / 4))
-        self._sweep_task: asyncio.Task[None] | None = None
-        self._loop_time: Callable[[], float] = time.monotonic
+        self._deadlines = Deadlines(self._timeout)
 
     # ---- lifecycle, called by the app ---------------------------------------
 
     def start(self) -> None:
         """On the event loop, before the first request: start sweeping deadlines."""
-        self._loop_time = asyncio.get_running_loop().time
-        self._sweep_task = asyncio.create_task(self._sweep())
+        self._deadlines.start()
 
     def serve_model(self, session: ModelSession, batcher: Batcher) -> None:
         self._binary_weight = binary_weight(session.inputs)
@@ -112,38 +106,7 @@ class Inference:
     def stop(self) -> None:
         self._not_ready = "the server is shutting down"
         self._session = self._batcher = None
-        if self._sweep_task is not None:
-            self._sweep_task.cancel()
-
-    async def _sweep(self) -> None:
-        deadlines = self._deadlines
-        while True:
-            await asyncio.sleep(self._sweep_interval)
-            now = self._loop_time()
-            expired = [task for task, deadline in deadlines.items() if deadline <= now]
-            for task in expired:
-                del deadlines[task]
-                self._expired.add(task)
-                task.cancel()
-
-    def _was_expired(self, task: asyncio.Task[Any]) -> bool:
-        """Whether the sweep cancelled this task for its deadline (then it may go on)."""
-        if task not in self._expired:
-            return False
-        self._expired.discard(task)
-        task.uncancel()
-        return True
-
-    def _arm(self) -> asyncio.Task[Any]:
-        """Start the current request's deadline; `_disarm` must follow."""
-        task = asyncio.current_task()
-        assert task is not None
-        self._deadlines[task] = self._loop_time() + self._timeout
-        return task
-
-    def _disarm(self, task: asyncio.Task[Any]) -> None:
-        self._deadlines.pop(task, None)
-        self._expired.discard(task)
+        self._deadlines.stop()
 
     # ---- one request ---------------------------------------------------------
 
@@ -185,11 +148,11 @@ class Inference:
     async def _refused(
         self, receive: Receive, send: Send, status: int, message: str, *, unsent: bool = False
     ) -> int:
-        task = self._arm()
+        task = self._deadlines.arm()
         try:
             return await self._refuse(receive, send, status, message, task=task, unsent=unsent)
         finally:
-            self._disarm(task)
+            self._deadlines.disarm(task)
 
     async def _serve(
         self,
@@ -208,10 +171,8 @@ class Inference:
         An admitted request holds its weight until it is answered; a body of
         undeclared length (chunked) grows its weight as it arrives.
         """
-        task = asyncio.current_task()
-        assert task is not None
         deadlines = self._deadlines
-        deadlines[task] = self._loop_time() + self._timeout
+        task = deadlines.arm()
         growth = None
         weight = 0
         if declared is not None:
@@ -224,7 +185,7 @@ class Inference:
                 status, message = self._refusal_answer(refusal)
                 return await self._refuse(receive, send, status, message, task=task, unsent=unsent)
             finally:
-                self._disarm(task)
+                deadlines.disarm(task)
         if declared is None:
             growth = Growth(self._admission, json_bytes, self._binary_weight)
         batcher = self._batcher
@@ -273,7 +234,7 @@ class Inference:
             )
             return await answer(send, 503, error_body(message), *self._answer_headers)
         except asyncio.CancelledError:
-            if not self._was_expired(task):
+            if not deadlines.was_expired(task):
                 raise
             if body_read:
                 message = f"inference did not finish within {self._timeout} s"
@@ -289,8 +250,7 @@ class Inference:
             raise
         finally:
             self._admission.leave(weight if growth is None else growth.weight)
-            deadlines.pop(task, None)
-            self._expired.discard(task)
+            deadlines.disarm(task)
 
     def _encode(
         self, session: ModelSession, request: InferRequest, outputs: Arrays, *, v1: bool
@@ -358,7 +318,7 @@ class Inference:
         try:
             await discard_body(receive)
         except asyncio.CancelledError:
-            if not self._was_expired(task):
+            if not self._deadlines.was_expired(task):
                 raise
         await finish(send)
         return status
