@@ -36,7 +36,8 @@ from mlmodel_runtime.serve.codec import error_body
 from mlmodel_runtime.serve.config import ServeConfig
 from mlmodel_runtime.serve.inference import Inference
 from mlmodel_runtime.serve.metrics import CONTENT_TYPE, RuntimeMetrics
-from mlmodel_runtime.serve.session import ModelLoadError, ModelSession, SessionOptions
+from mlmodel_runtime.serve.model import ModelLoadError
+from mlmodel_runtime.serve.session import ModelSession, SessionOptions
 
 log = logging.getLogger("mlmodel_runtime.serve")
 

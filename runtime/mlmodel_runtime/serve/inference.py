@@ -55,6 +55,7 @@ from mlmodel_runtime.serve.codec import (
 )
 from mlmodel_runtime.serve.config import ServeConfig
 from mlmodel_runtime.serve.deadlines import Deadlines
+from mlmodel_runtime.serve.model import InputRejected
 from mlmodel_runtime.serve.session import ModelSession
 
 _HEADER_LENGTH: Final = b"inference-header-content-length"
@@ -241,13 +242,11 @@ class Inference:
                 return await answer(send, 504, error_body(message), *self._answer_headers)
             message = f"request body not received within {self._timeout} s"
             return await answer(send, 408, error_body(message), *_CLOSING)
+        except InputRejected as exc:
+            message = f"the model rejected the input: {exc}"
+            return await answer(send, 400, error_body(message), *self._answer_headers)
         except ClientGone:
             return 499
-        except Exception as exc:
-            if type(exc).__name__ in ("InvalidArgument", "InvalidGraph"):
-                message = f"the model rejected the input: {exc}"
-                return await answer(send, 400, error_body(message), *self._answer_headers)
-            raise
         finally:
             self._admission.leave(weight if growth is None else growth.weight)
             deadlines.disarm(task)
