@@ -1,10 +1,10 @@
 """Per-request deadlines (`--request-timeout-s`): entries in a dict swept by one task.
 
-Owned by the inference requests of one worker (`inference.py`): each request arms
-its task's deadline when it arrives and disarms it when it is answered. A task
-past its deadline is cancelled by the sweep and then asks `was_expired` whether
-the cancellation was the deadline's (it may go on to answer 408 or 504) or someone
-else's (it must let the cancellation through).
+Owned by the data plane (`dataplane.py`); the HTTP exchange of an inference request
+(`exchange.py`) arms its task's deadline when the request arrives and disarms it when
+it is answered. A task past its deadline is cancelled by the sweep and then asks
+`was_expired` whether the cancellation was the deadline's (it may go on to answer
+408 or 504) or someone else's (it must let the cancellation through).
 
 Why not `asyncio.timeout()` per request: it costs several microseconds on every
 request's path, where a dict entry costs a fraction of one; the sweep makes a

@@ -1,9 +1,10 @@
-"""The model contract: what serving needs from a loaded model, and no more.
+"""The model contract of the data plane: what it needs from a loaded model, and no more.
 
-`session.py`'s `ModelSession` (ONNX Runtime over a model directory) is the one the
-server process uses. A `SessionFactory` rather than a session is what gets passed
-around, because loading is slow and must happen in a thread after the port is
-open (liveness answers meanwhile).
+`dataplane.py` serves any `Session`; `session.py`'s `ModelSession` (ONNX Runtime over a
+model directory) is the one the server process uses. The data plane takes a
+`SessionFactory` rather than a session, because loading is slow and must happen in a
+thread after the port is open (liveness answers meanwhile); tests hand it a factory of
+a fake, or of a real session built in-process, and need no server process.
 """
 
 from __future__ import annotations

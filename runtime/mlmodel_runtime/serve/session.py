@@ -1,9 +1,10 @@
 """The model session: an ONNX Runtime `InferenceSession` over a model directory.
 
-The `Session` of `model.py` that the server process serves: loaded once per
-process by the app (in a thread, so liveness answers while it loads), checked
-against `metadata.json`, warmed up, then called only from the batching thread
-(`batching.py`). `run` takes arrays in model input order.
+The `Session` of `model.py` that the server process serves: `server.py` hands the
+data plane a factory of it, which loads it once per process (in a thread, so
+liveness answers while it loads); it is checked against `metadata.json`, warmed
+up, then called only from the batching thread (`batching.py`). `run` takes arrays
+in model input order.
 
 ONNX Runtime refuses inputs it cannot run with `InvalidArgument` (or `InvalidGraph`),
 exception classes its extension module registers; `run` turns them into the

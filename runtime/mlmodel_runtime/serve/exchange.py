@@ -1,12 +1,16 @@
-"""Inference requests of one worker, from the request head to the answer.
+"""The HTTP exchange of one inference request, from its head to the answer.
 
-The data plane behind the HTTP app: `app.py` routes `POST .../infer` and
-`POST ...:predict` here and counts the status returned. Each request is
-admitted by `admission.py` before its body is read (concurrency and the weighted
-memory budget), read within its limit by `asgi.py`, decoded by `codec.py` (in a
-thread when large), run by `batching.py`, and answered; a refusal is answered at
-once without resetting a client that is still sending (`asgi.py`). Per-request
-deadlines (`--request-timeout-s`) are kept by `deadlines.py`.
+`app.py` hands every `POST` to an inference path here, saying whether it is KServe
+v1, and counts the status returned. What the head alone rules out (malformed
+lengths, no model yet, bodies over their limit) is refused before the body is
+read; then the request is admitted and timed by the data plane (`dataplane.py`),
+its body read within its limit (`asgi.py`), decoded by `codec.py` (in a thread
+when large), run by the model through the data plane, and answered. A refusal
+is answered at once without resetting a client that is still sending (`asgi.py`).
+
+Everything here is on every request's path: the data plane's callables are bound
+once, and the head checks are a plain function that returns the coroutine to
+await, so that a request costs one coroutine here.
 """
 
 from __future__ import annotations
@@ -16,14 +20,7 @@ import functools
 from collections.abc import Coroutine
 from typing import Any, Final
 
-from mlmodel_runtime.serve.admission import (
-    NUMERIC_BINARY_WEIGHT,
-    Admission,
-    Growth,
-    Refusal,
-    binary_weight,
-    request_weight,
-)
+from mlmodel_runtime.serve.admission import Growth, Refusal, request_weight
 from mlmodel_runtime.serve.asgi import (
     CLOSE,
     JSON_CONTENT,
@@ -42,7 +39,7 @@ from mlmodel_runtime.serve.asgi import (
     too_large,
     whole_body,
 )
-from mlmodel_runtime.serve.batching import Arrays, Batcher, QueueFull
+from mlmodel_runtime.serve.batching import Arrays, QueueFull
 from mlmodel_runtime.serve.codec import (
     InferRequest,
     ModelRules,
@@ -54,9 +51,8 @@ from mlmodel_runtime.serve.codec import (
     error_body,
 )
 from mlmodel_runtime.serve.config import ServeConfig
-from mlmodel_runtime.serve.deadlines import Deadlines
+from mlmodel_runtime.serve.dataplane import DataPlane, ServedModel
 from mlmodel_runtime.serve.model import InputRejected
-from mlmodel_runtime.serve.session import ModelSession
 
 _HEADER_LENGTH: Final = b"inference-header-content-length"
 _CONTENT_LENGTH: Final = b"content-length"
@@ -71,45 +67,23 @@ _NO_HEADERS: Final[tuple[Header, ...]] = ()
 _CLOSING: Final[tuple[Header, ...]] = (CLOSE,)
 
 
-class Inference:
-    """Admission, deadlines, decoding and answers of the inference requests of one worker."""
+class InferenceExchange:
+    """The inference requests of one worker, over HTTP."""
 
-    def __init__(self, config: ServeConfig) -> None:
+    def __init__(self, config: ServeConfig, plane: DataPlane) -> None:
         self.config = config
-        self._timeout = config.request_timeout_s
+        self._plane = plane
         self._max_body = config.max_body_bytes
         self._max_json, self._json_flag = config.json_limit
-        self._admission = Admission(
-            max_requests=config.max_concurrent_requests, max_bytes=config.max_inflight_bytes
-        )
-        self._session: ModelSession | None = None
-        self._batcher: Batcher | None = None
-        self._binary_weight = NUMERIC_BINARY_WEIGHT  # until the model's inputs are known
-        self._not_ready = f"model '{config.name}' is not ready yet (loading and warming up)"
+        self._enter = plane.admission.enter
+        self._leave = plane.admission.leave
+        self._deadlines = plane.deadlines
         # Extra headers of every answer: Connection: close once draining.
         self._answer_headers = _NO_HEADERS
-        self._deadlines = Deadlines(self._timeout)
-
-    # ---- lifecycle, called by the app ---------------------------------------
-
-    def start(self) -> None:
-        """On the event loop, before the first request: start sweeping deadlines."""
-        self._deadlines.start()
-
-    def serve_model(self, session: ModelSession, batcher: Batcher) -> None:
-        self._binary_weight = binary_weight(session.inputs)
-        self._session, self._batcher = session, batcher
 
     def begin_drain(self) -> None:
         """Answers from now on ask clients to close their connections to this process."""
         self._answer_headers = _CLOSING
-
-    def stop(self) -> None:
-        self._not_ready = "the server is shutting down"
-        self._session = self._batcher = None
-        self._deadlines.stop()
-
-    # ---- one request ---------------------------------------------------------
 
     def handle(
         self, scope: Scope, receive: Receive, send: Send, *, v1: bool
@@ -123,8 +97,10 @@ class Inference:
             declared, json_length, expects_continue = read_head(scope["headers"])
         except RequestError as exc:
             return self._refused(receive, send, exc.status, exc.message)
-        if self._session is None:
-            return self._refused(receive, send, 503, self._not_ready, unsent=expects_continue)
+        model = self._plane.model
+        if model is None:
+            message = self._plane.not_ready_message()
+            return self._refused(receive, send, 503, message, unsent=expects_continue)
         json_bytes = None if v1 else json_length
         limit, flag = self._max_json, self._json_flag
         if json_bytes is not None:
@@ -138,6 +114,7 @@ class Inference:
         return self._serve(
             receive,
             send,
+            model,
             v1=v1,
             declared=declared,
             json_bytes=json_bytes,
@@ -159,6 +136,7 @@ class Inference:
         self,
         receive: Receive,
         send: Send,
+        model: ServedModel,
         *,
         v1: bool,
         declared: int | None,
@@ -178,9 +156,9 @@ class Inference:
         weight = 0
         if declared is not None:
             weight = request_weight(
-                declared, json_bytes=json_bytes, binary_weight=self._binary_weight
+                declared, json_bytes=json_bytes, binary_weight=model.binary_weight
             )
-        refusal = self._admission.enter(weight)
+        refusal = self._enter(weight)
         if refusal is not None:
             try:
                 status, message = self._refusal_answer(refusal)
@@ -188,11 +166,8 @@ class Inference:
             finally:
                 deadlines.disarm(task)
         if declared is None:
-            growth = Growth(self._admission, json_bytes, self._binary_weight)
-        batcher = self._batcher
-        session = self._session
-        assert batcher is not None
-        assert session is not None
+            growth = Growth(self._plane.admission, json_bytes, model.binary_weight)
+        rules = model.rules
         body_read = False
         try:
             first = await receive()
@@ -209,15 +184,15 @@ class Inference:
             body_read = True
             if len(body) >= _DECODE_IN_THREAD_BYTES:
                 request = await asyncio.to_thread(
-                    functools.partial(_decode, v1=v1), body, json_bytes, session.rules
+                    functools.partial(_decode, v1=v1), body, json_bytes, rules
                 )
             elif v1:
-                request = decode_v1_request(body, session.rules)
+                request = decode_v1_request(body, rules)
             else:
-                request = decode_infer_request(body, json_bytes, session.rules)
+                request = decode_infer_request(body, json_bytes, rules)
             del body
-            outputs = await batcher.submit(request.arrays, request.rows)
-            payload, headers = self._encode(session, request, outputs, v1=v1)
+            outputs = await model.submit(request.arrays, request.rows)
+            payload, headers = self._encode(rules, request, outputs, v1=v1)
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": payload})
             return 200
@@ -234,35 +209,36 @@ class Inference:
                 "(--max-queued-requests); retry shortly"
             )
             return await answer(send, 503, error_body(message), *self._answer_headers)
-        except asyncio.CancelledError:
-            if not deadlines.was_expired(task):
-                raise
-            if body_read:
-                message = f"inference did not finish within {self._timeout} s"
-                return await answer(send, 504, error_body(message), *self._answer_headers)
-            message = f"request body not received within {self._timeout} s"
-            return await answer(send, 408, error_body(message), *_CLOSING)
         except InputRejected as exc:
             message = f"the model rejected the input: {exc}"
             return await answer(send, 400, error_body(message), *self._answer_headers)
+        except asyncio.CancelledError:
+            if not deadlines.was_expired(task):
+                raise
+            timeout = deadlines.timeout_s
+            if body_read:
+                message = f"inference did not finish within {timeout} s"
+                return await answer(send, 504, error_body(message), *self._answer_headers)
+            message = f"request body not received within {timeout} s"
+            return await answer(send, 408, error_body(message), *_CLOSING)
         except ClientGone:
             return 499
         finally:
-            self._admission.leave(weight if growth is None else growth.weight)
+            self._leave(weight if growth is None else growth.weight)
             deadlines.disarm(task)
 
     def _encode(
-        self, session: ModelSession, request: InferRequest, outputs: Arrays, *, v1: bool
+        self, rules: ModelRules, request: InferRequest, outputs: Arrays, *, v1: bool
     ) -> tuple[bytes, list[Header]]:
         """The body and headers of a 200 answer."""
         if v1:
-            payload = encode_v1_response(session.rules, outputs)
+            payload = encode_v1_response(rules, outputs)
             return payload, [
                 JSON_CONTENT,
                 (_CONTENT_LENGTH, b"%d" % len(payload)),
                 *self._answer_headers,
             ]
-        names = session.output_names
+        names = rules.outputs
         payload, header_length = encode_infer_response(
             model_name=self.config.name,
             model_version=self.config.version,
