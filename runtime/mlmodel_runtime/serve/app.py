@@ -5,8 +5,9 @@ factory of its session (`model.py`) injected, so that tests can build it in-proc
 around a fake or a real session. It turns HTTP into calls on the layers below and
 holds no model state itself:
 
-- the routing table, built once: one dict lookup per request;
-- inference paths go to the exchange (`exchange.py`);
+- the routing table (`routes.py`), built once: one dict lookup per request;
+- inference paths go to the exchange (`exchange.py`) with the protocol adapters
+  (`adapters.py`) their route carries;
 - health, readiness and metadata are answered from the data plane
   (`dataplane.py`), which has the one readiness rule.
 
@@ -28,12 +29,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from enum import Enum, auto
-from typing import Final
 
 import orjson
 
 from mlmodel_runtime.modeldir import ModelMetadata
+from mlmodel_runtime.serve.adapters import v1_adapters, v2_adapters
 from mlmodel_runtime.serve.asgi import Receive, Scope, Send, answer
 from mlmodel_runtime.serve.codec import error_body
 from mlmodel_runtime.serve.config import ServeConfig
@@ -41,25 +41,9 @@ from mlmodel_runtime.serve.dataplane import DataPlane
 from mlmodel_runtime.serve.exchange import InferenceExchange
 from mlmodel_runtime.serve.metrics import CONTENT_TYPE, RuntimeMetrics
 from mlmodel_runtime.serve.model import ModelLoadError, SessionFactory
+from mlmodel_runtime.serve.routes import Route, build_routes, not_found_message
 
 log = logging.getLogger("mlmodel_runtime.serve")
-
-
-class Route(Enum):
-    INFER = auto()
-    V1_PREDICT = auto()
-    MODEL_METADATA = auto()
-    MODEL_READY = auto()
-    SERVER_METADATA = auto()
-    LIVE = auto()
-    READY = auto()
-    METRICS = auto()
-
-
-_METHODS: Final = {
-    Route.INFER: "POST",
-    Route.V1_PREDICT: "POST",
-}
 
 
 class ServeApp:
@@ -86,27 +70,14 @@ class ServeApp:
         )
         self.plane = DataPlane(config, load_session=load_session, metrics=self.metrics)
         self._exchange = InferenceExchange(config, self.plane)
-        self._routes = self._build_routes()
+        self._routes = build_routes(
+            name=config.name,
+            version=config.version,
+            v2=v2_adapters(config),
+            v1=v1_adapters(config),
+        )
         self._observe_request = self.metrics.observe_request
         self._load_task: asyncio.Task[None] | None = None
-
-    def _build_routes(self) -> dict[str, Route]:
-        name, version = self.config.name, self.config.version
-        bases = [f"/v2/models/{name}"]
-        if version:
-            bases.append(f"/v2/models/{name}/versions/{version}")
-        routes = {
-            "/v2": Route.SERVER_METADATA,
-            "/v2/health/live": Route.LIVE,
-            "/v2/health/ready": Route.READY,
-            "/metrics": Route.METRICS,
-            f"/v1/models/{name}:predict": Route.V1_PREDICT,
-        }
-        for base in bases:
-            routes[base] = Route.MODEL_METADATA
-            routes[base + "/ready"] = Route.MODEL_READY
-            routes[base + "/infer"] = Route.INFER
-        return routes
 
     # ---- lifecycle -------------------------------------------------------
 
@@ -195,25 +166,23 @@ class ServeApp:
                 await self._lifespan(receive, send)
             return
         # Inline rather than a coroutine of its own: this is every request's path.
-        route = self._routes.get(scope["path"])
-        if (route is Route.INFER or route is Route.V1_PREDICT) and scope["method"] == "POST":
+        endpoint = self._routes.get(scope["path"])
+        if endpoint is not None and endpoint.adapters is not None and scope["method"] == "POST":
             started = time.perf_counter()
             try:
-                v1 = route is Route.V1_PREDICT
-                status = await self._exchange.handle(scope, receive, send, v1=v1)
+                status = await self._exchange.handle(scope, receive, send, endpoint.adapters)
             except Exception:
                 status = await self._internal_error(scope, send)
             self._observe_request(status, time.perf_counter() - started)
             return
         try:
-            want = _METHODS.get(route, "GET") if route is not None else ""
-            if route is None:
+            if endpoint is None:
                 await self._not_found(scope, send)
-            elif scope["method"] != want:
-                message = f"{scope['path']} takes {want}, not {scope['method']}"
+            elif scope["method"] != endpoint.method:
+                message = f"{scope['path']} takes {endpoint.method}, not {scope['method']}"
                 await answer(send, 405, error_body(message))
             else:
-                await self._get(route, send)
+                await self._get(endpoint.route, send)
         except Exception:
             await self._internal_error(scope, send)
 
@@ -258,29 +227,9 @@ class ServeApp:
         return 200
 
     async def _not_found(self, scope: Scope, send: Send) -> int:
-        path: str = scope["path"]
-        served = f"'{self.config.name}'" + (
-            f" version '{self.config.version}'" if self.config.version else " (no versions)"
+        message = not_found_message(
+            scope["path"], name=self.config.name, version=self.config.version
         )
-        parts = path.split("/")
-        if path.startswith("/v2/models/") and len(parts) > 3:
-            name = parts[3]
-            if name != self.config.name:
-                message = f"unknown model '{name}'; this server serves {served}"
-            elif len(parts) > 5 and parts[4] == "versions":
-                message = (
-                    f"unknown version '{parts[5]}' of model '{name}'; this server serves {served}"
-                )
-            else:
-                message = f"unknown path {path}; see /v2/models/{self.config.name}"
-        elif path.startswith("/v1/models/"):
-            name = path[len("/v1/models/") :].split(":", 1)[0]
-            if name != self.config.name:
-                message = f"unknown model '{name}'; this server serves {served}"
-            else:
-                message = f"unknown path {path}; use /v1/models/{name}:predict"
-        else:
-            message = f"unknown path {path}"
         return await answer(send, 404, error_body(message))
 
 

@@ -1,12 +1,13 @@
 """The HTTP exchange of one inference request, from its head to the answer.
 
-`app.py` hands every `POST` to an inference path here, saying whether it is KServe
-v1, and counts the status returned. What the head alone rules out (malformed
-lengths, no model yet, bodies over their limit) is refused before the body is
-read; then the request is admitted and timed by the data plane (`dataplane.py`),
-its body read within its limit (`asgi.py`), decoded by `codec.py` (in a thread
-when large), run by the model through the data plane, and answered. A refusal
-is answered at once without resetting a client that is still sending (`asgi.py`).
+`app.py` hands every `POST` to an inference path here, with the protocol adapters
+its route carries, and counts the status returned. What the head alone rules out
+(malformed lengths, no model yet, bodies over their limit) is refused before the
+body is read; then the request is admitted and timed by the data plane
+(`dataplane.py`), its body read within its limit (`asgi.py`), decoded by its
+adapter (`adapters.py`; in a thread when large), run by the model through the data
+plane, and encoded by the adapter. A refusal is answered at once without resetting
+a client that is still sending (`asgi.py`).
 
 Everything here is on every request's path: the data plane's callables are bound
 once, and the head checks are a plain function that returns the coroutine to
@@ -16,14 +17,13 @@ await, so that a request costs one coroutine here.
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Coroutine
 from typing import Any, Final
 
+from mlmodel_runtime.serve.adapters import Adapter, Adapters
 from mlmodel_runtime.serve.admission import Growth, Refusal, request_weight
 from mlmodel_runtime.serve.asgi import (
     CLOSE,
-    JSON_CONTENT,
     BodyRefused,
     ClientGone,
     Header,
@@ -39,25 +39,12 @@ from mlmodel_runtime.serve.asgi import (
     too_large,
     whole_body,
 )
-from mlmodel_runtime.serve.batching import Arrays, QueueFull
-from mlmodel_runtime.serve.codec import (
-    InferRequest,
-    ModelRules,
-    RequestError,
-    decode_infer_request,
-    decode_v1_request,
-    encode_infer_response,
-    encode_v1_response,
-    error_body,
-)
+from mlmodel_runtime.serve.batching import QueueFull
+from mlmodel_runtime.serve.codec import RequestError, error_body
 from mlmodel_runtime.serve.config import ServeConfig
 from mlmodel_runtime.serve.dataplane import DataPlane, ServedModel
 from mlmodel_runtime.serve.model import InputRejected
 
-_HEADER_LENGTH: Final = b"inference-header-content-length"
-_CONTENT_LENGTH: Final = b"content-length"
-_BINARY_CONTENT: Final[Header] = (b"content-type", b"application/octet-stream")
-_BODY_FLAG: Final = "--max-body-bytes"
 # Bodies from this size on are decoded in a thread. Binary BYTES elements are decoded
 # by a Python loop (1 M elements stalled the event loop for 0.9-1.1 s, at most 95 ms
 # in a thread); orjson and NumPy hold the GIL for a whole call, so for JSON a thread
@@ -73,7 +60,6 @@ class InferenceExchange:
     def __init__(self, config: ServeConfig, plane: DataPlane) -> None:
         self.config = config
         self._plane = plane
-        self._max_body = config.max_body_bytes
         self._max_json, self._json_flag = config.json_limit
         self._enter = plane.admission.enter
         self._leave = plane.admission.leave
@@ -86,7 +72,7 @@ class InferenceExchange:
         self._answer_headers = _CLOSING
 
     def handle(
-        self, scope: Scope, receive: Receive, send: Send, *, v1: bool
+        self, scope: Scope, receive: Receive, send: Send, adapters: Adapters
     ) -> Coroutine[Any, Any, int]:
         """The coroutine that answers one inference request, with the status it answered.
 
@@ -101,25 +87,21 @@ class InferenceExchange:
         if model is None:
             message = self._plane.not_ready_message()
             return self._refused(receive, send, 503, message, unsent=expects_continue)
-        json_bytes = None if v1 else json_length
-        limit, flag = self._max_json, self._json_flag
-        if json_bytes is not None:
-            limit, flag = self._max_body, _BODY_FLAG
-            if json_bytes > self._max_json:
-                error = too_large(json_bytes, self._max_json, self._json_flag, "JSON header")
-                return self._refused(receive, send, 413, error.message, unsent=expects_continue)
-        if declared is not None and declared > limit:
-            error = too_large(declared, limit, flag)
+        adapter = adapters.json if json_length is None else adapters.binary
+        json_bytes = json_length if adapter.binary else None
+        if json_bytes is not None and json_bytes > self._max_json:
+            error = too_large(json_bytes, self._max_json, self._json_flag, "JSON header")
+            return self._refused(receive, send, 413, error.message, unsent=expects_continue)
+        if declared is not None and declared > adapter.limit:
+            error = too_large(declared, adapter.limit, adapter.limit_flag)
             return self._refused(receive, send, 413, error.message, unsent=expects_continue)
         return self._serve(
             receive,
             send,
             model,
-            v1=v1,
+            adapter,
             declared=declared,
             json_bytes=json_bytes,
-            limit=limit,
-            flag=flag,
             unsent=expects_continue,
         )
 
@@ -137,12 +119,10 @@ class InferenceExchange:
         receive: Receive,
         send: Send,
         model: ServedModel,
+        adapter: Adapter,
         *,
-        v1: bool,
         declared: int | None,
         json_bytes: int | None,
-        limit: int,
-        flag: str,
         unsent: bool,
     ) -> int:
         """Admit the request, then read, decode, infer and answer it.
@@ -177,22 +157,18 @@ class InferenceExchange:
                     receive,
                     first,
                     declared=declared,
-                    limit=limit,
-                    flag=flag,
+                    limit=adapter.limit,
+                    flag=adapter.limit_flag,
                     admit=None if growth is None else growth.admit,
                 )
             body_read = True
             if len(body) >= _DECODE_IN_THREAD_BYTES:
-                request = await asyncio.to_thread(
-                    functools.partial(_decode, v1=v1), body, json_bytes, rules
-                )
-            elif v1:
-                request = decode_v1_request(body, rules)
+                request = await asyncio.to_thread(adapter.decode, body, json_bytes, rules)
             else:
-                request = decode_infer_request(body, json_bytes, rules)
+                request = adapter.decode(body, json_bytes, rules)
             del body
             outputs = await model.submit(request.arrays, request.rows)
-            payload, headers = self._encode(rules, request, outputs, v1=v1)
+            payload, headers = adapter.encode(rules, request, outputs, self._answer_headers)
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": payload})
             return 200
@@ -226,34 +202,6 @@ class InferenceExchange:
         finally:
             self._leave(weight if growth is None else growth.weight)
             deadlines.disarm(task)
-
-    def _encode(
-        self, rules: ModelRules, request: InferRequest, outputs: Arrays, *, v1: bool
-    ) -> tuple[bytes, list[Header]]:
-        """The body and headers of a 200 answer."""
-        if v1:
-            payload = encode_v1_response(rules, outputs)
-            return payload, [
-                JSON_CONTENT,
-                (_CONTENT_LENGTH, b"%d" % len(payload)),
-                *self._answer_headers,
-            ]
-        names = rules.outputs
-        payload, header_length = encode_infer_response(
-            model_name=self.config.name,
-            model_version=self.config.version,
-            request_id=request.id,
-            outputs=[(names[i], outputs[i], binary) for i, binary in request.outputs],
-        )
-        length = (_CONTENT_LENGTH, b"%d" % len(payload))
-        if header_length is None:
-            return payload, [JSON_CONTENT, length, *self._answer_headers]
-        return payload, [
-            _BINARY_CONTENT,
-            length,
-            (_HEADER_LENGTH, b"%d" % header_length),
-            *self._answer_headers,
-        ]
 
     def _refusal_answer(self, refusal: Refusal) -> tuple[int, str]:
         if refusal is Refusal.TOO_HEAVY:
@@ -297,11 +245,3 @@ class InferenceExchange:
                 raise
         await finish(send)
         return status
-
-
-def _decode(
-    body: bytes | bytearray, json_length: int | None, rules: ModelRules, *, v1: bool
-) -> InferRequest:
-    if v1:
-        return decode_v1_request(body, rules)
-    return decode_infer_request(body, json_length, rules)
