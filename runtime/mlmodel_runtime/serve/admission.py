@@ -1,8 +1,9 @@
 """Admission of inference requests: what a request weighs, and whether one more fits.
 
-The HTTP app (`app.py`) asks `Admission.enter` before it reads a request body and
-calls `leave` once the request is answered; everything runs on the event loop, so
-plain integers need no lock. Two things are bounded per worker: requests in flight
+The data plane (`dataplane.py`) holds one `Admission` per worker; the exchange of
+each inference request (`exchange.py`) calls `enter` before it reads the body and
+`leave` once the request is answered. Everything runs on the event loop, so plain
+integers need no lock. Two things are bounded per worker: requests in flight
 (`--max-concurrent-requests`) and the memory they may take (`--max-inflight-bytes`).
 
 Memory is bounded by weight, not by raw body size, because decoding multiplies it.

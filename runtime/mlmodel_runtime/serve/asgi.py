@@ -1,8 +1,9 @@
 """ASGI plumbing of the HTTP app: the request head, bodies within limits, answers.
 
-Used by `app.py` only. A body is read whole (the codec needs all of it) but never
-beyond its limit, and a body whose length was not declared (chunked) asks for
-admission chunk by chunk.
+Used by the app (`app.py`), the exchange of inference requests (`exchange.py`)
+and the protocol adapters (`adapters.py`, for the headers of an answer). A body
+is read whole (the codec needs all of it) but never beyond its limit, and a body
+whose length was not declared (chunked) asks for admission chunk by chunk.
 
 A request refused before its body is read must not leave the body unread: a
 server that closes a connection with unread data makes the kernel send a reset,

@@ -1,7 +1,8 @@
 """Adaptive batching: concurrent requests merged into one model execution.
 
-The HTTP app calls `Batcher.submit` on the event loop and awaits the future it
-returns. One dedicated thread takes requests off a queue, merges those that are
+The data plane (`dataplane.py`) starts one per worker once the model is loaded;
+each inference request calls `Batcher.submit` on the event loop and awaits the
+future it returns. One dedicated thread takes requests off a queue, merges those that are
 waiting (up to `max_batch_size` rows, waiting at most `max_batch_delay_s` after
 the first one for more), runs the model once (ONNX Runtime releases the GIL, so
 the event loop keeps serving), splits the outputs back per request and resolves

@@ -1,7 +1,7 @@
 """Open Inference Protocol (v2) and KServe v1 codec: request bytes <-> NumPy arrays.
 
-Pure functions, no I/O: the HTTP app (`app.py`) hands them a body and the
-model's input rules and gets arrays in model input order, or a `RequestError`
+Pure functions, no I/O: the protocol adapters (`adapters.py`) hand them a body and
+the model's input rules and gets arrays in model input order, or a `RequestError`
 whose message says what was wrong and what was expected. Responses are encoded
 with orjson straight from NumPy arrays. Covers JSON `data` (flat or nested) for
 every v2 datatype and the binary tensor data extension

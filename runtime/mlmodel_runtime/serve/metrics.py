@@ -59,7 +59,11 @@ class RuntimeMetrics:
     ) -> None:
         if multiprocess_dir is None:
             multiprocess_dir = os.environ.get(MULTIPROC_ENV)
-        self.registry = CollectorRegistry(auto_describe=True)
+        # Not auto_describe: it makes `register` collect at once, and the collector of
+        # several workers then reads every worker's file at start-up, including a
+        # sibling's that prometheus_client has created but not yet sized (it opens, then
+        # truncates): unpacking its empty header crashed the worker now and then.
+        self.registry = CollectorRegistry()
         # In multiprocess mode values live in files; the exposition registry only
         # holds the collector that aggregates them.
         target: CollectorRegistry | None = self.registry

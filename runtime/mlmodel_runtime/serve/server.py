@@ -19,6 +19,10 @@ signal during the delay cuts it short.
 The uvicorn protocol is `protocol.py`'s, bounding connections and request
 headers; the server sweeps connections for slow request heads once a second
 from its main loop.
+
+This is where the app is put together for a process: `metadata.json` is read,
+and the app gets a factory of the ONNX Runtime session (`session.py`) over the
+model directory; tests build the app around sessions of their own.
 """
 
 from __future__ import annotations
@@ -33,7 +37,9 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import uvicorn
 
@@ -42,6 +48,9 @@ from mlmodel_runtime.serve.config import ServeConfig
 from mlmodel_runtime.serve.logs import configure_logging
 from mlmodel_runtime.serve.metrics import MULTIPROC_ENV
 from mlmodel_runtime.serve.protocol import SlowHeads, protocol_class
+
+if TYPE_CHECKING:
+    from mlmodel_runtime.serve.app import ServeApp
 
 log = logging.getLogger("mlmodel_runtime.serve")
 
@@ -107,10 +116,30 @@ def _uvicorn_config(config: ServeConfig, app: object) -> uvicorn.Config:
     )
 
 
+def build_app(
+    config: ServeConfig, *, on_fatal: Callable[[], None] | None = None, announce: bool = True
+) -> ServeApp:
+    """The app of one worker process, serving the model directory with ONNX Runtime."""
+    # Imported here: a supervisor of several workers needs neither ONNX Runtime nor the app.
+    from mlmodel_runtime.serve.app import ServeApp
+    from mlmodel_runtime.serve.session import ModelSession, SessionOptions
+
+    options = SessionOptions(
+        intra_op_threads=config.intra_op_threads,
+        allow_non_finite=config.allow_non_finite,
+        max_request_elements=config.max_request_elements,
+    )
+    return ServeApp(
+        config,
+        metadata=read_metadata(config.model_dir),
+        load_session=partial(ModelSession, config.model_dir, options),
+        on_fatal=on_fatal,
+        announce=announce,
+    )
+
+
 def run_worker(config: ServeConfig, sock: socket.socket | None = None, index: int = 0) -> int:
     """Serve in this process until SIGTERM; the exit code."""
-    from mlmodel_runtime.serve.app import ServeApp  # after PROMETHEUS_MULTIPROC_DIR is set
-
     configure_logging(config.log_format, config.log_level)
     exit_code = 0
     server: _DrainingServer | None = None
@@ -122,7 +151,7 @@ def run_worker(config: ServeConfig, sock: socket.socket | None = None, index: in
             server.should_exit = True
 
     try:
-        app = ServeApp(config, on_fatal=fatal, announce=index == 0)
+        app = build_app(config, on_fatal=fatal, announce=index == 0)
     except (OSError, ValueError, KeyError) as exc:
         log.error("cannot serve %s: %s", config.model_dir, exc)
         return 1

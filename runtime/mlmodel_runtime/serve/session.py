@@ -1,8 +1,17 @@
 """The model session: an ONNX Runtime `InferenceSession` over a model directory.
 
-Loaded once per server process by the app (in a thread, so liveness answers while
-it loads), checked against `metadata.json`, warmed up, then called only from the
-batching thread (`batching.py`). `run` takes arrays in model input order.
+The `Session` of `model.py` that the server process serves: `server.py` hands the
+data plane a factory of it, which loads it once per process (in a thread, so
+liveness answers while it loads); it is checked against `metadata.json`, warmed
+up, then called only from the batching thread (`batching.py`). `run` takes arrays
+in model input order.
+
+ONNX Runtime refuses inputs it cannot run with `InvalidArgument` (or `InvalidGraph`),
+exception classes its extension module registers; `run` turns them into the
+contract's `InputRejected`, so that nothing past this module knows ONNX Runtime.
+They are imported by name from that module rather than matched by class name:
+an ONNX Runtime that moved them fails at import, and `tests/unit/runtime/
+test_serve_session.py` checks that a real refusal still becomes `InputRejected`.
 """
 
 from __future__ import annotations
@@ -13,14 +22,12 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument, InvalidGraph
 
 from mlmodel_runtime.datatypes import ORT_TO_V2, V2_TO_NUMPY
 from mlmodel_runtime.modeldir import MODEL_FILE, ModelMetadata, TensorSpec, read_metadata
 from mlmodel_runtime.serve.codec import ModelRules
-
-
-class ModelLoadError(Exception):
-    """The model directory cannot be served; the message says why."""
+from mlmodel_runtime.serve.model import InputRejected, ModelLoadError
 
 
 @dataclass(frozen=True)
@@ -97,7 +104,10 @@ class ModelSession:
 
     def run(self, arrays: list[np.ndarray[Any, Any]]) -> list[np.ndarray[Any, Any]]:
         feeds = dict(zip(self._input_names, arrays, strict=True))
-        result: list[np.ndarray[Any, Any]] = self._session.run(self.output_names, feeds)
+        try:
+            result: list[np.ndarray[Any, Any]] = self._session.run(self.output_names, feeds)
+        except (InvalidArgument, InvalidGraph) as exc:
+            raise InputRejected(str(exc)) from exc
         return result
 
     def example_inputs(self, rows: int) -> list[np.ndarray[Any, Any]]:

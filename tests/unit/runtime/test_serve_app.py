@@ -1,74 +1,106 @@
-"""The ASGI app before its model is loaded, and settings validation; no processes."""
+"""The ASGI app in-process around a fake session (readiness while loading and draining,
+what is counted, unknown paths), and settings validation; no processes."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import dataclasses
+import threading
 from pathlib import Path
 
 import httpx
 import pytest
 
-from mlmodel_runtime.modeldir import ModelMetadata, TensorSpec, write_metadata
 from mlmodel_runtime.serve.app import ServeApp
 from mlmodel_runtime.serve.config import ServeConfig, config_from_args, configure_parser
+from tests.helpers.inprocess import FakeSession, config, fake_metadata, running, until_ready
 
 pytestmark = pytest.mark.unit
 
+ONE_ROW = {"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}
 
-def _config(tmp_path: Path) -> ServeConfig:
-    write_metadata(
-        tmp_path,
-        ModelMetadata(
-            inputs=(TensorSpec("X", "FP32", (-1, 4)),),
-            outputs=(TensorSpec("label", "INT64", (-1,)),),
-            task="classification",
-            classes=(0, 1),
-            label_output="label",
-        ),
+
+def test_liveness_answers_while_the_model_loads_and_readiness_once_it_is_loaded(
+    tmp_path: Path,
+) -> None:
+    loaded = threading.Event()
+
+    def load_slowly() -> FakeSession:
+        loaded.wait(10)
+        return FakeSession()
+
+    app = ServeApp(config(tmp_path), metadata=fake_metadata(), load_session=load_slowly)
+
+    async def main() -> tuple[dict[str, httpx.Response], dict[str, httpx.Response]]:
+        async with running(app, wait_ready=False) as client:
+            paths = [
+                "/v2/health/live",
+                "/v2/health/ready",
+                "/v2/models/tiny/ready",
+                "/v2/models/tiny",
+            ]
+            loading = {path: await client.get(path) for path in paths}
+            loading["infer"] = await client.post("/v2/models/tiny/infer", json=ONE_ROW)
+            loading["metrics"] = await client.get("/metrics")
+            loaded.set()
+            await until_ready(client)
+            ready = {path: await client.get(path) for path in paths}
+            ready["infer"] = await client.post("/v2/models/tiny/infer", json=ONE_ROW)
+            return loading, ready
+
+    loading, ready = asyncio.run(main())
+    assert loading["/v2/health/live"].status_code == 200
+    for what in ("/v2/health/ready", "/v2/models/tiny/ready", "/v2/models/tiny", "infer"):
+        assert loading[what].status_code == 503, what
+    assert loading["infer"].headers["retry-after"] == "1"
+    assert "not ready" in loading["infer"].json()["error"]
+    # Only the inference request counts; the probes and metadata do not.
+    assert 'mlmodel_requests_total{code="503",model="tiny",version="v1"} 1.0' in (
+        loading["metrics"].text
     )
-    return ServeConfig(model_dir=tmp_path, name="iris", version="v1")
+    assert all(response.status_code == 200 for response in ready.values()), ready
+    assert ready["infer"].json()["outputs"][0]["data"] == [2, 4, 6, 8]
 
 
-def test_not_ready_until_loaded(tmp_path: Path) -> None:
-    # Without the ASGI lifespan the model is never loaded: the app must say so.
-    app = ServeApp(_config(tmp_path))
+def test_draining_turns_readiness_off_while_inference_goes_on_asking_clients_to_close(
+    tmp_path: Path,
+) -> None:
+    app = ServeApp(config(tmp_path), metadata=fake_metadata(), load_session=FakeSession)
 
     async def main() -> dict[str, httpx.Response]:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        async with running(app) as client:
+            app.begin_drain()
             return {
-                "live": await client.get("/v2/health/live"),
                 "ready": await client.get("/v2/health/ready"),
-                "model_ready": await client.get("/v2/models/iris/ready"),
-                "infer": await client.post("/v2/models/iris/infer", content=b"{}"),
-                "metrics": await client.get("/metrics"),
+                "model_ready": await client.get("/v2/models/tiny/versions/v1/ready"),
+                "metadata": await client.get("/v2/models/tiny"),
+                "infer": await client.post("/v2/models/tiny/infer", json=ONE_ROW),
             }
 
     answers = asyncio.run(main())
-    assert answers["live"].status_code == 200
     assert answers["ready"].status_code == 503
-    assert answers["model_ready"].status_code == 503
-    assert answers["infer"].status_code == 503
-    assert "not ready" in answers["infer"].json()["error"]
-    # Only the inference request counts; the model-ready probe does not.
-    assert 'mlmodel_requests_total{code="503",model="iris",version="v1"} 1.0' in (
-        answers["metrics"].text
-    )
+    assert answers["model_ready"].json() == {"name": "tiny", "ready": False}
+    assert answers["metadata"].status_code == 200
+    assert answers["infer"].status_code == 200
+    assert answers["infer"].headers["connection"] == "close"
 
 
-def test_draining_turns_readiness_off(tmp_path: Path) -> None:
-    app = ServeApp(_config(tmp_path))
-    app.ready = True
-    app.begin_drain()
+def test_unknown_paths_and_wrong_methods_are_answered_and_not_counted(tmp_path: Path) -> None:
+    app = ServeApp(config(tmp_path), metadata=fake_metadata(), load_session=FakeSession)
 
-    async def main() -> httpx.Response:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
-            return await client.get("/v2/health/ready")
+    async def main() -> tuple[httpx.Response, httpx.Response, httpx.Response]:
+        async with running(app) as client:
+            unknown = await client.post("/v2/models/rose/infer", json=ONE_ROW)
+            wrong_method = await client.get("/v1/models/tiny:predict")
+            return unknown, wrong_method, await client.get("/metrics")
 
-    assert asyncio.run(main()).status_code == 503
+    unknown, wrong_method, metrics = asyncio.run(main())
+    assert unknown.status_code == 404
+    assert "'rose'" in unknown.json()["error"]
+    assert wrong_method.status_code == 405
+    assert "takes POST" in wrong_method.json()["error"]
+    assert "mlmodel_requests_total{" not in metrics.text
 
 
 def test_flags_and_environment(tmp_path: Path) -> None:
