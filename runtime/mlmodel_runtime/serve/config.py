@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from mlmodel_runtime.serve.admission import JSON_WEIGHT, NUMERIC_BINARY_WEIGHT
 
 LogFormat = Literal["text", "json"]
 MIB: Final = 1024 * 1024
+_REVISION: Final = re.compile(r"[A-Za-z0-9._-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,12 @@ class ServeConfig:
             problems.append("--name must not be empty")
         if "/" in self.name or "/" in self.version:
             problems.append("--name and --version must not contain '/'")
+        if not _REVISION.fullmatch(self.revision):
+            # It is sent back as a response header (x-mlmodel-revision).
+            problems.append(
+                "--revision must be at most 63 letters, digits, '.', '_' or '-', "
+                f"got {self.revision!r}"
+            )
         if self.workers < 1:
             problems.append(f"--workers must be at least 1, got {self.workers}")
         if self.max_batch_size < 1:
@@ -143,7 +151,7 @@ _FLAGS: tuple[tuple[str, Callable[[str], Any], str], ...] = (
     ("model-dir", Path, "directory with model.onnx and metadata.json (written by convert)"),
     ("name", str, "model name in the URL paths and metric labels"),
     ("version", str, "model version (label shown to people; /versions/{v} paths)"),
-    ("revision", str, "revision hash of the serving pods, for mlmodel_info"),
+    ("revision", str, "revision of the serving pods (mlmodel_info, x-mlmodel-revision)"),
     ("host", str, "address to bind"),
     ("port", int, "port to bind"),
     ("workers", int, "server processes sharing the port (metrics are aggregated)"),

@@ -50,8 +50,8 @@ from mlmodel_runtime.serve.model import InputRejected
 # in a thread); orjson and NumPy hold the GIL for a whole call, so for JSON a thread
 # only lets the loop in between parsing and building arrays (p99 stall halved).
 _DECODE_IN_THREAD_BYTES: Final = 256 * 1024
-_NO_HEADERS: Final[tuple[Header, ...]] = ()
 _CLOSING: Final[tuple[Header, ...]] = (CLOSE,)
+REVISION_HEADER: Final = b"x-mlmodel-revision"
 
 
 class InferenceExchange:
@@ -64,12 +64,17 @@ class InferenceExchange:
         self._enter = plane.admission.enter
         self._leave = plane.admission.leave
         self._deadlines = plane.deadlines
-        # Extra headers of every answer: Connection: close once draining.
-        self._answer_headers = _NO_HEADERS
+        # Extra headers of every answer the model was asked for: which revision
+        # answered (a client behind a traffic split can count by it, as the e2e load
+        # generator does), and Connection: close once draining.
+        self._identity: tuple[Header, ...] = ()
+        if config.revision:
+            self._identity = ((REVISION_HEADER, config.revision.encode("ascii")),)
+        self._answer_headers: tuple[Header, ...] = self._identity
 
     def begin_drain(self) -> None:
         """Answers from now on ask clients to close their connections to this process."""
-        self._answer_headers = _CLOSING
+        self._answer_headers = (*self._identity, CLOSE)
 
     def handle(
         self, scope: Scope, receive: Receive, send: Send, adapters: Adapters

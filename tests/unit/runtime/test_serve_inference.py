@@ -224,3 +224,30 @@ def test_every_inference_answer_is_counted_with_its_status(tmp_path: Path) -> No
     assert 'mlmodel_predictions_total{class="3",model="tiny",output="label",version="v1"} 2.0' in (
         metrics
     )
+
+
+def test_answers_name_the_revision_that_computed_them(tmp_path: Path) -> None:
+    """Behind a traffic split a client can count answers by revision (x-mlmodel-revision);
+    a runtime started without --revision sends no such header."""
+
+    async def calls(client: httpx.AsyncClient) -> list[httpx.Response]:
+        return [
+            await client.post(INFER, json=_request(ROWS)),
+            await client.post("/v1/models/tiny:predict", json={"instances": ROWS}),
+            await client.post(INFER, json={"inputs": []}),
+        ]
+
+    v2, v1, refused = _serve(_tiny_app(tmp_path, revision="3f2a9c1e0b"), calls)
+    assert (v2.status_code, v1.status_code, refused.status_code) == (200, 200, 400)
+    assert [r.headers.get("x-mlmodel-revision") for r in (v2, v1, refused)] == ["3f2a9c1e0b"] * 3
+    anonymous = _serve(
+        _tiny_app(tmp_path / "b"), lambda client: client.post(INFER, json=_request(ROWS))
+    )
+    assert anonymous.status_code == 200
+    assert "x-mlmodel-revision" not in anonymous.headers
+
+
+@pytest.mark.parametrize("revision", ["a\r\nx: y", "ä", "x" * 64, "a b"])
+def test_a_revision_that_is_not_a_header_token_is_refused(tmp_path: Path, revision: str) -> None:
+    with pytest.raises(ValueError, match="--revision"):
+        config(tmp_path, revision=revision)
