@@ -1,5 +1,7 @@
-"""The local environment: a Kubernetes control plane, the operator, a pod runner,
-Prometheus and a load generator, all as processes on this machine's loopback.
+"""The local environment: a Kubernetes control plane with kube-proxy and cluster DNS,
+the operator, a pod runner giving each pod a network namespace, a Gateway API gateway
+(Traefik), Prometheus and a load generator, all inside a network sandbox of their own
+(`localenv.sandbox`: pod and Service addresses that exist nowhere else, no way out).
 
 `make demo`, `make cluster-up`, the benchmarks and the tests use it. A scenario needs
 only the names below (docs/e2e.md has a worked example):
@@ -13,8 +15,12 @@ only the names below (docs/e2e.md has a worked example):
   builder; with `model_file` the model is served for real by the pod runner.
 - `models`: iris models trained on the spot (`train_good`, `train_shuffled`) and the
   request body their load sends (`infer_body(sample_rows()[0])`).
-- `LoadGenerator(...)`, `LoadResult`: inference load split as a gateway would, bounded
-  by a count or a duration, or running until `stop()`.
+- `LoadGenerator(url, body=, rate=, ...)`, `LoadResult`: inference load sent to a front
+  door (`gateway_url(env.gateway_url, name)`, or `await service_url(plane, namespace,
+  name)` for the `<name>` Service's ClusterIP), counted by the revision that answered;
+  bounded by a count or a duration, or running until `stop()`. `await
+  until_answering(url, body=)` waits for a new route or Service to carry requests.
+- `gateway_traffic()`: the `spec.traffic` that attaches an MLModel to the gateway.
 - `pods_of(plane, namespace, revision)`, `infer(pod_ip, body)`, `labels_of(answer)`:
   a revision's pods and a request to one of them.
 - `wait_for(probe, timeout=, what=)`: a bounded wait that says what it waited for.
@@ -34,7 +40,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from localenv import models
     from localenv.environment import EnvironmentBusy, LocalEnvironment
-    from localenv.loadgen import LoadGenerator, LoadResult
+    from localenv.gateway import gateway_traffic
+    from localenv.loadgen import (
+        LoadGenerator,
+        LoadResult,
+        gateway_url,
+        service_url,
+        until_answering,
+    )
     from localenv.manifests import mlmodel
     from localenv.scenario import infer, labels_of, pods_of, wait_for
 
@@ -46,6 +59,10 @@ _EXPORTS = {
     "LocalEnvironment": "localenv.environment",
     "LoadGenerator": "localenv.loadgen",
     "LoadResult": "localenv.loadgen",
+    "gateway_url": "localenv.loadgen",
+    "service_url": "localenv.loadgen",
+    "until_answering": "localenv.loadgen",
+    "gateway_traffic": "localenv.gateway",
     "mlmodel": "localenv.manifests",
     "infer": "localenv.scenario",
     "labels_of": "localenv.scenario",
@@ -58,11 +75,15 @@ __all__ = [
     "LoadGenerator",
     "LoadResult",
     "LocalEnvironment",
+    "gateway_traffic",
+    "gateway_url",
     "infer",
     "labels_of",
     "mlmodel",
     "models",
     "pods_of",
+    "service_url",
+    "until_answering",
     "wait_for",
 ]
 

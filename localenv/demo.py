@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -37,7 +38,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from localenv import gateway, models
+from localenv import gateway, models, sandbox
 from localenv.environment import EnvironmentBusy, LocalEnvironment
 from localenv.loadgen import LoadGenerator, LoadResult, gateway_url
 from localenv.manifests import mlmodel
@@ -65,11 +66,6 @@ METRICS: tuple[dict[str, Any], ...] = (
 )
 
 
-def hostname(name: str) -> str:
-    """The host the demo's route claims, and its load asks for."""
-    return f"{name}.demo.local"
-
-
 def demo_steps(pause_s: float, weights: Sequence[int] = WEIGHTS) -> list[dict[str, Any]]:
     """A step per weight, each but the last held `pause_s` seconds."""
     pause = {"duration": f"{pause_s:g}s"}
@@ -95,13 +91,9 @@ def manifest(
         namespace,
         version=version,
         model_file=model,
-        traffic={
-            "router": "gatewayAPI",
-            "gatewayAPI": {
-                "parentRefs": [dict(gateway.PARENT_REF)],
-                "hostnames": [hostname(name)],
-            },
-        },
+        # No hostnames: the route takes the model's paths on any host, so
+        # `curl $GATEWAY_URL/v2/models/iris/ready` works as printed by --keep.
+        traffic=gateway.gateway_traffic(),
         rollout={
             "steps": list(steps) if steps is not None else demo_steps(pause_s),
             "analysis": {
@@ -368,7 +360,6 @@ class Demo:
     def start_load(self) -> None:
         self.load = LoadGenerator(
             gateway_url(self.env.gateway_url, NAME),
-            headers={"Host": hostname(NAME)},
             body=models.infer_body(models.sample_rows()[0]),
             rate=self.rate,
         ).start()  # until stop(), at the end of the demo
@@ -467,18 +458,33 @@ def summary(demo: Demo) -> list[str]:
         f"  traffic: {load.total} requests; answers by version {dict(load.versions)}; "
         f"failed: {failures or 'none'}"
     )
+    # When, from whom and what: to read next to the gateway's access log and the pods'.
+    since_boot = time.time() - time.monotonic()
+    for failure in load.first_failures[:10]:
+        sent = time.strftime("%H:%M:%S", time.gmtime(since_boot + failure.sent_at))
+        lines.append(
+            f"    {sent}Z {failure.revision or '-'} {failure.code}: {failure.detail[:160]}"
+        )
     return lines
 
 
 def keep_running(demo: Demo) -> None:
+    """Print how to reach what runs (each `NAME=value` on its own line, for scripts),
+    then wait for Ctrl-C or SIGTERM. Every address is inside the network sandbox:
+    commands reach it through SANDBOX_EXEC."""
     env = demo.env
     venv_bin = Path(sys.executable).parent
+    exec_prefix = shlex.join(sandbox.exec_prefix())
     print(
-        "\nEverything keeps running (Ctrl-C stops it). In another terminal:\n"
-        f"  export KUBECONFIG={env.kubeconfig}\n"
+        f"\nKUBECONFIG={env.kubeconfig}\n"
+        f"GATEWAY_URL={env.gateway_url}\n"
+        f"SANDBOX_EXEC={exec_prefix}\n"
+        "\nEverything keeps running (Ctrl-C stops it). The addresses exist only inside the "
+        "network sandbox; in another terminal, with the three variables above exported:\n"
         f"  export PATH={env.plane.kubectl_path.parent}:{venv_bin}:$PATH\n"
-        f"  kubectl get mlmodels,deployments,pods,httproutes -n {env.namespace}\n"
-        f"  kubectl mlmodel status {NAME} -n {env.namespace} -w\n"
+        f"  $SANDBOX_EXEC kubectl get mlmodels,deployments,pods,httproutes -n {env.namespace}\n"
+        f"  $SANDBOX_EXEC kubectl mlmodel status {NAME} -n {env.namespace} -w\n"
+        f"  $SANDBOX_EXEC curl $GATEWAY_URL/v2/models/{NAME}/ready\n"
         f"  Prometheus: {env.prometheus_url}",
         flush=True,
     )

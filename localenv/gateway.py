@@ -43,6 +43,12 @@ class GatewayError(RuntimeError):
     pass
 
 
+def gateway_traffic() -> dict[str, Any]:
+    """The `spec.traffic` of an MLModel routed by this gateway (its HTTPRoute attaches to
+    Gateway `gateways/web`, on any host)."""
+    return {"router": "gatewayAPI", "gatewayAPI": {"parentRefs": [dict(PARENT_REF)]}}
+
+
 def objects() -> list[dict[str, Any]]:
     """The GatewayClass served by Traefik, its namespace, and the Gateway routes attach to."""
     return [
@@ -91,6 +97,11 @@ class Gateway:
     def log(self) -> Path:
         return self.directory / "traefik.log"
 
+    @property
+    def access_log(self) -> Path:
+        """Requests the gateway answered with 400 or above."""
+        return self.directory / "access.log"
+
     def start(self, plane: ControlPlane) -> Gateway:
         binary = ensure_component("traefik")
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -110,6 +121,14 @@ class Gateway:
                     "--providers.kubernetesGateway=true",
                     f"--providers.kubernetesGateway.statusAddress.ip={GATEWAY_IP}",
                     "--log.level=INFO",
+                    # Answers of 400 and above, one JSON a line: which backend, how long.
+                    "--accessLog=true",
+                    f"--accessLog.filePath={self.access_log}",
+                    "--accessLog.format=json",
+                    "--accessLog.filters.statusCodes=400-599",
+                    # No calls home: there is no way out of the sandbox anyway.
+                    "--global.checkNewVersion=false",
+                    "--global.sendAnonymousUsage=false",
                 ],
                 env={**os.environ, "KUBECONFIG": str(plane.kubeconfig)},
                 stdin=subprocess.DEVNULL,

@@ -30,6 +30,19 @@ from localenv.kubeapi import ApiAccess, KubeApi, Plane
 REQUEST_TIMEOUT_S = 5.0
 MAX_IN_FLIGHT = 64
 REVISION_HEADER = "x-mlmodel-revision"
+RECORDED_FAILURES = 50  # the first failures are kept whole, to say what went wrong
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A request that got no 200: when it was sent (time.monotonic()), which revision
+    answered (empty without an HTTP answer), and what: the status and the start of the
+    body, or the connection error."""
+
+    sent_at: float
+    revision: str
+    code: str
+    detail: str
 
 
 @dataclass
@@ -40,6 +53,7 @@ class LoadResult:
     # time.monotonic() of the first and of the last answer from each revision
     first_answer: dict[str, float] = field(default_factory=dict)
     last_answer: dict[str, float] = field(default_factory=dict)
+    first_failures: list[Failure] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -54,6 +68,13 @@ class LoadResult:
 
     def failures(self) -> dict[tuple[str, str], int]:
         return {key: n for key, n in self.counts.items() if key[1] != "200"}
+
+    def explain(self) -> str:
+        """The counts and the first failures, for an assertion's message."""
+        lines = [f"counts: {dict(self.counts)}"]
+        for f in self.first_failures:
+            lines.append(f"  sent at {f.sent_at:.3f}: {f.revision or '-'} {f.code}: {f.detail}")
+        return "\n".join(lines)
 
 
 async def service_url(access: ApiAccess | Plane, namespace: str, name: str) -> str:
@@ -148,6 +169,7 @@ class LoadGenerator:
                 seconds=self.result.seconds,
                 first_answer=dict(self.result.first_answer),
                 last_answer=dict(self.result.last_answer),
+                first_failures=list(self.result.first_failures),
             )
 
     # ---- the load ------------------------------------------------------------------
@@ -185,18 +207,25 @@ class LoadGenerator:
         return self.result
 
     async def _one(self, client: httpx.AsyncClient, in_flight: asyncio.Semaphore) -> None:
-        revision, version = "", ""
+        revision, version, detail = "", "", ""
+        sent_at = time.monotonic()
         try:
             try:
                 response = await client.post(self.url, json=self.body)
                 code = str(response.status_code)
                 if response.status_code == 200:
                     version = str(response.json().get("model_version", ""))
+                else:
+                    detail = response.text[:200]
                 revision = response.headers.get(REVISION_HEADER, "") or version
             except httpx.HTTPError as error:
                 code = type(error).__name__
+                detail = str(error) or repr(error)
             with self._lock:
                 self.result.counts[(revision, code)] += 1
+                if code != "200" and len(self.result.first_failures) < RECORDED_FAILURES:
+                    failure = Failure(sent_at, revision, code, detail)
+                    self.result.first_failures.append(failure)
                 if revision and code.isdigit():  # an HTTP answer, not a connection error
                     answered = time.monotonic()
                     self.result.first_answer.setdefault(revision, answered)
@@ -205,3 +234,30 @@ class LoadGenerator:
                     self.result.versions[version] += 1
         finally:
             in_flight.release()
+
+
+async def until_answering(
+    url: str,
+    *,
+    body: dict[str, Any],
+    headers: Mapping[str, str] | None = None,
+    within_s: float = 60.0,
+) -> None:
+    """Return once `url` answers a request with 200: a new Service or route is only
+    usable once kube-proxy or the gateway has programmed it, which follows the API
+    by up to a second or two. Load that counts failures starts after this."""
+    deadline = time.monotonic() + within_s
+    last = ""
+    async with httpx.AsyncClient(
+        timeout=REQUEST_TIMEOUT_S, trust_env=False, headers=dict(headers or {})
+    ) as client:
+        while time.monotonic() < deadline:
+            try:
+                response = await client.post(url, json=body)
+                if response.status_code == 200:
+                    return
+                last = f"{response.status_code} {response.text[:200]}"
+            except httpx.HTTPError as error:
+                last = f"{type(error).__name__}: {error}"
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer 200 within {within_s:g} s; last: {last}")

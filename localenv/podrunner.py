@@ -588,6 +588,18 @@ class PodRunner:
                 raise RuntimeError("the pod runner did not stop in time")
             self._thread = None
 
+    def signal_container(self, namespace: str, pod: str, container: str, signum: int) -> None:
+        """Send `signum` to a running container's processes, as `kill` inside it would:
+        SIGSTOP makes a hung server (its readiness probe then times out), SIGCONT
+        brings it back. Raises LookupError when no such container is running."""
+        for worker in list(self.workers.values()):
+            if (worker.namespace, worker.name) == (namespace, pod):
+                process = worker.processes.get(container)
+                if process is not None and process.returncode is None:
+                    os.killpg(process.pid, signum)
+                    return
+        raise LookupError(f"no running container {container!r} in pod {namespace}/{pod}")
+
     def _thread_main(self) -> None:
         try:
             asyncio.run(self._thread_run())

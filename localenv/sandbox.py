@@ -49,7 +49,15 @@ SERVICE_NETWORK = "10.96.0.0/16"
 KUBERNETES_SERVICE_IP = "10.96.0.1"  # the `kubernetes` Service: the first of the range
 DNS_IP = "10.96.0.10"  # the cluster DNS Service (CoreDNS behind it)
 NETNS_DIR = Path("/run/netns")
-REQUIRED = ("unshare", "ip", "nsenter", "mount")
+# Each tool the sandbox and what runs in it need, with the Debian package that has it
+# (kube-proxy's nftables mode runs `nft`).
+REQUIRED = {
+    "unshare": "util-linux",
+    "nsenter": "util-linux",
+    "mount": "mount",
+    "ip": "iproute2",
+    "nft": "nftables",
+}
 
 
 class SandboxError(RuntimeError):
@@ -78,7 +86,8 @@ def _unshare_command(command: Sequence[str]) -> list[str]:
     missing = _missing_tools()
     if missing:
         raise SandboxError(
-            f"the network sandbox needs {', '.join(missing)} (Debian: util-linux, iproute2)"
+            f"the network sandbox needs {', '.join(missing)} (Debian: apt-get install "
+            f"{' '.join(sorted({REQUIRED[tool] for tool in missing}))})"
         )
     base = [
         "unshare",
@@ -127,7 +136,9 @@ def exec_prefix(pid: int | None = None) -> list[str]:
     default the one this process is in): `SANDBOX_EXEC` of `make demo --keep`."""
     target = pid if pid is not None else int(os.environ.get(ENV_PID, os.getpid()))
     prefix = ["nsenter", f"--target={target}", "--net", "--mount"]
-    if os.environ.get(ENV_USERNS) == "1":
+    # A sandbox made by a normal user has a user namespace of its own (see `main`).
+    in_user_namespace = os.environ.get(ENV_USERNS) == "1" if inside() else os.geteuid() != 0
+    if in_user_namespace:
         prefix[1:1] = ["--user", "--preserve-credentials"]
     return prefix
 

@@ -1,8 +1,11 @@
 """`python -m localenv.controlplane {build,up,down,status}`: the control plane for people.
 
-`up` starts a supervisor in the background that runs the control plane with its
-state under `.cluster/` (or --dir) and stops it on SIGTERM; `down` signals it and
-waits. `make cluster-up` and `make cluster-down` call these.
+`up` builds what is missing (outside the network sandbox: builds need the module
+proxy), then starts a supervisor in the background, inside a network sandbox of its
+own, that runs the control plane with its state under `.cluster/` (or --dir) and
+stops it on SIGTERM; `down` signals it and waits. Its addresses exist only inside
+that sandbox, so `up` prints the command prefix (SANDBOX_EXEC) that runs kubectl, or
+anything else, in there. `make cluster-up` and `make cluster-down` call these.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -17,6 +21,8 @@ import threading
 import time
 from pathlib import Path
 
+from localenv import sandbox
+from localenv.components.build import ensure as ensure_component
 from localenv.controlplane.build import BuildError, ensure_binaries
 from localenv.controlplane.cluster import ControlPlaneError, start_control_plane
 
@@ -65,20 +71,38 @@ def supervise(state_dir: Path) -> int:
     return 0
 
 
-def up(state_dir: Path) -> int:
-    state_dir.mkdir(parents=True, exist_ok=True)
+def _how_to_use(state_dir: Path, pid: int) -> str:
     kubeconfig = (state_dir / "kubeconfig").resolve()
-    if _pid(state_dir) is not None and (state_dir / READY_FILE).exists():
-        print(f"already running.\nexport KUBECONFIG={kubeconfig}")
+    kubectl = ensure_binaries(quiet=True).path("kubectl")
+    return (
+        f"KUBECONFIG={kubeconfig}\n"
+        f"SANDBOX_EXEC={shlex.join(sandbox.exec_prefix(pid))}\n"
+        "The API server's address exists only inside the network sandbox; with the two "
+        "variables above exported:\n"
+        f"  $SANDBOX_EXEC {kubectl} get nodes"
+    )
+
+
+def up(state_dir: Path) -> int:
+    state_dir = state_dir.resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    running = _pid(state_dir)
+    if running is not None and (state_dir / READY_FILE).exists():
+        print(f"already running.\n{_how_to_use(state_dir, running)}")
         return 0
     try:
-        ensure_binaries()  # build in the foreground, so people see progress
+        # Build in the foreground, so people see progress, and outside the sandbox.
+        ensure_binaries()
+        ensure_component("coredns")
     except BuildError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     log = (state_dir / "supervisor.log").open("ab")
+    supervise_command = [
+        sys.executable, "-m", "localenv.controlplane", "supervise", "--dir", str(state_dir)
+    ]  # fmt: skip
     process = subprocess.Popen(
-        [sys.executable, "-m", "localenv.controlplane", "supervise", "--dir", str(state_dir)],
+        [sys.executable, "-m", "localenv.sandbox", "--", *supervise_command],
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -86,12 +110,11 @@ def up(state_dir: Path) -> int:
     )
     started = time.monotonic()
     while time.monotonic() - started < UP_TIMEOUT_S:
-        if (state_dir / READY_FILE).exists():
+        supervisor = _pid(state_dir)
+        if supervisor is not None and (state_dir / READY_FILE).exists():
             print(
                 f"control plane ready in {time.monotonic() - started:.1f} s "
-                f"(logs in {state_dir / 'logs'}).\n"
-                f"export KUBECONFIG={kubeconfig}\n"
-                f"kubectl: {ensure_binaries(quiet=True).path('kubectl')}"
+                f"(logs in {state_dir / 'logs'}).\n{_how_to_use(state_dir, supervisor)}"
             )
             return 0
         if process.poll() is not None:
@@ -117,7 +140,8 @@ def down(state_dir: Path) -> int:
             return 0
         time.sleep(0.2)
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
+        # The supervisor runs in the session `up` started (the sandbox's): all of it.
+        os.killpg(os.getpgid(pid), signal.SIGKILL)
     print("killed")
     return 0
 

@@ -202,7 +202,8 @@ def plan(inputs: Inputs) -> Plan:
     # most of a 90% canary's requests without a pod while the stable's new pods still
     # fetch and convert.
     covered = ctx.health(revisions.stable).ready >= stable_replicas
-    if revisions.aborted and revisions.candidate and not covered:
+    draining = _draining_until(ctx, revisions)
+    if revisions.aborted and revisions.candidate and (not covered or draining is not None):
         canary_replicas = ctx.observed_replicas(revisions.candidate) or 0
     apply, scale = _objects(ctx, revisions, stable_replicas, canary_replicas)
     status = _status(ctx, revisions)
@@ -210,10 +211,10 @@ def plan(inputs: Inputs) -> Plan:
     result = Plan(
         apply=apply,
         scale=scale,
-        delete=_deletions(ctx, revisions, stable_covered=covered),
+        delete=_deletions(ctx, revisions, stable_covered=covered and draining is None),
         status=status.to_dict(),
         events=events,
-        requeue_after=_requeue(ctx, revisions, status),
+        requeue_after=_requeue(ctx, revisions, status, draining),
         read=revisions.canary.read if revisions.canary and revisions.candidate else None,
     )
     clashes = [
@@ -310,6 +311,26 @@ def _revisions(ctx: _Context) -> _Revisions:
         previous = PreviousStable(revision=stable, delete_after=ctx.now + delay)
         return _Revisions(candidate, None, previous, canary, tuple(events))
     return _Revisions(stable, candidate, previous, canary, tuple(events))
+
+
+def _draining_until(ctx: _Context, revisions: _Revisions) -> float | None:
+    """Until when a canary that no longer takes traffic keeps its pods (None: it need
+    not), with a router that moves traffic by a route (gatewayAPI, istio).
+
+    A rolled-back canary, or one replaced by a newer revision, gets weight 0 and its
+    pods are wanted no more; but the data plane follows the route a moment after the
+    API does (Traefik reloads at most every 2 s, Envoy after istiod pushes), and a pod
+    gone before then turns what the stale route still sends it into 503s. So its pods
+    stay for `scaleDownDelaySeconds` after it left, as the old stable's do after a
+    promotion. With the replicas router scaling down is the traffic shift itself, and
+    serve's shutdown delay covers the endpoints' lag."""
+    if ctx.router.api is None or revisions.canary is None:
+        return None
+    state = revisions.canary.decision.state
+    # A new canary's start is when the one it replaced (if any) left the route.
+    left = state.aborted_at if state.aborted else state.started_at
+    until = left + ctx.spec.rollout.scale_down_delay_seconds
+    return until if ctx.now < until else None
 
 
 def _ready_text(health: RevisionHealth) -> str:
@@ -697,9 +718,9 @@ def _phase_event(before: Phase | None, status: Status) -> list[Event]:
     return [Event(kind, str(status.phase), status.message)]
 
 
-def _requeue(ctx: _Context, revisions: _Revisions, status: Status) -> float:
+def _requeue(ctx: _Context, revisions: _Revisions, status: Status, draining: float | None) -> float:
     """Seconds until the next reconcile: soon while anything is moving (a rollout step, an
-    analysis interval, a previous stable to delete), else the resync."""
+    analysis interval, a previous stable to delete, a canary draining), else the resync."""
     settled = status.phase is not None and status.phase.settled and not revisions.previous
     requeue = ctx.inputs.settings.resync_seconds if settled else SETTLING_REQUEUE_S
     canary = revisions.canary
@@ -709,4 +730,6 @@ def _requeue(ctx: _Context, revisions: _Revisions, status: Status) -> float:
             requeue = min(requeue, max(0.2, canary.analysis_due))
     if revisions.previous is not None:
         requeue = min(requeue, max(0.5, revisions.previous.delete_after - ctx.now))
+    if draining is not None:
+        requeue = min(requeue, max(0.5, draining - ctx.now))
     return requeue

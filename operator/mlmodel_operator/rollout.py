@@ -63,6 +63,7 @@ class CanaryState:
     started_at: float = 0.0
     step_started_at: float = 0.0
     aborted: bool = False
+    aborted_at: float = 0.0  # when it was rolled back: its pods drain from then on
     message: str = ""
 
     @property
@@ -106,8 +107,8 @@ def _describe(steps: Sequence[Step], index: int) -> str:
     return f"step {index + 1}/{len(steps)}: canary at {steps[index].weight}%"
 
 
-def _abort(state: CanaryState, reason: str, message: str) -> Decision:
-    aborted = replace(state, aborted=True, weight=0, message=message)
+def _abort(state: CanaryState, reason: str, message: str, now: float) -> Decision:
+    aborted = replace(state, aborted=True, aborted_at=now, weight=0, message=message)
     return Decision(
         state=aborted,
         phase="RolledBack",
@@ -170,9 +171,9 @@ def advance(
             requeue_after=30.0,
         )
     if actions.abort == key:
-        return _abort(state, "Aborted", "aborted by a person")
+        return _abort(state, "Aborted", "aborted by a person", now)
     if observed.canary_failure:
-        return _abort(state, "CanaryFailed", observed.canary_failure)
+        return _abort(state, "CanaryFailed", observed.canary_failure, now)
     if state.step == WAITING_FOR_READY:
         if observed.canary_ready:
             return _enter_step(steps, state, 0, now)
@@ -183,6 +184,7 @@ def advance(
                 "ProgressDeadlineExceeded",
                 f"canary not ready within {progress_deadline_s:.0f}s "
                 f"({observed.canary_ready_text} ready){waiting}",
+                now,
             )
         return Decision(
             state=state,
@@ -203,7 +205,7 @@ def advance(
             requeue_after=5.0,
         )
     if observed.analysis_failure:
-        return _abort(state, "AnalysisFailed", observed.analysis_failure)
+        return _abort(state, "AnalysisFailed", observed.analysis_failure, now)
     if actions.promote == f"{key}/{state.step}":
         return _enter_step(steps, state, state.step + 1, now)
     if actions.pause == key:
@@ -259,6 +261,7 @@ def state_from_status(canary: Mapping[str, Any]) -> CanaryState | None:
         started_at=float(canary.get("startedAt", 0.0)),
         step_started_at=float(canary.get("stepStartedAt", 0.0)),
         aborted=bool(canary.get("aborted", False)),
+        aborted_at=float(canary.get("abortedAt", 0.0)),
         message=str(canary.get("message", "")),
     )
 
@@ -274,5 +277,6 @@ def state_to_status(state: CanaryState, steps: int) -> dict[str, Any]:
         "startedAt": state.started_at,
         "stepStartedAt": state.step_started_at,
         "aborted": state.aborted,
+        **({"abortedAt": state.aborted_at} if state.aborted else {}),
         "message": state.message,
     }

@@ -329,7 +329,7 @@ def test_a_canary_predicting_differently_is_rolled_back_by_divergence_alone(
     # the two models' predictions on them: the same verdict on the same figure.
     assert divergence["canary"] == pytest.approx(shuffled.divergence, abs=0.01), divergence
     # Its answers were all fine: no request failed, on either side.
-    assert result.failures() == {}, result.counts
+    assert result.failures() == {}, result.explain()
     assert result.by_revision("200").get(canary, 0) > 0, result.counts
     assert labels_of(infer(address, iris.infer_body())) == iris.labels
     if server is not None:
@@ -456,7 +456,7 @@ def test_prometheus_stopping_mid_analysis_makes_it_inconclusive_and_never_promot
     assert analysis["failures"] == 0, analysis
     assert analysis["inconclusive"] >= 2, analysis
     assert f"prometheus at {own_prometheus.url}" in str(status.get("message")), status
-    assert result.failures() == {}, result.counts
+    assert result.failures() == {}, result.explain()
     print(
         f"\n[prometheus down] Inconclusive/Paused {noticed:.1f} s after Prometheus stopped; "
         f"{analysis['interval']} intervals ({watch.timing()}), "

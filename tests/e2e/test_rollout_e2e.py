@@ -65,7 +65,7 @@ def test_v1_is_converted_and_served_then_v2_is_promoted_under_load(
     assert conversion["parity"]["passed"] is True
     assert conversion["parity"]["rows"] == 32
     assert conversion["source"]["sha256"] == iris.sha256(iris.v1)
-    assert address.startswith("127.101.0.")
+    assert address.startswith("10.244.1.")  # the runner node's podCIDR
 
     answer = infer(address, iris.infer_body())
     assert answer["model_version"] == "v1"
@@ -103,7 +103,7 @@ def test_v1_is_converted_and_served_then_v2_is_promoted_under_load(
     assert v2 != v1
     assert status["stable"]["conversion"]["estimator"].endswith("GradientBoostingClassifier")
 
-    assert result.failures() == {}, result.counts
+    assert result.failures() == {}, result.explain()
     assert during.get(v1, 0) > 0, during
     assert during.get(v2, 0) > 0, during
     # The operator's analysis read both revisions from this Prometheus (its query log),
@@ -185,7 +185,7 @@ def test_a_bad_model_fails_in_the_init_container_and_v1_keeps_answering(
 
     load.stop()
     result = load.wait()
-    assert result.failures() == {}, result.counts
+    assert result.failures() == {}, result.explain()
     assert set(result.by_revision()) == {v1}, result.counts
     assert result.by_revision("200")[v1] > 0
     assert labels_of(infer(address, iris.infer_body())) == iris.labels

@@ -11,7 +11,7 @@ from typing import Any
 
 from localenv import LoadGenerator, mlmodel, models, pods_of
 from localenv.controlplane.cluster import ControlPlane
-from localenv.loadgen import service_url
+from localenv.loadgen import service_url, until_answering
 from localenv.node import NODE_NAME
 from localenv.operator_process import OperatorEnv
 from localenv.prometheus import Prometheus
@@ -44,16 +44,20 @@ def bring_up_v1(
     iris: IrisModels,
     operators: OperatorEnv,
     rollout: dict[str, Any],
+    **spec: Any,
 ) -> tuple[str, str]:
-    """Start the operator, apply v1 with `rollout` and wait for it to serve from a pod on
-    the runner's node; (revision, pod IP)."""
+    """Start the operator, apply v1 with `rollout` (and other `spec` sections: traffic,
+    serving) and wait for it to serve from pods on the runner's node; (revision, the
+    first pod's IP)."""
     operators.start(namespace)
-    apply(cluster, mlmodel("iris", namespace, version="v1", model_file=iris.v1, rollout=rollout))
+    manifest = mlmodel("iris", namespace, version="v1", model_file=iris.v1, rollout=rollout, **spec)
+    apply(cluster, manifest)
     status = wait_healthy(cluster, namespace, "v1", timeout=UP_TIMEOUT_S, interval=0.5)
     revision = str(status["stable"]["revision"])
-    [pod] = pods_of(cluster, namespace, revision)
-    assert pod["spec"]["nodeName"] == NODE_NAME
-    return revision, str(pod["status"]["podIP"])
+    pods = pods_of(cluster, namespace, revision)
+    assert len(pods) == manifest["spec"]["serving"]["replicas"], pods
+    assert {pod["spec"]["nodeName"] for pod in pods} == {NODE_NAME}
+    return revision, str(pods[0]["status"]["podIP"])
 
 
 def start_load(
@@ -68,6 +72,7 @@ def start_load(
     ClusterIP: kube-proxy splits it by ready pods (a connection per request, so that the
     split shows), as the replicas router intends."""
     url = asyncio.run(service_url(cluster, namespace, "iris"))
+    asyncio.run(until_answering(url, body=iris.infer_body()))
     return LoadGenerator(
         url,
         body=iris.infer_body(),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from localenv import mlmodel
+from localenv import gateway, mlmodel
 from localenv.demo import METRICS, manifest
 from localenv.node import RUNNER_LABEL
 
@@ -72,7 +72,8 @@ def test_the_demo_manifest_has_the_demo_values_unless_told_otherwise(tmp_path: P
     assert "pause" not in rollout["steps"][-1]
     assert rollout["analysis"]["metrics"] == list(METRICS)
     assert rollout["analysis"]["provider"] == prometheus
-    assert demo["spec"]["traffic"]["gatewayAPI"]["hostnames"] == ["iris.demo.local"]
+    # Attached to the sandbox's Gateway, on any host: curl $GATEWAY_URL/... reaches it.
+    assert demo["spec"]["traffic"]["gatewayAPI"] == {"parentRefs": [gateway.PARENT_REF]}
 
     other = manifest(
         "demo",

@@ -503,6 +503,49 @@ def test_a_rolled_back_canary_keeps_its_pods_until_the_stable_can_take_its_traff
     assert deployments(covered)[f"iris-{R2}"]["spec"]["replicas"] == 0
 
 
+def test_behind_a_route_a_rolled_back_canary_drains_for_the_scale_down_delay() -> None:
+    """With the gatewayAPI router the route goes to weight 0 and the canary Service back to
+    the stable at once, but the canary's pods stay for scaleDownDelaySeconds: the gateway
+    follows the route a moment later, and a pod gone before then would turn what the
+    stale route still sends into 503s. Then they go, and nothing wakes it before."""
+    spec = model_spec("v2", router="gatewayAPI", scaleDownDelaySeconds=20)
+    delay = 20
+    first_step, _ = canary_at_first_step(spec)
+    observed = {R1: Observed(deployment(4)), R2: Observed(deployment(1))}
+    abort = {rollout.ABORT: f"{R2}/1"}
+    rolled_back = run(spec, first_step.status, observed=observed, now_s=T0 + 10, annotations=abort)
+    assert rolled_back.status["phase"] == "RolledBack"
+    assert rolled_back.status["canary"]["abortedAt"] == T0 + 10
+    [route] = [o for o in rolled_back.apply if o["kind"] == "HTTPRoute"]
+    split = route["spec"]["rules"][-1]["backendRefs"]
+    assert [(b["name"], b["weight"]) for b in split] == [("iris-stable", 100), ("iris-canary", 0)]
+    assert service_selectors(rolled_back)["iris-canary"]["mlops.dev/revision"] == R1
+    assert deployments(rolled_back)[f"iris-{R2}"]["spec"]["replicas"] == 1
+    assert rolled_back.requeue_after == pytest.approx(delay)
+
+    draining = run(spec, rolled_back.status, observed=observed, now_s=T0 + 25, annotations=abort)
+    assert deployments(draining)[f"iris-{R2}"]["spec"]["replicas"] == 1
+    assert draining.requeue_after == pytest.approx(5)
+    drained = run(spec, draining.status, observed=observed, now_s=T0 + 30, annotations=abort)
+    assert deployments(drained)[f"iris-{R2}"]["spec"]["replicas"] == 0
+
+
+def test_behind_a_route_a_replaced_canary_drains_for_the_scale_down_delay() -> None:
+    spec2 = model_spec("v2", router="gatewayAPI", scaleDownDelaySeconds=20)
+    spec3 = model_spec("v3", router="gatewayAPI", scaleDownDelaySeconds=20)
+    r2, r3 = revision(spec2), revision(spec3)
+    first_step, _ = canary_at_first_step(spec2)
+    observed = {R1: Observed(deployment(4)), r2: Observed(deployment(1))}
+    replaced = run(spec3, first_step.status, observed=observed, now_s=T0 + 10)
+    assert replaced.status["canary"]["revision"] == r3
+    assert ("Deployment", f"iris-{r2}") not in replaced.delete
+    observed = {**observed, r3: Observed(deployment(1, ready=0))}
+    later = run(spec3, replaced.status, observed=observed, now_s=T0 + 29)
+    assert ("Deployment", f"iris-{r2}") not in later.delete
+    drained = run(spec3, later.status, observed=observed, now_s=T0 + 30)
+    assert ("Deployment", f"iris-{r2}") in drained.delete
+
+
 def test_abort_rolls_back_and_retry_starts_the_next_attempt() -> None:
     first_step, _ = canary_at_first_step()
     observed = {R1: Observed(deployment(3)), R2: Observed(deployment(1))}
