@@ -2,11 +2,12 @@
 
     python -m localenv.demo [--dir .demo] [--pause 10] [--rate 40] [--keep]
 
-1. The local environment starts (localenv/environment.py): control plane, operator,
-   pod runner, Prometheus.
+1. The local environment starts (localenv/environment.py), inside the network
+   sandbox: control plane, kube-proxy, CoreDNS, operator, pod runner, Prometheus and
+   the Traefik gateway.
 2. v1 (a random forest) is applied with kubectl and serves.
-3. A load generator sends `--rate` inference requests/s, split by the weights of the
-   MLModel's HTTPRoute as a Gateway API implementation would route them.
+3. A load generator sends `--rate` inference requests/s to the gateway, which splits
+   them by the weights of the MLModel's HTTPRoute.
 4. v2 (a gradient-boosted model, as good) goes out as a canary: 10%, 30%, 60%, then
    100% of the traffic, judged against v1 from Prometheus every 2 s (error rate, p99
    latency, prediction divergence), and is promoted.
@@ -22,6 +23,7 @@ kubectl.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import itertools
 import os
 import shlex
@@ -40,7 +42,7 @@ import yaml
 
 from localenv import gateway, models, sandbox
 from localenv.environment import EnvironmentBusy, LocalEnvironment
-from localenv.loadgen import LoadGenerator, LoadResult, gateway_url
+from localenv.loadgen import LoadGenerator, LoadResult, gateway_url, until_answering
 from localenv.manifests import mlmodel
 from mlmodel_operator.plugin import metric_figure, render
 
@@ -358,11 +360,15 @@ class Demo:
         return record
 
     def start_load(self) -> None:
-        self.load = LoadGenerator(
-            gateway_url(self.env.gateway_url, NAME),
-            body=models.infer_body(models.sample_rows()[0]),
-            rate=self.rate,
-        ).start()  # until stop(), at the end of the demo
+        """Load through the gateway, from its first 200: the operator reports v1 serving
+        when its pods are ready, and the gateway follows the route and the Service's
+        endpoints a moment later (longer on a busy machine), as any gateway does."""
+        url = gateway_url(self.env.gateway_url, NAME)
+        body = models.infer_body(models.sample_rows()[0])
+        began = time.monotonic()
+        asyncio.run(until_answering(url, body=body))
+        self.screen.say(f"the gateway routes to {NAME} ({time.monotonic() - began:.1f} s later)")
+        self.load = LoadGenerator(url, body=body, rate=self.rate).start()  # until stop()
         self.screen.say(
             f"load: {self.rate:g} requests/s to the gateway at {self.env.gateway_url}, "
             "which splits them by the HTTPRoute's weights"

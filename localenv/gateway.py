@@ -170,6 +170,14 @@ class Gateway:
             return "(no log)"
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
+    def log_tails(self, lines: int = 30) -> str:
+        """Traefik's log, then the last requests it answered with 400 or above."""
+        parts = [f"----- {self.log} -----", self.tail(lines)]
+        if self.access_log.exists():
+            answered = self.access_log.read_text(errors="replace").splitlines()[-lines:]
+            parts += [f"----- {self.access_log} -----", *answered]
+        return "\n".join(parts)
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):

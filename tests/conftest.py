@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from localenv.controlplane.cluster import ControlPlane, start_control_plane
+from localenv.gateway import Gateway
 from localenv.operator_process import OperatorEnv, install_operator_rbac
 from localenv.podrunner import PodRunner
 from localenv.prometheus import Prometheus
@@ -63,6 +64,7 @@ LOG_SECTIONS: dict[str, tuple[str, type[Any], Callable[[Any], str]]] = {
     "operators": ("operator logs", OperatorEnv, OperatorEnv.logs),
     "runner": ("pod runner logs", PodRunner, PodRunner.log_tails),
     "prometheus": ("prometheus log", Prometheus, Prometheus.tail),
+    "gateway": ("gateway logs", Gateway, Gateway.log_tails),
 }
 
 
@@ -71,7 +73,7 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, None]:
     """A failing test gets the log tails of what it used: every control-plane component,
-    its operators, the pod runner with its pods, Prometheus."""
+    its operators, the pod runner with its pods, Prometheus, the gateway."""
     outcome = yield
     report = outcome.get_result()
     del call

@@ -88,7 +88,8 @@ def at_step(cluster: ControlPlane, namespace: str, step: int, weight: int) -> di
     def reached() -> dict[str, Any] | None:
         canary = canary_status(cluster, namespace)
         ok = canary.get("step") == step and canary.get("effectiveWeight") == weight
-        return canary if ok and canary.get("ready") else None
+        ready = canary.get("readyReplicas", 0) >= max(1, canary.get("replicas", 0))
+        return canary if ok and ready else None
 
     canary: dict[str, Any] = wait_for(
         reached, timeout=UP_TIMEOUT_S, interval=0.25, what=f"step {step} at {weight}%"
