@@ -20,7 +20,8 @@ only the names below (docs/e2e.md has a worked example):
   name)` for the `<name>` Service's ClusterIP), counted by the revision that answered;
   bounded by a count or a duration, or running until `stop()`. `await
   until_answering(url, body=)` waits for a new route or Service to carry requests.
-- `gateway_traffic()`: the `spec.traffic` that attaches an MLModel to the gateway.
+- `gateway_traffic(hostname=None)`: the `spec.traffic` that attaches an MLModel to the
+  gateway (for one hostname, sent as the requests' `Host`, or any).
 - `pods_of(plane, namespace, revision)`, `infer(pod_ip, body)`, `labels_of(answer)`:
   a revision's pods and a request to one of them.
 - `wait_for(probe, timeout=, what=)`: a bounded wait that says what it waited for.

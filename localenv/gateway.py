@@ -43,10 +43,16 @@ class GatewayError(RuntimeError):
     pass
 
 
-def gateway_traffic() -> dict[str, Any]:
-    """The `spec.traffic` of an MLModel routed by this gateway (its HTTPRoute attaches to
-    Gateway `gateways/web`, on any host)."""
-    return {"router": "gatewayAPI", "gatewayAPI": {"parentRefs": [dict(PARENT_REF)]}}
+def gateway_traffic(hostname: str | None = None) -> dict[str, Any]:
+    """The `spec.traffic` of an MLModel routed by this gateway: its HTTPRoute attaches to
+    Gateway `gateways/web`, for `hostname` (requests carry it as their Host), or for any
+    host when None. Two MLModels of one name in different namespaces need a hostname
+    each: their routes match the same path, and the Gateway API gives a conflict to the
+    older route, which keeps it while it exists (a namespace being deleted included)."""
+    settings: dict[str, Any] = {"parentRefs": [dict(PARENT_REF)]}
+    if hostname is not None:
+        settings["hostnames"] = [hostname]
+    return {"router": "gatewayAPI", "gatewayAPI": settings}
 
 
 def objects() -> list[dict[str, Any]]:
@@ -118,6 +124,9 @@ class Gateway:
                     f"--entryPoints.traefik.address=127.0.0.1:{self.ping_port}",
                     "--ping=true",
                     "--ping.entryPoint=traefik",
+                    # Its live configuration, read-only, on the same internal port
+                    # (/api/http/services): what a weight became in the data plane.
+                    "--api.insecure=true",
                     "--providers.kubernetesGateway=true",
                     f"--providers.kubernetesGateway.statusAddress.ip={GATEWAY_IP}",
                     "--log.level=INFO",
