@@ -1,12 +1,13 @@
 """Rollout benchmark: how much a rollout overruns its pauses, and how fast a bad
 canary is rolled back, with real processes end to end.
 
-    cd /work/main && PYTHONPATH=. .venv/bin/python bench/rollout_bench.py [--rounds 5]
-        [--pause 5] [--rate 40] [--provider prometheus|scrape] [--json PATH]
+    .venv/bin/python -m localenv.sandbox -- env PYTHONPATH=. .venv/bin/python \
+        bench/rollout_bench.py [--rounds 5] [--pause 5] [--rate 40] \
+        [--provider prometheus|scrape] [--json PATH]
 
-Starts the environment of `make demo` once (control plane, operator as its
-ServiceAccount, pod runner, Prometheus, a load generator following the HTTPRoute at
-`--rate` requests/s) and serves v1. Then, `--rounds` times:
+Inside the network sandbox, starts the environment of `make demo` once (control
+plane, operator as its ServiceAccount, pod runner, Prometheus, the Traefik gateway,
+`--rate` requests/s of load sent to the gateway) and serves v1. Then, `--rounds` times:
 
 - a good canary (the other good model) through 10%, 30%, 60% and 100% with a pause of
   `--pause` s at each of the first three steps, judged every 2 s from Prometheus or
