@@ -41,8 +41,8 @@ unit: $(STAMP)
 controlplane: $(STAMP)
 	$(PY) -m localenv.controlplane build
 
-# CoreDNS, Prometheus and Traefik (the Gateway API data plane), each from its Go module
-# once; cached the same way.
+# CoreDNS, Prometheus, Traefik (the Gateway API data plane), and containerd, runc and
+# the CNI plugins of the real node, each from its Go module once; cached the same way.
 components: $(STAMP)
 	$(PY) -m localenv.components.build
 

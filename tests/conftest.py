@@ -15,6 +15,7 @@ from localenv.gateway import Gateway
 from localenv.operator_process import OperatorEnv, install_operator_rbac
 from localenv.podrunner import PodRunner
 from localenv.prometheus import Prometheus
+from localenv.realnode import RealNode
 
 
 @pytest.fixture(scope="session")
@@ -65,6 +66,7 @@ LOG_SECTIONS: dict[str, tuple[str, type[Any], Callable[[Any], str]]] = {
     "runner": ("pod runner logs", PodRunner, PodRunner.log_tails),
     "prometheus": ("prometheus log", Prometheus, Prometheus.tail),
     "gateway": ("gateway logs", Gateway, Gateway.log_tails),
+    "real_node": ("real node logs", RealNode, RealNode.log_tails),
 }
 
 

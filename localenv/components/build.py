@@ -37,10 +37,19 @@ class Component:
     version: str
     package: str  # the main package, as tools.go imports it
     version_flag: str = ""  # -X path.Var: where the program keeps its version
+    # More programs of the same module, binary name -> main package.
+    extra: tuple[tuple[str, str], ...] = ()
+    binary: str = ""  # the file name of `package`'s program, when not `name`
+    tags: str = ""  # go build -tags
+    cgo: bool = False  # runc's seccomp support is cgo (libseccomp-dev)
 
     @property
     def module(self) -> Path:
         return HERE / self.name
+
+    @property
+    def programs(self) -> tuple[tuple[str, str], ...]:
+        return ((self.binary or self.name, self.package), *self.extra)
 
     def ldflags(self) -> str:
         flags = ["-s", "-w"]
@@ -65,6 +74,41 @@ COMPONENTS = {
             "github.com/prometheus/common/version.Version",
         ),
         Component("coredns", "v1.15.0", "github.com/coredns/coredns"),
+        # The real node (localenv/realnode.py): containerd 2.x (a 1.36 kubelet needs it;
+        # Debian's is 1.6), runc with seccomp, and the CNI plugins a kind node has.
+        Component(
+            "containerd",
+            "v2.4.2",
+            "github.com/containerd/containerd/v2/cmd/containerd",
+            "github.com/containerd/containerd/v2/version.Version",
+            extra=(
+                ("ctr", "github.com/containerd/containerd/v2/cmd/ctr"),
+                (
+                    "containerd-shim-runc-v2",
+                    "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2",
+                ),
+            ),
+            tags="no_btrfs",
+        ),
+        Component(
+            "runc",
+            "v1.5.3",
+            "github.com/opencontainers/runc",
+            "main.version",
+            tags="seccomp",
+            cgo=True,
+        ),
+        Component(
+            "cni",
+            "v1.10.0",
+            "github.com/containernetworking/plugins/plugins/main/bridge",
+            binary="bridge",
+            extra=(
+                ("host-local", "github.com/containernetworking/plugins/plugins/ipam/host-local"),
+                ("loopback", "github.com/containernetworking/plugins/plugins/main/loopback"),
+                ("portmap", "github.com/containernetworking/plugins/plugins/meta/portmap"),
+            ),
+        ),
     )
 }
 
@@ -80,37 +124,46 @@ def cache_root() -> Path:
 
 def cache_key(component: Component) -> str:
     digest = hashlib.sha256(RECIPE.encode())
+    if component.extra or component.tags or component.cgo or component.binary:
+        # Only where used, so that the keys (and binaries) of plain components stay.
+        digest.update(repr((component.programs, component.tags, component.cgo)).encode())
     for name in ("go.mod", "go.sum", "tools.go"):
         digest.update((component.module / name).read_bytes())
     return f"{component.name}-{component.version}-{digest.hexdigest()[:12]}"
 
 
 def _build(go: str, component: Component, target: Path, log: Path) -> None:
-    env = {**os.environ, "GOFLAGS": "-mod=readonly -buildvcs=false", "CGO_ENABLED": "0"}
-    command = [
-        go,
-        "build",
-        "-trimpath",
-        "-ldflags",
-        component.ldflags(),
-        "-o",
-        str(target / component.name),
-        component.package,
-    ]
+    env = {
+        **os.environ,
+        "GOFLAGS": "-mod=readonly -buildvcs=false",
+        "CGO_ENABLED": "1" if component.cgo else "0",
+    }
     with log.open("w") as handle:
-        result = subprocess.run(
-            command,
-            cwd=component.module,
-            env=env,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            check=False,
-        )
+        for binary, package in component.programs:
+            command = [go, "build", "-trimpath", "-ldflags", component.ldflags()]
+            if component.tags:
+                command += ["-tags", component.tags]
+            command += ["-o", str(target / binary), package]
+            handle.write(f"$ {' '.join(command)}\n")
+            handle.flush()
+            result = subprocess.run(
+                command,
+                cwd=component.module,
+                env=env,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                check=False,
+            )
+            if result.returncode != 0:
+                break
     if result.returncode != 0:
         tail = "\n".join(log.read_text().splitlines()[-30:])
+        hint = ""
+        if component.cgo and "seccomp" in tail:
+            hint = "\n(runc needs libseccomp-dev: apt-get install libseccomp-dev)"
         raise BuildError(
             f"building {component.name} {component.version} failed (exit {result.returncode}); "
-            f"full log in {log}. Last lines:\n{tail}"
+            f"full log in {log}. Last lines:\n{tail}{hint}"
         )
 
 
@@ -119,7 +172,7 @@ def ensure(name: str, *, quiet: bool = False) -> Path:
     component = COMPONENTS[name]
     root = cache_root()
     final = root / cache_key(component)
-    binary = final / component.name
+    binary = final / component.programs[0][0]
     if binary.exists():
         return binary
     if sandbox.inside():

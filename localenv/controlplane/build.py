@@ -30,7 +30,7 @@ GO_MODULE = Path(__file__).resolve().parent / "go"
 # checkout that still has the old go.mod rebuild and evict the other's binaries.
 KUBERNETES_VERSION = "v1.36.3"
 KWOK_VERSION = "v0.8.0"
-RECIPE = "6"  # bump when the build command below changes
+RECIPE = "7"  # bump when the build command below changes
 
 _K8S_PACKAGES = {
     "kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver",
@@ -39,6 +39,8 @@ _K8S_PACKAGES = {
     "kubectl": "k8s.io/kubernetes/cmd/kubectl",
     # Services' ClusterIPs inside the network sandbox (nftables mode).
     "kube-proxy": "k8s.io/kubernetes/cmd/kube-proxy",
+    # The real node's kubelet (localenv/realnode.py), over containerd.
+    "kubelet": "k8s.io/kubernetes/cmd/kubelet",
 }
 _OTHER_PACKAGES = {
     "etcd": "./cmd/etcd",

@@ -208,3 +208,22 @@ def create_pki(directory: Path) -> Pki:
         kube_proxy=client("kube-proxy", "system:kube-proxy"),
         coredns=client("coredns", "system:coredns"),
     )
+
+
+def issue_client(
+    ca: CertPair, directory: Path, stem: str, common_name: str, organization: str | None = None
+) -> CertPair:
+    """A client certificate signed by the cluster's CA, for a component that joins later
+    (a kubelet: `system:node:<name>` in `system:nodes`)."""
+    ca_cert = x509.load_pem_x509_certificate(ca.cert.read_bytes())
+    ca_key = serialization.load_pem_private_key(ca.key.read_bytes(), password=None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)  # create_pki makes an EC CA
+    directory.mkdir(parents=True, exist_ok=True)
+    return _issue(
+        directory=directory,
+        stem=stem,
+        subject=_name(common_name, organization),
+        ca_cert=ca_cert,
+        ca_key=ca_key,
+        server=False,
+    )

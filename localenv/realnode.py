@@ -1,0 +1,355 @@
+"""A real node inside the network sandbox: a kubelet over containerd, runc and CNI.
+
+Where the pod runner (`localenv.podrunner`) plays the kubelet with processes of this
+venv, this runs the real thing: the kubelet built from the control plane's Kubernetes
+module, containerd 2.x, runc (with seccomp) and the CNI plugins bridge, host-local and
+loopback, all built from Go modules (`localenv/components/`), with images imported from
+OCI archives (`localenv.images`) because no registry can be reached.
+
+The node `real-0` registers with a client certificate for `system:node:real-0`, takes
+pod addresses from 10.244.2.0/24 on the sandbox's bridge (the runner's are 10.244.1.0/24),
+and is tainted `mlops.dev/real=true:NoSchedule`, so only pods that tolerate it land there.
+
+What this machine needs (found by a first probe, `../shared/research/sandbox.md`):
+- cgroup v1: `failCgroupV1: false`, the cgroupfs driver;
+- no CAP_SYS_RESOURCE even for root: containerd's `restrict_oom_score_adj`;
+- the kubelet writes host-wide kernel settings unless they already hold: inside the
+  sandbox's private mount namespace, files with the values it wants are bind-mounted over
+  those `/proc/sys` entries, and `protectKernelDefaults: true` makes it fail rather than
+  write. Nothing here changes the host's kernel settings;
+- every state directory is under the node's directory; the cgroups it leaves in the
+  host's shared cgroup v1 tree are removed by `stop()`.
+
+Not yet: the API server has no kubelet client certificate, so `kubectl logs`/`exec`
+do not work; the kubelet's port exists only inside the sandbox.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from localenv.components.build import ensure as ensure_component
+from localenv.controlplane.cluster import ControlPlane, write_kubeconfig
+from localenv.controlplane.pki import issue_client
+from localenv.images import PAUSE_SOURCE, Image, build_archive, static_program
+from localenv.sandbox import BRIDGE, GATEWAY_IP, POD_NETWORK, require_inside
+
+NODE_NAME = "real-0"
+POD_CIDR = "10.244.2.0/24"
+POD_RANGE = ("10.244.2.2", "10.244.2.254")
+TAINT = {"key": "mlops.dev/real", "value": "true", "effect": "NoSchedule"}
+PAUSE_IMAGE = "localenv.test/pause:1"
+START_TIMEOUT_S = 90.0
+# What the kubelet would otherwise write host-wide (kubelet's setupKernelTunables).
+KERNEL_DEFAULTS = {
+    "vm/overcommit_memory": "1",
+    "vm/panic_on_oom": "0",
+    "kernel/panic": "10",
+    "kernel/panic_on_oops": "1",
+    "kernel/keys/root_maxkeys": "1000000",
+    "kernel/keys/root_maxbytes": "25000000",
+}
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+class RealNodeError(RuntimeError):
+    """The node could not start; the message has the component's log tail."""
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    if not path.exists():
+        return "(no log)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@dataclass
+class RealNode:
+    """`RealNode(directory).start(plane)` ... `.stop()`."""
+
+    directory: Path
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def socket(self) -> Path:
+        return self.directory / "containerd" / "containerd.sock"
+
+    def log(self, name: str) -> Path:
+        return self.directory / "logs" / f"{name}.log"
+
+    # --- start ---------------------------------------------------------------------------
+
+    def start(self, plane: ControlPlane) -> RealNode:
+        require_inside("a real node")
+        binaries = {
+            "containerd": ensure_component("containerd"),
+            "runc": ensure_component("runc"),
+            "cni": ensure_component("cni"),
+        }
+        for sub in ("logs", "containerd/root", "containerd/state", "cni/conf", "cni/data"):
+            (self.directory / sub).mkdir(parents=True, exist_ok=True)
+        self._protect_kernel_defaults()
+        self._write_cni_config()
+        self._start_containerd(binaries["containerd"], binaries["runc"], binaries["cni"].parent)
+        self.import_image(self._pause_image())
+        self._start_kubelet(plane)
+        self._wait_ready(plane)
+        return self
+
+    def _protect_kernel_defaults(self) -> None:
+        """Bind-mount the values the kubelet wants over /proc/sys (this mount namespace
+        only), so it finds them set and never writes the host's."""
+        tunables = self.directory / "sysctl"
+        tunables.mkdir(exist_ok=True)
+        for name, value in KERNEL_DEFAULTS.items():
+            target = Path("/proc/sys") / name
+            if not target.exists() or target.read_text().strip() == value:
+                continue
+            source = tunables / name.replace("/", ".")
+            source.write_text(value + "\n")
+            subprocess.run(["mount", "--bind", str(source), str(target)], check=True)
+
+    def _write_cni_config(self) -> None:
+        start, end = POD_RANGE
+        config = {
+            "cniVersion": "1.0.0",
+            "name": "localenv",
+            "plugins": [
+                {
+                    "type": "bridge",
+                    "bridge": BRIDGE,
+                    "isGateway": False,  # the bridge has its address already
+                    "ipMasq": False,  # no iptables on this machine
+                    "ipam": {
+                        "type": "host-local",
+                        "dataDir": str(self.directory / "cni" / "data"),
+                        "ranges": [
+                            [
+                                {
+                                    "subnet": POD_NETWORK,
+                                    "rangeStart": start,
+                                    "rangeEnd": end,
+                                    "gateway": GATEWAY_IP,
+                                }
+                            ]
+                        ],
+                        "routes": [{"dst": "0.0.0.0/0"}],
+                    },
+                },
+            ],
+        }
+        (self.directory / "cni" / "conf" / "10-localenv.conflist").write_text(json.dumps(config))
+
+    def _containerd_config(self, runc: Path, cni_bin: Path) -> str:
+        root, state = (
+            self.directory / "containerd" / "root",
+            self.directory / "containerd" / "state",
+        )
+        return f"""version = 3
+root = "{root}"
+state = "{state}"
+
+[grpc]
+  address = "{self.socket}"
+
+[plugins."io.containerd.cri.v1.images"]
+  snapshotter = "native"
+  [plugins."io.containerd.cri.v1.images".pinned_images]
+    sandbox = "{PAUSE_IMAGE}"
+
+[plugins."io.containerd.cri.v1.runtime"]
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.cri.v1.runtime".cni]
+    bin_dirs = ["{cni_bin}"]
+    conf_dir = "{self.directory / "cni" / "conf"}"
+  [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
+    runtime_type = "io.containerd.runc.v2"
+    [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
+      BinaryName = "{runc}"
+      SystemdCgroup = false
+
+[plugins."io.containerd.grpc.v1.cri"]
+  netns_mounts_under_state_dir = true
+"""
+
+    def _spawn(self, name: str, command: list[str], env: dict[str, str] | None = None) -> None:
+        with self.log(name).open("ab") as handle:
+            self.processes[name] = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+                start_new_session=True,
+            )
+
+    def _start_containerd(self, binary: Path, runc: Path, cni_bin: Path) -> None:
+        config = self.directory / "containerd" / "config.toml"
+        config.write_text(self._containerd_config(runc, cni_bin))
+        # containerd finds its shim (containerd-shim-runc-v2, built beside it) on PATH.
+        path = f"{binary.parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        self._spawn("containerd", [str(binary), "--config", str(config)], env={"PATH": path})
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not self.socket.exists():
+            self._check("containerd")
+            if time.monotonic() > deadline:
+                raise RealNodeError(f"containerd did not listen:\n{_tail(self.log('containerd'))}")
+            time.sleep(0.1)
+
+    def ctr(self, *args: str) -> str:
+        ctr = ensure_component("containerd").parent / "ctr"
+        result = subprocess.run(
+            [str(ctr), "--address", str(self.socket), "-n", "k8s.io", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RealNodeError(f"ctr {' '.join(args)}: {result.stderr.strip()}")
+        return result.stdout
+
+    def import_image(self, archive: Path) -> None:
+        """Make an OCI archive's image available to pods (`imagePullPolicy: Never`)."""
+        self.ctr("images", "import", "--no-unpack=false", str(archive))
+
+    def _pause_image(self) -> Path:
+        programs = self.directory / "programs"
+        pause = static_program("pause", PAUSE_SOURCE, programs)
+        image = Image(PAUSE_IMAGE, {"pause": pause}, ("/pause",))
+        return build_archive(image, self.directory / "images" / "pause.tar")
+
+    def _start_kubelet(self, plane: ControlPlane) -> None:
+        pki = self.directory / "pki"
+        client = issue_client(
+            plane.pki.ca, pki, "kubelet", f"system:node:{NODE_NAME}", "system:nodes"
+        )
+        kubeconfig = self.directory / "kubelet.kubeconfig"
+        write_kubeconfig(
+            kubeconfig, server=plane.server, ca=plane.pki.ca.cert, user="kubelet", client=client
+        )
+        resolv = self.directory / "resolv.conf"
+        resolv.write_text(Path("/etc/resolv.conf").read_text())
+        config: dict[str, Any] = {
+            "apiVersion": "kubelet.config.k8s.io/v1beta1",
+            "kind": "KubeletConfiguration",
+            "failCgroupV1": False,
+            "cgroupDriver": "cgroupfs",
+            "containerRuntimeEndpoint": f"unix://{self.socket}",
+            "address": GATEWAY_IP,
+            "port": 10250,
+            "readOnlyPort": 0,
+            "healthzBindAddress": "127.0.0.1",
+            "healthzPort": 10248,
+            "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": False}},
+            "authorization": {"mode": "AlwaysAllow"},  # its port exists only in the sandbox
+            "clusterDomain": "cluster.local",
+            "clusterDNS": ["10.96.0.10"],
+            "resolvConf": str(resolv),
+            "podCIDR": POD_CIDR,
+            "protectKernelDefaults": True,
+            "failSwapOn": False,
+            "podLogsDir": str(self.directory / "pod-logs"),
+            "evictionHard": {
+                "memory.available": "100Mi",
+                "nodefs.available": "1%",
+                "imagefs.available": "1%",
+            },
+            "imageGCHighThresholdPercent": 100,
+            "registerWithTaints": [TAINT],
+            "serializeImagePulls": False,
+            "staticPodPath": "",
+            "localStorageCapacityIsolation": False,
+        }
+        path = self.directory / "kubelet.yaml"
+        path.write_text(yaml.safe_dump(config))
+        self._spawn(
+            "kubelet",
+            [
+                str(plane.binaries.directory / "kubelet"),
+                f"--config={path}",
+                f"--kubeconfig={kubeconfig}",
+                f"--root-dir={self.directory / 'kubelet'}",
+                f"--hostname-override={NODE_NAME}",
+                f"--node-ip={GATEWAY_IP}",
+                "--node-labels=mlops.dev/real=true",
+                "--v=1",
+            ],
+        )
+
+    def _wait_ready(self, plane: ControlPlane) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        jsonpath = "jsonpath={.status.conditions[?(@.type=='Ready')].status}"
+        while time.monotonic() < deadline:
+            self._check("containerd")
+            self._check("kubelet")
+            found = plane.kubectl("get", "node", NODE_NAME, "-o", jsonpath, check=False)
+            if found.returncode == 0 and found.stdout.strip() == "True":
+                return
+            time.sleep(0.5)
+        raise RealNodeError(f"node {NODE_NAME} not Ready:\n{self.log_tails()}")
+
+    def _check(self, name: str) -> None:
+        process = self.processes.get(name)
+        if process is not None and process.poll() is not None:
+            raise RealNodeError(f"{name} exited {process.returncode}:\n{_tail(self.log(name))}")
+
+    # --- stop ----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """The kubelet, then containerd and every shim and container it started, then the
+        cgroups they left in the host's tree."""
+        for name in ("kubelet", "containerd"):
+            process = self.processes.pop(name, None)
+            if process is not None and process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+        # The shims daemonize (a session of their own, reparented to init): found by
+        # their program, as the containers are by their cgroups.
+        shim = ensure_component("containerd").parent / "containerd-shim-runc-v2"
+        for entry in Path("/proc").iterdir():
+            with contextlib.suppress(OSError, ValueError):
+                if entry.name.isdigit() and Path(os.readlink(entry / "exe")) == shim:
+                    os.kill(int(entry.name), signal.SIGKILL)
+        for cgroup in self._cgroups():
+            with contextlib.suppress(OSError):
+                for pid in (cgroup / "cgroup.procs").read_text().split():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(int(pid), signal.SIGKILL)
+        time.sleep(0.2)
+        for cgroup in sorted(self._cgroups(), key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                cgroup.rmdir()
+
+    @staticmethod
+    def _cgroups() -> list[Path]:
+        """The kubelet's and containerd's cgroups in every v1 hierarchy."""
+        found: list[Path] = []
+        if not CGROUP_ROOT.exists():
+            return found
+        for hierarchy in CGROUP_ROOT.iterdir():
+            for top in ("kubepods", "k8s.io"):
+                root = hierarchy / top
+                if root.is_dir():
+                    found += [root, *(p for p in root.rglob("*") if p.is_dir())]
+        return found
+
+    def log_tails(self, lines: int = 30) -> str:
+        return "\n".join(
+            f"----- {name} -----\n{_tail(self.log(name), lines)}"
+            for name in ("containerd", "kubelet")
+        )
