@@ -60,6 +60,10 @@ KERNEL_DEFAULTS = {
     "kernel/keys/root_maxbytes": "25000000",
 }
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+# The node's pods go under a cgroup of their own in every hierarchy (the kubelet's
+# cgroupRoot), so that stop() removes only what this node made, never the cgroups of
+# a machine that is itself a Kubernetes node.
+CGROUP_PARENT = f"mlmodel-localenv-{os.getpid()}"
 
 
 class RealNodeError(RuntimeError):
@@ -228,6 +232,8 @@ state = "{state}"
         return build_archive(image, self.directory / "images" / "pause.tar")
 
     def _start_kubelet(self, plane: ControlPlane) -> None:
+        for hierarchy in self._hierarchies():  # the kubelet requires its root to exist
+            (hierarchy / CGROUP_PARENT).mkdir(exist_ok=True)
         pki = self.directory / "pki"
         client = issue_client(
             plane.pki.ca, pki, "kubelet", f"system:node:{NODE_NAME}", "system:nodes"
@@ -243,6 +249,7 @@ state = "{state}"
             "kind": "KubeletConfiguration",
             "failCgroupV1": False,
             "cgroupDriver": "cgroupfs",
+            "cgroupRoot": f"/{CGROUP_PARENT}",
             "containerRuntimeEndpoint": f"unix://{self.socket}",
             "address": GATEWAY_IP,
             "port": 10250,
@@ -336,16 +343,20 @@ state = "{state}"
                 cgroup.rmdir()
 
     @staticmethod
-    def _cgroups() -> list[Path]:
-        """The kubelet's and containerd's cgroups in every v1 hierarchy."""
-        found: list[Path] = []
+    def _hierarchies() -> list[Path]:
+        """The mounted cgroup v1 hierarchies (cpu, memory, pids, ...)."""
         if not CGROUP_ROOT.exists():
-            return found
-        for hierarchy in CGROUP_ROOT.iterdir():
-            for top in ("kubepods", "k8s.io"):
-                root = hierarchy / top
-                if root.is_dir():
-                    found += [root, *(p for p in root.rglob("*") if p.is_dir())]
+            return []
+        return [h for h in CGROUP_ROOT.iterdir() if h.is_dir() and (h / "cgroup.procs").exists()]
+
+    @classmethod
+    def _cgroups(cls) -> list[Path]:
+        """This node's cgroups (under CGROUP_PARENT) in every hierarchy."""
+        found: list[Path] = []
+        for hierarchy in cls._hierarchies():
+            root = hierarchy / CGROUP_PARENT
+            if root.is_dir():
+                found += [root, *(p for p in root.rglob("*") if p.is_dir())]
         return found
 
     def log_tails(self, lines: int = 30) -> str:
