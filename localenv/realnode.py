@@ -20,8 +20,8 @@ What this machine needs (found by a first probe, `../shared/research/sandbox.md`
 - every state directory is under the node's directory; the cgroups it leaves in the
   host's shared cgroup v1 tree are removed by `stop()`.
 
-Not yet: the API server has no kubelet client certificate, so `kubectl logs`/`exec`
-do not work; the kubelet's port exists only inside the sandbox.
+Not yet: `kubectl logs`/`exec`. The kubelet's API accepts no client (no client CA,
+anonymous access off) and the API server has no kubelet client certificate.
 """
 
 from __future__ import annotations
@@ -257,7 +257,9 @@ state = "{state}"
             "healthzBindAddress": "127.0.0.1",
             "healthzPort": 10248,
             "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": False}},
-            "authorization": {"mode": "AlwaysAllow"},  # its port exists only in the sandbox
+            # Nobody can authenticate (no client CA, anonymous off) until the API server
+            # gets a kubelet client certificate; its port exists only in the sandbox.
+            "authorization": {"mode": "AlwaysAllow"},
             "clusterDomain": "cluster.local",
             "clusterDNS": ["10.96.0.10"],
             "resolvConf": str(resolv),
