@@ -219,9 +219,10 @@ def test_a_canary_answering_504_is_rolled_back_by_error_rate_while_v1_answers(
         failure_limit=failure_limit,
     )
     v1, address = bring_up_v1(cluster, namespace, iris, operators, spec)
-    # 40 requests/s: the canary's 504s (15-40% of its answers, see below) show in every
-    # interval, never a lucky interval without one.
-    load = start_load(cluster, namespace, iris, seconds=90, rate=40.0)
+    # 80 requests/s, 80 canary answers per 2 s interval: its 504s (10-40% of its answers,
+    # see below) show in every interval; at 10%, an interval without one (a Pass) has a
+    # chance of 0.9^80 = 0.02%.
+    load = start_load(cluster, namespace, iris, seconds=90, rate=80.0)
     apply(cluster, canary_model(namespace, iris.v2, spec, env=[BROKEN_TIMEOUT_ENV]))
     watch = new_watch()
     first_canary_answer: list[float] = []
@@ -251,10 +252,13 @@ def test_a_canary_answering_504_is_rolled_back_by_error_rate_while_v1_answers(
     assert not watch.promoted
     assert first_canary_answer, f"the canary never answered: {result.counts}"
     canary = str(status["canary"]["revision"])
-    # The canary really failed: 504s (the runtime's deadline, enforced by a sweep every
-    # 5 ms, so the fastest inferences still get through) far above the 1% limit.
+    # The canary really failed, as its clients saw it: 504s above the 1% the analysis
+    # allows. How many depends on the machine: the runtime's deadline is enforced by a
+    # sweep every 5 ms, which catches only the requests in flight at its tick (measured
+    # 10-40% of the canary's answers), so a fixed higher share would fail by chance on a
+    # loaded machine (7 of 73 in one CI run); above the limit, on ~70 answers, does not.
     answered = {code: n for (rev, code), n in result.counts.items() if rev == canary}
-    assert answered.get("504", 0) >= 0.1 * sum(answered.values()), answered
+    assert answered.get("504", 0) > 0.01 * sum(answered.values()), answered
     # Rolled back on the interval beyond failureLimit, with no interval passing before.
     analysis = status.get("analysis") or watch.analyses()[-1]
     assert analysis["failures"] == failure_limit + 1, analysis
