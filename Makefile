@@ -7,7 +7,7 @@ STATE ?= .cluster
 DEMO_DIR ?= .demo
 DEMO_ARGS ?=
 
-.PHONY: help install lint unit test controlplane components demo kind-demo cluster-up cluster-down clean
+.PHONY: help install lint unit test controlplane components images demo kind-demo cluster-up cluster-down clean
 
 help:
 	@echo "make demo          a whole rollout on this machine: v1 serves, v2 promoted, v3 rolled back"
@@ -16,6 +16,7 @@ help:
 	@echo "make kind-demo     with Docker and kind: build the images, install, roll out (examples/kind/)"
 	@echo "make lint          ruff and mypy --strict"
 	@echo "make unit          the pure unit tests only"
+	@echo "make images        build the operator and runtime images from their Dockerfiles (buildah)"
 	@echo "make cluster-up    start the local control plane in the background (state in $(STATE)/)"
 	@echo "make cluster-down  stop it"
 
@@ -46,9 +47,14 @@ controlplane: $(STAMP)
 components: $(STAMP)
 	$(PY) -m localenv.components.build
 
-# Builds happen outside the network sandbox (they need the module proxy); the tests
-# run inside it (localenv/sandbox.py: no way out, pod and Service addresses of its own).
-test: lint controlplane components
+# The operator and runtime images, from operator/Dockerfile and runtime/Dockerfile, by
+# buildah on a stand-in Python base made here (localenv/imagebuild.py); cached by input.
+images: $(STAMP)
+	$(PY) -m localenv.imagebuild
+
+# Builds happen outside the network sandbox (they need the module proxy and PyPI); the
+# tests run inside it (localenv/sandbox.py: no way out, pod and Service addresses of its own).
+test: lint controlplane components images
 	$(PY) -m localenv.sandbox -- $(VENV)/bin/pytest
 
 # Control plane, operator, pods, gateway, Prometheus and load, all inside a network

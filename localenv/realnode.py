@@ -66,6 +66,30 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 CGROUP_PARENT = f"mlmodel-localenv-{os.getpid()}"
 
 
+# PodNodeSelector and PodTolerationRestriction (admission plugins the control plane
+# enables) read these namespace annotations and add them to every pod created there.
+NODE_SELECTOR_ANNOTATION = "scheduler.alpha.kubernetes.io/node-selector"
+TOLERATIONS_ANNOTATION = "scheduler.alpha.kubernetes.io/defaultTolerations"
+
+
+def pin_namespace(plane: ControlPlane, namespace: str) -> None:
+    """Send every pod later created in `namespace` to this node, whatever its manifest.
+
+    So shipped manifests and examples run on real containers unchanged: the taint keeps
+    the other tests' pods off the node, and this lets one namespace's pods on.
+    """
+    plane.kubectl("create", "namespace", namespace, check=False)
+    toleration = [{**TAINT, "operator": "Equal"}]
+    plane.kubectl(
+        "annotate",
+        "--overwrite",
+        "namespace",
+        namespace,
+        f"{NODE_SELECTOR_ANNOTATION}=mlops.dev/real=true",
+        f"{TOLERATIONS_ANNOTATION}={json.dumps(toleration)}",
+    )
+
+
 class RealNodeError(RuntimeError):
     """The node could not start; the message has the component's log tail."""
 

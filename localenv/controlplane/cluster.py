@@ -371,6 +371,9 @@ def _start_all(plane: ControlPlane, log_dir: Path, nodes: int) -> None:
             f"--tls-private-key-file={pki.apiserver.key}",
             f"--client-ca-file={pki.ca.cert}",
             "--authorization-mode=Node,RBAC",
+            # Namespace annotations may add a node selector and tolerations to every pod:
+            # how the real-pod tests put pods from unchanged manifests on the real node.
+            "--enable-admission-plugins=PodNodeSelector,PodTolerationRestriction",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={pki.service_account_key}",
             f"--service-account-signing-key-file={pki.service_account_key}",

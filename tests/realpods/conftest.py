@@ -1,13 +1,24 @@
-"""Fixtures of the real-pod layer: node `real-0`, a kubelet over containerd and runc."""
+"""Fixtures of the real-pod layer: node `real-0`, a kubelet over containerd and runc; the
+project's images built from its Dockerfiles (`make images`); the operator installed as
+users install it, `kubectl apply -k manifests/`."""
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from localenv.controlplane.cluster import ControlPlane
-from localenv.realnode import RealNode
+from localenv.imagebuild import REPO, archive_for, project_images
+from localenv.realnode import RealNode, pin_namespace
+from localenv.scenario import get_json, wait_for
+
+OPERATOR_NAMESPACE = "mlmodel-system"
+LEASE = "mlmodel-operator-leader"
 
 
 @pytest.fixture(scope="session")
@@ -19,3 +30,61 @@ def real_node(
         yield node.start(control_plane)
     finally:
         node.stop()
+
+
+@pytest.fixture(scope="session")
+def project_images_imported(real_node: RealNode) -> dict[str, float]:
+    """The operator and runtime images, as `make images` built them from the Dockerfiles,
+    in containerd's `k8s.io` namespace; the seconds each import took, by name."""
+    took: dict[str, float] = {}
+    for name in sorted(project_images()):
+        began = time.monotonic()
+        real_node.import_image(archive_for(name))
+        took[name] = time.monotonic() - began
+    return took
+
+
+@dataclass(frozen=True)
+class InstalledOperator:
+    pods: list[dict[str, Any]]
+    leader: str
+    applied_at: float  # time.monotonic() of `kubectl apply -k`
+    leader_after_s: float  # from the apply to a pod holding the Lease
+
+
+def _leader(cluster: ControlPlane) -> str:
+    found = cluster.kubectl("get", "lease", LEASE, "-n", OPERATOR_NAMESPACE, "-o", "json", check=False)
+    if found.returncode != 0:
+        return ""
+    return str((json.loads(found.stdout).get("spec") or {}).get("holderIdentity") or "")
+
+
+@pytest.fixture(scope="session")
+def installed_operator(
+    control_plane: ControlPlane, real_node: RealNode, project_images_imported: dict[str, float]
+) -> Iterator[InstalledOperator]:
+    """`kubectl apply -k manifests/`, unchanged: two operator pods on the real node, one
+    of them the leader. Afterwards only the Deployment goes (the CRD stays for the rest
+    of the session)."""
+    cluster = control_plane
+    pin_namespace(cluster, OPERATOR_NAMESPACE)
+    # A Lease left by an earlier test's operator process would hold the pods back.
+    cluster.kubectl("delete", "lease", LEASE, "-n", OPERATOR_NAMESPACE, check=False)
+    applied_at = time.monotonic()
+    cluster.kubectl("apply", "-k", str(REPO / "manifests"))
+    leader = wait_for(
+        lambda: _leader(cluster), timeout=180, what="an operator pod to take the Lease", interval=0.2
+    )
+    leader_after = time.monotonic() - applied_at
+    cluster.kubectl(
+        "rollout", "status", "deployment/mlmodel-operator", "-n", OPERATOR_NAMESPACE, "--timeout=180s"
+    )
+    pods = get_json(
+        cluster, "pods", "-n", OPERATOR_NAMESPACE, "-l", "app.kubernetes.io/name=mlmodel-operator"
+    )["items"]
+    try:
+        yield InstalledOperator(pods, leader, applied_at, leader_after)
+    finally:
+        cluster.kubectl(
+            "delete", "deployment", "mlmodel-operator", "-n", OPERATOR_NAMESPACE, "--wait=true", check=False
+        )

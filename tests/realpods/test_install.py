@@ -1,0 +1,43 @@
+"""The operator as users install it: `kubectl apply -k manifests/` with the image built
+from operator/Dockerfile, two pods on a real kubelet with the restricted security
+context of the manifests, one leading through its ServiceAccount's token and the
+`kubernetes` Service."""
+
+from __future__ import annotations
+
+import pytest
+
+from localenv.controlplane.cluster import ControlPlane
+from localenv.realnode import NODE_NAME
+from tests.realpods.conftest import OPERATOR_NAMESPACE, InstalledOperator
+
+pytestmark = pytest.mark.realpods
+
+
+def test_kubectl_apply_k_manifests_runs_two_operator_pods_and_one_leads(
+    cluster: ControlPlane, installed_operator: InstalledOperator, project_images_imported: dict[str, float]
+) -> None:
+    pods = installed_operator.pods
+    assert len(pods) == 2, [p["metadata"]["name"] for p in pods]
+    names = {p["metadata"]["name"] for p in pods}
+    # The Lease is held by a pod by its own name (POD_NAME from the downward API).
+    assert installed_operator.leader in names, installed_operator.leader
+    for pod in pods:
+        assert pod["spec"]["nodeName"] == NODE_NAME
+        [status] = pod["status"]["containerStatuses"]
+        assert status["ready"] is True, status
+        assert status["containerID"].startswith("containerd://"), status
+        assert status["image"].endswith("mlmodel-operator:0.1.0"), status
+        # Pod Security admission let them in under `restricted` (namespace.yaml).
+        security = pod["spec"]["containers"][0]["securityContext"]
+        assert security["readOnlyRootFilesystem"] is True
+    namespace = cluster.kubectl("get", "namespace", OPERATOR_NAMESPACE, "-o", "json").stdout
+    assert '"pod-security.kubernetes.io/enforce": "restricted"' in namespace
+    # Holding the Lease is the proof that a pod reached the API server: it has no other
+    # way than the in-cluster configuration, its projected ServiceAccount token and the
+    # `kubernetes` Service's ClusterIP (KUBERNETES_SERVICE_HOST), through kube-proxy.
+    print(
+        f"\n[operator pods] leader {installed_operator.leader} "
+        f"{installed_operator.leader_after_s:.1f} s after kubectl apply -k; image imports "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in project_images_imported.items())
+    )
