@@ -36,9 +36,7 @@ from localenv.buildah import Buildah, BuildahError, cache_root
 
 RECIPE = "1"  # bump when the steps below change
 PYTHON_VERSION = "3.11.2"
-PYTHON_SOURCE = (
-    "http://deb.debian.org/debian/pool/main/p/python3.11/python3.11_3.11.2.orig.tar.gz"
-)
+PYTHON_SOURCE = "http://deb.debian.org/debian/pool/main/p/python3.11/python3.11_3.11.2.orig.tar.gz"
 PYTHON_SHA256 = "2411c74bda5bbcfcddaf4531f66d1adc73f247f529aee981b029513aefdbf849"
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
@@ -129,7 +127,9 @@ def ensure_base(buildah: Buildah, log: Path) -> str:
         debootstrap = shutil.which("debootstrap") or shutil.which("/usr/sbin/debootstrap")
         if debootstrap is None:
             raise BuildahError("the stand-in base needs debootstrap: apt-get install debootstrap")
-        print(f"building the stand-in base {ref}; the first build takes minutes ...", file=sys.stderr)
+        print(
+            f"building the stand-in base {ref}; the first build takes minutes ...", file=sys.stderr
+        )
         with tempfile.TemporaryDirectory(prefix="base-", dir=buildah.root) as work:
             _build(buildah, Path(work), debootstrap, ref, log)
     return ref
@@ -194,9 +194,11 @@ def _build(buildah: Buildah, work: Path, debootstrap: str, ref: str, log: Path) 
         )
         _step(["make", "install", f"DESTDIR={root}"], log, cwd=source)
         _step(["chroot", str(root), "ldconfig"], log)
-        _step(["chroot", str(root), "/usr/local/bin/python3", "-m", "ensurepip", "--default-pip"], log)
+        _step(
+            ["chroot", str(root), "/usr/local/bin/python3", "-m", "ensurepip", "--default-pip"], log
+        )
         for name in ("idle3", "pydoc3", "python3", "python3-config"):
-            link = root / "usr/local/bin" / name[: -1]
+            link = root / "usr/local/bin" / name[:-1]
             if not link.exists():
                 link.symlink_to(name)
         _slim(root)
@@ -222,7 +224,10 @@ def _slim(root: Path) -> None:
             continue
         if path.is_dir() and path.name in ("test", "tests", "idle_test"):
             shutil.rmtree(path)
-        elif path.is_file() and (path.suffix in (".pyc", ".pyo") or path.name.startswith("libpython") and path.suffix == ".a"):
+        elif path.is_file() and (
+            path.suffix in (".pyc", ".pyo")
+            or (path.name.startswith("libpython") and path.suffix == ".a")
+        ):
             path.unlink()
     for directory in ("var/cache/apt/archives", "var/lib/apt/lists", "dev"):
         target = root / directory

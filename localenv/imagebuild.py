@@ -65,9 +65,7 @@ def project_images() -> dict[str, ProjectImage]:
     [container] = deployment["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e.get("value") for e in container.get("env", ())}
     return {
-        "operator": ProjectImage(
-            "operator", REPO / "operator" / "Dockerfile", container["image"]
-        ),
+        "operator": ProjectImage("operator", REPO / "operator" / "Dockerfile", container["image"]),
         "runtime": ProjectImage(
             "runtime", REPO / "runtime" / "Dockerfile", env["MLMODEL_OPERATOR_RUNTIME_IMAGE"]
         ),
@@ -131,7 +129,10 @@ def ensure(name: str, buildah: Buildah | None = None) -> Path:
             return target
         log = logs / f"{name}-{key}.log"
         log.write_text("")
-        print(f"building {image.reference} from {image.dockerfile.relative_to(REPO)} ...", file=sys.stderr)
+        print(
+            f"building {image.reference} from {image.dockerfile.relative_to(REPO)} ...",
+            file=sys.stderr,
+        )
         started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix=f"{name}-context-", dir=images_dir()) as context:
             for path in context_files(image):
@@ -141,7 +142,6 @@ def ensure(name: str, buildah: Buildah | None = None) -> Path:
                 "build",
                 "--isolation",
                 "chroot",
-                "--layers",
                 "--build-arg",
                 f"BASE={base}",
                 "--label",
@@ -157,6 +157,14 @@ def ensure(name: str, buildah: Buildah | None = None) -> Path:
         partial.unlink(missing_ok=True)
         buildah.run("push", image.reference, f"docker-archive:{partial}:{image.reference}", log=log)
         partial.rename(target)
+        # The archive is what the node imports: the store keeps only the base (with the
+        # vfs driver every image there is a full copy, gigabytes each), and the
+        # archive of the previous inputs goes.
+        buildah.run("rmi", image.reference, log=log)
+        buildah.run("rmi", "--prune", log=log)
+        for old in images_dir().glob(f"{name}-*.tar"):
+            if old != target:
+                old.unlink()
         print(
             f"built {image.reference} in {time.monotonic() - started:.0f} s: {target}",
             file=sys.stderr,

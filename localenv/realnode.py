@@ -390,3 +390,16 @@ state = "{state}"
             f"----- {name} -----\n{_tail(self.log(name), lines)}"
             for name in ("containerd", "kubelet")
         )
+
+    def container_log_tails(self, namespace: str, lines: int = 20) -> str:
+        """The newest log of every container of the namespace's pods, read from the
+        kubelet's `podLogsDir`: what a failed test shows of the pods it waited for
+        (`kubectl logs` would need the kubelet's serving port)."""
+        parts = []
+        for pod in sorted((self.directory / "pod-logs").glob(f"{namespace}_*")):
+            for container in sorted(p for p in pod.iterdir() if p.is_dir()):
+                logs = sorted(container.glob("*.log"), key=lambda p: p.stat().st_mtime)
+                if logs:
+                    parts.append(f"----- {pod.name}/{container.name} -----\n")
+                    parts.append(_tail(logs[-1], lines) + "\n")
+        return "".join(parts) or f"(no container logs in {namespace})"

@@ -106,6 +106,9 @@ async def run(settings: Settings) -> int:
                 clusterwide=not settings.namespaces,
                 namespaces=list(settings.namespaces),
                 stop_flag=kopf_stop,
+                # kopf would otherwise name itself after the user, and the image's
+                # user 65532 has no passwd entry: getpass fails in a real container.
+                identity=settings.identity,
             ),
             name="kopf",
         )

@@ -53,7 +53,9 @@ class InstalledOperator:
 
 
 def _leader(cluster: ControlPlane) -> str:
-    found = cluster.kubectl("get", "lease", LEASE, "-n", OPERATOR_NAMESPACE, "-o", "json", check=False)
+    found = cluster.kubectl(
+        "get", "lease", LEASE, "-n", OPERATOR_NAMESPACE, "-o", "json", check=False
+    )
     if found.returncode != 0:
         return ""
     return str((json.loads(found.stdout).get("spec") or {}).get("holderIdentity") or "")
@@ -72,13 +74,28 @@ def installed_operator(
     cluster.kubectl("delete", "lease", LEASE, "-n", OPERATOR_NAMESPACE, check=False)
     applied_at = time.monotonic()
     cluster.kubectl("apply", "-k", str(REPO / "manifests"))
-    leader = wait_for(
-        lambda: _leader(cluster), timeout=180, what="an operator pod to take the Lease", interval=0.2
-    )
-    leader_after = time.monotonic() - applied_at
-    cluster.kubectl(
-        "rollout", "status", "deployment/mlmodel-operator", "-n", OPERATOR_NAMESPACE, "--timeout=180s"
-    )
+    try:
+        leader = wait_for(
+            lambda: _leader(cluster),
+            timeout=180,
+            what="an operator pod to take the Lease",
+            interval=0.2,
+        )
+        leader_after = time.monotonic() - applied_at
+        cluster.kubectl(
+            "rollout",
+            "status",
+            "deployment/mlmodel-operator",
+            "-n",
+            OPERATOR_NAMESPACE,
+            "--timeout=110s",
+        )
+    except Exception as failed:
+        pods = cluster.kubectl("get", "pods", "-n", OPERATOR_NAMESPACE, "-o", "wide", check=False)
+        raise AssertionError(
+            f"the operator did not come up: {failed}\n{pods.stdout}"
+            + real_node.container_log_tails(OPERATOR_NAMESPACE)
+        ) from failed
     pods = get_json(
         cluster, "pods", "-n", OPERATOR_NAMESPACE, "-l", "app.kubernetes.io/name=mlmodel-operator"
     )["items"]
@@ -86,5 +103,11 @@ def installed_operator(
         yield InstalledOperator(pods, leader, applied_at, leader_after)
     finally:
         cluster.kubectl(
-            "delete", "deployment", "mlmodel-operator", "-n", OPERATOR_NAMESPACE, "--wait=true", check=False
+            "delete",
+            "deployment",
+            "mlmodel-operator",
+            "-n",
+            OPERATOR_NAMESPACE,
+            "--wait=true",
+            check=False,
         )

@@ -15,7 +15,9 @@ pytestmark = pytest.mark.realpods
 
 
 def test_kubectl_apply_k_manifests_runs_two_operator_pods_and_one_leads(
-    cluster: ControlPlane, installed_operator: InstalledOperator, project_images_imported: dict[str, float]
+    cluster: ControlPlane,
+    installed_operator: InstalledOperator,
+    project_images_imported: dict[str, float],
 ) -> None:
     pods = installed_operator.pods
     assert len(pods) == 2, [p["metadata"]["name"] for p in pods]
