@@ -3,7 +3,9 @@
     python examples/train.py OUTDIR
 
 writes OUTDIR/iris-v1.skops (a random forest classifier), OUTDIR/iris-v2.skops
-(a gradient-boosted one), OUTDIR/diabetes.skops (a regression pipeline) and
+(a gradient-boosted one), OUTDIR/iris-v3.skops (a deliberately bad one, trained on
+labels shifted by one class, for the quickstart's rollback), OUTDIR/diabetes.skops
+(a regression pipeline) and
 prints their sha256 digests for `spec.model.sha256`. Upload them where your
 MLModels point (an S3 bucket, an HTTP server, a volume).
 """
@@ -30,10 +32,15 @@ def main() -> int:
     models = {
         "iris-v1.skops": RandomForestClassifier(n_estimators=50, random_state=0),
         "iris-v2.skops": GradientBoostingClassifier(random_state=0),
+        "iris-v3.skops": RandomForestClassifier(n_estimators=50, random_state=0),
         "diabetes.skops": make_pipeline(StandardScaler(), Ridge(alpha=1.0)),
     }
     for name, model in models.items():
         x, y = (diabetes_x, diabetes_y) if name.startswith("diabetes") else (iris_x, iris_y)
+        if name == "iris-v3.skops":
+            # A bug a real pipeline could ship (labels joined off by one): it serves
+            # without an error, and only the predictions show it is wrong.
+            y = (y + 1) % 3
         model.fit(x, y)
         path = out / name
         sio.dump(model, path)

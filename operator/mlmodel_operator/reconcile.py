@@ -491,7 +491,13 @@ def _replicas(ctx: _Context, revisions: _Revisions) -> tuple[int, int]:
     state = revisions.canary.decision.state
     target = state.weight if state.step >= 0 else ctx.spec.rollout.steps[0].weight
     stable_replicas, canary_replicas = ctx.router.replicas(total, target)
-    return (stable_replicas if state.step >= 0 else total), canary_replicas
+    if state.step < 0:
+        return total, canary_replicas
+    # Within a step too, the stable gives up a pod only for a ready canary pod: a step's
+    # scale-up takes a minute on a real node (fetch, convert, load the model), and the
+    # stable must serve meanwhile instead of dropping to the step's share at once.
+    canary_ready = min(ctx.health(revisions.candidate).ready, canary_replicas)
+    return max(stable_replicas, total - canary_ready), canary_replicas
 
 
 def _deployment(ctx: _Context, revision: str, variant: str, replicas: int) -> dict[str, Any]:

@@ -150,9 +150,10 @@ def advance(
     """The next state of a rollout. Rules in order: retry after rollback, abort,
     broken canary, wait for ready (or the deadline), full promote, stable health,
     analysis rollback, then the step's own wait (a person's promote, a person's pause,
-    an analysis hold, an indefinite pause, a duration or one analysis interval for a
-    step without pause); with analysis on, a step ends on time only after an analysis
-    interval passed, so missing data never promotes."""
+    an analysis hold, the step's canary pods not all ready yet (or the deadline), an
+    indefinite pause, a duration or one analysis interval for a step without pause); with
+    analysis on, a step ends on time only after an analysis interval passed, so missing
+    data never promotes."""
     key = state.key
     if state.aborted:
         if actions.retry == key:
@@ -220,6 +221,27 @@ def advance(
             state=state,
             phase="Paused",
             message=f"{_describe(steps, state.step)}; {observed.analysis_hold}",
+            requeue_after=2.0,
+        )
+    if not observed.canary_ready:
+        # A step counts only once its pods serve: its pause and its analysis judge the
+        # canary at the step's scale, and the last step never promotes a half-started one.
+        waiting = f"; {observed.canary_waiting}" if observed.canary_waiting else ""
+        if now - state.step_started_at > progress_deadline_s:
+            return _abort(
+                state,
+                "ProgressDeadlineExceeded",
+                f"canary not ready at step {state.step + 1} within {progress_deadline_s:.0f}s "
+                f"({observed.canary_ready_text} ready){waiting}",
+                now,
+            )
+        return Decision(
+            state=state,
+            phase="Progressing",
+            message=(
+                f"{_describe(steps, state.step)}; waiting for the canary's pods "
+                f"({observed.canary_ready_text} ready){waiting}"
+            ),
             requeue_after=2.0,
         )
     pause = steps[state.step].pause_seconds

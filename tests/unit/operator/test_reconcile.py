@@ -349,8 +349,12 @@ def test_the_step_waits_its_pause_then_moves_on() -> None:
     assert early.status["canary"]["step"] == 0
     later = run(V2, early.status, observed=observed, now_s=T0 + 60)
     assert (later.status["canary"]["step"], later.status["canary"]["weight"]) == (1, 50)
-    assert later.scale == [(f"iris-{R1}", 2)]
+    # The canary grows to 2 pods; the stable keeps its 3 until the second one is ready.
+    assert later.scale == []
     assert deployments(later)[f"iris-{R2}"]["spec"]["replicas"] == 2
+    both_ready = {R1: Observed(deployment(3)), R2: Observed(deployment(2))}
+    ready = run(V2, later.status, observed=both_ready, now_s=T0 + 61)
+    assert ready.scale == [(f"iris-{R1}", 2)]
     # The second step has `pause: {}`: it holds for a person.
     observed = {R1: Observed(deployment(2)), R2: Observed(deployment(2))}
     held = run(V2, later.status, observed=observed, now_s=T0 + 3600)

@@ -294,6 +294,27 @@ def test_the_default_steps_walk_to_promotion_with_time_alone() -> None:
     assert seen[-1] == ("Promoted", 100)
 
 
+@pytest.mark.parametrize("step", [0, 3])
+def test_a_step_ends_only_once_its_canary_pods_all_serve(step: int) -> None:
+    """A step's scale-up (the replicas router's next pods) takes a minute on a real node:
+    its pause does not end, and the last step does not promote, on half-started pods."""
+    growing = Observation(canary_ready=False, canary_ready_text="1/2")
+    held = decide(at_step(step), now=T0 + 500, observed=growing)
+    assert (held.phase, held.state) == ("Progressing", at_step(step))
+    assert "waiting for the canary's pods (1/2 ready)" in held.message
+    assert not held.promoted
+    moved = decide(at_step(step), now=T0 + 500)
+    assert moved.state.step != step or moved.promoted
+
+
+def test_a_step_whose_pods_never_all_serve_rolls_back_at_the_deadline() -> None:
+    growing = Observation(canary_ready=False, canary_ready_text="1/2")
+    assert decide(at_step(1), now=T0 + 600, observed=growing).phase == "Progressing"
+    decision = decide(at_step(1), now=T0 + 601, observed=growing)
+    assert decision.phase == "RolledBack"
+    assert "not ready at step 2 within 600s (1/2 ready)" in decision.message
+
+
 # --- the stable's health ----------------------------------------------------------------------
 
 

@@ -1,0 +1,148 @@
+"""The kind quickstart (examples/kind/, what `make kind-demo` applies) on real containers:
+the model store trains the example models in the runtime image, iris v1 serves, the
+load Deployment sends traffic through the Service, iris v2 is promoted by the default
+scrape analysis and the bad iris v3 is rolled back, all in a namespace whose Pod
+Security level is `restricted`, so admission proves every pod (the operator's too) is.
+
+The files are applied unchanged; the only addition is the namespace annotation that
+sends its pods to the real node (`pin_namespace`), which kind does not need."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from localenv.controlplane.cluster import ControlPlane
+from localenv.imagebuild import REPO
+from localenv.realnode import NODE_NAME, RealNode, pin_namespace
+from localenv.scenario import get_json, wait_for
+from tests.realpods.conftest import InstalledOperator
+
+pytestmark = pytest.mark.realpods
+
+KIND = REPO / "examples" / "kind"
+NS = "mlmodel-demo"
+
+
+@pytest.fixture
+def demo_namespace(cluster: ControlPlane, real_node: RealNode) -> Iterator[str]:
+    pin_namespace(cluster, NS)
+    try:
+        yield NS
+    finally:
+        # The MLModel first, while its operator runs; then the rest. Pods take their
+        # grace period (the runtime drains), so wait by polling, not in one kubectl.
+        cluster.kubectl("delete", "mlmodels", "--all", "-n", NS, "--wait=false", check=False)
+        cluster.kubectl("delete", "namespace", NS, "--wait=false", check=False)
+        wait_for(
+            lambda: cluster.kubectl("get", "namespace", NS, check=False).returncode != 0,
+            timeout=300,
+            what=f"namespace {NS} to be deleted",
+            interval=1.0,
+        )
+
+
+def _status(cluster: ControlPlane) -> dict[str, Any]:
+    status: dict[str, Any] = get_json(cluster, "mlmodel", "iris", "-n", NS).get("status") or {}
+    return status
+
+
+def _settled(cluster: ControlPlane, phase: str, version: str) -> dict[str, Any] | None:
+    status = _status(cluster)
+    stable = status.get("stable") or {}
+    if status.get("phase") == phase and stable.get("version") == version:
+        return status
+    return None
+
+
+def _diagnosis(cluster: ControlPlane, real_node: RealNode) -> str:
+    pods = cluster.kubectl("get", "pods", "-n", NS, "-o", "wide", check=False).stdout
+    events = cluster.kubectl(
+        "get", "events", "-n", NS, "--sort-by=.lastTimestamp", check=False
+    ).stdout
+    return (
+        f"\n{pods}\n{events[-4000:]}\nstatus: {_status(cluster)}\n"
+        + real_node.container_log_tails(NS, lines=10)
+    )
+
+
+# Eleven pods start on two cores, each fetching, converting and proving its model.
+@pytest.mark.timeout(1800)
+def test_the_kind_quickstart_promotes_v2_and_rolls_back_a_bad_v3_under_restricted_pods(
+    cluster: ControlPlane,
+    real_node: RealNode,
+    installed_operator: InstalledOperator,
+    demo_namespace: str,
+) -> None:
+    took: dict[str, float] = {}
+    began = time.monotonic()
+
+    def lap(name: str) -> None:
+        took[name] = time.monotonic() - began - sum(took.values())
+
+    try:
+        # examples/kind/demo.sh, step by step.
+        cluster.kubectl("apply", "-f", str(KIND / "model-store.yaml"))
+        script = cluster.kubectl(
+            "create",
+            "configmap",
+            "train-script",
+            "-n",
+            NS,
+            f"--from-file=train.py={REPO / 'examples' / 'train.py'}",
+            "--dry-run=client",
+            "-o",
+            "yaml",
+        ).stdout
+        cluster.kubectl("apply", "-f", "-", input_text=script)
+        cluster.kubectl("rollout", "status", "deployment/model-store", "-n", NS, "--timeout=110s")
+        lap("model store trained and serving")
+
+        cluster.kubectl("apply", "-f", str(KIND / "iris-v1.yaml"))
+        v1 = wait_for(
+            lambda: _settled(cluster, "Healthy", "v1"), timeout=240, what="iris v1 Healthy"
+        )
+        lap("iris v1 Healthy (4 pods)")
+        cluster.kubectl("apply", "-f", str(KIND / "load.yaml"))
+        cluster.kubectl("rollout", "status", "deployment/iris-load", "-n", NS, "--timeout=110s")
+
+        cluster.kubectl("apply", "-f", str(KIND / "iris-v2.yaml"))
+        v2 = wait_for(
+            lambda: _settled(cluster, "Healthy", "v2"), timeout=420, what="iris v2 promoted"
+        )
+        lap("iris v2 promoted")
+
+        cluster.kubectl("apply", "-f", str(KIND / "iris-v3.yaml"))
+        rolled_back = wait_for(
+            lambda: _settled(cluster, "RolledBack", "v2"), timeout=300, what="iris v3 rolled back"
+        )
+        lap("iris v3 rolled back")
+    except AssertionError as failed:
+        raise AssertionError(f"{failed}{_diagnosis(cluster, real_node)}") from None
+
+    # The conversion report of v1's init container came through the kubelet's real
+    # termination-message path, parity proof included.
+    assert v1["stable"]["conversion"], v1
+    assert v2["stable"]["revision"] != v1["stable"]["revision"]
+    # v3 failed on its predictions, not on errors: the message names the gate.
+    assert "prediction-divergence" in rolled_back["message"], rolled_back
+    assert "error-rate" not in rolled_back["message"], rolled_back
+    assert rolled_back["revision"] != v2["stable"]["revision"]
+
+    pods = get_json(cluster, "pods", "-n", NS)["items"]
+    runtime_pods = [p for p in pods if p["metadata"]["labels"].get("mlops.dev/model") == "iris"]
+    assert len(runtime_pods) >= 4, [p["metadata"]["name"] for p in pods]
+    for pod in pods:
+        assert pod["spec"]["nodeName"] == NODE_NAME, pod["metadata"]["name"]
+        for status in pod["status"].get("containerStatuses", []):
+            assert status["containerID"].startswith("containerd://"), status
+    # Pod Security admission enforced `restricted` on all of these.
+    labels = get_json(cluster, "namespace", NS)["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    # The load pod's requests, through the Service and kube-proxy, all succeeded.
+    load_log = real_node.container_log_tails(NS, lines=200)
+    assert "request failed" not in load_log, load_log[-3000:]
+    print("\n[kind story] " + ", ".join(f"{k} {v:.0f} s" for k, v in took.items()))
