@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+MAX_LAST_WORDS = 300  # characters of a crashed container's last log line kept in status
 # Waiting reasons that will not fix themselves.
 _STUCK_WAITING = {
     "CrashLoopBackOff": "CrashLoop",
@@ -120,21 +121,34 @@ def _container_failure(pod: Mapping[str, Any]) -> Failure | None:
         reason = waiting.get("reason", "")
         if reason in _STUCK_WAITING:
             detail = waiting.get("message") or reason
+            ended = _last_exit(container)
             return Failure(
                 reason=_STUCK_WAITING[reason],
-                message=f"container {container.get('name')}: {reason}: {detail}",
+                message=f"container {container.get('name')}: {reason}: {detail}"
+                + (f"; {ended}" if ended else ""),
             )
         restarts = int(container.get("restartCount", 0))
         last = (container.get("lastState") or {}).get("terminated")
         if restarts >= CRASH_RESTARTS and last and not container.get("ready"):
             return Failure(
                 reason="CrashLoop",
-                message=(
-                    f"container {container.get('name')} restarted {restarts} times, last exit "
-                    f"code {last.get('exitCode')} ({last.get('reason', 'Error')})"
-                ),
+                message=f"container {container.get('name')} restarted {restarts} times, "
+                + _last_exit(container),
             )
     return None
+
+
+def _last_exit(container: Mapping[str, Any]) -> str:
+    """How the container's previous run ended, in its own last words when it left any:
+    the kubelet's termination message, which with `FallbackToLogsOnError` is the tail
+    of its log (a crash loop's "back-off" alone does not tell a person what to fix)."""
+    last = (container.get("lastState") or {}).get("terminated")
+    if not last:
+        return ""
+    lines = [line.strip() for line in str(last.get("message") or "").splitlines()]
+    words = [line for line in lines if line]
+    said = f": {words[-1][:MAX_LAST_WORDS]}" if words else ""
+    return f"last exit code {last.get('exitCode')} ({last.get('reason', 'Error')}){said}"
 
 
 def _conversion_report(pod: Mapping[str, Any]) -> dict[str, Any]:

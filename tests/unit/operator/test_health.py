@@ -199,6 +199,22 @@ def test_a_deployment_past_its_progress_deadline_says_so() -> None:
             None,
             container(
                 "serve",
+                state=waiting("CrashLoopBackOff", "back-off 20s restarting failed container"),
+                last=terminated(
+                    2,
+                    "usage: mlmodel-runtime serve [-h]\nmlmodel-runtime serve: error: argument "
+                    "--max-batch-size: invalid int value: 'lots'\n",
+                ),
+                restarts=2,
+            ),
+            "CrashLoop",
+            ["CrashLoopBackOff", "last exit code 2 (Error): ", "invalid int value: 'lots'"],
+            id="serve-crash-loop-says-its-last-words",
+        ),
+        pytest.param(
+            None,
+            container(
+                "serve",
                 state={"running": {}},
                 last=terminated(137, reason="OOMKilled"),
                 restarts=3,
