@@ -19,6 +19,8 @@ from localenv.scenario import get_json, wait_for
 
 OPERATOR_NAMESPACE = "mlmodel-system"
 LEASE = "mlmodel-operator-leader"
+KIND = REPO / "examples" / "kind"
+DEMO_NAMESPACE = "mlmodel-demo"  # examples/kind/ puts everything there
 
 
 @pytest.fixture(scope="session")
@@ -110,4 +112,56 @@ def installed_operator(
             OPERATOR_NAMESPACE,
             "--wait=true",
             check=False,
+        )
+
+
+@pytest.fixture(scope="session")
+def model_store(control_plane: ControlPlane, real_node: RealNode) -> Iterator[str]:
+    """The kind quickstart's first step: examples/kind/model-store.yaml, unchanged, whose
+    init container trains the example models (examples/train.py) in the runtime image
+    and whose http.server serves them; its namespace enforces the `restricted` Pod
+    Security level. The namespace, for the tests' MLModels to use."""
+    cluster = control_plane
+    pin_namespace(cluster, DEMO_NAMESPACE)
+    try:
+        cluster.kubectl("apply", "-f", str(KIND / "model-store.yaml"))
+        script = cluster.kubectl(
+            "create",
+            "configmap",
+            "train-script",
+            "-n",
+            DEMO_NAMESPACE,
+            f"--from-file=train.py={REPO / 'examples' / 'train.py'}",
+            "--dry-run=client",
+            "-o",
+            "yaml",
+        ).stdout
+        cluster.kubectl("apply", "-f", "-", input_text=script)
+        try:
+            cluster.kubectl(
+                "rollout",
+                "status",
+                "deployment/model-store",
+                "-n",
+                DEMO_NAMESPACE,
+                "--timeout=110s",
+            )
+        except Exception as failed:
+            raise AssertionError(
+                f"the model store did not start: {failed}\n"
+                + real_node.container_log_tails(DEMO_NAMESPACE)
+            ) from failed
+        yield DEMO_NAMESPACE
+    finally:
+        # MLModels first, while the operator runs; then the rest. Pods take their grace
+        # period (the runtime drains), so wait by polling rather than in one kubectl.
+        cluster.kubectl(
+            "delete", "mlmodels", "--all", "-n", DEMO_NAMESPACE, "--wait=false", check=False
+        )
+        cluster.kubectl("delete", "namespace", DEMO_NAMESPACE, "--wait=false", check=False)
+        wait_for(
+            lambda: cluster.kubectl("get", "namespace", DEMO_NAMESPACE, check=False).returncode,
+            timeout=300,
+            what=f"namespace {DEMO_NAMESPACE} to be deleted",
+            interval=1.0,
         )

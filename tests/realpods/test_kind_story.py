@@ -10,39 +10,18 @@ sends its pods to the real node (`pin_namespace`), which kind does not need."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from localenv.controlplane.cluster import ControlPlane
-from localenv.imagebuild import REPO
-from localenv.realnode import NODE_NAME, RealNode, pin_namespace
+from localenv.realnode import NODE_NAME, RealNode
 from localenv.scenario import get_json, wait_for
-from tests.realpods.conftest import InstalledOperator
+from tests.realpods.conftest import DEMO_NAMESPACE, KIND, InstalledOperator
 
 pytestmark = pytest.mark.realpods
 
-KIND = REPO / "examples" / "kind"
-NS = "mlmodel-demo"
-
-
-@pytest.fixture
-def demo_namespace(cluster: ControlPlane, real_node: RealNode) -> Iterator[str]:
-    pin_namespace(cluster, NS)
-    try:
-        yield NS
-    finally:
-        # The MLModel first, while its operator runs; then the rest. Pods take their
-        # grace period (the runtime drains), so wait by polling, not in one kubectl.
-        cluster.kubectl("delete", "mlmodels", "--all", "-n", NS, "--wait=false", check=False)
-        cluster.kubectl("delete", "namespace", NS, "--wait=false", check=False)
-        wait_for(
-            lambda: cluster.kubectl("get", "namespace", NS, check=False).returncode != 0,
-            timeout=300,
-            what=f"namespace {NS} to be deleted",
-            interval=1.0,
-        )
+NS = DEMO_NAMESPACE
 
 
 def _status(cluster: ControlPlane) -> dict[str, Any]:
@@ -75,7 +54,7 @@ def test_the_kind_quickstart_promotes_v2_and_rolls_back_a_bad_v3_under_restricte
     cluster: ControlPlane,
     real_node: RealNode,
     installed_operator: InstalledOperator,
-    demo_namespace: str,
+    model_store: str,
 ) -> None:
     took: dict[str, float] = {}
     began = time.monotonic()
@@ -84,26 +63,10 @@ def test_the_kind_quickstart_promotes_v2_and_rolls_back_a_bad_v3_under_restricte
         took[name] = time.monotonic() - began - sum(took.values())
 
     try:
-        # examples/kind/demo.sh, step by step.
-        cluster.kubectl("apply", "-f", str(KIND / "model-store.yaml"))
-        script = cluster.kubectl(
-            "create",
-            "configmap",
-            "train-script",
-            "-n",
-            NS,
-            f"--from-file=train.py={REPO / 'examples' / 'train.py'}",
-            "--dry-run=client",
-            "-o",
-            "yaml",
-        ).stdout
-        cluster.kubectl("apply", "-f", "-", input_text=script)
-        cluster.kubectl("rollout", "status", "deployment/model-store", "-n", NS, "--timeout=110s")
-        lap("model store trained and serving")
-
+        # examples/kind/demo.sh, step by step, after the model store (the fixture).
         cluster.kubectl("apply", "-f", str(KIND / "iris-v1.yaml"))
         v1 = wait_for(
-            lambda: _settled(cluster, "Healthy", "v1"), timeout=240, what="iris v1 Healthy"
+            lambda: _settled(cluster, "Healthy", "v1"), timeout=420, what="iris v1 Healthy"
         )
         lap("iris v1 Healthy (4 pods)")
         cluster.kubectl("apply", "-f", str(KIND / "load.yaml"))
@@ -111,7 +74,7 @@ def test_the_kind_quickstart_promotes_v2_and_rolls_back_a_bad_v3_under_restricte
 
         cluster.kubectl("apply", "-f", str(KIND / "iris-v2.yaml"))
         v2 = wait_for(
-            lambda: _settled(cluster, "Healthy", "v2"), timeout=420, what="iris v2 promoted"
+            lambda: _settled(cluster, "Healthy", "v2"), timeout=600, what="iris v2 promoted"
         )
         lap("iris v2 promoted")
 
@@ -120,29 +83,32 @@ def test_the_kind_quickstart_promotes_v2_and_rolls_back_a_bad_v3_under_restricte
             lambda: _settled(cluster, "RolledBack", "v2"), timeout=300, what="iris v3 rolled back"
         )
         lap("iris v3 rolled back")
+        # The conversion report of v1's init container came through the kubelet's real
+        # termination-message path, parity proof included.
+        assert v1["stable"]["conversion"], v1
+        assert v2["stable"]["revision"] != v1["stable"]["revision"]
+        # v3 failed on its predictions, not on errors: the message names the gate.
+        assert "prediction-divergence" in rolled_back["message"], rolled_back
+        assert "error-rate" not in rolled_back["message"], rolled_back
+        assert rolled_back["revision"] != v2["stable"]["revision"]
+
+        pods = get_json(cluster, "pods", "-n", NS)["items"]
+        runtime_pods = [p for p in pods if p["metadata"]["labels"].get("mlops.dev/model") == "iris"]
+        assert len(runtime_pods) >= 4, [p["metadata"]["name"] for p in pods]
+        for pod in pods:
+            assert pod["spec"]["nodeName"] == NODE_NAME, pod["metadata"]["name"]
+            for status in pod["status"].get("containerStatuses", []):
+                assert status["containerID"].startswith("containerd://"), status
+        # Pod Security admission enforced `restricted` on all of these.
+        labels = get_json(cluster, "namespace", NS)["metadata"]["labels"]
+        assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+        # The load pod's requests, through the Service and kube-proxy, all succeeded.
+        load_log = real_node.container_log_tails(NS, lines=200)
+        assert "request failed" not in load_log, load_log[-3000:]
     except AssertionError as failed:
         raise AssertionError(f"{failed}{_diagnosis(cluster, real_node)}") from None
-
-    # The conversion report of v1's init container came through the kubelet's real
-    # termination-message path, parity proof included.
-    assert v1["stable"]["conversion"], v1
-    assert v2["stable"]["revision"] != v1["stable"]["revision"]
-    # v3 failed on its predictions, not on errors: the message names the gate.
-    assert "prediction-divergence" in rolled_back["message"], rolled_back
-    assert "error-rate" not in rolled_back["message"], rolled_back
-    assert rolled_back["revision"] != v2["stable"]["revision"]
-
-    pods = get_json(cluster, "pods", "-n", NS)["items"]
-    runtime_pods = [p for p in pods if p["metadata"]["labels"].get("mlops.dev/model") == "iris"]
-    assert len(runtime_pods) >= 4, [p["metadata"]["name"] for p in pods]
-    for pod in pods:
-        assert pod["spec"]["nodeName"] == NODE_NAME, pod["metadata"]["name"]
-        for status in pod["status"].get("containerStatuses", []):
-            assert status["containerID"].startswith("containerd://"), status
-    # Pod Security admission enforced `restricted` on all of these.
-    labels = get_json(cluster, "namespace", NS)["metadata"]["labels"]
-    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
-    # The load pod's requests, through the Service and kube-proxy, all succeeded.
-    load_log = real_node.container_log_tails(NS, lines=200)
-    assert "request failed" not in load_log, load_log[-3000:]
+    finally:
+        # The failure tests share the namespace and its model store, not this load.
+        cluster.kubectl("delete", "-f", str(KIND / "load.yaml"), "--wait=false", check=False)
+        cluster.kubectl("delete", "mlmodel", "iris", "-n", NS, "--wait=false", check=False)
     print("\n[kind story] " + ", ".join(f"{k} {v:.0f} s" for k, v in took.items()))
