@@ -92,21 +92,31 @@ def _init_failure(pod: Mapping[str, Any]) -> Failure | None:
         if not terminated or terminated.get("exitCode", 0) == 0 or _retryable_fetch(status):
             continue
         report = parse_report(terminated.get("message"))
-        code = terminated.get("exitCode")
+        ended = _exit(terminated)
         if status.get("name") == FETCH:
-            text = report.get("message") or terminated.get("reason") or "the fetch failed"
+            text = report.get("message") or "the fetch failed"
             return Failure(
                 reason="FetchFailed",
-                message=f"fetching the model failed (exit {code}): {text}",
+                message=f"fetching the model failed ({ended}): {text}",
                 report=report,
             )
-        text = report.get("message") or terminated.get("reason") or "the init container failed"
+        text = report.get("message") or "the init container failed"
         return Failure(
             reason="ConversionFailed",
-            message=f"conversion failed (exit {code}): {text}",
+            message=f"conversion failed ({ended}): {text}",
             report=report,
         )
     return None
+
+
+def _exit(terminated: Mapping[str, Any]) -> str:
+    """`exit 137, OOMKilled`: the code, and the kubelet's reason when it says more than
+    `Error`. An OOM kill leaves no report, and the log tail that FallbackToLogsOnError
+    puts in its place ends mid-work: without the reason a person would not know that
+    the memory limit, not the model, is at fault."""
+    reason = str(terminated.get("reason") or "")
+    told = f", {reason}" if reason not in ("", "Error", "Completed") else ""
+    return f"exit {terminated.get('exitCode')}{told}"
 
 
 def _container_failure(pod: Mapping[str, Any]) -> Failure | None:

@@ -184,6 +184,22 @@ def test_a_deployment_past_its_progress_deadline_says_so() -> None:
             id="init-oom-killed-without-report",
         ),
         pytest.param(
+            # What a real kubelet reported: FallbackToLogsOnError put the log's tail in
+            # the message, which ends mid-work; only the reason says why it stopped.
+            container(
+                "convert",
+                state=terminated(
+                    137,
+                    "mlmodel-runtime convert: reading /models/source/model (942556 bytes)",
+                    reason="OOMKilled",
+                ),
+            ),
+            container("serve", state=waiting("PodInitializing")),
+            "ConversionFailed",
+            ["conversion failed (exit 137, OOMKilled): mlmodel-runtime convert: reading"],
+            id="init-oom-killed-with-a-log-tail",
+        ),
+        pytest.param(
             None,
             container(
                 "serve",
