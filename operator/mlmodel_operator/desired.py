@@ -210,6 +210,8 @@ def pod_template(
         "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
         "readinessProbe": _probe("/v2/health/ready", period=2, failures=2),
         "livenessProbe": _probe("/v2/health/live", period=10, failures=3),
+        # A server that exits at start says why in its log's last line: status quotes it.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": _CONTAINER_SECURITY,
         "resources": dict(serving.resources or settings.default_resources),
         "volumeMounts": [

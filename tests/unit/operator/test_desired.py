@@ -160,6 +160,7 @@ def test_one_init_container_fetches_and_another_converts_into_the_shared_volume(
         assert init["imagePullPolicy"] == serve["imagePullPolicy"] == "Always"
         assert init["command"] == serve["command"] == ["mlmodel-runtime"]
         assert init["terminationMessagePolicy"] == "FallbackToLogsOnError"
+        assert serve["terminationMessagePolicy"] == "FallbackToLogsOnError"
         assert mounts(init)["models"]["mountPath"] == "/models"
     assert fetch["args"] == [
         "fetch",
