@@ -4,8 +4,8 @@
 
 writes OUTDIR/iris-v1.skops (a random forest classifier), OUTDIR/iris-v2.skops
 (a gradient-boosted one), OUTDIR/iris-v3.skops (a deliberately bad one, trained on
-labels shifted by one class, for the quickstart's rollback), OUTDIR/diabetes.skops
-(a regression pipeline) and
+labels where versicolor was merged into virginica, for the quickstart's rollback),
+OUTDIR/diabetes.skops (a regression pipeline) and
 prints their sha256 digests for `spec.model.sha256`. Upload them where your
 MLModels point (an S3 bucket, an HTTP server, a volume).
 """
@@ -16,6 +16,7 @@ import hashlib
 import sys
 from pathlib import Path
 
+import numpy as np
 import skops.io as sio
 from sklearn.datasets import load_diabetes, load_iris
 from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
@@ -38,9 +39,10 @@ def main() -> int:
     for name, model in models.items():
         x, y = (diabetes_x, diabetes_y) if name.startswith("diabetes") else (iris_x, iris_y)
         if name == "iris-v3.skops":
-            # A bug a real pipeline could ship (labels joined off by one): it serves
-            # without an error, and only the predictions show it is wrong.
-            y = (y + 1) % 3
+            # A bug a real pipeline could ship (a labelling step that merged versicolor
+            # into virginica): it serves without an error, and only the predictions,
+            # which never say versicolor, show it is wrong.
+            y = np.where(y == 1, 2, y)
         model.fit(x, y)
         path = out / name
         sio.dump(model, path)

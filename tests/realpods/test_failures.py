@@ -126,6 +126,8 @@ def test_a_pod_deleted_under_load_fails_no_request_through_the_service(
     service_ip = get_json(cluster, "service", "steady", "-n", ns)["spec"]["clusterIP"]
     url = f"http://{service_ip}/v2/models/steady/infer"
     outcomes: Counter[str] = Counter()
+    errors: list[str] = []  # when (relative to the delete) and what, for the message
+    deleted_at = 0.0
     stop = threading.Event()
 
     def load() -> None:
@@ -136,6 +138,8 @@ def test_a_pod_deleted_under_load_fails_no_request_through_the_service(
                     outcomes[str(client.post(url, json=BODY).status_code)] += 1
                 except httpx.HTTPError as error:
                     outcomes[type(error).__name__] += 1
+                    at = time.monotonic() - deleted_at if deleted_at else -1.0
+                    errors.append(f"{at:+.2f} s {type(error).__name__}: {error}")
                 time.sleep(max(0.0, 0.02 - (time.monotonic() - began)))
 
     workers = [threading.Thread(target=load, daemon=True) for _ in range(2)]
@@ -168,7 +172,7 @@ def test_a_pod_deleted_under_load_fails_no_request_through_the_service(
     for worker in workers:
         worker.join(timeout=10)
     assert outcomes["200"] > 200, outcomes
-    assert set(outcomes) == {"200"}, outcomes
+    assert set(outcomes) == {"200"}, (outcomes, errors[:10], errors[-3:])
     print(
         f"\n[pod deleted under load] {outcomes['200']} answers, all 200; replacement "
         f"serving {replaced_after:.0f} s after the delete"

@@ -340,7 +340,7 @@ def test_the_serving_container_serves_the_converted_model() -> None:
         "--workers=3",
         "--max-batch-size=8",
         "--max-batch-delay-ms=1.5",
-        "--shutdown-delay-s=5",
+        "--shutdown-delay-s=10",
         "--drain-timeout-s=20",
     ]
     assert serve["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
