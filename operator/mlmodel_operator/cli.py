@@ -108,7 +108,8 @@ async def run(settings: Settings) -> int:
                 stop_flag=kopf_stop,
                 # kopf would otherwise name itself after the user, and the image's
                 # user 65532 has no passwd entry: getpass fails in a real container.
-                identity=settings.identity,
+                # (kopf types it as its Identity, a NewType of str it does not export.)
+                identity=settings.identity,  # type: ignore[arg-type]
             ),
             name="kopf",
         )
