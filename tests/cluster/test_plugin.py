@@ -12,7 +12,7 @@ import json
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -147,13 +147,26 @@ def test_the_plugin_logs_in_through_a_context_with_an_exec_credential_plugin(
         text=True,
         env=plugin_env(cluster),
     )
+    # Read its output as it comes: a loaded machine may take more than a moment to
+    # start it, and the status must change only after its first view is drawn.
+    lines: list[str] = []
+    assert watcher.stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(watcher.stdout or ()), daemon=True)
+    reader.start()
     try:
-        time.sleep(2)
+        wait_for(
+            lambda: "phase: Progressing" in "".join(lines),
+            timeout=20,
+            what="the live view's first drawing",
+        )
         write_status(cluster, namespace, {"phase": "Paused"})
-        time.sleep(2)
+        wait_for(lambda: "phase: Paused" in "".join(lines), timeout=20, what="the view to redraw")
     finally:
         watcher.send_signal(signal.SIGINT)
-        output, errors = watcher.communicate(timeout=20)
+        watcher.wait(timeout=20)
+        reader.join(timeout=5)
+    errors = watcher.stderr.read() if watcher.stderr else ""
+    output = "".join(lines)
     assert "phase: Progressing" in output, errors
     assert "phase: Paused" in output, errors
     assert kubectl_mlmodel(cluster, "resume", "iris", *here).stdout.strip() == "resumed"
