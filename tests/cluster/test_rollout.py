@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -475,14 +476,23 @@ def test_plugin_status_and_pause_resume_as_processes(
         text=True,
         env=plugin_env(cluster),
     )
+    # Its output as it comes: resume only once the paused view is drawn, whatever the
+    # machine's load, and stop once the resumed one is.
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(watcher.stdout or ()), daemon=True)
+    reader.start()
     try:
-        time.sleep(2)
+        wait_for(lambda: "phase: Paused" in "".join(lines), timeout=20, what="the paused view")
         kubectl_mlmodel(cluster, "resume", "iris", "-n", namespace)
         wait_step(cluster, namespace, 0, "Progressing")
-        time.sleep(2)
+        wait_for(
+            lambda: "phase: Progressing" in "".join(lines), timeout=20, what="the view to redraw"
+        )
     finally:
         watcher.send_signal(signal.SIGINT)
-        output, _ = watcher.communicate(timeout=20)
+        watcher.wait(timeout=20)
+        reader.join(timeout=5)
+    output = "".join(lines)
     assert "phase: Paused" in output
     assert "phase: Progressing" in output  # the live view redrew after the resume
 
