@@ -146,6 +146,9 @@ def test_the_plugin_logs_in_through_a_context_with_an_exec_credential_plugin(
         stderr=subprocess.PIPE,
         text=True,
         env=plugin_env(cluster),
+        # As in a terminal: a run started in the background (nohup, `&`) inherits SIGINT
+        # ignored, and then the Ctrl-C below would never stop the view.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     # Read its output as it comes: a loaded machine may take more than a moment to
     # start it, and the status must change only after its first view is drawn.

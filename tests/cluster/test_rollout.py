@@ -475,6 +475,9 @@ def test_plugin_status_and_pause_resume_as_processes(
         stdout=subprocess.PIPE,
         text=True,
         env=plugin_env(cluster),
+        # As in a terminal: a run started in the background (nohup, `&`) inherits SIGINT
+        # ignored, and then the Ctrl-C below would never stop the view.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     # Its output as it comes: resume only once the paused view is drawn, whatever the
     # machine's load, and stop once the resumed one is.
