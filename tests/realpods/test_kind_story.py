@@ -97,7 +97,14 @@ def test_the_kind_quickstart_promotes_v2_and_rolls_back_a_bad_v3_under_restricte
         assert len(runtime_pods) >= 4, [p["metadata"]["name"] for p in pods]
         for pod in pods:
             assert pod["spec"]["nodeName"] == NODE_NAME, pod["metadata"]["name"]
-            for status in pod["status"].get("containerStatuses", []):
+        # The serving pods (v2's; v3's may still be going) are containerd's containers.
+        stable = v2["stable"]["revision"]
+        serving = [
+            p for p in runtime_pods if p["metadata"]["labels"].get("mlops.dev/revision") == stable
+        ]
+        assert len(serving) == 4, [p["metadata"]["name"] for p in runtime_pods]
+        for pod in serving:
+            for status in pod["status"]["containerStatuses"]:
                 assert status["containerID"].startswith("containerd://"), status
         # Pod Security admission enforced `restricted` on all of these.
         labels = get_json(cluster, "namespace", NS)["metadata"]["labels"]
