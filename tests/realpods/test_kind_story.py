@@ -92,12 +92,16 @@ def test_the_kind_quickstart_promotes_v2_and_rolls_back_a_bad_v3_under_restricte
         assert "error-rate" not in rolled_back["message"], rolled_back
         assert rolled_back["revision"] != v2["stable"]["revision"]
 
+        # The rollback gave the stable back the pod it lent the canary: wait for it to serve.
+        wait_for(
+            lambda: _status(cluster).get("ready") == "4/4", timeout=180, what="v2 at 4/4 again"
+        )
         pods = get_json(cluster, "pods", "-n", NS)["items"]
         runtime_pods = [p for p in pods if p["metadata"]["labels"].get("mlops.dev/model") == "iris"]
         assert len(runtime_pods) >= 4, [p["metadata"]["name"] for p in pods]
         for pod in pods:
             assert pod["spec"]["nodeName"] == NODE_NAME, pod["metadata"]["name"]
-        # The serving pods (v2's; v3's may still be going) are containerd's containers.
+        # The serving pods (v2's; v3's may still be going) run containerd's containers.
         stable = v2["stable"]["revision"]
         serving = [
             p for p in runtime_pods if p["metadata"]["labels"].get("mlops.dev/revision") == stable
