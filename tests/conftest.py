@@ -1,5 +1,6 @@
 """Fixtures shared by every test layer: the local control plane, per-test namespaces and
-operators, and the logs a failing test gets in its report."""
+operators, the gateway (Traefik, the front door of the e2e and real-pod layers), and the
+logs a failing test gets in its report."""
 
 from __future__ import annotations
 
@@ -56,6 +57,18 @@ def operators(cluster: ControlPlane, tmp_path: Path) -> Iterator[OperatorEnv]:
     )
     yield env
     env.stop_all()
+
+
+@pytest.fixture(scope="session")
+def gateway(
+    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
+    """Traefik serving Gateway `gateways/web`: MLModels with the gatewayAPI router attach."""
+    server = Gateway(tmp_path_factory.mktemp("gateway")).start(control_plane)
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 # What a failing test gets in its report, for each fixture it used: section title, the

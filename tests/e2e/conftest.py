@@ -1,6 +1,6 @@
 """Fixtures of the e2e layer: the pod runner (the kubelet of node runner-0), a real
-Prometheus discovering and scraping its pods, the gateway (Traefik), and iris models
-trained and saved with skops. The operator comes from tests/conftest.py, builders and
+Prometheus discovering and scraping its pods, and iris models trained and saved with
+skops. The operator and the gateway (Traefik) come from tests/conftest.py, builders and
 waits from tests/helpers/."""
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import pytest
 
 from localenv import models
 from localenv.controlplane.cluster import ControlPlane
-from localenv.gateway import Gateway
 from localenv.podrunner import PodRunner
 from localenv.prometheus import Prometheus
 from tests.helpers.serving import IrisModels
@@ -46,18 +45,6 @@ def prometheus(
 ) -> Iterator[Prometheus]:
     """A real Prometheus discovering the runner's pods through the API, every second."""
     server = Prometheus(tmp_path_factory.mktemp("prometheus"), control_plane.kubeconfig).start()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
-@pytest.fixture(scope="session")
-def gateway(
-    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Gateway]:
-    """Traefik serving Gateway `gateways/web`: MLModels with the gatewayAPI router attach."""
-    server = Gateway(tmp_path_factory.mktemp("gateway")).start(control_plane)
     try:
         yield server
     finally:

@@ -1,14 +1,17 @@
 """Failures only a real kubelet shows: a container that exits repeatedly (a true
-CrashLoopBackOff with its back-off), a memory limit the kernel enforces (OOMKilled),
-and a pod deleted while it serves (the kubelet's SIGTERM and grace period, the
-runtime's drain, kube-proxy's endpoints). The pods run the image built from
-runtime/Dockerfile in the quickstart's `restricted` namespace."""
+CrashLoopBackOff with its back-off), a memory limit the kernel enforces (OOMKilled), an
+image that cannot be pulled (containerd's pull, the kubelet's ErrImagePull and
+back-off), and a pod deleted while it serves (the kubelet's SIGTERM and grace period,
+the runtime's drain, the EndpointSlices that Traefik and kube-proxy follow). The pods
+run the image built from runtime/Dockerfile in the quickstart's `restricted` namespace."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -16,6 +19,8 @@ import pytest
 import yaml
 
 from localenv.controlplane.cluster import ControlPlane
+from localenv.gateway import Gateway, gateway_traffic
+from localenv.imagebuild import archive_for, project_images
 from localenv.realnode import RealNode
 from localenv.scenario import get_json, pods_of, wait_for
 from tests.realpods.conftest import InstalledOperator
@@ -28,65 +33,86 @@ BODY = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [3, 4], "data"
 
 
 def mlmodel(name: str, namespace: str, file: str, version: str, **serving: Any) -> dict[str, Any]:
+    traffic = serving.pop("traffic", None)
+    spec: dict[str, Any] = {
+        "model": {"uri": f"{STORE}/{file}", "format": "skops", "version": version},
+        "serving": {"replicas": 1, **serving},
+        "rollout": {"steps": [{"weight": 50, "pause": {"duration": "10s"}}, {"weight": 100}]},
+    }
+    if traffic:
+        spec["traffic"] = traffic
     return {
         "apiVersion": "mlops.dev/v1alpha1",
         "kind": "MLModel",
         "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "model": {"uri": f"{STORE}/{file}", "format": "skops", "version": version},
-            "serving": {"replicas": 1, **serving},
-            "rollout": {"steps": [{"weight": 50, "pause": {"duration": "10s"}}, {"weight": 100}]},
-        },
+        "spec": spec,
     }
 
 
-def apply(cluster: ControlPlane, obj: dict[str, Any]) -> None:
-    cluster.kubectl("apply", "-f", "-", input_text=yaml.safe_dump(obj))
-
-
-def status_of(cluster: ControlPlane, name: str, namespace: str) -> dict[str, Any]:
-    status: dict[str, Any] = get_json(cluster, "mlmodel", name, "-n", namespace).get("status") or {}
-    return status
-
-
-def until_phase(
-    cluster: ControlPlane, name: str, namespace: str, phase: str, timeout: float
-) -> dict[str, Any]:
-    found: dict[str, Any] = wait_for(
-        lambda: (s := status_of(cluster, name, namespace)).get("phase") == phase and s,
-        timeout=timeout,
-        what=f"{name} {phase}",
-        interval=1.0,
-    )
+def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    found: dict[str, Any] = {c["type"]: c for c in status.get("conditions") or ()}.get(kind, {})
     return found
 
 
+@dataclass
+class Models:
+    """MLModels of one test in the quickstart's namespace, with the model store's files;
+    deleted after the test."""
+
+    cluster: ControlPlane
+    namespace: str
+    applied: list[str] = field(default_factory=list)
+
+    def apply(self, name: str, file: str, version: str, **serving: Any) -> None:
+        obj = mlmodel(name, self.namespace, file, version, **serving)
+        self.cluster.kubectl("apply", "-f", "-", input_text=yaml.safe_dump(obj))
+        if name not in self.applied:
+            self.applied.append(name)
+
+    def status(self, name: str) -> dict[str, Any]:
+        found = get_json(self.cluster, "mlmodel", name, "-n", self.namespace)
+        status: dict[str, Any] = found.get("status") or {}
+        return status
+
+    def until_phase(self, name: str, phase: str, timeout: float) -> dict[str, Any]:
+        found: dict[str, Any] = wait_for(
+            lambda: (s := self.status(name)).get("phase") == phase and s,
+            timeout=timeout,
+            what=f"{name} {phase}",
+            interval=1.0,
+        )
+        return found
+
+    def pods(self, name: str) -> list[dict[str, Any]]:
+        return pods_of(self.cluster, self.namespace, "", name=name)
+
+
 @pytest.fixture
-def cleanup(cluster: ControlPlane, model_store: str) -> Any:
-    names: list[str] = []
-    yield names
-    for name in names:
-        cluster.kubectl("delete", "mlmodel", name, "-n", model_store, "--wait=false", check=False)
-
-
-def test_a_canary_in_a_real_crash_loop_is_rolled_back_and_status_quotes_its_error(
+def models(
     cluster: ControlPlane,
     real_node: RealNode,
     installed_operator: InstalledOperator,
     model_store: str,
-    cleanup: list[str],
+) -> Iterator[Models]:
+    """The operator installed from manifests/ and the quickstart's model store running."""
+    made = Models(cluster, model_store)
+    yield made
+    for name in made.applied:
+        cluster.kubectl("delete", "mlmodel", name, "-n", model_store, "--wait=false", check=False)
+
+
+def test_a_canary_in_a_real_crash_loop_is_rolled_back_and_status_quotes_its_error(
+    models: Models,
 ) -> None:
-    ns = model_store
-    cleanup.append("crashy")
     began = time.monotonic()
-    apply(cluster, mlmodel("crashy", ns, "iris-v1.skops", "v1"))
-    until_phase(cluster, "crashy", ns, "Healthy", timeout=300)
+    models.apply("crashy", "iris-v1.skops", "v1")
+    models.until_phase("crashy", "Healthy", timeout=300)
     # One pod on real containers: fetch, convert with the parity proof, load, Ready.
     print(f"\n[one real pod] apply -> Healthy {time.monotonic() - began:.1f} s")
     # A typo in a setting: the runtime refuses it at start, every time it is restarted.
     bad_env = [{"name": "MLMODEL_MAX_BODY_BYTES", "value": "lots"}]
-    apply(cluster, mlmodel("crashy", ns, "iris-v2.skops", "v2", env=bad_env))
-    status = until_phase(cluster, "crashy", ns, "RolledBack", timeout=300)
+    models.apply("crashy", "iris-v2.skops", "v2", env=bad_env)
+    status = models.until_phase("crashy", "RolledBack", timeout=300)
     assert status["stable"]["version"] == "v1", status
     message = status["message"]
     # The kubelet's own words (CrashLoopBackOff or the restarts it counted), and the
@@ -97,83 +123,141 @@ def test_a_canary_in_a_real_crash_loop_is_rolled_back_and_status_quotes_its_erro
 
 
 def test_a_memory_limit_too_small_for_the_model_is_reported_as_oom_killed(
-    cluster: ControlPlane,
-    real_node: RealNode,
-    installed_operator: InstalledOperator,
-    model_store: str,
-    cleanup: list[str],
+    models: Models,
 ) -> None:
-    ns = model_store
-    cleanup.append("starved")
     tiny = {"requests": {"cpu": "50m", "memory": "48Mi"}, "limits": {"memory": "48Mi"}}
-    apply(cluster, mlmodel("starved", ns, "iris-v1.skops", "v1", resources=tiny))
-    status = until_phase(cluster, "starved", ns, "Failed", timeout=300)
+    models.apply("starved", "iris-v1.skops", "v1", resources=tiny)
+    status = models.until_phase("starved", "Failed", timeout=300)
     # The kernel killed it under the cgroup's limit; the kubelet says OOMKilled (exit 137).
     assert "(exit 137, OOMKilled)" in status["message"], status
 
 
-def test_a_pod_deleted_under_load_fails_no_request_through_the_service(
-    cluster: ControlPlane,
-    real_node: RealNode,
-    installed_operator: InstalledOperator,
-    model_store: str,
-    cleanup: list[str],
+def test_an_image_that_cannot_be_pulled_degrades_serving_with_the_kubelets_reason(
+    models: Models, real_node: RealNode
 ) -> None:
-    ns = model_store
-    cleanup.append("steady")
-    apply(cluster, mlmodel("steady", ns, "iris-v1.skops", "v1", replicas=2))
-    until_phase(cluster, "steady", ns, "Healthy", timeout=420)
-    service_ip = get_json(cluster, "service", "steady", "-n", ns)["spec"]["clusterIP"]
-    url = f"http://{service_ip}/v2/models/steady/infer"
-    outcomes: Counter[str] = Counter()
-    errors: list[str] = []  # when (relative to the delete) and what, for the message
+    """The runtime image goes from the node (as after an image GC, or on a new node),
+    and the serving pod is replaced: the pull fails (no registry is reachable from the
+    sandbox), the MLModel turns Degraded quoting the kubelet, and recovers by itself once
+    the image is back, on the kubelet's next pull attempt."""
+    runtime = project_images()["runtime"].reference
+    models.apply("unpullable", "iris-v1.skops", "v1")
+    models.until_phase("unpullable", "Healthy", timeout=300)
+    [serving] = models.pods("unpullable")
+    real_node.ctr("images", "rm", runtime)
+    try:
+        models.cluster.kubectl(
+            "delete", "pod", serving["metadata"]["name"], "-n", models.namespace, "--wait=false"
+        )
+        # Degraded at once (no replica ready), then with the reason once the pull fails.
+        status = wait_for(
+            lambda: (
+                (s := models.status("unpullable")).get("phase") == "Degraded"
+                and condition(s, "Degraded").get("reason") == "ImagePullFailed"
+                and s
+            ),
+            timeout=240,
+            what="unpullable Degraded by ImagePullFailed",
+            interval=1.0,
+        )
+    finally:
+        real_node.import_image(archive_for("runtime"))
+    message = status["message"]
+    assert "v1" in message, message
+    # The kubelet's waiting reason and containerd's error, for the image the pod needs.
+    assert "ErrImagePull" in message or "ImagePullBackOff" in message, message
+    assert runtime in message, message
+    assert condition(status, "Degraded")["status"] == "True", status
+    assert condition(status, "Ready")["status"] == "False", status
+    began = time.monotonic()
+    models.until_phase("unpullable", "Healthy", timeout=420)
+    print(
+        f"\n[image pull] Degraded: {message[:300]}\n"
+        f"[image pull] Healthy again {time.monotonic() - began:.0f} s after the image came back"
+    )
+
+
+def test_a_pod_deleted_under_load_fails_no_request_through_the_gateway_or_the_service(
+    models: Models, gateway: Gateway
+) -> None:
+    """Load through both front doors (Traefik, by the HTTPRoute's backends' EndpointSlices;
+    the `steady` Service's ClusterIP, by kube-proxy's rules) while a serving pod is
+    deleted: the kubelet's SIGTERM, the runtime's drain while the endpoints update, and
+    the Deployment's replacement."""
+    host = "steady.example"
+    models.apply(
+        "steady", "iris-v1.skops", "v1", replicas=2, traffic=gateway_traffic(hostname=host)
+    )
+    models.until_phase("steady", "Healthy", timeout=420)
+    service_ip = get_json(models.cluster, "service", "steady", "-n", models.namespace)["spec"][
+        "clusterIP"
+    ]
+    doors = {
+        "gateway": (f"{gateway.url}/v2/models/steady/infer", {"Host": host}),
+        "service": (f"http://{service_ip}/v2/models/steady/infer", {}),
+    }
+    outcomes: dict[str, Counter[str]] = {door: Counter() for door in doors}
+    errors: list[str] = []  # which door, when (relative to the delete) and what
     deleted_at = 0.0
     stop = threading.Event()
 
-    def load() -> None:
-        with httpx.Client(timeout=5, trust_env=False) as client:
+    def load(door: str) -> None:
+        url, headers = doors[door]
+        with httpx.Client(timeout=5, trust_env=False, headers=headers) as client:
             while not stop.is_set():
                 began = time.monotonic()
                 try:
-                    outcomes[str(client.post(url, json=BODY).status_code)] += 1
+                    response = client.post(url, json=BODY)
+                    outcomes[door][str(response.status_code)] += 1
+                    if response.status_code != 200:
+                        errors.append(f"{door} {response.status_code}: {response.text[:200]}")
                 except httpx.HTTPError as error:
-                    outcomes[type(error).__name__] += 1
+                    outcomes[door][type(error).__name__] += 1
                     at = time.monotonic() - deleted_at if deleted_at else -1.0
-                    errors.append(f"{at:+.2f} s {type(error).__name__}: {error}")
+                    errors.append(f"{door} {at:+.2f} s {type(error).__name__}: {error}")
                 time.sleep(max(0.0, 0.02 - (time.monotonic() - began)))
 
-    workers = [threading.Thread(target=load, daemon=True) for _ in range(2)]
+    # The route is programmed a moment after Healthy: start counting once it answers.
+    wait_for(
+        lambda: (
+            httpx.post(
+                doors["gateway"][0], json=BODY, headers={"Host": host}, trust_env=False
+            ).status_code
+            == 200
+        ),
+        timeout=60,
+        what="the gateway to route to steady",
+        interval=0.5,
+    )
+    workers = [threading.Thread(target=load, args=(d,), daemon=True) for d in doors]
     for worker in workers:
         worker.start()
     time.sleep(5)
-    [victim, *_] = pods_of(cluster, ns, "", name="steady")
+    [victim, *_] = models.pods("steady")
+    victim_name = victim["metadata"]["name"]
     deleted_at = time.monotonic()
-    cluster.kubectl("delete", "pod", victim["metadata"]["name"], "-n", ns, "--wait=false")
+    models.cluster.kubectl("delete", "pod", victim_name, "-n", models.namespace, "--wait=false")
+
+    def replaced() -> bool:
+        serving = [
+            p
+            for p in models.pods("steady")
+            if p["metadata"]["name"] != victim_name
+            and all(c.get("ready") for c in p["status"].get("containerStatuses", [{}]))
+        ]
+        return len(serving) >= 2
+
     # Through the grace period and until the Deployment's replacement serves.
-    wait_for(
-        lambda: (
-            len(
-                [
-                    p
-                    for p in pods_of(cluster, ns, "", name="steady")
-                    if p["metadata"]["name"] != victim["metadata"]["name"]
-                    and all(c.get("ready") for c in p["status"].get("containerStatuses", [{}]))
-                ]
-            )
-            >= 2
-        ),
-        timeout=300,
-        what="the replacement pod to serve",
-        interval=1.0,
-    )
+    wait_for(replaced, timeout=300, what="the replacement pod to serve", interval=1.0)
     replaced_after = time.monotonic() - deleted_at
     time.sleep(3)
     stop.set()
     for worker in workers:
         worker.join(timeout=10)
-    assert outcomes["200"] > 200, outcomes
-    assert set(outcomes) == {"200"}, (outcomes, errors[:10], errors[-3:])
+    for door, counted in outcomes.items():
+        assert counted["200"] > 100, (door, outcomes)
+        assert set(counted) == {"200"}, (door, outcomes, errors[:10], errors[-3:])
     print(
-        f"\n[pod deleted under load] {outcomes['200']} answers, all 200; replacement "
-        f"serving {replaced_after:.0f} s after the delete"
+        f"\n[pod deleted under load] gateway {outcomes['gateway']['200']}, service "
+        f"{outcomes['service']['200']} answers, all 200; replacement serving "
+        f"{replaced_after:.0f} s after the delete"
     )
