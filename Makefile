@@ -54,12 +54,8 @@ images: $(STAMP)
 
 # Builds happen outside the network sandbox (they need the module proxy and PyPI); the
 # tests run inside it (localenv/sandbox.py: no way out, pod and Service addresses of its own).
-# The real node's suite runs in a sandbox and control plane of its own: after the other
-# suites in one session, its pods could not reach the `kubernetes` Service (not yet
-# understood; docs/e2e.md, Limits).
 test: lint controlplane components images
-	$(PY) -m localenv.sandbox -- $(VENV)/bin/pytest -m "not realpods"
-	$(PY) -m localenv.sandbox -- $(VENV)/bin/pytest -m realpods
+	$(PY) -m localenv.sandbox -- $(VENV)/bin/pytest
 
 # Control plane, operator, pods, gateway, Prometheus and load, all inside a network
 # sandbox (localenv/demo.py); about two minutes once the binaries are built.

@@ -9,8 +9,15 @@ machine's network, let alone leave it. Processes on the host keep talking to loo
 only; nothing here changes the host's network or kernel settings (forwarding is set in
 the sandbox's own namespace; named pod namespaces live on a private tmpfs).
 
-    python -m localenv.sandbox -- COMMAND...   runs COMMAND inside a new sandbox
-    (or in the current one, when already inside)
+    python -m localenv.sandbox -- COMMAND...   runs COMMAND inside a new sandbox,
+    also when called from inside one (e.g. `make demo` run by a test)
+
+A sandbox holds one local environment. Two control planes in one would share
+kube-proxy's nftables table and the cluster DNS address: the later one's `kubernetes`
+Service rule (10.96.0.1:443) replaces the earlier one's and stays after it stops, so the
+earlier cluster's pods reach a dead API server (seen 2026-12-01: `make demo` run by
+tests/e2e/test_demo.py in the test session's sandbox cut the real node's pods off).
+The control plane refuses to start where another one's DNS answers.
 
 What a sandbox holds once set up (`setup`):
 
@@ -174,9 +181,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             setup()
             os.environ[ENV_FLAG] = "1"
             os.environ[ENV_PID] = str(os.getpid())
-        elif not inside():
+        else:
             command = _unshare_command(args)
-            if os.geteuid() != 0:
+            if os.geteuid() != 0 and not inside():
                 _check_user_namespaces()
                 os.environ[ENV_USERNS] = "1"
             args = command

@@ -319,6 +319,7 @@ def start_control_plane(state_dir: Path, *, nodes: int = NODE_COUNT) -> ControlP
     On any failure everything already started is stopped before the error propagates.
     """
     sandbox.require_inside("the local control plane")
+    _refuse_a_second_plane()
     binaries = ensure_binaries()
     coredns = ensure_component("coredns")
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -332,6 +333,21 @@ def start_control_plane(state_dir: Path, *, nodes: int = NODE_COUNT) -> ControlP
         plane.stop()
         raise
     return plane
+
+
+def _refuse_a_second_plane() -> None:
+    """One control plane per sandbox (localenv/sandbox.py says why): another one's
+    CoreDNS answering on the sandbox's DNS address means this one would take over its
+    Services' rules."""
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        if probe.connect_ex((sandbox.GATEWAY_IP, 53)) != 0:
+            return
+    raise ControlPlaneError(
+        f"another control plane runs in this network sandbox (its DNS answers at "
+        f"{sandbox.GATEWAY_IP}:53); two would overwrite each other's Service rules. Start "
+        "this one in a sandbox of its own: python -m localenv.sandbox -- ..."
+    )
 
 
 def _start_all(plane: ControlPlane, log_dir: Path, nodes: int) -> None:

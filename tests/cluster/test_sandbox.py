@@ -3,19 +3,23 @@
 Everything that uses pod or Service addresses runs in a network namespace with no
 interface to the outside and no default route (localenv/sandbox.py); these tests show
 that a packet to any address outside fails at once, that cluster DNS answers for
-Services, and that a Service's ClusterIP reaches a process in a pod's own namespace.
+Services, that a Service's ClusterIP reaches a process in a pod's own namespace, and
+that each local environment gets a sandbox of its own.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from localenv import podnet, sandbox
-from localenv.controlplane.cluster import ControlPlane
+from localenv.controlplane.cluster import ControlPlane, ControlPlaneError, start_control_plane
 
 pytestmark = pytest.mark.cluster
 
@@ -90,3 +94,25 @@ ports: [{{port: 9000, protocol: TCP}}]
         server.kill()
         server.wait()
         podnet.delete(netns)
+
+
+def test_a_sandbox_started_from_inside_one_is_a_new_one(tmp_path: Path) -> None:
+    """`make demo` run by a test gets a network of its own, as from a shell on the host."""
+    inner = subprocess.run(
+        [sys.executable, "-m", "localenv.sandbox", "--", "readlink", "/proc/self/ns/net"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
+    assert inner.startswith("net:[")
+    assert inner != os.readlink("/proc/self/ns/net")
+
+
+def test_a_second_control_plane_in_one_sandbox_is_refused(
+    cluster: ControlPlane, tmp_path: Path
+) -> None:
+    """It would take over the first one's Service rules (localenv/sandbox.py)."""
+    with pytest.raises(ControlPlaneError, match="another control plane runs in this network"):
+        start_control_plane(tmp_path / "second")
+    assert not (tmp_path / "second").exists()  # refused before anything was made

@@ -1,5 +1,5 @@
-"""`make demo`, run as people run it: its own control plane, operator, pod runner,
-Prometheus and load, v1 serving, v2 promoted step by step, v3 rolled back."""
+"""`make demo`, run as people run it: its own network sandbox, control plane, operator,
+pod runner, Prometheus and load, v1 serving, v2 promoted step by step, v3 rolled back."""
 
 from __future__ import annotations
 
