@@ -59,7 +59,8 @@ test: lint controlplane components images
 
 # Control plane, operator, pods, gateway, Prometheus and load, all inside a network
 # sandbox (localenv/demo.py); about two minutes once the binaries are built.
-demo: controlplane components
+# DEMO_ARGS=--pods=real runs the pods as containers of the images `make images` builds.
+demo: controlplane components $(if $(findstring real,$(DEMO_ARGS)),images)
 	$(PY) -m localenv.sandbox -- $(PY) -m localenv.demo --dir $(DEMO_DIR) $(DEMO_ARGS)
 
 # For people with Docker and kind; CI machines have neither (examples/kind/demo.sh).

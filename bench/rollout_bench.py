@@ -59,7 +59,7 @@ def main() -> int:
     screen = Screen(sys.stderr, live=False)
     good = models.train_good(directory)
     bad = models.train_shuffled(directory).path
-    paths: dict[str, Path] = {"v1": good["v1"]}
+    paths: dict[str, Path | str] = {"v1": good["v1"]}
     for n in range(1, args.rounds + 1):
         paths[f"good-{n}"] = good["v2"] if n % 2 else good["v1"]
         paths[f"bad-{n}"] = bad
@@ -69,7 +69,7 @@ def main() -> int:
         screen=screen,
         pause_s=args.pause,
         rate=args.rate,
-        model_paths=paths,
+        models=paths,
         provider=args.provider,
     )
     rounds: list[dict[str, Any]] = []

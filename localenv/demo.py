@@ -1,10 +1,15 @@
 """`make demo`: a whole progressive delivery on this machine, with real processes.
 
     python -m localenv.demo [--dir .demo] [--pause 10] [--rate 40] [--keep]
+                            [--pods process|real]
 
 1. The local environment starts (localenv/environment.py), inside the network
    sandbox: control plane, kube-proxy, CoreDNS, operator, pod runner, Prometheus and
-   the Traefik gateway.
+   the Traefik gateway. With `--pods real`, pods are real containers instead: a
+   kubelet over containerd and runc runs the images built from the Dockerfiles (`make
+   images`), the operator is installed with `kubectl apply -k manifests/`, and the
+   models come from the kind quickstart's model store (v3 being its bad model, which
+   never says versicolor); the analysis then scrapes the pods, as in the quickstart.
 2. v1 (a random forest) is applied with kubectl and serves.
 3. A load generator sends `--rate` inference requests/s to the gateway, which splits
    them by the weights of the MLModel's HTTPRoute.
@@ -41,7 +46,8 @@ from typing import Any, TextIO
 import yaml
 
 from localenv import gateway, models, sandbox
-from localenv.environment import EnvironmentBusy, LocalEnvironment
+from localenv.environment import POD_KINDS, EnvironmentBusy, LocalEnvironment
+from localenv.install import STORE_URL
 from localenv.loadgen import LoadGenerator, LoadResult, gateway_url, until_answering
 from localenv.manifests import mlmodel
 from mlmodel_operator.plugin import metric_figure, render
@@ -77,7 +83,7 @@ def demo_steps(pause_s: float, weights: Sequence[int] = WEIGHTS) -> list[dict[st
 def manifest(
     namespace: str,
     *,
-    model: Path,
+    model: Path | str,
     version: str,
     pause_s: float,
     provider: Mapping[str, Any],
@@ -86,13 +92,19 @@ def manifest(
     metrics: Sequence[Mapping[str, Any]] = METRICS,
 ) -> dict[str, Any]:
     """The demo's MLModel for one version: routed by an HTTPRoute, analysed every
-    INTERVAL_S s. `provider`: `{"prometheus": {"url": ...}}` (the demo) or
+    INTERVAL_S s. `model`: a file (read by the pod runner's pods) or a URL (the model
+    store, for real pods). `provider`: `{"prometheus": {"url": ...}}` (the demo) or
     `{"scrape": {}}`; `steps` default to `demo_steps(pause_s)`."""
+    source: dict[str, Any] = (
+        {"model_file": model}
+        if isinstance(model, Path)
+        else {"model": {"uri": model, "format": "skops"}}
+    )
     return mlmodel(
         name,
         namespace,
         version=version,
-        model_file=model,
+        **source,
         # No hostnames: the route takes the model's paths on any host, so
         # `curl $GATEWAY_URL/v2/models/iris/ready` works as printed by --keep.
         traffic=gateway.gateway_traffic(),
@@ -309,15 +321,16 @@ class Demo:
     screen: Screen
     pause_s: float
     rate: float
-    model_paths: dict[str, Path]
+    models: dict[str, Path | str]  # by version: a file, or the model store's URL
     provider: str = "prometheus"  # or "scrape": the operator reads the pods' /metrics
+    bad_model: str = "trained on shuffled labels"  # what is wrong with v3
     load: LoadGenerator | None = None
     rollouts: list[Rollout] = field(default_factory=list)
 
     def apply(self, version: str) -> Rollout:
         body = manifest(
             self.env.namespace,
-            model=self.model_paths[version],
+            model=self.models[version],
             version=version,
             pause_s=self.pause_s,
             provider=(
@@ -401,7 +414,7 @@ class Demo:
 
     def bad_canary(self, version: str) -> Rollout:
         say = self.screen.say
-        say(f"{version}: trained on shuffled labels: it answers fast, without errors, wrongly")
+        say(f"{version}: {self.bad_model}: it answers fast, without errors, wrongly")
         record = self.apply(version)
         status = self.follower().until(
             lambda s: promoted(s, version) or rolled_back(s, version),
@@ -490,8 +503,8 @@ def keep_running(demo: Demo) -> None:
         f"  export PATH={env.plane.kubectl_path.parent}:{venv_bin}:$PATH\n"
         f"  $SANDBOX_EXEC kubectl get mlmodels,deployments,pods,httproutes -n {env.namespace}\n"
         f"  $SANDBOX_EXEC kubectl mlmodel status {NAME} -n {env.namespace} -w\n"
-        f"  $SANDBOX_EXEC curl $GATEWAY_URL/v2/models/{NAME}/ready\n"
-        f"  Prometheus: {env.prometheus_url}",
+        f"  $SANDBOX_EXEC curl $GATEWAY_URL/v2/models/{NAME}/ready"
+        + (f"\n  Prometheus: {env.prometheus_url}" if env.pods == "process" else ""),
         flush=True,
     )
     stop = threading.Event()
@@ -522,10 +535,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-live", action="store_true", help="print lines only, even on a terminal"
     )
+    parser.add_argument(
+        "--pods",
+        choices=POD_KINDS,
+        default="process",
+        help="who runs the pods: the pod runner (processes) or a real kubelet (containers)",
+    )
     args = parser.parse_args(argv)
     directory: Path = args.dir.resolve()
     screen = Screen(sys.stdout, live=sys.stdout.isatty() and not args.no_live)
-    env = LocalEnvironment(directory, say=screen.say)
+    env = LocalEnvironment(directory, say=screen.say, pods=args.pods)
     try:
         env.claim()  # before wiping: the directory may be a running demo's
         prepare(directory)
@@ -533,13 +552,19 @@ def main(argv: list[str] | None = None) -> int:
         env.stop()
         print(f"error: {error}", file=sys.stderr)
         return 2
-    screen.say(f"training the models (state and logs in {directory})")
-    model_dir = directory / "models"
-    model_dir.mkdir()
-    good = models.train_good(model_dir)
-    shuffled = models.train_shuffled(model_dir)
-    paths = {"v1": good["v1"], "v2": good["v2"], "v3": shuffled.path}
-    demo = Demo(env=env, screen=screen, pause_s=args.pause, rate=args.rate, model_paths=paths)
+    demo = Demo(env=env, screen=screen, pause_s=args.pause, rate=args.rate, models={})
+    if args.pods == "real":
+        # The quickstart's store trains them in the runtime image once it runs.
+        demo.models = {v: f"{STORE_URL}/iris-{v}.skops" for v in ("v1", "v2", "v3")}
+        demo.provider = "scrape"
+        demo.bad_model = "its labels had versicolor merged into virginica"
+    else:
+        screen.say(f"training the models (state and logs in {directory})")
+        model_dir = directory / "models"
+        model_dir.mkdir()
+        good = models.train_good(model_dir)
+        shuffled = models.train_shuffled(model_dir)
+        demo.models = {"v1": good["v1"], "v2": good["v2"], "v3": shuffled.path}
     code = 0
     try:
         env.start()

@@ -17,6 +17,15 @@ reverse, then releases the lock):
    so MLModels can name it before anything runs;
 6. the operator, as its ServiceAccount, watching `namespace`.
 
+With `pods="real"` (`make demo DEMO_ARGS=--pods=real`), steps 4 to 6 are instead what
+users of the kind quickstart run (`localenv.install`): the real node `real-0` (a kubelet
+over containerd and runc, `localenv.realnode`), the images `make images` built from the
+Dockerfiles imported into it, the operator installed with `kubectl apply -k manifests/`
+(two pods, one leading), and the quickstart's model store; `namespace` is then the
+quickstart's `mlmodel-demo`, which enforces the `restricted` Pod Security level. There
+is no Prometheus: the installed operator contacts none unless allowed, and analyses by
+scraping the pods (the quickstart's default).
+
 The pytest fixtures of tests/ assemble the same pieces one by one (a session's control
 plane is shared by many tests, each with its own namespace and operator).
 """
@@ -37,7 +46,7 @@ from typing import Any, TextIO, TypeVar
 import httpx
 import yaml
 
-from localenv import sandbox
+from localenv import install, sandbox
 from localenv.controlplane.cluster import ControlPlane, start_control_plane
 from localenv.gateway import Gateway
 from localenv.kubeapi import ApiAccess
@@ -45,8 +54,11 @@ from localenv.node import POD_CIDR
 from localenv.operator_process import OperatorEnv, OperatorProcess, install_operator_rbac
 from localenv.podrunner import PodRunner
 from localenv.prometheus import Prometheus
+from localenv.realnode import RealNode
 
 RUNNER_DIR = "podrunner"
+NODE_DIR = "realnode"
+POD_KINDS = ("process", "real")  # who runs the pods: the pod runner, or a real kubelet
 T = TypeVar("T")
 
 
@@ -98,16 +110,22 @@ class LocalEnvironment:
     namespace: str = "demo"
     pod_cidr: str = POD_CIDR
     say: Callable[[str], None] = print
+    pods: str = "process"  # or "real"
     prometheus: Prometheus = field(init=False)
     gateway: Gateway = field(init=False)
     _plane: ControlPlane | None = field(default=None, init=False)
     _runner: PodRunner | None = field(default=None, init=False)
+    _node: RealNode | None = field(default=None, init=False)
     _operators: OperatorEnv | None = field(default=None, init=False)
     _operator: OperatorProcess | None = field(default=None, init=False)
     _api: httpx.Client | None = field(default=None, init=False)
     _lock: TextIO | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
+        if self.pods not in POD_KINDS:
+            raise ValueError(f"pods must be one of {', '.join(POD_KINDS)}, not {self.pods!r}")
+        if self.pods == "real":
+            self.namespace = install.DEMO_NAMESPACE
         self.prometheus = Prometheus(
             self.directory / "prometheus", self.directory / "cluster" / "kubeconfig"
         )
@@ -140,11 +158,45 @@ class LocalEnvironment:
         self.say("starting the control plane (etcd, kube-apiserver, controller manager, ...)")
         self._plane = plane = start_control_plane(self.directory / "cluster")
         self.say(f"  ready in {time.monotonic() - started:.1f} s at {plane.server}")
-        kubeconfig = install_operator_rbac(plane, self.directory)
-        self.kubectl("create", "namespace", self.namespace)
         self.say("starting the gateway (Traefik, routing by the Gateway API)")
         self.gateway.start(plane)
         self.say(f"  at {self.gateway.url}")
+        if self.pods == "real":
+            self._start_real_node(plane)
+        else:
+            self._start_processes(plane)
+        access = ApiAccess.from_plane(plane)
+        self._api = httpx.Client(
+            base_url=access.server, verify=access.ssl, headers=access.headers, timeout=10.0
+        )
+
+    def _start_real_node(self, plane: ControlPlane) -> None:
+        """What users of the kind quickstart run, on a real kubelet (localenv/install.py)."""
+        began = time.monotonic()
+        self.say("starting the real node (a kubelet over containerd and runc: real-0)")
+        self._node = node = RealNode(self.directory / NODE_DIR).start(plane)
+        self.say(f"  ready in {time.monotonic() - began:.1f} s")
+        self.say("importing the operator and runtime images (make images built them)")
+        took = install.import_project_images(node)
+        self.say("  " + ", ".join(f"{name} {s:.1f} s" for name, s in took.items()))
+        self.say(f"$ kubectl apply -k manifests/  (the operator, in {install.OPERATOR_NAMESPACE})")
+        installed = install.install_operator(plane, node)
+        self.say(
+            f"  {installed.leader} leads, {installed.leader_after_s:.1f} s after the apply; "
+            f"{len(installed.pods)} pods ready"
+        )
+        began = time.monotonic()
+        self.say(
+            f"$ kubectl apply -f examples/kind/model-store.yaml  (trains iris v1, v2, v3 "
+            f"in the runtime image; namespace {self.namespace}, Pod Security `restricted`)"
+        )
+        install.start_model_store(plane, node)
+        self.say(f"  serving models {time.monotonic() - began:.1f} s later")
+
+    def _start_processes(self, plane: ControlPlane) -> None:
+        """The pod runner, Prometheus and the operator as a local process."""
+        kubeconfig = install_operator_rbac(plane, self.directory)
+        self.kubectl("create", "namespace", self.namespace)
         self.say(f"starting the pod runner (the kubelet of runner-0, pods on {self.pod_cidr})")
         self._runner = PodRunner(plane, self.directory / RUNNER_DIR, pod_cidr=self.pod_cidr)
         self._runner.start()
@@ -154,10 +206,6 @@ class LocalEnvironment:
         self.say(f"starting the operator (as its ServiceAccount, watching '{self.namespace}')")
         self._operators = OperatorEnv(plane=plane, kubeconfig=kubeconfig, directory=self.directory)
         self._operator = self._operators.start(self.namespace)
-        access = ApiAccess.from_plane(plane)
-        self._api = httpx.Client(
-            base_url=access.server, verify=access.ssl, headers=access.headers, timeout=10.0
-        )
 
     def stop(self) -> None:
         """Stop everything that was started, last first, and release the lock; never
@@ -173,6 +221,9 @@ class LocalEnvironment:
         if self._runner is not None:
             with contextlib.suppress(Exception):
                 self._runner.stop()
+        if self._node is not None:
+            with contextlib.suppress(Exception):
+                self._node.stop()
         if self._plane is not None:
             self._plane.stop()
         if self._lock is not None:
@@ -211,6 +262,10 @@ class LocalEnvironment:
     @property
     def runner(self) -> PodRunner:
         return self._started(self._runner)
+
+    @property
+    def node(self) -> RealNode:
+        return self._started(self._node)
 
     @property
     def operator(self) -> OperatorProcess:
@@ -261,15 +316,19 @@ class LocalEnvironment:
         return body
 
     def check(self) -> None:
-        """Raise if a component died (the control plane's, the operator, Prometheus)."""
+        """Raise if a component died (the control plane's, the operator, Prometheus, the
+        gateway, the real node's containerd and kubelet)."""
         self.plane.check()
+        if not self.gateway.alive():
+            raise RuntimeError(f"the gateway exited:\n{self.gateway.tail()}")
+        if self.pods == "real":
+            self.node.check()
+            return
         if not self.operator.alive():
             raise RuntimeError(f"the operator exited:\n{self.operator.output()[-3000:]}")
         process = self.prometheus.process
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"Prometheus exited:\n{self.prometheus.tail()}")
-        if not self.gateway.alive():
-            raise RuntimeError(f"the gateway exited:\n{self.gateway.tail()}")
 
     def log_tails(self) -> str:
         """The operator's and the pod runner's (with its pods'): where a rollout's story
@@ -277,6 +336,10 @@ class LocalEnvironment:
         parts = []
         if self._runner is not None:
             parts.append(self._runner.log_tails(lines=15))
+        if self._node is not None:
+            parts.append(self._node.log_tails(lines=15))
+            for namespace in (install.OPERATOR_NAMESPACE, self.namespace):
+                parts.append(self._node.container_log_tails(namespace, lines=15))
         if self._operators is not None:
             parts.append(self._operators.logs())
         return "\n".join(parts)

@@ -322,13 +322,17 @@ state = "{state}"
         deadline = time.monotonic() + START_TIMEOUT_S
         jsonpath = "jsonpath={.status.conditions[?(@.type=='Ready')].status}"
         while time.monotonic() < deadline:
-            self._check("containerd")
-            self._check("kubelet")
+            self.check()
             found = plane.kubectl("get", "node", NODE_NAME, "-o", jsonpath, check=False)
             if found.returncode == 0 and found.stdout.strip() == "True":
                 return
             time.sleep(0.5)
         raise RealNodeError(f"node {NODE_NAME} not Ready:\n{self.log_tails()}")
+
+    def check(self) -> None:
+        """Raise if containerd or the kubelet exited."""
+        self._check("containerd")
+        self._check("kubelet")
 
     def _check(self, name: str) -> None:
         process = self.processes.get(name)
@@ -352,11 +356,18 @@ state = "{state}"
                         os.killpg(process.pid, signal.SIGKILL)
                     process.wait()
         # The shims daemonize (a session of their own, reparented to init): found by
-        # their program, as the containers are by their cgroups.
+        # their program and this node's containerd socket (another node, e.g. `make
+        # demo` run by a test, may have shims of its own), as the containers are by
+        # their cgroups.
         shim = ensure_component("containerd").parent / "containerd-shim-runc-v2"
+        ours = f"\0-address\0{self.socket}\0".encode()
         for entry in Path("/proc").iterdir():
             with contextlib.suppress(OSError, ValueError):
-                if entry.name.isdigit() and Path(os.readlink(entry / "exe")) == shim:
+                if (
+                    entry.name.isdigit()
+                    and Path(os.readlink(entry / "exe")) == shim
+                    and ours in (entry / "cmdline").read_bytes()
+                ):
                     os.kill(int(entry.name), signal.SIGKILL)
         for cgroup in self._cgroups():
             with contextlib.suppress(OSError):

@@ -21,13 +21,12 @@ import yaml
 from localenv.controlplane.cluster import ControlPlane
 from localenv.gateway import Gateway, gateway_traffic
 from localenv.imagebuild import archive_for, project_images
+from localenv.install import STORE_URL, InstalledOperator
 from localenv.realnode import RealNode
 from localenv.scenario import get_json, pods_of, wait_for
-from tests.realpods.conftest import InstalledOperator
 
 pytestmark = [pytest.mark.realpods, pytest.mark.timeout(900)]
 
-STORE = "http://model-store.mlmodel-demo.svc.cluster.local:8000"
 ROWS = [[5.1, 3.5, 1.4, 0.2], [7.0, 3.2, 4.7, 1.4], [6.3, 3.3, 6.0, 2.5]]
 BODY = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [3, 4], "data": ROWS}]}
 
@@ -35,7 +34,7 @@ BODY = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [3, 4], "data"
 def mlmodel(name: str, namespace: str, file: str, version: str, **serving: Any) -> dict[str, Any]:
     traffic = serving.pop("traffic", None)
     spec: dict[str, Any] = {
-        "model": {"uri": f"{STORE}/{file}", "format": "skops", "version": version},
+        "model": {"uri": f"{STORE_URL}/{file}", "format": "skops", "version": version},
         "serving": {"replicas": 1, **serving},
         "rollout": {"steps": [{"weight": 50, "pause": {"duration": "10s"}}, {"weight": 100}]},
     }

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 
 from localenv.controlplane.cluster import ControlPlane
+from localenv.install import OPERATOR_NAMESPACE, InstalledOperator
 from localenv.realnode import NODE_NAME
-from tests.realpods.conftest import OPERATOR_NAMESPACE, InstalledOperator
 
 pytestmark = pytest.mark.realpods
 

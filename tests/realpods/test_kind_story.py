@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from localenv.controlplane.cluster import ControlPlane
+from localenv.install import DEMO_NAMESPACE, KIND, InstalledOperator
 from localenv.realnode import NODE_NAME, RealNode
 from localenv.scenario import get_json, wait_for
-from tests.realpods.conftest import DEMO_NAMESPACE, KIND, InstalledOperator
 
 pytestmark = pytest.mark.realpods
 
