@@ -107,6 +107,33 @@ def _describe(steps: Sequence[Step], index: int) -> str:
     return f"step {index + 1}/{len(steps)}: canary at {steps[index].weight}%"
 
 
+def _wait_for_canary(
+    state: CanaryState,
+    observed: Observation,
+    now: float,
+    since: float,
+    deadline_s: float,
+    *,
+    late: str,
+    waiting: str,
+) -> Decision:
+    """Hold until the canary's pods all serve, or roll back once they have taken longer
+    than the progress deadline: at the start (`late` empty) and at each step, whose new
+    pods a kubelet may never start (no capacity, an image that cannot be pulled)."""
+    why = f"; {observed.canary_waiting}" if observed.canary_waiting else ""
+    ready = f"({observed.canary_ready_text} ready){why}"
+    if now - since > deadline_s:
+        return _abort(
+            state,
+            "ProgressDeadlineExceeded",
+            f"canary not ready{late} within {deadline_s:.0f}s {ready}",
+            now,
+        )
+    return Decision(
+        state=state, phase="Progressing", message=f"{waiting} {ready}", requeue_after=2.0
+    )
+
+
 def _abort(state: CanaryState, reason: str, message: str, now: float) -> Decision:
     aborted = replace(state, aborted=True, aborted_at=now, weight=0, message=message)
     return Decision(
@@ -178,23 +205,14 @@ def advance(
     if state.step == WAITING_FOR_READY:
         if observed.canary_ready:
             return _enter_step(steps, state, 0, now)
-        waiting = f"; {observed.canary_waiting}" if observed.canary_waiting else ""
-        if now - state.started_at > progress_deadline_s:
-            return _abort(
-                state,
-                "ProgressDeadlineExceeded",
-                f"canary not ready within {progress_deadline_s:.0f}s "
-                f"({observed.canary_ready_text} ready){waiting}",
-                now,
-            )
-        return Decision(
-            state=state,
-            phase="Progressing",
-            message=(
-                f"waiting for revision {state.revision} ({state.version}) to become ready "
-                f"({observed.canary_ready_text}){waiting}"
-            ),
-            requeue_after=2.0,
+        return _wait_for_canary(
+            state,
+            observed,
+            now,
+            state.started_at,
+            progress_deadline_s,
+            late="",
+            waiting=f"waiting for revision {state.revision} ({state.version}) to start",
         )
     if actions.promote == f"{key}/full":
         return _enter_step(steps, state, len(steps), now)
@@ -226,23 +244,14 @@ def advance(
     if not observed.canary_ready:
         # A step counts only once its pods serve: its pause and its analysis judge the
         # canary at the step's scale, and the last step never promotes a half-started one.
-        waiting = f"; {observed.canary_waiting}" if observed.canary_waiting else ""
-        if now - state.step_started_at > progress_deadline_s:
-            return _abort(
-                state,
-                "ProgressDeadlineExceeded",
-                f"canary not ready at step {state.step + 1} within {progress_deadline_s:.0f}s "
-                f"({observed.canary_ready_text} ready){waiting}",
-                now,
-            )
-        return Decision(
-            state=state,
-            phase="Progressing",
-            message=(
-                f"{_describe(steps, state.step)}; waiting for the canary's pods "
-                f"({observed.canary_ready_text} ready){waiting}"
-            ),
-            requeue_after=2.0,
+        return _wait_for_canary(
+            state,
+            observed,
+            now,
+            state.step_started_at,
+            progress_deadline_s,
+            late=f" at step {state.step + 1}",
+            waiting=f"{_describe(steps, state.step)}; waiting for the canary's pods",
         )
     pause = steps[state.step].pause_seconds
     if pause is not None and math.isinf(pause):

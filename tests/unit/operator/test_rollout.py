@@ -109,7 +109,7 @@ def test_an_unready_canary_waits_until_the_progress_deadline(elapsed: float, pha
     )
     if phase == "Progressing":
         assert "waiting for revision" in decision.message
-        assert "(0/2)" in decision.message
+        assert "to start (0/2 ready)" in decision.message
         assert not decision.state.aborted
 
 
