@@ -27,6 +27,7 @@ anonymous access off) and the API server has no kubelet client certificate.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -50,6 +51,8 @@ POD_RANGE = ("10.244.2.2", "10.244.2.254")
 TAINT = {"key": "mlops.dev/real", "value": "true", "effect": "NoSchedule"}
 PAUSE_IMAGE = "localenv.test/pause:1"
 START_TIMEOUT_S = 90.0
+# Room for the deepest socket under it (kubelet/pod-resources/<10 digits>, 107 bytes).
+MAX_DIRECTORY_BYTES = 60
 # What the kubelet would otherwise write host-wide (kubelet's setupKernelTunables).
 KERNEL_DEFAULTS = {
     "vm/overcommit_memory": "1",
@@ -106,6 +109,22 @@ class RealNode:
 
     directory: Path
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Unix sockets (containerd's, the kubelet's pod-resources and plugin sockets)
+        live under the node's directory and a socket path has at most 107 bytes: a long
+        directory (a test's temporary one can be) is replaced by a short one under /tmp,
+        named after it, and the long path becomes a symlink to it, so its logs are still
+        found where they were asked for."""
+        if len(str(self.directory.resolve()).encode()) <= MAX_DIRECTORY_BYTES:
+            return
+        asked = self.directory
+        name = hashlib.sha256(str(asked.resolve()).encode()).hexdigest()[:12]
+        self.directory = Path("/tmp") / f"mlmodel-realnode-{name}"
+        self.directory.mkdir(parents=True, exist_ok=True)
+        asked.parent.mkdir(parents=True, exist_ok=True)
+        if not asked.is_symlink():
+            asked.symlink_to(self.directory, target_is_directory=True)
 
     @property
     def socket(self) -> Path:

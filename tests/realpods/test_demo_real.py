@@ -6,6 +6,7 @@ predictions, no failed request."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,14 @@ pytestmark = [pytest.mark.realpods, pytest.mark.timeout(1000)]
 
 def test_make_demo_on_real_containers_promotes_v2_and_rolls_v3_back(tmp_path: Path) -> None:
     state = tmp_path / "demo"
-    output = run_make_demo(state, "--pods=real")
+    try:
+        output = run_make_demo(state, "--pods=real")
+    finally:
+        # The node's state (containerd's unpacked images, over a GB) is under /tmp when
+        # the test's directory was too long for its sockets (localenv/realnode.py).
+        node = state / "realnode"
+        if node.is_symlink():
+            shutil.rmtree(node.resolve(), ignore_errors=True)
     check_demo_story(output, state)
     # The real path, as its narration says: images imported, the operator installed
     # from manifests/ and leading, the quickstart's store in the restricted namespace.
@@ -26,6 +34,6 @@ def test_make_demo_on_real_containers_promotes_v2_and_rolls_v3_back(tmp_path: Pa
     assert " leads, " in output, output
     assert "2 pods ready" in output, output
     assert "Pod Security `restricted`" in output, output
-    assert (state / "realnode" / "kubelet.yaml").exists()
+    assert (state / "realnode").is_symlink() or (state / "realnode" / "kubelet.yaml").exists()
     # The start-up and rollout timings, for the CI log (docs/benchmarks.md quotes them).
     print("\n" + "\n".join(line for line in output.splitlines() if line.startswith("[")))
