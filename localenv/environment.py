@@ -246,6 +246,8 @@ class LocalEnvironment:
         stop that hands its Lease over) and start a new one under a new identity. It
         resumes every rollout from status; after a crash only once the old Lease has
         expired (15 s)."""
+        if self.pods == "real":
+            raise RuntimeError("with real pods the operator is a Deployment: delete its pods")
         operators, old = self._started(self._operators), self.operator
         old.stop(signal.SIGKILL if crash else signal.SIGTERM)
         self._operator = operators.start(
@@ -331,8 +333,9 @@ class LocalEnvironment:
             raise RuntimeError(f"Prometheus exited:\n{self.prometheus.tail()}")
 
     def log_tails(self) -> str:
-        """The operator's and the pod runner's (with its pods'): where a rollout's story
-        is. The control plane's own logs are under `<directory>/cluster/logs`."""
+        """The operator's and the pod runner's (with its pods'), or the real node's and
+        its containers' (the operator's and the demo namespace's): where a rollout's
+        story is. The control plane's own logs are under `<directory>/cluster/logs`."""
         parts = []
         if self._runner is not None:
             parts.append(self._runner.log_tails(lines=15))
