@@ -41,7 +41,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TextIO, TypeVar
+from typing import Any, Literal, TextIO, TypeVar, get_args
 
 import httpx
 import yaml
@@ -58,7 +58,9 @@ from localenv.realnode import RealNode
 
 RUNNER_DIR = "podrunner"
 NODE_DIR = "realnode"
-POD_KINDS = ("process", "real")  # who runs the pods: the pod runner, or a real kubelet
+# Who runs the pods: the pod runner (processes), or a real kubelet (containers).
+PodKind = Literal["process", "real"]
+POD_KINDS: tuple[PodKind, ...] = get_args(PodKind)
 T = TypeVar("T")
 
 
@@ -110,7 +112,7 @@ class LocalEnvironment:
     namespace: str = "demo"
     pod_cidr: str = POD_CIDR
     say: Callable[[str], None] = print
-    pods: str = "process"  # or "real"
+    pods: PodKind = "process"
     prometheus: Prometheus = field(init=False)
     gateway: Gateway = field(init=False)
     _plane: ControlPlane | None = field(default=None, init=False)
