@@ -37,8 +37,8 @@ def _constraints(schema: Mapping[str, Any]) -> str:
     if "default" in schema:
         parts.append(f"default `{json.dumps(schema['default'])}`")
     for key, label in (
-        ("minimum", "min"),
-        ("maximum", "max"),
+        ("minimum", "above" if schema.get("exclusiveMinimum") else "min"),
+        ("maximum", "below" if schema.get("exclusiveMaximum") else "max"),
         ("maxLength", "max length"),
         ("maxItems", "max items"),
         ("minItems", "min items"),

@@ -336,6 +336,16 @@ def metric_figure(value: Any) -> str:
     return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def evidence_bar(value: Any, width: int = 10) -> str:
+    """Sequential mode's evidence against the canary as a bar: how far its test has come
+    towards a rollback (full: rolled back). '' in interval mode, which has none."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return ""
+    share = min(max(float(value), 0.0), 1.0)
+    filled = round(width * share)
+    return f"  evidence [{'#' * filled}{'.' * (width - filled)}] {share:.0%} to rollback"
+
+
 def render(body: Mapping[str, Any]) -> str:
     """The status view: phase, stable, canary with steps and weights, analysis, message.
     Every string taken from the object goes through `printable`."""
@@ -368,6 +378,7 @@ def render(body: Mapping[str, Any]) -> str:
             f"  analysis {p(metric.get('name'))}: "
             f"stable {p(metric_figure(metric.get('stable')))}, "
             f"canary {p(metric_figure(metric.get('canary')))} -> {p(metric.get('verdict'))}"
+            + evidence_bar(metric.get("evidence"))
         )
     if status.get("message"):
         lines.append(f"  {p(status['message'])}")

@@ -4,6 +4,8 @@ The pieces, each pure but the providers' I/O elsewhere:
 
 - `exposition`: one runtime pod's `/metrics` text as a `Snapshot` of the series read.
 - `windows`: what happened between two snapshots, and the statistics on it.
+- `sequential`: anytime-valid tests (e-values, confidence sequences) on everything since
+  the attempt started, for `analysis.mode: sequential`.
 - `spec`: `spec.rollout.analysis` parsed into an `AnalysisSpec` of `MetricSpec`s.
 - `kinds`: the registry of metric kinds (error rate, latency, prediction divergence,
   request rate, custom): each parses its limits, says what it needs read and whether

@@ -11,6 +11,13 @@ Inconclusive ("no metrics were read"). Everything that must survive a restart is
 `status.analysis`: the attempt it belongs to, when the window started, the
 window-start snapshots of the provider's cumulative values, the verdict counts and the
 last outcome.
+
+Sequential mode (`analysis.mode: sequential`) adds, at every reading rather than at an
+interval's end, the increase since the previous reading to totals kept since the
+attempt started, and runs each metric kind's anytime-valid test on them: the moment
+one rejects, the outcome is Rollback. Intervals still end as in interval mode: then
+the kinds without such a test are judged on their window, and the tested ones Pass
+only with minSamples behind them, so the rollout's steps advance as before.
 """
 
 from __future__ import annotations
@@ -30,9 +37,13 @@ from mlmodel_operator.analysis.judging import (
     judge,
 )
 from mlmodel_operator.analysis.kinds import REGISTRY, Series
-from mlmodel_operator.analysis.metric import MetricResult, MetricSpec, Verdict
+from mlmodel_operator.analysis.metric import MetricResult, MetricSpec, Totals, Verdict
 from mlmodel_operator.analysis.spec import AnalysisSpec
 from mlmodel_operator.analysis.windows import window
+
+# Sequential mode reads this often (seconds): a test that may stop at any read is only
+# as quick as its reads. One metrics read per second per model under analysis.
+SEQUENTIAL_READ_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -86,12 +97,28 @@ class AnalysisRecord:
     window_start: float
     start: Mapping[str, Snapshot] = field(default_factory=dict)  # "stable"/"canary"
     outcome: Outcome | None = None
+    # Sequential mode: the latest reading's snapshots and when it was taken, the sums of
+    # every reading's increase since the attempt started, and the stable's counters at
+    # the attempt's first reading (its history).
+    last: Mapping[str, Snapshot] = field(default_factory=dict)
+    last_read: float = 0.0
+    totals: Mapping[str, Snapshot] = field(default_factory=dict)
+    stable_before: Snapshot | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = self.state.to_status()
         out["attempt"] = self.attempt
         out["windowStart"] = self.window_start
         out["start"] = {side: snapshot.to_dict() for side, snapshot in self.start.items()}
+        if self.last_read:
+            out["sequential"] = {
+                "lastRead": self.last_read,
+                "last": {side: snapshot.to_dict() for side, snapshot in self.last.items()},
+                "totals": {side: snapshot.to_dict() for side, snapshot in self.totals.items()},
+                "stableBefore": (
+                    None if self.stable_before is None else self.stable_before.to_dict()
+                ),
+            }
         if self.outcome is not None:
             out["outcome"] = {"kind": type(self.outcome).__name__, "reason": self.outcome.reason}
         return out
@@ -105,19 +132,33 @@ class AnalysisRecord:
             "Rollback": Rollback,
         }
         kind = kinds.get(str(outcome.get("kind")))
-        start: dict[str, Snapshot] = {}
-        for side, snapshot in (raw.get("start") or {}).items():
-            try:
-                start[str(side)] = Snapshot.from_dict(snapshot)
-            except MetricsTextError:
-                continue  # unreadable: the window starts again at the next reading
+        sequential = raw.get("sequential") or {}
+        before = _snapshots_of({"stable": sequential.get("stableBefore")})
         return cls(
             state=AnalysisState.from_status(raw),
             attempt=str(raw.get("attempt", "")),
             window_start=float(raw.get("windowStart", 0.0)),
-            start=start,
+            # unreadable snapshots: the window starts again at the next reading
+            start=_snapshots_of(raw.get("start")),
             outcome=None if kind is None else kind(str(outcome.get("reason", ""))),
+            last=_snapshots_of(sequential.get("last")),
+            last_read=float(sequential.get("lastRead", 0.0)),
+            totals=_snapshots_of(sequential.get("totals")),
+            stable_before=before.get("stable"),
         )
+
+
+def _snapshots_of(raw: Mapping[str, Any] | None) -> dict[str, Snapshot]:
+    """Stored snapshots by side; a missing or unreadable one is left out."""
+    out: dict[str, Snapshot] = {}
+    for side, snapshot in (raw or {}).items():
+        if snapshot is None:
+            continue
+        try:
+            out[str(side)] = Snapshot.from_dict(snapshot)
+        except MetricsTextError:
+            continue
+    return out
 
 
 @dataclass(frozen=True)
@@ -172,6 +213,9 @@ def step(
     and with none configured the interval passes on the canary's health alone.
     `read_deadline_s`: how long past an interval's end its reading may take before the
     interval is judged without one."""
+    # Each tested metric's share of alpha is fixed by the spec, not by what is judged at
+    # 100%: a test's threshold must not drop mid-attempt.
+    alpha = spec.alpha_of(spec.metrics)
     if not baseline:
         spec = replace(spec, metrics=absolute_only(spec.metrics))
     taken = now if reading is None or reading.taken_at is None else reading.taken_at
@@ -183,7 +227,20 @@ def step(
             window_start=taken if fresh else now,
             start=fresh,
         )
+        if spec.sequential and fresh:
+            record = _accumulate(record, fresh, taken)
         return _waiting(spec, record, now, wanted=not fresh, read_deadline_s=read_deadline_s)
+    tested: dict[str, MetricResult] = {}
+    if spec.sequential:
+        if fresh and taken > previous.last_read:
+            previous = _accumulate(previous, fresh, taken)
+        tested = _test(spec, previous, alpha)
+        rejected = [r for r in tested.values() if r.verdict is Verdict.FAIL]
+        if rejected:
+            return _rejected(spec, previous, tested, rejected, now, read_deadline_s)
+        previous = replace(
+            previous, state=replace(previous.state, metrics=_shown(spec, previous, tested))
+        )
     started = previous.window_start
     current = reading is not None and taken > started
     if current and fresh and not previous.start:
@@ -206,16 +263,102 @@ def step(
         record = replace(previous, window_start=taken, start=fresh, outcome=passed)
         return _waiting(spec, record, now, wanted=not fresh, read_deadline_s=read_deadline_s)
     results = _judge(spec, previous.start, reading, elapsed)
+    if tested and reading is not None and not reading.error:
+        # The tested metrics' verdicts are on everything since the attempt started.
+        results = [tested.get(r.name, r) for r in results]
     state, outcome = decide(
         previous.state,
         results,
         failure_limit=spec.failure_limit,
         on_inconclusive=spec.on_inconclusive,
     )
-    record = AnalysisRecord(
-        state=state, attempt=attempt_key, window_start=taken, start=fresh, outcome=outcome
-    )
+    record = replace(previous, state=state, window_start=taken, start=fresh, outcome=outcome)
     waiting = _waiting(spec, record, now, wanted=not fresh, read_deadline_s=read_deadline_s)
+    return replace(waiting, judged=True)
+
+
+# --- sequential mode ------------------------------------------------------------------------
+
+
+def _accumulate(
+    record: AnalysisRecord, fresh: Mapping[str, Snapshot], taken: float
+) -> AnalysisRecord:
+    """Add what each side served since the previous reading to the attempt's totals.
+
+    A side's first reading only sets where its counting starts: the counters then may
+    hold a previous attempt's traffic (a retried canary's pods keep theirs), which is
+    not this attempt's. The stable's first reading is also its history, which bounds
+    its rate (`Totals.stable_before`)."""
+    totals = dict(record.totals)
+    stable_before = record.stable_before
+    for side, snapshot in fresh.items():
+        last = record.last.get(side)
+        if last is None:
+            if side == "stable":
+                stable_before = stable_before or snapshot
+            continue
+        served = window(last, snapshot)
+        totals[side] = totals[side].merge(served) if side in totals else served
+    return replace(
+        record,
+        last={**record.last, **fresh},
+        last_read=taken,
+        totals=totals,
+        stable_before=stable_before,
+    )
+
+
+def _test(spec: AnalysisSpec, record: AnalysisRecord, alpha: float) -> dict[str, MetricResult]:
+    """Each sequentially tested metric's verdict on the attempt's totals, by key."""
+    totals = Totals(
+        stable=record.totals.get("stable") or Snapshot(),
+        canary=record.totals.get("canary") or Snapshot(),
+        stable_before=record.stable_before or Snapshot(),
+        min_samples=spec.min_samples,
+        alpha=alpha,
+    )
+    out: dict[str, MetricResult] = {}
+    for metric in spec.metrics:
+        kind = REGISTRY[metric.name]
+        if kind.sequential and (tested := kind.test(metric, totals)) is not None:
+            out[metric.key] = tested
+    return out
+
+
+def _shown(
+    spec: AnalysisSpec, record: AnalysisRecord, tested: Mapping[str, MetricResult]
+) -> tuple[MetricResult, ...]:
+    """What status shows per metric: the tested ones' current evidence, the others'
+    verdict on the last interval."""
+    judged = {r.name: r for r in record.state.metrics}
+    shown = (tested.get(m.key) or judged.get(m.key) for m in spec.metrics)
+    return tuple(r for r in shown if r is not None)
+
+
+def _rejected(
+    spec: AnalysisSpec,
+    record: AnalysisRecord,
+    tested: Mapping[str, MetricResult],
+    rejected: list[MetricResult],
+    now: float,
+    read_deadline_s: float,
+) -> Progress:
+    """A test rejected at this reading: roll back now, whatever failureLimit says. The
+    test's guarantee holds at every reading, so waiting for more failed intervals would
+    only add a bad canary's time in service, never certainty."""
+    failures = dict(record.state.metric_failures)
+    for r in rejected:
+        failures[r.name] = failures.get(r.name, 0) + 1
+    state = replace(
+        record.state,
+        failures=record.state.failures + 1,
+        last_verdict=str(Verdict.FAIL),
+        metrics=_shown(spec, record, tested),
+        metric_failures=failures,
+    )
+    reason = "; ".join(r.reason for r in rejected) + " (sequential test)"
+    record = replace(record, state=state, outcome=Rollback(reason))
+    waiting = _waiting(spec, record, now, wanted=False, read_deadline_s=read_deadline_s)
     return replace(waiting, judged=True)
 
 
@@ -230,15 +373,16 @@ def _waiting(
     """Nothing (more) to judge now: the window runs from `record.window_start`. `wanted`:
     the window has no starting snapshot yet, so a reading is wanted at once, not at its
     end. Past the window's end the reading is on its way (its arrival brings the next
-    reconcile), so the fallback is the moment it is given up on."""
+    reconcile), so the fallback is the moment it is given up on. Sequential mode wants
+    a reading every SEQUENTIAL_READ_S as well."""
     ended = record.window_start + spec.interval_s
     due_in = ended - now if ended > now else max(0.0, ended + read_deadline_s - now)
-    return Progress(
-        record=record,
-        judged=False,
-        due_in=due_in,
-        read_due=now if wanted else ended,
-    )
+    read_due = now if wanted else ended
+    if spec.sequential and not wanted:
+        next_read = record.last_read + SEQUENTIAL_READ_S if record.last_read else now
+        read_due = min(read_due, next_read)
+        due_in = min(due_in, max(read_due - now, 0.0))
+    return Progress(record=record, judged=False, due_in=due_in, read_due=read_due)
 
 
 def _needs_baseline(metrics: tuple[MetricSpec, ...]) -> bool:

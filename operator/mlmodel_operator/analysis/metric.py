@@ -96,12 +96,15 @@ class MetricResult:
     limit: str
     verdict: Verdict
     reason: str
+    # Sequential mode: how far the anytime-valid test has come towards a rollback, 0 (no
+    # evidence against the canary) to 1 (rejected); None in interval mode.
+    evidence: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         def rounded(value: float | None) -> float | None:
             return None if value is None else float(f"{value:.6g}")
 
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
             "stable": rounded(self.stable),
             "canary": rounded(self.canary),
@@ -109,6 +112,9 @@ class MetricResult:
             "verdict": str(self.verdict),
             "reason": self.reason,
         }
+        if self.evidence is not None:
+            out["evidence"] = rounded(self.evidence)
+        return out
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> MetricResult:
@@ -120,13 +126,40 @@ class MetricResult:
             limit=str(raw.get("limit", "")),
             verdict=Verdict(verdict) if verdict in ("Pass", "Fail") else Verdict.INCONCLUSIVE,
             reason=str(raw.get("reason", "")),
+            evidence=None if raw.get("evidence") is None else float(raw["evidence"]),
+        )
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Sequential mode: what both revisions served since the canary attempt started
+    (`stable`, `canary`: sums of every read's increase, so a pod's restart loses
+    nothing), what the stable had served before it (`stable_before`: its counters at
+    the attempt's first read, the history its rate is bounded with), and this metric's
+    share `alpha` of the rollout's false-alarm rate."""
+
+    stable: Snapshot
+    canary: Snapshot
+    stable_before: Snapshot
+    min_samples: int
+    alpha: float
+
+    def too_few(self, *, baseline: bool) -> str:
+        """Why there is not yet enough data for a Pass, or ''."""
+        return Window(self.stable, self.canary, self.min_samples, 0.0, {}).too_few(
+            baseline=baseline
         )
 
 
 def result(
-    metric: MetricSpec, stable: float | None, canary: float | None, verdict: Verdict, reason: str
+    metric: MetricSpec,
+    stable: float | None,
+    canary: float | None,
+    verdict: Verdict,
+    reason: str,
+    evidence: float | None = None,
 ) -> MetricResult:
-    return MetricResult(metric.key, stable, canary, metric.limit, verdict, reason)
+    return MetricResult(metric.key, stable, canary, metric.limit, verdict, reason, evidence)
 
 
 def outside(metric: MetricSpec, value: float) -> str:

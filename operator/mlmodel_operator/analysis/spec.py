@@ -3,7 +3,8 @@
 Pure. The API server has applied the CRD's defaults and CEL rules; this re-applies the
 defaults (objects from older CRD versions) and refuses, with `SpecError`, what the schema
 cannot express: a limit a metric kind does not take, a kind that needs a limit without
-one, a custom metric without its query, an interval under a second.
+one, a custom metric without its query, an interval under a second, a mode or alpha
+out of range.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from mlmodel_operator.durations import parse_duration
 from mlmodel_operator.errors import SpecError
 
 MIN_INTERVAL_S = 1.0
+DEFAULT_ALPHA = 0.01
 
 DEFAULT_METRICS = tuple(kind.default for kind in REGISTRY.values() if kind.default is not None)
 
@@ -31,6 +33,20 @@ class AnalysisSpec:
     failure_limit: int = 2
     on_inconclusive: Literal["pause", "rollback"] = "pause"
     metrics: tuple[MetricSpec, ...] = DEFAULT_METRICS
+    # interval: each window judged on its own; sequential: anytime-valid tests on
+    # everything since the attempt started, evaluated at every read (see `sequential`).
+    mode: Literal["interval", "sequential"] = "interval"
+    alpha: float = DEFAULT_ALPHA  # sequential: false-alarm rate over the whole attempt
+
+    @property
+    def sequential(self) -> bool:
+        return self.mode == "sequential"
+
+    def alpha_of(self, metrics: tuple[MetricSpec, ...]) -> float:
+        """Each sequentially tested metric's share of alpha: split evenly (a union bound),
+        so a good canary is rolled back by any of them with probability at most alpha."""
+        tested = sum(1 for m in metrics if REGISTRY[m.name].sequential)
+        return self.alpha / max(tested, 1)
 
     @property
     def series(self) -> frozenset[Series]:
@@ -84,6 +100,12 @@ def parse_analysis(raw: Mapping[str, Any] | None) -> AnalysisSpec:
     on_inconclusive = raw.get("onInconclusive", "pause")
     if on_inconclusive not in ("pause", "rollback"):
         raise SpecError(f"analysis.onInconclusive {on_inconclusive!r} is not pause or rollback")
+    mode = raw.get("mode", "interval")
+    if mode not in ("interval", "sequential"):
+        raise SpecError(f"analysis.mode {mode!r} is not interval or sequential")
+    alpha = float(raw.get("alpha", DEFAULT_ALPHA))
+    if not 0 < alpha < 0.5:
+        raise SpecError("analysis.alpha must be above 0 and below 0.5")
     metrics: tuple[MetricSpec, ...] = DEFAULT_METRICS
     if raw.get("metrics"):
         seen: dict[str, int] = {}
@@ -101,4 +123,6 @@ def parse_analysis(raw: Mapping[str, Any] | None) -> AnalysisSpec:
         failure_limit=failure_limit,
         on_inconclusive="rollback" if on_inconclusive == "rollback" else "pause",
         metrics=metrics,
+        mode="sequential" if mode == "sequential" else "interval",
+        alpha=alpha,
     )

@@ -79,6 +79,33 @@ def test_the_status_view_shows_both_revisions_the_weight_and_each_metric() -> No
     assert view[6] == "  step 2/4: canary at 30%, 4s left in this step"
 
 
+def test_the_status_view_draws_sequential_evidence_as_a_bar() -> None:
+    body = {
+        "metadata": {"name": "iris"},
+        "status": {
+            "analysis": {
+                "metrics": [
+                    {
+                        "name": "error-rate",
+                        "stable": 0.0,
+                        "canary": 0.05,
+                        "verdict": "Inconclusive",
+                        "evidence": 0.42,
+                    },
+                    {"name": "latency-p99", "verdict": "Pass", "evidence": "lots"},
+                ]
+            },
+        },
+    }
+    view = render(body).splitlines()
+    assert view[1] == (
+        "  analysis error-rate: stable 0, canary 0.05 -> Inconclusive"
+        "  evidence [####......] 42% to rollback"
+    )
+    # Not a number (a hand-edited status): no bar rather than a crash.
+    assert view[2] == "  analysis latency-p99: stable -, canary - -> Pass"
+
+
 class FakeCustomObjects:
     """Stands in for the client's CustomObjectsApi: answers each GET with the next of
     `bodies` (the last one again when they run out), records every call, and raises

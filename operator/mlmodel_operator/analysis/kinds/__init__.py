@@ -3,7 +3,8 @@
 A kind is one module with one object implementing `MetricKind`: the limits it takes and
 their defaults, the series it needs the providers to read, whether it compares the
 canary with the stable (then it cannot be judged at 100%, where the stable has no
-traffic), and how a window is judged. The spec parser, the judge, the providers and the
+traffic), how a window is judged, and whether (and how) it has an anytime-valid test
+for sequential mode (`analysis.sequential`). The spec parser, the judge, the providers and the
 test that checks the CRD's metric-name enum all read `REGISTRY`.
 """
 
@@ -13,7 +14,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any, Protocol
 
-from mlmodel_operator.analysis.metric import MetricResult, MetricSpec, Window
+from mlmodel_operator.analysis.metric import MetricResult, MetricSpec, Totals, Window
 
 
 class Series(StrEnum):
@@ -32,6 +33,8 @@ class MetricKind(Protocol):
     reads: frozenset[Series]
     # The entry in the default metric list (None: only when asked for).
     default: MetricSpec | None
+    # Has an anytime-valid test (`test`); False: judged per interval in either mode.
+    sequential: bool
 
     def validate(self, metric: MetricSpec, raw: Mapping[str, Any]) -> None:
         """Raise SpecError for what the schema cannot express (e.g. a missing query)."""
@@ -48,6 +51,12 @@ class MetricKind(Protocol):
 
     def judge(self, metric: MetricSpec, window: Window) -> MetricResult | None:
         """The verdict on one window (None: not applicable to this model)."""
+        ...
+
+    def test(self, metric: MetricSpec, totals: Totals) -> MetricResult | None:
+        """Sequential mode: the verdict on everything since the attempt started, Fail
+        only when the anytime-valid test rejects at `totals.alpha` (None: not applicable
+        to this model, or the kind has no such test)."""
         ...
 
 

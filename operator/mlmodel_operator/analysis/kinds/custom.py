@@ -11,6 +11,7 @@ from mlmodel_operator.analysis.kinds import Series
 from mlmodel_operator.analysis.metric import (
     MetricResult,
     MetricSpec,
+    Totals,
     Verdict,
     Window,
     num,
@@ -26,6 +27,7 @@ class Custom:
     defaults: Mapping[str, float] = {}
     reads = frozenset({Series.REQUESTS, Series.QUERY})
     default: MetricSpec | None = None
+    sequential = False  # a count or a query's value: judged per interval in either mode
 
     def validate(self, metric: MetricSpec, raw: Mapping[str, Any]) -> None:
         del raw
@@ -52,3 +54,7 @@ class Custom:
             return result(metric, None, value, Verdict.FAIL, f"{metric.key} {num(value)} {breaks}")
         reason = f"{metric.key} {num(value)} within {metric.limit}"
         return result(metric, None, value, Verdict.PASS, reason)
+
+    def test(self, metric: MetricSpec, totals: Totals) -> MetricResult | None:
+        del metric, totals
+        return None

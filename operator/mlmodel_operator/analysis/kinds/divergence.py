@@ -2,7 +2,11 @@
 Jensen-Shannon divergence (base 2, in [0, 1]) of their output distributions over the same
 window: predicted classes for a classifier, value histograms for a regressor. Not PSI:
 JSD is bounded and symmetric, so one limit means the same for every model. Always a
-comparison with the stable."""
+comparison with the stable.
+
+Sequential mode fails when a lower confidence bound of the divergence, valid at every
+read at once (`sequential.divergence_lower_bound`), is above `max`: the canary is then
+known to answer differently, not merely seen to."""
 
 from __future__ import annotations
 
@@ -10,7 +14,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from mlmodel_operator.analysis.kinds import Series
-from mlmodel_operator.analysis.metric import MetricResult, MetricSpec, Verdict, Window, num, result
+from mlmodel_operator.analysis.metric import (
+    MetricResult,
+    MetricSpec,
+    Totals,
+    Verdict,
+    Window,
+    num,
+    result,
+)
+from mlmodel_operator.analysis.sequential import divergence_lower_bound
 from mlmodel_operator.analysis.windows import jensen_shannon, output_distributions
 
 
@@ -21,6 +34,7 @@ class PredictionDivergence:
     reads = frozenset({Series.REQUESTS, Series.PREDICTIONS})
     # By default only for models that expose predictions.
     default: MetricSpec | None = MetricSpec("prediction-divergence", max=0.1, when_available=True)
+    sequential = True
 
     def validate(self, metric: MetricSpec, raw: Mapping[str, Any]) -> None:
         del metric, raw
@@ -52,3 +66,26 @@ class PredictionDivergence:
         relation = ">" if verdict is Verdict.FAIL else "<="
         reason = f"{metric.key} {num(divergence)} {relation} max {num(metric.max)} (JSD vs stable)"
         return result(metric, None, divergence, verdict, reason)
+
+    def test(self, metric: MetricSpec, totals: Totals) -> MetricResult | None:
+        stable, canary = totals.stable, totals.canary
+        if metric.when_available and not (stable.has_predictions and canary.has_predictions):
+            return None
+        distributions = output_distributions(stable, canary)
+        few = totals.too_few(baseline=True)
+        if isinstance(distributions, str) or few:
+            why = f"{metric.key}: {few or distributions}"
+            return result(metric, None, None, Verdict.INCONCLUSIVE, why, 0.0)
+        divergence = jensen_shannon(*distributions)
+        if divergence is None:
+            why = f"{metric.key}: no predictions counted yet"
+            return result(metric, None, None, Verdict.INCONCLUSIVE, why, 0.0)
+        assert metric.max is not None  # the parser gives every divergence metric a max
+        bound = divergence_lower_bound(*distributions, totals.alpha)
+        evidence = min(bound / metric.max, 1.0) if metric.max > 0 else float(bound > 0)
+        seen = f"{metric.key} {num(divergence)}, at least {num(bound)} (alpha {totals.alpha:.2g})"
+        if bound > metric.max:
+            reason = f"{seen} > max {num(metric.max)} (JSD vs stable)"
+            return result(metric, None, divergence, Verdict.FAIL, reason, 1.0)
+        reason = f"{seen} <= max {num(metric.max)} so far (JSD vs stable)"
+        return result(metric, None, divergence, Verdict.PASS, reason, evidence)

@@ -4,6 +4,11 @@ A 4xx is the client's fault, not the model's. `max` is an absolute limit; `maxIn
 compares with the stable and fails only when the increase is also statistically
 significant (a one-sided two-proportion z-test, p < 0.05), so a handful of requests
 cannot flap it.
+
+Sequential mode: one e-value against both limits at once
+(`sequential.error_rate_log_e`); with `maxIncrease` half of the metric's alpha goes to
+an upper confidence bound of the stable's rate over everything it served since its
+pods started, half to the e-value.
 """
 
 from __future__ import annotations
@@ -13,7 +18,16 @@ from dataclasses import replace
 from typing import Any
 
 from mlmodel_operator.analysis.kinds import Series
-from mlmodel_operator.analysis.metric import MetricResult, MetricSpec, Verdict, Window, num, result
+from mlmodel_operator.analysis.metric import (
+    MetricResult,
+    MetricSpec,
+    Totals,
+    Verdict,
+    Window,
+    num,
+    result,
+)
+from mlmodel_operator.analysis.sequential import error_rate_log_e, upper_rate_bound, verdict_of
 from mlmodel_operator.analysis.windows import error_counts, error_rate, increase_p_value
 
 SIGNIFICANCE = 0.05  # p-value below which an error-rate increase counts as real
@@ -25,6 +39,7 @@ class ErrorRate:
     defaults: Mapping[str, float] = {"max": 0.05, "maxIncrease": 0.01}
     reads = frozenset({Series.REQUESTS})
     default: MetricSpec | None = MetricSpec("error-rate", max=0.05, max_increase=0.01)
+    sequential = True
 
     def validate(self, metric: MetricSpec, raw: Mapping[str, Any]) -> None:
         del metric, raw
@@ -57,3 +72,30 @@ class ErrorRate:
                 return result(metric, stable, canary, Verdict.FAIL, reason)
         reason = f"{metric.key} {num(canary)} within {metric.limit} (stable {num(stable)})"
         return result(metric, stable, canary, Verdict.PASS, reason)
+
+    def test(self, metric: MetricSpec, totals: Totals) -> MetricResult:
+        stable, canary = error_rate(totals.stable), error_rate(totals.canary)
+        x_c, n_c = error_counts(totals.canary)
+        x_s, n_s = error_counts(totals.stable)
+        compare = metric.max_increase is not None
+        alpha = totals.alpha / 2 if compare else totals.alpha
+        ceiling = 1.0
+        if compare:
+            x_b, n_b = error_counts(totals.stable_before)
+            ceiling = upper_rate_bound(x_b + x_s, n_b + n_s, alpha)
+        log_e = error_rate_log_e(
+            (x_c, n_c),
+            (x_s, n_s) if compare else None,
+            max_rate=metric.max,
+            max_increase=metric.max_increase,
+            stable_ceiling=ceiling,
+        )
+        verdict, evidence, why = verdict_of(log_e, alpha, totals.too_few(baseline=compare))
+        figures = f"{metric.key} {num(canary)} in {n_c:.0f} requests (stable {num(stable)})"
+        if verdict is Verdict.FAIL:
+            reason = f"{figures} breaks {metric.limit}: {why}"
+        elif verdict is Verdict.PASS:
+            reason = f"{figures} within {metric.limit} so far: {why}"
+        else:
+            reason = f"{metric.key}: {why}"
+        return result(metric, stable, canary, verdict, reason, evidence)

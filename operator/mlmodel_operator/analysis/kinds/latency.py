@@ -1,6 +1,12 @@
 """latency-p99: the 99th percentile of inference latency, from the histogram buckets as
 Prometheus's `histogram_quantile` computes it. `maxSeconds` is absolute; `maxRatio`
-compares with the stable over the same window."""
+compares with the stable over the same window.
+
+Sequential mode tests the p99 itself (not the interpolated `histogram_quantile`) through
+the share of requests above bucket bounds (`sequential.latency_log_e`): a p99 at most
+s leaves at most 1% of the requests above s. The stable's side counts all it served
+since its pods started: showing that its p99 is low takes thousands of requests, and
+its history has them."""
 
 from __future__ import annotations
 
@@ -9,7 +15,16 @@ from dataclasses import replace
 from typing import Any
 
 from mlmodel_operator.analysis.kinds import Series
-from mlmodel_operator.analysis.metric import MetricResult, MetricSpec, Verdict, Window, num, result
+from mlmodel_operator.analysis.metric import (
+    MetricResult,
+    MetricSpec,
+    Totals,
+    Verdict,
+    Window,
+    num,
+    result,
+)
+from mlmodel_operator.analysis.sequential import latency_log_e, verdict_of
 from mlmodel_operator.analysis.windows import histogram_quantile
 
 
@@ -19,6 +34,7 @@ class LatencyP99:
     defaults: Mapping[str, float] = {"maxRatio": 2.0}
     reads = frozenset({Series.REQUESTS, Series.LATENCY})
     default: MetricSpec | None = MetricSpec("latency-p99", max_ratio=2.0)
+    sequential = True
 
     def validate(self, metric: MetricSpec, raw: Mapping[str, Any]) -> None:
         del metric, raw
@@ -56,3 +72,29 @@ class LatencyP99:
                 return result(metric, stable, canary, Verdict.FAIL, reason)
         reason = f"{metric.key} {num(canary)}s within {metric.limit} (stable {num(stable)}s)"
         return result(metric, stable, canary, Verdict.PASS, reason)
+
+    def test(self, metric: MetricSpec, totals: Totals) -> MetricResult:
+        stable = histogram_quantile(0.99, totals.stable.latency)
+        canary = histogram_quantile(0.99, totals.canary.latency)
+        compare = metric.max_ratio is not None
+        few = totals.too_few(baseline=compare)
+        history = totals.stable_before.merge(totals.stable).latency
+        if totals.canary.latency is None or (compare and history is None):
+            few = few or "no latency histogram read"
+            log_e = 0.0
+        else:
+            log_e = latency_log_e(
+                totals.canary.latency.buckets,
+                history.buckets if history else None,
+                max_seconds=metric.max_seconds,
+                max_ratio=metric.max_ratio,
+            )
+        verdict, evidence, why = verdict_of(log_e, totals.alpha, few)
+        figures = f"{metric.key} {num(canary)}s (stable {num(stable)}s)"
+        if verdict is Verdict.FAIL:
+            reason = f"{figures} breaks {metric.limit}: {why}"
+        elif verdict is Verdict.PASS:
+            reason = f"{figures} within {metric.limit} so far: {why}"
+        else:
+            reason = f"{metric.key}: {why}"
+        return result(metric, stable, canary, verdict, reason, evidence)

@@ -10,6 +10,7 @@ from mlmodel_operator.analysis.kinds import Series
 from mlmodel_operator.analysis.metric import (
     MetricResult,
     MetricSpec,
+    Totals,
     Verdict,
     Window,
     num,
@@ -24,6 +25,7 @@ class RequestRate:
     defaults: Mapping[str, float] = {}
     reads = frozenset({Series.REQUESTS})
     default: MetricSpec | None = None
+    sequential = False  # a count or a query's value: judged per interval in either mode
 
     def validate(self, metric: MetricSpec, raw: Mapping[str, Any]) -> None:
         del metric, raw
@@ -49,3 +51,7 @@ class RequestRate:
             return result(metric, stable, canary, Verdict.INCONCLUSIVE, f"{metric.key}: {few}")
         reason = f"{metric.key} {num(canary)}/s within {metric.limit} (stable {num(stable)}/s)"
         return result(metric, stable, canary, Verdict.PASS, reason)
+
+    def test(self, metric: MetricSpec, totals: Totals) -> MetricResult | None:
+        del metric, totals
+        return None
