@@ -90,16 +90,20 @@ def manifest(
     name: str = NAME,
     steps: Sequence[Mapping[str, Any]] | None = None,
     metrics: Sequence[Mapping[str, Any]] = METRICS,
+    mode: str = "interval",
+    env: Sequence[Mapping[str, str]] = (),
 ) -> dict[str, Any]:
     """The demo's MLModel for one version: routed by an HTTPRoute, analysed every
     INTERVAL_S s. `model`: a file (read by the pod runner's pods) or a URL (the model
     store, for real pods). `provider`: `{"prometheus": {"url": ...}}` (the demo) or
-    `{"scrape": {}}`; `steps` default to `demo_steps(pause_s)`."""
+    `{"scrape": {}}`; `steps` default to `demo_steps(pause_s)`; `mode`: the analysis
+    mode (interval or sequential); `env`: extra environment of the serving container."""
     source: dict[str, Any] = (
         {"model_file": model}
         if isinstance(model, Path)
         else {"model": {"uri": model, "format": "skops"}}
     )
+    serving: dict[str, Any] = {"serving": {"env": [dict(e) for e in env]}} if env else {}
     return mlmodel(
         name,
         namespace,
@@ -108,6 +112,7 @@ def manifest(
         # No hostnames: the route takes the model's paths on any host, so
         # `curl $GATEWAY_URL/v2/models/iris/ready` works as printed by --keep.
         traffic=gateway.gateway_traffic(),
+        **serving,
         rollout={
             "steps": list(steps) if steps is not None else demo_steps(pause_s),
             "analysis": {
@@ -116,6 +121,7 @@ def manifest(
                 "minSamples": 5,
                 "failureLimit": FAILURE_LIMIT,
                 "onInconclusive": "pause",
+                "mode": mode,
                 "metrics": list(metrics),
             },
             "scaleDownDelaySeconds": 5,
@@ -198,14 +204,14 @@ class Rollout:
     weights: list[int] = field(default_factory=list)
     verdicts: Counter[str] = field(default_factory=Counter)
 
-    def pause_overruns(self, pause_s: float) -> list[float]:
+    def pause_overruns(self, pause_s: float, paused_steps: int = len(WEIGHTS) - 1) -> list[float]:
         """How much longer than its configured pause each paused step lasted (s), from
         the operator's own step start times in status."""
         steps = sorted(self.step_started)
         return [
             self.step_started[b] - self.step_started[a] - pause_s
             for a, b in itertools.pairwise(steps)
-            if b == a + 1 and a < len(WEIGHTS) - 1
+            if b == a + 1 and a < paused_steps
         ]
 
 
@@ -324,10 +330,14 @@ class Demo:
     models: dict[str, Path | str]  # by version: a file, or the model store's URL
     provider: str = "prometheus"  # or "scrape": the operator reads the pods' /metrics
     bad_model: str = "trained on shuffled labels"  # what is wrong with v3
+    analysis_mode: str = "interval"  # or "sequential"
+    weights: Sequence[int] = WEIGHTS
     load: LoadGenerator | None = None
     rollouts: list[Rollout] = field(default_factory=list)
 
-    def apply(self, version: str) -> Rollout:
+    def apply(
+        self, version: str, *, mode: str = "", env: Sequence[Mapping[str, str]] = ()
+    ) -> Rollout:
         body = manifest(
             self.env.namespace,
             model=self.models[version],
@@ -338,6 +348,9 @@ class Demo:
                 if self.provider == "scrape"
                 else {"prometheus": {"url": self.env.prometheus_url}}
             ),
+            steps=demo_steps(self.pause_s, self.weights),
+            mode=mode or self.analysis_mode,
+            env=env,
         )
         path = self.env.directory / f"{NAME}-{version}.yaml"
         path.write_text(yaml.safe_dump(body, sort_keys=False))
@@ -391,7 +404,7 @@ class Demo:
         say = self.screen.say
         say(
             f"{version}: another good model, out as a canary through "
-            + ", ".join(f"{w}%" for w in WEIGHTS)
+            + ", ".join(f"{w}%" for w in self.weights)
         )
         record = self.apply(version)
         status = self.follower().until(
@@ -412,10 +425,20 @@ class Demo:
         )
         return record
 
-    def bad_canary(self, version: str) -> Rollout:
+    def bad_canary(
+        self,
+        version: str,
+        *,
+        mode: str = "",
+        env: Sequence[Mapping[str, str]] = (),
+        what: str = "it answers fast, without errors, wrongly",
+    ) -> Rollout:
+        """Roll out a bad canary and wait for its rollback; `mode` (else the demo's) and
+        `env` (the serving container's) are the bench's, to compare analysis modes on a
+        canary that fails requests."""
         say = self.screen.say
-        say(f"{version}: {self.bad_model}: it answers fast, without errors, wrongly")
-        record = self.apply(version)
+        say(f"{version}: {self.bad_model}: {what}")
+        record = self.apply(version, mode=mode, env=env)
         status = self.follower().until(
             lambda s: promoted(s, version) or rolled_back(s, version),
             record,

@@ -2,7 +2,10 @@
 real stable every interval, from the pods' /metrics (`scrape`) or from a real
 Prometheus, under real load split by the canary's effective weight.
 
-- a canary answering 504 to most requests is rolled back by error-rate;
+- a canary answering 504 to many requests is rolled back by error-rate, in interval
+  mode after failureLimit + 1 failed intervals, in sequential mode at the first read
+  whose test rejects;
+- in sequential mode a good canary is promoted with no Fail, its evidence in status;
 - a canary trained on shuffled labels is rolled back by prediction-divergence alone;
 - without traffic every interval is Inconclusive: the rollout holds (Paused);
 - Prometheus going away mid-analysis makes the intervals Inconclusive: no promotion;
@@ -51,8 +54,10 @@ def analysis_rollout(
     *,
     failure_limit: int = 0,
     pause_s: float = PAUSE_S,
+    mode: str = "interval",
 ) -> dict[str, Any]:
-    """50% for a while, then 100%, judged every INTERVAL_S on a few samples."""
+    """50% for a while, then 100%, judged every INTERVAL_S on a few samples (in
+    sequential mode, tested at every read as well)."""
     return {
         "steps": [{"weight": 50, "pause": {"duration": f"{pause_s:g}s"}}, {"weight": 100}],
         "analysis": {
@@ -61,6 +66,7 @@ def analysis_rollout(
             "minSamples": MIN_SAMPLES,
             "failureLimit": failure_limit,
             "onInconclusive": "pause",
+            "mode": mode,
             "metrics": metrics,
         },
         "scaleDownDelaySeconds": 2,
@@ -205,7 +211,9 @@ def own_prometheus(
 # --- 1. a high error rate ----------------------------------------------------------------
 
 
+@pytest.mark.parametrize("mode", ["interval", "sequential"])
 def test_a_canary_answering_504_is_rolled_back_by_error_rate_while_v1_answers(
+    mode: str,
     cluster: ControlPlane,
     namespace: str,
     operators: OperatorEnv,
@@ -217,6 +225,7 @@ def test_a_canary_answering_504_is_rolled_back_by_error_rate_while_v1_answers(
         {"scrape": {}},
         [{"name": "error-rate", "max": 0.01, "maxIncrease": 0.01}],
         failure_limit=failure_limit,
+        mode=mode,
     )
     v1, address = bring_up_v1(cluster, namespace, iris, operators, spec)
     # 80 requests/s, 80 canary answers per 2 s interval: its 504s (10-40% of its answers,
@@ -259,9 +268,17 @@ def test_a_canary_answering_504_is_rolled_back_by_error_rate_while_v1_answers(
     # loaded machine (7 of 73 in one CI run at 40 requests/s); above the limit does not.
     answered = {code: n for (rev, code), n in result.counts.items() if rev == canary}
     assert answered.get("504", 0) > 0.01 * sum(answered.values()), answered
-    # Rolled back on the interval beyond failureLimit, with no interval passing before.
     analysis = status.get("analysis") or watch.analyses()[-1]
-    assert analysis["failures"] == failure_limit + 1, analysis
+    if mode == "interval":
+        # Rolled back on the interval beyond failureLimit, no interval passing before.
+        assert analysis["failures"] == failure_limit + 1, analysis
+    else:
+        # Rolled back the first time the test rejected: failureLimit does not apply,
+        # the test's guarantee holds at every read.
+        assert analysis["failures"] == 1, analysis
+        assert metric(analysis, "error-rate")["evidence"] == 1.0, analysis
+        assert "e-value" in message, message
+        assert "sequential test" in message, message
     assert analysis["verdict"] == "Fail", analysis
     assert metric(analysis, "error-rate")["verdict"] == "Fail", analysis
     assert "Pass" not in watch.verdicts(), watch.verdicts()
@@ -274,7 +291,7 @@ def test_a_canary_answering_504_is_rolled_back_by_error_rate_while_v1_answers(
     # Two failed intervals (failureLimit 1) of 2 s; allow for scheduling on 2 cores.
     assert took < 10 * INTERVAL_S, took
     print(
-        f"\n[error-rate] canary's first answer -> RolledBack: {took:.1f} s "
+        f"\n[error-rate, {mode}] canary's first answer -> RolledBack: {took:.1f} s "
         f"(failureLimit {failure_limit}, interval {INTERVAL_S:g} s); canary answers {answered}; "
         f"verdicts {watch.verdicts()} ({watch.timing()}); "
         f"message: {message}"
@@ -508,3 +525,56 @@ def test_a_passing_canary_is_judged_every_interval_during_a_pause(
     assert set(watch.verdicts()) <= {"", "Pass"}, watch.verdicts()
     assert watch.first_judged_after() < 1.5 * INTERVAL_S + 1, watch.timing()
     assert watch.cadence() < 1.5 * INTERVAL_S, watch.timing()
+
+
+def test_in_sequential_mode_a_good_canary_is_promoted_with_no_fail_and_shows_its_evidence(
+    cluster: ControlPlane,
+    namespace: str,
+    operators: OperatorEnv,
+    runner: PodRunner,
+    iris: IrisModels,
+) -> None:
+    """The other good model under the tests that roll back at any read: it must still go
+    through, with the tests' evidence in status while it does."""
+    spec = analysis_rollout(
+        {"scrape": {}},
+        [*ERRORS_AND_DIVERGENCE, {"name": "latency-p99", "maxSeconds": 1.0}],
+        pause_s=6.0,
+        mode="sequential",
+    )
+    bring_up_v1(cluster, namespace, iris, operators, spec)
+    load = start_load(cluster, namespace, iris, seconds=90, rate=60.0)
+    apply(cluster, canary_model(namespace, iris.v2, spec))
+    watch = new_watch()
+    try:
+        status = poll(
+            cluster,
+            namespace,
+            watch,
+            lambda s: watch.promoted or s.get("phase") == "RolledBack",
+            timeout=UP_TIMEOUT_S,
+            what="v2 to be promoted",
+            every=0.2,
+        )
+    finally:
+        load.stop()
+        result = load.wait()
+    assert watch.promoted, status
+    assert "Fail" not in watch.verdicts(), watch.verdicts()
+    assert "Pass" in watch.verdicts(), watch.verdicts()
+    shown = [m for a in watch.analyses() for m in a.get("metrics") or ()]
+    evidence = {m["name"]: m.get("evidence") for m in shown if m.get("evidence") is not None}
+    assert set(evidence) >= {"error-rate", "prediction-divergence", "latency-p99"}, shown
+    assert all(0.0 <= e < 1.0 for e in evidence.values()), evidence
+    # The tests were run at each read, more often than intervals end.
+    reads = {a.get("sequential", {}).get("lastRead") for a in watch.analyses()}
+    assert len(reads) > 2 * len(watch.judged_at), (len(reads), watch.timing())
+    assert {code for (_, code) in result.counts} == {"200"}, result.counts
+    print(
+        f"\n[sequential, good canary] verdicts {watch.verdicts()} ({watch.timing()}); "
+        f"{len(reads)} reads; largest evidence seen "
+        + ", ".join(
+            f"{name} {max(m.get('evidence') or 0.0 for m in shown if m['name'] == name):.2f}"
+            for name in sorted(evidence)
+        )
+    )

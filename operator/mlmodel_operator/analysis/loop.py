@@ -351,6 +351,7 @@ def _rejected(
         failures[r.name] = failures.get(r.name, 0) + 1
     state = replace(
         record.state,
+        intervals=record.state.intervals + 1,  # a judgement, as an interval's end is
         failures=record.state.failures + 1,
         last_verdict=str(Verdict.FAIL),
         metrics=_shown(spec, record, tested),
