@@ -564,6 +564,12 @@ def main(argv: list[str] | None = None) -> int:
         default="process",
         help="who runs the pods: the pod runner (processes) or a real kubelet (containers)",
     )
+    parser.add_argument(
+        "--analysis",
+        choices=("interval", "sequential"),
+        default="interval",
+        help="the analysis mode of the MLModels (docs/analysis.md)",
+    )
     args = parser.parse_args(argv)
     directory: Path = args.dir.resolve()
     screen = Screen(sys.stdout, live=sys.stdout.isatty() and not args.no_live)
@@ -575,7 +581,14 @@ def main(argv: list[str] | None = None) -> int:
         env.stop()
         print(f"error: {error}", file=sys.stderr)
         return 2
-    demo = Demo(env=env, screen=screen, pause_s=args.pause, rate=args.rate, models={})
+    demo = Demo(
+        env=env,
+        screen=screen,
+        pause_s=args.pause,
+        rate=args.rate,
+        models={},
+        analysis_mode=args.analysis,
+    )
     if args.pods == "real":
         # The quickstart's store trains them in the runtime image once it runs.
         demo.models = {v: f"{STORE_URL}/iris-{v}.skops" for v in ("v1", "v2", "v3")}
