@@ -6,8 +6,11 @@ which reads in a task of its own under one deadline per model and a cap on reads
 flight, keeps the latest reading per model, and asks for the model to be reconciled
 when the reading is in. A slow Prometheus or a hanging pod therefore delays only its
 own model's judgement (its interval turns Inconclusive), never the reconcile workers
-that every other model shares. Readings live only for models whose analysis is live;
-`forget` drops a model's when it no longer is.
+that every other model shares. A request due later is read when it is due, by a timer
+here, not by another reconcile: sequential analysis reads every second, and a
+reconcile per read just to start it would double the operator's API calls. Readings
+live only for models whose analysis is live; `forget` drops a model's when it no
+longer is.
 """
 
 from __future__ import annotations
@@ -27,8 +30,10 @@ from mlmodel_operator.providers import prometheus, scrape
 
 logger = logging.getLogger(__name__)
 Key = tuple[str, str]  # (namespace, name)
-# Timers fire a little early now and then; a reading this close to its due time serves.
+# Timers fire a little early now and then: a request this close to its due time is read
+# at once (and read again if that reading turns out to be early).
 EARLY_S = 0.05
+TIMER_LATE_S = 0.01  # our own timers aim this much past the due time
 
 
 class MetricsReader:
@@ -46,6 +51,7 @@ class MetricsReader:
         self._clock = clock
         self._latest: dict[Key, Reading] = {}
         self._reading: dict[Key, asyncio.Task[None]] = {}
+        self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._session: aiohttp.ClientSession | None = None
 
     def latest(self, key: Key) -> Reading | None:
@@ -64,20 +70,43 @@ class MetricsReader:
             return
         latest = self._latest.get(key)
         have = latest is not None and latest.target == request.target
-        if have and latest is not None and (latest.taken_at or 0.0) >= request.due - EARLY_S:
+        if have and latest is not None and (latest.taken_at or 0.0) >= request.due:
+            return  # a reading taken even a little before `due` is not the one wanted
+        if key in self._reading:
+            return  # in flight
+        if (timer := self._timers.pop(key, None)) is not None:
+            timer.cancel()  # this request replaces the one it was waiting for
+        if self._clock() < request.due - EARLY_S:
+            # Read at the due time itself, a hair after: a reading taken before it
+            # would be taken as the one wanted here yet be too early for the
+            # analysis's window, which then waits for a reading nobody takes.
+            wait = request.due - self._clock() + TIMER_LATE_S
+            loop = asyncio.get_running_loop()
+            self._timers[key] = loop.call_later(wait, self._start, key, request, pods)
             return
-        if key in self._reading or self._clock() < request.due - EARLY_S:
-            return  # in flight, or not due yet (the plan's requeue comes back then)
+        self._start(key, request, pods)
+
+    def _start(
+        self, key: Key, request: ReadRequest, pods: Mapping[str, Sequence[Mapping[str, Any]]]
+    ) -> None:
+        self._timers.pop(key, None)
+        if key in self._reading:
+            return
         self._reading[key] = asyncio.create_task(
             self._read(key, request, pods), name=f"metrics-{key[0]}/{key[1]}"
         )
 
     def forget(self, key: Key) -> None:
         self._latest.pop(key, None)
+        if (timer := self._timers.pop(key, None)) is not None:
+            timer.cancel()
         if (task := self._reading.pop(key, None)) is not None:
             task.cancel()
 
     async def close(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
         tasks = list(self._reading.values())
         for task in tasks:
             task.cancel()

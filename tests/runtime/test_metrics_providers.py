@@ -14,6 +14,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -163,3 +164,34 @@ def test_one_models_hanging_prometheus_does_not_delay_anothers_reading() -> None
     assert quick.taken_at is not None
     assert stuck is not None
     assert stuck.error == "prometheus: no answer within 1.5 s"
+
+
+def test_a_request_due_later_is_read_when_due_without_another_reconcile() -> None:
+    """Sequential analysis asks for a reading a second after the last: the reader keeps
+    the request and reads at its time by itself; a newer request replaces the waiting
+    one, and `forget` cancels it."""
+    vector = {"status": "success", "data": {"resultType": "vector", "result": []}}
+
+    async def go() -> tuple[list[float], Reading | None, int]:
+        arrived: list[float] = []
+        started = time.monotonic()
+        reader = MetricsReader(
+            timeout_s=2, concurrency=2, on_read=lambda *_: arrived.append(time.monotonic())
+        )
+        async with server(answer(vector)) as url:
+            soon = replace(request(url), due=time.time() + 0.4)
+            reader.want(("ns", "m"), soon, {})
+            assert not arrived  # not read yet: due later
+            await asyncio.sleep(1.0)
+            reading = reader.latest(("ns", "m"))
+            reader.want(("ns", "gone"), replace(request(url), due=time.time() + 0.3), {})
+            reader.forget(("ns", "gone"))
+            await asyncio.sleep(0.6)
+        await reader.close()
+        return [a - started for a in arrived], reading, len(arrived)
+
+    arrived, reading, count = asyncio.run(go())
+    assert count == 1, arrived  # the forgotten request was never read
+    assert 0.3 < arrived[0] < 0.9, arrived
+    assert reading is not None
+    assert reading.error == ""

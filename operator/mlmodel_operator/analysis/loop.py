@@ -380,9 +380,10 @@ def _waiting(
     due_in = ended - now if ended > now else max(0.0, ended + read_deadline_s - now)
     read_due = now if wanted else ended
     if spec.sequential and not wanted:
+        # The metrics reader reads then by itself and its reading brings the reconcile;
+        # the reconcile's own requeue stays with the interval.
         next_read = record.last_read + SEQUENTIAL_READ_S if record.last_read else now
         read_due = min(read_due, next_read)
-        due_in = min(due_in, max(read_due - now, 0.0))
     return Progress(record=record, judged=False, due_in=due_in, read_due=read_due)
 
 

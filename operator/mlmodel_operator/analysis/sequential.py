@@ -97,10 +97,15 @@ def _golden_max(f: Callable[[float], float], low: float, high: float) -> float:
     return max(fc, fd, f(low), f(high))
 
 
-def verdict_of(log_e: float, alpha: float, too_few: str) -> tuple[Verdict, float, str]:
+def verdict_of(
+    log_e: float, alpha: float, too_few: str, beyond: str = ""
+) -> tuple[Verdict, float, str]:
     """(verdict, evidence in [0, 1], why) for an e-value: Fail once E >= 1/alpha,
-    whatever the amount of data (the guarantee holds at every sample size); otherwise
-    Pass only with enough data, else Inconclusive."""
+    whatever the amount of data (the guarantee holds at every sample size). Otherwise
+    Pass only with enough data and the observed figures within the limits: a canary
+    that looks beyond a limit (`beyond` says how) but is not shown to be yet is
+    Inconclusive, held where it is while the evidence builds, neither advanced nor
+    rolled back."""
     threshold = math.log(1 / alpha)
     evidence = min(max(log_e, 0.0) / threshold, 1.0)
     e_value = f"e-value {math.exp(min(log_e, 700.0)):.3g} of {1 / alpha:.3g} (alpha {alpha:.2g})"
@@ -108,6 +113,8 @@ def verdict_of(log_e: float, alpha: float, too_few: str) -> tuple[Verdict, float
         return Verdict.FAIL, 1.0, e_value
     if too_few:
         return Verdict.INCONCLUSIVE, evidence, f"{too_few}; {e_value}"
+    if beyond:
+        return Verdict.INCONCLUSIVE, evidence, f"{beyond}, not shown beyond chance yet; {e_value}"
     return Verdict.PASS, evidence, e_value
 
 

@@ -207,7 +207,6 @@ def test_a_good_canary_passes_each_interval_and_shows_its_evidence_between() -> 
     assert between[0].verdict is Verdict.PASS
     # Every reading is wanted a second after the previous one.
     assert progresses[5].read_due == pytest.approx(5 + SEQUENTIAL_READ_S)
-    assert progresses[5].due_in <= SEQUENTIAL_READ_S
 
 
 def test_too_few_requests_are_inconclusive_never_a_pass() -> None:

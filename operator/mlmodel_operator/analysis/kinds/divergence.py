@@ -87,5 +87,9 @@ class PredictionDivergence:
         if bound > metric.max:
             reason = f"{seen} > max {num(metric.max)} (JSD vs stable)"
             return result(metric, None, divergence, Verdict.FAIL, reason, 1.0)
+        if divergence > metric.max:
+            # Looks different, not shown to be yet: hold while the evidence builds.
+            reason = f"{seen}: above max {num(metric.max)}, not shown beyond chance yet"
+            return result(metric, None, divergence, Verdict.INCONCLUSIVE, reason, evidence)
         reason = f"{seen} <= max {num(metric.max)} so far (JSD vs stable)"
         return result(metric, None, divergence, Verdict.PASS, reason, evidence)

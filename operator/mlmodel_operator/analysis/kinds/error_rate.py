@@ -90,7 +90,20 @@ class ErrorRate:
             max_increase=metric.max_increase,
             stable_ceiling=ceiling,
         )
-        verdict, evidence, why = verdict_of(log_e, alpha, totals.too_few(baseline=compare))
+        beyond = ""
+        if metric.max is not None and canary is not None and canary > metric.max:
+            beyond = f"{num(canary)} > max {num(metric.max)}"
+        elif (
+            metric.max_increase is not None
+            and canary is not None
+            and stable is not None
+            and canary - stable > metric.max_increase
+        ):
+            beyond = (
+                f"{num(canary)} > stable {num(stable)} + maxIncrease {num(metric.max_increase)}"
+            )
+        few = totals.too_few(baseline=compare)
+        verdict, evidence, why = verdict_of(log_e, alpha, few, beyond)
         figures = f"{metric.key} {num(canary)} in {n_c:.0f} requests (stable {num(stable)})"
         if verdict is Verdict.FAIL:
             reason = f"{figures} breaks {metric.limit}: {why}"

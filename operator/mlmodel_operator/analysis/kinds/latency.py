@@ -89,7 +89,18 @@ class LatencyP99:
                 max_seconds=metric.max_seconds,
                 max_ratio=metric.max_ratio,
             )
-        verdict, evidence, why = verdict_of(log_e, totals.alpha, few)
+        beyond = ""
+        if metric.max_seconds is not None and canary is not None and canary > metric.max_seconds:
+            beyond = f"{num(canary)}s > maxSeconds {num(metric.max_seconds)}s"
+        elif (
+            metric.max_ratio is not None
+            and canary is not None
+            and stable is not None
+            and stable > 0
+            and canary / stable > metric.max_ratio
+        ):
+            beyond = f"{canary / stable:.2f}x stable > maxRatio {num(metric.max_ratio)}"
+        verdict, evidence, why = verdict_of(log_e, totals.alpha, few, beyond)
         figures = f"{metric.key} {num(canary)}s (stable {num(stable)}s)"
         if verdict is Verdict.FAIL:
             reason = f"{figures} breaks {metric.limit}: {why}"
