@@ -63,6 +63,7 @@ def one_round(demo: Demo, n: int, mode: str, bad: str, pause_s: float) -> dict[s
     demo.analysis_mode = mode
     promoted = demo.good_canary(f"good-{n}-{mode}")
     if bad == "errors":
+        demo.bad_model = "the good model with a serving deadline no inference meets"
         rolled_back = demo.bad_canary(
             f"bad-{n}-{mode}", env=BROKEN_TIMEOUT_ENV, what="it answers 504 to many requests"
         )
