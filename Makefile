@@ -42,8 +42,9 @@ unit: $(STAMP)
 controlplane: $(STAMP)
 	$(PY) -m localenv.controlplane build
 
-# CoreDNS, Prometheus, Traefik (the Gateway API data plane), and containerd, runc and
-# the CNI plugins of the real node, each from its Go module once; cached the same way.
+# CoreDNS, Prometheus, Traefik (the Gateway API data plane), containerd, runc and the CNI
+# plugins of the real node, and Helm for the chart's tests, each from its Go module once;
+# cached the same way.
 components: $(STAMP)
 	$(PY) -m localenv.components.build
 

@@ -5,8 +5,8 @@ importing its main package), so their dependency graphs never meet: Traefik, Pro
 and CoreDNS each pin their own versions of client-go and friends. A binary lands in
 `~/.cache/mlmodel-operator/components/<name>-<version>-<key>/`, where the key hashes the
 wrapper module and this recipe: a version bump rebuilds, an unchanged tree never does.
-Called by the local environment before it starts them, and by
-`python -m localenv.components.build [NAME...]`.
+Called by the local environment before it starts them, by `localenv.helm` for the chart's
+tests, and by `python -m localenv.components.build [NAME...]`.
 
 Versions are the newest that build here from the module proxy (see the team's notes):
 Traefik v3.7 needs modules the proxy refuses; v3.6.12 builds.
@@ -108,6 +108,14 @@ COMPONENTS = {
                 ("loopback", "github.com/containernetworking/plugins/plugins/main/loopback"),
                 ("portmap", "github.com/containernetworking/plugins/plugins/meta/portmap"),
             ),
+        ),
+        # The chart's tests (charts/mlmodel-operator, tests/cluster/test_helm.py): lint,
+        # template, install, upgrade and uninstall against the local control plane.
+        Component(
+            "helm",
+            "v4.3.1",
+            "helm.sh/helm/v4/cmd/helm",
+            "helm.sh/helm/v4/internal/version.version",
         ),
     )
 }
