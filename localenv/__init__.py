@@ -29,8 +29,10 @@ only the names below (docs/e2e.md has a worked example):
 Layout: `controlplane/` (the Go module, builder and launcher; `python -m
 localenv.controlplane build|up|down|status`), `podrunner` with `node` and `kubeapi`
 (the kubelet of node runner-0; `python -m localenv.podrunner`), `prometheus`,
-`loadgen`, `models`, `operator_process`, `manifests`, `scenario`, `environment`, and
-`demo` (`python -m localenv.demo`, what `make demo` runs).
+`loadgen`, `models`, `operator_process`, `manifests`, `scenario`, `environment`,
+`demo` (`python -m localenv.demo`, what `make demo` runs), `helm` (the Helm binary for
+the chart's tests) and `chart` (`python -m localenv.chart`, the Helm chart's templates
+from `manifests/`).
 """
 
 from __future__ import annotations
