@@ -45,11 +45,9 @@ class InstalledOperator:
     leader_after_s: float  # from the apply to a pod holding the Lease
 
 
-def leader(plane: ControlPlane) -> str:
-    """The identity holding the operator's Lease, or ''."""
-    found = plane.kubectl(
-        "get", "lease", LEASE, "-n", OPERATOR_NAMESPACE, "-o", "json", check=False
-    )
+def leader(plane: ControlPlane, namespace: str = OPERATOR_NAMESPACE) -> str:
+    """The identity holding the operator's Lease in `namespace`, or ''."""
+    found = plane.kubectl("get", "lease", LEASE, "-n", namespace, "-o", "json", check=False)
     if found.returncode != 0:
         return ""
     return str((json.loads(found.stdout).get("spec") or {}).get("holderIdentity") or "")

@@ -4,6 +4,7 @@ logs a failing test gets in its report."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
@@ -98,3 +99,13 @@ def pytest_runtest_makereport(
     for fixture, (title, kind, tails) in LOG_SECTIONS.items():
         if isinstance(used.get(fixture), kind):
             report.sections.append((title, tails(used[fixture])))
+
+
+@pytest.fixture
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No MLMODEL_OPERATOR_* or POD_NAME from the shell that runs the tests: what a test
+    sets is all the operator's settings see."""
+    for name in list(os.environ):
+        if name.startswith("MLMODEL_OPERATOR_") or name == "POD_NAME":
+            monkeypatch.delenv(name)
+    return monkeypatch

@@ -9,7 +9,7 @@ import pytest
 
 from localenv.controlplane.cluster import ControlPlane
 from localenv.install import OPERATOR_NAMESPACE, InstalledOperator
-from localenv.realnode import NODE_NAME
+from tests.helpers.operator_pods import assert_operator_pods_run
 
 pytestmark = pytest.mark.realpods
 
@@ -20,16 +20,8 @@ def test_kubectl_apply_k_manifests_runs_two_operator_pods_and_one_leads(
     project_images_imported: dict[str, float],
 ) -> None:
     pods = installed_operator.pods
-    assert len(pods) == 2, [p["metadata"]["name"] for p in pods]
-    names = {p["metadata"]["name"] for p in pods}
-    # The Lease is held by a pod by its own name (POD_NAME from the downward API).
-    assert installed_operator.leader in names, installed_operator.leader
+    assert_operator_pods_run(pods, installed_operator.leader)
     for pod in pods:
-        assert pod["spec"]["nodeName"] == NODE_NAME
-        [status] = pod["status"]["containerStatuses"]
-        assert status["ready"] is True, status
-        assert status["containerID"].startswith("containerd://"), status
-        assert status["image"].endswith("mlmodel-operator:0.1.0"), status
         # Pod Security admission let them in under `restricted` (namespace.yaml).
         security = pod["spec"]["containers"][0]["securityContext"]
         assert security["readOnlyRootFilesystem"] is True
