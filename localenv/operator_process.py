@@ -61,6 +61,8 @@ class OperatorEnv:
     kubeconfig: Path
     directory: Path
     started: list[OperatorProcess] = field(default_factory=list)
+    # Where the Leases are: the manifests' namespace, or another install's (the chart's).
+    lease_namespace: str = OPERATOR_NAMESPACE
 
     def start(
         self,
@@ -81,7 +83,7 @@ class OperatorEnv:
                 "-m",
                 "mlmodel_operator.cli",
                 f"--namespaces={namespace}",
-                f"--lease-namespace={OPERATOR_NAMESPACE}",
+                f"--lease-namespace={self.lease_namespace}",
                 f"--lease-name=lease-{namespace}",
                 f"--lease-duration-seconds={lease_seconds}",
                 f"--identity={identity}",

@@ -26,11 +26,12 @@ import yaml
 
 from localenv import mlmodel, wait_for
 from localenv.chart import CHART, MANIFESTS, POLICIES
-from localenv.controlplane.cluster import ControlPlane
+from localenv.controlplane.cluster import ControlPlane, write_kubeconfig
 from localenv.helm import Helm
+from localenv.operator_process import OperatorEnv
 from localenv.scenario import get_json
 from mlmodel_operator.settings import Settings, parse_settings
-from tests.helpers.kube import apply
+from tests.helpers.kube import apply, model_status
 
 pytestmark = pytest.mark.cluster
 
@@ -279,15 +280,34 @@ def exists(cluster: ControlPlane, *args: str) -> bool:
     return cluster.kubectl("get", *args, check=False).returncode == 0
 
 
+def as_service_account(cluster: ControlPlane, namespace: str, name: str, path: Path) -> Path:
+    """A kubeconfig with a token of the ServiceAccount the chart made: the operator's
+    credentials in a pod, so its RBAC is the chart's and nothing more."""
+    token = cluster.kubectl(
+        "create", "token", name, "--namespace", namespace, "--duration", "1h"
+    ).stdout.strip()
+    return write_kubeconfig(
+        path,
+        server=cluster.server,
+        ca=cluster.pki.ca.cert,
+        user=f"system:serviceaccount:{namespace}:{name}",
+        token=token,
+    )
+
+
 def test_install_upgrade_and_uninstall_leave_the_crd_and_the_mlmodels(
-    cluster: ControlPlane, helm: Helm, namespace: str
+    cluster: ControlPlane, helm: Helm, namespace: str, tmp_path: Path
 ) -> None:
-    """The release lives in `namespace`; the chart creates the operator's namespace."""
+    """The release lives in `namespace`; the chart creates the operator's namespace. An
+    operator process with the chart's ServiceAccount's token (the pods kwok runs here
+    run no code) reconciles an MLModel: the chart's RBAC is enough. Uninstalling leaves
+    the MLModel and the Deployment the operator made for it, pods and all."""
     operator_namespace = f"{namespace}-system"
     name = f"mlmodel-operator-{namespace}"
     crd_before = crd(cluster)
     release = ("ops", "-n", namespace)
     settings = f"namespace.name={operator_namespace},fullnameOverride={name}"
+    operators: OperatorEnv | None = None
     try:
         helm.run("install", *release, str(CHART), "--set", settings, "--wait", "--timeout=120s")
 
@@ -309,13 +329,31 @@ def test_install_upgrade_and_uninstall_leave_the_crd_and_the_mlmodels(
         assert exists(cluster, "clusterrole", name)
         assert exists(cluster, "clusterrolebinding", name)
 
+        kubeconfig = as_service_account(
+            cluster, operator_namespace, name, tmp_path / "sa.kubeconfig"
+        )
+        operators = OperatorEnv(cluster, kubeconfig, tmp_path, lease_namespace=operator_namespace)
+        operators.start(namespace)
+        apply(cluster, mlmodel("iris", namespace))
+        status = wait_for(
+            lambda: (s := model_status(cluster, namespace, "iris")).get("revision") and s,
+            timeout=60,
+            what="the operator to reconcile iris as the chart's ServiceAccount",
+            interval=0.5,
+        )
+        reconciled, revision = status.get("phase"), str(status["revision"])
+        made = get_json(cluster, "deployment", f"iris-{revision}", "-n", namespace)
+        pods_before = {
+            p["metadata"]["uid"] for p in get_json(cluster, "pods", "-n", namespace)["items"]
+        }
+        operators.stop_all()
+
         helm.run("upgrade", *release, str(CHART), "--reuse-values", "--set", "replicas=1", "--wait")
         deployment = get_json(cluster, "deployment", name, "-n", operator_namespace)
         assert (deployment["spec"]["replicas"], deployment["status"]["replicas"]) == (1, 1)
         history = json.loads(helm.run("history", *release, "-o", "json").stdout)
         assert [h["revision"] for h in history] == [1, 2]
 
-        apply(cluster, mlmodel("iris", namespace))
         helm.run("uninstall", *release, "--wait", "--timeout=120s")
 
         for args in (
@@ -326,8 +364,18 @@ def test_install_upgrade_and_uninstall_leave_the_crd_and_the_mlmodels(
             assert not exists(cluster, *args), args
         assert crd(cluster) is not None
         assert exists(cluster, "mlmodel", "iris", "-n", namespace)
+        # What the operator made for the model stays, untouched, until the CRD goes.
+        kept = get_json(cluster, "deployment", f"iris-{revision}", "-n", namespace)
+        assert kept["metadata"]["uid"] == made["metadata"]["uid"]
+        pods_after = {
+            p["metadata"]["uid"] for p in get_json(cluster, "pods", "-n", namespace)["items"]
+        }
+        assert pods_after == pods_before, (pods_before, pods_after)
         assert helm.run("list", "-n", namespace, "-q").stdout.strip() == ""
+        print(f"\n[helm] the chart's ServiceAccount reconciled iris: phase {reconciled}")
     finally:
+        if operators is not None:
+            operators.stop_all()
         helm.run("uninstall", *release, "--wait", "--timeout=120s", check=False)
         cluster.kubectl("delete", "mlmodel", "iris", "-n", namespace, check=False)
         wait_for(
