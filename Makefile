@@ -43,8 +43,8 @@ controlplane: $(STAMP)
 	$(PY) -m localenv.controlplane build
 
 # CoreDNS, Prometheus, Traefik (the Gateway API data plane), containerd, runc and the CNI
-# plugins of the real node, and Helm for the chart's tests, each from its Go module once;
-# cached the same way.
+# plugins of the real node, Helm for the chart's tests, and the GitOps health-check
+# evaluator (gopher-lua, cel-go), each from its Go module once; cached the same way.
 components: $(STAMP)
 	$(PY) -m localenv.components.build
 

@@ -2,9 +2,12 @@
 
 Each program has a wrapper module here (`<name>/go.mod`, `go.sum`, and a `tools.go`
 importing its main package), so their dependency graphs never meet: Traefik, Prometheus
-and CoreDNS each pin their own versions of client-go and friends. A binary lands in
+and CoreDNS each pin their own versions of client-go and friends. One program is our own:
+`healthcheck/` is a main package (`main.go`) that runs the GitOps health checks of
+docs/gitops.md with gopher-lua and cel-go, as Argo CD and Flux do. A binary lands in
 `~/.cache/mlmodel-operator/components/<name>-<version>-<key>/`, where the key hashes the
-wrapper module and this recipe: a version bump rebuilds, an unchanged tree never does.
+wrapper module (its Go sources, for our own) and this recipe: a version bump rebuilds, an
+unchanged tree never does.
 Called by the local environment before it starts them, by `localenv.helm` for the chart's
 tests, and by `python -m localenv.components.build [NAME...]`.
 
@@ -42,6 +45,7 @@ class Component:
     binary: str = ""  # the file name of `package`'s program, when not `name`
     tags: str = ""  # go build -tags
     cgo: bool = False  # runc's seccomp support is cgo (libseccomp-dev)
+    own: bool = False  # `package` is the wrapper module itself: its *.go, no tools.go
 
     @property
     def module(self) -> Path:
@@ -117,6 +121,15 @@ COMPONENTS = {
             "helm.sh/helm/v4/cmd/helm",
             "helm.sh/helm/v4/internal/version.version",
         ),
+        # The GitOps health checks of docs/gitops.md, run as Argo CD (gopher-lua) and Flux
+        # (cel-go) run them (tests/cluster/test_gitops_health.py). Our own program: its
+        # sources are in the key, so the version only names it.
+        Component(
+            "healthcheck",
+            "v1",
+            "github.com/mlops-dev/mlmodel-operator/localenv/components/healthcheck",
+            own=True,
+        ),
     )
 }
 
@@ -135,7 +148,10 @@ def cache_key(component: Component) -> str:
     if component.extra or component.tags or component.cgo or component.binary:
         # Only where used, so that the keys (and binaries) of plain components stay.
         digest.update(repr((component.programs, component.tags, component.cgo)).encode())
-    for name in ("go.mod", "go.sum", "tools.go"):
+    sources: tuple[str, ...] = ("go.mod", "go.sum", "tools.go")
+    if component.own:
+        sources = ("go.mod", "go.sum", *sorted(p.name for p in component.module.glob("*.go")))
+    for name in sources:
         digest.update((component.module / name).read_bytes())
     return f"{component.name}-{component.version}-{digest.hexdigest()[:12]}"
 
