@@ -44,9 +44,11 @@ controlplane: $(STAMP)
 
 # CoreDNS, Prometheus, Traefik (the Gateway API data plane), containerd, runc and the CNI
 # plugins of the real node, Helm for the chart's tests, and the GitOps health-check
-# evaluator (gopher-lua, cel-go), each from its Go module once; cached the same way.
+# evaluator (gopher-lua, cel-go), each from its Go module once; cached the same way. And
+# the Prometheus Operator's CRDs, from its Go module (GOMODCACHE), for the monitor examples.
 components: $(STAMP)
 	$(PY) -m localenv.components.build
+	$(PY) -m localenv.promoperator
 
 # The operator and runtime images, from operator/Dockerfile and runtime/Dockerfile, by
 # buildah on a stand-in Python base made here (localenv/imagebuild.py); cached by input.
