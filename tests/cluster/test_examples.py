@@ -1,5 +1,6 @@
 """Every example in examples/ is accepted by the API server (server-side dry run), but
-Flux's Kustomization, whose API is not served here."""
+Flux's Kustomization, whose API is not served here, and the Prometheus Operator
+monitors, whose CRDs tests/cluster/test_monitoring_examples.py installs first."""
 
 from __future__ import annotations
 
@@ -16,7 +17,14 @@ EXAMPLE_DIR = Path(__file__).resolve().parents[2] / "examples"
 # Flux's Kustomization: its API is not served here. Flux's own evaluator reads it instead
 # (tests/cluster/test_gitops_health.py).
 NOT_SERVED_HERE = {EXAMPLE_DIR / "gitops" / "flux-kustomization.yaml"}
-EXAMPLES = sorted(p for p in EXAMPLE_DIR.rglob("*.yaml") if p not in NOT_SERVED_HERE)
+# PodMonitors: their CRDs are the Prometheus Operator's, which
+# tests/cluster/test_monitoring_examples.py applies before dry-running them.
+MONITORING = EXAMPLE_DIR / "monitoring"
+EXAMPLES = sorted(
+    p
+    for p in EXAMPLE_DIR.rglob("*.yaml")
+    if p not in NOT_SERVED_HERE and MONITORING not in p.parents
+)
 
 
 def test_there_are_examples() -> None:
