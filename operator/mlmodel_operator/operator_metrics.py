@@ -2,6 +2,12 @@
 
 A registry made by the caller (no global registry mutated at import time). The
 controller records each reconcile through `observe`, from the status it wrote.
+
+Two series exist for dashboards (examples/grafana/) rather than for alerts:
+`mlmodel_operator_revision` says which revision is the stable and which the canary, so
+the runtime's series (labelled by revision only) can be split by role in PromQL; and
+`mlmodel_operator_analysis_value` carries the figures the last judged interval compared,
+so a dashboard shows what the operator decided on rather than a recomputation of it.
 """
 
 from __future__ import annotations
@@ -49,7 +55,23 @@ class OperatorMetrics:
             ["namespace", "name", "phase"],
             registry=registry,
         )
+        self.revision = Gauge(
+            "mlmodel_operator_revision",
+            "1 for each revision serving the MLModel, by role (stable, canary)",
+            ["namespace", "name", "revision", "role"],
+            registry=registry,
+        )
+        self.analysis_value = Gauge(
+            "mlmodel_operator_analysis_value",
+            "A figure the last judged analysis interval compared, by metric and side",
+            ["namespace", "name", "metric", "side"],
+            registry=registry,
+        )
+        # Per model, the label values each gauge holds now: what a change must zero or
+        # drop, and what `forget` removes.
         self._phases: dict[tuple[str, str], set[str]] = {}
+        self._revisions: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        self._values: dict[tuple[str, str], set[tuple[str, str]]] = {}
 
     def observe(
         self,
@@ -60,6 +82,8 @@ class OperatorMetrics:
         reasons: list[str],
     ) -> None:
         """Record what one reconcile changed: its events' reasons and the new status."""
+        if (namespace, name) not in self._phases:
+            self._create_counters(namespace, name)
         for reason in reasons:
             if reason in OUTCOMES:
                 self.rollouts.labels(namespace, name, reason).inc()
@@ -73,6 +97,46 @@ class OperatorMetrics:
         # Every reconcile sets the phase, not only a change of it: a new leader starts
         # with an empty registry and must report the phases it finds.
         self._set_phase(namespace, name, str(new.get("phase", "")))
+        self._set_revisions(namespace, name, new)
+        self._set_values(namespace, name, analysis)
+
+    def _create_counters(self, namespace: str, name: str) -> None:
+        """Every outcome and verdict at 0 from the first sight of a model: `increase()`
+        cannot see a counter's first step if the series starts at 1, so a dashboard's
+        first promotion would read 0."""
+        for outcome in OUTCOMES:
+            self.rollouts.labels(namespace, name, outcome)
+        for verdict in VERDICTS:
+            self.verdicts.labels(namespace, name, verdict)
+
+    def _set_revisions(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        now: set[tuple[str, str]] = set()
+        for role in ("stable", "canary"):
+            revision = (status.get(role) or {}).get("revision")
+            if revision:
+                now.add((str(revision), role))
+        held = self._revisions.setdefault((namespace, name), set())
+        # Dropped rather than zeroed: a revision that is no longer the canary must leave
+        # PromQL joins on it, not stay in them with a 0.
+        for revision, role in held - now:
+            _remove(self.revision, namespace, name, revision, role)
+        for revision, role in now:
+            self.revision.labels(namespace, name, revision, role).set(1)
+        self._revisions[(namespace, name)] = now
+
+    def _set_values(self, namespace: str, name: str, analysis: Mapping[str, Any]) -> None:
+        now: dict[tuple[str, str], float] = {}
+        for result in analysis.get("metrics") or ():
+            for side in ("stable", "canary"):
+                figure = result.get(side)
+                if isinstance(figure, (int, float)):
+                    now[(str(result.get("name", "")), side)] = float(figure)
+        held = self._values.setdefault((namespace, name), set())
+        for metric, side in held - set(now):
+            _remove(self.analysis_value, namespace, name, metric, side)
+        for (metric, side), figure in now.items():
+            self.analysis_value.labels(namespace, name, metric, side).set(figure)
+        self._values[(namespace, name)] = set(now)
 
     def _set_phase(self, namespace: str, name: str, phase: str) -> None:
         seen = self._phases.setdefault((namespace, name), set())
@@ -87,6 +151,10 @@ class OperatorMetrics:
         for phase in self._phases.pop((namespace, name), set()):
             _remove(self.phase, namespace, name, phase)
         _remove(self.canary_weight, namespace, name)
+        for revision, role in self._revisions.pop((namespace, name), set()):
+            _remove(self.revision, namespace, name, revision, role)
+        for metric, side in self._values.pop((namespace, name), set()):
+            _remove(self.analysis_value, namespace, name, metric, side)
         for outcome in OUTCOMES:
             _remove(self.rollouts, namespace, name, outcome)
         for verdict in VERDICTS:

@@ -10,8 +10,8 @@ from mlmodel_operator.operator_metrics import OperatorMetrics
 pytestmark = pytest.mark.unit
 
 
-def value(registry: CollectorRegistry, metric: str, **labels: str) -> float | None:
-    return registry.get_sample_value(metric, labels)
+def value(registry: CollectorRegistry, series: str, **labels: str) -> float | None:
+    return registry.get_sample_value(series, labels)
 
 
 def test_rollouts_weights_verdicts_and_phases_are_counted() -> None:
@@ -101,3 +101,64 @@ def test_a_deleted_models_series_are_dropped() -> None:
     assert 'name="iris"' not in exposition
     assert 'name="other"' in exposition
     metrics.forget("ns", "never-seen")  # nothing to drop is fine
+
+
+def test_revisions_carry_their_role_and_leave_when_they_stop_serving() -> None:
+    """The join series a dashboard splits the runtime's series by: a promoted canary is
+    the stable at once, and its canary series is gone rather than 0."""
+    registry = CollectorRegistry()
+    metrics = OperatorMetrics(registry)
+    canary = {"phase": "Progressing", "stable": {"revision": "a1"}, "canary": {"revision": "b2"}}
+    metrics.observe("ns", "iris", {}, canary, [])
+    labels = {"namespace": "ns", "name": "iris"}
+    assert value(registry, "mlmodel_operator_revision", **labels, revision="a1", role="stable") == 1
+    assert value(registry, "mlmodel_operator_revision", **labels, revision="b2", role="canary") == 1
+    promoted = {"phase": "Healthy", "stable": {"revision": "b2"}}
+    metrics.observe("ns", "iris", canary, promoted, ["Promoted"])
+    assert value(registry, "mlmodel_operator_revision", **labels, revision="b2", role="stable") == 1
+    exposition = generate_latest(registry).decode()
+    assert 'revision="a1"' not in exposition
+    assert 'role="canary"' not in exposition
+
+
+def test_the_last_judged_figures_are_exported_by_metric_and_side() -> None:
+    registry = CollectorRegistry()
+    metrics = OperatorMetrics(registry)
+    judged = {
+        "phase": "Progressing",
+        "analysis": {
+            "interval": 3,
+            "verdict": "Pass",
+            "metrics": [
+                {"name": "error-rate", "stable": 0.0, "canary": 0.02, "verdict": "Pass"},
+                {"name": "prediction-divergence", "stable": None, "canary": 0.31},
+            ],
+        },
+    }
+    metrics.observe("ns", "iris", {}, judged, [])
+    labels = {"namespace": "ns", "name": "iris"}
+    get = "mlmodel_operator_analysis_value"
+    assert value(registry, get, **labels, metric="error-rate", side="canary") == 0.02
+    assert value(registry, get, **labels, metric="error-rate", side="stable") == 0.0
+    assert value(registry, get, **labels, metric="prediction-divergence", side="canary") == 0.31
+    # A side with no figure is no series (not a 0 that would read as "no divergence").
+    assert value(registry, get, **labels, metric="prediction-divergence", side="stable") is None
+    # A status without analysis (a new rollout, a deleted block) leaves no stale figure.
+    metrics.observe("ns", "iris", judged, {"phase": "Healthy"}, [])
+    assert value(registry, get, **labels, metric="error-rate", side="canary") is None
+    assert value(registry, get, **labels, metric="prediction-divergence", side="canary") is None
+
+
+def test_outcome_and_verdict_counters_start_at_zero_for_increase() -> None:
+    """`increase()` over a window needs the series before its first step: every outcome
+    and verdict exists at 0 from the first reconcile of a model on."""
+    registry = CollectorRegistry()
+    OperatorMetrics(registry).observe("ns", "iris", {}, {"phase": "Healthy"}, [])
+    labels = {"namespace": "ns", "name": "iris"}
+    for outcome in ("Promoted", "RolledBack"):
+        assert value(registry, "mlmodel_operator_rollouts_total", **labels, outcome=outcome) == 0
+    for verdict in ("Pass", "Fail", "Inconclusive"):
+        assert (
+            value(registry, "mlmodel_operator_analysis_verdicts_total", **labels, verdict=verdict)
+            == 0
+        )
