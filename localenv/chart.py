@@ -285,7 +285,8 @@ def _deployment(document: dict[str, Any], holes: _Holes) -> None:
 
 
 def _pod_monitor(deployment: Mapping[str, Any], holes: _Holes) -> dict[str, Any]:
-    """A PodMonitor for what the Deployment's scrape annotations say."""
+    """A PodMonitor for what the Deployment's scrape annotations say, honouring the
+    series' own `namespace` (the MLModel's, as examples/prometheus.yaml's job does)."""
     template = deployment["spec"]["template"]
     annotations = template["metadata"]["annotations"]
     port = int(annotations["prometheus.io/port"])
@@ -295,6 +296,7 @@ def _pod_monitor(deployment: Mapping[str, Any], holes: _Holes) -> dict[str, Any]
     endpoint = {
         "port": port_name,
         "path": annotations.get("prometheus.io/path", "/metrics"),
+        "honorLabels": True,
         holes.snippet(MONITOR_INTERVAL): None,
     }
     labels = dict(deployment["metadata"]["labels"])

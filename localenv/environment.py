@@ -13,8 +13,8 @@ reverse, then releases the lock):
 4. the pod runner, the kubelet of node runner-0 (each pod in its own network namespace,
    addresses from `pod_cidr`);
 5. a real Prometheus discovering the pods through the API (Kubernetes service
-   discovery) and scraping them every second; its URL is known from construction on,
-   so MLModels can name it before anything runs;
+   discovery) and scraping them, and the operator, every second; its URL is known from
+   construction on, so MLModels can name it before anything runs;
 6. the operator, as its ServiceAccount, watching `namespace`.
 
 With `pods="real"` (`make demo DEMO_ARGS=--pods=real`), steps 4 to 6 are instead what
@@ -208,6 +208,7 @@ class LocalEnvironment:
         self.say(f"starting the operator (as its ServiceAccount, watching '{self.namespace}')")
         self._operators = OperatorEnv(plane=plane, kubeconfig=kubeconfig, directory=self.directory)
         self._operator = self._operators.start(self.namespace)
+        self.prometheus.scrape_operators([self._operator.health_port])
 
     def stop(self) -> None:
         """Stop everything that was started, last first, and release the lock; never
@@ -255,6 +256,7 @@ class LocalEnvironment:
         self._operator = operators.start(
             self.namespace, identity=f"op-{len(operators.started) + 1}"
         )
+        self.prometheus.scrape_operators([self._operator.health_port])
         return self._operator
 
     # ---- what runs ------------------------------------------------------------------

@@ -7,6 +7,10 @@ discovery (role `pod`), with the very scrape job the repository ships for users
 `mlops_dev_revision` and friends, `namespace` and `pod`), scraping every second. It keeps
 its TSDB in a temporary directory and is queried through its HTTP API.
 
+Operators that run as processes here (not pods) are scraped by one more job, from a file
+`scrape_operators` writes, with the operator job's `honor_labels` (the series'
+`namespace` is the MLModel's), so the dashboard of examples/grafana/ has their series.
+
 Its port is chosen when the object is made, so its URL can go into MLModels before
 it starts; see `port_known_in_advance`.
 """
@@ -71,11 +75,18 @@ def shipped_scrape_jobs() -> list[dict[str, Any]]:
     return jobs
 
 
-def config(kubeconfig: Path, query_log: Path) -> dict[str, Any]:
+def config(kubeconfig: Path, query_log: Path, operators_file: Path) -> dict[str, Any]:
     jobs = shipped_scrape_jobs()
     for job in jobs:
         for discovery in job.get("kubernetes_sd_configs") or ():
             discovery["kubeconfig_file"] = str(kubeconfig)  # in-cluster: its ServiceAccount
+    jobs.append(
+        {
+            "job_name": "mlmodel-operator-process",
+            "honor_labels": True,
+            "file_sd_configs": [{"files": [str(operators_file)], "refresh_interval": "1s"}],
+        }
+    )
     return {
         "global": {
             "scrape_interval": "1s",
@@ -113,6 +124,23 @@ class Prometheus:
         """Every PromQL query Prometheus answered (its own query log), one JSON a line."""
         return self.directory / "queries.log"
 
+    @property
+    def operators_file(self) -> Path:
+        return self.directory / "operators.json"
+
+    def scrape_operators(self, ports: list[int]) -> None:
+        """Scrape the operator processes listening on these loopback ports (their
+        /metrics), replacing the previous list; Prometheus rereads the file within a
+        second. Written whole then renamed, so it never reads half a file."""
+        targets = [
+            {"targets": [f"127.0.0.1:{port}"], "labels": {"pod": f"operator-{port}"}}
+            for port in ports
+        ]
+        self.directory.mkdir(parents=True, exist_ok=True)
+        partial = self.operators_file.with_suffix(".tmp")
+        partial.write_text(json.dumps(targets))
+        partial.replace(self.operators_file)
+
     def queries(self) -> list[str]:
         if not self.query_log.exists():
             return []
@@ -123,7 +151,11 @@ class Prometheus:
         binary = ensure_component("prometheus")
         self.directory.mkdir(parents=True, exist_ok=True)
         config_file = self.directory / "prometheus.yml"
-        config_file.write_text(yaml.safe_dump(config(self.kubeconfig, self.query_log)))
+        if not self.operators_file.exists():
+            self.scrape_operators([])
+        config_file.write_text(
+            yaml.safe_dump(config(self.kubeconfig, self.query_log, self.operators_file))
+        )
         self._spawn(binary, config_file)
         try:
             self._wait_ready()

@@ -171,10 +171,11 @@ def test_changed_values_show_where_they_belong(helm: Helm) -> None:
         "app.kubernetes.io/name": "mlmodel-operator",
         "release": "prom",
     }
-    # It selects the operator's pods, and scrapes the port the operator serves /metrics on.
+    # It selects the operator's pods, and scrapes the port the operator serves /metrics on,
+    # keeping the series' own `namespace` (the MLModel's).
     assert monitor["spec"]["selector"] == deployment["spec"]["selector"]
     assert monitor["spec"]["podMetricsEndpoints"] == [
-        {"port": "health", "path": "/metrics", "interval": "30s"}
+        {"port": "health", "path": "/metrics", "honorLabels": True, "interval": "30s"}
     ]
     assert {"name": "health", "containerPort": 8080} in container["ports"]
     assert not any(kind == "PodMonitor" for _, kind, _, _ in template(helm))
