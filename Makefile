@@ -7,10 +7,11 @@ STATE ?= .cluster
 DEMO_DIR ?= .demo
 DEMO_ARGS ?=
 
-.PHONY: help install lint unit test controlplane components images demo kind-demo cluster-up cluster-down clean
+.PHONY: help install lint unit test controlplane components images demo dashboard-png kind-demo cluster-up cluster-down clean
 
 help:
 	@echo "make demo          a whole rollout on this machine: v1 serves, v2 promoted, v3 rolled back"
+	@echo "make dashboard-png the demo, then the Grafana dashboard's panels drawn to docs/images/"
 	@echo "                   (DEMO_ARGS=--keep leaves it running; state and logs in $(DEMO_DIR)/)"
 	@echo "make test          lint, type-check and run every test (what CI runs)"
 	@echo "make kind-demo     with Docker and kind: build the images, install, roll out (examples/kind/)"
@@ -65,6 +66,12 @@ test: lint controlplane components images
 # DEMO_ARGS=--pods=real runs the pods as containers of the images `make images` builds.
 demo: controlplane components $(if $(findstring real,$(DEMO_ARGS)),images)
 	$(PY) -m localenv.sandbox -- $(PY) -m localenv.demo --dir $(DEMO_DIR) $(DEMO_ARGS)
+
+# The picture of examples/grafana/'s dashboard in docs/operations.md: its queries run
+# against the demo's Prometheus and drawn with matplotlib (Grafana is not built here).
+dashboard-png: controlplane components
+	$(PY) -m localenv.sandbox -- $(PY) -m localenv.demo --dir $(DEMO_DIR) --no-live \
+		--dashboard docs/images/mlmodel-rollouts.png
 
 # For people with Docker and kind; CI machines have neither (examples/kind/demo.sh).
 kind-demo:

@@ -1,7 +1,8 @@
 """`make demo`: a whole progressive delivery on this machine, with real processes.
 
     python -m localenv.demo [--dir .demo] [--pause 10] [--rate 40] [--keep]
-                            [--pods process|real]
+                            [--pods process|real] [--analysis interval|sequential]
+                            [--dashboard PNG]
 
 1. The local environment starts (localenv/environment.py), inside the network
    sandbox: control plane, kube-proxy, CoreDNS, operator, pod runner, Prometheus and
@@ -18,6 +19,9 @@
    latency, prediction divergence), and is promoted.
 5. v3 (trained on shuffled labels: fast, error-free, and wrong) goes out the same way
    and is rolled back by prediction divergence alone.
+6. With `--dashboard PNG`, every query of the Grafana dashboard (examples/grafana/)
+   runs against the demo's Prometheus over the whole demo, and the panels are drawn
+   to PNG (localenv.dashboard; `make dashboard-png` makes docs/images/ this way).
 
 The live view is the plugin's (`kubectl mlmodel status -w`) plus the traffic by
 version. Exit status 0 when all of that happened, 1 (with the reason and the logs'
@@ -45,7 +49,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from localenv import gateway, models, sandbox
+from localenv import dashboard, gateway, models, sandbox
 from localenv.environment import POD_KINDS, EnvironmentBusy, LocalEnvironment
 from localenv.install import STORE_URL
 from localenv.loadgen import LoadGenerator, LoadResult, gateway_url, until_answering
@@ -539,6 +543,23 @@ def keep_running(demo: Demo) -> None:
         pass
 
 
+def draw_dashboard(env: LocalEnvironment, since: float, out: Path, screen: Screen) -> None:
+    """Every query of examples/grafana/'s dashboard over the demo, drawn to `out`; a
+    query without series fails the demo (the dashboard would show a hole)."""
+    time.sleep(5)  # the last writes scraped (every second) and a rate window after them
+    window = dashboard.Window(since, time.time(), scrape_s=1.0)
+    board = dashboard.load()
+    client = dashboard.Client(env.prometheus_url)
+    try:
+        run = dashboard.execute(board, client, window, {"namespace": env.namespace, "model": NAME})
+    finally:
+        client.close()
+    if run.empty():
+        raise DemoFailed("dashboard queries without series:\n" + "\n".join(run.empty()))
+    dashboard.render(board, run, window, out, f"{env.namespace}/{NAME} (make demo)")
+    screen.say(f"the dashboard's {len(run.panels)} panel queries drawn to {out}")
+
+
 def prepare(directory: Path) -> None:
     """A fresh state directory: the demo's own from an earlier run is wiped."""
     if directory.exists() and any(directory.iterdir()):
@@ -570,7 +591,15 @@ def main(argv: list[str] | None = None) -> int:
         default="interval",
         help="the analysis mode of the MLModels (docs/analysis.md)",
     )
+    parser.add_argument(
+        "--dashboard",
+        type=Path,
+        metavar="PNG",
+        help="at the end, run the Grafana dashboard's queries over the demo and draw them here",
+    )
     args = parser.parse_args(argv)
+    if args.dashboard and args.pods == "real":
+        parser.error("--dashboard needs Prometheus, which --pods real does not run")
     directory: Path = args.dir.resolve()
     screen = Screen(sys.stdout, live=sys.stdout.isatty() and not args.no_live)
     env = LocalEnvironment(directory, say=screen.say, pods=args.pods)
@@ -604,7 +633,10 @@ def main(argv: list[str] | None = None) -> int:
     code = 0
     try:
         env.start()
+        started = time.time()  # the dashboard's range: from the first apply on
         demo.run()
+        if args.dashboard:
+            draw_dashboard(env, started, args.dashboard.resolve(), screen)
     except KeyboardInterrupt:
         code = 130
     except Exception as error:  # a component died, a timeout: say what, show the logs
