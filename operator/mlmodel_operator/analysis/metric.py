@@ -162,6 +162,28 @@ def result(
     return MetricResult(metric.key, stable, canary, metric.limit, verdict, reason, evidence)
 
 
+def tested(
+    metric: MetricSpec,
+    stable: float | None,
+    canary: float | None,
+    verdict: Verdict,
+    evidence: float,
+    *,
+    figures: str,
+    why: str,
+) -> MetricResult:
+    """The result of a sequential test (`sequential.verdict_of`), its reason said the
+    same way for every kind: the figures and the limit when the test decided, only why
+    not when it has not."""
+    if verdict is Verdict.FAIL:
+        reason = f"{figures} breaks {metric.limit}: {why}"
+    elif verdict is Verdict.PASS:
+        reason = f"{figures} within {metric.limit} so far: {why}"
+    else:
+        reason = f"{metric.key}: {why}"
+    return result(metric, stable, canary, verdict, reason, evidence)
+
+
 def outside(metric: MetricSpec, value: float) -> str:
     """How `value` breaks the metric's min/max, or ''."""
     if metric.min is not None and value < metric.min:

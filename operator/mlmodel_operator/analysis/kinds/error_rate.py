@@ -26,6 +26,7 @@ from mlmodel_operator.analysis.metric import (
     Window,
     num,
     result,
+    tested,
 )
 from mlmodel_operator.analysis.sequential import error_rate_log_e, upper_rate_bound, verdict_of
 from mlmodel_operator.analysis.windows import error_counts, error_rate, increase_p_value
@@ -105,10 +106,4 @@ class ErrorRate:
         few = totals.too_few(baseline=compare)
         verdict, evidence, why = verdict_of(log_e, alpha, few, beyond)
         figures = f"{metric.key} {num(canary)} in {n_c:.0f} requests (stable {num(stable)})"
-        if verdict is Verdict.FAIL:
-            reason = f"{figures} breaks {metric.limit}: {why}"
-        elif verdict is Verdict.PASS:
-            reason = f"{figures} within {metric.limit} so far: {why}"
-        else:
-            reason = f"{metric.key}: {why}"
-        return result(metric, stable, canary, verdict, reason, evidence)
+        return tested(metric, stable, canary, verdict, evidence, figures=figures, why=why)

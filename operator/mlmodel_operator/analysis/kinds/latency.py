@@ -23,6 +23,7 @@ from mlmodel_operator.analysis.metric import (
     Window,
     num,
     result,
+    tested,
 )
 from mlmodel_operator.analysis.sequential import latency_log_e, verdict_of
 from mlmodel_operator.analysis.windows import histogram_quantile
@@ -102,10 +103,4 @@ class LatencyP99:
             beyond = f"{canary / stable:.2f}x stable > maxRatio {num(metric.max_ratio)}"
         verdict, evidence, why = verdict_of(log_e, totals.alpha, few, beyond)
         figures = f"{metric.key} {num(canary)}s (stable {num(stable)}s)"
-        if verdict is Verdict.FAIL:
-            reason = f"{figures} breaks {metric.limit}: {why}"
-        elif verdict is Verdict.PASS:
-            reason = f"{figures} within {metric.limit} so far: {why}"
-        else:
-            reason = f"{metric.key}: {why}"
-        return result(metric, stable, canary, verdict, reason, evidence)
+        return tested(metric, stable, canary, verdict, evidence, figures=figures, why=why)
