@@ -1,4 +1,5 @@
-"""Command line entry point `mlmodel-runtime` with `fetch`, `convert` and `serve`.
+"""Command line entry point `mlmodel-runtime` with `fetch`, `convert`, `serve` and
+`reference`.
 
 Each subcommand lives in its own package and exposes `configure(parser)` and
 `run(args) -> int`; it is imported only when chosen, so `serve` never pays for
@@ -17,6 +18,7 @@ SUBCOMMANDS = {
     "fetch": "download a model into a source directory for `convert --source`",
     "convert": "convert a model to ONNX and check that it predicts the same",
     "serve": "serve an ONNX model over the Open Inference Protocol v2",
+    "reference": "write a parity reference: a model's predictions on sample rows (.npz)",
 }
 
 

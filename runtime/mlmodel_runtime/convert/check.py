@@ -10,7 +10,7 @@ they usually mean a broken model rather than a conversion problem.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,8 @@ class ParityPlan:
     tolerance: Tolerance = field(default_factory=Tolerance)
     sample_data: Path | None = None
     reference: Path | None = None
+    # Which reference that is, for the report: {uri, sha256, bytes} as fetched.
+    reference_source: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,7 @@ def check_parity(
     reference: Reference | None,
     tol: Tolerance,
     source: str,
+    reference_source: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Parity figures for metadata.json; raises ParityError carrying them when they fail."""
     ensure_finite(original, "original")
@@ -150,6 +153,8 @@ def check_parity(
         "rows": results["vs_original"].rows,
         **{k: v.to_json() for k, v in results.items()},
     }
+    if reference is not None and reference_source:
+        figures["reference"] = dict(reference_source)
     if not passed:
         failed = [k for k in judged if not results[k].passed]
         summary = "; ".join(_summary(k, results[k]) for k in failed)
@@ -196,6 +201,7 @@ def against_original(
         reference=reference,
         tol=plan.tolerance,
         source=source,
+        reference_source=plan.reference_source,
     )
 
 

@@ -122,11 +122,11 @@ def warnings_to(log: Log) -> Iterator[None]:
         yield
 
 
-def checked_sha256(value: str | None) -> str | None:
+def checked_sha256(value: str | None, flag: str = "--sha256") -> str | None:
     if value is None:
         return None
     if not SHA256.match(value):
-        raise UsageError("--sha256 must be 64 hexadecimal digits")
+        raise UsageError(f"{flag} must be 64 hexadecimal digits")
     return value.lower()
 
 

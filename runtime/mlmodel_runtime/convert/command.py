@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlmodel_runtime.convert import cli_shared, formats, workdir
 from mlmodel_runtime.convert.errors import ConvertError, UsageError
+from mlmodel_runtime.convert.evaluation import METRICS
 from mlmodel_runtime.convert.fetch import read_pinned_sha256
 from mlmodel_runtime.convert.learned import ConversionFailed, Learned
 from mlmodel_runtime.convert.parity import Tolerance
@@ -31,7 +32,9 @@ from mlmodel_runtime.convert.parity import Tolerance
 if TYPE_CHECKING:
     from mlmodel_runtime.convert.pipeline import Converted
 
-_PATH_ARGUMENTS = ("out", "source", "sample_data", "reference", "report_file", "sha256_file")
+_PATH_ARGUMENTS = (
+    "out", "source", "sample_data", "reference", "evaluation", "report_file", "sha256_file"
+)  # fmt: skip
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -78,6 +81,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help=".npz with inputs and the predictions from the training environment",
     )
+    add(
+        "--evaluation",
+        type=Path,
+        metavar="FILE",
+        help=".npz with inputs and their true answers (target) to score the model on "
+        "(with --source, the one fetch put beside the model is used)",
+    )
+    add(
+        "--evaluation-metric",
+        choices=list(METRICS),
+        help="; ".join(f"{m.name}: {m.doc}" for m in METRICS.values()),
+    )
     add("--parity-samples", type=int, default=256, metavar="N", help="rows (default 256)")
     add("--rtol", type=float, default=Tolerance.rtol, help="relative tolerance (default 1e-4)")
     add("--atol", type=float, default=Tolerance.atol, help="absolute tolerance (default 1e-5)")
@@ -115,7 +130,11 @@ def request_from_args(args: argparse.Namespace) -> Any:
         raise UsageError("--max-unpacked-bytes must be positive")
     if args.sample_data is not None and args.reference is not None:
         raise UsageError("give --sample-data or --reference, not both")
-    for flag, path in (("--sample-data", args.sample_data), ("--reference", args.reference)):
+    for flag, path in (
+        ("--sample-data", args.sample_data),
+        ("--reference", args.reference),
+        ("--evaluation", args.evaluation),
+    ):
         if path is not None and not path.is_file():
             raise UsageError(f"{flag} {path}: no such file")
     return Request(
@@ -137,6 +156,8 @@ def request_from_args(args: argparse.Namespace) -> Any:
             sample_data=args.sample_data,
             reference=args.reference,
         ),
+        evaluation=args.evaluation,
+        evaluation_metric=args.evaluation_metric,
         fetch_options=options,
     )
 
@@ -147,12 +168,19 @@ def _success(converted: Converted) -> dict[str, Any]:
         "status": "ok",
         "error": None,
         "exit_code": 0,
-        "message": f"converted {metadata.estimator}; parity passed",
+        "message": f"converted {metadata.estimator}; parity passed" + _scored(converted),
         "model_sha256": metadata.model_sha256,
         "opset": metadata.opset,
         **converted.learned.report_fields(),
         "libraries": metadata.libraries,
     }
+
+
+def _scored(converted: Converted) -> str:
+    scored = converted.learned.evaluation
+    if not scored:
+        return ""
+    return f"; {scored['metric']} {scored['score']:.4g} on {scored['rows']} labelled rows"
 
 
 def _failure(error: Exception, learned: Learned, log: cli_shared.Log) -> dict[str, Any]:

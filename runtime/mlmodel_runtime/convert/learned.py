@@ -28,6 +28,7 @@ class Learned:
     inputs: tuple[TensorSpec, ...] | None = None
     outputs: tuple[TensorSpec, ...] | None = None
     parity: Mapping[str, Any] | None = None
+    evaluation: Mapping[str, Any] | None = None  # the score on a labelled holdout set
     timings: Mapping[str, float] | None = None  # seconds per phase, once the run started
 
     def report_fields(self) -> dict[str, Any]:
@@ -45,6 +46,8 @@ class Learned:
             }
         if self.parity is not None:
             fields["parity"] = dict(self.parity)
+        if self.evaluation is not None:
+            fields["evaluation"] = dict(self.evaluation)
         if self.source is not None:
             fields["source"] = dict(self.source)
         if self.version_warning:

@@ -25,10 +25,11 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-from mlmodel_runtime.convert import check, fetch, formats, ortsession, sourcedir
+from mlmodel_runtime.convert import check, evaluation, fetch, formats, ortsession, sourcedir
 from mlmodel_runtime.convert.errors import UsageError
 from mlmodel_runtime.convert.learned import ConversionFailed, Learned
 from mlmodel_runtime.convert.redact import redact_uri
+from mlmodel_runtime.convert.schema import InputSchema
 from mlmodel_runtime.modeldir import (
     MODEL_FILE,
     ModelMetadata,
@@ -53,6 +54,10 @@ class Request:
     pinned_sha256: str | None = None
     load: formats.LoadOptions = field(default_factory=formats.LoadOptions)
     parity: check.ParityPlan = field(default_factory=check.ParityPlan)
+    # The quality gate's score: a labelled .npz (or the one fetched beside the model)
+    # and the metric to compute on it.
+    evaluation: Path | None = None
+    evaluation_metric: str | None = None
     fetch_options: fetch.FetchOptions = field(default_factory=fetch.FetchOptions)
 
 
@@ -139,8 +144,11 @@ def convert(
             outputs = ortsession.tensor_specs(session.get_outputs())
             learned = replace(learned, outputs=outputs)
             with stopwatch.phase("parity"):
-                parity = model.parity(schema, session, request.parity, log)
+                parity = model.parity(schema, session, _parity_plan(request, log), log)
             learned = replace(learned, parity=parity)
+            with stopwatch.phase("evaluation"):
+                scored = _evaluation(request, model, schema, session, log)
+            learned = replace(learned, evaluation=scored)
             metadata = _metadata(
                 model,
                 inputs=inputs,
@@ -160,6 +168,64 @@ def convert(
     except Exception as exc:
         raise ConversionFailed(exc, replace(learned, timings=stopwatch.timings())) from exc
     return Converted(metadata, replace(learned, timings=stopwatch.timings()))
+
+
+def _parity_plan(request: Request, log: Callable[[str], None]) -> check.ParityPlan:
+    """The request's plan, with the reference `fetch --reference-uri` put beside the
+    model (checked against its description like the model), or the --reference file,
+    named with its digest so the report says which reference proved parity."""
+    plan = request.parity
+    if plan.reference is None and request.source_dir is not None:
+        fetched = sourcedir.read_extra(
+            request.source_dir, sourcedir.REFERENCE, max_bytes=request.fetch_options.max_bytes
+        )
+        if fetched is not None:
+            reference, source = fetched
+            log(f"parity against the reference {source.uri} ({source.bytes} bytes)")
+            return replace(plan, reference=reference.path, reference_source=source.to_json())
+    if plan.reference is not None and plan.reference_source is None:
+        digest = hashlib.sha256(plan.reference.read_bytes()).hexdigest()
+        described = {"uri": str(plan.reference), "sha256": digest}
+        return replace(plan, reference_source=described)
+    return plan
+
+
+def _evaluation(
+    request: Request,
+    model: formats.Model[Any],
+    schema: Any,
+    session: Any,
+    log: Callable[[str], None],
+) -> dict[str, Any] | None:
+    """The converted model's score on the labelled set, or None when none was asked."""
+    dataset, described = request.evaluation, None
+    if dataset is None and request.source_dir is not None:
+        fetched = sourcedir.read_extra(
+            request.source_dir, sourcedir.EVALUATION, max_bytes=request.fetch_options.max_bytes
+        )
+        if fetched is not None:
+            dataset, described = fetched[0].path, fetched[1].to_json()
+    if dataset is None and request.evaluation_metric is None:
+        return None
+    if dataset is None or request.evaluation_metric is None:
+        raise UsageError("an evaluation needs both a labelled dataset and --evaluation-metric")
+    if not isinstance(schema, InputSchema):
+        raise UsageError(
+            "an evaluation needs a model format with an original (skops, sklearn); an ONNX "
+            "model is served as is"
+        )
+    if described is None:
+        digest = hashlib.sha256(dataset.read_bytes()).hexdigest()
+        described = {"uri": str(dataset), "sha256": digest}
+    return evaluation.evaluate(
+        session,
+        schema,
+        dataset,
+        request.evaluation_metric,
+        task=model.task,
+        described=described,
+        log=log,
+    )
 
 
 def _source(

@@ -25,7 +25,10 @@ DEFAULT_TERMINATION_LOG = Path("/dev/termination-log")
 # Fields that are never shortened or dropped.
 ESSENTIAL = ("status", "error", "exit_code", "retryable")
 # Optional fields, dropped last-first when nothing else helps.
-DROP_ORDER = ("libraries", "timings", "schema", "source", "parity", "estimator", "uri")
+# `evaluation` goes last: the operator's quality gate compares its score.
+DROP_ORDER = (
+    "libraries", "timings", "schema", "source", "parity", "estimator", "uri", "evaluation"
+)  # fmt: skip
 
 
 def one_line(message: str, limit: int = MESSAGE_CHARS) -> str:

@@ -13,6 +13,8 @@ Files (never unpickled: object arrays are refused):
 - `--reference` `.npz`: `inputs` (2-D) or one 1-D/2-D array per input name,
   plus `label` and optionally `probabilities` (classifiers) or `predictions`
   (regressors), as computed in the training environment.
+- an evaluation `.npz` (`--evaluation`): the same inputs, plus `target`, the true
+  answers the converted model is scored against.
 """
 
 from __future__ import annotations
@@ -145,15 +147,20 @@ def read_samples(path: Path, schema: InputSchema, rows: int) -> Feeds:
     return {name: values[:rows] for name, values in feeds.items()}
 
 
-def read_reference(path: Path, schema: InputSchema) -> Reference:
-    """Read the --reference .npz (see the module docstring and docs/convert.md)."""
+def _load_npz(path: Path, what: str) -> dict[str, npt.NDArray[Any]]:
     try:
         with np.load(path, allow_pickle=False) as archive:
-            arrays = {k: archive[k] for k in archive.files}
+            return {k: archive[k] for k in archive.files}
     except (OSError, ValueError) as exc:
         raise UsageError(
-            f"cannot read reference {path} (an .npz without objects): {describe(exc)}"
+            f"cannot read {what} {path} (an .npz without objects): {describe(exc)}"
         ) from exc
+
+
+def _input_feeds(
+    arrays: dict[str, npt.NDArray[Any]], schema: InputSchema, path: Path, what: str
+) -> Feeds:
+    """The model's inputs in an .npz: `inputs` (2-D) or one array per input name."""
     if "inputs" in arrays:
         if schema.dataframe:
             raise UsageError("this model takes named columns: store one array per input name")
@@ -161,14 +168,21 @@ def read_reference(path: Path, schema: InputSchema) -> Reference:
     elif schema.dataframe:
         missing = [c.name for c in schema.columns if c.name not in arrays]
         if missing:
-            raise UsageError(f"reference {path} lacks input arrays: {', '.join(missing)}")
+            raise UsageError(f"{what} {path} lacks input arrays: {', '.join(missing)}")
         feeds = {c.name: _column(arrays[c.name], c.datatype, c.name) for c in schema.columns}
     else:
-        raise UsageError(f"reference {path} has no 'inputs' array")
+        raise UsageError(f"{what} {path} has no 'inputs' array")
     rows = {v.shape[0] for v in feeds.values()}
     if len(rows) != 1:
-        raise UsageError(f"reference {path}: inputs have different row counts {sorted(rows)}")
-    (n,) = rows
+        raise UsageError(f"{what} {path}: inputs have different row counts {sorted(rows)}")
+    return feeds
+
+
+def read_reference(path: Path, schema: InputSchema) -> Reference:
+    """Read the --reference .npz (see the module docstring and docs/convert.md)."""
+    arrays = _load_npz(path, "reference")
+    feeds = _input_feeds(arrays, schema, path, "reference")
+    n = row_count(feeds)
     outputs = {k: arrays.get(k) for k in ("label", "probabilities", "predictions")}
     for key, value in outputs.items():
         if value is not None and value.shape[0] != n:
@@ -178,6 +192,23 @@ def read_reference(path: Path, schema: InputSchema) -> Reference:
             f"reference {path} needs 'label' (classifier) or 'predictions' (regressor)"
         )
     return Reference(feeds=feeds, **outputs)
+
+
+def read_labelled(path: Path, schema: InputSchema) -> tuple[Feeds, npt.NDArray[Any]]:
+    """Read an evaluation .npz: the inputs as in a reference, and `target`, the true
+    class or value of each row."""
+    arrays = _load_npz(path, "evaluation set")
+    feeds = _input_feeds(arrays, schema, path, "evaluation set")
+    target = arrays.get("target")
+    if target is None:
+        raise UsageError(f"evaluation set {path} has no 'target' array (the true answers)")
+    if target.shape[0] != row_count(feeds):
+        raise UsageError(
+            f"evaluation set {path}: target has {target.shape[0]} rows, inputs {row_count(feeds)}"
+        )
+    if target.shape[0] == 0:
+        raise UsageError(f"evaluation set {path} has no rows")
+    return feeds, target
 
 
 def to_sklearn_input(feeds: Feeds, schema: InputSchema) -> Any:

@@ -5,6 +5,10 @@ Layout (an emptyDir shared by the two init containers):
     DIR/model        the downloaded file, byte for byte, renamed into place
     DIR/source.json  {"uri": <redacted URI>, "sha256": ..., "bytes": ...},
                      written atomically after DIR/model
+    DIR/<extra>.npz, DIR/<extra>.json
+                     the same for each extra file `fetch` was given (`EXTRAS`): the
+                     parity reference (`--reference-uri`) and the evaluation dataset
+                     (`--evaluation-uri`), both made in the training environment
 
 Fetching and converting are two containers so that the one that parses an
 untrusted model never holds the credentials of its store. `convert --source`
@@ -30,6 +34,30 @@ from mlmodel_runtime.modeldir import write_atomically
 
 MODEL_FILE = "model"
 SOURCE_FILE = "source.json"
+
+
+@dataclass(frozen=True)
+class Extra:
+    """A file fetched beside the model for `convert` to use, by name: `fetch
+    --<kind>-uri/--<kind>-sha256` writes it, `convert --source` finds it."""
+
+    kind: str
+    doc: str
+
+    @property
+    def file(self) -> str:
+        return f"{self.kind}.npz"
+
+    @property
+    def description(self) -> str:
+        return f"{self.kind}.json"
+
+
+REFERENCE = Extra(
+    "reference", "a parity reference: inputs with the training environment's predictions"
+)
+EVALUATION = Extra("evaluation", "a labelled holdout set the converted model is scored on")
+EXTRAS = (REFERENCE, EVALUATION)
 _CHUNK = 1 << 20
 
 
@@ -52,17 +80,23 @@ def prepare(directory: Path) -> None:
     except OSError as exc:
         raise UsageError(f"cannot create directory {directory}: {exc.strerror}") from exc
     (directory / SOURCE_FILE).unlink(missing_ok=True)
+    for extra in EXTRAS:
+        (directory / extra.description).unlink(missing_ok=True)
 
 
-def publish(fetched: Fetched, directory: Path, *, uri: str) -> Source:
-    """Move the download to DIR/model, then write DIR/source.json."""
-    model = directory / MODEL_FILE
+def publish(fetched: Fetched, directory: Path, *, uri: str, extra: Extra | None = None) -> Source:
+    """Move the download to DIR/model (or the extra's file), then write DIR/source.json
+    (or the extra's description)."""
+    name, description = (
+        (MODEL_FILE, SOURCE_FILE) if extra is None else (extra.file, extra.description)
+    )
+    target = directory / name
     # mkstemp makes 0600 files; the convert container may run as another user.
     os.chmod(fetched.path, 0o644)
-    os.replace(fetched.path, model)
+    os.replace(fetched.path, target)
     source = Source(uri=redact_uri(uri), sha256=fetched.sha256, bytes=fetched.size)
     payload = json.dumps(source.to_json(), sort_keys=True).encode()
-    write_atomically(directory / SOURCE_FILE, payload)
+    write_atomically(directory / description, payload)
     return source
 
 
@@ -91,26 +125,38 @@ def read(directory: Path, *, max_bytes: int) -> tuple[Fetched, Source]:
     if not directory.is_dir():
         raise UsageError(f"--source {directory} is not a directory")
     where = directory / SOURCE_FILE
-    try:
-        source = _parse(json.loads(where.read_bytes()), where)
-    except FileNotFoundError:
+    if not where.exists():
         raise IntegrityError(
             f"{where} is missing: run `mlmodel-runtime fetch --out {directory}` first"
-        ) from None
+        )
+    return _checked(directory / MODEL_FILE, where, max_bytes, what="model")
+
+
+def read_extra(directory: Path, extra: Extra, *, max_bytes: int) -> tuple[Fetched, Source] | None:
+    """The extra file and what its description says about it, checked as the model is;
+    None when fetch was given none."""
+    where = directory / extra.description
+    if not where.exists():
+        return None
+    return _checked(directory / extra.file, where, max_bytes, what=extra.kind)
+
+
+def _checked(path: Path, where: Path, max_bytes: int, *, what: str) -> tuple[Fetched, Source]:
+    try:
+        source = _parse(json.loads(where.read_bytes()), where)
     except (OSError, ValueError) as exc:
         raise IntegrityError(f"{where} is not readable JSON") from exc
-    model = directory / MODEL_FILE
     try:
-        size = model.stat().st_size
+        size = path.stat().st_size
     except FileNotFoundError:
-        raise IntegrityError(f"{model} is missing (source.json describes a model)") from None
+        raise IntegrityError(f"{path} is missing ({where.name} describes a {what})") from None
     if size > max_bytes:
-        raise IntegrityError(f"model is {size} bytes, over the limit of {max_bytes} bytes")
-    if size != source.bytes or _digest(model) != source.sha256:
+        raise IntegrityError(f"{what} is {size} bytes, over the limit of {max_bytes} bytes")
+    if size != source.bytes or _digest(path) != source.sha256:
         raise IntegrityError(
-            f"{model} is not the file {where} describes (changed or truncated on the volume?)"
+            f"{path} is not the file {where} describes (changed or truncated on the volume?)"
         )
-    return Fetched(path=model, sha256=source.sha256, size=size), source
+    return Fetched(path=path, sha256=source.sha256, size=size), source
 
 
 def remove_model(directory: Path) -> None:

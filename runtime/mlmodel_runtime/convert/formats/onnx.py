@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from mlmodel_runtime.convert import check, ortsession, sampling
-from mlmodel_runtime.convert.errors import IntegrityError, UnsupportedModelError
+from mlmodel_runtime.convert.errors import IntegrityError, UnsupportedModelError, UsageError
 from mlmodel_runtime.convert.formats import Format, LoadOptions, Log
 from mlmodel_runtime.convert.sanitize import describe
 from mlmodel_runtime.modeldir import Task, TensorSpec
@@ -57,6 +57,13 @@ class OnnxModel:
         self, schema: OnnxInputs, session: Any, plan: check.ParityPlan, log: Log
     ) -> dict[str, Any]:
         """Run the model once on generated rows: it loads, and answers finitely."""
+        if plan.reference is not None:
+            # Nothing here knows which of an arbitrary ONNX model's outputs is the label
+            # or the probabilities: accepting the reference would prove nothing.
+            raise UsageError(
+                "a parity reference needs a model format with an original to compare "
+                "(skops, sklearn); an ONNX model is served as is"
+            )
         rows = min(plan.samples, SELF_CHECK_ROWS)
         feeds = sampling.generate_for_onnx(
             [(i.name, i.type, list(i.shape or ())) for i in session.get_inputs()], rows
