@@ -4,6 +4,10 @@
   predict the true class of every sample row;
 - `train_shuffled`: a well-formed classifier trained on shuffled labels. It answers
   every request, quickly, but wrongly; only its predictions give it away.
+- `train_swapped`: a classifier trained with classes 1 and 2 swapped. Under traffic
+  balanced across them its answers have the true class frequencies, so prediction
+  divergence sees nothing; only labelled rows give it away (the quality gate).
+- `holdout`: the iris rows with their true classes, as an evaluation set.
 """
 
 from __future__ import annotations
@@ -106,3 +110,30 @@ def train_shuffled(directory: Path, *, min_divergence: float = 0.2) -> ShuffledM
     raise AssertionError(
         f"no seed in 0..99 gives a shuffled model with JSD >= {min_divergence} on the rows"
     )
+
+
+def train_swapped(directory: Path) -> Path:
+    """iris-swapped.skops: a random forest fitted with classes 1 and 2 swapped."""
+    import numpy as np
+    import skops.io
+    from sklearn.datasets import load_iris
+    from sklearn.ensemble import RandomForestClassifier
+
+    features, target = load_iris(return_X_y=True)
+    swapped = np.where(target == 1, 2, np.where(target == 2, 1, target))
+    estimator = RandomForestClassifier(n_estimators=20, random_state=0).fit(features, swapped)
+    path = directory / "iris-swapped.skops"
+    skops.io.dump(estimator, path)
+    return path
+
+
+def holdout(directory: Path) -> tuple[Path, str]:
+    """iris-holdout.npz (every iris row and its true class, as
+    `mlmodel_runtime.reference.make_evaluation_set` writes it) and its sha256."""
+    from sklearn.datasets import load_iris
+
+    from mlmodel_runtime.reference import make_evaluation_set
+
+    features, target = load_iris(return_X_y=True)
+    made = make_evaluation_set(features, target, directory / "iris-holdout.npz")
+    return made.path, made.sha256

@@ -59,6 +59,14 @@ def _fetch_args(spec: MLModelSpec) -> list[str]:
     ]
     if model.sha256:
         args.append(f"--sha256={model.sha256}")
+    if reference := spec.conversion.reference:
+        # Beside the model in the source directory; convert finds it there.
+        args += [f"--reference-uri={reference.uri}", f"--reference-sha256={reference.sha256}"]
+    if evaluation := spec.rollout.evaluation:
+        args += [
+            f"--evaluation-uri={evaluation.dataset_uri}",
+            f"--evaluation-sha256={evaluation.dataset_sha256}",
+        ]
     return args
 
 
@@ -79,6 +87,8 @@ def _convert_args(spec: MLModelSpec) -> list[str]:
     if spec.conversion.allow_version_mismatch:
         args.append("--allow-version-mismatch")
     args.extend(f"--trust-type={t}" for t in model.trust_types)
+    if spec.rollout.evaluation is not None:
+        args.append(f"--evaluation-metric={spec.rollout.evaluation.metric}")
     return args
 
 

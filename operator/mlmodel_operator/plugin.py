@@ -1,4 +1,5 @@
-"""`kubectl mlmodel`: promote, abort, retry, pause, resume and watch MLModel rollouts.
+"""`kubectl mlmodel`: promote, abort, retry, pause, resume and watch MLModel rollouts;
+list what was rolled out and go back to an earlier model.
 
 Installed as `kubectl-mlmodel`, so kubectl finds it as a plugin. It talks to the API
 server with the official `kubernetes` client, logged in as kubectl would be: the
@@ -7,14 +8,17 @@ kubeconfig (`--kubeconfig`, else $KUBECONFIG, else ~/.kube/config), its context
 given, and whatever credentials the context names, exec plugins included (as EKS, GKE
 and AKS use). It never writes the kubeconfig back.
 
-It only writes annotations on the MLModel, each scoped to the canary revision and
-attempt shown in its status (see `rollout.py`): an action meant for one rollout never
-applies to a later one. The write carries the resourceVersion the decision was read
-at, so if the object changed in between (the operator writes status every reconcile)
-the API server refuses it with a conflict, and the plugin reads again and decides
-again rather than act on what it no longer sees. Everything it does can be done with
-plain `kubectl annotate` (docs/rollouts.md). `status -w` is a watch, listed first and
-re-established when the server ends it or its resourceVersion expires.
+Rollout actions only write annotations on the MLModel, each scoped to the canary
+revision and attempt shown in its status (see `rollout.py`): an action meant for one
+rollout never applies to a later one. `undo` writes spec.model back to the model source
+status.history recorded for an earlier revision: the plugin writes spec, as a person
+with kubectl would, never the operator. Every write carries the resourceVersion the
+decision was read at, so if the object changed in between (the operator writes status
+every reconcile) the API server refuses it with a conflict, and the plugin reads again
+and decides again rather than act on what it no longer sees. Everything it does can be
+done with plain `kubectl annotate` and `kubectl patch` (docs/rollouts.md). `status -w`
+is a watch, listed first and re-established when the server ends it or its
+resourceVersion expires.
 
 Strings in an MLModel come from its author and from model files, so every one is
 escaped before it reaches the terminal (`printable`); names given on the command
@@ -40,6 +44,7 @@ import urllib3
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
+from mlmodel_operator.history import Outcome
 from mlmodel_operator.naming import GROUP, VERSION
 from mlmodel_operator.rollout import ABORT, PAUSE, PROMOTE, RETRY
 
@@ -111,6 +116,8 @@ object_name = _named(_OBJECT_NAME, 253, "object name", "lowercase letters, digit
 types reaches the API as anything but a name (no `/`, `..`, query or flag)."""
 namespace_name = _named(_NAMESPACE, 63, "namespace name", "lowercase letters, digits and '-'")
 """argparse type: a namespace name (a DNS-1123 label)."""
+revision_name = _named(re.compile("[0-9a-f]+"), 64, "revision", "lowercase hex digits")
+"""argparse type: a revision hash as status shows it."""
 
 
 def watch_interval(text: str) -> float:
@@ -241,8 +248,12 @@ def connect(args: argparse.Namespace) -> ModelApi:
 
 # ---- actions: decide from what is read, write with what was read ----------------------
 
-Decision = tuple[dict[str, str | None], str]
-"""Annotations to write (None removes one) and what to tell the person."""
+Decision = tuple[dict[str, Any], str]
+"""A JSON merge patch of the MLModel (None removes a key) and what to tell the person."""
+
+
+def _annotate(annotations: Mapping[str, str | None]) -> dict[str, Any]:
+    return {"metadata": {"annotations": dict(annotations)}}
 
 
 def _canary(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -261,13 +272,13 @@ def promote(body: Mapping[str, Any], args: argparse.Namespace) -> Decision:
     if canary.get("aborted"):
         raise PluginError("the rollout was rolled back: use `retry` to start it again")
     if args.full:
-        return {PROMOTE: f"{_key(canary)}/full"}, (
+        return _annotate({PROMOTE: f"{_key(canary)}/full"}), (
             f"promoting revision {printable(canary['revision'])} fully"
         )
     step = int(canary.get("step", -1))
     if step < 0:
         raise PluginError("the canary is not ready yet; step 1 starts when it is (or use --full)")
-    return {PROMOTE: f"{_key(canary)}/{step}"}, (
+    return _annotate({PROMOTE: f"{_key(canary)}/{step}"}), (
         f"promoting revision {printable(canary['revision'])} "
         f"past step {step + 1}/{printable(canary.get('steps'))}"
     )
@@ -275,19 +286,19 @@ def promote(body: Mapping[str, Any], args: argparse.Namespace) -> Decision:
 
 def abort(body: Mapping[str, Any], args: argparse.Namespace) -> Decision:
     canary = _canary(body)
-    return {ABORT: _key(canary)}, f"aborting revision {printable(canary['revision'])}"
+    return _annotate({ABORT: _key(canary)}), f"aborting revision {printable(canary['revision'])}"
 
 
 def retry(body: Mapping[str, Any], args: argparse.Namespace) -> Decision:
     canary = _canary(body)
     if not canary.get("aborted"):
         raise PluginError("the rollout was not rolled back; nothing to retry")
-    return {RETRY: _key(canary)}, f"retrying revision {printable(canary['revision'])}"
+    return _annotate({RETRY: _key(canary)}), f"retrying revision {printable(canary['revision'])}"
 
 
 def pause(body: Mapping[str, Any], args: argparse.Namespace) -> Decision:
     canary = _canary(body)
-    return {PAUSE: _key(canary)}, (
+    return _annotate({PAUSE: _key(canary)}), (
         f"pausing the rollout of revision {printable(canary['revision'])}"
     )
 
@@ -297,20 +308,105 @@ def resume(body: Mapping[str, Any], args: argparse.Namespace) -> Decision:
         raise PluginError(
             "the rollout is not paused by a person (a `pause: {}` step needs promote)"
         )
-    return {PAUSE: None}, "resumed"
+    return _annotate({PAUSE: None}), "resumed"
+
+
+# GitOps controllers put these on what they apply: an `undo` of such an object is
+# reverted at their next sync, so it is refused unless forced (revert in Git instead).
+GITOPS_MARKERS = {
+    "label argocd.argoproj.io/instance": ("labels", "argocd.argoproj.io/instance"),
+    "annotation argocd.argoproj.io/tracking-id": ("annotations", "argocd.argoproj.io/tracking-id"),
+    "label kustomize.toolkit.fluxcd.io/name": ("labels", "kustomize.toolkit.fluxcd.io/name"),
+    "label helm.toolkit.fluxcd.io/name": ("labels", "helm.toolkit.fluxcd.io/name"),
+}
+
+
+def _served(entry: Mapping[str, Any]) -> bool:
+    return entry.get("outcome") in (Outcome.DEPLOYED, Outcome.PROMOTED)
+
+
+def undo(body: Mapping[str, Any], args: argparse.Namespace) -> Decision:
+    """spec.model back to the model source status.history recorded: --to-revision's, or
+    the newest revision that served other than the one the spec names now."""
+    status = body.get("status") or {}
+    entries = [e for e in status.get("history") or () if e.get("model")]
+    if args.to_revision:
+        found = [e for e in entries if e.get("revision") == args.to_revision]
+        if not found:
+            raise PluginError(
+                f"revision {printable(args.to_revision)} is not in status.history "
+                f"(kubectl mlmodel history {printable(args.name)} lists them)"
+            )
+    else:
+        now = status.get("revision")
+        found = [e for e in entries if _served(e) and e.get("revision") != now]
+        if not found:
+            raise PluginError("status.history has no earlier revision that served to go back to")
+    target = found[-1]
+    metadata = body["metadata"]
+    marked = [
+        what for what, (where, key) in GITOPS_MARKERS.items() if key in (metadata.get(where) or {})
+    ]
+    if marked and not args.force:
+        raise PluginError(
+            f"{printable(metadata['name'])} is applied by a GitOps controller ({marked[0]}): "
+            "it would write the spec back at its next sync; revert the model in Git instead "
+            "(or --force)"
+        )
+    model: Mapping[str, Any] = target["model"]
+    current: Mapping[str, Any] = (body.get("spec") or {}).get("model") or {}
+    if dict(current) == dict(model):
+        raise PluginError(
+            f"spec.model already is revision {printable(target['revision'])}'s; nothing to undo"
+        )
+    # A merge patch merges maps: a field the older model did not set is removed (None).
+    patch = {"spec": {"model": {key: model.get(key) for key in {*current, *model}}}}
+    return patch, (
+        f"spec.model set back to revision {printable(target['revision'])} "
+        f"({printable(target.get('version'))}): {printable(model.get('uri'))}; "
+        "the operator rolls it out as a new revision"
+    )
+
+
+def history_view(body: Mapping[str, Any]) -> str:
+    """status.history as a table, newest last; `*` marks the revision serving as stable."""
+    status = body.get("status") or {}
+    stable = (status.get("stable") or {}).get("revision")
+    rows: list[tuple[str, ...]] = [
+        ("", "REVISION", "VERSION", "ATTEMPT", "OUTCOME", "STARTED", "FINISHED", "REASON")
+    ]
+    for entry in status.get("history") or ():
+        rows.append(
+            (
+                "*" if entry.get("revision") == stable and _served(entry) else "",
+                *(
+                    printable(entry.get(key, ""))
+                    for key in ("revision", "version", "attempt", "outcome", "startedAt")
+                ),
+                printable(entry.get("finishedAt", "-")),
+                printable(entry.get("reason", "")),
+            )
+        )
+    if len(rows) == 1:
+        return f"{printable(body['metadata']['name'])}: no history yet"
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    lines = [
+        "  ".join([*(cell.ljust(width) for cell, width in zip(row, widths, strict=False)), row[-1]])
+        for row in rows
+    ]
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def act(models: ModelApi, name: str, decide: Callable[[Mapping[str, Any]], Decision]) -> str:
-    """Read the MLModel, decide, and write the annotations with the resourceVersion
-    read; when the object changed in between, read and decide again."""
+    """Read the MLModel, decide, and write the patch with the resourceVersion read; when
+    the object changed in between, read and decide again."""
     for _ in range(CONFLICT_ATTEMPTS):
         body = models.get(name)
-        annotations, told = decide(body)
+        change, told = decide(body)
+        metadata = change.get("metadata") or {}
         patch = {
-            "metadata": {
-                "resourceVersion": body["metadata"]["resourceVersion"],
-                "annotations": annotations,
-            }
+            **change,
+            "metadata": {"resourceVersion": body["metadata"]["resourceVersion"], **metadata},
         }
         try:
             models.merge_patch(name, patch)
@@ -455,6 +551,8 @@ COMMANDS: dict[
     "pause": (pause, "hold the rollout at its current step"),
     "resume": (resume, "release a pause set with `pause`"),
     "status": (None, "show the rollout (-w: live)"),
+    "history": (None, "list the revisions rolled out, and how each ended"),
+    "undo": (undo, "set spec.model back to an earlier revision's (--to-revision R)"),
 }
 
 
@@ -477,6 +575,17 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--context", default="", help="the kubeconfig context to use")
         if name == "promote":
             command.add_argument("--full", action="store_true")
+        if name == "undo":
+            command.add_argument(
+                "--to-revision",
+                type=revision_name,
+                default=None,
+                help="a revision from `history` (default: the newest that served, other "
+                "than the one the spec names now)",
+            )
+            command.add_argument(
+                "--force", action="store_true", help="even if a GitOps controller applies it"
+            )
         if name == "status":
             command.add_argument("-w", "--watch", action="store_true")
             command.add_argument(
@@ -498,7 +607,9 @@ def main(
     decide = COMMANDS[args.command][0]
     try:
         models = connect(args)
-        if decide is None:
+        if args.command == "history":
+            print(history_view(models.get(args.name)))
+        elif decide is None:
             print(show(models, args))
         else:
             print(act(models, args.name, lambda body: decide(body, args)))

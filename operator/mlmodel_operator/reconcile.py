@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from mlmodel_operator import desired, naming, policy, rollout
+from mlmodel_operator import desired, history, naming, policy, quality, rollout
 from mlmodel_operator.analysis.judging import Continue, Pause, Rollback
 from mlmodel_operator.analysis.loop import AnalysisRecord, Reading, ReadRequest, step
 from mlmodel_operator.analysis.spec import AnalysisSpec
@@ -369,6 +369,12 @@ def _advance(ctx: _Context, candidate: str, stable: str) -> _CanaryStep:
             f"canary not ready within {spec.rollout.progress_deadline_seconds}s "
             f"({_ready_text(canary)} ready)"
         ) + (f"; {canary.retrying}" if canary.retrying else "")
+    refused = quality.refusal(
+        spec.rollout.evaluation,
+        canary.conversion,
+        stable_health.conversion or _kept_report(ctx, stable),
+        canary_ready=canary.ready > 0,
+    )
     analysis = _analyse(ctx, state, stable)
     outcome = analysis.record.outcome if analysis else None
     events.extend(analysis.events if analysis else ())
@@ -377,6 +383,7 @@ def _advance(ctx: _Context, candidate: str, stable: str) -> _CanaryStep:
         canary_ready_text=_ready_text(canary),
         canary_waiting=canary.retrying,
         canary_failure=failure,
+        evaluation_failure=refused,
         stable_problem=_stable_problem(stable, stable_health),
         analysis_failure=outcome.reason if isinstance(outcome, Rollback) else "",
         analysis_hold=outcome.reason if isinstance(outcome, Pause) else "",
@@ -405,6 +412,13 @@ def _advance(ctx: _Context, candidate: str, stable: str) -> _CanaryStep:
         read=read,
         events=tuple(events),
     )
+
+
+def _kept_report(ctx: _Context, revision: str) -> Mapping[str, Any] | None:
+    """The conversion report status keeps for `revision` as the stable (its pods may be
+    restarting, and a new pod's report is not read yet)."""
+    before = ctx.before.stable
+    return before.conversion if before is not None and before.revision == revision else None
 
 
 @dataclass(frozen=True)
@@ -603,6 +617,7 @@ def _blocked(inputs: Inputs, reason: str, message: str) -> Plan:
         stable=before.stable,
         canary=before.canary,
         previous=before.previous,
+        history=before.history,
         conditions=_conditions(
             inputs,
             ready=before.stable is not None and before.stable.ready_replicas > 0,
@@ -689,23 +704,25 @@ def _status(ctx: _Context, revisions: _Revisions) -> Status:
             digest=_pinned(ctx, candidate),
         )
     analysis = revisions.canary.analysis if revisions.canary else None
+    stable_status = RevisionStatus(
+        revision=stable,
+        version=version,
+        replicas=stable_health.desired,
+        ready_replicas=stable_health.ready,
+        conversion=conversion or None,
+        digest=_pinned(ctx, stable),
+    )
     return Status(
         phase=phase,
         observed_generation=ctx.inputs.generation,
         message=message,
         ready=_ready_text(stable_health),
         revision=ctx.revision,
-        stable=RevisionStatus(
-            revision=stable,
-            version=version,
-            replicas=stable_health.desired,
-            ready_replicas=stable_health.ready,
-            conversion=conversion or None,
-            digest=_pinned(ctx, stable),
-        ),
+        stable=stable_status,
         canary=canary,
         previous=revisions.previous,
         analysis=analysis,
+        history=_history(ctx, revisions, stable_status, canary),
         conditions=_conditions(
             ctx.inputs,
             ready=stable_health.ready > 0,
@@ -715,6 +732,37 @@ def _status(ctx: _Context, revisions: _Revisions) -> Status:
             message=message,
         ),
     )
+
+
+def _history(
+    ctx: _Context,
+    revisions: _Revisions,
+    stable: RevisionStatus,
+    canary: CanaryStatus | None,
+) -> tuple[history.Entry, ...]:
+    decision = revisions.canary.decision if revisions.canary else None
+    digests = {stable.revision: stable.digest}
+    reports: dict[str, Mapping[str, Any]] = {}
+    if canary is not None:
+        digests[canary.state.revision] = canary.digest
+        failure = ctx.health(canary.state.revision).failure
+        if failure is not None and failure.report:
+            reports[canary.state.revision] = failure.report
+    change = history.Change(
+        now=ctx.now,
+        revision=ctx.revision,
+        version=ctx.version,
+        model=ctx.spec.model.to_spec(),
+        stable_before=ctx.before.stable.revision if ctx.before.stable else "",
+        stable=revisions.stable,
+        canary=decision.state if decision is not None else None,
+        promoted=decision is not None and decision.promoted,
+        aborted_by_person=decision is not None and decision.aborted_by_person,
+        message=decision.message if decision is not None else "",
+        digests=digests,
+        reports=reports,
+    )
+    return history.record(ctx.before.history, change, ctx.spec.rollout.history_limit)
 
 
 def _phase_event(before: Phase | None, status: Status) -> list[Event]:

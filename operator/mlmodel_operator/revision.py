@@ -28,5 +28,8 @@ def revision_of(spec: MLModelSpec, runtime_image: str) -> str:
         "serving": serving,
         "image": runtime_image,
     }
+    if spec.rollout.evaluation is not None:
+        # Its pods' init container computes the score: part of what they run.
+        material["evaluation"] = dataclasses.asdict(spec.rollout.evaluation)
     canonical = json.dumps(material, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:REVISION_LENGTH]

@@ -32,6 +32,7 @@ PAUSE = "mlops.dev/pause"
 ACTION_ANNOTATIONS = (ABORT, RETRY, PROMOTE, PAUSE)
 
 WAITING_FOR_READY = -1
+ABORTED_BY_PERSON = "Aborted"  # the event reason of a person's abort
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class Observation:
     canary_ready: bool
     canary_ready_text: str  # "1/2"
     canary_failure: str = ""  # why the canary is broken (conversion, crash loop), or ""
+    evaluation_failure: str = ""  # why its score on the holdout set refuses it, or ""
     canary_waiting: str = ""  # why it is not ready yet though it may become so, or ""
     stable_problem: str = ""  # why the stable cannot serve as the baseline, or ""
     analysis_failure: str = ""  # analysis says roll back, with its reason, or ""
@@ -95,6 +97,11 @@ class Decision:
     @property
     def promoted(self) -> bool:
         return self.phase == "Promoted"
+
+    @property
+    def aborted_by_person(self) -> bool:
+        """Rolled back this step by a person's abort (not by a failure or the analysis)."""
+        return any(reason == ABORTED_BY_PERSON for _, reason, _ in self.events)
 
 
 def start(revision: str, version: str, now: float, attempt: int = 1) -> CanaryState:
@@ -199,9 +206,11 @@ def advance(
             requeue_after=30.0,
         )
     if actions.abort == key:
-        return _abort(state, "Aborted", "aborted by a person", now)
+        return _abort(state, ABORTED_BY_PERSON, "aborted by a person", now)
     if observed.canary_failure:
         return _abort(state, "CanaryFailed", observed.canary_failure, now)
+    if observed.evaluation_failure:
+        return _abort(state, "EvaluationFailed", observed.evaluation_failure, now)
     if state.step == WAITING_FOR_READY:
         if observed.canary_ready:
             return _enter_step(steps, state, 0, now)

@@ -7,6 +7,8 @@ and raises `SpecError` for what the schema cannot express.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +35,25 @@ class ModelSource:
     allow_unsafe_pickle: bool = False
     trust_types: tuple[str, ...] = ()
 
+    def to_spec(self) -> dict[str, Any]:
+        """spec.model as the API server holds it (the CRD's defaults, format and
+        allowUnsafePickle, written out; other fields only when set): what status.history
+        keeps and `kubectl mlmodel undo` writes back and compares with."""
+        out: dict[str, Any] = {
+            "uri": self.uri,
+            "format": self.format,
+            "allowUnsafePickle": self.allow_unsafe_pickle,
+        }
+        if self.version:
+            out["version"] = self.version
+        if self.sha256:
+            out["sha256"] = self.sha256
+        if self.credentials_secret:
+            out["credentialsSecret"] = self.credentials_secret
+        if self.trust_types:
+            out["trustTypes"] = list(self.trust_types)
+        return out
+
     @property
     def pvc_claim(self) -> str:
         """The claim of a pvc://claim/path URI, else ''."""
@@ -49,9 +70,18 @@ class Parity:
 
 
 @dataclass(frozen=True)
+class Reference:
+    """spec.conversion.reference: predictions from the training environment."""
+
+    uri: str
+    sha256: str
+
+
+@dataclass(frozen=True)
 class Conversion:
     parity: Parity = Parity()
     allow_version_mismatch: bool = False
+    reference: Reference | None = None
 
 
 @dataclass(frozen=True)
@@ -88,11 +118,34 @@ class Step:
 DEFAULT_STEPS = (Step(10, 60.0), Step(50, 60.0), Step(100, None))
 
 
+EVALUATION_METRICS = {"accuracy": True, "f1": True, "rmse": False, "mae": False}
+"""The runtime's evaluation metrics (`mlmodel_runtime.convert.evaluation.METRICS`) and
+whether higher is better; a test keeps the two equal."""
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """spec.rollout.evaluation: each revision scored on a labelled holdout set by its
+    init container; a canary worse than the stable by more than `max_degradation` (in
+    the metric's units) is rolled back before it gets traffic."""
+
+    dataset_uri: str
+    dataset_sha256: str
+    metric: str
+    max_degradation: float = 0.0
+
+    @property
+    def higher_is_better(self) -> bool:
+        return EVALUATION_METRICS[self.metric]
+
+
 @dataclass(frozen=True)
 class Rollout:
     steps: tuple[Step, ...] = DEFAULT_STEPS
     progress_deadline_seconds: int = 600
     scale_down_delay_seconds: int = 30
+    history_limit: int = 10
+    evaluation: Evaluation | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +187,44 @@ def _steps(raw: list[Mapping[str, Any]] | None) -> tuple[Step, ...]:
     return tuple(steps)
 
 
+def _reference(
+    raw: Mapping[str, Any] | None, model: ModelSource, what: str = "conversion.reference"
+) -> Reference | None:
+    """A file fetched beside the model (a parity reference, an evaluation dataset)."""
+    if not raw:
+        return None
+    uri, sha256 = str(raw.get("uri", "")), str(raw.get("sha256", ""))
+    if not uri or not re.fullmatch("[0-9a-f]{64}", sha256):
+        raise SpecError(f"{what} needs a uri and a sha256 of 64 lowercase hex digits")
+    if model.format == "onnx":
+        raise SpecError(
+            f"{what} needs a model with an original to compare (format skops or sklearn); "
+            "an ONNX model is served as is"
+        )
+    if uri.startswith("pvc://") and uri[len("pvc://") :].split("/", 1)[0] != model.pvc_claim:
+        raise SpecError(
+            f"{what} on a PVC must be on the model's own claim (only that one is mounted)"
+        )
+    return Reference(uri=uri, sha256=sha256)
+
+
+def _evaluation(raw: Mapping[str, Any] | None, model: ModelSource) -> Evaluation | None:
+    if not raw:
+        return None
+    dataset = raw.get("dataset") or {}
+    found = _reference(dataset, model, what="rollout.evaluation.dataset")
+    metric = str(raw.get("metric", "accuracy"))
+    if metric not in EVALUATION_METRICS:
+        raise SpecError(
+            f"rollout.evaluation.metric {metric!r} is not one of {', '.join(EVALUATION_METRICS)}"
+        )
+    degradation = float(raw.get("maxDegradation", 0.0))
+    if degradation < 0 or not math.isfinite(degradation):
+        raise SpecError("rollout.evaluation.maxDegradation must be a number >= 0")
+    assert found is not None
+    return Evaluation(found.uri, found.sha256, metric, degradation)
+
+
 def parse_spec(spec: Mapping[str, Any]) -> MLModelSpec:
     """Parse `.spec` of an MLModel. Raises SpecError with a message for people."""
     model = spec.get("model") or {}
@@ -163,6 +254,7 @@ def parse_spec(spec: Mapping[str, Any]) -> MLModelSpec:
             atol=float(parity.get("atol", 1e-5)),
         ),
         allow_version_mismatch=bool(conv.get("allowVersionMismatch", False)),
+        reference=_reference(conv.get("reference"), source),
     )
     srv = spec.get("serving") or {}
     batching = srv.get("batching") or {}
@@ -195,6 +287,8 @@ def parse_spec(spec: Mapping[str, Any]) -> MLModelSpec:
         steps=_steps(ro.get("steps")),
         progress_deadline_seconds=int(ro.get("progressDeadlineSeconds", 600)),
         scale_down_delay_seconds=int(ro.get("scaleDownDelaySeconds", 30)),
+        history_limit=int(ro.get("historyLimit", 10)),
+        evaluation=_evaluation(ro.get("evaluation"), source),
     )
     return MLModelSpec(
         model=source,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from mlmodel_operator import history as hist
 from mlmodel_operator.analysis.loop import AnalysisRecord
 from mlmodel_operator.rollout import CanaryState, state_from_status, state_to_status
 
@@ -163,6 +164,7 @@ class Status:
     previous: PreviousStable | None = None
     analysis: AnalysisRecord | None = None
     conditions: tuple[Mapping[str, Any], ...] = ()
+    history: tuple[hist.Entry, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -182,6 +184,8 @@ class Status:
             out["previous"] = self.previous.to_dict()
         if self.analysis is not None:
             out["analysis"] = self.analysis.to_dict()
+        if self.history:
+            out["history"] = [entry.to_dict() for entry in self.history]
         out["conditions"] = [dict(c) for c in self.conditions]
         return out
 
@@ -199,4 +203,5 @@ class Status:
             previous=PreviousStable.from_dict(raw.get("previous") or {}),
             analysis=AnalysisRecord.from_dict(analysis) if analysis else None,
             conditions=tuple(raw.get("conditions") or ()),
+            history=hist.from_status(raw.get("history")),
         )

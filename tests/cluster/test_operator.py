@@ -436,6 +436,29 @@ INVALID = [
         "spec.conversion.parity.samples: Invalid value: 0",
     ),
     (
+        "reference-without-digest",
+        {"conversion": {"reference": {"uri": "s3://b/reference.npz"}}},
+        "spec.conversion.reference.sha256: Required value",
+    ),
+    (
+        "reference-short-digest",
+        {"conversion": {"reference": {"uri": "s3://b/r.npz", "sha256": "abc"}}},
+        "conversion.reference.sha256 must be 64 lowercase hexadecimal digits",
+    ),
+    (
+        "reference-bad-scheme",
+        {"conversion": {"reference": {"uri": "ftp://h/r.npz", "sha256": "a" * 64}}},
+        "conversion.reference.uri must start with",
+    ),
+    (
+        "reference-for-onnx",
+        {
+            "model": {"uri": "s3://b/m.onnx", "format": "onnx"},
+            "conversion": {"reference": {"uri": "s3://b/r.npz", "sha256": "a" * 64}},
+        },
+        "conversion.reference needs a model with an original to compare",
+    ),
+    (
         "custom-metric-without-query",
         {"rollout": {"analysis": {"metrics": [{"name": "custom", "max": 1}]}}},
         "a custom metric needs prometheus.query",

@@ -504,3 +504,14 @@ def test_a_terminating_pod_answers_until_traffic_has_left_it_then_drains() -> No
     drain = int(next(a for a in serve["args"] if a.startswith("--drain-timeout-s=")).split("=")[1])
     assert delay >= 5
     assert pod_spec(manifest)["terminationGracePeriodSeconds"] > delay + drain
+
+
+def test_a_parity_reference_is_fetched_beside_the_model_and_found_there_by_convert() -> None:
+    reference = {"uri": "s3://models/iris/reference.npz", "sha256": "cd" * 32}
+    fetch, convert, _ = containers(build({}, conversion={"reference": reference}))
+
+    assert fetch["args"][-2:] == [
+        "--reference-uri=s3://models/iris/reference.npz",
+        f"--reference-sha256={'cd' * 32}",
+    ]
+    assert not [a for a in convert["args"] if a.startswith("--reference")]

@@ -465,3 +465,112 @@ def test_a_name_that_is_not_a_kubernetes_object_name_is_refused_before_any_reque
     assert exited.value.code == 2
     assert "not a valid" in capsys.readouterr().err
     assert api.calls == []
+
+
+# ---- history and undo ----------------------------------------------------------------
+
+
+def with_history(resource_version: str = "9", **metadata: Any) -> dict[str, Any]:
+    """An MLModel whose v2 was promoted over v1, whose v3 was then rolled back."""
+    v1 = {"uri": "s3://m/v1.skops", "format": "skops", "version": "v1"}
+    v2 = {"uri": "s3://m/v2.skops", "format": "skops", "version": "v2", "sha256": "a" * 64}
+    v3 = {"uri": "s3://m/v3.onnx", "format": "onnx", "version": "v3"}
+
+    def entry(revision: str, version: str, outcome: str, model: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "revision": revision,
+            "version": version,
+            "attempt": 1,
+            "outcome": outcome,
+            "startedAt": "2026-11-30T10:00:00Z",
+            "finishedAt": "2026-11-30T10:05:00Z",
+            "reason": "error-rate 0.2 > max 0.05" if outcome == "RolledBack" else "",
+            "model": model,
+        }
+
+    return {
+        "metadata": {"name": "iris", "resourceVersion": resource_version, **metadata},
+        "spec": {"model": v3},
+        "status": {
+            "revision": "ccc",
+            "stable": {"revision": "bbb"},
+            "history": [
+                entry("aaa", "v1", "Deployed", v1),
+                entry("bbb", "v2", "Promoted", v2),
+                entry("ccc", "v3", "RolledBack", v3),
+            ],
+        },
+    }
+
+
+def test_history_lists_each_rollout_and_marks_the_serving_stable(
+    api: FakeCustomObjects, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api.bodies = [with_history()]
+    assert run(api, "history", "iris") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == [
+        "REVISION", "VERSION", "ATTEMPT", "OUTCOME", "STARTED", "FINISHED", "REASON"
+    ]  # fmt: skip
+    assert lines[1].split()[:4] == ["aaa", "v1", "1", "Deployed"]
+    assert lines[2].split()[:5] == ["*", "bbb", "v2", "1", "Promoted"]
+    assert lines[3].endswith("error-rate 0.2 > max 0.05")
+    assert [kind for kind, _ in api.calls] == ["get"]  # reading only
+
+
+def test_undo_writes_back_the_newest_model_that_served_other_than_the_specs(
+    api: FakeCustomObjects, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api.bodies = [with_history("9")]
+    assert run(api, "undo", "iris") == 0
+    [(_, patch)] = [call for call in api.calls if call[0] == "patch"]
+    # v2's source, fields v3 had and v2 had not removed, conditional on what was read.
+    assert patch[5] == {
+        "metadata": {"resourceVersion": "9"},
+        "spec": {
+            "model": {
+                "uri": "s3://m/v2.skops",
+                "format": "skops",
+                "version": "v2",
+                "sha256": "a" * 64,
+            }
+        },
+    }
+    assert "set back to revision bbb (v2)" in capsys.readouterr().out
+
+
+def test_undo_to_a_revision_removes_what_that_model_did_not_set(api: FakeCustomObjects) -> None:
+    body = with_history()
+    body["spec"]["model"] = {**body["status"]["history"][1]["model"]}  # v2's, with sha256
+    api.bodies = [body]
+    assert run(api, "undo", "iris", "--to-revision", "aaa") == 0
+    [(_, patch)] = [call for call in api.calls if call[0] == "patch"]
+    model = patch[5]["spec"]["model"]
+    assert model == {"uri": "s3://m/v1.skops", "format": "skops", "version": "v1", "sha256": None}
+
+
+def test_undo_refuses_what_it_cannot_do(
+    api: FakeCustomObjects, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api.bodies = [with_history()]
+    assert run(api, "undo", "iris", "--to-revision", "fff") == 1
+    assert "revision fff is not in status.history" in capsys.readouterr().err
+    assert run(api, "undo", "iris", "--to-revision", "ccc") == 1
+    assert "already is revision ccc's" in capsys.readouterr().err
+    first_only = with_history()
+    first_only["status"]["history"] = first_only["status"]["history"][:1]
+    first_only["status"]["revision"] = "aaa"
+    api.bodies = [first_only]
+    assert run(api, "undo", "iris") == 1
+    assert "no earlier revision that served" in capsys.readouterr().err
+    assert not any(kind == "patch" for kind, _ in api.calls)
+
+
+def test_undo_of_a_model_a_gitops_controller_applies_is_refused_unless_forced(
+    api: FakeCustomObjects, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api.bodies = [with_history(labels={"kustomize.toolkit.fluxcd.io/name": "models"})]
+    assert run(api, "undo", "iris") == 1
+    assert "revert the model in Git instead" in capsys.readouterr().err
+    assert run(api, "undo", "iris", "--force") == 0
+    assert sum(kind == "patch" for kind, _ in api.calls) == 1

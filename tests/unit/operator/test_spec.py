@@ -11,6 +11,7 @@ import pytest
 from mlmodel_operator.analysis.spec import parse_analysis
 from mlmodel_operator.durations import parse_duration
 from mlmodel_operator.errors import SpecError
+from mlmodel_operator.revision import revision_of
 from mlmodel_operator.spec import (
     DEFAULT_STEPS,
     MODEL_FORMATS,
@@ -253,3 +254,38 @@ def test_a_router_with_its_settings_is_accepted(traffic: dict[str, Any]) -> None
 def test_the_operator_knows_exactly_the_runtimes_model_formats() -> None:
     assert list(MODEL_FORMATS) == list(REGISTRY)
     assert [name for name, f in REGISTRY.items() if f.unpickles] == list(UNPICKLING_FORMATS)
+
+
+def test_a_parity_reference_is_read_and_changes_the_revision_material() -> None:
+    reference = {"uri": "s3://models/iris/reference.npz", "sha256": "ab" * 32}
+    parsed = parse_spec(spec(conversion={"reference": reference}))
+    assert parsed.conversion.reference is not None
+    assert (parsed.conversion.reference.uri, parsed.conversion.reference.sha256) == (
+        reference["uri"],
+        reference["sha256"],
+    )
+    assert parse_spec(spec()).conversion.reference is None
+    # Another reference is another proof: a new revision, rolled out as a canary.
+    other = {**reference, "sha256": "cd" * 32}
+    revisions = {
+        revision_of(parse_spec(spec(conversion={"reference": r})), "image")
+        for r in (reference, other)
+    }
+    assert len(revisions) == 2
+
+
+@pytest.mark.parametrize(
+    ("model", "reference", "message"),
+    [
+        ({}, {"uri": "s3://b/r.npz"}, "needs a uri and a sha256"),
+        ({"uri": "s3://b/m.onnx", "format": "onnx"}, {"uri": "s3://b/r.npz", "sha256": "a" * 64},
+         "an ONNX model is served as is"),
+        ({"uri": "pvc://models/m.skops"}, {"uri": "pvc://other/r.npz", "sha256": "a" * 64},
+         "on the model's own claim"),
+    ],
+)  # fmt: skip
+def test_a_parity_reference_that_cannot_work_is_refused(
+    model: dict[str, Any], reference: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(SpecError, match=re.escape(message)):
+        parse_spec({"model": {"uri": URI, **model}, "conversion": {"reference": reference}})
