@@ -465,6 +465,9 @@ def render(body: Mapping[str, Any]) -> str:
             f"{where}{state}"
         )
         lines.append(f"  weight   {_bar(int(canary.get('weight', 0)))}")
+        if canary.get("mirror"):
+            copied = _bar(int(canary["mirror"]))
+            lines.append(f"  mirror   {copied} of requests copied (answers discarded)")
         effective = canary.get("effectiveWeight")
         if effective is not None and effective != canary.get("weight"):
             lines.append(f"  applied  {_bar(int(effective))}")

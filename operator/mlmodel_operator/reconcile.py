@@ -273,6 +273,13 @@ class _Revisions:
             return 0
         return self.canary.decision.state.weight
 
+    @property
+    def mirror(self) -> int:
+        """The share of requests the route copies to the canary from now on."""
+        if self.canary is None or self.candidate is None or self.aborted:
+            return 0
+        return self.canary.decision.state.mirror
+
 
 def _never_served(ctx: _Context, stable: str) -> bool:
     phase = ctx.before.phase
@@ -503,7 +510,9 @@ def _replicas(ctx: _Context, revisions: _Revisions) -> tuple[int, int]:
     if revisions.candidate is None or revisions.canary is None or revisions.aborted:
         return total, 0
     state = revisions.canary.decision.state
-    target = state.weight if state.step >= 0 else ctx.spec.rollout.steps[0].weight
+    # A shadow step's copies load the canary as much as that share of traffic would.
+    first = ctx.spec.rollout.steps[0]
+    target = max(state.weight, state.mirror) if state.step >= 0 else max(first.weight, first.mirror)
     stable_replicas, canary_replicas = ctx.router.replicas(total, target)
     if state.step < 0:
         return total, canary_replicas
@@ -545,7 +554,12 @@ def _objects(
     live_canary = candidate if candidate and not revisions.aborted else None
     apply.extend(desired.services(ctx.ref, stable=stable, canary=live_canary))
     apply.extend(
-        ctx.router.desired(ctx.ref, ctx.spec.traffic.settings, canary_weight=revisions.weight)
+        ctx.router.desired(
+            ctx.ref,
+            ctx.spec.traffic.settings,
+            canary_weight=revisions.weight,
+            mirror=revisions.mirror,
+        )
     )
     if ctx.spec.serving.replicas > 1:
         apply.append(desired.disruption_budget(ctx.ref, stable))

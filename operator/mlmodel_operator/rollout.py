@@ -61,6 +61,7 @@ class CanaryState:
     attempt: int = 1
     step: int = WAITING_FOR_READY
     weight: int = 0
+    mirror: int = 0  # in a shadow step: percent of requests copied to the canary
     started_at: float = 0.0
     step_started_at: float = 0.0
     aborted: bool = False
@@ -111,7 +112,13 @@ def start(revision: str, version: str, now: float, attempt: int = 1) -> CanarySt
 
 
 def _describe(steps: Sequence[Step], index: int) -> str:
-    return f"step {index + 1}/{len(steps)}: canary at {steps[index].weight}%"
+    step = steps[index]
+    if step.mirror:
+        return (
+            f"step {index + 1}/{len(steps)}: shadow, {step.mirror}% of requests copied to the "
+            "canary (its answers discarded)"
+        )
+    return f"step {index + 1}/{len(steps)}: canary at {step.weight}%"
 
 
 def _wait_for_canary(
@@ -142,7 +149,7 @@ def _wait_for_canary(
 
 
 def _abort(state: CanaryState, reason: str, message: str, now: float) -> Decision:
-    aborted = replace(state, aborted=True, aborted_at=now, weight=0, message=message)
+    aborted = replace(state, aborted=True, aborted_at=now, weight=0, mirror=0, message=message)
     return Decision(
         state=aborted,
         phase="RolledBack",
@@ -155,13 +162,19 @@ def _abort(state: CanaryState, reason: str, message: str, now: float) -> Decisio
 def _enter_step(steps: Sequence[Step], state: CanaryState, index: int, now: float) -> Decision:
     if index >= len(steps):
         return Decision(
-            state=replace(state, step=len(steps) - 1, weight=100),
+            state=replace(state, step=len(steps) - 1, weight=100, mirror=0),
             phase="Promoted",
             message=f"revision {state.revision} ({state.version}) promoted to stable",
             events=(("Normal", "Promoted", f"revision {state.revision} is now stable"),),
             requeue_after=1.0,
         )
-    entered = replace(state, step=index, weight=steps[index].weight, step_started_at=now)
+    entered = replace(
+        state,
+        step=index,
+        weight=steps[index].weight,
+        mirror=steps[index].mirror,
+        step_started_at=now,
+    )
     return Decision(
         state=entered,
         phase="Progressing",
@@ -298,6 +311,7 @@ def state_from_status(canary: Mapping[str, Any]) -> CanaryState | None:
         attempt=int(canary.get("attempt", 1)),
         step=int(canary.get("step", WAITING_FOR_READY)),
         weight=int(canary.get("weight", 0)),
+        mirror=int(canary.get("mirror", 0)),
         started_at=float(canary.get("startedAt", 0.0)),
         step_started_at=float(canary.get("stepStartedAt", 0.0)),
         aborted=bool(canary.get("aborted", False)),
@@ -314,6 +328,7 @@ def state_to_status(state: CanaryState, steps: int) -> dict[str, Any]:
         "step": state.step,
         "steps": steps,
         "weight": state.weight,
+        **({"mirror": state.mirror} if state.mirror else {}),
         "startedAt": state.started_at,
         "stepStartedAt": state.step_started_at,
         "aborted": state.aborted,

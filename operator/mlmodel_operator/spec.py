@@ -113,6 +113,9 @@ class Step:
     weight: int
     # None: no pause (advance after one analysis interval); inf: wait for a promote.
     pause_seconds: float | None = None
+    # A shadow step: this percent of live requests is copied to the canary, whose
+    # answers are discarded; clients get only the stable's (weight is 0).
+    mirror: int = 0
 
 
 DEFAULT_STEPS = (Step(10, 60.0), Step(50, 60.0), Step(100, None))
@@ -180,10 +183,24 @@ def _steps(raw: list[Mapping[str, Any]] | None) -> tuple[Step, ...]:
             seconds = parse_duration(str(pause["duration"]))
         else:
             seconds = float("inf")
-        steps.append(Step(weight=int(item["weight"]), pause_seconds=seconds))
-    weights = [s.weight for s in steps]
+        if ("weight" in item) == ("mirror" in item):
+            raise SpecError("each rollout step sets weight or mirror (a shadow step), not both")
+        if "mirror" in item:
+            mirror = int(item["mirror"])
+            if not 1 <= mirror <= 100:
+                raise SpecError("rollout.steps mirror must be within 1-100")
+            steps.append(Step(weight=0, pause_seconds=seconds, mirror=mirror))
+        else:
+            steps.append(Step(weight=int(item["weight"]), pause_seconds=seconds))
+    weights = [s.weight for s in steps if not s.mirror]
     if weights != sorted(weights) or not all(0 <= w <= 100 for w in weights):
         raise SpecError("rollout.steps weights must be within 0-100 and must not decrease")
+    kinds = [0 if s.mirror else 1 for s in steps]
+    if kinds != sorted(kinds):
+        raise SpecError(
+            "rollout.steps: mirror (shadow) steps come before the steps that give the canary "
+            "traffic"
+        )
     return tuple(steps)
 
 
@@ -283,8 +300,14 @@ def parse_spec(spec: Mapping[str, Any]) -> MLModelSpec:
         raise SpecError(f"traffic.router {name!r} is not one of {', '.join(REGISTRY)}")
     traffic = Traffic(router=name, settings=REGISTRY[name].parse(tr.get(name)))
     ro = spec.get("rollout") or {}
+    steps = _steps(ro.get("steps"))
+    if any(step.mirror for step in steps) and not REGISTRY[name].mirrors:
+        raise SpecError(
+            f"traffic.router {name} cannot mirror requests: a mirror step needs the "
+            "gatewayAPI or istio router"
+        )
     rollout = Rollout(
-        steps=_steps(ro.get("steps")),
+        steps=steps,
         progress_deadline_seconds=int(ro.get("progressDeadlineSeconds", 600)),
         scale_down_delay_seconds=int(ro.get("scaleDownDelaySeconds", 30)),
         history_limit=int(ro.get("historyLimit", 10)),

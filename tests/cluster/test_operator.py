@@ -436,6 +436,24 @@ INVALID = [
         "spec.conversion.parity.samples: Invalid value: 0",
     ),
     (
+        "step-with-weight-and-mirror",
+        {"rollout": {"steps": [{"weight": 10, "mirror": 10}]}},
+        "each rollout step sets weight or mirror (a shadow step), not both",
+    ),
+    (
+        "mirror-after-weight",
+        {
+            "traffic": {"router": "istio", "istio": {"hosts": ["iris.example.com"]}},
+            "rollout": {"steps": [{"weight": 10}, {"mirror": 50}]},
+        },
+        "mirror (shadow) steps come before the steps that give the canary traffic",
+    ),
+    (
+        "mirror-with-replicas-router",
+        {"rollout": {"steps": [{"mirror": 50}, {"weight": 100}]}},
+        "mirror steps need traffic.router gatewayAPI or istio",
+    ),
+    (
         "reference-without-digest",
         {"conversion": {"reference": {"uri": "s3://b/reference.npz"}}},
         "spec.conversion.reference.sha256: Required value",

@@ -63,6 +63,7 @@ class Router(Protocol):
 
     name: str  # the value of spec.traffic.router, and the key of its settings there
     api: ApiResource | None  # the object kind it writes, or None (no objects)
+    mirrors: bool  # can copy a share of requests to the canary (shadow steps)
 
     def parse(self, raw: Mapping[str, Any] | None) -> Any:
         """Settings from `spec.traffic.<name>`; raises SpecError for what the schema
@@ -75,9 +76,13 @@ class Router(Protocol):
         """(stable, canary) replicas for a canary at `weight` percent of traffic."""
         ...
 
-    def desired(self, ref: ModelRef, settings: Any, *, canary_weight: int) -> list[dict[str, Any]]:
+    def desired(
+        self, ref: ModelRef, settings: Any, *, canary_weight: int, mirror: int = 0
+    ) -> list[dict[str, Any]]:
         """Objects that send `canary_weight` percent to `<name>-canary`, the rest to
-        `<name>-stable`, and pin requests with the variant header to either side."""
+        `<name>-stable`, copy `mirror` percent of the split's requests to the canary
+        (a router that `mirrors`), and pin requests with the variant header to either
+        side."""
         ...
 
     def effective_weight(

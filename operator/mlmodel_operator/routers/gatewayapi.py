@@ -39,6 +39,7 @@ def _backend(name: str, weight: int | None = None) -> dict[str, Any]:
 class GatewayApiRouter:
     name = "gatewayAPI"
     api: ApiResource | None = HTTP_ROUTE
+    mirrors = True  # the RequestMirror filter (its percent: Gateway API v1.3+ CRDs)
 
     def parse(self, raw: Mapping[str, Any] | None) -> GatewaySettings:
         raw = raw or {}
@@ -62,7 +63,7 @@ class GatewayApiRouter:
         return stable_stays_whole(total, weight)
 
     def desired(
-        self, ref: ModelRef, settings: GatewaySettings, *, canary_weight: int
+        self, ref: ModelRef, settings: GatewaySettings, *, canary_weight: int, mirror: int = 0
     ) -> list[dict[str, Any]]:
         stable, canary = f"{ref.name}-stable", f"{ref.name}-canary"
         prefix, predict = model_paths(ref.name)
@@ -79,19 +80,19 @@ class GatewayApiRouter:
                 "backendRefs": [_backend(service)],
             }
 
+        split: dict[str, Any] = {
+            "matches": paths,
+            "backendRefs": [_backend(stable, 100 - canary_weight), _backend(canary, canary_weight)],
+        }
+        if mirror:
+            # Only the split is copied: a request pinned to a side is a person's test.
+            copy: dict[str, Any] = {"backendRef": _backend(canary)}
+            if mirror < 100:
+                copy["percent"] = mirror
+            split["filters"] = [{"type": "RequestMirror", "requestMirror": copy}]
         spec: dict[str, Any] = {
             "parentRefs": [dict(p) for p in settings.parent_refs],
-            "rules": [
-                pinned("canary", canary),
-                pinned("stable", stable),
-                {
-                    "matches": paths,
-                    "backendRefs": [
-                        _backend(stable, 100 - canary_weight),
-                        _backend(canary, canary_weight),
-                    ],
-                },
-            ],
+            "rules": [pinned("canary", canary), pinned("stable", stable), split],
         }
         if settings.hostnames:
             spec["hostnames"] = list(settings.hostnames)

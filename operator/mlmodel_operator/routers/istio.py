@@ -31,6 +31,7 @@ class IstioSettings:
 class IstioRouter:
     name = "istio"
     api: ApiResource | None = VIRTUAL_SERVICE
+    mirrors = True  # mirror and mirrorPercentage of an HTTP route
 
     def parse(self, raw: Mapping[str, Any] | None) -> IstioSettings:
         raw = raw or {}
@@ -55,7 +56,7 @@ class IstioRouter:
         return stable_stays_whole(total, weight)
 
     def desired(
-        self, ref: ModelRef, settings: IstioSettings, *, canary_weight: int
+        self, ref: ModelRef, settings: IstioSettings, *, canary_weight: int, mirror: int = 0
     ) -> list[dict[str, Any]]:
         namespace = ref.namespace
 
@@ -84,19 +85,20 @@ class IstioRouter:
                 "route": [destination(service)],
             }
 
+        split: dict[str, Any] = {
+            "name": "split",
+            "match": [{"uri": uri} for uri in uris],
+            "route": [destination(stable, 100 - canary_weight), destination(canary, canary_weight)],
+        }
+        if mirror:
+            split["mirror"] = {"host": canary, "port": {"number": SERVICE_PORT}}
+            split["mirrorPercentage"] = {"value": float(mirror)}
         spec: dict[str, Any] = {
             "hosts": list(settings.hosts),
             "http": [
                 pinned("canary", canary),
                 pinned("stable", stable),
-                {
-                    "name": "split",
-                    "match": [{"uri": uri} for uri in uris],
-                    "route": [
-                        destination(stable, 100 - canary_weight),
-                        destination(canary, canary_weight),
-                    ],
-                },
+                split,
             ],
         }
         if settings.gateways:

@@ -14,6 +14,7 @@ from mlmodel_operator.routers import ApiResource, Attachments
 class ReplicasRouter:
     name = "replicas"
     api: ApiResource | None = None
+    mirrors = False  # pods are the split: nothing could copy a request
 
     def parse(self, raw: Mapping[str, Any] | None) -> None:
         del raw
@@ -48,8 +49,10 @@ class ReplicasRouter:
         stable = max(1, total - canary) if total > 0 else 0
         return stable, canary
 
-    def desired(self, ref: ModelRef, settings: Any, *, canary_weight: int) -> list[dict[str, Any]]:
-        del ref, settings, canary_weight
+    def desired(
+        self, ref: ModelRef, settings: Any, *, canary_weight: int, mirror: int = 0
+    ) -> list[dict[str, Any]]:
+        del ref, settings, canary_weight, mirror
         return []
 
     def effective_weight(

@@ -574,3 +574,17 @@ def test_undo_of_a_model_a_gitops_controller_applies_is_refused_unless_forced(
     assert "revert the model in Git instead" in capsys.readouterr().err
     assert run(api, "undo", "iris", "--force") == 0
     assert sum(kind == "patch" for kind, _ in api.calls) == 1
+
+
+def test_the_status_view_shows_a_shadow_steps_mirrored_share() -> None:
+    body = {
+        "metadata": {"name": "iris"},
+        "status": {
+            "phase": "Paused",
+            "canary": {"version": "v2", "revision": "bbb", "step": 0, "steps": 3,
+                       "weight": 0, "mirror": 20, "effectiveWeight": 0},
+        },
+    }  # fmt: skip
+    view = render(body).splitlines()
+    assert "  weight   [....................] 0%" in view
+    assert "  mirror   [####................] 20% of requests copied (answers discarded)" in view

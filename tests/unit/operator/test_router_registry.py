@@ -72,6 +72,7 @@ class EchoRouter:
 
     name = "echo"
     api: ApiResource | None = ECHO_ROUTE
+    mirrors = False
 
     def parse(self, raw: Mapping[str, Any] | None) -> EchoSettings:
         return EchoSettings(host=str((raw or {}).get("host", "")))
@@ -83,7 +84,7 @@ class EchoRouter:
         return total, 1
 
     def desired(
-        self, ref: ModelRef, settings: EchoSettings, *, canary_weight: int
+        self, ref: ModelRef, settings: EchoSettings, *, canary_weight: int, mirror: int = 0
     ) -> list[dict[str, Any]]:
         return [owned(ref, ECHO_ROUTE, {"host": settings.host, "canary": canary_weight})]
 
