@@ -19,6 +19,7 @@ Files (never unpickled: object arrays are refused):
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,7 +148,21 @@ def read_samples(path: Path, schema: InputSchema, rows: int) -> Feeds:
     return {name: values[:rows] for name, values in feeds.items()}
 
 
+NPZ_MAX_UNPACKED = 1 << 30  # bytes an .npz may unpack to: its arrays are read into memory
+
+
 def _load_npz(path: Path, what: str) -> dict[str, npt.NDArray[Any]]:
+    """The arrays of an .npz, without pickle, refusing one that would unpack to more
+    than NPZ_MAX_UNPACKED (a small compressed file can hold huge zero arrays)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise UsageError(f"cannot read {what} {path} (an .npz): {describe(exc)}") from exc
+    if unpacked > NPZ_MAX_UNPACKED:
+        raise UsageError(
+            f"{what} {path} unpacks to {unpacked} bytes, over the limit of {NPZ_MAX_UNPACKED}"
+        )
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {k: archive[k] for k in archive.files}
