@@ -760,8 +760,11 @@ def _history(
     if canary is not None:
         digests[canary.state.revision] = canary.digest
         failure = ctx.health(canary.state.revision).failure
-        if failure is not None and failure.report:
-            reports[canary.state.revision] = failure.report
+        # The report of its pods, failed or not (a canary refused by its score converted
+        # fine): history keeps it for a rolled-back revision once the pods are gone.
+        report = failure.report if failure is not None and failure.report else canary.conversion
+        if report:
+            reports[canary.state.revision] = report
     change = history.Change(
         now=ctx.now,
         revision=ctx.revision,

@@ -102,6 +102,7 @@ def test_a_worse_canary_is_rolled_back_before_its_first_step() -> None:
     assert "accuracy 0.33 vs stable 0.96" in result.status["message"]
     assert ("Warning", "EvaluationFailed") in [(e.type, e.reason) for e in result.events]
     assert result.status["history"][-1]["outcome"] == "RolledBack"
+    assert result.status["history"][-1]["conversion"]["evaluation"]["score"] == 0.33
 
     better = {**stable, r2: Observed(deployment(1), pods=[converted_pod(f"iris-{r2}-a", 0.97)])}
     passed = run(v2, serving.status, observed=better, now_s=T0)
