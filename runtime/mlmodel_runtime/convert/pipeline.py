@@ -146,9 +146,10 @@ def convert(
             with stopwatch.phase("parity"):
                 parity = model.parity(schema, session, _parity_plan(request, log), log)
             learned = replace(learned, parity=parity)
-            with stopwatch.phase("evaluation"):
-                scored = _evaluation(request, model, schema, session, log)
-            learned = replace(learned, evaluation=scored)
+            if labelled := _evaluation_set(request, schema):
+                with stopwatch.phase("evaluation"):
+                    scored = _evaluate(request, labelled, model, schema, session, log)
+                learned = replace(learned, evaluation=scored)
             metadata = _metadata(
                 model,
                 inputs=inputs,
@@ -190,15 +191,11 @@ def _parity_plan(request: Request, log: Callable[[str], None]) -> check.ParityPl
     return plan
 
 
-def _evaluation(
-    request: Request,
-    model: formats.Model[Any],
-    schema: Any,
-    session: Any,
-    log: Callable[[str], None],
-) -> dict[str, Any] | None:
-    """The converted model's score on the labelled set, or None when none was asked."""
-    dataset, described = request.evaluation, None
+def _evaluation_set(request: Request, schema: Any) -> tuple[Path, dict[str, Any]] | None:
+    """The labelled set to score on and which one it is, or None when none was asked
+    (then no evaluation phase is timed either)."""
+    dataset: Path | None = request.evaluation
+    described: dict[str, Any] | None = None
     if dataset is None and request.source_dir is not None:
         fetched = sourcedir.read_extra(
             request.source_dir, sourcedir.EVALUATION, max_bytes=request.fetch_options.max_bytes
@@ -217,6 +214,20 @@ def _evaluation(
     if described is None:
         digest = hashlib.sha256(dataset.read_bytes()).hexdigest()
         described = {"uri": str(dataset), "sha256": digest}
+    return dataset, described
+
+
+def _evaluate(
+    request: Request,
+    labelled: tuple[Path, dict[str, Any]],
+    model: formats.Model[Any],
+    schema: InputSchema,
+    session: Any,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """The converted model's score on the labelled set."""
+    dataset, described = labelled
+    assert request.evaluation_metric is not None  # checked by _evaluation_set
     return evaluation.evaluate(
         session,
         schema,
