@@ -39,7 +39,7 @@ def _backend(name: str, weight: int | None = None) -> dict[str, Any]:
 class GatewayApiRouter:
     name = "gatewayAPI"
     api: ApiResource | None = HTTP_ROUTE
-    mirrors = True  # the RequestMirror filter (its percent: Gateway API v1.3+ CRDs)
+    mirrors = True  # the RequestMirror filter (with percent: standard CRDs of v1.4, v1.6)
 
     def parse(self, raw: Mapping[str, Any] | None) -> GatewaySettings:
         raw = raw or {}
