@@ -108,3 +108,11 @@ def test_each_metric_is_the_usual_formula(name: str) -> None:
             "mae": mean_absolute_error,
         }
     assert METRICS[name].score(truth, answer) == pytest.approx(usual[name](truth, answer))
+
+
+def test_numeric_labels_match_whatever_their_type() -> None:
+    """A holdout target stored as floats scores a classifier answering int64 labels."""
+    truth = np.array([0.0, 1.0, 2.0, 1.0])
+    answer = np.array([0, 1, 2, 2], dtype=np.int64)
+    assert METRICS["accuracy"].score(truth, answer) == 0.75
+    assert METRICS["accuracy"].score(np.array(["a", "b"]), np.array(["a", "a"])) == 0.5

@@ -37,7 +37,10 @@ class Metric:
 
 
 def _same_labels(target: Array, predicted: Array) -> tuple[Array, Array]:
-    """Labels compared as text: the file may hold 1 where the model answers "1"."""
+    """Labels compared as numbers when both are (a target of 1.0 is class 1), else as
+    text (the file may hold 1 where the model answers "1")."""
+    if target.dtype.kind in "iuf" and predicted.dtype.kind in "iuf":
+        return target.astype(np.float64).reshape(-1), predicted.astype(np.float64).reshape(-1)
     return target.astype(str).reshape(-1), predicted.astype(str).reshape(-1)
 
 
