@@ -5,8 +5,9 @@
 writes OUTDIR/iris-v1.skops (a random forest classifier), OUTDIR/iris-v2.skops
 (a gradient-boosted one), OUTDIR/iris-v3.skops (a deliberately bad one, trained on
 labels where versicolor was merged into virginica, for the quickstart's rollback),
-OUTDIR/diabetes.skops (a regression pipeline) and
-prints their sha256 digests for `spec.model.sha256`. Upload them where your
+OUTDIR/diabetes.skops (a regression pipeline), OUTDIR/iris-lightgbm.txt (a LightGBM
+booster in its own text format, `spec.model.format: lightgbm`) and prints their
+sha256 digests for `spec.model.sha256`. Upload them where your
 MLModels point (an S3 bucket, an HTTP server, a volume).
 """
 
@@ -16,6 +17,7 @@ import hashlib
 import sys
 from pathlib import Path
 
+import lightgbm
 import numpy as np
 import skops.io as sio
 from sklearn.datasets import load_diabetes, load_iris
@@ -47,6 +49,13 @@ def main() -> int:
         path = out / name
         sio.dump(model, path)
         print(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path}")
+    # A booster trained with LightGBM's own API and saved with its own save_model.
+    params = {"objective": "multiclass", "num_class": 3, "num_leaves": 8, "verbose": -1,
+              "num_threads": 1, "seed": 0}  # fmt: skip
+    booster = lightgbm.train(params, lightgbm.Dataset(iris_x, label=iris_y), num_boost_round=30)
+    path = out / "iris-lightgbm.txt"
+    booster.save_model(str(path))
+    print(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path}")
     return 0
 
 

@@ -51,7 +51,9 @@ class ProjectImage:
     def copy_sources(self) -> list[str]:
         """The context paths the Dockerfile's `COPY` steps read (not `COPY --from`)."""
         sources: list[str] = []
-        for line in self.dockerfile.read_text().splitlines():
+        # Instructions, with `\`-continued lines joined as Docker reads them.
+        text = self.dockerfile.read_text().replace("\\\n", " ")
+        for line in text.splitlines():
             words = shlex.split(line, comments=True)
             if len(words) >= 3 and words[0].upper() == "COPY":
                 if any(w.startswith("--from") for w in words[1:-1]):

@@ -21,7 +21,7 @@ from mlmodel_operator.routers import REGISTRY
 # The runtime's model formats (`mlmodel_runtime.convert.formats.REGISTRY`, which the
 # operator does not import: it would pull NumPy into the operator's image) and those
 # whose loading runs code. A test keeps them equal to the runtime's registry.
-MODEL_FORMATS = ("skops", "sklearn", "onnx")
+MODEL_FORMATS = ("skops", "sklearn", "onnx", "xgboost", "lightgbm")
 UNPICKLING_FORMATS = ("sklearn",)
 
 
@@ -215,7 +215,7 @@ def _reference(
         raise SpecError(f"{what} needs a uri and a sha256 of 64 lowercase hex digits")
     if model.format == "onnx":
         raise SpecError(
-            f"{what} needs a model with an original to compare (format skops or sklearn); "
+            f"{what} needs a model with an original to compare (any format but onnx); "
             "an ONNX model is served as is"
         )
     if uri.startswith("pvc://") and uri[len("pvc://") :].split("/", 1)[0] != model.pvc_claim:
@@ -303,8 +303,8 @@ def parse_spec(spec: Mapping[str, Any]) -> MLModelSpec:
     steps = _steps(ro.get("steps"))
     if any(step.mirror for step in steps) and not REGISTRY[name].mirrors:
         raise SpecError(
-            f"traffic.router {name} cannot mirror requests: a mirror step needs the "
-            "gatewayAPI or istio router"
+            f"traffic.router {name} cannot mirror requests: a mirror step needs a router "
+            f"that can ({', '.join(n for n, r in REGISTRY.items() if r.mirrors)})"
         )
     rollout = Rollout(
         steps=steps,

@@ -24,13 +24,15 @@ pytestmark = pytest.mark.realpods
 NS = DEMO_NAMESPACE
 
 
-def _status(cluster: ControlPlane) -> dict[str, Any]:
-    status: dict[str, Any] = get_json(cluster, "mlmodel", "iris", "-n", NS).get("status") or {}
+def _status(cluster: ControlPlane, name: str = "iris") -> dict[str, Any]:
+    status: dict[str, Any] = get_json(cluster, "mlmodel", name, "-n", NS).get("status") or {}
     return status
 
 
-def _settled(cluster: ControlPlane, phase: str, version: str) -> dict[str, Any] | None:
-    status = _status(cluster)
+def _settled(
+    cluster: ControlPlane, phase: str, version: str, *, name: str = "iris"
+) -> dict[str, Any] | None:
+    status = _status(cluster, name)
     stable = status.get("stable") or {}
     if status.get("phase") == phase and stable.get("version") == version:
         return status
@@ -48,7 +50,7 @@ def _diagnosis(cluster: ControlPlane, real_node: RealNode) -> str:
     )
 
 
-# Eleven pods start on two cores, each fetching, converting and proving its model.
+# Twelve pods start on two cores, each fetching, converting and proving its model.
 @pytest.mark.timeout(1800)
 def test_the_kind_quickstart_promotes_v2_and_rolls_back_a_bad_v3_under_restricted_pods(
     cluster: ControlPlane,
@@ -116,10 +118,25 @@ def test_the_kind_quickstart_promotes_v2_and_rolls_back_a_bad_v3_under_restricte
         # The load pod's requests, through the Service and kube-proxy, all succeeded.
         load_log = real_node.container_log_tails(NS, lines=200)
         assert "request failed" not in load_log, load_log[-3000:]
+
+        # Another family in the shipped image: the model store trained a LightGBM booster
+        # (LightGBM loads there: the image has its OpenMP runtime), and the runtime
+        # image's init container converts it with its parity proof.
+        cluster.kubectl("apply", "-f", str(KIND / "iris-lightgbm.yaml"))
+        boosted = wait_for(
+            lambda: _settled(cluster, "Healthy", "v1", name="iris-lightgbm"),
+            timeout=300,
+            what="iris-lightgbm Healthy",
+        )
+        lap("iris-lightgbm Healthy")
+        assert boosted["stable"]["conversion"]["estimator"] == "lightgbm.basic.Booster", boosted
+        assert boosted["stable"]["conversion"]["parity"]["passed"] is True, boosted
     except AssertionError as failed:
         raise AssertionError(f"{failed}{_diagnosis(cluster, real_node)}") from None
     finally:
         # The failure tests share the namespace and its model store, not this load.
         cluster.kubectl("delete", "-f", str(KIND / "load.yaml"), "--wait=false", check=False)
-        cluster.kubectl("delete", "mlmodel", "iris", "-n", NS, "--wait=false", check=False)
+        cluster.kubectl(
+            "delete", "mlmodel", "iris", "iris-lightgbm", "-n", NS, "--wait=false", check=False
+        )
     print("\n[kind story] " + ", ".join(f"{k} {v:.0f} s" for k, v in took.items()))

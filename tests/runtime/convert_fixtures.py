@@ -150,6 +150,47 @@ def _pipeline_regressor() -> Any:
     return _diabetes_fit(make_pipeline(MinMaxScaler(), PCA(n_components=5), SVR(C=10.0)))
 
 
+def _boosted_column_transformer(family: str) -> Any:
+    """ColumnTransformer (scaled numbers, one-hot strings) + a boosted classifier."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    frame, y = customers()
+    pre = ColumnTransformer(
+        [
+            ("num", StandardScaler(), ["age", "income"]),
+            ("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False), ["city", "plan"]),
+        ]
+    )
+    return Pipeline([("pre", pre), ("clf", _booster(family, "classifier"))]).fit(frame, y)
+
+
+def _booster(family: str, kind: str, **kwargs: Any) -> Any:
+    """A small XGBoost or LightGBM scikit-learn wrapper, single-threaded and seeded."""
+    if family == "xgboost":
+        name = "XGBClassifier" if kind == "classifier" else "XGBRegressor"
+        return _m("xgboost", name, n_estimators=20, max_depth=3, n_jobs=1, random_state=0,
+                  **kwargs)  # fmt: skip
+    name = "LGBMClassifier" if kind == "classifier" else "LGBMRegressor"
+    return _m("lightgbm", name, n_estimators=20, num_leaves=8, n_jobs=1, random_state=0,
+              verbose=-1, **kwargs)  # fmt: skip
+
+
+def _boosted_pipeline(family: str) -> Any:
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return _diabetes_fit(make_pipeline(StandardScaler(), _booster(family, "regressor")))
+
+
+def _boosted_binary(family: str) -> Any:
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(n_samples=200, n_features=6, random_state=0)
+    return _booster(family, "classifier").fit(x, y)
+
+
 MATRIX: tuple[MatrixCase, ...] = (
     MatrixCase("linear_regression", "sklearn.linear_model.LinearRegression", "regression",
                lambda: _diabetes_fit(_m("sklearn.linear_model", "LinearRegression"))),
@@ -239,6 +280,99 @@ MATRIX: tuple[MatrixCase, ...] = (
     MatrixCase("dataframe_random_forest", "sklearn.ensemble.RandomForestRegressor",
                "regression", _dataframe_regressor,
                note="fitted on a DataFrame: one input per column"),
+    MatrixCase("xgboost_classifier", "xgboost.sklearn.XGBClassifier", "classification",
+               lambda: _iris_fit(_booster("xgboost", "classifier"))),
+    MatrixCase("xgboost_binary", "xgboost.sklearn.XGBClassifier", "classification",
+               lambda: _boosted_binary("xgboost"), note="binary"),
+    MatrixCase("xgboost_regressor", "xgboost.sklearn.XGBRegressor", "regression",
+               lambda: _diabetes_fit(_booster("xgboost", "regressor"))),
+    MatrixCase("xgboost_pipeline", "sklearn.pipeline.Pipeline", "regression",
+               lambda: _boosted_pipeline("xgboost"), note="StandardScaler + XGBRegressor"),
+    MatrixCase("xgboost_column_transformer", "sklearn.pipeline.Pipeline", "classification",
+               lambda: _boosted_column_transformer("xgboost"),
+               note="ColumnTransformer(StandardScaler, OneHotEncoder on strings) + "
+                    "XGBClassifier, fitted on a DataFrame"),
+    MatrixCase("lightgbm_classifier", "lightgbm.sklearn.LGBMClassifier", "classification",
+               lambda: _iris_fit(_booster("lightgbm", "classifier"))),
+    MatrixCase("lightgbm_binary", "lightgbm.sklearn.LGBMClassifier", "classification",
+               lambda: _boosted_binary("lightgbm"), note="binary"),
+    MatrixCase("lightgbm_regressor", "lightgbm.sklearn.LGBMRegressor", "regression",
+               lambda: _diabetes_fit(_booster("lightgbm", "regressor"))),
+    MatrixCase("lightgbm_pipeline", "sklearn.pipeline.Pipeline", "regression",
+               lambda: _boosted_pipeline("lightgbm"), note="StandardScaler + LGBMRegressor"),
+    MatrixCase("lightgbm_column_transformer", "sklearn.pipeline.Pipeline", "classification",
+               lambda: _boosted_column_transformer("lightgbm"),
+               note="ColumnTransformer(StandardScaler, OneHotEncoder on strings) + "
+                    "LGBMClassifier, fitted on a DataFrame"),
+)  # fmt: skip
+
+
+# ----------------------------------------------------------- native booster files
+
+
+@dataclass(frozen=True)
+class NativeCase:
+    """A booster trained with its library's own API and saved with its save_model."""
+
+    id: str
+    format: str  # "xgboost" | "lightgbm"
+    task: str
+    objective: str
+    suffix: str  # the file name's ending, which picks XGBoost's JSON or UBJSON
+    supported: bool = True
+    note: str = ""
+
+    def write(self, path: Path) -> tuple[Path, Any, Any]:
+        """The saved file, the booster, and rows of the data it was trained on."""
+        x, y = iris() if self.task == "classification" else diabetes()
+        if self.objective.startswith("binary"):
+            y = (y == 2).astype(int)
+        ranking = "rank" in self.objective
+        if ranking:
+            y = (y > np.median(y)).astype(int)
+        target = path.with_suffix(self.suffix)
+        data: Any
+        booster: Any
+        if self.format == "xgboost":
+            import xgboost
+
+            params: dict[str, Any] = {"objective": self.objective, "max_depth": 3, "nthread": 1}
+            if self.objective.startswith("multi:"):
+                params["num_class"] = 3
+            data = xgboost.DMatrix(x, label=y)
+            if ranking:
+                data.set_group([len(y)])
+            booster = xgboost.train(params, data, num_boost_round=15)
+        else:
+            import lightgbm
+
+            params = {"objective": self.objective, "num_leaves": 8, "verbose": -1,
+                      "num_threads": 1, "seed": 0}  # fmt: skip
+            if self.objective == "multiclass":
+                params["num_class"] = 3
+            data = lightgbm.Dataset(x, label=y)
+            if ranking:
+                data.set_group([len(y)])
+            booster = lightgbm.train(params, data, num_boost_round=15)
+        booster.save_model(str(target))
+        return target, booster, x
+
+
+NATIVE_MATRIX: tuple[NativeCase, ...] = (
+    NativeCase("xgboost_native_multiclass", "xgboost", "classification", "multi:softprob",
+               ".json"),
+    NativeCase("xgboost_native_binary", "xgboost", "classification", "binary:logistic", ".ubj",
+               note="UBJSON"),
+    NativeCase("xgboost_native_regression", "xgboost", "regression", "reg:squarederror",
+               ".json"),
+    NativeCase("xgboost_native_ranking", "xgboost", "other", "rank:pairwise", ".json",
+               supported=False, note="ranking: neither a classifier nor a regressor"),
+    NativeCase("lightgbm_native_multiclass", "lightgbm", "classification", "multiclass",
+               ".txt"),
+    NativeCase("lightgbm_native_binary", "lightgbm", "classification", "binary", ".txt"),
+    NativeCase("lightgbm_native_regression", "lightgbm", "regression", "regression", ".txt"),
+    NativeCase("lightgbm_native_ranking", "lightgbm", "other", "lambdarank", ".txt",
+               supported=False, note="ranking: neither a classifier nor a regressor"),
 )  # fmt: skip
 
 

@@ -14,13 +14,21 @@ if __name__ == "__main__":  # run as a script: make `tests` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from mlmodel_runtime.convert.formats import REGISTRY
-from tests.runtime.convert_fixtures import MATRIX, REPO, MatrixCase
+from tests.runtime.convert_fixtures import MATRIX, NATIVE_MATRIX, REPO, MatrixCase, NativeCase
 
 DOC = REPO / "docs" / "models.md"
 
 
 def _row(case: MatrixCase) -> str:
     return f"| `{case.estimator}` | {case.task} | {case.note or ''} | `{case.id}` |"
+
+
+def _native_row(case: NativeCase) -> str:
+    verdict = "converted, parity proven" if case.supported else "refused (exit 6)"
+    return (
+        f"| `{case.format}` | `{case.objective}` ({case.suffix}) | {case.task} | {verdict} "
+        f"| {case.note} | `{case.id}` |"
+    )
 
 
 def render() -> str:
@@ -34,7 +42,9 @@ def render() -> str:
         "     the test matrix in tests/runtime/convert_fixtures.py; do not edit by hand. -->",
         "",
         "`mlmodel-runtime convert` converts scikit-learn classifiers and regressors with",
-        "skl2onnx and proves parity before serving. Every estimator below is trained in the",
+        "skl2onnx, and XGBoost and LightGBM models with onnxmltools' converters registered",
+        "with skl2onnx (alone or inside Pipelines and ColumnTransformers), and proves",
+        "parity before serving. Every estimator below is trained in the",
         "test suite (`tests/runtime/test_convert_matrix.py`), saved with skops, converted",
         "by the CLI, and checked: the supported ones pass parity on generated data",
         "(labels agree, probabilities / values within rtol 1e-4, atol 1e-5); the",
@@ -61,6 +71,19 @@ def render() -> str:
         "",
         header,
         *(_row(c) for c in refused),
+        "",
+        "## Native booster files",
+        "",
+        "A booster saved with its library's own `save_model` is `--format xgboost` or",
+        "`--format lightgbm`: data read by the library's parser, so no trust flag is needed.",
+        "Its objective decides the task; its classes are 0..k-1 as it was trained (save the",
+        "scikit-learn wrapper with skops to keep string labels). Each case below is trained",
+        "with the library's own API in `tests/runtime/test_convert_matrix.py`, saved, and",
+        "converted by the CLI:",
+        "",
+        "| format | objective (file) | task | result | notes | test case |",
+        "|---|---|---|---|---|---|",
+        *(_native_row(c) for c in NATIVE_MATRIX),
         "",
     ]
     return "\n".join(lines)

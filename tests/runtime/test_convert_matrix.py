@@ -9,6 +9,7 @@ check, against scikit-learn on real rows of its training data.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,14 @@ import pytest
 
 from tests.runtime.convert_fixtures import (
     MATRIX,
+    NATIVE_MATRIX,
     MatrixCase,
+    NativeCase,
     Result,
     customers,
     diabetes,
     dump_skops,
+    edit_skops,
     iris,
     run_cli,
     run_in_process,
@@ -32,13 +36,13 @@ AS_PROCESS = {"random_forest_classifier", "column_transformer", "hist_gradient_b
 
 
 def _real_rows(case: MatrixCase, model: Any) -> Any:
-    if case.id == "column_transformer":
+    if case.id.endswith("column_transformer"):
         return customers(rows=60, seed=99)[0]
     if case.id == "dataframe_random_forest":
         from sklearn.datasets import load_diabetes
 
         return load_diabetes(as_frame=True).data.iloc[:60]
-    if case.id == "logistic_regression_binary":
+    if case.id.endswith("_binary"):
         from sklearn.datasets import make_classification
 
         return make_classification(n_samples=60, n_features=6, random_state=1)[0]
@@ -169,3 +173,183 @@ def test_string_class_labels_are_bytes(tmp_path: Path) -> None:
     label = next(o for o in metadata["outputs"] if o["name"] == "label")
     assert label["datatype"] == "BYTES"
     assert metadata["classes"] == ["setosa", "versicolor", "virginica"]
+
+
+@pytest.mark.parametrize("case", NATIVE_MATRIX, ids=[c.id for c in NATIVE_MATRIX])
+def test_native_booster_files(case: NativeCase, tmp_path: Path) -> None:
+    """A booster saved with its library's save_model converts with parity (or is
+    refused as unsupported), and the ONNX model answers as the booster did on the
+    rows it was trained on."""
+    import onnxruntime as ort
+
+    source, booster, rows = case.write(tmp_path / "model")
+    out = tmp_path / "out"
+    as_process = case.id == "lightgbm_native_binary"
+    args = ["--uri", str(source), "--format", case.format, "--out", str(out),
+            "--parity-samples", "200"]  # fmt: skip
+    result = run_cli(args) if as_process else run_in_process(args)
+    if not case.supported:
+        assert result.code == 6, result.stderr
+        assert result.report["error"] == "unsupported"
+        assert case.objective.split(":")[0] in result.report["message"]
+        assert not (out / "model.onnx").exists()
+        return
+    assert result.code == 0, f"{case.id}: {result.report.get('message')}\n{result.stderr[-2000:]}"
+    report = result.report
+    assert report["parity"]["passed"] is True
+    assert report["parity"]["rows"] == 200
+    metadata = json.loads((out / "metadata.json").read_text())
+    assert metadata["source"]["format"] == case.format
+    booster_module = "core" if case.format == "xgboost" else "basic"
+    assert metadata["estimator"] == f"{case.format}.{booster_module}.Booster"
+    assert metadata["task"] == case.task
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"input": np.asarray(rows, dtype=np.float32)})
+    if case.format == "xgboost":
+        import xgboost
+
+        expected = booster.predict(xgboost.DMatrix(np.asarray(rows, dtype=np.float32)))
+    else:
+        expected = booster.predict(np.asarray(rows, dtype=np.float32))
+    if case.task == "classification":
+        proba = expected if expected.ndim == 2 else np.column_stack([1 - expected, expected])
+        assert metadata["classes"] == list(range(proba.shape[1]))
+        np.testing.assert_allclose(got[1], proba, atol=1e-4)
+        assert (got[0] == proba.argmax(axis=1)).mean() >= 0.98
+    else:
+        np.testing.assert_allclose(got[0].reshape(-1), expected, rtol=1e-3, atol=1e-3)
+
+
+def test_a_booster_file_given_as_skops_names_its_format(tmp_path: Path) -> None:
+    """The user picked the wrong --format: the refusal names the right one."""
+    for case in (NATIVE_MATRIX[0], NATIVE_MATRIX[4]):
+        source, _, _ = case.write(tmp_path / case.id)
+        result = run_in_process(["--uri", str(source), "--format", "skops",
+                                 "--out", str(tmp_path / "out")])  # fmt: skip
+        assert result.code != 0
+        assert f"--format {case.format}" in result.report["message"], result.report
+
+
+def test_a_truncated_booster_file_is_an_integrity_error(tmp_path: Path) -> None:
+    """The library's parser refuses half a model: exit 4, nothing written."""
+    for case in (NATIVE_MATRIX[0], NATIVE_MATRIX[4]):
+        source, _, _ = case.write(tmp_path / case.id)
+        source.write_bytes(source.read_bytes()[: source.stat().st_size // 2])
+        out = tmp_path / f"{case.id}-out"
+        result = run_in_process(["--uri", str(source), "--format", case.format,
+                                 "--out", str(out)])  # fmt: skip
+        assert result.code == 4, result.report
+        assert result.report["error"] == "integrity"
+        assert not (out / "model.onnx").exists()
+
+
+def _xgboost_json_edit(source: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
+    model = json.loads(source.read_text())
+    edit(model["learner"]["gradient_booster"]["model"]["trees"][0])
+    source.write_text(json.dumps(model))
+    return source
+
+
+@pytest.mark.parametrize(
+    ("problem", "edit"),
+    [
+        ("left child 100000", lambda t: t["left_children"].__setitem__(0, 100000)),
+        ("splits on feature 99999", lambda t: t["split_indices"].__setitem__(0, 99999)),
+        ("one child", lambda t: t["right_children"].__setitem__(0, -1)),
+    ],
+    ids=["child", "feature", "one-child"],
+)
+def test_an_xgboost_tree_pointing_outside_itself_is_refused_before_it_predicts(
+    tmp_path: Path, problem: str, edit: Callable[[dict[str, Any]], None]
+) -> None:
+    """XGBoost loads such a file, and predict then reads out of bounds (a segfault
+    here): the converter refuses it with exit 4 first, as a file and inside a skops
+    wrapper alike."""
+    import xgboost
+
+    source, _, _ = NATIVE_MATRIX[0].write(tmp_path / "model")
+    _xgboost_json_edit(source, edit)
+    result = run_cli(["--uri", str(source), "--format", "xgboost", "--out", str(tmp_path / "a")])
+    assert result.code == 4, result.stderr[-2000:]
+    assert problem in result.report["message"], result.report
+    wrapper = xgboost.XGBClassifier()
+    wrapper.load_model(str(source))  # loads: only predicting would crash
+    wrapped = dump_skops(wrapper, tmp_path / "wrapped.skops")
+    result = run_cli(["--uri", str(wrapped), "--format", "skops", "--out", str(tmp_path / "b")])
+    assert result.code == 4, result.stderr[-2000:]
+    assert problem in result.report["message"], result.report
+
+
+def _lightgbm_edit(text: str, key: str, value: str) -> str:
+    """Set `key` of the first tree, and its size in the header as a crafter would."""
+    head, _, rest = text.partition("\nTree=0\n")
+    lines = rest.split("\n")
+    at = next(i for i, line in enumerate(lines) if line.startswith(f"{key}="))
+    grown = len(value) - len(lines[at].split("=", 1)[1])
+    lines[at] = f"{key}={value}"
+    header = head.split("\n")
+    sizes_at = next(i for i, line in enumerate(header) if line.startswith("tree_sizes="))
+    sizes = header[sizes_at].split("=", 1)[1].split()
+    sizes[0] = str(int(sizes[0]) + grown)
+    header[sizes_at] = "tree_sizes=" + " ".join(sizes)
+    return "\n".join(header) + "\nTree=0\n" + "\n".join(lines)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "problem"),
+    [
+        ("left_child", "7 -1", "left child 7"),
+        ("right_child", "-2 -9", "right leaf beyond"),
+        ("split_feature", "2 40", "feature beyond"),
+    ],
+    ids=["child", "leaf", "feature"],
+)
+def test_a_lightgbm_tree_pointing_outside_itself_is_refused_before_lightgbm_parses_it(
+    tmp_path: Path, key: str, value: str, problem: str
+) -> None:
+    """The text is checked before LightGBM reads it (it parses without bounds checks),
+    as a native file and as the model text inside a skops wrapper."""
+    import lightgbm
+
+    text = _lightgbm_edit(_small_lightgbm_text(), key, value)
+    source = tmp_path / "model.txt"
+    source.write_text(text)
+    result = run_cli(["--uri", str(source), "--format", "lightgbm", "--out", str(tmp_path / "a")])
+    assert result.code == 4, result.stderr[-2000:]
+    assert problem in result.report["message"], result.report
+    # The same text inside an LGBMClassifier saved with skops.
+    wrapper = lightgbm.LGBMClassifier(n_estimators=2, num_leaves=3, verbose=-1)
+    wrapper.fit(*iris())
+    archive = dump_skops(wrapper, tmp_path / "wrapped.skops")
+    good = wrapper.booster_.model_to_string()
+    crafted = _lightgbm_edit(good, key, value)
+
+    def craft(schema: dict[str, Any]) -> None:
+        _replace_model_text(schema, good, crafted)
+
+    edited = edit_skops(archive, tmp_path / "edited.skops", craft)
+    result = run_cli(["--uri", str(edited), "--format", "skops", "--out", str(tmp_path / "b")])
+    assert result.code == 4, result.stderr[-2000:]
+    assert problem in result.report["message"], result.report
+
+
+def _small_lightgbm_text() -> str:
+    import lightgbm
+
+    x, y = iris()
+    params = {"objective": "multiclass", "num_class": 3, "num_leaves": 3, "verbose": -1}
+    return str(lightgbm.train(params, lightgbm.Dataset(x, label=y), 2).model_to_string())
+
+
+def _replace_model_text(schema: dict[str, Any], old: str, new: str) -> None:
+    stack: list[Any] = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("content") == json.dumps(old):
+                node["content"] = json.dumps(new)
+                return
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    raise AssertionError("the booster's model text is not in the skops schema")

@@ -21,10 +21,11 @@ Any violation is an IntegrityError (exit 4).
 
 from __future__ import annotations
 
+import json
 import struct
 import zipfile
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from mlmodel_runtime.convert.errors import IntegrityError
 from mlmodel_runtime.convert.sanitize import clean, describe
@@ -130,4 +131,15 @@ def check_archive(path: Path, *, max_unpacked: int) -> None:
     except Exception as exc:  # BadZipFile, CRC errors, encryption, unknown compression...
         raise IntegrityError(
             f"not a readable skops file (corrupt or truncated?): {describe(exc)}"
+        ) from exc
+
+
+def read_schema(path: Path) -> Any:
+    """The skops file's schema.json, parsed (after `check_archive` bounded it)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return json.loads(archive.read("schema.json"))
+    except Exception as exc:  # a missing member, bad JSON
+        raise IntegrityError(
+            f"not a readable skops file (no valid schema.json): {describe(exc)}"
         ) from exc

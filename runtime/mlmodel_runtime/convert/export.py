@@ -1,5 +1,9 @@
 """Convert a fitted scikit-learn estimator to ONNX with skl2onnx, in memory.
 
+XGBoost and LightGBM models (their scikit-learn wrappers, alone or inside
+pipelines) take the same path: `families.py` registers onnxmltools' converters
+for them with skl2onnx first.
+
 Called by the scikit-learn formats (`formats/estimator.py`). Classifiers
 export `label` and `probabilities` (no ZipMap, which would give the serving
 runtime a list of dicts); regressors keep skl2onnx's `variable`. A plain
@@ -57,6 +61,9 @@ def to_onnx(estimator: Any, schema: InputSchema) -> bytes:
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
 
+    from mlmodel_runtime.convert import families
+
+    families.register_converters()
     concat = (
         schema.dataframe
         and first_column_transformer(estimator) is None

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import platform
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -25,7 +26,15 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-from mlmodel_runtime.convert import check, evaluation, fetch, formats, ortsession, sourcedir
+from mlmodel_runtime.convert import (
+    check,
+    evaluation,
+    families,
+    fetch,
+    formats,
+    ortsession,
+    sourcedir,
+)
 from mlmodel_runtime.convert.errors import UsageError
 from mlmodel_runtime.convert.learned import ConversionFailed, Learned
 from mlmodel_runtime.convert.redact import redact_uri
@@ -70,12 +79,20 @@ class Converted:
 
 
 def library_versions() -> dict[str, str]:
+    """The versions that made this conversion: the core libraries, and a model
+    family's library and onnxmltools once loaded in this process (in the init
+    container, one conversion per process: when this conversion used them). Read
+    from the module: XGBoost installs as `xgboost` or `xgboost-cpu`."""
     versions = {"python": platform.python_version()}
     for name in LIBRARIES:
         try:
             versions[name] = importlib_metadata.version(name)
         except importlib_metadata.PackageNotFoundError:
             continue
+    for module in (*(f.name for f in families.FAMILIES), "onnxmltools"):
+        version = getattr(sys.modules.get(module), "__version__", None)
+        if version:
+            versions[module] = str(version)
     return versions
 
 

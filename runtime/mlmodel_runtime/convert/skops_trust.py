@@ -100,8 +100,11 @@ def _module(name: str) -> Any:
 
 @cache
 def allowed_type_names() -> frozenset[str]:
-    """The helper types trusted on top of skops's own defaults."""
-    names: set[str] = set()
+    """The helper types trusted on top of skops's own defaults, and the boosting
+    families' wrappers with what they hold (`families.py`)."""
+    from mlmodel_runtime.convert import families
+
+    names: set[str] = set(families.trusted_type_names())
     for module_name, attrs in HELPER_TYPES:
         module = _module(module_name)
         for attr in attrs:

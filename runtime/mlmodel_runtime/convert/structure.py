@@ -27,6 +27,8 @@ Checked, for every such object anywhere in the model:
   intercepts, probability parameters and support indices match them.
 - Text vectorizers must read the strings they are given, not files or
   handles named by them (`input="content"`).
+- XGBoost boosters that a wrapper holds: `booster_structure.py`'s checks (the
+  LightGBM ones ran on the skops schema, before LightGBM parsed the model).
 
 Integrity problems raise IntegrityError (exit 4), the vectorizer setting
 UnsafeFormatError (exit 5).
@@ -39,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from mlmodel_runtime.convert import booster_structure
 from mlmodel_runtime.convert.errors import IntegrityError, UnsafeFormatError
 
 MAX_OBJECTS = 2_000_000
@@ -225,6 +228,8 @@ def check_estimator(estimator: Any) -> None:
             # The walk does not enter neighbors indexes (compiled types without
             # attributes), so this metric is not the one check_binary_tree saw.
             _check_metric(obj, None)
+        if (type(obj).__module__, type(obj).__name__) == ("xgboost.core", "Booster"):
+            booster_structure.check_xgboost(obj)
         vectorizer = type(obj).__module__.startswith("sklearn.feature_extraction.text")
         if vectorizer and attrs.get("input", "content") != "content":
             raise UnsafeFormatError(

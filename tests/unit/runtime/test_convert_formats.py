@@ -55,7 +55,8 @@ def test_format_choices_are_read_from_the_registry_when_the_parser_is_built(
     command.configure(parser)
     args = parser.parse_args(["--uri", "m", "--format", "extra", "--out", "o"])
     assert args.fmt == "extra"
-    assert "{skops,sklearn,onnx,extra}" in parser.format_usage()
+    assert "{" + ",".join(formats.REGISTRY) + "}" in parser.format_usage()
+    assert ",extra}" in parser.format_usage()
 
 
 @pytest.mark.parametrize(
@@ -87,8 +88,8 @@ def test_a_file_no_other_format_recognises_is_left_to_its_loader(
 
 
 def test_an_unknown_format_is_a_usage_error_naming_the_registered_ones() -> None:
-    with pytest.raises(UsageError, match="expected one of skops, sklearn, onnx"):
-        formats.get("xgboost")
+    with pytest.raises(UsageError, match="expected one of skops, sklearn, onnx, xgboost, lightgbm"):
+        formats.get("catboost")
 
 
 def test_pickle_is_refused_before_download_and_again_when_loading(tmp_path: Path) -> None:

@@ -186,7 +186,13 @@ def load(fmt: Format, path: Path, options: LoadOptions, log: Log) -> Model[Any]:
 
 
 # The registry: at the end, because each format module imports what is above.
-from mlmodel_runtime.convert.formats import onnx, sklearn, skops  # noqa: E402
+from mlmodel_runtime.convert.formats import boosters, onnx, sklearn, skops  # noqa: E402
 
-_FORMATS: tuple[Format, ...] = (skops.SkopsFormat(), sklearn.SklearnFormat(), onnx.OnnxFormat())
+_FORMATS: tuple[Format, ...] = (
+    skops.SkopsFormat(),
+    sklearn.SklearnFormat(),
+    onnx.OnnxFormat(),
+    boosters.XGBoostFormat(),
+    boosters.LightGBMFormat(),
+)
 REGISTRY: dict[str, Format] = {fmt.name: fmt for fmt in _FORMATS}

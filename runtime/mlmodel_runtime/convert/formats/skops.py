@@ -45,7 +45,7 @@ class SkopsFormat(Format):
 def _read(path: Path, options: LoadOptions) -> Any:
     import skops.io
 
-    from mlmodel_runtime.convert import archive, skops_trust, structure
+    from mlmodel_runtime.convert import archive, booster_structure, skops_trust, structure
 
     archive.check_archive(path, max_unpacked=options.max_unpacked_bytes)
     try:
@@ -55,6 +55,8 @@ def _read(path: Path, options: LoadOptions) -> Any:
             f"not a readable skops file (corrupt or truncated?): {describe(exc)}"
         ) from exc
     trusted = skops_trust.check(untrusted, options.trust)
+    if ".".join(booster_structure.LIGHTGBM_BOOSTER) in trusted:
+        booster_structure.check_skops_schema(archive.read_schema(path))
     with library_errors("load skops file"):
         estimator = skops.io.load(path, trusted=trusted)
     structure.check_estimator(estimator)
