@@ -9,7 +9,8 @@ address, so the gateway is reachable from the sandbox and from pods, and sends e
 request straight to a ready endpoint of the backend Service the route's weights pick
 (EndpointSlices, as Traefik does by default), or to the side the `x-mlmodel-variant`
 header pins. MLModels attach with `traffic.gatewayAPI.parentRefs: [{name: web,
-namespace: gateways}]` (`PARENT_REF`).
+namespace: gateways}]` (`PARENT_REF`), or through Traefik's own CRDs with the traefik
+router (`traefik_traffic`; its kubernetesCRD provider runs too), which can mirror.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import httpx
 import yaml
 
 from localenv.components.build import ensure as ensure_component
+from localenv.components.build import file_of
 from localenv.controlplane.cluster import ControlPlane, free_port
 from localenv.sandbox import GATEWAY_IP
 
@@ -36,6 +38,8 @@ NAMESPACE = "gateways"
 NAME = "web"
 PORT = 8000  # the listener's port, and Traefik's entry point of the same port
 PARENT_REF = {"name": NAME, "namespace": NAMESPACE}
+ENTRY_POINT = "web"  # the entry point on PORT, where IngressRoutes attach
+TRAEFIK_CRDS = "traefik-crds.yaml"  # Traefik's own CRDs, kept beside its binary
 START_TIMEOUT_S = 60.0
 
 
@@ -53,6 +57,16 @@ def gateway_traffic(hostname: str | None = None) -> dict[str, Any]:
     if hostname is not None:
         settings["hostnames"] = [hostname]
     return {"router": "gatewayAPI", "gatewayAPI": settings}
+
+
+def traefik_traffic(hostname: str | None = None) -> dict[str, Any]:
+    """The `spec.traffic` of an MLModel routed by this Traefik through its own CRDs (the
+    traefik router: an IngressRoute on entry point `web`, a TraefikService that splits
+    or mirrors), for `hostname` or any host."""
+    settings: dict[str, Any] = {"entryPoints": [ENTRY_POINT]}
+    if hostname is not None:
+        settings["hostnames"] = [hostname]
+    return {"router": "traefik", "traefik": settings}
 
 
 def objects() -> list[dict[str, Any]]:
@@ -112,7 +126,9 @@ class Gateway:
         binary = ensure_component("traefik")
         self.directory.mkdir(parents=True, exist_ok=True)
         plane.kubectl("apply", "--server-side", "-f", str(plane.binaries.gateway_api_crds))
+        plane.kubectl("apply", "--server-side", "-f", str(file_of("traefik", TRAEFIK_CRDS)))
         plane.wait_condition("crd/gateways.gateway.networking.k8s.io", "Established")
+        plane.wait_condition("crd/traefikservices.traefik.io", "Established")
         plane.kubectl(
             "apply", "-f", "-", input_text="\n---\n".join(yaml.safe_dump(o) for o in objects())
         )
@@ -120,7 +136,7 @@ class Gateway:
             self.process = subprocess.Popen(
                 [
                     str(binary),
-                    f"--entryPoints.web.address={GATEWAY_IP}:{PORT}",
+                    f"--entryPoints.{ENTRY_POINT}.address={GATEWAY_IP}:{PORT}",
                     f"--entryPoints.traefik.address=127.0.0.1:{self.ping_port}",
                     "--ping=true",
                     "--ping.entryPoint=traefik",
@@ -129,6 +145,11 @@ class Gateway:
                     "--api.insecure=true",
                     "--providers.kubernetesGateway=true",
                     f"--providers.kubernetesGateway.statusAddress.ip={GATEWAY_IP}",
+                    # Traefik's own CRDs, for the traefik router (mirror steps): a
+                    # TraefikService names the canary Service, which has no endpoints
+                    # between rollouts.
+                    "--providers.kubernetesCRD=true",
+                    "--providers.kubernetesCRD.allowEmptyServices=true",
                     "--log.level=INFO",
                     # Answers of 400 and above, one JSON a line: which backend, how long.
                     "--accessLog=true",

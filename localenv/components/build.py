@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -46,6 +47,9 @@ class Component:
     tags: str = ""  # go build -tags
     cgo: bool = False  # runc's seccomp support is cgo (libseccomp-dev)
     own: bool = False  # `package` is the wrapper module itself: its *.go, no tools.go
+    # Files the component's modules ship, kept beside its programs: (file name, module
+    # path, path inside that module), e.g. Traefik's CRDs.
+    files: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def module(self) -> Path:
@@ -70,6 +74,15 @@ COMPONENTS = {
             "v3.6.12",
             "github.com/traefik/traefik/v3/cmd/traefik",
             "github.com/traefik/traefik/v3/pkg/version.Version",
+            # Its own CRDs (IngressRoute, TraefikService, ...) for the kubernetesCRD
+            # provider, which the traefik router's objects need.
+            files=(
+                (
+                    "traefik-crds.yaml",
+                    "github.com/traefik/traefik/v3",
+                    "docs/content/reference/dynamic-configuration/kubernetes-crd-definition-v1.yml",
+                ),
+            ),
         ),
         Component(
             "prometheus",
@@ -148,6 +161,8 @@ def cache_key(component: Component) -> str:
     if component.extra or component.tags or component.cgo or component.binary:
         # Only where used, so that the keys (and binaries) of plain components stay.
         digest.update(repr((component.programs, component.tags, component.cgo)).encode())
+    if component.files:
+        digest.update(repr(component.files).encode())
     sources: tuple[str, ...] = ("go.mod", "go.sum", "tools.go")
     if component.own:
         sources = ("go.mod", "go.sum", *sorted(p.name for p in component.module.glob("*.go")))
@@ -180,6 +195,8 @@ def _build(go: str, component: Component, target: Path, log: Path) -> None:
             )
             if result.returncode != 0:
                 break
+    if result.returncode == 0:
+        _copy_files(go, component, target, env)
     if result.returncode != 0:
         tail = "\n".join(log.read_text().splitlines()[-30:])
         hint = ""
@@ -189,6 +206,27 @@ def _build(go: str, component: Component, target: Path, log: Path) -> None:
             f"building {component.name} {component.version} failed (exit {result.returncode}); "
             f"full log in {log}. Last lines:\n{tail}{hint}"
         )
+
+
+def _copy_files(go: str, component: Component, target: Path, env: dict[str, str]) -> None:
+    """The component's `files`, from its modules as the build resolved them."""
+    for file_name, module, inner in component.files:
+        listed = subprocess.run(
+            [go, "list", "-m", "-json", module],
+            cwd=component.module,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if listed.returncode != 0:
+            raise BuildError(f"locating {module} for {component.name}: {listed.stderr}")
+        shutil.copyfile(Path(json.loads(listed.stdout)["Dir"]) / inner, target / file_name)
+
+
+def file_of(name: str, file_name: str) -> Path:
+    """A file that component `name` keeps beside its programs (built first if needed)."""
+    return ensure(name).parent / file_name
 
 
 def ensure(name: str, *, quiet: bool = False) -> Path:

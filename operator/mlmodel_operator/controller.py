@@ -26,7 +26,7 @@ from mlmodel_operator.kube import ApiError, KubeClient
 from mlmodel_operator.metrics_reader import MetricsReader
 from mlmodel_operator.operator_metrics import OperatorMetrics
 from mlmodel_operator.reconcile import Inputs, Observed, Plan, plan, written
-from mlmodel_operator.routers import ApiResource, router_for
+from mlmodel_operator.routers import ApiResource, apis_of, router_for
 from mlmodel_operator.settings import Settings
 from mlmodel_operator.spec import parse_or_error
 
@@ -162,10 +162,11 @@ class Controller:
             return None  # children go with it: they carry owner references
         metadata = body["metadata"]
         spec = parse_or_error(body.get("spec") or {})
-        api = None if isinstance(spec, SpecError) else router_for(spec.traffic.router).api
-        router_available = api is None or await self._api_served(api)
+        apis = () if isinstance(spec, SpecError) else apis_of(router_for(spec.traffic.router))
+        served = await asyncio.gather(*(self._api_served(api) for api in apis))
+        router_available = all(served)
         world = await self._observe(
-            namespace, name, metadata["uid"], api if router_available else None
+            namespace, name, metadata["uid"], apis if router_available else ()
         )
         inputs = Inputs(
             ref=naming.ModelRef(name=name, namespace=namespace, uid=metadata["uid"]),
@@ -198,17 +199,17 @@ class Controller:
         return result.requeue_after
 
     async def _observe(
-        self, namespace: str, name: str, uid: str, router_api: ApiResource | None
+        self, namespace: str, name: str, uid: str, router_apis: tuple[ApiResource, ...]
     ) -> _World:
         """The MLModel's children as the API reports them, counting only what this
         MLModel controls (by uid): objects that merely carry its labels are someone
-        else's, and their names are taken. `router_api`: the router's object kind, when
-        the router writes one and its API is served."""
+        else's, and their names are taken. `router_apis`: the kinds the router writes,
+        the one carrying the weights first, when their APIs are served."""
         client = self._client
         selector = f"{naming.MODEL_LABEL}={name},{naming.MANAGED_BY}={naming.OPERATOR}"
         kinds = ["Deployment", "Service", "PodDisruptionBudget", "ConfigMap"]
-        if router_api is not None:
-            kinds.append(router_api.kind)
+        kinds += [api.kind for api in router_apis]
+        route_kind = router_apis[0].kind if router_apis else None
         listed = await asyncio.gather(
             *(client.list(kind, namespace, selector=selector) for kind in kinds),
             client.list("ReplicaSet", namespace, selector=f"{naming.MODEL_LABEL}={name}"),
@@ -224,7 +225,7 @@ class Controller:
                     world.owned[key] = ownership.uid_of(obj)
                     if kind == "Deployment":
                         mine.append(obj)
-                    elif router_api is not None and key == (router_api.kind, name):
+                    elif key == (route_kind, name):
                         world.route = obj
                 else:
                     world.taken[key] = ownership.describe_holder(obj)

@@ -37,7 +37,7 @@ from mlmodel_operator.conditions import Condition, merge_conditions
 from mlmodel_operator.errors import SpecError
 from mlmodel_operator.health import RevisionHealth, assess
 from mlmodel_operator.revision import revision_of
-from mlmodel_operator.routers import Router, router_for
+from mlmodel_operator.routers import Router, apis_of, router_for
 from mlmodel_operator.settings import Settings
 from mlmodel_operator.spec import MLModelSpec
 from mlmodel_operator.status import (
@@ -170,14 +170,15 @@ def _context(inputs: Inputs) -> _Context | Plan:
         )
     before = Status.from_dict(inputs.status)
     router = router_for(spec.traffic.router)
-    if not inputs.router_available and router.api is not None:
+    if not inputs.router_available and apis_of(router):
         stable = before.stable.revision if before.stable else ""
         serving = f"revision {stable} keeps serving" if stable else "nothing is deployed"
+        needed = " and ".join(f"the {api.kind} API ({api.crd})" for api in apis_of(router))
         return _blocked(
             inputs,
             "RouterUnavailable",
-            f"traffic router {router.name} needs the {router.api.kind} API "
-            f"({router.api.crd}), which is not installed in this cluster; {serving}",
+            f"traffic router {router.name} needs {needed}, which this cluster does not "
+            f"serve; {serving}",
         )
     revision = revision_of(spec, inputs.settings.runtime_image)
     return _Context(

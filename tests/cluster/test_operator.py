@@ -451,7 +451,7 @@ INVALID = [
     (
         "mirror-with-replicas-router",
         {"rollout": {"steps": [{"mirror": 50}, {"weight": 100}]}},
-        "mirror steps need traffic.router gatewayAPI or istio",
+        "mirror steps need traffic.router gatewayAPI, istio or traefik",
     ),
     (
         "reference-without-digest",

@@ -62,7 +62,9 @@ class Router(Protocol):
     returns (a frozen dataclass of the router's own)."""
 
     name: str  # the value of spec.traffic.router, and the key of its settings there
-    api: ApiResource | None  # the object kind it writes, or None (no objects)
+    # The object kind that carries the weights (one object `<name>`), or None (none).
+    api: ApiResource | None
+    extra_apis: tuple[ApiResource, ...]  # other kinds it writes (Traefik's IngressRoute)
     mirrors: bool  # can copy a share of requests to the canary (shadow steps)
 
     def parse(self, raw: Mapping[str, Any] | None) -> Any:
@@ -132,15 +134,25 @@ def router_for(name: str) -> Router:
     return REGISTRY[name]
 
 
+def apis_of(router: Router) -> tuple[ApiResource, ...]:
+    """Every API resource `router` writes, the one carrying the weights first."""
+    return (router.api, *router.extra_apis) if router.api is not None else router.extra_apis
+
+
 def router_apis() -> dict[str, ApiResource]:
     """The API resources the routers write, by kind."""
-    return {r.api.kind: r.api for r in REGISTRY.values() if r.api is not None}
+    return {api.kind: api for router in REGISTRY.values() for api in apis_of(router)}
 
 
 # The registry: at the end, because each router module imports the helpers above.
-from mlmodel_operator.routers import gatewayapi, istio, replicas  # noqa: E402
+from mlmodel_operator.routers import gatewayapi, istio, replicas, traefik  # noqa: E402
 
 REGISTRY: dict[str, Router] = {
     router.name: router
-    for router in (replicas.ReplicasRouter(), gatewayapi.GatewayApiRouter(), istio.IstioRouter())
+    for router in (
+        replicas.ReplicasRouter(),
+        gatewayapi.GatewayApiRouter(),
+        istio.IstioRouter(),
+        traefik.TraefikRouter(),
+    )
 }

@@ -39,6 +39,7 @@ def _backend(name: str, weight: int | None = None) -> dict[str, Any]:
 class GatewayApiRouter:
     name = "gatewayAPI"
     api: ApiResource | None = HTTP_ROUTE
+    extra_apis: tuple[ApiResource, ...] = ()
     mirrors = True  # the RequestMirror filter (with percent: standard CRDs of v1.4, v1.6)
 
     def parse(self, raw: Mapping[str, Any] | None) -> GatewaySettings:

@@ -31,6 +31,7 @@ class IstioSettings:
 class IstioRouter:
     name = "istio"
     api: ApiResource | None = VIRTUAL_SERVICE
+    extra_apis: tuple[ApiResource, ...] = ()
     mirrors = True  # mirror and mirrorPercentage of an HTTP route
 
     def parse(self, raw: Mapping[str, Any] | None) -> IstioSettings:

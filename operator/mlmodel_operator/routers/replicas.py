@@ -14,6 +14,7 @@ from mlmodel_operator.routers import ApiResource, Attachments
 class ReplicasRouter:
     name = "replicas"
     api: ApiResource | None = None
+    extra_apis: tuple[ApiResource, ...] = ()
     mirrors = False  # pods are the split: nothing could copy a request
 
     def parse(self, raw: Mapping[str, Any] | None) -> None:

@@ -92,3 +92,9 @@ def test_gateways_and_hostnames_outside_the_allow_lists_are_refused() -> None:
     assert any("hostname pay.bank" in r for r in reasons)
     istio = spec(router="istio", istio={"hosts": ["a.models.example"], "gateways": ["mesh"]})
     assert violations(istio, namespace="ml", prometheus_url="", settings=settings) == []
+    traefik = spec(router="traefik", traefik={"hostnames": ["a.models.example"]})
+    assert violations(traefik, namespace="ml", prometheus_url="", settings=settings) == []
+    # Without hostnames Traefik's route matches every host: more than the list allows.
+    every_host = spec(router="traefik", traefik={"entryPoints": ["web"]})
+    reasons = violations(every_host, namespace="ml", prometheus_url="", settings=settings)
+    assert any("hostname * is not" in r for r in reasons), reasons

@@ -12,6 +12,7 @@ from mlmodel_operator.naming import ModelRef
 from mlmodel_operator.reconcile import Observed
 from mlmodel_operator.routers.gatewayapi import GatewayApiRouter
 from mlmodel_operator.routers.istio import IstioRouter
+from mlmodel_operator.routers.traefik import TraefikRouter
 from mlmodel_operator.spec import Step, parse_spec
 from tests.unit.operator.test_reconcile import T0, deployment, healthy_v1, model_spec, revision, run
 
@@ -116,3 +117,61 @@ def test_the_plan_mirrors_in_the_shadow_step_then_splits() -> None:
     assert (canary["step"], canary["weight"], canary.get("mirror", 0)) == (1, 50, 0)
     [route] = [o for o in split.apply if o["kind"] == "HTTPRoute"]
     assert "filters" not in split_rule(route)
+
+
+TRAEFIK = TraefikRouter().parse({"entryPoints": ["web"], "hostnames": ["iris.example.com"]})
+
+
+def by_kind(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {o["kind"]: o for o in objects}
+
+
+def test_traefik_splits_with_a_weighted_service_and_mirrors_with_a_mirroring_one() -> None:
+    """Traefik's Gateway API provider has no RequestMirror (a route with one answers 500),
+    so the traefik router mirrors with a TraefikService of kind mirroring."""
+    router = TraefikRouter()
+    split = by_kind(router.desired(REF, TRAEFIK, canary_weight=25))
+    assert split["TraefikService"]["spec"] == {
+        "weighted": {
+            "services": [
+                {"name": "iris-stable", "port": 80, "weight": 75},
+                {"name": "iris-canary", "port": 80, "weight": 25},
+            ]
+        }
+    }
+    shadow = by_kind(router.desired(REF, TRAEFIK, canary_weight=0, mirror=20))
+    mirroring = shadow["TraefikService"]["spec"]["mirroring"]
+    assert (mirroring["name"], mirroring["port"]) == ("iris-stable", 80)
+    assert mirroring["mirrors"] == [{"name": "iris-canary", "port": 80, "percent": 20}]
+    assert mirroring["mirrorBody"] is True
+    assert (
+        router.effective_weight(applied=split["TraefikService"], stable_ready=1, canary_ready=1)
+        == 25
+    )
+    assert (
+        router.effective_weight(applied=shadow["TraefikService"], stable_ready=1, canary_ready=1)
+        == 0
+    )
+    assert router.effective_weight(applied=None, stable_ready=1, canary_ready=1) is None
+
+
+def test_traefik_routes_the_model_s_paths_to_the_split_and_pins_by_header() -> None:
+    route = by_kind(TraefikRouter().desired(REF, TRAEFIK, canary_weight=10))["IngressRoute"]
+    assert route["spec"]["entryPoints"] == ["web"]
+    canary, stable, split = route["spec"]["routes"]
+    paths = "(PathRegexp(`^/v2/models/iris(/|$)`) || Path(`/v1/models/iris:predict`))"
+    assert split["match"] == f"(Host(`iris.example.com`)) && {paths}"
+    assert split["services"] == [{"name": "iris", "kind": "TraefikService"}]
+    assert canary["match"].endswith("Header(`x-mlmodel-variant`, `canary`)")
+    assert canary["services"] == [{"name": "iris-canary", "port": 80}]
+    assert stable["services"] == [{"name": "iris-stable", "port": 80}]
+    # Any host and entry point without settings.
+    bare = TraefikRouter().parse(None)
+    route = by_kind(TraefikRouter().desired(REF, bare, canary_weight=0))["IngressRoute"]
+    assert "entryPoints" not in route["spec"]
+    assert route["spec"]["routes"][2]["match"] == paths
+
+
+def test_a_traefik_mirror_step_is_accepted() -> None:
+    steps = parsed(SHADOW_THEN_CANARY, router="traefik")
+    assert [(s.weight, s.mirror) for s in steps] == [(0, 20), (50, 0), (100, 0)]
