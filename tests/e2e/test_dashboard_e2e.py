@@ -22,7 +22,7 @@ from localenv.controlplane.cluster import ControlPlane
 from localenv.operator_process import OperatorEnv
 from localenv.podrunner import PodRunner
 from localenv.prometheus import Prometheus
-from tests.helpers.kube import apply, model_status
+from tests.helpers.kube import apply, wait_healthy
 from tests.helpers.serving import UP_TIMEOUT_S, IrisModels, bring_up_v1, start_load
 
 pytestmark = pytest.mark.e2e
@@ -77,12 +77,7 @@ def test_every_dashboard_query_returns_the_rollouts_series(
     scraped_operators.scrape_operators([operators.started[-1].health_port])
     load = start_load(cluster, namespace, iris, seconds=120)
     apply(cluster, mlmodel("iris", namespace, version="v2", model_file=iris.v2, rollout=ROLLOUT))
-    deadline = time.monotonic() + UP_TIMEOUT_S
-    status = model_status(cluster, namespace)
-    while (status.get("stable") or {}).get("version") != "v2" and time.monotonic() < deadline:
-        time.sleep(0.5)
-        status = model_status(cluster, namespace)
-    assert (status.get("stable") or {}).get("version") == "v2", status
+    status = wait_healthy(cluster, namespace, "v2", timeout=UP_TIMEOUT_S, interval=0.5)
     time.sleep(6 * SCRAPE_S)  # the operator's last write scraped, and a rate window after
     load.stop()
     load.wait()

@@ -9,7 +9,6 @@ operator rolls it out as a canary again.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -19,7 +18,7 @@ from localenv.controlplane.cluster import ControlPlane
 from localenv.operator_process import OperatorEnv
 from localenv.podrunner import PodRunner
 from localenv.scenario import get_json
-from tests.helpers.kube import apply, model_status, wait_phase
+from tests.helpers.kube import apply, model_status, wait_healthy, wait_phase
 from tests.helpers.plugin import kubectl_mlmodel
 from tests.helpers.serving import UP_TIMEOUT_S, IrisModels, bring_up_v1
 
@@ -37,16 +36,6 @@ def outcomes(status: dict[str, Any]) -> list[tuple[str, str]]:
     return [(e["version"], e["outcome"]) for e in status.get("history") or ()]
 
 
-def wait_stable(cluster: ControlPlane, namespace: str, version: str) -> dict[str, Any]:
-    deadline = time.monotonic() + UP_TIMEOUT_S
-    status = model_status(cluster, namespace)
-    while (status.get("stable") or {}).get("version") != version or status.get("canary"):
-        assert time.monotonic() < deadline, f"{version} not promoted: {status}"
-        time.sleep(0.5)
-        status = model_status(cluster, namespace)
-    return status
-
-
 def test_history_records_each_rollout_and_undo_goes_back_to_the_last_model_that_served(
     cluster: ControlPlane,
     namespace: str,
@@ -56,7 +45,7 @@ def test_history_records_each_rollout_and_undo_goes_back_to_the_last_model_that_
 ) -> None:
     v1, _ = bring_up_v1(cluster, namespace, iris, operators, QUICK)
     apply(cluster, mlmodel("iris", namespace, version="v2", model_file=iris.v2, rollout=QUICK))
-    wait_stable(cluster, namespace, "v2")
+    wait_healthy(cluster, namespace, "v2", timeout=UP_TIMEOUT_S, interval=0.5)
 
     # v3: v1's file under a digest that is not its own; the fetch container refuses it.
     wrong = {"sha256": iris.sha256(iris.v2)}
@@ -77,7 +66,7 @@ def test_history_records_each_rollout_and_undo_goes_back_to_the_last_model_that_
     apply(cluster, mlmodel("iris", namespace, version="v4", model_file=iris.v1, rollout=HELD))
     wait_phase(cluster, namespace, "iris", "Paused", timeout=UP_TIMEOUT_S)
     apply(cluster, mlmodel("iris", namespace, version="v5", model_file=iris.v2, rollout=QUICK))
-    status = wait_stable(cluster, namespace, "v5")
+    status = wait_healthy(cluster, namespace, "v5", timeout=UP_TIMEOUT_S, interval=0.5)
     assert outcomes(status) == [
         ("v1", "Deployed"),
         ("v2", "Promoted"),
@@ -100,7 +89,7 @@ def test_history_records_each_rollout_and_undo_goes_back_to_the_last_model_that_
     assert model == status["history"][1]["model"], model
     # The same revision as before (same model, same serving): rolled out as a canary
     # again, then promoted, and recorded as a second rollout of it.
-    status = wait_stable(cluster, namespace, "v2")
+    status = wait_healthy(cluster, namespace, "v2", timeout=UP_TIMEOUT_S, interval=0.5)
     assert status["stable"]["revision"] == v2_revision
     assert outcomes(status)[-1] == ("v2", "Promoted")
     assert len(status["history"]) == 6

@@ -11,7 +11,6 @@ it answers a single request; then another good model passes the gate and is prom
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from localenv import mlmodel, models
 from localenv.controlplane.cluster import ControlPlane
 from localenv.operator_process import OperatorEnv
 from localenv.podrunner import PodRunner
-from tests.helpers.kube import apply, model_status, wait_phase
+from tests.helpers.kube import apply, model_status, wait_healthy, wait_phase
 from tests.helpers.serving import UP_TIMEOUT_S, IrisModels, bring_up_v1, start_load
 
 pytestmark = pytest.mark.e2e
@@ -71,12 +70,7 @@ def test_a_canary_with_two_classes_swapped_never_gets_traffic_and_a_good_one_pas
     assert (entry["outcome"], entry["reason"]) == ("RolledBack", rolled_back["canary"]["message"])
 
     apply(cluster, mlmodel("iris", namespace, version="v3", model_file=iris.v2, rollout=spec))
-    deadline = time.monotonic() + UP_TIMEOUT_S
-    status = model_status(cluster, namespace)
-    while (status.get("stable") or {}).get("version") != "v3":
-        assert time.monotonic() < deadline, status
-        time.sleep(0.5)
-        status = model_status(cluster, namespace)
+    status = wait_healthy(cluster, namespace, "v3", timeout=UP_TIMEOUT_S, interval=0.5)
     load.stop()
     result = load.wait()
     assert status["stable"]["conversion"]["evaluation"]["score"] >= baseline["score"] - 0.05

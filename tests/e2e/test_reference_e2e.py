@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from localenv import mlmodel
 from localenv.controlplane.cluster import ControlPlane
 from localenv.operator_process import OperatorEnv
 from localenv.podrunner import PodRunner
-from tests.helpers.kube import apply, model_status, wait_phase
+from tests.helpers.kube import apply, wait_healthy, wait_phase
 from tests.helpers.serving import UP_TIMEOUT_S, IrisModels, bring_up_v1
 
 pytestmark = pytest.mark.e2e
@@ -69,12 +68,7 @@ def test_a_reference_made_in_training_passes_and_a_model_that_disagrees_is_rolle
     bring_up_v1(cluster, namespace, iris, operators, QUICK)
     reference = reference_of(iris.v2, tmp_path)
     apply(cluster, mlmodel("iris", namespace, **with_reference("v2", iris.v2, reference)))
-    deadline = time.monotonic() + UP_TIMEOUT_S
-    status = model_status(cluster, namespace)
-    while (status.get("stable") or {}).get("version") != "v2":
-        assert time.monotonic() < deadline, status
-        time.sleep(0.5)
-        status = model_status(cluster, namespace)
+    status = wait_healthy(cluster, namespace, "v2", timeout=UP_TIMEOUT_S, interval=0.5)
     parity = status["stable"]["conversion"]["parity"]
     assert parity["vs_reference"]["passed"] is True, parity
     assert parity["reference"]["sha256"] == reference["sha256"], parity
