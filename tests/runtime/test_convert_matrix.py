@@ -353,3 +353,27 @@ def _replace_model_text(schema: dict[str, Any], old: str, new: str) -> None:
         elif isinstance(node, list):
             stack.extend(node)
     raise AssertionError("the booster's model text is not in the skops schema")
+
+
+def test_a_scikit_learn_model_converts_without_importing_the_boosting_libraries(
+    tmp_path: Path,
+) -> None:
+    """Families register once their library is loaded: a plain scikit-learn model's
+    init container never pays for importing XGBoost, LightGBM or onnxmltools."""
+    import subprocess
+    import sys
+
+    source = dump_skops(MATRIX[0].build(), tmp_path / "model.skops")
+    program = (
+        "import sys\n"
+        "from mlmodel_runtime.cli import main\n"
+        "uri, out = sys.argv[1:]\n"
+        "code = main(['convert', '--uri', uri, '--format', 'skops', '--out', out])\n"
+        "boosting = ('xgboost', 'lightgbm', 'onnxmltools')\n"
+        "print(code, sorted(m for m in boosting if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program, str(source), str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.stdout.strip().splitlines()[-1] == "0 []", done.stdout + done.stderr[-2000:]
