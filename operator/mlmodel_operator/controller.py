@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from mlmodel_operator import naming, ownership
 from mlmodel_operator.errors import SpecError
@@ -26,9 +27,9 @@ from mlmodel_operator.kube import ApiError, KubeClient
 from mlmodel_operator.metrics_reader import MetricsReader
 from mlmodel_operator.operator_metrics import OperatorMetrics
 from mlmodel_operator.reconcile import Inputs, Observed, Plan, plan, written
-from mlmodel_operator.routers import ApiResource, apis_of, router_for
+from mlmodel_operator.routers import ApiResource, apis_of, gatewayapi, router_for
 from mlmodel_operator.settings import Settings
-from mlmodel_operator.spec import parse_or_error
+from mlmodel_operator.spec import MLModelSpec, parse_or_error
 
 logger = logging.getLogger(__name__)
 Key = tuple[str, str]  # (namespace, name)
@@ -185,6 +186,7 @@ class Controller:
             metrics=reader.latest((namespace, name)),
             taken=world.taken,
             route=world.route,
+            gateway_controllers=await self._gateway_controllers(namespace, spec),
         )
         result = plan(inputs)
         taken = await self._foreign(namespace, metadata["uid"], result, world)
@@ -251,6 +253,39 @@ class Controller:
             if existing is not None and not ownership.controlled_by(existing, uid):
                 taken[(kind, child)] = ownership.describe_holder(existing)
         return taken
+
+    async def _gateway_controllers(
+        self, namespace: str, spec: MLModelSpec | SpecError
+    ) -> tuple[str, ...]:
+        """The controllerName of each parent Gateway's GatewayClass, read only for a
+        gatewayAPI rollout with mirror steps (whether its Gateways can mirror). A Gateway
+        or class this operator cannot read is left out: unknown is not refused."""
+        if isinstance(spec, SpecError) or not any(s.mirror for s in spec.rollout.steps):
+            return ()
+        settings = spec.traffic.settings
+        if not isinstance(settings, gatewayapi.GatewaySettings):
+            return ()
+        base = f"/apis/{gatewayapi.GATEWAY_GROUP}/v1"
+        controllers: list[str] = []
+        for ref in settings.parent_refs:
+            if ref.get("kind", "Gateway") != "Gateway":
+                continue
+            if ref.get("group", gatewayapi.GATEWAY_GROUP) != gatewayapi.GATEWAY_GROUP:
+                continue
+            gateway_ns = quote(str(ref.get("namespace") or namespace))
+            try:
+                gateway = await self._client.request(
+                    "GET", f"{base}/namespaces/{gateway_ns}/gateways/{quote(str(ref['name']))}"
+                )
+                class_name = str((gateway.get("spec") or {}).get("gatewayClassName", ""))
+                gateway_class = await self._client.request(
+                    "GET", f"{base}/gatewayclasses/{quote(class_name)}"
+                )
+            except ApiError as error:
+                logger.debug("gateway %s/%s unreadable: %s", gateway_ns, ref.get("name"), error)
+                continue
+            controllers.append(str((gateway_class.get("spec") or {}).get("controllerName", "")))
+        return tuple(controllers)
 
     async def _api_served(self, api: ApiResource) -> bool:
         """Discovery (allowed to every authenticated user): is the router's CRD installed?"""

@@ -37,7 +37,7 @@ from mlmodel_operator.conditions import Condition, merge_conditions
 from mlmodel_operator.errors import SpecError
 from mlmodel_operator.health import RevisionHealth, assess
 from mlmodel_operator.revision import revision_of
-from mlmodel_operator.routers import Router, apis_of, router_for
+from mlmodel_operator.routers import Router, apis_of, gatewayapi, router_for
 from mlmodel_operator.settings import Settings
 from mlmodel_operator.spec import MLModelSpec
 from mlmodel_operator.status import (
@@ -101,6 +101,9 @@ class Inputs:
     # Names this MLModel would write that exist and belong to something else:
     # (kind, name) -> who holds it. Such a name is never taken over.
     taken: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    # The controllerName of the GatewayClass of each parent Gateway the gatewayAPI router
+    # attaches to, as far as readable (read only when the rollout has mirror steps).
+    gateway_controllers: tuple[str, ...] = ()
 
 
 # --- the context every step reads ----------------------------------------------------------
@@ -170,9 +173,9 @@ def _context(inputs: Inputs) -> _Context | Plan:
         )
     before = Status.from_dict(inputs.status)
     router = router_for(spec.traffic.router)
+    stable = before.stable.revision if before.stable else ""
+    serving = f"revision {stable} keeps serving" if stable else "nothing is deployed"
     if not inputs.router_available and apis_of(router):
-        stable = before.stable.revision if before.stable else ""
-        serving = f"revision {stable} keeps serving" if stable else "nothing is deployed"
         needed = " and ".join(f"the {api.kind} API ({api.crd})" for api in apis_of(router))
         return _blocked(
             inputs,
@@ -180,6 +183,12 @@ def _context(inputs: Inputs) -> _Context | Plan:
             f"traffic router {router.name} needs {needed}, which this cluster does not "
             f"serve; {serving}",
         )
+    mirrors = any(step.mirror for step in spec.rollout.steps)
+    if mirrors and isinstance(router, gatewayapi.GatewayApiRouter):
+        # Written anyway, the route would fail every request on such a Gateway.
+        refusal = gatewayapi.mirror_refusal(inputs.gateway_controllers)
+        if refusal:
+            return _blocked(inputs, "RouterCannotMirror", f"{refusal}; {serving}")
     revision = revision_of(spec, inputs.settings.runtime_image)
     return _Context(
         inputs=inputs,

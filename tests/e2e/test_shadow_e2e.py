@@ -19,7 +19,7 @@ import pytest
 
 from localenv import LoadGenerator, mlmodel, pods_of, wait_for
 from localenv.controlplane.cluster import ControlPlane
-from localenv.gateway import Gateway, traefik_traffic
+from localenv.gateway import Gateway, gateway_traffic, traefik_traffic
 from localenv.loadgen import LoadResult, gateway_url, until_answering
 from localenv.models import ShuffledModel, train_shuffled
 from localenv.operator_process import OperatorEnv
@@ -27,7 +27,7 @@ from localenv.podrunner import PodRunner
 from localenv.scenario import get_json
 from localenv.shares import binomial_bounds
 from mlmodel_operator.providers.scrape import read_revision
-from tests.helpers.kube import apply, model_status, wait_phase
+from tests.helpers.kube import apply, model_status, wait_healthy, wait_phase
 from tests.helpers.serving import UP_TIMEOUT_S, IrisModels, bring_up_v1
 
 pytestmark = pytest.mark.e2e
@@ -180,3 +180,36 @@ def test_a_mirrored_canary_that_diverges_is_rolled_back_before_it_serves_a_clien
     assert result.by_revision() == {stable: result.total}, result.explain()
     assert result.failures() == {}, result.explain()
     assert result.total > 0
+
+
+def test_a_gateway_api_mirror_step_on_traefik_is_refused_then_the_traefik_router_serves(
+    cluster: ControlPlane,
+    namespace: str,
+    operators: OperatorEnv,
+    runner: PodRunner,
+    gateway: Gateway,
+    iris: IrisModels,
+) -> None:
+    """The gatewayAPI router's mirror step on this Traefik would fail every request (a
+    RequestMirror filter makes Traefik answer the route with 500): the operator reads the
+    Gateway's class, refuses with a status naming the traefik router, writes nothing;
+    the same MLModel with the traefik router serves."""
+    rollout = {"steps": [{"mirror": 50, "pause": {}}, {"weight": 100}]}
+    operators.start(namespace)
+    gateway_routed = gateway_traffic(host(namespace))
+    apply(cluster, mlmodel("iris", namespace, version="v1", model_file=iris.v1,
+                           rollout=rollout, traffic=gateway_routed))  # fmt: skip
+    status = wait_for(
+        lambda: (s := model_status(cluster, namespace)).get("phase") == "Degraded" and s,
+        timeout=60,
+        what="the refusal",
+    )
+    assert "traffic.router traefik" in status["message"], status
+    assert "traefik.io/gateway-controller" in status["message"], status
+    assert get_json(cluster, "httproutes", "-n", namespace)["items"] == []
+    assert get_json(cluster, "deployments", "-n", namespace)["items"] == []
+    apply(cluster, mlmodel("iris", namespace, version="v1", model_file=iris.v1,
+                           rollout=rollout, traffic=through_traefik(namespace)))  # fmt: skip
+    wait_healthy(cluster, namespace, "v1", timeout=UP_TIMEOUT_S, interval=0.5)
+    url = gateway_url(gateway.url, "iris")
+    asyncio.run(until_answering(url, body=iris.infer_body(), headers={"host": host(namespace)}))

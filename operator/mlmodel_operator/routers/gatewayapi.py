@@ -21,6 +21,28 @@ from mlmodel_operator.routers import (
 )
 
 HTTP_ROUTE = ApiResource("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute")
+GATEWAY_GROUP = "gateway.networking.k8s.io"
+# Gateway API implementations (GatewayClass controllerName) known to lack the RequestMirror
+# filter, and what happens there: a mirror step is refused rather than written.
+NO_REQUEST_MIRROR: Mapping[str, str] = {
+    "traefik.io/gateway-controller": (
+        "Traefik's Gateway API provider has no RequestMirror filter and answers every "
+        "request of a route carrying one with 500; traffic.router traefik mirrors with "
+        "Traefik's own TraefikService"
+    ),
+}
+
+
+def mirror_refusal(controllers: tuple[str, ...]) -> str:
+    """Why a mirror step must not be written for Gateways run by `controllers` (their
+    GatewayClasses' controllerName), or "" when none is known to lack RequestMirror."""
+    for controller in controllers:
+        if controller in NO_REQUEST_MIRROR:
+            return (
+                f"mirror steps cannot run on this Gateway ({controller}): "
+                + (NO_REQUEST_MIRROR[controller])
+            )
+    return ""
 
 
 @dataclass(frozen=True)

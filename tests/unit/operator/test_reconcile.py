@@ -111,6 +111,7 @@ def run(
     taken: Mapping[tuple[str, str], str] | None = None,
     settings: Settings = SETTINGS,
     route: Mapping[str, Any] | None = None,
+    gateway_controllers: tuple[str, ...] = (),
 ) -> Plan:
     return plan(
         Inputs(
@@ -128,6 +129,7 @@ def run(
             metrics=metrics,
             taken=taken or {},
             route=route,
+            gateway_controllers=gateway_controllers,
         )
     )
 

@@ -119,6 +119,25 @@ def test_the_plan_mirrors_in_the_shadow_step_then_splits() -> None:
     assert "filters" not in split_rule(route)
 
 
+def test_a_gateway_api_mirror_step_on_traefik_is_refused_and_nothing_is_written() -> None:
+    """Traefik answers every request of an HTTPRoute with RequestMirror with 500: the
+    operator refuses the rollout there (Degraded, the stable untouched) and names the
+    traefik router; on other implementations (or an unreadable Gateway) it proceeds."""
+    spec = model_spec("v2", router="gatewayAPI", steps=SHADOW_THEN_CANARY)
+    refused = run(spec, healthy_v1(), gateway_controllers=("traefik.io/gateway-controller",))
+    assert refused.status["phase"] == "Degraded"
+    assert "traffic.router traefik" in refused.status["message"], refused.status["message"]
+    assert refused.apply == []
+    assert [(e.type, e.reason) for e in refused.events] == [("Warning", "RouterCannotMirror")]
+    for controllers in ((), ("gateway.envoyproxy.io/gatewayclass-controller",)):
+        going = run(spec, healthy_v1(), gateway_controllers=controllers)
+        assert going.status["phase"] != "Degraded", going.status
+    # Without mirror steps Traefik's Gateway provider is fine.
+    plain = model_spec("v2", router="gatewayAPI", steps=[{"weight": 50}, {"weight": 100}])
+    fine = run(plain, healthy_v1(), gateway_controllers=("traefik.io/gateway-controller",))
+    assert fine.status["phase"] != "Degraded", fine.status
+
+
 TRAEFIK = TraefikRouter().parse({"entryPoints": ["web"], "hostnames": ["iris.example.com"]})
 
 
