@@ -169,3 +169,38 @@ def test_the_reference_command_writes_the_file_and_prints_its_digest(tmp_path: P
     }
     with np.load(tmp_path / "reference.npz", allow_pickle=False) as archive:
         assert archive["predictions"].shape == (25,)
+
+
+def test_the_reference_leaves_a_training_baseline_beside_the_model(tmp_path: Path) -> None:
+    """The reference is a sample of training data: the converter writes the baseline
+    drift monitoring compares live traffic with, and the report says so; generated
+    parity rows are not training data, so without a sample there is none."""
+    model = fit("random_forest_classifier")
+    x, _ = iris()
+    made = make_reference(model, x, tmp_path / "reference.npz")
+    model_file = dump_skops(model, tmp_path / "model.skops")
+    _, converted = fetch_then_convert(model_file, made.path, made.sha256, tmp_path)
+    assert converted is not None
+    assert converted.code == 0, converted.report
+    trained = json.loads((tmp_path / "models" / "baseline.json").read_text())
+    assert converted.report["baseline"] == {
+        "file": "baseline.json", "source": "reference reference.npz", "rows": len(x),
+        "features": 4, "features_total": 4,
+    }  # fmt: skip
+    assert [f["name"] for f in trained["features"]] == [f"input[{i}]" for i in range(4)]
+    petal_length = trained["features"][2]
+    # The model's inputs are FP32, in the reference as in requests: so are the buckets'.
+    fp32 = x[:, 2].astype(np.float32).astype(np.float64)
+    shares = np.bincount(
+        np.searchsorted(petal_length["edges"], fp32, side="right"),
+        minlength=len(petal_length["edges"]) + 1,
+    ) / len(x)
+    np.testing.assert_allclose(petal_length["shares"], shares)
+    predicted = np.bincount(model.predict(x).astype(int), minlength=3) / len(x)
+    np.testing.assert_allclose(trained["output"]["shares"], predicted)
+
+    plain = run_cli(["--uri", str(model_file), "--format", "skops", "--out",
+                     str(tmp_path / "plain")])  # fmt: skip
+    assert plain.code == 0, plain.report
+    assert "baseline" not in plain.report
+    assert not (tmp_path / "plain" / "baseline.json").exists()

@@ -29,6 +29,7 @@ class Learned:
     outputs: tuple[TensorSpec, ...] | None = None
     parity: Mapping[str, Any] | None = None
     evaluation: Mapping[str, Any] | None = None  # the score on a labelled holdout set
+    baseline: Mapping[str, Any] | None = None  # the training baseline written, if any
     timings: Mapping[str, float] | None = None  # seconds per phase, once the run started
 
     def report_fields(self) -> dict[str, Any]:
@@ -48,6 +49,8 @@ class Learned:
             fields["parity"] = dict(self.parity)
         if self.evaluation is not None:
             fields["evaluation"] = dict(self.evaluation)
+        if self.baseline is not None:
+            fields["baseline"] = dict(self.baseline)
         if self.source is not None:
             fields["source"] = dict(self.source)
         if self.version_warning:

@@ -27,12 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from mlmodel_runtime.convert import (
+    baseline,
     check,
     evaluation,
     families,
     fetch,
     formats,
     ortsession,
+    sampling,
     sourcedir,
 )
 from mlmodel_runtime.convert.errors import UsageError
@@ -160,9 +162,12 @@ def convert(
                 session = ortsession.session(onnx_bytes, what="the converted model")
             outputs = ortsession.tensor_specs(session.get_outputs())
             learned = replace(learned, outputs=outputs)
+            plan = _parity_plan(request, log)
             with stopwatch.phase("parity"):
-                parity = model.parity(schema, session, _parity_plan(request, log), log)
+                parity = model.parity(schema, session, plan, log)
             learned = replace(learned, parity=parity)
+            trained = _baseline(plan, schema, model, session, log)
+            learned = replace(learned, baseline=trained.summary() if trained else None)
             if labelled := _evaluation_set(request, schema):
                 with stopwatch.phase("evaluation"):
                     scored = _evaluate(request, labelled, model, schema, session, log)
@@ -178,6 +183,8 @@ def convert(
             )
             with stopwatch.phase("write"):
                 write_atomically(request.out / MODEL_FILE, onnx_bytes)
+                if trained is not None:
+                    write_atomically(request.out / baseline.FILE, trained.to_json().encode())
                 write_metadata(request.out, metadata)
         log(f"wrote {request.out / MODEL_FILE} and metadata.json")
         if request.source_dir is not None:
@@ -186,6 +193,38 @@ def convert(
     except Exception as exc:
         raise ConversionFailed(exc, replace(learned, timings=stopwatch.timings())) from exc
     return Converted(metadata, replace(learned, timings=stopwatch.timings()))
+
+
+def _baseline(
+    plan: check.ParityPlan,
+    schema: Any,
+    model: formats.Model[Any],
+    session: Any,
+    log: Callable[[str], None],
+) -> baseline.Baseline | None:
+    """The training baseline from the sample parity used, when it was one from
+    training (the reference or --sample-data; generated rows are not), for a model
+    whose inputs the converter knows (not an ONNX passthrough)."""
+    if not isinstance(schema, InputSchema):
+        return None
+    if plan.reference is not None:
+        feeds = sampling.read_reference(plan.reference, schema).feeds
+        source = f"reference {plan.reference.name}"
+    elif plan.sample_data is not None:
+        feeds = sampling.read_samples(plan.sample_data, schema, plan.samples)
+        source = f"file {plan.sample_data.name}"
+    else:
+        return None
+    served = check.run_onnx(session, feeds, model.task)
+    predicted = served.label if model.task == "classification" else served.predictions
+    trained = baseline.build(
+        feeds, schema, task=model.task, predicted=predicted, classes=model.classes, source=source
+    )
+    log(
+        f"training baseline of {len(trained.features)} feature(s) from {trained.rows} rows "
+        f"({source})"
+    )
+    return trained
 
 
 def _parity_plan(request: Request, log: Callable[[str], None]) -> check.ParityPlan:
