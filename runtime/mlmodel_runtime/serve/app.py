@@ -33,6 +33,7 @@ from collections.abc import Callable
 import orjson
 
 from mlmodel_runtime.modeldir import ModelMetadata
+from mlmodel_runtime.serve import drift
 from mlmodel_runtime.serve.adapters import v1_adapters, v2_adapters
 from mlmodel_runtime.serve.asgi import Receive, Scope, Send, answer
 from mlmodel_runtime.serve.codec import error_body
@@ -67,6 +68,8 @@ class ServeApp:
             version=config.version,
             revision=config.revision,
             metadata=metadata,
+            baseline=drift.read_baseline(config.model_dir),
+            drift_max_features=config.drift_max_features,
         )
         self.plane = DataPlane(config, load_session=load_session, metrics=self.metrics)
         self._exchange = InferenceExchange(config, self.plane)

@@ -34,7 +34,7 @@ import numpy as np
 
 Arrays = list[np.ndarray[Any, Any]]
 RunFn = Callable[[Arrays], Arrays]
-BatchObserver = Callable[[int, Arrays], None]
+BatchObserver = Callable[[int, Arrays, Arrays], None]  # rows, inputs, outputs
 
 log = logging.getLogger("mlmodel_runtime.serve.batching")
 
@@ -196,13 +196,14 @@ class Batcher:
         rows = [it.rows for it in live]
         total = sum(rows)
         try:
-            outputs = self._run(merge_arrays([it.arrays for it in live]))
+            merged = merge_arrays([it.arrays for it in live])
+            outputs = self._run(merged)
         except Exception:
             # One bad request must not fail the others: run each on its own.
             return [self._run_one(it) for it in live]
         if any(not out.ndim or out.shape[0] != total for out in outputs):
             return [self._run_one(it) for it in live]
-        self._observe(total, outputs)
+        self._observe(total, merged, outputs)
         return [
             (it.future, part, None)
             for it, part in zip(live, split_arrays(outputs, rows), strict=True)
@@ -214,13 +215,13 @@ class Batcher:
         except Exception as exc:
             return (item.future, None, exc)
         rows = item.rows if item.rows >= 0 else _rows_of(item.arrays)
-        self._observe(rows, outputs)
+        self._observe(rows, item.arrays, outputs)
         return (item.future, outputs, None)
 
-    def _observe(self, rows: int, outputs: Arrays) -> None:
+    def _observe(self, rows: int, inputs: Arrays, outputs: Arrays) -> None:
         if self._on_batch is not None:
             try:
-                self._on_batch(rows, outputs)
+                self._on_batch(rows, inputs, outputs)
             except Exception:
                 log.exception("recording batch metrics failed")
 

@@ -50,6 +50,8 @@ class ServeConfig:
     shutdown_delay_s: float = 0.0
     drain_timeout_s: float = 30.0
     allow_non_finite: bool = False
+    # Input features counted into the training baseline's buckets (0: none).
+    drift_max_features: int = 20
     log_format: LogFormat = "text"
     log_level: str = "info"
 
@@ -65,6 +67,8 @@ class ServeConfig:
                 "--revision must be at most 63 letters, digits, '.', '_' or '-', "
                 f"got {self.revision!r}"
             )
+        if self.drift_max_features < 0:
+            problems.append(f"--drift-max-features must be >= 0, got {self.drift_max_features}")
         if self.workers < 1:
             problems.append(f"--workers must be at least 1, got {self.workers}")
         if self.max_batch_size < 1:
@@ -171,6 +175,7 @@ _FLAGS: tuple[tuple[str, Callable[[str], Any], str], ...] = (
     ("idle-timeout-s", float, "an idle keep-alive connection is closed after this long"),
     ("shutdown-delay-s", float, "on SIGTERM, keep serving (unready) this long before draining"),
     ("drain-timeout-s", float, "then, how long in-flight requests may take to finish"),
+    ("drift-max-features", int, "input features counted into baseline.json's buckets (0: none)"),
     ("log-format", str, "text or json"),
     ("log-level", str, "debug, info, warning or error"),
 )
@@ -236,6 +241,7 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         shutdown_delay_s=args.shutdown_delay_s,
         drain_timeout_s=args.drain_timeout_s,
         allow_non_finite=args.allow_non_finite,
+        drift_max_features=args.drift_max_features,
         log_format=args.log_format,
         log_level=args.log_level,
     )

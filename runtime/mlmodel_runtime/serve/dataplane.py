@@ -107,6 +107,9 @@ class DataPlane:
         session, seconds = await asyncio.to_thread(self._load)
         config = self.config
         self._metrics.use_outputs(session.rules.outputs)
+        self._metrics.use_inputs([spec.name for spec in session.inputs])
+        if self._metrics.input_histograms is not None:
+            log.info(self._metrics.input_histograms.describe())
         batcher = Batcher(
             run=session.run,
             max_batch_size=config.max_batch_size,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import collections
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import numpy as np
@@ -29,6 +29,7 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from mlmodel_runtime.modeldir import ModelMetadata
+from mlmodel_runtime.serve import drift
 
 MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
@@ -56,6 +57,8 @@ class RuntimeMetrics:
         revision: str,
         metadata: ModelMetadata,
         multiprocess_dir: str | None = None,
+        baseline: Mapping[str, Any] | None = None,
+        drift_max_features: int = drift.DEFAULT_MAX_FEATURES,
     ) -> None:
         if multiprocess_dir is None:
             multiprocess_dir = os.environ.get(MULTIPROC_ENV)
@@ -126,6 +129,38 @@ class RuntimeMetrics:
                 registry=target,
             ).labels(model, version, self._label_output)
 
+        # Input drift (`drift.py`): families now, the histograms once the session's
+        # input names are known (`use_inputs`).
+        self._baseline = baseline if drift_max_features > 0 else None
+        self._drift_max_features = drift_max_features
+        self.input_histograms: drift.InputHistograms | None = None
+        if self._baseline is not None:
+            self._input_buckets = Counter(
+                "mlmodel_input_bucket_total",
+                "Served rows per bucket of the training baseline, per watched input feature.",
+                [*labels, "feature", "bucket"],
+                registry=target,
+            )
+            self._input_shares = Gauge(
+                "mlmodel_input_baseline_share",
+                "Share of the training sample in each bucket, per watched input feature.",
+                [*labels, "feature", "bucket"],
+                registry=target,
+                multiprocess_mode="max",
+            )
+
+    def use_inputs(self, input_names: Sequence[str]) -> None:
+        """Start counting inputs into the baseline's buckets (when there is one)."""
+        if self._baseline is None:
+            return
+        self.input_histograms = drift.InputHistograms(
+            self._baseline,
+            input_names,
+            max_features=self._drift_max_features,
+            counter=lambda f, b: self._input_buckets.labels(*self._labels, f, b),
+            share=lambda f, b: self._input_shares.labels(*self._labels, f, b),
+        )
+
     def _class_child(self, cls: str) -> Any:
         child = self._classes.get(cls)
         if child is None:
@@ -147,9 +182,16 @@ class RuntimeMetrics:
         child.inc()
         self.duration.observe(seconds)
 
-    def observe_batch(self, rows: int, outputs: Sequence[np.ndarray[Any, Any]]) -> None:
+    def observe_batch(
+        self,
+        rows: int,
+        inputs: Sequence[np.ndarray[Any, Any]],
+        outputs: Sequence[np.ndarray[Any, Any]],
+    ) -> None:
         """Called from the batching thread after each model execution."""
         self.batch_size.observe(rows)
+        if self.input_histograms is not None:
+            self.input_histograms.observe(inputs)
         if self._label_index < 0:
             return
         labels = outputs[self._label_index]
@@ -163,4 +205,6 @@ class RuntimeMetrics:
                 self._values.observe(float(value))
 
     def exposition(self) -> bytes:
+        if self.input_histograms is not None:
+            self.input_histograms.flush()
         return generate_latest(self.registry)

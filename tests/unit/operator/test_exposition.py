@@ -133,7 +133,7 @@ def test_what_the_runtime_itself_writes_is_read() -> None:
     metrics.use_outputs(["label"])
     metrics.observe_request(200, 0.003)
     metrics.observe_request(500, 0.02)
-    metrics.observe_batch(3, [np.array([0, 2, 2])])
+    metrics.observe_batch(3, [np.zeros((3, 4), np.float32)], [np.array([0, 2, 2])])
     snapshot = parse(metrics.exposition().decode())
     assert snapshot.requests == {"200": 1.0, "500": 1.0}
     assert snapshot.classes == {"0": 1.0, "1": 0.0, "2": 2.0}  # known classes exist at zero

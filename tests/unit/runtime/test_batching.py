@@ -63,7 +63,11 @@ async def _submit_all(batcher: Batcher, requests: list[Arrays]) -> list[Any]:
 def _run(model: FakeModel, requests: list[Arrays], **settings: Any) -> list[Any]:
     async def main() -> list[Any]:
         observed: list[int] = []
-        batcher = Batcher(run=model, on_batch=lambda rows, _: observed.append(rows), **settings)
+
+        def observe(rows: int, _inputs: Arrays, _outputs: Arrays) -> None:
+            observed.append(rows)
+
+        batcher = Batcher(run=model, on_batch=observe, **settings)
         batcher.start(asyncio.get_running_loop())
         try:
             return await _submit_all(batcher, requests)
