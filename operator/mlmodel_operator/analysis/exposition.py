@@ -11,6 +11,8 @@ Read (names fixed by DESIGN.md, written by `mlmodel_runtime.serve.metrics`):
     mlmodel_request_duration_seconds (histogram)   -> Snapshot.latency
     mlmodel_predictions_total{class}  (classifier) -> Snapshot.classes    {class: rows}
     mlmodel_prediction_value          (regressor)  -> Snapshot.values
+    mlmodel_input_bucket_total{feature, bucket}    -> Snapshot.inputs {feature: {bucket: rows}}
+    mlmodel_input_baseline_share{feature, bucket}  -> Snapshot.input_baseline (training shares)
 
 Other labels (model, version, output) are summed over: one pod serves one model version
 with one label output. Every other metric in the text is ignored.
@@ -30,6 +32,9 @@ REQUESTS = "mlmodel_requests_total"
 DURATION = "mlmodel_request_duration_seconds"
 PREDICTIONS = "mlmodel_predictions_total"
 VALUES = "mlmodel_prediction_value"
+INPUT_BUCKETS = "mlmodel_input_bucket_total"
+INPUT_SHARES = "mlmodel_input_baseline_share"
+Nested = Mapping[str, Mapping[str, float]]  # feature -> bucket -> value
 
 
 class MetricsTextError(ValueError):
@@ -116,6 +121,13 @@ def _add(left: Mapping[str, float], right: Mapping[str, float]) -> dict[str, flo
     return total
 
 
+def _add_nested(left: Nested, right: Nested) -> dict[str, dict[str, float]]:
+    total = {feature: dict(buckets) for feature, buckets in left.items()}
+    for feature, buckets in right.items():
+        total[feature] = _add(total.get(feature, {}), buckets)
+    return total
+
+
 def _merge_optional(left: Histogram | None, right: Histogram | None) -> Histogram | None:
     if left is None:
         return right
@@ -136,6 +148,10 @@ class Snapshot:
     latency: Histogram | None = None
     classes: Mapping[str, float] = field(default_factory=dict)
     values: Histogram | None = None
+    # Input drift (only for a model served with a training baseline): rows served per
+    # bucket of each watched feature, and the training sample's share of each bucket.
+    inputs: Nested = field(default_factory=dict)
+    input_baseline: Nested = field(default_factory=dict)
 
     @property
     def total_requests(self) -> float:
@@ -152,15 +168,21 @@ class Snapshot:
             latency=_merge_optional(self.latency, other.latency),
             classes=_add(self.classes, other.classes),
             values=_merge_optional(self.values, other.values),
+            inputs=_add_nested(self.inputs, other.inputs),
+            # The same baseline in every pod of a revision.
+            input_baseline={**other.input_baseline, **self.input_baseline},
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "requests": dict(self.requests),
             "latency": None if self.latency is None else self.latency.to_dict(),
             "classes": dict(self.classes),
             "values": None if self.values is None else self.values.to_dict(),
         }
+        if self.inputs:  # the window start kept in status needs the counts, not the shares
+            out["inputs"] = {f: dict(b) for f, b in self.inputs.items()}
+        return out
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Snapshot:
@@ -171,6 +193,10 @@ class Snapshot:
                 latency=None if latency is None else Histogram.from_dict(latency),
                 classes={str(k): float(v) for k, v in (raw.get("classes") or {}).items()},
                 values=None if values is None else Histogram.from_dict(values),
+                inputs={
+                    str(f): {str(b): float(c) for b, c in buckets.items()}
+                    for f, buckets in (raw.get("inputs") or {}).items()
+                },
             )
         except (TypeError, ValueError, AttributeError) as error:
             raise MetricsTextError(f"not a stored metrics snapshot: {error}") from error
@@ -240,6 +266,8 @@ def parse(text: str) -> Snapshot:
     classes: dict[str, float] = {}
     latency: dict[tuple[tuple[str, str], ...], _HistogramParts] = {}
     values: dict[tuple[tuple[str, str], ...], _HistogramParts] = {}
+    inputs: dict[str, dict[str, float]] = {}
+    shares: dict[str, dict[str, float]] = {}
     try:
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
@@ -254,6 +282,12 @@ def parse(text: str) -> Snapshot:
                     _read_histogram(latency, name, DURATION, labels, value)
                 elif name.startswith(VALUES + "_"):
                     _read_histogram(values, name, VALUES, labels, value)
+                elif name == INPUT_BUCKETS:
+                    feature = inputs.setdefault(labels["feature"], {})
+                    bucket = labels["bucket"]
+                    feature[bucket] = feature.get(bucket, 0.0) + value
+                elif name == INPUT_SHARES:
+                    shares.setdefault(labels["feature"], {})[labels["bucket"]] = value
     except (ValueError, KeyError, IndexError) as error:
         # The parser's message quotes the offending line: text from the pod, which
         # must not reach status. Say what kind of problem it was, nothing more.
@@ -261,5 +295,10 @@ def parse(text: str) -> Snapshot:
             f"not a Prometheus text exposition ({type(error).__name__})"
         ) from error
     return Snapshot(
-        requests=requests, latency=_combine(latency), classes=classes, values=_combine(values)
+        requests=requests,
+        latency=_combine(latency),
+        classes=classes,
+        values=_combine(values),
+        inputs=inputs,
+        input_baseline=shares,
     )

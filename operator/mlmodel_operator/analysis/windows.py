@@ -65,6 +65,11 @@ def window(start: Snapshot, end: Snapshot) -> Snapshot:
         latency=_histogram_delta(start.latency, end.latency),
         classes=_counter_deltas(start.classes, end.classes),
         values=_histogram_delta(start.values, end.values),
+        inputs={
+            feature: _counter_deltas(start.inputs.get(feature, {}), buckets)
+            for feature, buckets in end.inputs.items()
+        },
+        input_baseline=end.input_baseline,
     )
 
 

@@ -25,6 +25,8 @@ import aiohttp
 
 from mlmodel_operator.analysis.exposition import (
     DURATION,
+    INPUT_BUCKETS,
+    INPUT_SHARES,
     PREDICTIONS,
     REQUESTS,
     VALUES,
@@ -124,18 +126,32 @@ async def _revision(
             return {}
         return _by(await _query(session, url, f"sum by ({by}) ({metric}{{{selector}}})"), by)
 
+    async def per_feature(aggregate: str, metric: str) -> dict[str, dict[str, float]]:
+        if Series.INPUTS not in series:
+            return {}
+        query = f"{aggregate} by (feature, bucket) ({metric}{{{selector}}})"
+        nested: dict[str, dict[str, float]] = {}
+        for labels, value in await _query(session, url, query):
+            if not math.isnan(value):
+                nested.setdefault(labels.get("feature", ""), {})[labels.get("bucket", "")] = value
+        return nested
+
     # Independent queries: in flight together, not one after the other.
-    requests, latency, classes, values = await asyncio.gather(
+    requests, latency, classes, values, inputs, shares = await asyncio.gather(
         total(REQUESTS, "code", Series.REQUESTS in series),
         total(f"{DURATION}_bucket", "le", Series.LATENCY in series),
         total(PREDICTIONS, "class", Series.PREDICTIONS in series),
         total(f"{VALUES}_bucket", "le", Series.PREDICTIONS in series),
+        per_feature("sum", INPUT_BUCKETS),
+        per_feature("max", INPUT_SHARES),
     )
     return Snapshot(
         requests=requests,
         latency=_histogram(latency),
         classes=classes,
         values=_histogram(values),
+        inputs=inputs,
+        input_baseline=shares,
     )
 
 

@@ -23,6 +23,7 @@ class Series(StrEnum):
     REQUESTS = "requests"  # mlmodel_requests_total by code
     LATENCY = "latency"  # mlmodel_request_duration_seconds buckets
     PREDICTIONS = "predictions"  # mlmodel_predictions_total by class, prediction_value
+    INPUTS = "inputs"  # mlmodel_input_bucket_total and mlmodel_input_baseline_share
     QUERY = "query"  # the metric's own PromQL (Prometheus only)
 
 
@@ -69,6 +70,7 @@ from mlmodel_operator.analysis.kinds import (  # noqa: E402
     custom,
     divergence,
     error_rate,
+    input_drift,
     latency,
     request_rate,
 )
@@ -80,6 +82,7 @@ REGISTRY: dict[str, MetricKind] = {
         latency.LatencyP99(),
         divergence.PredictionDivergence(),
         request_rate.RequestRate(),
+        input_drift.InputDrift(),
         custom.Custom(),
     )
 }
