@@ -11,22 +11,17 @@ before it took any traffic, while v1's successor keeps serving.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from sklearn.datasets import load_iris
 
 from localenv import mlmodel
 from localenv.controlplane.cluster import ControlPlane
 from localenv.operator_process import OperatorEnv
 from localenv.podrunner import PodRunner
 from tests.helpers.kube import apply, wait_healthy, wait_phase
-from tests.helpers.serving import UP_TIMEOUT_S, IrisModels, bring_up_v1
+from tests.helpers.serving import UP_TIMEOUT_S, IrisModels, bring_up_v1, reference_of
 
 pytestmark = pytest.mark.e2e
 
@@ -35,21 +30,6 @@ QUICK = {
     "scaleDownDelaySeconds": 1,
     "progressDeadlineSeconds": 120,
 }
-
-
-def reference_of(model: Path, directory: Path) -> dict[str, str]:
-    """`mlmodel-runtime reference` on the saved model and the iris rows: the uri and
-    sha256 for spec.conversion.reference."""
-    rows = directory / "iris-rows.npy"
-    np.save(rows, load_iris(return_X_y=True)[0])
-    out = directory / f"{model.stem}-reference.npz"
-    made = subprocess.run(
-        [sys.executable, "-m", "mlmodel_runtime.cli", "reference", "--model", str(model),
-         "--format", "skops", "--data", str(rows), "--out", str(out)],
-        capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
-    summary = json.loads(made.stdout)
-    return {"uri": f"file://{out}", "sha256": summary["sha256"]}
 
 
 def with_reference(version: str, model: Path, reference: dict[str, str]) -> dict[str, Any]:

@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+from sklearn.datasets import load_iris
 
 from localenv import LoadGenerator, mlmodel, models, pods_of
 from localenv.controlplane.cluster import ControlPlane
@@ -90,3 +96,18 @@ def served_by_revision(prometheus: Prometheus, namespace: str) -> dict[str, floa
         f'mlmodel_requests_total{{namespace="{namespace}",code="200"}}[10m]))'
     )
     return prometheus.values_by(query, "mlops_dev_revision")
+
+
+def reference_of(model: Path, directory: Path) -> dict[str, str]:
+    """`mlmodel-runtime reference` on the saved model and the iris rows: the uri and
+    sha256 for spec.conversion.reference."""
+    rows = directory / "iris-rows.npy"
+    np.save(rows, load_iris(return_X_y=True)[0])
+    out = directory / f"{model.stem}-reference.npz"
+    made = subprocess.run(
+        [sys.executable, "-m", "mlmodel_runtime.cli", "reference", "--model", str(model),
+         "--format", "skops", "--data", str(rows), "--out", str(out)],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    summary = json.loads(made.stdout)
+    return {"uri": f"file://{out}", "sha256": summary["sha256"]}

@@ -27,7 +27,7 @@ ESSENTIAL = ("status", "error", "exit_code", "retryable")
 # Optional fields, dropped last-first when nothing else helps.
 # `evaluation` goes last: the operator's quality gate compares its score.
 DROP_ORDER = (
-    "libraries", "baseline", "timings", "schema", "source", "parity", "estimator", "uri",
+    "libraries", "timings", "schema", "baseline", "source", "parity", "estimator", "uri",
     "evaluation",
 )  # fmt: skip
 
