@@ -110,3 +110,42 @@ def test_a_wide_model_exports_at_most_the_cap_and_no_baseline_none(
     with plain.client() as client:
         samples = scrape(client)
     assert not [name for name, _ in samples if name.startswith("mlmodel_input_")]
+
+
+def test_the_output_baseline_is_served_beside_the_predictions(
+    fresh_server: ServerFactory, tmp_path: Path
+) -> None:
+    """A classifier's training class shares beside mlmodel_predictions_total; a
+    regressor's predicted values counted into the training buckets."""
+    from sklearn.datasets import load_diabetes
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import Ridge
+
+    x, y = load_iris(return_X_y=True)
+    iris_dir = converted(tmp_path, RandomForestClassifier(n_estimators=5, random_state=0)
+                         .fit(x, y), x, "iris")  # fmt: skip
+    trained = json.loads((iris_dir / "baseline.json").read_text())["output"]
+    server = fresh_server(iris_dir, name="iris")
+    with server.client() as client:
+        samples = scrape(client)
+    for cls, share in zip(trained["categories"], trained["shares"], strict=True):
+        assert value(samples, "mlmodel_output_baseline_share", model="iris", version="v1",
+                     output="label", bucket=cls) == pytest.approx(share)  # fmt: skip
+
+    dx, dy = load_diabetes(return_X_y=True)
+    model = Ridge().fit(dx, dy)
+    ridge_dir = converted(tmp_path, model, dx, "ridge")
+    trained = json.loads((ridge_dir / "baseline.json").read_text())["output"]
+    server = fresh_server(ridge_dir, name="ridge")
+    live = dx[:40].astype(np.float32)
+    with server.client() as client:
+        answer = client.post("/v2/models/ridge/infer", json=infer(live))
+        assert answer.status_code == 200, answer.text
+        predicted = np.asarray(answer.json()["outputs"][0]["data"], dtype=np.float64)
+        samples = scrape(client)
+    expected = np.bincount(np.searchsorted(trained["edges"], predicted, side="right"),
+                           minlength=len(trained["edges"]) + 1)  # fmt: skip
+    output = json.loads((ridge_dir / "metadata.json").read_text())["label_output"]
+    got = [value(samples, "mlmodel_output_bucket_total", model="ridge", version="v1",
+                 output=output, bucket=str(b)) for b in range(len(expected))]  # fmt: skip
+    assert got == expected.tolist()

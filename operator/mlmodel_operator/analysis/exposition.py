@@ -13,6 +13,8 @@ Read (names fixed by DESIGN.md, written by `mlmodel_runtime.serve.metrics`):
     mlmodel_prediction_value          (regressor)  -> Snapshot.values
     mlmodel_input_bucket_total{feature, bucket}    -> Snapshot.inputs {feature: {bucket: rows}}
     mlmodel_input_baseline_share{feature, bucket}  -> Snapshot.input_baseline (training shares)
+    mlmodel_output_bucket_total{bucket} (regressor) -> Snapshot.outputs {bucket: rows}
+    mlmodel_output_baseline_share{bucket}          -> Snapshot.output_baseline (class or bucket)
 
 Other labels (model, version, output) are summed over: one pod serves one model version
 with one label output. Every other metric in the text is ignored.
@@ -34,6 +36,8 @@ PREDICTIONS = "mlmodel_predictions_total"
 VALUES = "mlmodel_prediction_value"
 INPUT_BUCKETS = "mlmodel_input_bucket_total"
 INPUT_SHARES = "mlmodel_input_baseline_share"
+OUTPUT_BUCKETS = "mlmodel_output_bucket_total"
+OUTPUT_SHARES = "mlmodel_output_baseline_share"
 Nested = Mapping[str, Mapping[str, float]]  # feature -> bucket -> value
 
 
@@ -152,6 +156,10 @@ class Snapshot:
     # bucket of each watched feature, and the training sample's share of each bucket.
     inputs: Nested = field(default_factory=dict)
     input_baseline: Nested = field(default_factory=dict)
+    # Output drift: a regressor's predicted values per baseline bucket (a classifier's
+    # are `classes`), and the training predictions' share per bucket or class.
+    outputs: Mapping[str, float] = field(default_factory=dict)
+    output_baseline: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def total_requests(self) -> float:
@@ -171,6 +179,8 @@ class Snapshot:
             inputs=_add_nested(self.inputs, other.inputs),
             # The same baseline in every pod of a revision.
             input_baseline={**other.input_baseline, **self.input_baseline},
+            outputs=_add(self.outputs, other.outputs),
+            output_baseline={**other.output_baseline, **self.output_baseline},
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -182,6 +192,8 @@ class Snapshot:
         }
         if self.inputs:  # the window start kept in status needs the counts, not the shares
             out["inputs"] = {f: dict(b) for f, b in self.inputs.items()}
+        if self.outputs:
+            out["outputs"] = dict(self.outputs)
         return out
 
     @classmethod
@@ -197,6 +209,7 @@ class Snapshot:
                     str(f): {str(b): float(c) for b, c in buckets.items()}
                     for f, buckets in (raw.get("inputs") or {}).items()
                 },
+                outputs={str(k): float(v) for k, v in (raw.get("outputs") or {}).items()},
             )
         except (TypeError, ValueError, AttributeError) as error:
             raise MetricsTextError(f"not a stored metrics snapshot: {error}") from error
@@ -268,6 +281,8 @@ def parse(text: str) -> Snapshot:
     values: dict[tuple[tuple[str, str], ...], _HistogramParts] = {}
     inputs: dict[str, dict[str, float]] = {}
     shares: dict[str, dict[str, float]] = {}
+    outputs: dict[str, float] = {}
+    output_shares: dict[str, float] = {}
     try:
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
@@ -288,6 +303,10 @@ def parse(text: str) -> Snapshot:
                     feature[bucket] = feature.get(bucket, 0.0) + value
                 elif name == INPUT_SHARES:
                     shares.setdefault(labels["feature"], {})[labels["bucket"]] = value
+                elif name == OUTPUT_BUCKETS:
+                    outputs[labels["bucket"]] = outputs.get(labels["bucket"], 0.0) + value
+                elif name == OUTPUT_SHARES:
+                    output_shares[labels["bucket"]] = value
     except (ValueError, KeyError, IndexError) as error:
         # The parser's message quotes the offending line: text from the pod, which
         # must not reach status. Say what kind of problem it was, nothing more.
@@ -301,4 +320,6 @@ def parse(text: str) -> Snapshot:
         values=_combine(values),
         inputs=inputs,
         input_baseline=shares,
+        outputs=outputs,
+        output_baseline=output_shares,
     )

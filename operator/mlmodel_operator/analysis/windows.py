@@ -70,6 +70,8 @@ def window(start: Snapshot, end: Snapshot) -> Snapshot:
             for feature, buckets in end.inputs.items()
         },
         input_baseline=end.input_baseline,
+        outputs=_counter_deltas(start.outputs, end.outputs),
+        output_baseline=end.output_baseline,
     )
 
 

@@ -27,6 +27,8 @@ from mlmodel_operator.analysis.exposition import (
     DURATION,
     INPUT_BUCKETS,
     INPUT_SHARES,
+    OUTPUT_BUCKETS,
+    OUTPUT_SHARES,
     PREDICTIONS,
     REQUESTS,
     VALUES,
@@ -136,14 +138,29 @@ async def _revision(
                 nested.setdefault(labels.get("feature", ""), {})[labels.get("bucket", "")] = value
         return nested
 
+    async def per_bucket(aggregate: str, metric: str) -> dict[str, float]:
+        if Series.INPUTS not in series:
+            return {}
+        query = f"{aggregate} by (bucket) ({metric}{{{selector}}})"
+        return _by(await _query(session, url, query), "bucket")
+
     # Independent queries: in flight together, not one after the other.
-    requests, latency, classes, values, inputs, shares = await asyncio.gather(
-        total(REQUESTS, "code", Series.REQUESTS in series),
-        total(f"{DURATION}_bucket", "le", Series.LATENCY in series),
-        total(PREDICTIONS, "class", Series.PREDICTIONS in series),
-        total(f"{VALUES}_bucket", "le", Series.PREDICTIONS in series),
-        per_feature("sum", INPUT_BUCKETS),
-        per_feature("max", INPUT_SHARES),
+    (
+        (requests, latency, classes, values),
+        (inputs, shares, outputs, output_shares),
+    ) = await asyncio.gather(
+        asyncio.gather(
+            total(REQUESTS, "code", Series.REQUESTS in series),
+            total(f"{DURATION}_bucket", "le", Series.LATENCY in series),
+            total(PREDICTIONS, "class", Series.PREDICTIONS in series),
+            total(f"{VALUES}_bucket", "le", Series.PREDICTIONS in series),
+        ),
+        asyncio.gather(
+            per_feature("sum", INPUT_BUCKETS),
+            per_feature("max", INPUT_SHARES),
+            per_bucket("sum", OUTPUT_BUCKETS),
+            per_bucket("max", OUTPUT_SHARES),
+        ),
     )
     return Snapshot(
         requests=requests,
@@ -152,6 +169,8 @@ async def _revision(
         values=_histogram(values),
         inputs=inputs,
         input_baseline=shares,
+        outputs=outputs,
+        output_baseline=output_shares,
     )
 
 

@@ -134,6 +134,10 @@ class RuntimeMetrics:
         self._baseline = baseline if drift_max_features > 0 else None
         self._drift_max_features = drift_max_features
         self.input_histograms: drift.InputHistograms | None = None
+        self.output_histogram: drift.InputHistograms | None = None
+        output = (self._baseline or {}).get("output")
+        if output and self._label_output:
+            self._output_drift(output, target)
         if self._baseline is not None:
             self._input_buckets = Counter(
                 "mlmodel_input_bucket_total",
@@ -148,6 +152,34 @@ class RuntimeMetrics:
                 registry=target,
                 multiprocess_mode="max",
             )
+
+    def _output_drift(self, output: Mapping[str, Any], target: CollectorRegistry | None) -> None:
+        """The training shares of the outputs; a regressor's served values are counted
+        into the same buckets (a classifier's are mlmodel_predictions_total already)."""
+        shares = Gauge(
+            "mlmodel_output_baseline_share",
+            "Share of the training sample's predictions per class, or per value bucket.",
+            ["model", "version", "output", "bucket"],
+            registry=target,
+            multiprocess_mode="max",
+        )
+        if output.get("categories"):
+            for cls, share in zip(output["categories"], output.get("shares") or (), strict=False):
+                shares.labels(*self._labels, self._label_output, str(cls)).set(float(share))
+            return
+        buckets = Counter(
+            "mlmodel_output_bucket_total",
+            "Predicted values of a regressor per bucket of the training baseline.",
+            ["model", "version", "output", "bucket"],
+            registry=target,
+        )
+        self.output_histogram = drift.InputHistograms(
+            {"features": [{**output, "name": self._label_output}]},
+            [self._label_output],
+            max_features=1,
+            counter=lambda f, b: buckets.labels(*self._labels, f, b),
+            share=lambda f, b: shares.labels(*self._labels, f, b),
+        )
 
     def use_inputs(self, input_names: Sequence[str]) -> None:
         """Start counting inputs into the baseline's buckets (when there is one)."""
@@ -195,6 +227,8 @@ class RuntimeMetrics:
         if self._label_index < 0:
             return
         labels = outputs[self._label_index]
+        if self.output_histogram is not None:
+            self.output_histogram.observe([labels])
         if self._predictions is not None:
             # collections.Counter over a short list is several times cheaper than np.unique.
             for value, count in collections.Counter(labels.reshape(-1).tolist()).items():
@@ -205,6 +239,7 @@ class RuntimeMetrics:
                 self._values.observe(float(value))
 
     def exposition(self) -> bytes:
-        if self.input_histograms is not None:
-            self.input_histograms.flush()
+        for histograms in (self.input_histograms, self.output_histogram):
+            if histograms is not None:
+                histograms.flush()
         return generate_latest(self.registry)

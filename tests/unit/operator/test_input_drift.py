@@ -95,3 +95,28 @@ def test_the_series_are_read_from_the_exposition_merged_and_windowed() -> None:
     later = parse(EXPOSITION.replace("} 60", "} 90"))
     assert window(start, later).inputs == {"input[0]": {"0": 30.0, "1": 0.0}}
     assert window(start, later).input_baseline == snapshot.input_baseline
+
+
+def test_output_drift_compares_predictions_with_the_training_ones() -> None:
+    """A classifier's live classes, or a regressor's value buckets, against the shares
+    the model predicted on the training sample."""
+    from mlmodel_operator.analysis.kinds.output_drift import OutputDrift
+
+    trained = {"0": 1 / 3, "1": 1 / 3, "2": 1 / 3}
+
+    def classifier(classes: dict[str, float]) -> Snapshot:
+        return Snapshot(requests={"200": 90.0}, classes=classes, output_baseline=trained)
+
+    like = classifier({"0": 30.0, "1": 30.0, "2": 30.0})
+    never_versicolor = classifier({"0": 30.0, "1": 0.0, "2": 60.0})
+    found = OutputDrift().judge(MetricSpec("output-drift", max_increase=0.05),
+                                Window(like, never_versicolor, 20, 10.0, {}))  # fmt: skip
+    assert found is not None
+    assert found.verdict is Verdict.FAIL, found.reason
+    assert "on output" in found.reason
+    regressor = Snapshot(requests={"200": 90.0}, outputs={"0": 45.0, "1": 45.0},
+                         output_baseline={"0": 0.5, "1": 0.5})  # fmt: skip
+    found = OutputDrift().judge(MetricSpec("output-drift", max=0.1),
+                                Window(regressor, regressor, 20, 10.0, {}))  # fmt: skip
+    assert found is not None
+    assert found.verdict is Verdict.PASS, found.reason

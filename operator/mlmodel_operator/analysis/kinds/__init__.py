@@ -23,7 +23,8 @@ class Series(StrEnum):
     REQUESTS = "requests"  # mlmodel_requests_total by code
     LATENCY = "latency"  # mlmodel_request_duration_seconds buckets
     PREDICTIONS = "predictions"  # mlmodel_predictions_total by class, prediction_value
-    INPUTS = "inputs"  # mlmodel_input_bucket_total and mlmodel_input_baseline_share
+    # The training baseline's buckets: mlmodel_input_* and mlmodel_output_* series.
+    INPUTS = "inputs"
     QUERY = "query"  # the metric's own PromQL (Prometheus only)
 
 
@@ -72,6 +73,7 @@ from mlmodel_operator.analysis.kinds import (  # noqa: E402
     error_rate,
     input_drift,
     latency,
+    output_drift,
     request_rate,
 )
 
@@ -83,6 +85,7 @@ REGISTRY: dict[str, MetricKind] = {
         divergence.PredictionDivergence(),
         request_rate.RequestRate(),
         input_drift.InputDrift(),
+        output_drift.OutputDrift(),
         custom.Custom(),
     )
 }

@@ -61,6 +61,45 @@ def drifts(snapshot: Snapshot, min_rows: float) -> dict[str, float]:
     return out
 
 
+def judge_distances(
+    metric: MetricSpec, *, canary: Mapping[str, float], stable: Mapping[str, float], rows: str
+) -> MetricResult:
+    """The verdict on distances from training per feature (or output): the canary's
+    worst against `max`, its largest excess over the stable on the same feature
+    against `maxIncrease`; the reason names the feature."""
+    if not canary:
+        why = f"{metric.key}: fewer than {rows} canary rows per feature"
+        return result(metric, None, None, Verdict.INCONCLUSIVE, why)
+    worst = max(canary, key=lambda f: canary[f])
+    if metric.max is not None and canary[worst] > metric.max:
+        reason = (
+            f"{metric.key} {num(canary[worst])} on {worst} > max {num(metric.max)} "
+            "(JSD vs training)"
+        )
+        return result(metric, None, canary[worst], Verdict.FAIL, reason)
+    if metric.max_increase is None:
+        reason = f"{metric.key} worst {worst} {num(canary[worst])} within {metric.limit}"
+        return result(metric, None, canary[worst], Verdict.PASS, reason)
+    shared = [f for f in canary if f in stable]
+    if not shared:
+        why = f"{metric.key}: fewer than {rows} stable rows per feature"
+        return result(metric, None, canary[worst], Verdict.INCONCLUSIVE, why)
+    feature = max(shared, key=lambda f: canary[f] - stable[f])
+    increase = canary[feature] - stable[feature]
+    if increase > metric.max_increase:
+        reason = (
+            f"{metric.key} {num(canary[feature])} on {feature} > stable "
+            f"{num(stable[feature])} + maxIncrease {num(metric.max_increase)} "
+            "(JSD vs training)"
+        )
+        return result(metric, stable[feature], canary[feature], Verdict.FAIL, reason)
+    reason = (
+        f"{metric.key} worst {worst} {num(canary[worst])}, at most stable + "
+        f"{num(max(increase, 0.0))} on {feature} (JSD vs training)"
+    )
+    return result(metric, stable[feature], canary[worst], Verdict.PASS, reason)
+
+
 class InputDrift:
     name = "input-drift"
     limits = ("max", "maxIncrease")
@@ -81,39 +120,12 @@ class InputDrift:
     def judge(self, metric: MetricSpec, w: Window) -> MetricResult | None:
         if not w.canary.input_baseline:
             return result(metric, None, None, Verdict.INCONCLUSIVE, f"{metric.key}: {NO_BASELINE}")
-        canary = drifts(w.canary, w.min_samples)
-        if not canary:
-            why = f"{metric.key}: fewer than minSamples {w.min_samples} canary rows per feature"
-            return result(metric, None, None, Verdict.INCONCLUSIVE, why)
-        worst = max(canary, key=lambda f: canary[f])
-        if metric.max is not None and canary[worst] > metric.max:
-            reason = (
-                f"{metric.key} {num(canary[worst])} on {worst} > max {num(metric.max)} "
-                "(JSD vs training)"
-            )
-            return result(metric, None, canary[worst], Verdict.FAIL, reason)
-        if metric.max_increase is not None:
-            stable = drifts(w.stable, w.min_samples)
-            shared = [f for f in canary if f in stable]
-            if not shared:
-                why = f"{metric.key}: fewer than minSamples {w.min_samples} stable rows per feature"
-                return result(metric, None, canary[worst], Verdict.INCONCLUSIVE, why)
-            feature = max(shared, key=lambda f: canary[f] - stable[f])
-            increase = canary[feature] - stable[feature]
-            if increase > metric.max_increase:
-                reason = (
-                    f"{metric.key} {num(canary[feature])} on {feature} > stable "
-                    f"{num(stable[feature])} + maxIncrease {num(metric.max_increase)} "
-                    "(JSD vs training)"
-                )
-                return result(metric, stable[feature], canary[feature], Verdict.FAIL, reason)
-            reason = (
-                f"{metric.key} worst {worst} {num(canary[worst])}, at most stable + "
-                f"{num(max(increase, 0.0))} on {feature} (JSD vs training)"
-            )
-            return result(metric, stable[feature], canary[worst], Verdict.PASS, reason)
-        reason = f"{metric.key} worst {worst} {num(canary[worst])} within {metric.limit}"
-        return result(metric, None, canary[worst], Verdict.PASS, reason)
+        return judge_distances(
+            metric,
+            canary=drifts(w.canary, w.min_samples),
+            stable=drifts(w.stable, w.min_samples),
+            rows=f"minSamples {w.min_samples}",
+        )
 
     def test(self, metric: MetricSpec, totals: Totals) -> MetricResult | None:
         del metric, totals
