@@ -5,7 +5,8 @@
 
 Trains one 50-tree RandomForest on iris; saves it with joblib for MLServer 1.7.1 +
 mlserver-sklearn (in bench/.venv-mlserver, created when missing) and converts it
-with skl2onnx for this runtime and for bench/floor_server.py. All servers run at
+with skl2onnx for this runtime and for bench/floor_server.py, with a training
+baseline beside it (so this runtime counts input drift, as with a reference). All servers run at
 once on 127.0.0.1 (idle while not measured); for each run, each concurrency
 (1, 16, 64) and each server in turn, wrk posts the same v2 request for the given
 seconds (in reverse order every other run). Reports medians of requests/s, p50
@@ -35,7 +36,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,8 @@ def build_models(work: Path) -> tuple[Path, Path]:
     from sklearn.datasets import load_iris
     from sklearn.ensemble import RandomForestClassifier
 
+    from mlmodel_runtime.convert import baseline
+    from mlmodel_runtime.convert.schema import InputSchema
     from mlmodel_runtime.modeldir import ModelMetadata, TensorSpec, write_metadata
 
     x, y = load_iris(return_X_y=True)
@@ -132,6 +135,14 @@ def build_models(work: Path) -> tuple[Path, Path]:
             model_sha256=hashlib.sha256(raw).hexdigest(),
         ),
     )
+    # A training baseline, as `convert` writes one from a reference: this runtime then
+    # counts every served row into its buckets (input drift), as it does in a cluster.
+    trained = baseline.build(
+        {"input": x}, InputSchema(n_features=4), task="classification",
+        predicted=forest.predict(x), classes=(0, 1, 2), source="bench",
+    )  # fmt: skip
+    renamed = [replace(f, name=f.name.replace("input[", "X[")) for f in trained.features]
+    (onnx_dir / baseline.FILE).write_text(replace(trained, features=tuple(renamed)).to_json())
     return mlserver_dir.parent, onnx_dir
 
 

@@ -117,6 +117,8 @@ def test_a_shift_reaching_both_revisions_is_judged_relative_by_default(
         assert judged["canary"] > 0.3, judged
         assert judged["stable"] > 0.3, judged
         assert "input[2]" in judged["reason"], judged
+        print(f"\n[drift] promoted through the shift: {judged['reason']}")
     else:
         assert "input-drift" in status["message"], status
         assert "on input[2]" in status["message"], status
+        print(f"\n[drift] rolled back: {status['message']}")
