@@ -7,6 +7,7 @@ run the image built from runtime/Dockerfile in the quickstart's `restricted` nam
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import Counter
@@ -215,18 +216,23 @@ def test_a_pod_deleted_under_load_fails_no_request_through_the_gateway_or_the_se
                     errors.append(f"{door} {at:+.2f} s {type(error).__name__}: {error}")
                 time.sleep(max(0.0, 0.02 - (time.monotonic() - began)))
 
-    # The route is programmed a moment after Healthy: start counting once it answers.
-    wait_for(
-        lambda: (
-            httpx.post(
-                doors["gateway"][0], json=BODY, headers={"Host": host}, trust_env=False
-            ).status_code
-            == 200
-        ),
-        timeout=60,
-        what="the gateway to route to steady",
-        interval=0.5,
-    )
+    # The route and kube-proxy's rules follow Healthy by a moment (a Service whose
+    # endpoints kube-proxy has not programmed yet is rejected: connection refused):
+    # start counting once both doors answer.
+    def answers(door: str) -> bool:
+        url, headers = doors[door]
+        try:
+            return httpx.post(url, json=BODY, headers=headers, trust_env=False).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    for door in doors:
+        wait_for(
+            functools.partial(answers, door),
+            timeout=60,
+            what=f"the {door} to route to steady",
+            interval=0.5,
+        )
     workers = [threading.Thread(target=load, args=(d,), daemon=True) for d in doors]
     for worker in workers:
         worker.start()
