@@ -1,7 +1,8 @@
 """Generate docs/crd-reference.md from the CRD's schema: `python -m mlmodel_operator.crddoc`.
 
 The reference is derived, never written by hand; tests/unit/test_docs.py fails
-when the committed file differs from what this produces.
+when the committed file differs from what this produces. Its last section describes the
+analysis template kinds, whose CRDs `templatecrds` makes from this one.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from mlmodel_operator import templatecrds
+from mlmodel_operator.analysis.templates import KINDS
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "mlmodels.mlops.dev.yaml"
@@ -102,7 +106,44 @@ def render(crd: Mapping[str, Any]) -> str:
     columns = version.get("additionalPrinterColumns") or ()
     lines += ["## kubectl get columns", "", "| column | from |", "|---|---|"]
     lines += [f"| {c['name']} | `{c['jsonPath']}` |" for c in columns]
+    lines += ["", *_templates(crd)]
     return "\n".join(lines) + "\n"
+
+
+def _templates(crd: Mapping[str, Any]) -> list[str]:
+    """The analysis template kinds, whose spec is `spec.rollout.analysis` above (their
+    CRDs are generated from this one by `templatecrds`)."""
+    lines = ["## Analysis templates", ""]
+    spec: Mapping[str, Any] = {}
+    for kind in KINDS.values():
+        template = templatecrds.build(crd, kind)
+        names = template["spec"]["names"]
+        schema = template["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        spec = schema["properties"]["spec"]
+        scope = "namespaced" if kind.namespaced else "cluster-scoped"
+        lines += [
+            f"### {names['kind']}",
+            "",
+            f"`{template['spec']['group']}/{template['spec']['versions'][0]['name']}`, "
+            f"{scope}, short name `{names['shortNames'][0]}`, "
+            f"category `{names['categories'][0]}` "
+            f"(`crds/{templatecrds.file_of(kind).name}`).",
+            "",
+            " ".join(str(schema.get("description", "")).split()),
+            "",
+        ]
+    lines += [
+        "### Template spec",
+        "",
+        "Both kinds' `spec` has the fields of `spec.rollout.analysis` above, but "
+        "`templateRef`, with the same descriptions and rules.",
+        "",
+    ]
+    rules = spec.get("x-kubernetes-validations") or ()
+    if rules:
+        lines += ["Rules across `spec`:", ""]
+        lines += [f"- {rule['message']}" for rule in rules]
+    return lines
 
 
 def main() -> int:

@@ -18,6 +18,7 @@ from urllib.parse import quote, urlencode
 import aiohttp
 import kopf
 
+from mlmodel_operator.analysis import templates
 from mlmodel_operator.routers import router_apis
 
 FIELD_MANAGER = "mlmodel-operator"
@@ -34,7 +35,10 @@ RESOURCES: dict[str, tuple[str, str]] = {
     "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets"),
     "MLModel": ("/apis/mlops.dev/v1alpha1", "mlmodels"),
     "Lease": ("/apis/coordination.k8s.io/v1", "leases"),
+    **{kind: ("/apis/mlops.dev/v1alpha1", t.plural) for kind, t in templates.KINDS.items()},
 }
+# Kinds without a namespace: their path has none (the namespace argument is ignored).
+CLUSTER_SCOPED = frozenset(kind for kind, t in templates.KINDS.items() if not t.namespaced)
 
 
 def _resource(kind: str) -> tuple[str, str]:
@@ -53,7 +57,10 @@ class ApiError(RuntimeError):
 
 def _path(kind: str, namespace: str, name: str | None = None, sub: str | None = None) -> str:
     prefix, plural = _resource(kind)
-    path = f"{prefix}/namespaces/{quote(namespace)}/{plural}"
+    if kind in CLUSTER_SCOPED:
+        path = f"{prefix}/{plural}"
+    else:
+        path = f"{prefix}/namespaces/{quote(namespace)}/{plural}"
     if name is not None:
         path += f"/{quote(name)}"
     if sub is not None:

@@ -7,6 +7,7 @@ The pieces, each pure but the providers' I/O elsewhere:
 - `sequential`: anytime-valid tests (e-values, confidence sequences) on everything since
   the attempt started, for `analysis.mode: sequential`.
 - `spec`: `spec.rollout.analysis` parsed into an `AnalysisSpec` of `MetricSpec`s.
+- `templates`: the analysis template an MLModel names, merged with its own fields.
 - `kinds`: the registry of metric kinds (error rate, latency, prediction divergence,
   request rate, custom): each parses its limits, says what it needs read and whether
   it needs the stable as a baseline, and judges a window. Adding a metric is one module
