@@ -71,6 +71,7 @@ SETTINGS = (
     Setting("metricsConcurrency", "METRICS_CONCURRENCY"),
     Setting("prometheusUrl", "PROMETHEUS_URL"),
     Setting("allowedPrometheusUrls", "ALLOWED_PROMETHEUS_URLS", 'join "," .'),
+    Setting("allowedWebhookUrls", "ALLOWED_WEBHOOK_URLS", 'join "," .'),
     Setting("forbidUnsafePickle", "FORBID_UNSAFE_PICKLE"),
     Setting("allowedGateways", "ALLOWED_GATEWAYS", 'join "," .'),
     Setting("allowedHostnames", "ALLOWED_HOSTNAMES", 'join "," .'),

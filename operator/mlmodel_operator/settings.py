@@ -50,6 +50,7 @@ class Settings:
     # Policies a cluster administrator sets for every MLModel (docs/security.md).
     prometheus_url: str = ""  # the cluster's Prometheus: the default and always allowed
     allowed_prometheus_urls: tuple[str, ...] = ()  # more URL prefixes MLModels may name
+    allowed_webhook_urls: tuple[str, ...] = ()  # URL prefixes of rollout webhooks; empty: none
     forbid_unsafe_pickle: bool = False
     allowed_gateways: tuple[str, ...] = ()  # "namespace/name"; empty: any
     allowed_hostnames: tuple[str, ...] = ()  # "host" or "*.suffix"; empty: any
@@ -116,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(port '*' for any port); nothing else is contacted",
     )
     parser.add_argument(
+        "--allowed-webhook-urls",
+        default=_env("ALLOWED_WEBHOOK_URLS", ""),
+        help="comma-separated URL prefixes of the rollout webhooks MLModels may call "
+        "(port '*' for any port); nothing else is called; empty: none",
+    )
+    parser.add_argument(
         "--forbid-unsafe-pickle",
         action="store_true",
         default=_env("FORBID_UNSAFE_PICKLE", "false").lower() == "true",
@@ -173,6 +180,10 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
     for url in (args.prometheus_url, *prometheus_urls):
         if url and not _HTTP_URL.match(url):
             raise SettingsError(f"Prometheus URL {url!r} is not an http(s) URL")
+    webhook_urls = _list(args.allowed_webhook_urls)
+    for url in webhook_urls:
+        if not _HTTP_URL.match(url):
+            raise SettingsError(f"--allowed-webhook-urls entry {url!r} is not an http(s) URL")
     gateways = _list(args.allowed_gateways)
     for gateway in gateways:
         if gateway.count("/") != 1 or not all(gateway.split("/")):
@@ -195,6 +206,7 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
         metrics_concurrency=args.metrics_concurrency,
         prometheus_url=args.prometheus_url,
         allowed_prometheus_urls=prometheus_urls,
+        allowed_webhook_urls=webhook_urls,
         forbid_unsafe_pickle=args.forbid_unsafe_pickle,
         allowed_gateways=gateways,
         allowed_hostnames=_list(args.allowed_hostnames),

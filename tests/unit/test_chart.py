@@ -43,6 +43,11 @@ RENDERED_SETTINGS: dict[str, tuple[str, str, Any]] = {
         "allowed_prometheus_urls",
         ("http://a.monitoring:9090", "http://b.monitoring:*"),
     ),
+    "ALLOWED_WEBHOOK_URLS": (
+        "https://hooks.example.com/mlmodels,http://gate.ci:*",
+        "allowed_webhook_urls",
+        ("https://hooks.example.com/mlmodels", "http://gate.ci:*"),
+    ),
     "FORBID_UNSAFE_PICKLE": ("true", "forbid_unsafe_pickle", True),
     "ALLOWED_GATEWAYS": ("gateways/web,infra/edge", "allowed_gateways", None),
     "ALLOWED_HOSTNAMES": ("*.models.example.com", "allowed_hostnames", ("*.models.example.com",)),
@@ -61,11 +66,14 @@ def test_the_committed_chart_is_what_the_generator_writes_from_manifests_and_crd
 
 def test_the_chart_installs_the_crd_as_crds_has_it_and_templates_every_manifest() -> None:
     rendered = chart.render()
-    crd = chart.ROOT / "crds" / "mlmodels.mlops.dev.yaml"
-    assert rendered[chart.CHART / "crds" / crd.name].endswith(crd.read_text())
-    templates = {p.relative_to(chart.CHART).as_posix() for p in rendered} - {
-        "crds/mlmodels.mlops.dev.yaml"
+    crds = {
+        "crds/mlmodels.mlops.dev.yaml",
+        "crds/mlmodelanalysistemplates.mlops.dev.yaml",
+        "crds/clustermlmodelanalysistemplates.mlops.dev.yaml",
     }
+    for name in crds:
+        assert rendered[chart.CHART / name].endswith((chart.ROOT / name).read_text())
+    templates = {p.relative_to(chart.CHART).as_posix() for p in rendered} - crds
     policies = {f"templates/policies/{p.name}" for p in chart.POLICIES.glob("*.yaml")}
     policies.discard("templates/policies/kustomization.yaml")
     assert templates == {

@@ -250,3 +250,11 @@ def test_the_operator_exits_2_naming_the_bad_flag_before_connecting() -> None:
     assert "--runtime-image" in result.stderr
     assert "'NOT AN IMAGE' is not an image reference" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_allowed_webhook_urls_are_a_list_of_http_url_prefixes_and_none_by_default() -> None:
+    assert parse_settings([]).allowed_webhook_urls == ()
+    settings = parse_settings(["--allowed-webhook-urls=https://hooks.example/ml, http://ci:*"])
+    assert settings.allowed_webhook_urls == ("https://hooks.example/ml", "http://ci:*")
+    with pytest.raises(SettingsError, match="--allowed-webhook-urls entry 'ftp://hooks'"):
+        parse_settings(["--allowed-webhook-urls=ftp://hooks"])
