@@ -71,9 +71,10 @@ class OperatorEnv:
         identity: str = "op-a",
         lease_seconds: float = 15,
         allowed_prometheus_urls: str = "http://127.0.0.1:*",
+        allowed_webhook_urls: str = "http://127.0.0.1:*",
     ) -> OperatorProcess:
-        """An operator for `namespace`. Every test Prometheus listens on loopback, so
-        the administrator's allow-list of Prometheus URLs is loopback on any port."""
+        """An operator for `namespace`. Every test Prometheus and webhook receiver listens
+        on loopback, so the administrator's allow-lists are loopback on any port."""
         log = self.directory / f"operator-{namespace}-{identity}-{len(self.started)}.log"
         port = free_port()
         handle = log.open("wb")
@@ -91,6 +92,7 @@ class OperatorEnv:
                 f"--runtime-image={RUNTIME_IMAGE}",
                 "--resync-seconds=5",
                 f"--allowed-prometheus-urls={allowed_prometheus_urls}",
+                f"--allowed-webhook-urls={allowed_webhook_urls}",
             ],
             env={**os.environ, "KUBECONFIG": str(self.kubeconfig)},
             stdout=handle,
@@ -110,9 +112,11 @@ class OperatorEnv:
 
 
 def install_operator_rbac(plane: ControlPlane, directory: Path) -> Path:
-    """Apply the CRD and the operator's namespace and RBAC; return its kubeconfig."""
-    plane.kubectl("apply", "-f", str(CRD))
-    plane.wait_condition("crd/mlmodels.mlops.dev", "Established")
+    """Apply the CRDs (the MLModel's and the analysis templates') and the operator's
+    namespace and RBAC; return its kubeconfig."""
+    plane.kubectl("apply", "-k", str(ROOT / "crds"))
+    for crd in ("mlmodels", "mlmodelanalysistemplates", "clustermlmodelanalysistemplates"):
+        plane.wait_condition(f"crd/{crd}.mlops.dev", "Established")
     plane.kubectl("apply", "-f", str(ROOT / "manifests" / "namespace.yaml"))
     return service_account_kubeconfig(
         plane,

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import quote
 
 from mlmodel_operator import naming, ownership
+from mlmodel_operator.analysis import templates
 from mlmodel_operator.errors import SpecError
 from mlmodel_operator.kube import ApiError, KubeClient
 from mlmodel_operator.metrics_reader import MetricsReader
@@ -30,6 +31,7 @@ from mlmodel_operator.reconcile import Inputs, Observed, Plan, plan, written
 from mlmodel_operator.routers import ApiResource, apis_of, gatewayapi, router_for
 from mlmodel_operator.settings import Settings
 from mlmodel_operator.spec import MLModelSpec, parse_or_error
+from mlmodel_operator.webhooks import WebhookCaller
 
 logger = logging.getLogger(__name__)
 Key = tuple[str, str]  # (namespace, name)
@@ -86,6 +88,7 @@ class Controller:
         self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._workers: list[asyncio.Task[None]] = []
         self._reader: MetricsReader | None = None
+        self._webhooks: WebhookCaller | None = None
 
     def start(self) -> None:
         self._reader = MetricsReader(
@@ -93,6 +96,7 @@ class Controller:
             concurrency=self._settings.metrics_concurrency,
             on_read=self.enqueue,
         )
+        self._webhooks = WebhookCaller(on_answer=self.enqueue)
         self._workers = [
             asyncio.create_task(self._work(), name=f"reconcile-{i}")
             for i in range(self._settings.workers)
@@ -108,6 +112,8 @@ class Controller:
                 await worker
         if self._reader is not None:
             await self._reader.close()
+        if self._webhooks is not None:
+            await self._webhooks.close()
 
     def enqueue(self, namespace: str, name: str) -> None:
         key = (namespace, name)
@@ -153,16 +159,18 @@ class Controller:
     async def reconcile(self, namespace: str, name: str) -> float | None:
         """One reconcile of one MLModel; returns when to look again (None: gone)."""
         client = self._client
-        reader = self._reader
+        reader, hooks = self._reader, self._webhooks
         assert reader is not None, "start() first"
+        assert hooks is not None, "start() first"
         body = await client.get("MLModel", namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             self._timers.pop((namespace, name), None)
             reader.forget((namespace, name))
+            hooks.forget((namespace, name))
             self._metrics.forget(namespace, name)
             return None  # children go with it: they carry owner references
         metadata = body["metadata"]
-        spec = parse_or_error(body.get("spec") or {})
+        spec, analysis_problem = await self.resolved_spec(namespace, body.get("spec") or {})
         apis = () if isinstance(spec, SpecError) else apis_of(router_for(spec.traffic.router))
         served = await asyncio.gather(*(self._api_served(api) for api in apis))
         router_available = all(served)
@@ -187,6 +195,8 @@ class Controller:
             taken=world.taken,
             route=world.route,
             gateway_controllers=await self._gateway_controllers(namespace, spec),
+            webhook_answers=hooks.answers((namespace, name)),
+            analysis_problem=analysis_problem,
         )
         result = plan(inputs)
         taken = await self._foreign(namespace, metadata["uid"], result, world)
@@ -198,7 +208,43 @@ class Controller:
             result.read,
             {revision: seen.pods for revision, seen in world.observed.items()},
         )
+        # After the status is written: a decision that lost a conflict was not taken,
+        # and a notification says what happened, never what was about to.
+        for call in result.gates:
+            hooks.gate((namespace, name), call.key, call.hook, call.body)
+        hooks.forget_gates((namespace, name), {call.key for call in result.gates})
+        for call in result.notifications:
+            hooks.notify((namespace, name), call.key, call.hook, call.body)
         return result.requeue_after
+
+    async def resolved_spec(
+        self, namespace: str, raw: Mapping[str, Any]
+    ) -> tuple[MLModelSpec | SpecError, str]:
+        """The parsed spec, with the analysis template it names merged in, and why the
+        canary must hold ('' for no reason). The template is read at every reconcile
+        (nothing watches it), so a change to it applies from the next interval."""
+        try:
+            ref = templates.reference(raw, namespace)
+        except SpecError as error:
+            return error, ""
+        if ref is None:
+            return parse_or_error(raw), ""
+        try:
+            template = await self._client.get(ref.kind, ref.namespace, ref.name)
+        except ApiError as error:
+            if error.status != 403:
+                raise
+            logger.debug("%s: %s", ref.describe(), error)  # status says it
+            return parse_or_error(templates.without_template(raw)), templates.missing(
+                ref, forbidden=True
+            )
+        if template is None:
+            return parse_or_error(templates.without_template(raw)), templates.missing(ref)
+        try:
+            merged = templates.with_template(raw, ref, template.get("spec") or {})
+        except SpecError as error:
+            return error, ""
+        return parse_or_error(merged), ""
 
     async def _observe(
         self, namespace: str, name: str, uid: str, router_apis: tuple[ApiResource, ...]

@@ -105,6 +105,7 @@ def _serve_args(ref: ModelRef, spec: MLModelSpec, revision: str) -> list[str]:
         f"--workers={serving.workers}",
         f"--max-batch-size={serving.batching.max_batch_size}",
         f"--max-batch-delay-ms={serving.batching.max_delay_ms:g}",
+        f"--drift-max-features={serving.drift_features}",
         # On SIGTERM keep answering (unready) while endpoints and gateways stop sending
         # here, then finish what is in flight: no request is refused during a rollout.
         f"--shutdown-delay-s={SHUTDOWN_DELAY_S}",

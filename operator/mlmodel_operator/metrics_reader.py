@@ -25,6 +25,7 @@ from typing import Any
 
 import aiohttp
 
+from mlmodel_operator import webhooks
 from mlmodel_operator.analysis.loop import Reading, ReadRequest
 from mlmodel_operator.providers import prometheus, scrape
 
@@ -129,6 +130,11 @@ class MetricsReader:
         namespace, name = key
         async with self._slots:
             taken = self._clock()
+            # The rollout webhooks are asked with the reading, each under its own timeout
+            # (a slow receiver is its own failure, not the metrics provider's).
+            hooks = asyncio.gather(
+                *(webhooks.call(self._open(), hook, body) for hook, body in request.webhooks)
+            )
             try:
                 reading = await asyncio.wait_for(
                     self._provider(key, request, pods), timeout=self._timeout
@@ -140,7 +146,17 @@ class MetricsReader:
                 reading = Reading(
                     error=f"{request.provider}: internal error ({type(error).__name__})"
                 )
-        self._latest[key] = replace(reading, taken_at=taken, target=request.target)
+            answers = await hooks
+        reading = replace(
+            reading,
+            taken_at=taken,
+            target=request.target,
+            webhooks={
+                hook.url: answer
+                for (hook, _), answer in zip(request.webhooks, answers, strict=True)
+            },
+        )
+        self._latest[key] = reading
         self._reading.pop(key, None)
         self._on_read(namespace, name)
 

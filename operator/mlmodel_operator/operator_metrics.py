@@ -67,11 +67,25 @@ class OperatorMetrics:
             ["namespace", "name", "metric", "side"],
             registry=registry,
         )
+        self.drifting = Gauge(
+            "mlmodel_operator_drifting",
+            "1 while monitoring finds the stable outside its limits (the Drifting "
+            "condition), 0 within them; absent without spec.monitoring",
+            ["namespace", "name"],
+            registry=registry,
+        )
+        self.monitoring_value = Gauge(
+            "mlmodel_operator_monitoring_value",
+            "The stable's figure in the last judged monitoring interval, by metric",
+            ["namespace", "name", "metric"],
+            registry=registry,
+        )
         # Per model, the label values each gauge holds now: what a change must zero or
         # drop, and what `forget` removes.
         self._phases: dict[tuple[str, str], set[str]] = {}
         self._revisions: dict[tuple[str, str], set[tuple[str, str]]] = {}
         self._values: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        self._monitored: dict[tuple[str, str], set[str]] = {}
 
     def observe(
         self,
@@ -99,6 +113,7 @@ class OperatorMetrics:
         self._set_phase(namespace, name, str(new.get("phase", "")))
         self._set_revisions(namespace, name, new)
         self._set_values(namespace, name, analysis)
+        self._set_monitoring(namespace, name, new.get("monitoring") or {})
 
     def _create_counters(self, namespace: str, name: str) -> None:
         """Every outcome and verdict at 0 from the first sight of a model: `increase()`
@@ -138,6 +153,26 @@ class OperatorMetrics:
             self.analysis_value.labels(namespace, name, metric, side).set(figure)
         self._values[(namespace, name)] = set(now)
 
+    def _set_monitoring(self, namespace: str, name: str, monitoring: Mapping[str, Any]) -> None:
+        """An alert on drift is `mlmodel_operator_drifting == 1`: set from the condition's
+        state in status, and dropped (not zeroed) when monitoring is off or not judged."""
+        drifting = monitoring.get("drifting")
+        if isinstance(drifting, bool):
+            self.drifting.labels(namespace, name).set(1 if drifting else 0)
+        else:
+            _remove(self.drifting, namespace, name)
+        now: dict[str, float] = {}
+        for result in monitoring.get("metrics") or ():
+            figure = result.get("canary")  # the judged side, which monitoring fills
+            if isinstance(figure, (int, float)):
+                now[str(result.get("name", ""))] = float(figure)
+        held = self._monitored.setdefault((namespace, name), set())
+        for metric in held - set(now):
+            _remove(self.monitoring_value, namespace, name, metric)
+        for metric, figure in now.items():
+            self.monitoring_value.labels(namespace, name, metric).set(figure)
+        self._monitored[(namespace, name)] = set(now)
+
     def _set_phase(self, namespace: str, name: str, phase: str) -> None:
         seen = self._phases.setdefault((namespace, name), set())
         for other in seen - {phase}:
@@ -155,6 +190,9 @@ class OperatorMetrics:
             _remove(self.revision, namespace, name, revision, role)
         for metric, side in self._values.pop((namespace, name), set()):
             _remove(self.analysis_value, namespace, name, metric, side)
+        _remove(self.drifting, namespace, name)
+        for metric in self._monitored.pop((namespace, name), set()):
+            _remove(self.monitoring_value, namespace, name, metric)
         for outcome in OUTCOMES:
             _remove(self.rollouts, namespace, name, outcome)
         for verdict in VERDICTS:

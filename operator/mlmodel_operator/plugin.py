@@ -443,7 +443,8 @@ def evidence_bar(value: Any, width: int = 10) -> str:
 
 
 def render(body: Mapping[str, Any]) -> str:
-    """The status view: phase, stable, canary with steps and weights, analysis, message.
+    """The status view: phase, stable, canary with steps and weights, analysis, monitoring
+    after promotion, message.
     Every string taken from the object goes through `printable`."""
     status = body.get("status") or {}
     p = printable
@@ -479,6 +480,11 @@ def render(body: Mapping[str, Any]) -> str:
             f"canary {p(metric_figure(metric.get('canary')))} -> {p(metric.get('verdict'))}"
             + evidence_bar(metric.get("evidence"))
         )
+    monitoring = status.get("monitoring") or {}
+    if monitoring:
+        drifting = monitoring.get("drifting")
+        state = "DRIFTING" if drifting is True else "within limits" if drifting is False else "-"
+        lines.append(f"  monitor  {state}: {p(monitoring.get('message', ''))}")
     if status.get("message"):
         lines.append(f"  {p(status['message'])}")
     return "\n".join(lines)

@@ -11,12 +11,15 @@ ValidatingAdmissionPolicy examples in manifests/policies/ refuse the same things
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from mlmodel_operator.routers import router_for
 from mlmodel_operator.settings import Settings
-from mlmodel_operator.spec import MLModelSpec
+
+if TYPE_CHECKING:  # spec.py imports webhooks.py, which imports this module
+    from mlmodel_operator.spec import MLModelSpec
 
 
 def _parts(url: str) -> tuple[str, str, str, str]:
@@ -60,7 +63,7 @@ def display_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
-def prometheus_urls(settings: Settings) -> tuple[str, ...]:
+def allowed_prometheus(settings: Settings) -> tuple[str, ...]:
     return tuple(u for u in (settings.prometheus_url, *settings.allowed_prometheus_urls) if u)
 
 
@@ -77,23 +80,32 @@ def _hostname_allowed(hostname: str, allowed: Iterable[str]) -> bool:
 
 
 def violations(
-    spec: MLModelSpec, *, namespace: str, prometheus_url: str, settings: Settings
+    spec: MLModelSpec, *, namespace: str, prometheus_urls: Sequence[str], settings: Settings
 ) -> list[str]:
     """Why the administrator's policies refuse this MLModel (empty: they do not).
 
-    `prometheus_url` is the URL its analysis would read ("" for none)."""
+    `prometheus_urls`: the URLs its analysis and monitoring would read."""
     found = []
     if settings.forbid_unsafe_pickle and spec.model.allow_unsafe_pickle:
         found.append(
             "model.allowUnsafePickle is forbidden in this cluster (--forbid-unsafe-pickle); "
             "save the model with skops"
         )
-    if prometheus_url and not url_allowed(prometheus_url, prometheus_urls(settings)):
-        allowed = ", ".join(prometheus_urls(settings)) or "none is configured"
+    for prometheus_url in dict.fromkeys(u for u in prometheus_urls if u):
+        if url_allowed(prometheus_url, allowed_prometheus(settings)):
+            continue
+        allowed = ", ".join(allowed_prometheus(settings)) or "none is configured"
         found.append(
             f"Prometheus URL {display_url(prometheus_url)} is not allowed by the operator's policy "
             f"(allowed: {allowed}; see --allowed-prometheus-urls)"
         )
+    for hook in spec.rollout.webhooks:
+        if not url_allowed(hook.url, settings.allowed_webhook_urls):
+            allowed = ", ".join(settings.allowed_webhook_urls) or "none is configured"
+            found.append(
+                f"{hook.type} webhook {display_url(hook.url)} is not allowed by the operator's "
+                f"policy (allowed: {allowed}; see --allowed-webhook-urls)"
+            )
     claims = router_for(spec.traffic.router).attachments(spec.traffic.settings, namespace)
     if settings.allowed_gateways:
         for gateway in claims.gateways:

@@ -14,6 +14,7 @@ object collects state on the side):
     _replicas       how many pods each revision runs
     _objects        Deployments, Services, the router's objects, the PDB; scales
     _deletions      Deployments and PDBs no longer wanted, once the stable can serve
+    _monitor        the stable judged against `spec.monitoring` while no canary rolls out
     _status         the typed `Status` (serialised once, in `Status.to_dict`)
     _requeue        seconds until the next reconcile
 
@@ -29,12 +30,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from mlmodel_operator import desired, history, naming, policy, quality, rollout
+from mlmodel_operator import (
+    desired,
+    gates,
+    history,
+    monitoring,
+    naming,
+    policy,
+    quality,
+    rollout,
+)
 from mlmodel_operator.analysis.judging import Continue, Pause, Rollback
 from mlmodel_operator.analysis.loop import AnalysisRecord, Reading, ReadRequest, step
 from mlmodel_operator.analysis.spec import AnalysisSpec
 from mlmodel_operator.conditions import Condition, merge_conditions
 from mlmodel_operator.errors import SpecError
+from mlmodel_operator.gates import Call as WebhookCall
 from mlmodel_operator.health import RevisionHealth, assess
 from mlmodel_operator.revision import revision_of
 from mlmodel_operator.routers import Router, apis_of, gatewayapi, router_for
@@ -48,6 +59,7 @@ from mlmodel_operator.status import (
     RevisionStatus,
     Status,
 )
+from mlmodel_operator.webhooks import Answer
 
 SETTLING_REQUEUE_S = 5.0
 DEFAULT_STEP_INTERVAL_S = AnalysisSpec().interval_s  # a step without pause, without analysis
@@ -78,6 +90,9 @@ class Plan:
     requeue_after: float = 30.0
     # What the analysis wants read for the next reconcile (None: no analysis is live).
     read: ReadRequest | None = None
+    # Webhook gates asked (answers awaited) and notifications to send once.
+    gates: tuple[WebhookCall, ...] = ()
+    notifications: tuple[WebhookCall, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -104,6 +119,11 @@ class Inputs:
     # The controllerName of the GatewayClass of each parent Gateway the gatewayAPI router
     # attaches to, as far as readable (read only when the rollout has mirror steps).
     gateway_controllers: tuple[str, ...] = ()
+    # Why the analysis the spec names cannot be had (its template is missing or
+    # unreadable; `analysis.templates.missing`), or "": a canary then holds, unpromoted.
+    analysis_problem: str = ""
+    # The webhook caller's answers to this model's gate calls, by key (`gates.key_of`).
+    webhook_answers: Mapping[str, Answer] = field(default_factory=dict)
 
 
 # --- the context every step reads ----------------------------------------------------------
@@ -117,6 +137,7 @@ class _Context:
     spec: MLModelSpec
     router: Router
     analysis: AnalysisSpec | None  # with its Prometheus URL resolved
+    monitoring: monitoring.MonitoringSpec | None  # the same
     before: Status  # what an earlier reconcile wrote
     revision: str  # the revision the spec asks for
     version: str
@@ -151,20 +172,25 @@ def _context(inputs: Inputs) -> _Context | Plan:
     spec = inputs.spec
     if isinstance(spec, SpecError):
         return _blocked(inputs, "InvalidSpec", f"invalid spec: {spec}")
-    analysis = spec.analysis
+    # A Prometheus provider without a url reads the operator's own (--prometheus-url).
+    default_url = inputs.settings.prometheus_url
+    analysis, monitor = spec.analysis, spec.monitoring
     if analysis is not None and analysis.provider == "prometheus" and not analysis.prometheus_url:
-        if not inputs.settings.prometheus_url:
+        analysis = replace(analysis, prometheus_url=default_url)
+    if monitor is not None and monitor.provider == "prometheus" and not monitor.prometheus_url:
+        monitor = replace(monitor, prometheus_url=default_url)
+    for where, wanted in (("rollout.analysis", analysis), ("monitoring", monitor)):
+        if wanted is not None and wanted.provider == "prometheus" and not wanted.prometheus_url:
             return _blocked(
                 inputs,
                 "InvalidSpec",
-                "invalid spec: analysis.provider.prometheus has no url and the operator has "
-                "no default Prometheus (--prometheus-url)",
+                f"invalid spec: {where}.provider.prometheus has no url and the operator "
+                "has no default Prometheus (--prometheus-url)",
             )
-        analysis = replace(analysis, prometheus_url=inputs.settings.prometheus_url)
     refused = policy.violations(
         spec,
         namespace=inputs.ref.namespace,
-        prometheus_url=analysis.prometheus_url if analysis else "",
+        prometheus_urls=[m.prometheus_url for m in (analysis, monitor) if m is not None],
         settings=inputs.settings,
     )
     if refused:
@@ -195,6 +221,7 @@ def _context(inputs: Inputs) -> _Context | Plan:
         spec=spec,
         router=router,
         analysis=analysis,
+        monitoring=monitor,
         before=before,
         revision=revision,
         version=spec.model.version or revision,
@@ -216,16 +243,26 @@ def plan(inputs: Inputs) -> Plan:
     if revisions.aborted and revisions.candidate and (not covered or draining is not None):
         canary_replicas = ctx.observed_replicas(revisions.candidate) or 0
     apply, scale = _objects(ctx, revisions, stable_replicas, canary_replicas)
-    status = _status(ctx, revisions)
+    monitored = _monitor(ctx, revisions)
+    status = _status(ctx, revisions, monitored)
     events = [*revisions.events, *_phase_event(ctx.before.phase, status)]
+    read = revisions.canary.read if revisions.canary and revisions.candidate else None
+    if monitored is not None:
+        events.extend(Event(*event) for event in monitored.events)
+        read = monitored.read
+    requeue = _requeue(ctx, revisions, status, draining)
+    if monitored is not None:
+        requeue = min(requeue, max(0.5, monitored.due_in))
     result = Plan(
         apply=apply,
         scale=scale,
         delete=_deletions(ctx, revisions, stable_covered=covered and draining is None),
         status=status.to_dict(),
         events=events,
-        requeue_after=_requeue(ctx, revisions, status, draining),
-        read=revisions.canary.read if revisions.canary and revisions.candidate else None,
+        requeue_after=requeue,
+        read=read,
+        gates=revisions.canary.gates if revisions.canary else (),
+        notifications=revisions.canary.notifications if revisions.canary else (),
     )
     clashes = [
         f"{kind} {name} ({inputs.taken[(kind, name)]})"
@@ -262,6 +299,8 @@ class _CanaryStep:
     analysis_due: float | None  # seconds until the current interval ends
     read: ReadRequest | None
     events: tuple[Event, ...]
+    gates: tuple[WebhookCall, ...] = ()
+    notifications: tuple[WebhookCall, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -403,18 +442,31 @@ def _advance(ctx: _Context, candidate: str, stable: str) -> _CanaryStep:
         evaluation_failure=refused,
         stable_problem=_stable_problem(stable, stable_health),
         analysis_failure=outcome.reason if isinstance(outcome, Rollback) else "",
-        analysis_hold=outcome.reason if isinstance(outcome, Pause) else "",
-        analysis_pending=ctx.analysis is not None and not isinstance(outcome, Continue),
+        # Without the analysis it names, a canary is held however its own fields judge
+        # it: promoting it would skip the checks its authors chose.
+        analysis_hold=ctx.inputs.analysis_problem
+        or (outcome.reason if isinstance(outcome, Pause) else ""),
+        analysis_pending=bool(ctx.inputs.analysis_problem)
+        or (ctx.analysis is not None and not isinstance(outcome, Continue)),
     )
-    decision = rollout.advance(
-        steps=spec.rollout.steps,
-        progress_deadline_s=spec.rollout.progress_deadline_seconds,
-        interval_s=ctx.step_interval_s,
-        state=state,
-        observed=observation,
-        actions=rollout.Actions.from_annotations(ctx.inputs.annotations),
-        now=ctx.now,
+    actions = rollout.Actions.from_annotations(ctx.inputs.annotations)
+    gated = gates.gate(
+        rollout.advance(
+            steps=spec.rollout.steps,
+            progress_deadline_s=spec.rollout.progress_deadline_seconds,
+            interval_s=ctx.step_interval_s,
+            state=state,
+            observed=observation,
+            actions=actions,
+            now=ctx.now,
+        ),
+        before=state,
+        hooks=spec.rollout.webhooks,
+        answers=ctx.inputs.webhook_answers,
+        person_promoted=actions.promote in (f"{state.key}/full", f"{state.key}/{state.step}"),
+        ctx=_hook_context(ctx, stable),
     )
+    decision = gated.decision
     events.extend(Event(t, r, m) for t, r, m in decision.events)
     read = analysis.read if analysis else None
     live = decision.state.step >= 0 and not decision.state.aborted
@@ -428,6 +480,18 @@ def _advance(ctx: _Context, candidate: str, stable: str) -> _CanaryStep:
         analysis_due=analysis.due_in if analysis else None,
         read=read,
         events=tuple(events),
+        gates=gated.gates,
+        notifications=gated.notifications,
+    )
+
+
+def _hook_context(ctx: _Context, stable: str) -> gates.Context:
+    return gates.Context(
+        name=ctx.ref.name,
+        namespace=ctx.ref.namespace,
+        stable=stable,
+        steps=len(ctx.spec.rollout.steps),
+        now=ctx.now,
     )
 
 
@@ -483,12 +547,28 @@ def _analyse(ctx: _Context, state: rollout.CanaryState, stable: str) -> _Analyse
     if progress.judged and outcome is not None and not isinstance(outcome, Continue):
         verdict = progress.record.state.last_verdict
         events = (Event("Warning", f"Analysis{verdict}", outcome.reason),)
-    return _Analysed(
-        record=progress.record,
-        due_in=progress.due_in,
-        read=replace(target, due=progress.read_due),
-        events=events,
-    )
+    read = replace(target, due=progress.read_due)
+    hooks = [hook for hook in ctx.spec.rollout.webhooks if hook.type == "rollout"]
+    if hooks and progress.read_due >= progress.record.window_start + ctx.analysis.interval_s:
+        # The reading that ends the interval asks the rollout webhooks, judged with it.
+        number = progress.record.state.intervals + 1
+        read = replace(
+            read,
+            webhooks=tuple(
+                (
+                    hook,
+                    gates.body_of(
+                        hook,
+                        _hook_context(ctx, stable),
+                        state,
+                        phase="Progressing",
+                        message=f"analysis interval {number}",
+                    ),
+                )
+                for hook in hooks
+            ),
+        )
+    return _Analysed(record=progress.record, due_in=progress.due_in, read=read, events=events)
 
 
 # --- objects -----------------------------------------------------------------------------------
@@ -601,27 +681,74 @@ def _deletions(
     return deletions
 
 
+# --- monitoring ----------------------------------------------------------------------------
+
+
+def _monitor(ctx: _Context, revisions: _Revisions) -> monitoring.Monitored | None:
+    """The stable judged against `spec.monitoring`, when it serves and no canary rolls
+    out (None: monitoring is off or waits; status keeps what it last judged)."""
+    if ctx.monitoring is None or revisions.candidate is not None:
+        return None
+    if ctx.health(revisions.stable).ready == 0:
+        return None
+    return monitoring.monitor(
+        ctx.monitoring,
+        ctx.before.monitoring,
+        revision=revisions.stable,
+        reading=ctx.inputs.metrics,
+        now=ctx.now,
+        read_deadline_s=ctx.inputs.settings.metrics_timeout_seconds,
+    )
+
+
+def _drifting(
+    ctx: _Context, stable: str, monitored: monitoring.Monitored | None
+) -> Condition | None:
+    """The Drifting condition (None without spec.monitoring)."""
+    if ctx.monitoring is None:
+        return None
+    if monitored is not None:
+        return monitored.record.condition()
+    before = ctx.before.monitoring
+    if before is not None and before.revision == stable:
+        return before.condition()
+    return Condition(
+        ConditionType.DRIFTING,
+        False,
+        "NotJudged",
+        f"monitoring of revision {stable} starts once it serves with no rollout under way",
+    )
+
+
 # --- status --------------------------------------------------------------------------------
 
 
 def _conditions(
-    inputs: Inputs, *, ready: bool, progressing: bool, degraded: bool, reason: str, message: str
+    inputs: Inputs,
+    *,
+    ready: bool,
+    progressing: bool,
+    degraded: bool,
+    reason: str,
+    message: str,
+    drifting: Condition | None = None,
 ) -> tuple[dict[str, Any], ...]:
+    wanted = [
+        Condition(ConditionType.READY, ready, "Serving" if ready else reason, message),
+        Condition(
+            ConditionType.PROGRESSING,
+            progressing,
+            reason if progressing else "Settled",
+            message,
+        ),
+        Condition(ConditionType.DEGRADED, degraded, reason if degraded else "AsExpected", message),
+    ]
+    if drifting is not None:
+        wanted.append(drifting)
     return tuple(
         merge_conditions(
             inputs.status.get("conditions") or (),
-            [
-                Condition(ConditionType.READY, ready, "Serving" if ready else reason, message),
-                Condition(
-                    ConditionType.PROGRESSING,
-                    progressing,
-                    reason if progressing else "Settled",
-                    message,
-                ),
-                Condition(
-                    ConditionType.DEGRADED, degraded, reason if degraded else "AsExpected", message
-                ),
-            ],
+            wanted,
             generation=inputs.generation,
             now=inputs.now,
         )
@@ -641,6 +768,7 @@ def _blocked(inputs: Inputs, reason: str, message: str) -> Plan:
         stable=before.stable,
         canary=before.canary,
         previous=before.previous,
+        monitoring=before.monitoring,
         history=before.history,
         conditions=_conditions(
             inputs,
@@ -649,6 +777,8 @@ def _blocked(inputs: Inputs, reason: str, message: str) -> Plan:
             degraded=True,
             reason=reason,
             message=message,
+            # What monitoring last judged still holds while nothing can be done.
+            drifting=before.monitoring.condition() if before.monitoring else None,
         ),
     )
     events = [] if before.message == message else [Event("Warning", reason, message)]
@@ -688,7 +818,7 @@ def _stable_version(ctx: _Context, stable: str) -> str:
     return before.version if before is not None and before.revision == stable else stable
 
 
-def _status(ctx: _Context, revisions: _Revisions) -> Status:
+def _status(ctx: _Context, revisions: _Revisions, monitored: monitoring.Monitored | None) -> Status:
     stable, candidate = revisions.stable, revisions.candidate
     stable_health = ctx.health(stable)
     version = _stable_version(ctx, stable)
@@ -746,6 +876,7 @@ def _status(ctx: _Context, revisions: _Revisions) -> Status:
         canary=canary,
         previous=revisions.previous,
         analysis=analysis,
+        monitoring=_monitor_record(ctx, stable, monitored),
         history=_history(ctx, revisions, stable_status, canary),
         conditions=_conditions(
             ctx.inputs,
@@ -754,8 +885,22 @@ def _status(ctx: _Context, revisions: _Revisions) -> Status:
             degraded=phase.warning,
             reason=reason,
             message=message,
+            drifting=_drifting(ctx, stable, monitored),
         ),
     )
+
+
+def _monitor_record(
+    ctx: _Context, stable: str, monitored: monitoring.Monitored | None
+) -> monitoring.MonitorRecord | None:
+    """status.monitoring: this reconcile's, else the stable's last (kept through a
+    rollout), else none."""
+    if ctx.monitoring is None:
+        return None
+    if monitored is not None:
+        return monitored.record
+    before = ctx.before.monitoring
+    return before if before is not None and before.revision == stable else None
 
 
 def _history(

@@ -16,7 +16,10 @@ from typing import Any
 from mlmodel_operator.analysis.spec import AnalysisSpec, parse_analysis
 from mlmodel_operator.durations import parse_duration
 from mlmodel_operator.errors import SpecError
+from mlmodel_operator.monitoring import MonitoringSpec, parse_monitoring
 from mlmodel_operator.routers import REGISTRY
+from mlmodel_operator.webhooks import TYPES as WEBHOOK_TYPES
+from mlmodel_operator.webhooks import Hook
 
 # The runtime's model formats (`mlmodel_runtime.convert.formats.REGISTRY`, which the
 # operator does not import: it would pull NumPy into the operator's image) and those
@@ -106,6 +109,9 @@ class Serving:
     env: tuple[Mapping[str, Any], ...] = ()
     pod_labels: Mapping[str, str] = field(default_factory=dict)
     pod_annotations: Mapping[str, str] = field(default_factory=dict)
+    # Input features whose histograms the runtime exports for drift (its
+    # --drift-max-features): bounded, since each costs ~12 series per pod.
+    drift_features: int = 20
 
 
 @dataclass(frozen=True)
@@ -149,6 +155,7 @@ class Rollout:
     scale_down_delay_seconds: int = 30
     history_limit: int = 10
     evaluation: Evaluation | None = None
+    webhooks: tuple[Hook, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -168,6 +175,8 @@ class MLModelSpec:
     rollout: Rollout = Rollout()
     # None: steps advance on time, health and people alone.
     analysis: AnalysisSpec | None = None
+    # None: the stable is not judged after promotion.
+    monitoring: MonitoringSpec | None = None
 
 
 def _steps(raw: list[Mapping[str, Any]] | None) -> tuple[Step, ...]:
@@ -242,6 +251,31 @@ def _evaluation(raw: Mapping[str, Any] | None, model: ModelSource) -> Evaluation
     return Evaluation(found.uri, found.sha256, metric, degradation)
 
 
+def _webhooks(raw: list[Mapping[str, Any]] | None, *, analysed: bool) -> tuple[Hook, ...]:
+    hooks = []
+    for item in raw or ():
+        kind = str(item.get("type", ""))
+        if kind not in WEBHOOK_TYPES:
+            raise SpecError(
+                f"rollout.webhooks type {kind!r} is not one of {', '.join(WEBHOOK_TYPES)}"
+            )
+        url = str(item.get("url", ""))
+        if not re.fullmatch(r"https?://[^/?#@\s]+(/[^?#\s]*)?", url):
+            raise SpecError(
+                "rollout.webhooks url must be an http(s) URL without credentials, query or fragment"
+            )
+        timeout = float(item.get("timeoutSeconds", 10))
+        if not 1 <= timeout <= 60:
+            raise SpecError("rollout.webhooks timeoutSeconds must be within 1-60")
+        hooks.append(Hook(type=kind, url=url, timeout_s=timeout))
+    if not analysed and any(hook.type == "rollout" for hook in hooks):
+        raise SpecError(
+            "a rollout webhook is called at each analysis interval and judged with it: "
+            "it needs rollout.analysis"
+        )
+    return tuple(hooks)
+
+
 def parse_spec(spec: Mapping[str, Any]) -> MLModelSpec:
     """Parse `.spec` of an MLModel. Raises SpecError with a message for people."""
     model = spec.get("model") or {}
@@ -293,6 +327,7 @@ def parse_spec(spec: Mapping[str, Any]) -> MLModelSpec:
         env=tuple(srv.get("env") or ()),
         pod_labels=dict(pod_metadata.get("labels") or {}),
         pod_annotations=dict(pod_metadata.get("annotations") or {}),
+        drift_features=int(srv.get("driftFeatures", 20)),
     )
     tr = spec.get("traffic") or {}
     name = str(tr.get("router", "replicas"))
@@ -312,6 +347,7 @@ def parse_spec(spec: Mapping[str, Any]) -> MLModelSpec:
         scale_down_delay_seconds=int(ro.get("scaleDownDelaySeconds", 30)),
         history_limit=int(ro.get("historyLimit", 10)),
         evaluation=_evaluation(ro.get("evaluation"), source),
+        webhooks=_webhooks(ro.get("webhooks"), analysed=bool(ro.get("analysis"))),
     )
     return MLModelSpec(
         model=source,
@@ -320,6 +356,7 @@ def parse_spec(spec: Mapping[str, Any]) -> MLModelSpec:
         traffic=traffic,
         rollout=rollout,
         analysis=parse_analysis(ro["analysis"]) if ro.get("analysis") else None,
+        monitoring=parse_monitoring(spec.get("monitoring")),
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from mlmodel_operator import history as hist
 from mlmodel_operator.analysis.loop import AnalysisRecord
+from mlmodel_operator.monitoring import CONDITION, MonitorRecord
 from mlmodel_operator.rollout import CanaryState, state_from_status, state_to_status
 
 
@@ -49,6 +50,7 @@ class ConditionType(StrEnum):
     READY = "Ready"
     PROGRESSING = "Progressing"
     DEGRADED = "Degraded"
+    DRIFTING = CONDITION  # only with spec.monitoring (`monitoring.py`)
 
 
 def _phase(raw: Any) -> Phase | None:
@@ -163,6 +165,7 @@ class Status:
     canary: CanaryStatus | None = None
     previous: PreviousStable | None = None
     analysis: AnalysisRecord | None = None
+    monitoring: MonitorRecord | None = None
     conditions: tuple[Mapping[str, Any], ...] = ()
     history: tuple[hist.Entry, ...] = ()
 
@@ -184,6 +187,8 @@ class Status:
             out["previous"] = self.previous.to_dict()
         if self.analysis is not None:
             out["analysis"] = self.analysis.to_dict()
+        if self.monitoring is not None:
+            out["monitoring"] = self.monitoring.to_dict()
         if self.history:
             out["history"] = [entry.to_dict() for entry in self.history]
         out["conditions"] = [dict(c) for c in self.conditions]
@@ -202,6 +207,7 @@ class Status:
             canary=CanaryStatus.from_dict(raw.get("canary") or {}),
             previous=PreviousStable.from_dict(raw.get("previous") or {}),
             analysis=AnalysisRecord.from_dict(analysis) if analysis else None,
+            monitoring=MonitorRecord.from_dict(raw.get("monitoring")),
             conditions=tuple(raw.get("conditions") or ()),
             history=hist.from_status(raw.get("history")),
         )

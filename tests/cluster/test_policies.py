@@ -336,6 +336,15 @@ def test_an_mlmodel_sending_analysis_queries_to_an_unlisted_prometheus_is_refuse
     ):
         admission.accepts(mlmodel(f"iris-{i}", rollout=prometheus(url)))
     admission.accepts(mlmodel("scrape", rollout={"analysis": {"provider": {"scrape": {}}}}))
+    # Monitoring after promotion sends its queries too: the same allow-list.
+    watched = {"provider": {"prometheus": {"url": "http://metrics.attacker.example:9090"}}}
+    admission.refuses(
+        mlmodel("monitored", monitoring=watched),
+        "spec.monitoring.provider.prometheus.url 'http://metrics.attacker.example:9090' "
+        "is not an allowed Prometheus",
+    )
+    allowed = {"provider": {"prometheus": {"url": "https://thanos.example/tenant-a"}}}
+    admission.accepts(mlmodel("monitored", monitoring=allowed))
 
 
 CRD_PLAIN_URL = "prometheus.url must be an http(s) URL without credentials, query or fragment"

@@ -32,6 +32,7 @@ def judge(
     min_samples: int,
     interval_s: float,
     custom_values: Mapping[str, float | None] = _NO_VALUES,
+    judged: str = "canary",
 ) -> list[MetricResult]:
     """A verdict per metric on one window (`window` deltas of both revisions, same interval).
 
@@ -41,7 +42,7 @@ def judge(
     holds what a provider computed for each custom metric, by `MetricSpec.key`. The
     default prediction-divergence is left out for a model that exposes no predictions.
     """
-    w = Window(stable, canary, min_samples, interval_s, custom_values)
+    w = Window(stable, canary, min_samples, interval_s, custom_values, judged)
     results = (REGISTRY[metric.name].judge(metric, w) for metric in metrics)
     return [r for r in results if r is not None]
 

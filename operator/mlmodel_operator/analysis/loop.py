@@ -40,6 +40,8 @@ from mlmodel_operator.analysis.kinds import REGISTRY, Series
 from mlmodel_operator.analysis.metric import MetricResult, MetricSpec, Totals, Verdict
 from mlmodel_operator.analysis.spec import AnalysisSpec
 from mlmodel_operator.analysis.windows import window
+from mlmodel_operator.policy import display_url
+from mlmodel_operator.webhooks import Answer, Hook
 
 # Sequential mode reads this often (seconds): a test that may stop at any read is only
 # as quick as its reads. One metrics read per second per model under analysis.
@@ -63,6 +65,8 @@ class Reading:
     taken_at: float | None = None  # Unix seconds; None: taken now (by the caller's clock)
     # ReadRequest.target it was taken for; () when the caller does not say.
     target: tuple[str, ...] = ()
+    # The rollout webhooks called with this reading (by URL): judged with the interval.
+    webhooks: Mapping[str, Answer] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,9 @@ class ReadRequest:
     interval_s: float = 30.0
     custom: tuple[MetricSpec, ...] = ()
     series: frozenset[Series] = frozenset(Series)  # what the metrics need read
+    # `rollout` webhooks to call with this reading, each with its body: only with the
+    # reading that ends an interval.
+    webhooks: tuple[tuple[Hook, Mapping[str, Any]], ...] = ()
 
     @property
     def target(self) -> tuple[str, str, str, str]:
@@ -206,13 +213,15 @@ def step(
     now: float,
     baseline: bool = True,
     read_deadline_s: float = 5.0,
+    judged: str = "canary",
 ) -> Progress:
     """Advance the analysis of the canary attempt `attempt_key` ("<revision>/<attempt>").
 
     `baseline` False (the canary takes all traffic): only absolute limits are judged,
     and with none configured the interval passes on the canary's health alone.
     `read_deadline_s`: how long past an interval's end its reading may take before the
-    interval is judged without one."""
+    interval is judged without one. `judged`: what the revision in the reading's canary
+    slot is called in reasons (monitoring judges the stable there)."""
     # Each tested metric's share of alpha is fixed by the spec, not by what is judged at
     # 100%: a test's threshold must not drop mid-attempt.
     alpha = spec.alpha_of(spec.metrics)
@@ -262,7 +271,7 @@ def step(
         passed = Continue("no limit applies without a baseline; the canary takes all traffic")
         record = replace(previous, window_start=taken, start=fresh, outcome=passed)
         return _waiting(spec, record, now, wanted=not fresh, read_deadline_s=read_deadline_s)
-    results = _judge(spec, previous.start, reading, elapsed)
+    results = _judge(spec, previous.start, reading, elapsed, judged)
     if tested and reading is not None and not reading.error:
         # The tested metrics' verdicts are on everything since the attempt started.
         results = [tested.get(r.name, r) for r in results]
@@ -396,6 +405,7 @@ def _judge(
     start: Mapping[str, Snapshot],
     reading: Reading | None,
     elapsed: float,
+    judged: str = "canary",
 ) -> list[MetricResult]:
     missing = ""
     if reading is None:
@@ -403,7 +413,7 @@ def _judge(
     elif reading.error:
         missing = f"metrics provider: {reading.error}"
     elif reading.canary is None:
-        missing = "no metrics from the canary pods"
+        missing = f"no metrics from the {judged} pods"
     elif reading.stable is None and _needs_baseline(spec.metrics):
         missing = "no metrics from the stable pods"
     elif "canary" not in start:
@@ -422,11 +432,26 @@ def _judge(
         ]
     stable = window(start.get("stable") or Snapshot(), reading.stable or Snapshot())
     canary = window(start["canary"], reading.canary)
-    return judge(
+    results = judge(
         spec.metrics,
         stable,
         canary,
         min_samples=spec.min_samples,
         interval_s=elapsed,
         custom_values=reading.custom,
+        judged=judged,
+    )
+    return results + [_webhook_result(url, answer) for url, answer in reading.webhooks.items()]
+
+
+def _webhook_result(url: str, answer: Answer) -> MetricResult:
+    """A rollout webhook's answer as one more check of the interval: non-2xx fails it."""
+    shown = display_url(url)
+    return MetricResult(
+        name=f"webhook {shown}",
+        stable=None,
+        canary=None,
+        limit="2xx",
+        verdict=Verdict.PASS if answer.ok else Verdict.FAIL,
+        reason=f"rollout webhook {shown} {answer.detail}",
     )

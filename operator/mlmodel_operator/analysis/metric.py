@@ -77,12 +77,15 @@ class Window:
     min_samples: int
     interval_s: float
     custom_values: Mapping[str, float | None]
+    # What the judged side is called in reasons: "canary", or "stable" when monitoring
+    # judges the stable alone after promotion (`monitoring.py`).
+    judged: str = "canary"
 
     def too_few(self, *, baseline: bool) -> str:
         """Why the window is too small to judge, or ''."""
         canary, stable = self.canary.total_requests, self.stable.total_requests
         if canary < self.min_samples or canary <= 0:
-            return f"{canary:.0f} canary requests, fewer than minSamples {self.min_samples}"
+            return f"{canary:.0f} {self.judged} requests, fewer than minSamples {self.min_samples}"
         if baseline and (stable < self.min_samples or stable <= 0):
             return f"{stable:.0f} stable requests, fewer than minSamples {self.min_samples}"
         return ""

@@ -9,7 +9,7 @@ out of range.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -54,21 +54,23 @@ class AnalysisSpec:
         return frozenset().union(*(REGISTRY[m.name].reads for m in self.metrics))
 
 
-def _metric(raw: Mapping[str, Any], key: str) -> MetricSpec:
+def _metric(
+    raw: Mapping[str, Any], key: str, where: str, defaults: Mapping[str, Mapping[str, float]]
+) -> MetricSpec:
     name = str(raw.get("name", ""))
     kind = REGISTRY.get(name)
     if kind is None:
-        raise SpecError(f"analysis metric {name!r} is not one of {', '.join(REGISTRY)}")
+        raise SpecError(f"{where} metric {name!r} is not one of {', '.join(REGISTRY)}")
     given = {crd: float(raw[crd]) for crd in LIMIT_FIELDS if raw.get(crd) is not None}
     wrong = sorted(set(given) - set(kind.limits))
     if wrong:
         raise SpecError(
-            f"analysis metric {name} takes {' and '.join(kind.limits)}, not {', '.join(wrong)}"
+            f"{where} metric {name} takes {' and '.join(kind.limits)}, not {', '.join(wrong)}"
         )
     if not given:
-        if not kind.defaults:
-            raise SpecError(f"analysis metric {name} needs {' or '.join(kind.limits)}")
-        given = dict(kind.defaults)
+        given = dict(defaults.get(name, kind.defaults))
+        if not given:
+            raise SpecError(f"{where} metric {name} needs {' or '.join(kind.limits)}")
     metric = MetricSpec(
         name=name,
         key=key,
@@ -83,11 +85,37 @@ def _metric(raw: Mapping[str, Any], key: str) -> MetricSpec:
     return metric
 
 
+def parse_metrics(
+    items: Sequence[Mapping[str, Any]],
+    *,
+    where: str = "analysis",
+    defaults: Mapping[str, Mapping[str, float]] | None = None,
+) -> tuple[MetricSpec, ...]:
+    """`metrics` as in the CRD; later entries of a name are keyed `name#2`, `name#3`...
+    `defaults`: limits by kind for an entry that gives none, instead of the kind's own
+    (monitoring judges absolute limits only)."""
+    seen: dict[str, int] = {}
+    parsed = []
+    for item in items:
+        name = str(item.get("name", ""))
+        seen[name] = seen.get(name, 0) + 1
+        key = name if seen[name] == 1 else f"{name}#{seen[name]}"
+        parsed.append(_metric(item, key, where, defaults or {}))
+    return tuple(parsed)
+
+
+def parse_provider(raw: Mapping[str, Any] | None) -> tuple[Literal["scrape", "prometheus"], str]:
+    """(provider, Prometheus URL or '') of a `provider` block."""
+    prometheus = (raw or {}).get("prometheus")
+    if prometheus is None:
+        return "scrape", ""
+    return "prometheus", str(prometheus.get("url", ""))
+
+
 def parse_analysis(raw: Mapping[str, Any] | None) -> AnalysisSpec:
     """Parse `spec.rollout.analysis` (as in the CRD), applying its defaults."""
     raw = raw or {}
-    provider = raw.get("provider") or {}
-    prometheus = provider.get("prometheus")
+    provider, prometheus_url = parse_provider(raw.get("provider"))
     interval_s = parse_duration(str(raw.get("interval", "30s")))
     if interval_s < MIN_INTERVAL_S:
         # Each interval costs a metrics read: a tiny one would have the operator read
@@ -106,18 +134,10 @@ def parse_analysis(raw: Mapping[str, Any] | None) -> AnalysisSpec:
     alpha = float(raw.get("alpha", DEFAULT_ALPHA))
     if not 0 < alpha < 0.5:
         raise SpecError("analysis.alpha must be above 0 and below 0.5")
-    metrics: tuple[MetricSpec, ...] = DEFAULT_METRICS
-    if raw.get("metrics"):
-        seen: dict[str, int] = {}
-        parsed = []
-        for item in raw["metrics"]:
-            name = str(item.get("name", ""))
-            seen[name] = seen.get(name, 0) + 1
-            parsed.append(_metric(item, name if seen[name] == 1 else f"{name}#{seen[name]}"))
-        metrics = tuple(parsed)
+    metrics = parse_metrics(raw["metrics"]) if raw.get("metrics") else DEFAULT_METRICS
     return AnalysisSpec(
-        provider="prometheus" if prometheus is not None else "scrape",
-        prometheus_url=str(prometheus.get("url", "")) if prometheus is not None else "",
+        provider=provider,
+        prometheus_url=prometheus_url,
         interval_s=interval_s,
         min_samples=min_samples,
         failure_limit=failure_limit,

@@ -324,7 +324,11 @@ def test_the_serving_container_serves_the_converted_model() -> None:
     _, _, serve = containers(
         build(
             {"version": "v2"},
-            serving={"workers": 3, "batching": {"maxBatchSize": 8, "maxDelayMs": 1.5}},
+            serving={
+                "workers": 3,
+                "batching": {"maxBatchSize": 8, "maxDelayMs": 1.5},
+                "driftFeatures": 50,
+            },
         )
     )
 
@@ -340,6 +344,7 @@ def test_the_serving_container_serves_the_converted_model() -> None:
         "--workers=3",
         "--max-batch-size=8",
         "--max-batch-delay-ms=1.5",
+        "--drift-max-features=50",
         "--shutdown-delay-s=10",
         "--drain-timeout-s=20",
     ]

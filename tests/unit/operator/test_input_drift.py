@@ -120,3 +120,11 @@ def test_output_drift_compares_predictions_with_the_training_ones() -> None:
                                 Window(regressor, regressor, 20, 10.0, {}))  # fmt: skip
     assert found is not None
     assert found.verdict is Verdict.PASS, found.reason
+
+
+def test_a_shift_of_both_alike_passes_naming_the_worst_feature_not_the_first() -> None:
+    both = served(**{"input[1]": SHIFTED})
+    verdict, reason = judged(RELATIVE, both, both)
+    assert verdict is Verdict.PASS
+    assert "worst input[1]" in reason
+    assert "at most stable + 0 on input[1]" in reason

@@ -79,6 +79,21 @@ def test_the_status_view_shows_both_revisions_the_weight_and_each_metric() -> No
     assert view[6] == "  step 2/4: canary at 30%, 4s left in this step"
 
 
+def test_the_status_view_says_whether_the_monitored_stable_drifts() -> None:
+    message = "revision aaa: input-drift 0.61 on input[2] > max 0.1 (JSD vs training)"
+
+    def view(monitoring: dict[str, Any]) -> str:
+        body = {
+            "metadata": {"name": "iris"},
+            "status": {"phase": "Healthy", "monitoring": monitoring},
+        }
+        return render(body).splitlines()[1]
+
+    assert view({"drifting": True, "message": message}) == f"  monitor  DRIFTING: {message}"
+    unjudged = {"drifting": None, "message": "revision aaa: not judged"}
+    assert view(unjudged) == "  monitor  -: revision aaa: not judged"
+
+
 def test_the_status_view_draws_sequential_evidence_as_a_bar() -> None:
     body = {
         "metadata": {"name": "iris"},

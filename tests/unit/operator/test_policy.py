@@ -53,9 +53,9 @@ def spec(**traffic: Any) -> Any:
 
 
 def test_unsafe_pickle_is_refused_when_the_cluster_forbids_it() -> None:
-    assert violations(spec(), namespace="ml", prometheus_url="", settings=Settings()) == []
+    assert violations(spec(), namespace="ml", prometheus_urls=(), settings=Settings()) == []
     [reason] = violations(
-        spec(), namespace="ml", prometheus_url="", settings=Settings(forbid_unsafe_pickle=True)
+        spec(), namespace="ml", prometheus_urls=(), settings=Settings(forbid_unsafe_pickle=True)
     )
     assert "allowUnsafePickle is forbidden" in reason
 
@@ -63,10 +63,13 @@ def test_unsafe_pickle_is_refused_when_the_cluster_forbids_it() -> None:
 def test_a_prometheus_url_outside_the_allow_list_is_refused_without_its_secrets() -> None:
     settings = Settings(prometheus_url="http://prometheus.monitoring:9090")
     assert not violations(
-        spec(), namespace="ml", prometheus_url=settings.prometheus_url, settings=settings
+        spec(), namespace="ml", prometheus_urls=[settings.prometheus_url], settings=settings
     )
     [reason] = violations(
-        spec(), namespace="ml", prometheus_url="http://me:pw@10.0.0.1:22/x?t=1", settings=settings
+        spec(),
+        namespace="ml",
+        prometheus_urls=["http://me:pw@10.0.0.1:22/x?t=1"],
+        settings=settings,
     )
     assert "http://10.0.0.1:22/x is not allowed" in reason
     assert "pw" not in reason
@@ -81,20 +84,20 @@ def test_gateways_and_hostnames_outside_the_allow_lists_are_refused() -> None:
             "hostnames": ["iris.models.example"],
         },
     )
-    assert violations(ok, namespace="ml", prometheus_url="", settings=settings) == []
+    assert violations(ok, namespace="ml", prometheus_urls=(), settings=settings) == []
     bad = spec(
         router="gatewayAPI",
         gatewayAPI={"parentRefs": [{"name": "web"}], "hostnames": ["models.example", "pay.bank"]},
     )
-    reasons = violations(bad, namespace="ml", prometheus_url="", settings=settings)
+    reasons = violations(bad, namespace="ml", prometheus_urls=(), settings=settings)
     assert any("gateway ml/web" in r for r in reasons)
     assert any("hostname models.example" in r for r in reasons)
     assert any("hostname pay.bank" in r for r in reasons)
     istio = spec(router="istio", istio={"hosts": ["a.models.example"], "gateways": ["mesh"]})
-    assert violations(istio, namespace="ml", prometheus_url="", settings=settings) == []
+    assert violations(istio, namespace="ml", prometheus_urls=(), settings=settings) == []
     traefik = spec(router="traefik", traefik={"hostnames": ["a.models.example"]})
-    assert violations(traefik, namespace="ml", prometheus_url="", settings=settings) == []
+    assert violations(traefik, namespace="ml", prometheus_urls=(), settings=settings) == []
     # Without hostnames Traefik's route matches every host: more than the list allows.
     every_host = spec(router="traefik", traefik={"entryPoints": ["web"]})
-    reasons = violations(every_host, namespace="ml", prometheus_url="", settings=settings)
+    reasons = violations(every_host, namespace="ml", prometheus_urls=(), settings=settings)
     assert any("hostname * is not" in r for r in reasons), reasons

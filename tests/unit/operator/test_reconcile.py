@@ -20,6 +20,7 @@ from mlmodel_operator.reconcile import Event, Inputs, Observed, Plan, plan
 from mlmodel_operator.revision import revision_of
 from mlmodel_operator.settings import Settings
 from mlmodel_operator.spec import parse_or_error, parse_spec
+from mlmodel_operator.webhooks import Answer
 
 pytestmark = pytest.mark.unit
 
@@ -112,6 +113,7 @@ def run(
     settings: Settings = SETTINGS,
     route: Mapping[str, Any] | None = None,
     gateway_controllers: tuple[str, ...] = (),
+    webhook_answers: Mapping[str, Answer] | None = None,
 ) -> Plan:
     return plan(
         Inputs(
@@ -130,6 +132,7 @@ def run(
             taken=taken or {},
             route=route,
             gateway_controllers=gateway_controllers,
+            webhook_answers=webhook_answers or {},
         )
     )
 

@@ -62,13 +62,18 @@ def drifts(snapshot: Snapshot, min_rows: float) -> dict[str, float]:
 
 
 def judge_distances(
-    metric: MetricSpec, *, canary: Mapping[str, float], stable: Mapping[str, float], rows: str
+    metric: MetricSpec,
+    *,
+    canary: Mapping[str, float],
+    stable: Mapping[str, float],
+    rows: str,
+    judged: str = "canary",
 ) -> MetricResult:
     """The verdict on distances from training per feature (or output): the canary's
     worst against `max`, its largest excess over the stable on the same feature
     against `maxIncrease`; the reason names the feature."""
     if not canary:
-        why = f"{metric.key}: fewer than {rows} canary rows per feature"
+        why = f"{metric.key}: fewer than {rows} {judged} rows per feature"
         return result(metric, None, None, Verdict.INCONCLUSIVE, why)
     worst = max(canary, key=lambda f: canary[f])
     if metric.max is not None and canary[worst] > metric.max:
@@ -86,6 +91,10 @@ def judge_distances(
         return result(metric, None, canary[worst], Verdict.INCONCLUSIVE, why)
     feature = max(shared, key=lambda f: canary[f] - stable[f])
     increase = canary[feature] - stable[feature]
+    if increase <= 0 and worst in shared:
+        # No feature drifts more on the canary: name the worst one, not the first of
+        # many tied at no increase.
+        feature, increase = worst, canary[worst] - stable[worst]
     if increase > metric.max_increase:
         reason = (
             f"{metric.key} {num(canary[feature])} on {feature} > stable "
@@ -125,6 +134,7 @@ class InputDrift:
             canary=drifts(w.canary, w.min_samples),
             stable=drifts(w.stable, w.min_samples),
             rows=f"minSamples {w.min_samples}",
+            judged=w.judged,
         )
 
     def test(self, metric: MetricSpec, totals: Totals) -> MetricResult | None:

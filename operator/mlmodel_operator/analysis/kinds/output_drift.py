@@ -67,6 +67,7 @@ class OutputDrift:
             canary=drift(w.canary, w.min_samples),
             stable=drift(w.stable, w.min_samples),
             rows=f"minSamples {w.min_samples}",
+            judged=w.judged,
         )
 
     def test(self, metric: MetricSpec, totals: Totals) -> MetricResult | None:
