@@ -17,7 +17,7 @@ turns a quality problem into an outage. Retraining is a person's (or a pipeline'
 decision; the condition, the Event and `mlmodel_operator_drifting` are what an alert
 is wired to (docs/analysis.md, "Monitoring after promotion").
 
-Monitoring pauses while a canary rolls out (the canary analysis judges then; add
+Monitoring pauses while a canary takes traffic (the canary analysis judges then; add
 `input-drift` to it to compare the canary's inputs with the stable's) and starts
 afresh on the revision that comes out of it. Pure: the controller's metrics reader
 takes the readings.

@@ -685,9 +685,11 @@ def _deletions(
 
 
 def _monitor(ctx: _Context, revisions: _Revisions) -> monitoring.Monitored | None:
-    """The stable judged against `spec.monitoring`, when it serves and no canary rolls
-    out (None: monitoring is off or waits; status keeps what it last judged)."""
-    if ctx.monitoring is None or revisions.candidate is not None:
+    """The stable judged against `spec.monitoring`, when it serves and no canary takes
+    traffic (None: monitoring is off or waits; status keeps what it last judged). A
+    rolled-back canary stays in status until the spec changes, which may be days: the
+    stable it left serving is monitored meanwhile."""
+    if ctx.monitoring is None or (revisions.candidate is not None and not revisions.aborted):
         return None
     if ctx.health(revisions.stable).ready == 0:
         return None

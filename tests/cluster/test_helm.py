@@ -224,6 +224,7 @@ EVERY_SETTING: dict[str, Any] = {
         "metricsConcurrency": 4,
         "prometheusUrl": "http://prometheus.monitoring:9090",
         "allowedPrometheusUrls": ["http://a.monitoring:9090", "http://b.monitoring:*"],
+        "allowedWebhookUrls": ["http://hooks.ops:8080", "https://relay.example/slack"],
         "forbidUnsafePickle": True,
         "allowedGateways": ["gateways/web"],
         "allowedHostnames": ["*.models.example.com"],

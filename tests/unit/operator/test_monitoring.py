@@ -22,6 +22,7 @@ from tests.unit.operator.test_reconcile import (
     R2,
     T0,
     condition,
+    conversion_failed_pod,
     deployment,
     model_spec,
     run,
@@ -181,6 +182,16 @@ def test_a_rollout_pauses_monitoring_and_the_new_stable_starts_afresh() -> None:
     fresh = run(monitored("v2"), promoted, observed=observed, now_s=T0 + 500)
     assert fresh.status["monitoring"]["revision"] == R2
     assert condition(fresh.status, "Drifting")["reason"] == "NotJudged"
+
+
+def test_the_stable_a_rolled_back_canary_left_serving_is_monitored() -> None:
+    stable = Stable(monitored())
+    stable.at(T0)
+    broken = {**stable.observed, R2: Observed(deployment(1, ready=0), [conversion_failed_pod()])}
+    rolled = run(monitored("v2"), stable.status, observed=broken, now_s=T0 + 5)
+    assert rolled.status["phase"] == "RolledBack"
+    assert rolled.read is not None
+    assert (rolled.read.stable, rolled.read.canary) == ("", R1)
 
 
 def test_a_metric_that_cannot_be_judged_says_why_before_any_verdict() -> None:
