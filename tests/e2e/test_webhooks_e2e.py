@@ -112,7 +112,12 @@ def test_gates_hold_and_release_and_a_failing_notification_blocks_nothing(
         load.stop()
     result = load.wait()
     assert not result.failures(), result.explain()
-    assert order(receiver) == ["pre-rollout", "rollout", "confirm-promotion", "promoted"]
+    kinds = order(receiver)
+    assert kinds[:3] == ["pre-rollout", "rollout", "confirm-promotion"], kinds
+    assert kinds[-1] == "promoted", kinds
+    # The analysis goes on while the promotion is asked for (docs/rollouts.md, as in
+    # Flagger): an interval can end between the question and its answer.
+    assert set(kinds[3:-1]) <= {"rollout", "confirm-promotion"}, kinds
     for call in receiver.calls():
         assert set(call.body) == KEYS, call.body
         assert call.body["name"] == "iris"
