@@ -27,7 +27,9 @@ from localenv.podrunner import PodRunner
 from localenv.prometheus import Prometheus
 from localenv.scenario import SERVE_PORT, get_json
 from localenv.shares import binomial_bounds
-from mlmodel_operator.analysis.exposition import parse
+from mlmodel_operator.analysis.exposition import Snapshot, parse
+from mlmodel_operator.analysis.loop import ReadRequest
+from mlmodel_operator.providers import prometheus as prometheus_provider
 from mlmodel_operator.providers.scrape import read_revision
 from tests.helpers.kube import apply, model_status, wait_healthy, wait_phase
 from tests.helpers.plugin import kubectl_mlmodel
@@ -462,6 +464,26 @@ def test_the_scrape_provider_and_prometheus_count_the_same_requests(
 
     wait_for(lambda: by_prometheus() == by_scrape, timeout=20, what="Prometheus to catch up")
     assert by_scrape == sent, (by_scrape, sent)
+
+    async def both_providers() -> tuple[Snapshot, Snapshot]:
+        """The whole snapshot each provider reads for the analysis, the revision as
+        both sides: requests, shed requests and pods agree."""
+        request = ReadRequest(
+            "prometheus", revision, revision, due=0.0, prometheus_url=prometheus.url
+        )
+        async with aiohttp.ClientSession() as session:
+            from_pods = await read_revision(session, pods_of(cluster, namespace, revision))
+            reading = await prometheus_provider.read(
+                session, request, namespace=namespace, name="iris"
+            )
+        assert from_pods is not None
+        assert reading.stable is not None, reading.error
+        return from_pods, reading.stable
+
+    from_pods, queried = asyncio.run(both_providers())
+    assert (from_pods.pods, queried.pods) == (2.0, 2.0)
+    assert from_pods.shed == queried.shed == {"concurrency": 0.0, "memory": 0.0, "queue": 0.0}
+    assert from_pods.requests == queried.requests
     print(
         f"\n[two counts] scrape provider {by_scrape:g}, Prometheus {by_prometheus():g}, sent {sent}"
     )

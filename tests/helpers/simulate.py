@@ -16,8 +16,11 @@ from mlmodel_operator.analysis.loop import AnalysisRecord, Progress, Reading, st
 from mlmodel_operator.analysis.spec import AnalysisSpec
 
 
-def requests(ok: float, errors: float) -> Snapshot:
-    return Snapshot(requests={"200": ok, "500": errors})
+def requests(ok: float, errors: float, shed: float = 0.0) -> Snapshot:
+    """200s, 500s and 503s shed at a bound of the runtime (overload)."""
+    if not shed:
+        return Snapshot(requests={"200": ok, "500": errors})
+    return Snapshot(requests={"200": ok, "500": errors, "503": shed}, shed={"queue": shed})
 
 
 @dataclass
@@ -28,11 +31,13 @@ class Stream:
     stable_errors: float = 0.0
     canary_ok: float = 0.0
     canary_errors: float = 0.0
+    stable_shed: float = 0.0
+    canary_shed: float = 0.0
 
     def reading(self, at: float) -> Reading:
         return Reading(
-            stable=requests(self.stable_ok, self.stable_errors),
-            canary=requests(self.canary_ok, self.canary_errors),
+            stable=requests(self.stable_ok, self.stable_errors, self.stable_shed),
+            canary=requests(self.canary_ok, self.canary_errors, self.canary_shed),
             taken_at=at,
         )
 

@@ -22,6 +22,7 @@ import numpy as np
 import orjson
 import pytest
 
+from tests.helpers.metrics import scrape, value
 from tests.runtime.conftest import Server, ServerFactory, TrainedModel
 
 pytestmark = pytest.mark.runtime
@@ -126,6 +127,16 @@ def test_a_body_over_its_limit_gets_a_413_that_the_client_reads(
         assert client.post(INFER, content=ONE_ROW).status_code == 200
 
 
+def shed(client: httpx.Client) -> dict[str, float]:
+    """mlmodel_rejected_requests_total by reason."""
+    samples = scrape(client)
+    return {
+        dict(labels)["reason"]: count
+        for (name, labels), count in samples.items()
+        if name == "mlmodel_rejected_requests_total"
+    }
+
+
 def test_too_many_requests_in_flight_get_503_with_retry_after(
     fresh_server: ServerFactory, iris_model: TrainedModel
 ) -> None:
@@ -137,8 +148,12 @@ def test_too_many_requests_in_flight_get_503_with_retry_after(
         assert refused.status_code == 503
         assert refused.headers["retry-after"] == "1"
         assert "--max-concurrent-requests" in refused.json()["error"]
+        # A small body is read and dropped, and the connection stays open for the next
+        # request (a reconnect per shed request costs more than the shedding saves).
+        assert "close" not in refused.headers.get("connection", "")
         assert [_finish(sock, ONE_ROW) for sock in held] == [200, 200]
         assert client.post(INFER, content=ONE_ROW).status_code == 200
+        assert shed(client) == {"concurrency": 1.0, "memory": 0.0, "queue": 0.0}
 
 
 def test_requests_beyond_the_memory_budget_get_503_with_retry_after(
@@ -163,6 +178,7 @@ def test_requests_beyond_the_memory_budget_get_503_with_retry_after(
         assert "--max-inflight-bytes" in refused.json()["error"]
         assert _finish(held, heavy) == 200
         assert client.post(INFER, content=ONE_ROW).status_code == 200
+        assert shed(client) == {"concurrency": 0.0, "memory": 1.0, "queue": 0.0}
 
 
 def test_a_full_batching_queue_answers_503_with_retry_after(
@@ -219,6 +235,12 @@ def test_a_full_batching_queue_answers_503_with_retry_after(
     assert "--max-queued-requests" in refusals[0].json()["error"]
     with server.client() as client:
         assert client.post(INFER, content=ONE_ROW).status_code == 200
+        counted = shed(client)
+        # Every 503 was a shed request, counted under its bound (a refused big one too).
+        assert counted["queue"] >= len(refusals)
+        assert sum(counted.values()) == value(
+            scrape(client), "mlmodel_requests_total", model="iris", version="v1", code="503"
+        )
 
 
 def test_bytes_shapes_are_checked_against_the_data_before_any_memory_is_taken(

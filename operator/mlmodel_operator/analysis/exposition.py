@@ -8,6 +8,8 @@ windows of snapshots and judges them. Pure: text in, snapshot out.
 Read (names fixed by DESIGN.md, written by `mlmodel_runtime.serve.metrics`):
 
     mlmodel_requests_total{code}                   -> Snapshot.requests   {code: count}
+    mlmodel_rejected_requests_total{reason}        -> Snapshot.shed       {reason: count}
+    mlmodel_info                                   -> Snapshot.pods       (1 per pod)
     mlmodel_request_duration_seconds (histogram)   -> Snapshot.latency
     mlmodel_predictions_total{class}  (classifier) -> Snapshot.classes    {class: rows}
     mlmodel_prediction_value          (regressor)  -> Snapshot.values
@@ -31,6 +33,8 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 REQUESTS = "mlmodel_requests_total"
+SHED = "mlmodel_rejected_requests_total"
+INFO = "mlmodel_info"
 DURATION = "mlmodel_request_duration_seconds"
 PREDICTIONS = "mlmodel_predictions_total"
 VALUES = "mlmodel_prediction_value"
@@ -149,6 +153,12 @@ class Snapshot:
     """
 
     requests: Mapping[str, float] = field(default_factory=dict)
+    # The 503s among `requests` that the runtime shed at a bound (overload), by bound.
+    shed: Mapping[str, float] = field(default_factory=dict)
+    # Pods read, for requests per pod (not a counter: a window keeps its end's). The
+    # sequential totals add windows, so there it counts pod-readings: both revisions
+    # are read together, so requests per pod-reading compare as requests per pod do.
+    pods: float = 0.0
     latency: Histogram | None = None
     classes: Mapping[str, float] = field(default_factory=dict)
     values: Histogram | None = None
@@ -166,6 +176,10 @@ class Snapshot:
         return sum(self.requests.values())
 
     @property
+    def total_shed(self) -> float:
+        return sum(self.shed.values())
+
+    @property
     def has_predictions(self) -> bool:
         return bool(self.classes) or self.values is not None
 
@@ -173,6 +187,8 @@ class Snapshot:
         """The pods of one revision added together."""
         return Snapshot(
             requests=_add(self.requests, other.requests),
+            shed=_add(self.shed, other.shed),
+            pods=self.pods + other.pods,
             latency=_merge_optional(self.latency, other.latency),
             classes=_add(self.classes, other.classes),
             values=_merge_optional(self.values, other.values),
@@ -190,6 +206,10 @@ class Snapshot:
             "classes": dict(self.classes),
             "values": None if self.values is None else self.values.to_dict(),
         }
+        if self.shed:
+            out["shed"] = dict(self.shed)
+        if self.pods:
+            out["pods"] = self.pods
         if self.inputs:  # the window start kept in status needs the counts, not the shares
             out["inputs"] = {f: dict(b) for f, b in self.inputs.items()}
         if self.outputs:
@@ -202,6 +222,8 @@ class Snapshot:
             latency, values = raw.get("latency"), raw.get("values")
             return cls(
                 requests={str(k): float(v) for k, v in (raw.get("requests") or {}).items()},
+                shed={str(k): float(v) for k, v in (raw.get("shed") or {}).items()},
+                pods=float(raw.get("pods") or 0.0),
                 latency=None if latency is None else Histogram.from_dict(latency),
                 classes={str(k): float(v) for k, v in (raw.get("classes") or {}).items()},
                 values=None if values is None else Histogram.from_dict(values),
@@ -276,6 +298,8 @@ def parse(text: str) -> Snapshot:
     Raises MetricsTextError when the text cannot be parsed.
     """
     requests: dict[str, float] = {}
+    shed: dict[str, float] = {}
+    pods = 0.0
     classes: dict[str, float] = {}
     latency: dict[tuple[tuple[str, str], ...], _HistogramParts] = {}
     values: dict[tuple[tuple[str, str], ...], _HistogramParts] = {}
@@ -290,6 +314,11 @@ def parse(text: str) -> Snapshot:
                 if name == REQUESTS:
                     code = labels.get("code", "")
                     requests[code] = requests.get(code, 0.0) + value
+                elif name == INFO:
+                    pods = 1.0  # one sample per pod, whatever its worker count
+                elif name == SHED:
+                    reason = labels.get("reason", "")
+                    shed[reason] = shed.get(reason, 0.0) + value
                 elif name == PREDICTIONS:
                     cls = labels.get("class", "")
                     classes[cls] = classes.get(cls, 0.0) + value
@@ -315,6 +344,8 @@ def parse(text: str) -> Snapshot:
         ) from error
     return Snapshot(
         requests=requests,
+        shed=shed,
+        pods=pods,
         latency=_combine(latency),
         classes=classes,
         values=_combine(values),

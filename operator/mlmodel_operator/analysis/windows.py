@@ -14,6 +14,14 @@ from collections.abc import Mapping, Sequence
 
 from mlmodel_operator.analysis.exposition import Histogram, Snapshot
 
+# p-value below which a revision sheds a larger share of its requests than the other
+# by more than chance (`error_counts`).
+SHED_SIGNIFICANCE = 0.05
+# A revision's pods must serve fewer requests each than this share of the other's for
+# its shedding to count as less capacity: CPU noise between pods of one node is a few
+# percent, and the canary must not be rolled back for it.
+CAPACITY_TOLERANCE = 0.9
+
 # --- windows ----------------------------------------------------------------------------
 
 
@@ -62,6 +70,8 @@ def window(start: Snapshot, end: Snapshot) -> Snapshot:
     """
     return Snapshot(
         requests=_counter_deltas(start.requests, end.requests),
+        shed=_counter_deltas(start.shed, end.shed),
+        pods=end.pods,
         latency=_histogram_delta(start.latency, end.latency),
         classes=_counter_deltas(start.classes, end.classes),
         values=_histogram_delta(start.values, end.values),
@@ -78,15 +88,81 @@ def window(start: Snapshot, end: Snapshot) -> Snapshot:
 # --- statistics -------------------------------------------------------------------------
 
 
-def error_counts(snapshot: Snapshot) -> tuple[float, float]:
+def error_counts(snapshot: Snapshot, shed_reference: Snapshot | None = None) -> tuple[float, float]:
     """(5xx answers, all answers). 4xx are not errors: a malformed request is the client's
-    fault and says nothing about the model version, yet it still was a request served."""
-    errors = sum(v for code, v in snapshot.requests.items() if code.startswith("5"))
-    return errors, snapshot.total_requests
+    fault and says nothing about the model version, yet it still was a request served.
+
+    A 503 the runtime shed at one of its bounds (`Snapshot.shed`) says a server was at
+    capacity. That is a verdict on the version only when its capacity is lower than
+    the other's, so shed 503s are set aside, counted neither as errors nor as requests,
+    unless, against `shed_reference` (the stable, in the same window), the snapshot
+
+    - sheds a larger share of its requests, by more than chance (the one-sided
+      two-proportion test of `increase_p_value`, p < 0.05), and
+    - serves fewer requests per pod, by more than `CAPACITY_TOLERANCE`: a stable pod
+      serving more without being refused shows the stable's capacity is higher.
+
+    Then the shed 503s beyond the reference's share are errors. The second condition
+    matters because the weight routers keep the stable whole during a canary (its
+    pods share 1 - weight of the traffic) while the canary's pods carry the weight's
+    share of a whole set: per pod the canary takes up to 1 / (1 - weight) times the
+    stable's load, and a canary as fast as the stable sheds first in a busy cluster.
+
+    The stable's own figure is taken with itself as the reference (all its shed 503s
+    set aside). Without a reference (no stable traffic to compare with, or the stable
+    monitored alone) every shed 503 is set aside: capacity is then the autoscaler's
+    and the alerts' business (`mlmodel_rejected_requests_total`), not a verdict on the
+    version.
+
+    A canary with 2 pods shedding 30 of 100 requests beside a stable of 2 pods shedding
+    10 of 100 (p = 0.0002) serves 35 requests per pod against 45: 20 errors in 90. With
+    4 stable pods (22.5 requests each) it has the higher capacity: none in 70.
+
+    >>> from dataclasses import replace
+    >>> canary = Snapshot(requests={"200": 70.0, "503": 30.0}, shed={"queue": 30.0}, pods=2)
+    >>> stable = Snapshot(requests={"200": 90.0, "503": 10.0}, shed={"queue": 10.0}, pods=2)
+    >>> error_counts(canary, stable), error_counts(canary, replace(stable, pods=4))
+    ((20.0, 90.0), (0.0, 70.0))
+    >>> error_counts(stable, stable), error_counts(canary)
+    ((0.0, 90.0), (0.0, 70.0))
+    """
+    errors = _server_errors(snapshot)
+    total = snapshot.total_requests
+    shed = _shed(snapshot)
+    if sheds_for_want_of_capacity(snapshot, shed_reference):
+        assert shed_reference is not None
+        share = shed_reference.total_shed / shed_reference.total_requests
+        shed = min(shed, total * min(share, 1.0))
+    return errors - shed, total - shed
 
 
-def error_rate(snapshot: Snapshot) -> float | None:
-    errors, total = error_counts(snapshot)
+def _server_errors(snapshot: Snapshot) -> float:
+    return sum(v for code, v in snapshot.requests.items() if code.startswith("5"))
+
+
+def _shed(snapshot: Snapshot) -> float:
+    return min(snapshot.total_shed, _server_errors(snapshot))  # each was answered 503
+
+
+def sheds_for_want_of_capacity(snapshot: Snapshot, reference: Snapshot | None) -> bool:
+    """Whether `snapshot` shed a larger share than `reference` and served less per pod
+    (see `error_counts`)."""
+    shed = _shed(snapshot)
+    if reference is None or reference.total_requests <= 0 or shed <= 0:
+        return False
+    reference_shed, reference_total = reference.total_shed, reference.total_requests
+    total = snapshot.total_requests
+    if increase_p_value(shed, total, reference_shed, reference_total) >= SHED_SIGNIFICANCE:
+        return False
+    if snapshot.pods <= 0 or reference.pods <= 0:
+        return True  # pods unknown: the shares alone
+    per_pod = (total - shed) / snapshot.pods
+    reference_per_pod = (reference_total - reference_shed) / reference.pods
+    return per_pod < CAPACITY_TOLERANCE * reference_per_pod
+
+
+def error_rate(snapshot: Snapshot, shed_reference: Snapshot | None = None) -> float | None:
+    errors, total = error_counts(snapshot, shed_reference)
     return errors / total if total > 0 else None
 
 

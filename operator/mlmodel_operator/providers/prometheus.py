@@ -25,12 +25,14 @@ import aiohttp
 
 from mlmodel_operator.analysis.exposition import (
     DURATION,
+    INFO,
     INPUT_BUCKETS,
     INPUT_SHARES,
     OUTPUT_BUCKETS,
     OUTPUT_SHARES,
     PREDICTIONS,
     REQUESTS,
+    SHED,
     VALUES,
     Histogram,
     Snapshot,
@@ -146,11 +148,13 @@ async def _revision(
 
     # Independent queries: in flight together, not one after the other.
     (
-        (requests, latency, classes, values),
+        (requests, shed, pods, latency, classes, values),
         (inputs, shares, outputs, output_shares),
     ) = await asyncio.gather(
         asyncio.gather(
             total(REQUESTS, "code", Series.REQUESTS in series),
+            total(SHED, "reason", Series.REQUESTS in series),
+            total(INFO, "model", Series.REQUESTS in series),  # 1 per pod
             total(f"{DURATION}_bucket", "le", Series.LATENCY in series),
             total(PREDICTIONS, "class", Series.PREDICTIONS in series),
             total(f"{VALUES}_bucket", "le", Series.PREDICTIONS in series),
@@ -164,6 +168,8 @@ async def _revision(
     )
     return Snapshot(
         requests=requests,
+        shed=shed,
+        pods=sum(pods.values()),
         latency=_histogram(latency),
         classes=classes,
         values=_histogram(values),

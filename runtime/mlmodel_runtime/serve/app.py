@@ -72,7 +72,7 @@ class ServeApp:
             drift_max_features=config.drift_max_features,
         )
         self.plane = DataPlane(config, load_session=load_session, metrics=self.metrics)
-        self._exchange = InferenceExchange(config, self.plane)
+        self._exchange = InferenceExchange(config, self.plane, on_shed=self.metrics.observe_shed)
         self._routes = build_routes(
             name=config.name,
             version=config.version,

@@ -17,7 +17,7 @@ await, so that a request costs one coroutine here.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
 from mlmodel_runtime.serve.adapters import Adapter, Adapters
@@ -51,15 +51,22 @@ from mlmodel_runtime.serve.model import InputRejected
 # only lets the loop in between parsing and building arrays (p99 stall halved).
 _DECODE_IN_THREAD_BYTES: Final = 256 * 1024
 _CLOSING: Final[tuple[Header, ...]] = (CLOSE,)
+# Refused requests with a body up to this long are read to their end and answered on
+# a connection kept open (`_refuse`).
+_KEEP_ALIVE_REFUSAL_BYTES: Final = 64 * 1024
 REVISION_HEADER: Final = b"x-mlmodel-revision"
 
 
 class InferenceExchange:
     """The inference requests of one worker, over HTTP."""
 
-    def __init__(self, config: ServeConfig, plane: DataPlane) -> None:
+    def __init__(
+        self, config: ServeConfig, plane: DataPlane, *, on_shed: Callable[[str], None]
+    ) -> None:
         self.config = config
         self._plane = plane
+        # Told the bound (metrics.SHED) of each request shed with 503.
+        self._on_shed = on_shed
         self._max_json, self._json_flag = config.json_limit
         self._enter = plane.admission.enter
         self._leave = plane.admission.leave
@@ -91,7 +98,9 @@ class InferenceExchange:
         model = self._plane.model
         if model is None:
             message = self._plane.not_ready_message()
-            return self._refused(receive, send, 503, message, unsent=expects_continue)
+            return self._refused(
+                receive, send, 503, message, unsent=expects_continue, small=declared
+            )
         adapter = adapters.json if json_length is None else adapters.binary
         json_bytes = json_length if adapter.binary else None
         if json_bytes is not None and json_bytes > self._max_json:
@@ -111,11 +120,20 @@ class InferenceExchange:
         )
 
     async def _refused(
-        self, receive: Receive, send: Send, status: int, message: str, *, unsent: bool = False
+        self,
+        receive: Receive,
+        send: Send,
+        status: int,
+        message: str,
+        *,
+        unsent: bool = False,
+        small: int | None = None,
     ) -> int:
         task = self._deadlines.arm()
         try:
-            return await self._refuse(receive, send, status, message, task=task, unsent=unsent)
+            return await self._refuse(
+                receive, send, status, message, task=task, unsent=unsent, small=small
+            )
         finally:
             self._deadlines.disarm(task)
 
@@ -147,7 +165,9 @@ class InferenceExchange:
         if refusal is not None:
             try:
                 status, message = self._refusal_answer(refusal)
-                return await self._refuse(receive, send, status, message, task=task, unsent=unsent)
+                return await self._refuse(
+                    receive, send, status, message, task=task, unsent=unsent, small=declared
+                )
             finally:
                 deadlines.disarm(task)
         if declared is None:
@@ -185,6 +205,7 @@ class InferenceExchange:
             status, message = self._refusal_answer(exc.refusal)
             return await self._refuse(receive, send, status, message, task=task)
         except QueueFull:
+            self._on_shed("queue")
             message = (
                 f"{self.config.max_queued_requests} requests are waiting for the model already "
                 "(--max-queued-requests); retry shortly"
@@ -216,10 +237,12 @@ class InferenceExchange:
                 "send it in smaller requests"
             )
         if refusal is Refusal.BUSY:
+            self._on_shed("concurrency")
             return 503, (
                 f"{self.config.max_concurrent_requests} requests are in flight already "
                 "(--max-concurrent-requests); retry shortly"
             )
+        self._on_shed("memory")
         return 503, (
             "the requests in flight hold the memory budget of this server "
             f"({self.config.max_inflight_bytes} bytes, --max-inflight-bytes); retry shortly"
@@ -234,14 +257,30 @@ class InferenceExchange:
         *,
         task: asyncio.Task[Any],
         unsent: bool = False,
+        small: int | None = None,
     ) -> int:
         """Answer at once without taking the body, and without resetting a client that is
         still sending it (see `asgi.py`): what it sends is read and dropped until the
         body ends or the request's deadline passes, then the connection is closed.
-        `unsent`: the client waits for 100 Continue, so it has sent no body to drop."""
+        `unsent`: the client waits for 100 Continue, so it has sent no body to drop.
+
+        `small`: the body's declared length, when it is known. A body of at most
+        `_KEEP_ALIVE_REFUSAL_BYTES` has mostly arrived with the head: it is dropped
+        first and the answer keeps the connection. A shed request then costs the
+        client no new connection: under overload, reconnecting after every 503 cost the
+        clients and the server more than the shedding saved (docs/benchmarks.md,
+        "Overload")."""
         body = error_body(message)
         if unsent:
             return await answer(send, status, body, CLOSE)
+        if small is not None and small <= _KEEP_ALIVE_REFUSAL_BYTES:
+            try:
+                await discard_body(receive)
+            except asyncio.CancelledError:
+                if not self._deadlines.was_expired(task):
+                    raise
+                return await answer(send, status, body, CLOSE)
+            return await answer(send, status, body, *self._answer_headers)
         await answer_early(send, status, body)
         try:
             await discard_body(receive)

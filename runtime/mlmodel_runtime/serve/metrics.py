@@ -46,6 +46,11 @@ VALUE_BUCKETS: Final = (
 )  # fmt: skip
 
 
+# Why a request was shed (the `reason` label), one per bound: --max-concurrent-requests,
+# --max-inflight-bytes, --max-queued-requests.
+SHED: Final = ("concurrency", "memory", "queue")
+
+
 class RuntimeMetrics:
     """The runtime's metrics for one model, and the `/metrics` exposition."""
 
@@ -88,6 +93,17 @@ class RuntimeMetrics:
             buckets=DURATION_BUCKETS,
             registry=target,
         ).labels(model, version)
+        # Requests shed by the bounds of `admission.py` and the batching queue, all of them
+        # also counted as 503 in mlmodel_requests_total: the canary analysis tells a
+        # revision that sheds more than the other from a cluster that is merely busy
+        # (docs/analysis.md). Every reason is created at once so a rate is defined.
+        rejected = Counter(
+            "mlmodel_rejected_requests_total",
+            "Inference requests shed with 503 because the server was at a bound, by bound.",
+            [*labels, "reason"],
+            registry=target,
+        )
+        self._rejected = {reason: rejected.labels(model, version, reason) for reason in SHED}
         self.batch_size = Histogram(
             "mlmodel_batch_size",
             "Rows per model execution (after merging concurrent requests).",
@@ -213,6 +229,10 @@ class RuntimeMetrics:
             self._codes[code] = child
         child.inc()
         self.duration.observe(seconds)
+
+    def observe_shed(self, reason: str) -> None:
+        """A request answered 503 at a bound (one of SHED); its answer is counted apart."""
+        self._rejected[reason].inc()
 
     def observe_batch(
         self,

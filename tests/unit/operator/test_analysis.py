@@ -4,6 +4,7 @@ after one interval and after several."""
 
 from __future__ import annotations
 
+import doctest
 import math
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client import Histogram as PromHistogram
 
+from mlmodel_operator.analysis import windows as windows_module
 from mlmodel_operator.analysis.exposition import Histogram, Snapshot, parse
 from mlmodel_operator.analysis.judging import (
     AnalysisState,
@@ -315,6 +317,63 @@ def test_error_rate_reason_names_metric_values_and_limit() -> None:
     assert (result.stable, result.canary) == (0.002, 0.083)
     few = one(ERROR_RATE, pod(1000), pod(60))
     assert "60 canary requests, fewer than minSamples 100" in few.reason
+
+
+def shedding(ok: int, shed: int, *, not_ready: int = 0, pods: int = 0) -> Snapshot:
+    """`pods` pods (0: not known) that answered `ok` 200s and shed `shed` requests with
+    503 at a bound; `not_ready` more 503s were not shed (the model was not loaded)."""
+    return Snapshot(
+        requests={"200": ok, "503": shed + not_ready},
+        shed={"concurrency": shed} if shed else {},
+        pods=pods,
+    )
+
+
+@pytest.mark.parametrize(
+    ("metric", "stable", "canary", "verdict", "canary_rate"),
+    [
+        # A busy cluster: both shed about 30%, the canary's shed 503s are set aside.
+        (ERROR_RATE, shedding(700, 300), shedding(700, 300), "Pass", 0.0),
+        (INCREASE_ONLY, shedding(700, 300), shedding(690, 310), "Pass", 0.0),  # p = 0.31
+        # The canary sheds 30% beside a stable that sheds nothing: less capacity.
+        (ERROR_RATE, shedding(1000, 0), shedding(700, 300), "Fail", 0.3),
+        (INCREASE_ONLY, shedding(1000, 0), shedding(700, 300), "Fail", 0.3),
+        # No stable traffic to compare with (too few stable requests): set aside.
+        (MAX_ONLY, shedding(28, 12), shedding(690, 310), "Pass", 0.0),
+        # ... and with fewer than minSamples requests left, nothing can be said.
+        (MAX_ONLY, shedding(28, 12), shedding(60, 940), "Inconclusive", 0.0),
+        # The weight routers keep the stable whole: 4 stable pods take 60% of a busy
+        # cluster's traffic without shedding, the canary's 1 pod 40% (twice a stable
+        # pod's load) and sheds. It serves more per pod than a stable pod: not slower.
+        (ERROR_RATE, shedding(1500, 0, pods=4), shedding(700, 300, pods=1), "Pass", 0.0),
+        # The same shares from a canary of 4 pods: each serves 175 against 375, slower.
+        (ERROR_RATE, shedding(1500, 0, pods=4), shedding(700, 300, pods=4), "Fail", 0.3),
+        # A 503 that was not shed is an error whatever the stable sheds.
+        (MAX_ONLY, shedding(700, 300), shedding(900, 0, not_ready=100), "Fail", 0.1),
+    ],
+)
+def test_shed_503s_count_only_beyond_the_stables_share(
+    metric: MetricSpec, stable: Snapshot, canary: Snapshot, verdict: str, canary_rate: float
+) -> None:
+    result = one(metric, stable, canary)
+    assert result.verdict == verdict, result.reason
+    assert result.canary == pytest.approx(canary_rate)
+
+
+def test_the_worked_examples_of_the_statistics_hold() -> None:
+    assert doctest.testmod(windows_module).failed == 0
+
+
+def test_the_error_rate_reason_says_what_was_shed() -> None:
+    busy = one(ERROR_RATE, shedding(700, 300), shedding(700, 300))
+    assert busy.reason == (
+        "error-rate 0 within max 0.05, maxIncrease 0.01 (stable 0; shed 0.3, stable 0.3: set aside)"
+    )
+    alone = one(MAX_ONLY, shedding(28, 12), shedding(690, 310))
+    assert alone.reason.endswith("; shed 0.31, set aside: no stable traffic to compare)")
+    few = one(MAX_ONLY, shedding(28, 12), shedding(60, 940))
+    assert "60 requests not shed, fewer than minSamples 100" in few.reason
+    assert ";" not in one(ERROR_RATE, pod(998, 2), pod(997, 3)).reason
 
 
 @pytest.mark.parametrize(

@@ -133,12 +133,15 @@ def test_what_the_runtime_itself_writes_is_read() -> None:
     metrics.use_outputs(["label"])
     metrics.observe_request(200, 0.003)
     metrics.observe_request(500, 0.02)
+    metrics.observe_shed("queue")
+    metrics.observe_request(503, 0.0001)
     metrics.observe_batch(3, [np.zeros((3, 4), np.float32)], [np.array([0, 2, 2])])
     snapshot = parse(metrics.exposition().decode())
-    assert snapshot.requests == {"200": 1.0, "500": 1.0}
+    assert snapshot.requests == {"200": 1.0, "500": 1.0, "503": 1.0}
+    assert snapshot.shed == {"concurrency": 0.0, "memory": 0.0, "queue": 1.0}
     assert snapshot.classes == {"0": 1.0, "1": 0.0, "2": 2.0}  # known classes exist at zero
     assert snapshot.latency is not None
-    assert snapshot.latency.observations == 2.0
+    assert snapshot.latency.observations == 3.0
 
 
 def test_a_pod_before_its_first_request_has_no_requests_and_an_empty_histogram() -> None:
@@ -201,8 +204,9 @@ def test_histograms_with_different_bounds_merge_over_the_bounds_both_have() -> N
         Snapshot(),
         parse(Pod().answer(200, 0.004, times=3).answer(502, 12.0).predict("setosa", 3).text()),
         parse(Pod(task="regression").answer(200, 0.01).value(-3.5).text()),
+        Snapshot(requests={"200": 5.0, "503": 2.0}, shed={"concurrency": 2.0}),
     ],
-    ids=["empty", "classifier", "regressor"],
+    ids=["empty", "classifier", "regressor", "shedding"],
 )
 def test_a_snapshot_survives_status(snapshot: Snapshot) -> None:
     text = snapshot.to_json()

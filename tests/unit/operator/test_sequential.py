@@ -209,6 +209,28 @@ def test_a_good_canary_passes_each_interval_and_shows_its_evidence_between() -> 
     assert progresses[5].read_due == pytest.approx(5 + SEQUENTIAL_READ_S)
 
 
+@pytest.mark.parametrize(
+    ("stable_shed", "canary_shed", "rolled_back"), [(12, 12, False), (0, 12, True)]
+)
+def test_shed_503s_count_only_beyond_the_stables_share(
+    stable_shed: int, canary_shed: int, rolled_back: bool
+) -> None:
+    """A cluster shedding 30% on both revisions is no evidence against the canary; a
+    canary shedding 30% beside a stable shedding nothing is."""
+    spec = parse_analysis({**ERRORS_ONLY, "mode": "sequential"})
+
+    def serve(s: Stream) -> None:
+        s.stable_ok += 40 - stable_shed
+        s.stable_shed += stable_shed
+        s.canary_ok += 40 - canary_shed
+        s.canary_shed += canary_shed
+
+    at, progresses = run(spec, Stream(), serve, 25)
+    assert (at is not None) == rolled_back, progresses[-1].record.state.metrics
+    (metric,) = progresses[-1].record.state.metrics
+    assert "shed 0.3" in metric.reason, metric.reason
+
+
 def test_too_few_requests_are_inconclusive_never_a_pass() -> None:
     spec = parse_analysis({**ERRORS_ONLY, "mode": "sequential", "minSamples": 1000})
 
