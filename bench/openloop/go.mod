@@ -1,0 +1,3 @@
+module mlmodel-operator/bench/openloop
+
+go 1.22

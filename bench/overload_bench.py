@@ -1,0 +1,415 @@
+"""Overload benchmark: `mlmodel-runtime serve` offered twice what it can serve, at a
+constant rate.
+
+    .venv/bin/python bench/overload_bench.py [--runs 3] [--seconds 20] [--write-doc]
+
+wrk (and `serve_bench.py`) is closed-loop: it sends a request when one is answered, so
+a server that slows down slows its own load down and is never overloaded. Here
+`bench/openloop` (Go, built into ~/.cache/mlmodel-operator/bench/ by the hash of its
+source) offers requests at fixed instants over 1,000 kept-alive connections and times
+each from its instant, as users arriving on their own would.
+
+Per model, in one process each, after a warm-up:
+
+1. its capacity: served requests/s of a closed loop of 64 connections for 10 s (as
+   wrk measures `serve_bench.py`'s figures), against this checkout's runtime;
+2. for `--runs` runs, against this checkout's runtime and, with `--baseline DIR`,
+   another checkout's (e.g. main before a change), in turn (reversed every other
+   run): twice the capacity offered at a constant rate for `--seconds`, the
+   server's RSS sampled every second; and a closed loop of 256 connections that
+   resend at once whatever the answer (clients ignoring Retry-After) for 10 s.
+
+The generator runs at nice -10 (as root), so that its own waits for a core are not
+counted as the server's.
+
+Models: a 3-layer MLP (256 inputs, 1,024 wide), whose JSON body and model time make
+a request heavy enough to shed, and the iris forest of `serve_bench.py`, where the
+HTTP head is most of a request's cost. Reports served requests/s, the share shed
+(503), any other status, p50/p99 of the served requests and of the 503s, and RSS at
+the start, its maximum and at the end of the overload. Raw results:
+bench/results/overload-<time>.json; `--write-doc` replaces the body of the
+"Overload" section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+import serve_bench  # noqa: E402  (a sibling script, not a package)
+
+ROOT = BENCH.parent
+OPENLOOP = BENCH / "openloop"
+CONNECTIONS = 1000
+HERE = "this checkout"
+
+
+def openloop_binary() -> Path:
+    """bench/openloop built with the machine's Go, cached by the hash of its source."""
+    digest = hashlib.sha256()
+    for name in ("go.mod", "main.go"):
+        digest.update((OPENLOOP / name).read_bytes())
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    binary = base / "mlmodel-operator" / "bench" / f"openloop-{digest.hexdigest()[:12]}"
+    if not binary.exists():
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        print(f"building {binary}", flush=True)
+        env = {**os.environ, "CGO_ENABLED": "0"}
+        subprocess.run(["go", "build", "-o", str(binary), "."], cwd=OPENLOOP, env=env, check=True)
+    return binary
+
+
+def build_mlp(work: Path) -> tuple[Path, dict[str, Any]]:
+    """A model directory with an MLP classifier (256 inputs, 3 x 1,024), and one row."""
+    import warnings
+
+    import numpy as np
+    from skl2onnx import to_onnx
+    from sklearn.datasets import make_classification
+    from sklearn.neural_network import MLPClassifier
+
+    from mlmodel_runtime.modeldir import ModelMetadata, TensorSpec, write_metadata
+
+    x, y = make_classification(
+        n_samples=2000, n_features=256, n_informative=40, n_classes=4, random_state=0
+    )
+    x = x.astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a few epochs: its speed matters, not its fit
+        mlp = MLPClassifier(hidden_layer_sizes=(1024,) * 3, max_iter=3, random_state=0)
+        mlp.fit(x, y)
+    onx = to_onnx(mlp, x[:1], options={id(mlp): {"zipmap": False}}, target_opset=17)
+    raw = onx.SerializeToString()
+    directory = work / "mlp"
+    directory.mkdir()
+    (directory / "model.onnx").write_bytes(raw)
+    write_metadata(
+        directory,
+        ModelMetadata(
+            inputs=(TensorSpec("X", "FP32", (-1, 256)),),
+            outputs=(
+                TensorSpec("label", "INT64", (-1,)),
+                TensorSpec("probabilities", "FP32", (-1, 4)),
+            ),
+            task="classification",
+            classes=(0, 1, 2, 3),
+            label_output="label",
+            probabilities_output="probabilities",
+            model_sha256=hashlib.sha256(raw).hexdigest(),
+        ),
+    )
+    row = {"name": "X", "datatype": "FP32", "shape": [1, 256], "data": x[0].tolist()}
+    return directory, {"inputs": [row]}
+
+
+def offer(
+    binary: Path,
+    target: serve_bench.Target,
+    body: Path,
+    seconds: float,
+    *,
+    rate: float = 0.0,
+    connections: int = CONNECTIONS,
+) -> dict[str, Any]:
+    """Constant-rate load at `rate`, or a closed loop over `connections` when 0."""
+    mode = [f"-rate={rate:.0f}"] if rate else ["-closed"]
+    done = subprocess.run(
+        [
+            # Ahead of the server for the CPU: a generator that waits for a core sends
+            # late, and its lateness would be counted as the server's.
+            *("nice", "-n", "-10"),
+            str(binary),
+            f"-address=127.0.0.1:{target.port}",
+            f"-path={target.infer_path}",
+            f"-body={body}",
+            f"-seconds={seconds}",
+            f"-connections={connections}",
+            *mode,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def capacity(binary: Path, target: serve_bench.Target, body: Path) -> float:
+    """Served requests/s of a closed loop of 64 connections, after a warm-up (ONNX
+    Runtime's first runs at each batch size are slow)."""
+    offer(binary, target, body, 5, connections=64)
+    result = offer(binary, target, body, 10, connections=64)
+    return float(result["counts"].get("200", 0) / result["seconds"])
+
+
+class RssSampler:
+    """The server's RSS (all its processes) every second, in a thread."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append(sum(serve_bench.rss_kib(self.pid).values()) / 1024)
+            self._stop.wait(1.0)
+
+
+def summary(result: dict[str, Any], rss: list[float]) -> dict[str, Any]:
+    """The figures of one run. Requests/s are over the run's whole length, the time
+    the server took to answer what was offered included (a constant-rate run offered
+    for 20 s lasts longer when the server falls behind)."""
+    counts = result["counts"]
+    total = sum(counts.values())
+    by_status = result["latency_ms_by_status"]
+    return {
+        "served_rps": counts.get("200", 0) / result["seconds"],
+        "duration_s": result["seconds"],
+        "shed_share": counts.get("503", 0) / total if total else 0.0,
+        "other": {s: n for s, n in counts.items() if s not in ("200", "503")},
+        "served_p50_ms": by_status.get("200", {}).get("p50"),
+        "served_p99_ms": by_status.get("200", {}).get("p99"),
+        "shed_p99_ms": by_status.get("503", {}).get("p99"),
+        "retry_after": result["retry_after_on_503"] == counts.get("503", 0),
+        "rss_mib": {
+            "start": rss[0] if rss else None,
+            "max": max(rss, default=None),
+            "end": rss[-1] if rss else None,
+        },
+        "raw": result,
+    }
+
+
+def overload(
+    binary: Path, target: serve_bench.Target, body: Path, rate: float, seconds: float
+) -> dict[str, Any]:
+    assert target.process is not None
+    with RssSampler(target.process.pid) as rss:
+        result = offer(binary, target, body, seconds, rate=rate)
+    return summary(result, rss.samples)
+
+
+def storm(binary: Path, target: serve_bench.Target, body: Path) -> dict[str, Any]:
+    """256 connections resending at once, whatever the answer."""
+    assert target.process is not None
+    with RssSampler(target.process.pid) as rss:
+        result = offer(binary, target, body, 10, connections=256)
+    return summary(result, rss.samples)
+
+
+def median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def table(report: dict[str, Any]) -> str:
+    lines = [
+        "| model | server | load | lasted s | served/s | shed | other | served p50 ms "
+        "| served p99 ms | 503 p99 ms | RSS MiB start / max / end |",
+        "|---|---|---|---:|---:|---:|---|---:|---:|---:|---|",
+    ]
+    for model, entry in report["models"].items():
+        for scenario, label in (
+            ("overload", f"{entry['overload_rate']:,.0f}/s constant"),
+            ("storm", "closed loop, 256 connections"),
+        ):
+            for config, runs in entry[scenario].items():
+
+                def m(key: str, runs: list[dict[str, Any]] = runs) -> float | None:
+                    return median([r[key] for r in runs])
+
+                def rss(part: str, runs: list[dict[str, Any]] = runs) -> str:
+                    value = median([r["rss_mib"][part] for r in runs])
+                    return "-" if value is None else f"{value:.0f}"
+
+                other = sorted({s for r in runs for s in r["other"]}) or ["none"]
+                lines.append(
+                    f"| {model} | {config} | {label} | {fmt(m('duration_s'))} "
+                    f"| {fmt(m('served_rps'), 0)} "
+                    f"| {fmt(100 * (m('shed_share') or 0), 0)}% | {', '.join(other)} "
+                    f"| {fmt(m('served_p50_ms'))} | {fmt(m('served_p99_ms'))} "
+                    f"| {fmt(m('shed_p99_ms'))} | {rss('start')} / {rss('max')} / {rss('end')} |"
+                )
+    return "\n".join(lines)
+
+
+def section(report: dict[str, Any]) -> str:
+    rates = ", ".join(
+        f"{model} {entry['capacity']:,.0f}/s" for model, entry in report["models"].items()
+    )
+    return "\n".join(
+        [
+            f"Measured {report['started']} with `bench/overload_bench.py --runs {report['runs']} "
+            f"--seconds {report['seconds']}`: load from `bench/openloop` on 127.0.0.1 at "
+            "nice -10, latency from each request's scheduled instant (constant rate, "
+            f"{CONNECTIONS} connections) or from its sending (closed loop). The generator "
+            "shares the 2 cores with the server. Capacity (served requests/s of a closed "
+            f"loop of 64 connections, this checkout): {rates}. Twice that is offered for "
+            f"{report['seconds']} s; the closed loop of 256 connections resends at once "
+            "whatever the answer (clients ignoring Retry-After). Medians of "
+            f"{report['runs']} runs, servers in turn within each run.",
+            "",
+            table(report),
+            "",
+            "Raw figures: `bench/results/overload-*.json`.",
+        ]
+    )
+
+
+def write_doc(body: str) -> None:
+    doc = ROOT / "docs" / "benchmarks.md"
+    text = doc.read_text()
+    head = "## Overload (`mlmodel-runtime serve` offered twice its capacity)\n"
+    start = text.index(head) + len(head)
+    end = text.find("\n## ", start)
+    end = len(text) if end < 0 else end
+    rest = text[start:end]
+    # Keep the hand-written analysis after the generated part (from its first ### on).
+    keep = rest[rest.index("\n### ") :] if "\n### " in rest else "\n"
+    doc.write_text(text[:start] + "\n" + body + "\n" + keep + text[end:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--models", nargs="+", default=["mlp", "iris"])
+    parser.add_argument("--write-doc", action="store_true")
+    parser.add_argument("--baseline", type=Path, help="another checkout to measure side by side")
+    parser.add_argument(
+        "--doc-from", type=Path, help="only rewrite the doc section from this results file"
+    )
+    args = parser.parse_args()
+    if args.doc_from:
+        report = json.loads(args.doc_from.read_text())
+        for entry in report["models"].values():  # figures from the raw counts
+            for scenario in ("overload", "storm"):
+                for runs in entry[scenario].values():
+                    runs[:] = [{**summary(r["raw"], []), "rss_mib": r["rss_mib"]} for r in runs]
+        write_doc(section(report))
+        return
+    binary = openloop_binary()
+    work = Path(tempfile.mkdtemp(prefix="overload-bench-"))
+    logs = work / "logs"
+    logs.mkdir()
+    models: dict[str, tuple[Path, dict[str, Any]]] = {}
+    if "mlp" in args.models:
+        models["mlp"] = build_mlp(work)
+    if "iris" in args.models:
+        models["iris"] = (serve_bench.build_models(work)[1], serve_bench.BODY)
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    report: dict[str, Any] = {
+        "started": started,
+        "runs": args.runs,
+        "seconds": args.seconds,
+        "connections": CONNECTIONS,
+        "models": {},
+    }
+
+    configs = [HERE] + ([f"baseline ({args.baseline.name})"] if args.baseline else [])
+
+    def server(model: str, directory: Path, config: str) -> serve_bench.Target:
+        port = serve_bench.free_port()
+        command = [sys.executable, "-m", "mlmodel_runtime.cli", "serve"]
+        command += ["--model-dir", str(directory), "--name", model, "--version", "v1"]
+        command += ["--host", "127.0.0.1", "--port", str(port)]
+        env = {}
+        if config != HERE:
+            source = args.baseline.resolve()
+            env["PYTHONPATH"] = f"{source / 'operator'}:{source / 'runtime'}"
+        return serve_bench.Target(
+            name=f"{model}-{config.split()[0]}",
+            label=f"{model} {config}",
+            command=command,
+            port=port,
+            infer_path=f"/v2/models/{model}/infer",
+            ready_path="/v2/health/ready",
+            env=env,
+        )
+
+    running: list[serve_bench.Target] = []
+    try:
+        for model, (directory, body) in models.items():
+            body_file = work / f"{model}.json"
+            body_file.write_text(json.dumps(body))
+            targets = {config: server(model, directory, config) for config in configs}
+            running.extend(targets.values())
+            for target in targets.values():
+                serve_bench.start(target, logs)
+            for target in targets.values():
+                serve_bench.wait_ready(target)
+            rate = 2 * capacity(binary, targets[HERE], body_file)
+            for config in configs:
+                if config != HERE:  # its warm-up
+                    offer(binary, targets[config], body_file, 5, connections=64)
+            print(f"{model}: capacity {rate / 2:.0f}/s, offering {rate:.0f}/s", flush=True)
+            entry: dict[str, Any] = {
+                "capacity": rate / 2,
+                "overload_rate": rate,
+                "overload": {config: [] for config in configs},
+                "storm": {config: [] for config in configs},
+            }
+            for run in range(args.runs):
+                order = configs if run % 2 == 0 else configs[::-1]
+                for config in order:
+                    target = targets[config]
+                    results = {
+                        "overload": overload(binary, target, body_file, rate, args.seconds),
+                        "storm": storm(binary, target, body_file),
+                    }
+                    for scenario, result in results.items():
+                        entry[scenario][config].append(result)
+                        print(
+                            f"  run {run + 1} {config} {scenario}: "
+                            f"served {result['served_rps']:.0f}/s, "
+                            f"shed {100 * result['shed_share']:.0f}%, "
+                            f"p99 {result['served_p99_ms']} ms, other {result['other']}",
+                            flush=True,
+                        )
+            for target in targets.values():
+                serve_bench.stop(target)
+            report["models"][model] = entry
+    finally:
+        for target in running:
+            serve_bench.stop(target)
+        for log in logs.iterdir():
+            if log.stat().st_size and b"Traceback" in log.read_bytes():
+                print(f"--- {log.name}\n{log.read_text()[-2000:]}", file=sys.stderr)
+    results = BENCH / "results"
+    results.mkdir(exist_ok=True)
+    stamp = started.replace("-", "").replace(":", "")
+    (results / f"overload-{stamp}.json").write_text(json.dumps(report, indent=1))
+    print(table(report))
+    if args.write_doc:
+        write_doc(section(report))
+
+
+if __name__ == "__main__":
+    main()
