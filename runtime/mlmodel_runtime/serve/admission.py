@@ -61,6 +61,7 @@ class Refusal(Enum):
     TOO_HEAVY = "weighs more than the whole in-flight budget"  # can never run: 413
     BUSY = "too many requests in flight"  # 503
     FULL = "in-flight budget exhausted"  # 503
+    QUEUED = "the model's queue is full"  # 503, --max-queued-requests (batching.py)
 
 
 @dataclass(slots=True)

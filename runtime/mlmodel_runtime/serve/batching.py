@@ -117,6 +117,11 @@ class Batcher:
             self._thread = None
 
     @property
+    def full(self) -> bool:
+        """Whether `submit` would raise `QueueFull` now."""
+        return self._pending >= self._max_queued
+
+    @property
     def pending(self) -> int:
         """Requests submitted and not yet answered (queued or running)."""
         return self._pending

@@ -53,6 +53,9 @@ class ServedModel:
     # Queue a request for the model (`Batcher.submit`): the future of its outputs, or
     # `QueueFull` at once when --max-queued-requests wait already.
     submit: Callable[[Arrays, int], asyncio.Future[Arrays]]
+    # Whether that queue is full now: a request is then refused before its body is
+    # decoded, which costs less than refusing it after (`exchange.py`).
+    queue_full: Callable[[], bool]
 
 
 def _package_version() -> str:
@@ -135,6 +138,7 @@ class DataPlane:
             rules=session.rules,
             binary_weight=binary_weight(session.inputs),
             submit=batcher.submit,
+            queue_full=lambda: batcher.full,
         )
         return seconds
 

@@ -161,7 +161,7 @@ class InferenceExchange:
             weight = request_weight(
                 declared, json_bytes=json_bytes, binary_weight=model.binary_weight
             )
-        refusal = self._enter(weight)
+        refusal = Refusal.QUEUED if model.queue_full() else self._enter(weight)
         if refusal is not None:
             try:
                 status, message = self._refusal_answer(refusal)
@@ -204,13 +204,9 @@ class InferenceExchange:
         except BodyRefused as exc:
             status, message = self._refusal_answer(exc.refusal)
             return await self._refuse(receive, send, status, message, task=task)
-        except QueueFull:
-            self._on_shed("queue")
-            message = (
-                f"{self.config.max_queued_requests} requests are waiting for the model already "
-                "(--max-queued-requests); retry shortly"
-            )
-            return await answer(send, 503, error_body(message), *self._answer_headers)
+        except QueueFull:  # it filled while this request's body was read and decoded
+            status, message = self._refusal_answer(Refusal.QUEUED)
+            return await answer(send, status, error_body(message), *self._answer_headers)
         except InputRejected as exc:
             message = f"the model rejected the input: {exc}"
             return await answer(send, 400, error_body(message), *self._answer_headers)
@@ -235,6 +231,12 @@ class InferenceExchange:
                 "the request body weighs more, once decoded, than this server may hold for all "
                 f"requests at once ({self.config.max_inflight_bytes} bytes, --max-inflight-bytes); "
                 "send it in smaller requests"
+            )
+        if refusal is Refusal.QUEUED:
+            self._on_shed("queue")
+            return 503, (
+                f"{self.config.max_queued_requests} requests are waiting for the model already "
+                "(--max-queued-requests); retry shortly"
             )
         if refusal is Refusal.BUSY:
             self._on_shed("concurrency")

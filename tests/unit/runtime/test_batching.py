@@ -190,7 +190,9 @@ def test_a_full_queue_refuses_at_once_and_frees_its_places_as_requests_finish() 
         )
         batcher.start(asyncio.get_running_loop())
         try:
+            assert not batcher.full
             admitted = [batcher.submit([np.ones((1, 2))], 1) for _ in range(3)]
+            assert batcher.full  # what the exchange asks before decoding a body
             with pytest.raises(QueueFull):
                 batcher.submit([np.ones((1, 2))], 1)
             # A cancelled request still holds its place until the thread has passed it.
