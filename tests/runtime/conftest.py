@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,12 +182,12 @@ def mixed_model(models_root: Path) -> TrainedModel:
     return TrainedModel(path, pipe, frame)
 
 
-@pytest.fixture(scope="session")
-def identity_model(models_root: Path) -> TrainedModel:
-    """One input per v2 datatype, each returned unchanged as `out_<datatype>`."""
+def identity_model_dir(path: Path, datatypes: Iterable[str]) -> Path:
+    """A model with one input per datatype, each returned unchanged as `out_<datatype>`."""
     inputs, outputs, nodes = [], [], []
     specs_in, specs_out = [], []
-    for v2, onnx_type in ONNX_TYPES.items():
+    for v2 in datatypes:
+        onnx_type = ONNX_TYPES[v2]
         name = f"in_{v2.lower()}"
         out = f"out_{v2.lower()}"
         inputs.append(helper.make_tensor_value_info(name, onnx_type, [None, 2]))
@@ -198,14 +198,19 @@ def identity_model(models_root: Path) -> TrainedModel:
     graph = helper.make_graph(nodes, "identity", inputs, outputs)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    path = _write_model_dir(
-        models_root / "identity",
+    return _write_model_dir(
+        path,
         model.SerializeToString(),
         inputs=tuple(specs_in),
         outputs=tuple(specs_out),
         task="other",
     )
-    return TrainedModel(path, None, None)
+
+
+@pytest.fixture(scope="session")
+def identity_model(models_root: Path) -> TrainedModel:
+    """One input per v2 datatype, each returned unchanged as `out_<datatype>`."""
+    return TrainedModel(identity_model_dir(models_root / "identity", ONNX_TYPES), None, None)
 
 
 def free_port() -> int:

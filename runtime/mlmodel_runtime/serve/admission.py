@@ -55,6 +55,17 @@ def request_weight(body_bytes: int, *, json_bytes: int | None, binary_weight: in
     return json_bytes * JSON_WEIGHT + (body_bytes - json_bytes) * binary_weight
 
 
+def grpc_weight(message_bytes: int, *, binary_weight: int) -> int:
+    """The memory a gRPC ModelInfer request may take: protobuf parses the whole message
+    into memory of its own (about its size), then the tensors are made from it as
+    binary tensor data is (`binary_weight`).
+
+    >>> grpc_weight(1000, binary_weight=2)
+    3000
+    """
+    return message_bytes * (binary_weight + 1)
+
+
 class Refusal(Enum):
     """Why a request was not admitted."""
 

@@ -15,6 +15,10 @@ Only inference requests are counted in the metrics (`metrics.py`), with every
 status they get, 4xx and 5xx included: the canary analysis judges the model by
 them, and requests to other paths must not be able to pad or dilute that.
 
+With `--grpc-port`, the lifespan also runs the Open Inference Protocol's gRPC
+service (`grpc_server.py`) on the same loop and data plane; grpcio is imported only
+then.
+
 Lifecycle: the ASGI lifespan start-up only starts loading the model in a task, so
 `/v2/health/live` answers at once while `/v2/health/ready` (and inference) answer
 503 until the model is loaded and warmed up. `begin_drain` (on SIGTERM) turns
@@ -29,6 +33,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -43,6 +48,9 @@ from mlmodel_runtime.serve.exchange import InferenceExchange
 from mlmodel_runtime.serve.metrics import CONTENT_TYPE, RuntimeMetrics
 from mlmodel_runtime.serve.model import ModelLoadError, SessionFactory
 from mlmodel_runtime.serve.routes import Route, build_routes, not_found_message
+
+if TYPE_CHECKING:
+    from mlmodel_runtime.serve.grpc_server import GrpcService
 
 log = logging.getLogger("mlmodel_runtime.serve")
 
@@ -81,6 +89,7 @@ class ServeApp:
         )
         self._observe_request = self.metrics.observe_request
         self._load_task: asyncio.Task[None] | None = None
+        self.grpc: GrpcService | None = None
 
     # ---- lifecycle -------------------------------------------------------
 
@@ -118,6 +127,7 @@ class ServeApp:
             "inputs": [f"{s.name}:{s.datatype}{list(s.shape)}" for s in session.inputs],
             "outputs": [f"{s.name}:{s.datatype}{list(s.shape)}" for s in session.outputs],
             "address": f"{c.host}:{c.port}",
+            "grpc_port": self.grpc.port if self.grpc is not None else None,
             "workers": c.workers,
             "max_batch_size": c.max_batch_size,
             "max_batch_delay_ms": c.max_batch_delay_ms,
@@ -147,6 +157,14 @@ class ServeApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self.plane.start()
+                if self.config.grpc_port:
+                    try:
+                        await self._start_grpc()
+                    except Exception as exc:
+                        message_text = f"cannot serve gRPC on port {self.config.grpc_port}: {exc}"
+                        log.error(message_text)
+                        await send({"type": "lifespan.startup.failed", "message": message_text})
+                        return
                 self._load_task = asyncio.create_task(self._load_model())
                 if self.config.workers > 1:
                     # Workers share one listening socket: a worker accepts connections
@@ -157,9 +175,20 @@ class ServeApp:
             elif message["type"] == "lifespan.shutdown":
                 if self._load_task is not None and not self._load_task.done():
                     self._load_task.cancel()
+                if self.grpc is not None:
+                    # uvicorn has drained HTTP; calls in flight finish, new ones are refused.
+                    await self.grpc.stop(self.config.drain_timeout_s)
                 await self.plane.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def _start_grpc(self) -> None:
+        from mlmodel_runtime.serve.grpc_server import GrpcService
+
+        self.grpc = GrpcService(
+            self.config, self.plane, self.metrics, refusal_answer=self._exchange.refusal_answer
+        )
+        await self.grpc.start()
 
     # ---- HTTP ------------------------------------------------------------
 

@@ -31,6 +31,8 @@ class ServeConfig:
     revision: str = ""
     host: str = "0.0.0.0"
     port: int = 8080
+    # The Open Inference Protocol's gRPC service (grpc_server.py); 0: not served.
+    grpc_port: int = 0
     workers: int = 1
     max_batch_size: int = 32
     max_batch_delay_ms: float = 0.0
@@ -88,6 +90,10 @@ class ServeConfig:
         problems.extend(self._budget_problems())
         if not 0 <= self.port <= 65535:
             problems.append(f"--port must be in 0..65535, got {self.port}")
+        if not 0 <= self.grpc_port <= 65535:
+            problems.append(f"--grpc-port must be in 0..65535 (0: off), got {self.grpc_port}")
+        if self.grpc_port and self.grpc_port == self.port:
+            problems.append(f"--grpc-port and --port must differ, both are {self.port}")
         if self.log_format not in ("text", "json"):
             problems.append(f"--log-format must be text or json, got {self.log_format!r}")
         if problems:
@@ -158,6 +164,7 @@ _FLAGS: tuple[tuple[str, Callable[[str], Any], str], ...] = (
     ("revision", str, "revision of the serving pods (mlmodel_info, x-mlmodel-revision)"),
     ("host", str, "address to bind"),
     ("port", int, "port to bind"),
+    ("grpc-port", int, "port of the Open Inference Protocol gRPC service (0: off)"),
     ("workers", int, "server processes sharing the port (metrics are aggregated)"),
     ("max-batch-size", int, "most rows merged into one model execution; 1 turns batching off"),
     ("max-batch-delay-ms", float, "how long the first queued request may wait for others"),
@@ -223,6 +230,7 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         revision=args.revision,
         host=args.host,
         port=args.port,
+        grpc_port=args.grpc_port,
         workers=args.workers,
         max_batch_size=args.max_batch_size,
         max_batch_delay_ms=args.max_batch_delay_ms,

@@ -81,8 +81,9 @@ class DataPlane:
         # Set once the model is loaded and warmed up, cleared by `stop`.
         self.model: ServedModel | None = None
         self.session: Session | None = None
+        self.server_version: Final = _package_version()
         self.server_metadata: Final = orjson.dumps(
-            {"name": SERVER_NAME, "version": _package_version(), "extensions": list(EXTENSIONS)}
+            {"name": SERVER_NAME, "version": self.server_version, "extensions": list(EXTENSIONS)}
         )
         self.model_metadata: bytes | None = None  # set and cleared with `model`
         self._draining = False

@@ -164,7 +164,7 @@ class InferenceExchange:
         refusal = Refusal.QUEUED if model.queue_full() else self._enter(weight)
         if refusal is not None:
             try:
-                status, message = self._refusal_answer(refusal)
+                status, message = self.refusal_answer(refusal)
                 return await self._refuse(
                     receive, send, status, message, task=task, unsent=unsent, small=declared
                 )
@@ -202,10 +202,10 @@ class InferenceExchange:
                 return await self._refuse(receive, send, exc.status, exc.message, task=task)
             return await answer(send, exc.status, error_body(exc.message), *self._answer_headers)
         except BodyRefused as exc:
-            status, message = self._refusal_answer(exc.refusal)
+            status, message = self.refusal_answer(exc.refusal)
             return await self._refuse(receive, send, status, message, task=task)
         except QueueFull:  # it filled while this request's body was read and decoded
-            status, message = self._refusal_answer(Refusal.QUEUED)
+            status, message = self.refusal_answer(Refusal.QUEUED)
             return await answer(send, status, error_body(message), *self._answer_headers)
         except InputRejected as exc:
             message = f"the model rejected the input: {exc}"
@@ -225,7 +225,9 @@ class InferenceExchange:
             self._leave(weight if growth is None else growth.weight)
             deadlines.disarm(task)
 
-    def _refusal_answer(self, refusal: Refusal) -> tuple[int, str]:
+    def refusal_answer(self, refusal: Refusal) -> tuple[int, str]:
+        """The status and message of a refused request, the shed ones counted by bound;
+        the gRPC service (`grpc_server.py`) answers its refusals with them too."""
         if refusal is Refusal.TOO_HEAVY:
             return 413, (
                 "the request body weighs more, once decoded, than this server may hold for all "
