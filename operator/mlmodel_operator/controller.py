@@ -191,6 +191,7 @@ class Controller:
             disruption_budgets=frozenset(
                 n for kind, n in world.owned if kind == "PodDisruptionBudget"
             ),
+            routes=frozenset(key for key in world.owned if key[0] in {a.kind for a in apis}),
             metrics=reader.latest((namespace, name)),
             taken=world.taken,
             route=world.route,

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mlmodel_operator.naming import (
+    GRPC_PORT,
     HTTP_PORT,
     MODEL_LABEL,
     REVISION_LABEL,
@@ -106,6 +107,8 @@ def _serve_args(ref: ModelRef, spec: MLModelSpec, revision: str) -> list[str]:
         f"--max-batch-size={serving.batching.max_batch_size}",
         f"--max-batch-delay-ms={serving.batching.max_delay_ms:g}",
         f"--drift-max-features={serving.drift_features}",
+        # Only when asked: an argument added for everyone would change every revision.
+        *([f"--grpc-port={GRPC_PORT}"] if serving.grpc else []),
         # On SIGTERM keep answering (unready) while endpoints and gateways stop sending
         # here, then finish what is in flight: no request is refused during a rollout.
         f"--shutdown-delay-s={SHUTDOWN_DELAY_S}",
@@ -222,7 +225,14 @@ def pod_template(
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["mlmodel-runtime"],
         "args": _serve_args(ref, spec, revision),
-        "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
+        "ports": [
+            {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
+            *(
+                [{"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"}]
+                if serving.grpc
+                else []
+            ),
+        ],
         "readinessProbe": _probe("/v2/health/ready", period=2, failures=2),
         "livenessProbe": _probe("/v2/health/live", period=10, failures=3),
         # A server that exits at start says why in its log's last line: status quotes it.
@@ -300,30 +310,43 @@ def deployment(
     }
 
 
-def service(ref: ModelRef, name: str, selector: dict[str, str]) -> dict[str, Any]:
+# The gRPC port speaks HTTP/2 without TLS: gateways (Gateway API's GRPCRoute backends,
+# Traefik, Envoy) read appProtocol to open h2c connections to it.
+_GRPC_SERVICE_PORT = {
+    "name": "grpc",
+    "port": GRPC_PORT,
+    "targetPort": "grpc",
+    "protocol": "TCP",
+    "appProtocol": "kubernetes.io/h2c",
+}
+
+
+def service(
+    ref: ModelRef, name: str, selector: dict[str, str], *, grpc: bool = False
+) -> dict[str, Any]:
+    ports = [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}]
+    if grpc:
+        ports.append(dict(_GRPC_SERVICE_PORT))
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": owned_metadata(ref, name, base_labels(ref.name)),
-        "spec": {
-            "type": "ClusterIP",
-            "selector": selector,
-            "ports": [
-                {"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}
-            ],
-        },
+        "spec": {"type": "ClusterIP", "selector": selector, "ports": ports},
     }
 
 
-def services(ref: ModelRef, *, stable: str, canary: str | None) -> list[dict[str, Any]]:
+def services(
+    ref: ModelRef, *, stable: str, canary: str | None, grpc: bool = False
+) -> list[dict[str, Any]]:
     """`<name>` selects every revision (the replicas router splits by replica count),
     `<name>-stable` the stable one, `<name>-canary` the canary, or stable when there
-    is none (as Argo Rollouts does), so a router can always name both."""
+    is none (as Argo Rollouts does), so a router can always name both. With `grpc`
+    each also has the gRPC port."""
     model = {MODEL_LABEL: ref.name}
     return [
-        service(ref, ref.name, model),
-        service(ref, f"{ref.name}-stable", {**model, REVISION_LABEL: stable}),
-        service(ref, f"{ref.name}-canary", {**model, REVISION_LABEL: canary or stable}),
+        service(ref, ref.name, model, grpc=grpc),
+        service(ref, f"{ref.name}-stable", {**model, REVISION_LABEL: stable}, grpc=grpc),
+        service(ref, f"{ref.name}-canary", {**model, REVISION_LABEL: canary or stable}, grpc=grpc),
     ]
 
 

@@ -22,6 +22,9 @@ REVISION_LABEL = "mlops.dev/revision"
 VARIANT_LABEL = "mlops.dev/variant"
 
 HTTP_PORT = 8080
+# The runtime's Open Inference Protocol gRPC port (spec.serving.grpc), in the pod and the
+# Services alike.
+GRPC_PORT = 9000
 SERVICE_PORT = 80
 
 

@@ -111,6 +111,8 @@ class Inputs:
     # the weight the cluster carries is read back from it, never assumed.
     route: Mapping[str, Any] | None = None
     disruption_budgets: frozenset[str] = frozenset()  # names that exist
+    # The router's objects this MLModel controls, (kind, name), as listed.
+    routes: frozenset[tuple[str, str]] = frozenset()
     # The latest reading of the metrics reader (None: analysis off or nothing read yet).
     metrics: Reading | None = None
     # Names this MLModel would write that exist and belong to something else:
@@ -256,7 +258,10 @@ def plan(inputs: Inputs) -> Plan:
     result = Plan(
         apply=apply,
         scale=scale,
-        delete=_deletions(ctx, revisions, stable_covered=covered and draining is None),
+        delete=[
+            *_deletions(ctx, revisions, stable_covered=covered and draining is None),
+            *_routes_no_longer_wanted(inputs.routes, apply),
+        ],
         status=status.to_dict(),
         events=events,
         requeue_after=requeue,
@@ -642,7 +647,9 @@ def _objects(
     if candidate:
         apply.append(_deployment(ctx, candidate, "canary", canary_replicas))
     live_canary = candidate if candidate and not revisions.aborted else None
-    apply.extend(desired.services(ctx.ref, stable=stable, canary=live_canary))
+    apply.extend(
+        desired.services(ctx.ref, stable=stable, canary=live_canary, grpc=ctx.spec.serving.grpc)
+    )
     apply.extend(
         ctx.router.desired(
             ctx.ref,
@@ -679,6 +686,15 @@ def _deletions(
         if name != stable_pdb or ctx.spec.serving.replicas <= 1
     )
     return deletions
+
+
+def _routes_no_longer_wanted(
+    routes: frozenset[tuple[str, str]], apply: list[dict[str, Any]]
+) -> list[tuple[str, str]]:
+    """The router's objects this MLModel has that the plan no longer writes: the
+    GRPCRoute of a model whose traffic.gatewayAPI.grpc was turned off."""
+    written_now = {(obj["kind"], obj["metadata"]["name"]) for obj in apply}
+    return sorted(routes - written_now)
 
 
 # --- monitoring ----------------------------------------------------------------------------

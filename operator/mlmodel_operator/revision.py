@@ -22,6 +22,10 @@ REVISION_LENGTH = 10
 def revision_of(spec: MLModelSpec, runtime_image: str) -> str:
     serving = dataclasses.asdict(spec.serving)
     serving.pop("replicas")
+    if not serving["grpc"]:
+        # Added after models were deployed: without it the material is what it was, so
+        # an operator upgrade does not roll every model out again.
+        serving.pop("grpc")
     material: dict[str, Any] = {
         "model": dataclasses.asdict(spec.model),
         "conversion": dataclasses.asdict(spec.conversion),

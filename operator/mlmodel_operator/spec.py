@@ -112,6 +112,8 @@ class Serving:
     # Input features whose histograms the runtime exports for drift (its
     # --drift-max-features): bounded, since each costs ~12 series per pod.
     drift_features: int = 20
+    # The runtime's gRPC service (Open Inference Protocol v2) on naming.GRPC_PORT.
+    grpc: bool = False
 
 
 @dataclass(frozen=True)
@@ -328,12 +330,18 @@ def parse_spec(spec: Mapping[str, Any]) -> MLModelSpec:
         pod_labels=dict(pod_metadata.get("labels") or {}),
         pod_annotations=dict(pod_metadata.get("annotations") or {}),
         drift_features=int(srv.get("driftFeatures", 20)),
+        grpc=bool(srv.get("grpc", False)),
     )
     tr = spec.get("traffic") or {}
     name = str(tr.get("router", "replicas"))
     if name not in REGISTRY:
         raise SpecError(f"traffic.router {name!r} is not one of {', '.join(REGISTRY)}")
     traffic = Traffic(router=name, settings=REGISTRY[name].parse(tr.get(name)))
+    if getattr(traffic.settings, "grpc", False) and not serving.grpc:
+        raise SpecError(
+            f"traffic.{name}.grpc routes the model's gRPC port, which it has only with "
+            "serving.grpc: true"
+        )
     ro = spec.get("rollout") or {}
     steps = _steps(ro.get("steps"))
     if any(step.mirror for step in steps) and not REGISTRY[name].mirrors:

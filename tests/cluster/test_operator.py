@@ -429,6 +429,31 @@ INVALID = [
         {"traffic": {"router": "istio"}},
         "traffic.router istio needs traffic.istio.hosts",
     ),
+    (
+        "grpc-route-without-hostnames",
+        {
+            "serving": {"grpc": True},
+            "traffic": {
+                "router": "gatewayAPI",
+                "gatewayAPI": {"parentRefs": [{"name": "web"}], "grpc": True},
+            },
+        },
+        "traffic.gatewayAPI.grpc needs traffic.gatewayAPI.hostnames",
+    ),
+    (
+        "grpc-route-without-grpc-port",
+        {
+            "traffic": {
+                "router": "gatewayAPI",
+                "gatewayAPI": {
+                    "parentRefs": [{"name": "web"}],
+                    "hostnames": ["i.example"],
+                    "grpc": True,
+                },
+            },
+        },
+        "traffic.gatewayAPI.grpc routes the model's gRPC port, which it has only with serving.grpc",
+    ),
     ("unknown-router", {"traffic": {"router": "nginx"}}, 'Unsupported value: "nginx"'),
     (
         "zero-samples",

@@ -1,7 +1,13 @@
 """Gateway API router: one HTTPRoute `<name>` with a weighted split between the
 `<name>-stable` and `<name>-canary` Services, and header rules that pin a request
 to one side (`x-mlmodel-variant: canary|stable`); parentRefs and hostnames from
-`spec.traffic.gatewayAPI`. Every rule matches the model's inference paths only."""
+`spec.traffic.gatewayAPI`. Every rule matches the model's inference paths only.
+
+With `grpc: true` (and the runtime's gRPC port, `spec.serving.grpc`) a GRPCRoute
+`<name>` carries the same weights and pins to the Services' gRPC port. Every model's
+gRPC calls have the same method names (`inference.GRPCInferenceService/ModelInfer`;
+the model is named inside the message), so a GRPCRoute tells models apart by
+hostname alone: it needs `hostnames`, and matches only the service's methods."""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlmodel_operator.errors import SpecError
-from mlmodel_operator.naming import SERVICE_PORT, ModelRef
+from mlmodel_operator.naming import GRPC_PORT, SERVICE_PORT, ModelRef
 from mlmodel_operator.routers import (
     VARIANT_HEADER,
     ApiResource,
@@ -21,6 +27,8 @@ from mlmodel_operator.routers import (
 )
 
 HTTP_ROUTE = ApiResource("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute")
+GRPC_ROUTE = ApiResource("gateway.networking.k8s.io", "v1", "grpcroutes", "GRPCRoute")
+GRPC_SERVICE = "inference.GRPCInferenceService"
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 # Gateway API implementations (GatewayClass controllerName) known to lack the RequestMirror
 # filter, and what happens there: a mirror step is refused rather than written.
@@ -49,10 +57,11 @@ def mirror_refusal(controllers: tuple[str, ...]) -> str:
 class GatewaySettings:
     parent_refs: tuple[Mapping[str, Any], ...]  # as the Gateway API defines them
     hostnames: tuple[str, ...] = ()
+    grpc: bool = False  # a GRPCRoute too
 
 
-def _backend(name: str, weight: int | None = None) -> dict[str, Any]:
-    ref: dict[str, Any] = {"kind": "Service", "name": name, "port": SERVICE_PORT}
+def _backend(name: str, weight: int | None = None, port: int = SERVICE_PORT) -> dict[str, Any]:
+    ref: dict[str, Any] = {"kind": "Service", "name": name, "port": port}
     if weight is not None:
         ref["weight"] = weight
     return ref
@@ -61,17 +70,27 @@ def _backend(name: str, weight: int | None = None) -> dict[str, Any]:
 class GatewayApiRouter:
     name = "gatewayAPI"
     api: ApiResource | None = HTTP_ROUTE
-    extra_apis: tuple[ApiResource, ...] = ()
+    # Listed with the HTTPRoute so that a GRPCRoute no longer asked for is deleted; the
+    # GRPCRoute CRD is in the Gateway API's standard channel since v1.1.
+    extra_apis: tuple[ApiResource, ...] = (GRPC_ROUTE,)
     mirrors = True  # the RequestMirror filter (with percent: standard CRDs of v1.4, v1.6)
 
     def parse(self, raw: Mapping[str, Any] | None) -> GatewaySettings:
         raw = raw or {}
         if not raw.get("parentRefs"):
             raise SpecError("traffic.router gatewayAPI needs traffic.gatewayAPI.parentRefs")
-        return GatewaySettings(
+        settings = GatewaySettings(
             parent_refs=tuple(dict(p) for p in raw["parentRefs"]),
             hostnames=tuple(str(h) for h in raw.get("hostnames") or ()),
+            grpc=bool(raw.get("grpc", False)),
         )
+        if settings.grpc and not settings.hostnames:
+            raise SpecError(
+                "traffic.gatewayAPI.grpc needs traffic.gatewayAPI.hostnames: every model's gRPC "
+                "calls have the same method names, so a GRPCRoute tells models apart by "
+                "hostname"
+            )
+        return settings
 
     def attachments(self, settings: GatewaySettings, namespace: str) -> Attachments:
         return Attachments(
@@ -119,7 +138,10 @@ class GatewayApiRouter:
         }
         if settings.hostnames:
             spec["hostnames"] = list(settings.hostnames)
-        return [owned(ref, HTTP_ROUTE, spec)]
+        routes = [owned(ref, HTTP_ROUTE, spec)]
+        if settings.grpc:
+            routes.append(owned(ref, GRPC_ROUTE, _grpc_spec(ref, settings, canary_weight)))
+        return routes
 
     def effective_weight(
         self, *, applied: Mapping[str, Any] | None, stable_ready: int, canary_ready: int
@@ -139,3 +161,31 @@ class GatewayApiRouter:
                 return 0
             return round(100 * weights.get(f"{name}-canary", 0) / total)
         return None
+
+
+def _grpc_spec(ref: ModelRef, settings: GatewaySettings, canary_weight: int) -> dict[str, Any]:
+    """The GRPCRoute's spec: the HTTPRoute's rules for the service's methods, to the
+    Services' gRPC port. GRPCRoute has no RequestMirror with percent in the standard
+    channel, and mirror steps copy HTTP requests only (docs/rollouts.md)."""
+    stable, canary = f"{ref.name}-stable", f"{ref.name}-canary"
+    method = {"method": {"type": "Exact", "service": GRPC_SERVICE}}
+
+    def pinned(variant: str, service: str) -> dict[str, Any]:
+        header = {"type": "Exact", "name": VARIANT_HEADER, "value": variant}
+        return {
+            "matches": [{**method, "headers": [header]}],
+            "backendRefs": [_backend(service, port=GRPC_PORT)],
+        }
+
+    split = {
+        "matches": [method],
+        "backendRefs": [
+            _backend(stable, 100 - canary_weight, GRPC_PORT),
+            _backend(canary, canary_weight, GRPC_PORT),
+        ],
+    }
+    return {
+        "parentRefs": [dict(p) for p in settings.parent_refs],
+        "hostnames": list(settings.hostnames),
+        "rules": [pinned("canary", canary), pinned("stable", stable), split],
+    }

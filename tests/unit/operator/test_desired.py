@@ -520,3 +520,35 @@ def test_a_parity_reference_is_fetched_beside_the_model_and_found_there_by_conve
         f"--reference-sha256={'cd' * 32}",
     ]
     assert not [a for a in convert["args"] if a.startswith("--reference")]
+
+
+# --- gRPC ------------------------------------------------------------------------------------
+
+
+def test_grpc_is_off_unless_asked() -> None:
+    *_, serve = containers(build())
+    assert not any(arg.startswith("--grpc-port") for arg in serve["args"])
+    assert [p["name"] for p in serve["ports"]] == ["http"]
+
+
+def test_serving_grpc_opens_the_runtimes_grpc_port() -> None:
+    *_, serve = containers(build(serving={"grpc": True}))
+    assert "--grpc-port=9000" in serve["args"]
+    assert serve["ports"] == [
+        {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+        {"name": "grpc", "containerPort": 9000, "protocol": "TCP"},
+    ]
+
+
+def test_grpc_services_have_an_h2c_port() -> None:
+    for service in services(REF, stable=REVISION, canary=None, grpc=True):
+        assert service["spec"]["ports"] == [
+            {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
+            {
+                "name": "grpc",
+                "port": 9000,
+                "targetPort": "grpc",
+                "protocol": "TCP",
+                "appProtocol": "kubernetes.io/h2c",
+            },
+        ]

@@ -114,6 +114,7 @@ def run(
     route: Mapping[str, Any] | None = None,
     gateway_controllers: tuple[str, ...] = (),
     webhook_answers: Mapping[str, Answer] | None = None,
+    routes: frozenset[tuple[str, str]] = frozenset(),
 ) -> Plan:
     return plan(
         Inputs(
@@ -133,6 +134,7 @@ def run(
             route=route,
             gateway_controllers=gateway_controllers,
             webhook_answers=webhook_answers or {},
+            routes=routes,
         )
     )
 
@@ -277,6 +279,20 @@ def test_a_disruption_budget_guards_the_stable_only_when_it_has_several_replicas
     result = run(spec, observed={R1: Observed(deployment(replicas))}, disruption_budgets=existing)
     assert (("PodDisruptionBudget", f"iris-{R1}") in applied(result)) is applies_pdb
     assert result.delete == deletes
+
+
+def test_a_grpc_route_is_written_with_grpc_and_deleted_when_it_is_turned_off() -> None:
+    spec = model_spec("v1", router="gatewayAPI")
+    spec["serving"]["grpc"] = True
+    spec["traffic"]["gatewayAPI"]["grpc"] = True
+    on = run(spec, observed={R1: Observed(deployment(4))})
+    assert ("GRPCRoute", "iris") in applied(on)
+    assert ("HTTPRoute", "iris") in applied(on)
+    off = model_spec("v1", router="gatewayAPI")
+    owned = frozenset({("HTTPRoute", "iris"), ("GRPCRoute", "iris")})
+    result = run(off, observed={R1: Observed(deployment(4))}, routes=owned)
+    assert ("GRPCRoute", "iris") not in applied(result)
+    assert result.delete == [("GRPCRoute", "iris")]
 
 
 # --- a canary ---------------------------------------------------------------------------------

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
+from mlmodel_operator.errors import SpecError
 from mlmodel_operator.naming import ModelRef
-from mlmodel_operator.routers import ApiResource, router_for
+from mlmodel_operator.routers import ApiResource, apis_of, router_for
 from mlmodel_operator.routers.gatewayapi import GatewayApiRouter
 from mlmodel_operator.routers.istio import IstioRouter
 from mlmodel_operator.routers.replicas import ReplicasRouter
@@ -342,3 +344,54 @@ def test_a_virtual_service_without_a_split_route_has_no_weight() -> None:
     service = virtual_service(10)
     del service["spec"]["http"][2]
     assert applied_weight(IstioRouter(), service) is None
+
+
+# --- gatewayAPI: gRPC -------------------------------------------------------------------------
+
+GRPC_GATEWAY = {**GATEWAY, "grpc": True}
+
+
+def test_without_grpc_the_gateway_router_writes_only_the_http_route() -> None:
+    router = GatewayApiRouter()
+    assert [o["kind"] for o in router.desired(REF, router.parse(GATEWAY), canary_weight=10)] == [
+        "HTTPRoute"
+    ]
+
+
+@pytest.mark.parametrize("weight", WEIGHTS)
+def test_the_grpc_route_carries_the_http_routes_weights_and_pins(weight: int) -> None:
+    router = GatewayApiRouter()
+    http, grpc = router.desired(REF, router.parse(GRPC_GATEWAY), canary_weight=weight)
+    assert grpc["apiVersion"] == "gateway.networking.k8s.io/v1"
+    assert grpc["kind"] == "GRPCRoute"
+    assert grpc["metadata"]["name"] == "iris"
+    assert grpc["metadata"]["ownerReferences"] == [OWNER]
+    spec = grpc["spec"]
+    assert spec["parentRefs"] == GATEWAY["parentRefs"]
+    assert spec["hostnames"] == ["iris.example.com"]
+    method = {"method": {"type": "Exact", "service": "inference.GRPCInferenceService"}}
+    canary_pin, stable_pin, split = spec["rules"]
+    for rule, variant, service in (
+        (canary_pin, "canary", "iris-canary"),
+        (stable_pin, "stable", "iris-stable"),
+    ):
+        header = {"type": "Exact", "name": "x-mlmodel-variant", "value": variant}
+        assert rule["matches"] == [{**method, "headers": [header]}]
+        assert rule["backendRefs"] == [{"kind": "Service", "name": service, "port": 9000}]
+    assert split["matches"] == [method]
+    assert split["backendRefs"] == [
+        {"kind": "Service", "name": "iris-stable", "port": 9000, "weight": 100 - weight},
+        {"kind": "Service", "name": "iris-canary", "port": 9000, "weight": weight},
+    ]
+    # The weight read back (from the HTTPRoute) is the one both routes carry.
+    assert applied_weight(router, http) == weight
+
+
+def test_grpc_routes_need_hostnames() -> None:
+    router = GatewayApiRouter()
+    with pytest.raises(SpecError, match=re.escape("grpc needs traffic.gatewayAPI.hostnames")):
+        router.parse({"parentRefs": GATEWAY["parentRefs"], "grpc": True})
+
+
+def test_the_gateway_router_lists_grpc_routes_so_an_unwanted_one_is_deleted() -> None:
+    assert [api.kind for api in apis_of(GatewayApiRouter())] == ["HTTPRoute", "GRPCRoute"]

@@ -289,3 +289,28 @@ def test_a_parity_reference_that_cannot_work_is_refused(
 ) -> None:
     with pytest.raises(SpecError, match=re.escape(message)):
         parse_spec({"model": {"uri": URI, **model}, "conversion": {"reference": reference}})
+
+
+def test_grpc_is_read_and_changes_the_revision_only_when_on() -> None:
+    assert parse_spec(spec()).serving.grpc is False
+    assert parse_spec(spec(serving={"grpc": True})).serving.grpc is True
+    # The revision of a model without gRPC is what it was before the field existed
+    # (computed with the operator of the commit before it), so an upgrade rolls nothing.
+    assert revision_of(parse_spec(spec(serving={"workers": 2})), "image") == "c07d61eb2d"
+    assert revision_of(parse_spec(spec(serving={"workers": 2, "grpc": True})), "image") != (
+        "c07d61eb2d"
+    )
+
+
+def test_a_grpc_route_needs_the_grpc_port() -> None:
+    traffic = {
+        "router": "gatewayAPI",
+        "gatewayAPI": {
+            "parentRefs": [{"name": "web"}],
+            "hostnames": ["iris.example.com"],
+            "grpc": True,
+        },
+    }
+    with pytest.raises(SpecError, match=re.escape("only with serving.grpc: true")):
+        parse_spec(spec(traffic=traffic))
+    assert parse_spec(spec(traffic=traffic, serving={"grpc": True})).traffic.settings.grpc
