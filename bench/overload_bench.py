@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -50,26 +49,11 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 import serve_bench  # noqa: E402  (a sibling script, not a package)
+from gobuild import go_binary  # noqa: E402
 
 ROOT = BENCH.parent
-OPENLOOP = BENCH / "openloop"
 CONNECTIONS = 1000
 HERE = "this checkout"
-
-
-def openloop_binary() -> Path:
-    """bench/openloop built with the machine's Go, cached by the hash of its source."""
-    digest = hashlib.sha256()
-    for name in ("go.mod", "main.go"):
-        digest.update((OPENLOOP / name).read_bytes())
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    binary = base / "mlmodel-operator" / "bench" / f"openloop-{digest.hexdigest()[:12]}"
-    if not binary.exists():
-        binary.parent.mkdir(parents=True, exist_ok=True)
-        print(f"building {binary}", flush=True)
-        env = {**os.environ, "CGO_ENABLED": "0"}
-        subprocess.run(["go", "build", "-o", str(binary), "."], cwd=OPENLOOP, env=env, check=True)
-    return binary
 
 
 def build_mlp(work: Path) -> tuple[Path, dict[str, Any]]:
@@ -315,7 +299,7 @@ def main() -> None:
                     runs[:] = [{**summary(r["raw"], []), "rss_mib": r["rss_mib"]} for r in runs]
         write_doc(section(report))
         return
-    binary = openloop_binary()
+    binary = go_binary("openloop")
     work = Path(tempfile.mkdtemp(prefix="overload-bench-"))
     logs = work / "logs"
     logs.mkdir()

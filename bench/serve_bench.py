@@ -1,11 +1,13 @@
-"""Serving benchmark: `mlmodel-runtime serve` against MLServer and a raw ONNX Runtime floor.
+"""Serving benchmark: `mlmodel-runtime serve` against MLServer, KServe and a raw ONNX floor.
 
     .venv/bin/python bench/serve_bench.py [--runs 3] [--seconds 10] [--write-doc]
-        [--baseline DIR] [--only NAME ...]
+        [--baseline DIR] [--only NAME ...] [--skip-mlserver] [--skip-kserve]
 
 Trains one 50-tree RandomForest on iris; saves it with joblib for MLServer 1.7.1 +
-mlserver-sklearn (in bench/.venv-mlserver, created when missing) and converts it
-with skl2onnx for this runtime and for bench/floor_server.py, with a training
+mlserver-sklearn (in bench/.venv-mlserver, created when missing) and for KServe's
+Python model server (bench/kserve_server.py: a `kserve.Model` whose `predict` calls
+the estimator, one worker, in bench/.venv-kserve, created when missing), and converts
+it with skl2onnx for this runtime and for bench/floor_server.py, with a training
 baseline beside it (so this runtime counts input drift, as with a reference). All servers run at
 once on 127.0.0.1 (idle while not measured); for each run, each concurrency
 (1, 16, 64) and each server in turn, wrk posts the same v2 request for the given
@@ -18,8 +20,9 @@ the "Serving" section of docs/benchmarks.md with the table.
 `--baseline DIR` adds the runtime of another checkout (DIR/operator and
 DIR/runtime on PYTHONPATH, e.g. the unmodified main branch) as one more server,
 measured in turn with the others, for a side-by-side comparison on a busy
-machine; `--only` keeps just the named servers (e.g. `mlmodel-runtime
-mlmodel-runtime-baseline`).
+machine; `--only` keeps just the named servers (of mlmodel-runtime,
+mlmodel-runtime-2w, mlmodel-runtime-baseline, floor, mlserver, mlserver-batching
+and kserve; e.g. `mlmodel-runtime mlmodel-runtime-baseline`).
 """
 
 from __future__ import annotations
@@ -40,16 +43,35 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from gobuild import go_binary
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 MLSERVER_VENV = BENCH / ".venv-mlserver"
 # MLServer 1.7.1 workers call asyncio.get_event_loop() in a fresh process, which
 # uvloop >= 0.22 refuses; 0.21 is the last release it works with.
 MLSERVER_PACKAGES = ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop==0.21.0"]
-BODY = {
+KSERVE_VENV = BENCH / ".venv-kserve"
+KSERVE_VERSION = "0.21.0"
+# KServe 0.21.0 (the release on PyPI when this peer was added) starts as installed; its
+# requirements are ranges (some without an upper bound), so the web stack it serves with
+# is pinned to the versions it was measured with, for figures that can be compared later.
+# scikit-learn, joblib and NumPy are those of the interpreter running this script, which
+# fits and pickles the forest: a scikit-learn pickle is only sure to load in the same
+# version (see kserve_packages).
+KSERVE_PACKAGES = [
+    f"kserve=={KSERVE_VERSION}",
+    "fastapi==0.165.0",
+    "starlette==1.10.0",
+    "uvicorn==0.54.0",
+    "uvloop==0.23.0",
+    "httptools==0.9.0",
+]
+BODY: dict[str, Any] = {
     "inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}]
 }
 CONCURRENCIES = (1, 16, 64)
+GRPC_CONCURRENCY = 64
 
 
 @dataclass
@@ -64,6 +86,7 @@ class Target:
     env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     log: Path | None = None
+    grpc_port: int | None = None  # its Open Inference Protocol gRPC port, if measured
 
 
 def free_port() -> int:
@@ -95,8 +118,40 @@ def ensure_mlserver_venv() -> Path:
     return MLSERVER_VENV / "bin" / "mlserver"
 
 
+def kserve_packages() -> list[str]:
+    from importlib.metadata import version
+
+    pickled = [f"{name}=={version(name)}" for name in ("scikit-learn", "joblib", "numpy")]
+    return [*KSERVE_PACKAGES, *pickled]
+
+
+def ensure_kserve_venv() -> Path:
+    python = KSERVE_VENV / "bin" / "python"
+    packages = kserve_packages()
+    if not python.exists():
+        print(f"creating {KSERVE_VENV} with {' '.join(packages)}", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(KSERVE_VENV)], check=True)
+        # Keep the venv out of git without a line in .gitignore (as venv does from 3.13).
+        (KSERVE_VENV / ".gitignore").write_text("*\n")
+    names = [p.split("==")[0] for p in packages]
+    check = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import sys; from importlib.metadata import version; "
+            "print(' '.join(f'{n}=={version(n)}' for n in sys.argv[1:]))",
+            *names,
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if check.returncode != 0 or check.stdout.split() != packages:
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *packages], check=True)
+    return python
+
+
 def build_models(work: Path) -> tuple[Path, Path]:
-    """The same fitted forest as joblib (for MLServer) and as an ONNX model dir (for us)."""
+    """The same fitted forest as joblib (MLServer, KServe) and as an ONNX model dir (for us)."""
     import hashlib
 
     import joblib
@@ -155,7 +210,7 @@ def mlserver_target(
     settings = {
         "host": "127.0.0.1",
         "http_port": port,
-        "grpc_port": free_port(),
+        "grpc_port": (grpc_port := free_port()),
         "metrics_port": free_port(),
         "debug": False,
     }
@@ -175,6 +230,33 @@ def mlserver_target(
         infer_path="/v2/models/iris/infer",
         ready_path="/v2/models/iris/ready",
         cwd=repo,
+        grpc_port=grpc_port,
+    )
+
+
+def kserve_target(name: str, label: str, python: Path, model: Path) -> Target:
+    """KServe's ModelServer (bench/kserve_server.py): REST on 127.0.0.1, one worker, no gRPC."""
+    port = free_port()
+    return Target(
+        name=name,
+        label=label,
+        command=[
+            str(python),
+            str(BENCH / "kserve_server.py"),
+            "--model_name",
+            "iris",
+            "--model_path",
+            str(model),
+            "--http_port",
+            str(port),
+            "--workers",
+            "1",
+            "--enable_grpc",
+            "false",
+        ],
+        port=port,
+        infer_path="/v2/models/iris/infer",
+        ready_path="/v2/models/iris/ready",
     )
 
 
@@ -270,6 +352,55 @@ def run_wrk(
     return result
 
 
+def grpc_body(work: Path) -> Path:
+    """The gRPC ModelInferRequest of BODY (typed contents, as grpcurl and KServe's
+    client send them), serialized for bench/grpcload."""
+    from mlmodel_runtime.serve.oip import grpc_predict_v2_pb2 as pb
+
+    [tensor] = BODY["inputs"]
+    request = pb.ModelInferRequest(model_name="iris")
+    request.inputs.add(
+        name=tensor["name"], datatype=tensor["datatype"], shape=tensor["shape"]
+    ).contents.fp32_contents.extend(float(v) for v in tensor["data"])
+    path = work / "body.grpc"
+    path.write_bytes(request.SerializeToString())
+    return path
+
+
+def run_grpcload(
+    binary: Path, target: Target, concurrency: int, seconds: float, body: Path
+) -> dict[str, Any]:
+    """bench/grpcload: `concurrency` HTTP/2 connections with one call in flight each."""
+    load_before = os.getloadavg()[0]
+    done = subprocess.run(
+        [
+            str(binary),
+            "-address",
+            f"127.0.0.1:{target.grpc_port}",
+            "-body",
+            str(body),
+            "-connections",
+            str(concurrency),
+            "-seconds",
+            str(seconds),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    out: dict[str, Any] = json.loads(done.stdout)
+    return {
+        "rps": out["rps"],
+        "p50_us": out["latency_ms"]["p50"] * 1000,
+        "p99_us": out["latency_ms"]["p99"] * 1000,
+        "non2xx": sum(n for code, n in out["codes"].items() if code != "OK"),
+        "socket_errors": 0,
+        "timeouts": 0,
+        "load1_before": load_before,
+        "load1_after": os.getloadavg()[0],
+    }
+
+
 def summarize(results: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for name, by_conc in results.items():
@@ -292,6 +423,8 @@ LABELS = {
     "floor": "floor: raw ASGI + onnxruntime",
     "mlserver": "MLServer 1.7.1 (defaults)",
     "mlserver-batching": "MLServer 1.7.1 (adaptive batching 32 / 5 ms)",
+    "kserve": f"KServe {KSERVE_VERSION} (kserve.Model, 1 worker)",
+    "mlmodel-runtime-grpc": "mlmodel-runtime serve --grpc-port (batching on, defaults)",
 }
 
 
@@ -320,18 +453,41 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def grpc_table(report: dict[str, Any]) -> str:
+    """gRPC at GRPC_CONCURRENCY, one row per server that was measured over gRPC."""
+    grpc = report.get("grpc_summary") or {}
+    if not grpc:
+        return ""
+    labels = report.get("labels", LABELS)
+    lines = [
+        "| server, gRPC | conc. | calls/s | p50 ms | p99 ms | errors | REST req/s, same conc. |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, by_conc in grpc.items():
+        row = by_conc.get(GRPC_CONCURRENCY, by_conc.get(str(GRPC_CONCURRENCY)))
+        rest = _cell(report, name, GRPC_CONCURRENCY)["rps"]
+        lines.append(
+            f"| {labels.get(name, name)} | {GRPC_CONCURRENCY} | {row['rps']:,.0f} | "
+            f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['errors']} | {rest:,.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def headline(report: dict[str, Any]) -> str:
-    """Concurrency-64 ratios of one run: share of the floor, multiple of MLServer's best."""
+    """Concurrency-64 ratios of one run: share of the floor, multiples of MLServer and KServe."""
     ours = _cell(report, "mlmodel-runtime", 64)
-    parts = [f"p99 {ours['p99_ms']:.1f} ms"]
+    parts = []
     if "floor" in report["summary"]:
-        parts.insert(0, f"{ours['rps'] / _cell(report, 'floor', 64)['rps']:.0%} of the floor")
+        parts.append(f"{ours['rps'] / _cell(report, 'floor', 64)['rps']:.0%} of the floor")
     best = max(
         (_cell(report, n, 64)["rps"] for n in report["summary"] if n.startswith("mlserver")),
         default=0.0,
     )
     if best:
-        parts.insert(1, f"{ours['rps'] / best:.1f}x MLServer's best")
+        parts.append(f"{ours['rps'] / best:.1f}x MLServer's best")
+    if "kserve" in report["summary"]:
+        parts.append(f"{ours['rps'] / _cell(report, 'kserve', 64)['rps']:.1f}x KServe")
+    parts.append(f"p99 {ours['p99_ms']:.1f} ms")
     if "mlmodel-runtime-2w" in report["summary"] and "floor" in report["summary"]:
         two = _cell(report, "mlmodel-runtime-2w", 64)
         floor = _cell(report, "floor", 64)
@@ -348,7 +504,12 @@ def section(reports: list[dict[str, Any]]) -> str:
     lines = [
         f"Measured {main['started']} with `bench/serve_bench.py --runs {main['runs']} "
         f"--seconds {main['seconds']:g}`: the same 50-tree RandomForest on iris, one v2 JSON "
-        "request of one row, wrk on 127.0.0.1 (1 thread at concurrency 1, else 2). Medians of "
+        "request of one row, wrk on 127.0.0.1 (1 thread at concurrency 1, else 2). MLServer "
+        "and KServe serve the joblib-saved forest as their users would: MLServer's "
+        f"mlserver-sklearn runtime, and KServe {KSERVE_VERSION}'s Python model server with "
+        "one worker and a `kserve.Model` whose `predict` calls the estimator "
+        "(`bench/kserve_server.py`); this runtime and the floor serve its ONNX conversion. "
+        "Medians of "
         f"{main['runs']} runs; servers measured in turn within each run. The load generator "
         "shares the 2 cores with the servers. **The machine was busy**: load average (1 min) "
         f"before each measurement: median {main['load1_median']:.1f}, max "
@@ -357,9 +518,17 @@ def section(reports: list[dict[str, Any]]) -> str:
         "",
         table(main),
         "",
+        "Over gRPC (the Open Inference Protocol's `ModelInfer`, the same one-row request "
+        "as typed contents), from `bench/grpcload` (Go; one HTTP/2 connection per "
+        "concurrent call, the counterpart of wrk's connections). MLServer serves gRPC on "
+        "its default settings; KServe is left out (its gRPC server binds every address, "
+        "`[::]`, and this benchmark keeps every server on 127.0.0.1):",
+        "",
+        grpc_table(main),
+        "",
         "Targets at concurrency 64: at least 10x MLServer's best throughput, p99 at most "
-        "15 ms, at least 70% of the floor's throughput. Every run so far (ours / floor and "
-        "ours / best MLServer within the same run):",
+        "15 ms, at least 70% of the floor's throughput. Every run so far (ours / floor, "
+        "ours / best MLServer and ours / KServe within the same run):",
         "",
     ]
     for report in reports:
@@ -370,8 +539,9 @@ def section(reports: list[dict[str, Any]]) -> str:
     lines += [
         "",
         "RSS is measured after the runs, per process (MLServer: the server, its "
-        "inference-pool worker and the multiprocessing helper; `--workers 2`: the "
-        "supervisor, the multiprocessing helper and the two workers). Raw figures: "
+        "inference-pool worker and the multiprocessing helper; KServe: its one process; "
+        "`--workers 2`: the supervisor, the multiprocessing helper and the two workers). "
+        "Raw figures: "
         "`bench/results/serve-*.json`.",
     ]
     return "\n".join(lines)
@@ -394,6 +564,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--warmup-seconds", type=int, default=3)
     parser.add_argument("--skip-mlserver", action="store_true")
+    parser.add_argument("--skip-kserve", action="store_true")
     parser.add_argument("--write-doc", action="store_true")
     parser.add_argument("--baseline", type=Path, help="another checkout to measure side by side")
     parser.add_argument("--only", nargs="+", help="measure only these servers")
@@ -411,6 +582,8 @@ def main() -> None:
     wanted = args.only or list(LABELS)
     skip_mlserver = args.skip_mlserver or not any(n.startswith("mlserver") for n in wanted)
     mlserver = None if skip_mlserver else ensure_mlserver_venv()
+    skip_kserve = args.skip_kserve or "kserve" not in wanted
+    kserve = None if skip_kserve else ensure_kserve_venv()
 
     work = Path(tempfile.mkdtemp(prefix="serve-bench-"))
     logs = work / "logs"
@@ -438,6 +611,11 @@ def main() -> None:
         )
 
     targets = [ours("mlmodel-runtime", []), ours("mlmodel-runtime-2w", ["--workers", "2"])]
+    # The same server with its gRPC port on: measured over gRPC, and over REST to show
+    # what an idle gRPC service costs REST.
+    grpc_port = free_port()
+    targets.append(ours("mlmodel-runtime-grpc", ["--grpc-port", str(grpc_port)]))
+    targets[-1].grpc_port = grpc_port
     if args.baseline is not None:
         targets.insert(1, ours("mlmodel-runtime-baseline", [], args.baseline))
     targets.append(
@@ -465,11 +643,20 @@ def main() -> None:
                 {"max_batch_size": 32, "max_batch_time": 0.005},
             )
         )
+    if kserve is not None:
+        model = mlserver_root / "iris" / "model.joblib"
+        targets.append(kserve_target("kserve", LABELS["kserve"], kserve, model))
     if args.only:
         targets = [t for t in targets if t.name in args.only]
     results: dict[str, dict[int, list[dict[str, Any]]]] = {
         t.name: {c: [] for c in CONCURRENCIES} for t in targets
     }
+    grpc_targets = [t for t in targets if t.grpc_port is not None]
+    grpc_results: dict[str, dict[int, list[dict[str, Any]]]] = {
+        t.name: {GRPC_CONCURRENCY: []} for t in grpc_targets
+    }
+    grpcload = go_binary("grpcload") if grpc_targets else None
+    grpc_request = grpc_body(work)
     memory: dict[str, Any] = {}
     started = time.time()
     try:
@@ -479,6 +666,8 @@ def main() -> None:
             wait_ready(target)
         for target in targets:
             run_wrk(wrk, target, 16, args.warmup_seconds, body)
+            if target.grpc_port is not None and grpcload is not None:
+                run_grpcload(grpcload, target, 16, args.warmup_seconds, grpc_request)
         for run in range(args.runs):
             # Every other run in reverse order, so that no server is always measured first.
             ordered = targets if run % 2 == 0 else targets[::-1]
@@ -492,6 +681,18 @@ def main() -> None:
                         f"p99 {result['p99_us'] / 1000:7.2f} ms load {result['load1_before']:.1f}",
                         flush=True,
                     )
+            for target in [t for t in ordered if t.grpc_port is not None]:
+                assert grpcload is not None
+                result = run_grpcload(
+                    grpcload, target, GRPC_CONCURRENCY, args.seconds, grpc_request
+                )
+                grpc_results[target.name][GRPC_CONCURRENCY].append(result)
+                print(
+                    f"run {run + 1} gRPC c={GRPC_CONCURRENCY} {target.name:<18} "
+                    f"{result['rps']:>9,.0f} calls/s p50 {result['p50_us'] / 1000:6.2f} ms "
+                    f"p99 {result['p99_us'] / 1000:7.2f} ms load {result['load1_before']:.1f}",
+                    flush=True,
+                )
         for target in targets:
             assert target.process is not None
             memory[target.name] = rss_kib(target.process.pid)
@@ -508,15 +709,17 @@ def main() -> None:
         "load1_median": statistics.median(loads),
         "load1_max": max(loads),
         "summary": summary,
+        "grpc_summary": summarize(grpc_results),
         "rss_kib": memory,
         "raw": results,
+        "grpc_raw": grpc_results,
     }
     out_dir = BENCH / "results"
     out_dir.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started))
     (out_dir / f"serve-{stamp}.json").write_text(json.dumps(report, indent=1, sort_keys=True))
     report["labels"] = {t.name: t.label for t in targets}
-    text = table(report)
+    text = table(report) + "\n\n" + grpc_table(report)
     print(text)
     print(f"load average (1 min) during the runs: median {report['load1_median']:.1f}, "
           f"max {report['load1_max']:.1f} on {report['cpus']} cores")  # fmt: skip
