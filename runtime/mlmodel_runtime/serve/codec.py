@@ -423,19 +423,10 @@ def decode_infer_request(
         if not isinstance(item, dict):
             raise RequestError('each element of "inputs" must be a JSON object')
         name = item.get("name")
-        pos = rules.input_index.get(name) if isinstance(name, str) else None
-        if pos is None:
-            raise RequestError(
-                f"unknown input name {name!r}; the model's inputs are {_names(specs)}"
-            )
-        if arrays[pos] is not None:
-            raise RequestError(f"input '{name}' appears more than once")
-        spec = specs[pos]
-        _check_datatype(spec, item.get("datatype"))
-        shape = _parse_shape(spec, item.get("shape"))
-        elements += math.prod(shape)
-        if elements > rules.max_elements:
-            raise _too_many(elements, rules.max_elements)
+        pos, spec = input_slot(rules, arrays, name)
+        shape, elements = input_shape(
+            rules, spec, item.get("datatype"), item.get("shape"), elements
+        )
         params = item.get("parameters")
         size = params.get("binary_data_size") if isinstance(params, dict) else None
         if size is not None:
@@ -466,16 +457,51 @@ def decode_infer_request(
         raise RequestError(
             f"the body has {len(binary) - offset} bytes of binary data that no input claims"
         )
+    return assembled(rules, arrays, _requested_outputs(doc, rules), request_id)
+
+
+def input_slot(
+    rules: ModelRules, arrays: Sequence[np.ndarray[Any, Any] | None], name: Any
+) -> tuple[int, TensorSpec]:
+    """Where input `name` goes among the model's inputs (`arrays` holds those decoded so
+    far); a RequestError for an unknown or repeated name. Shared by the REST and gRPC
+    decoders (`grpc_codec.py`), as the two functions below are."""
+    pos = rules.input_index.get(name) if isinstance(name, str) else None
+    if pos is None:
+        raise RequestError(
+            f"unknown input name {name!r}; the model's inputs are {_names(rules.inputs)}"
+        )
+    if arrays[pos] is not None:
+        raise RequestError(f"input '{name}' appears more than once")
+    return pos, rules.inputs[pos]
+
+
+def input_shape(
+    rules: ModelRules, spec: TensorSpec, datatype: Any, shape: Any, elements: int
+) -> tuple[tuple[int, ...], int]:
+    """An input's shape, checked with its datatype against the model, and the elements of
+    the request so far with it, checked against --max-request-elements."""
+    _check_datatype(spec, datatype)
+    parsed = _parse_shape(spec, shape)
+    elements += math.prod(parsed)
+    if elements > rules.max_elements:
+        raise _too_many(elements, rules.max_elements)
+    return parsed, elements
+
+
+def assembled(
+    rules: ModelRules,
+    arrays: list[np.ndarray[Any, Any] | None],
+    outputs: tuple[tuple[int, bool], ...],
+    request_id: Any,
+) -> InferRequest:
+    """The decoded request, once every input of the model is there."""
+    specs = rules.inputs
     missing = [spec.name for spec, arr in zip(specs, arrays, strict=True) if arr is None]
     if missing:
         raise RequestError(f"missing input(s) {missing}; the model's inputs are {_names(specs)}")
     complete: list[np.ndarray[Any, Any]] = arrays  # type: ignore[assignment]
-    return InferRequest(
-        arrays=complete,
-        rows=_first_rows(complete),
-        outputs=_requested_outputs(doc, rules),
-        id=request_id,
-    )
+    return InferRequest(arrays=complete, rows=_first_rows(complete), outputs=outputs, id=request_id)
 
 
 def _requested_outputs(doc: dict[str, Any], rules: ModelRules) -> tuple[tuple[int, bool], ...]:

@@ -26,13 +26,12 @@ from mlmodel_runtime.serve.codec import (
     ModelRules,
     RequestError,
     _binary_blob,
-    _check_datatype,
     _check_finite,
-    _first_rows,
     _names,
-    _parse_shape,
-    _too_many,
+    assembled,
     decode_binary_data,
+    input_shape,
+    input_slot,
 )
 from mlmodel_runtime.serve.oip import grpc_predict_v2_pb2 as pb
 
@@ -84,24 +83,12 @@ def decode_model_infer(request: pb.ModelInferRequest, rules: ModelRules) -> Infe
             f"raw_input_contents has {len(raw)} entries for {len(inputs)} inputs: it carries "
             "every input, in the order of `inputs`, or none"
         )
-    specs = rules.inputs
-    arrays: list[np.ndarray[Any, Any] | None] = [None] * len(specs)
+    arrays: list[np.ndarray[Any, Any] | None] = [None] * len(rules.inputs)
     elements = 0
     for i, tensor in enumerate(inputs):
         name = tensor.name
-        pos = rules.input_index.get(name)
-        if pos is None:
-            raise RequestError(
-                f"unknown input name {name!r}; the model's inputs are {_names(specs)}"
-            )
-        if arrays[pos] is not None:
-            raise RequestError(f"input '{name}' appears more than once")
-        spec = specs[pos]
-        _check_datatype(spec, tensor.datatype)
-        shape = _parse_shape(spec, list(tensor.shape))
-        elements += math.prod(shape)
-        if elements > rules.max_elements:
-            raise _too_many(elements, rules.max_elements)
+        pos, spec = input_slot(rules, arrays, name)
+        shape, elements = input_shape(rules, spec, tensor.datatype, list(tensor.shape), elements)
         if raw:
             if tensor.HasField("contents"):
                 raise RequestError(
@@ -113,16 +100,7 @@ def decode_model_infer(request: pb.ModelInferRequest, rules: ModelRules) -> Infe
             )
         else:
             arrays[pos] = _typed(spec, tensor.contents, shape, rules.allow_non_finite)
-    missing = [spec.name for spec, arr in zip(specs, arrays, strict=True) if arr is None]
-    if missing:
-        raise RequestError(f"missing input(s) {missing}; the model's inputs are {_names(specs)}")
-    complete: list[np.ndarray[Any, Any]] = arrays  # type: ignore[assignment]
-    return InferRequest(
-        arrays=complete,
-        rows=_first_rows(complete),
-        outputs=_requested_outputs(request, rules),
-        id=request.id or None,
-    )
+    return assembled(rules, arrays, _requested_outputs(request, rules), request.id or None)
 
 
 def _typed(
