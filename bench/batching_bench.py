@@ -17,6 +17,13 @@ Models (trained here, in a temporary directory):
 
 Raw results: bench/results/batching-<time>.json; `--write-doc` replaces the body of the
 "Batching on heavy models" section of docs/benchmarks.md.
+
+`--sweep` measures the settings a default could take instead of on / off: the largest
+batch (8, 32, 128 rows), a batching delay (2 ms, what the operator passes) and a
+second intra-op thread, each at 64 and at 8 connections (where a delay can only add
+latency), for the MLP and the forest unless `--models` says otherwise. It prints its
+table and writes its raw results (bench/results/batching-sweep-<time>.json); the
+choice it supports is explained by hand under "### Choosing the defaults".
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ sys.path.insert(0, str(BENCH))
 
 import overload_bench  # noqa: E402  (sibling scripts, not a package)
 import serve_bench  # noqa: E402
+from gobuild import go_binary  # noqa: E402
 
 ROOT = BENCH.parent
 CONNECTIONS = 64
@@ -48,6 +56,14 @@ CONFIGS = {
     "batching on (defaults)": [],
     "batching off (--max-batch-size 1)": ["--max-batch-size", "1"],
 }
+SWEEP = {
+    "32 rows, no delay, 1 thread (runtime defaults)": [],
+    "8 rows": ["--max-batch-size", "8"],
+    "128 rows": ["--max-batch-size", "128"],
+    "2 ms delay": ["--max-batch-delay-ms", "2"],
+    "2 intra-op threads": ["--intra-op-threads", "2"],
+}
+SWEEP_CONNECTIONS = (64, 8)
 
 
 def _mlp(x: np.ndarray, y: np.ndarray) -> Any:
@@ -149,9 +165,15 @@ def mean_batch(port: int) -> tuple[float, float]:
     return rows, executions
 
 
-def measure(binary: Path, target: serve_bench.Target, body: Path, seconds: float) -> dict[str, Any]:
+def measure(
+    binary: Path,
+    target: serve_bench.Target,
+    body: Path,
+    seconds: float,
+    connections: int = CONNECTIONS,
+) -> dict[str, Any]:
     rows_before, runs_before = mean_batch(target.port)
-    result = overload_bench.offer(binary, target, body, seconds, connections=CONNECTIONS)
+    result = overload_bench.offer(binary, target, body, seconds, connections=connections)
     rows_after, runs_after = mean_batch(target.port)
     executions = runs_after - runs_before
     return {
@@ -228,14 +250,23 @@ def write_doc(body: str) -> None:
     doc.write_text(text[:start] + "\n" + body + "\n" + keep + text[end:])
 
 
+def _key(config: str, connections: int, sweep: bool) -> str:
+    return f"{config}, {connections} connections" if sweep else config
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--write-doc", action="store_true")
+    parser.add_argument("--sweep", action="store_true", help="settings a default could take")
     args = parser.parse_args()
-    binary = overload_bench.openloop_binary()
+    binary = go_binary("openloop")
+    configs = SWEEP if args.sweep else CONFIGS
+    loads = SWEEP_CONNECTIONS if args.sweep else (CONNECTIONS,)
+    if args.sweep and args.models == list(MODELS):
+        args.models = ["mlp-2048", "forest-500"]
     work = Path(tempfile.mkdtemp(prefix="batching-bench-"))
     logs = work / "logs"
     logs.mkdir()
@@ -256,7 +287,7 @@ def main() -> None:
             costs = row_costs(raw, MODELS[model][0])
             print(f"  µs per row at batch 1/8/32: {costs}", flush=True)
             targets = {}
-            for config, extra in CONFIGS.items():
+            for config, extra in configs.items():
                 port = serve_bench.free_port()
                 command = [sys.executable, "-m", "mlmodel_runtime.cli", "serve"]
                 command += ["--model-dir", str(directory), "--name", "m", "--version", "v1"]
@@ -277,18 +308,22 @@ def main() -> None:
                 overload_bench.offer(binary, target, body_file, 3, connections=CONNECTIONS)
             entry: dict[str, Any] = {
                 "row_us": {str(k): v for k, v in costs.items()},
-                "runs": {config: [] for config in CONFIGS},
+                "runs": {_key(config, c, args.sweep): [] for config in configs for c in loads},
             }
             for run in range(args.runs):
-                order = list(CONFIGS) if run % 2 == 0 else list(CONFIGS)[::-1]
-                for config in order:
-                    result = measure(binary, targets[config], body_file, args.seconds)
-                    entry["runs"][config].append(result)
-                    print(
-                        f"  run {run + 1} {config}: {result['rps']:.0f}/s, p99 "
-                        f"{result['p99_ms']} ms, rows per execution {result['mean_batch']}",
-                        flush=True,
-                    )
+                order = list(configs) if run % 2 == 0 else list(configs)[::-1]
+                for connections in loads:
+                    for config in order:
+                        result = measure(
+                            binary, targets[config], body_file, args.seconds, connections
+                        )
+                        key = _key(config, connections, args.sweep)
+                        entry["runs"][key].append(result)
+                        print(
+                            f"  run {run + 1} {key}: {result['rps']:.0f}/s, p99 "
+                            f"{result['p99_ms']} ms, rows per execution {result['mean_batch']}",
+                            flush=True,
+                        )
             for target in targets.values():
                 serve_bench.stop(target)
             report["models"][model] = entry
@@ -298,8 +333,11 @@ def main() -> None:
     results = BENCH / "results"
     results.mkdir(exist_ok=True)
     stamp = started.replace("-", "").replace(":", "")
-    (results / f"batching-{stamp}.json").write_text(json.dumps(report, indent=1))
+    kind = "batching-sweep" if args.sweep else "batching"
+    (results / f"{kind}-{stamp}.json").write_text(json.dumps(report, indent=1))
     print(table(report))
+    if args.sweep:
+        return
     print(ratios(report))
     if args.write_doc:
         write_doc(section(report))
