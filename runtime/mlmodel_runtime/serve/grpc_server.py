@@ -89,6 +89,9 @@ class GrpcService:
         self._metrics = metrics
         # The exchange's wording and shed counting (exchange.py), one for both protocols.
         self._refusal_answer = refusal_answer
+        self._enter = plane.admission.enter
+        self._leave = plane.admission.leave
+        self._deadlines = plane.deadlines
         self._server: aio.Server | None = None
         self._metadata: bytes | None = None
         self._server_info = pb.ServerMetadataResponse(
@@ -201,35 +204,27 @@ class GrpcService:
             self._metrics.observe_request(status, time.perf_counter() - started)
 
     async def _infer(self, request: bytes, context: aio.ServicerContext[Any, Any]) -> bytes:
+        """Admit, decode, run and encode one call. Its deadline is the data plane's
+        (`--request-timeout-s`, as for REST); a shorter one of the client's is gRPC's own
+        (the call is cancelled, counted 499)."""
         plane = self._plane
         model = plane.model
         if model is None:
             raise _Failed(503, plane.not_ready_message())
         weight = grpc_weight(len(request), binary_weight=model.binary_weight)
-        refusal = Refusal.QUEUED if model.queue_full() else plane.admission.enter(weight)
+        refusal = Refusal.QUEUED if model.queue_full() else self._enter(weight)
         if refusal is not None:
             status, message = self._refusal_answer(refusal)
             raise _Failed(status, message)
+        deadlines = self._deadlines
+        task = deadlines.arm()
         try:
             if len(request) >= _DECODE_IN_THREAD_BYTES:
                 decoded = await asyncio.to_thread(self._decode, request, model.rules)
             else:
                 decoded = self._decode(request, model.rules)
             del request
-            timeout = self.config.request_timeout_s
-            remaining = context.time_remaining()
-            if remaining is not None:
-                timeout = min(timeout, remaining)
-            try:
-                async with asyncio.timeout(timeout):
-                    outputs = await model.submit(decoded.arrays, decoded.rows)
-            except TimeoutError:
-                raise _Failed(504, f"inference did not finish within {timeout:.3g} s") from None
-            except QueueFull:
-                status, text = self._refusal_answer(Refusal.QUEUED)
-                raise _Failed(status, text) from None
-            except InputRejected as exc:
-                raise _Failed(400, f"the model rejected the input: {exc}") from None
+            outputs = await model.submit(decoded.arrays, decoded.rows)
             names = model.rules.outputs
             if self._trailing:
                 context.set_trailing_metadata(self._trailing)
@@ -239,8 +234,19 @@ class GrpcService:
                 request_id=decoded.id,
                 outputs=[(names[i], outputs[i], raw) for i, raw in decoded.outputs],
             )
+        except asyncio.CancelledError:
+            if not deadlines.was_expired(task):
+                raise
+            timeout = deadlines.timeout_s
+            raise _Failed(504, f"inference did not finish within {timeout} s") from None
+        except QueueFull:  # it filled while this call was decoded
+            status, text = self._refusal_answer(Refusal.QUEUED)
+            raise _Failed(status, text) from None
+        except InputRejected as exc:
+            raise _Failed(400, f"the model rejected the input: {exc}") from None
         finally:
-            plane.admission.leave(weight)
+            deadlines.disarm(task)
+            self._leave(weight)
 
     def _decode(self, request: bytes, rules: ModelRules) -> InferRequest:
         try:
