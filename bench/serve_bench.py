@@ -87,6 +87,7 @@ class Target:
     process: subprocess.Popen[bytes] | None = None
     log: Path | None = None
     grpc_port: int | None = None  # its Open Inference Protocol gRPC port, if measured
+    rest: bool = True  # measured over REST (the gRPC floor is not)
 
 
 def free_port() -> int:
@@ -273,20 +274,31 @@ def start(target: Target, logs: Path) -> None:
         )
 
 
-def wait_ready(target: Target, timeout: float = 120) -> None:
+def _answers(target: Target) -> bool:
+    """Ready over REST, or, for a gRPC-only target, accepting connections on its port."""
+    if not target.rest:
+        try:
+            socket.create_connection(("127.0.0.1", target.grpc_port or 0), timeout=2).close()
+        except OSError:
+            return False
+        return True
     url = f"http://127.0.0.1:{target.port}{target.ready_path}"
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def wait_ready(target: Target, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert target.process is not None
         if target.process.poll() is not None:
             sys.exit(f"{target.name} exited:\n{target.log.read_text() if target.log else ''}")
-        try:
-            with opener.open(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
+        if _answers(target):
+            return
         time.sleep(0.2)
     sys.exit(f"{target.name} not ready after {timeout} s")
 
@@ -425,6 +437,7 @@ LABELS = {
     "mlserver-batching": "MLServer 1.7.1 (adaptive batching 32 / 5 ms)",
     "kserve": f"KServe {KSERVE_VERSION} (kserve.Model, 1 worker)",
     "mlmodel-runtime-grpc": "mlmodel-runtime serve --grpc-port (batching on, defaults)",
+    "grpc-floor": "gRPC floor: grpcio asyncio + onnxruntime",
 }
 
 
@@ -465,10 +478,14 @@ def grpc_table(report: dict[str, Any]) -> str:
     ]
     for name, by_conc in grpc.items():
         row = by_conc.get(GRPC_CONCURRENCY, by_conc.get(str(GRPC_CONCURRENCY)))
-        rest = _cell(report, name, GRPC_CONCURRENCY)["rps"]
+        rest = (
+            f"{_cell(report, name, GRPC_CONCURRENCY)['rps']:,.0f}"
+            if name in report["summary"]
+            else "-"
+        )
         lines.append(
             f"| {labels.get(name, name)} | {GRPC_CONCURRENCY} | {row['rps']:,.0f} | "
-            f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['errors']} | {rest:,.0f} |"
+            f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['errors']} | {rest} |"
         )
     return "\n".join(lines)
 
@@ -488,6 +505,22 @@ def headline(report: dict[str, Any]) -> str:
     if "kserve" in report["summary"]:
         parts.append(f"{ours['rps'] / _cell(report, 'kserve', 64)['rps']:.1f}x KServe")
     parts.append(f"p99 {ours['p99_ms']:.1f} ms")
+    grpc = report.get("grpc_summary") or {}
+    if "mlmodel-runtime-grpc" in grpc:
+
+        def calls(name: str) -> float:
+            by_conc = grpc[name]
+            rps: float = by_conc.get(GRPC_CONCURRENCY, by_conc.get(str(GRPC_CONCURRENCY)))["rps"]
+            return rps
+
+        ours_grpc = calls("mlmodel-runtime-grpc")
+        text = f"gRPC {ours_grpc:,.0f} calls/s"
+        if "grpc-floor" in grpc:
+            text += f" ({ours_grpc / calls('grpc-floor'):.0%} of the gRPC floor"
+            text += (
+                f", {ours_grpc / calls('mlserver'):.1f}x MLServer's)" if "mlserver" in grpc else ")"
+            )
+        parts.append(text)
     if "mlmodel-runtime-2w" in report["summary"] and "floor" in report["summary"]:
         two = _cell(report, "mlmodel-runtime-2w", 64)
         floor = _cell(report, "floor", 64)
@@ -630,6 +663,24 @@ def main() -> None:
     )
     targets[-1].port = free_port()
     targets[-1].command[-1] = str(targets[-1].port)
+    grpc_floor_port = free_port()
+    targets.append(
+        Target(
+            name="grpc-floor",
+            label=LABELS["grpc-floor"],
+            command=[
+                python,
+                str(BENCH / "grpc_floor_server.py"),
+                str(onnx_dir / "model.onnx"),
+                str(grpc_floor_port),
+            ],
+            port=0,
+            infer_path="",
+            ready_path="",
+            grpc_port=grpc_floor_port,
+            rest=False,
+        )
+    )
     if mlserver is not None:
         targets.append(
             mlserver_target("mlserver", "MLServer 1.7.1 (defaults)", mlserver, mlserver_root, {})
@@ -649,7 +700,7 @@ def main() -> None:
     if args.only:
         targets = [t for t in targets if t.name in args.only]
     results: dict[str, dict[int, list[dict[str, Any]]]] = {
-        t.name: {c: [] for c in CONCURRENCIES} for t in targets
+        t.name: {c: [] for c in CONCURRENCIES} for t in targets if t.rest
     }
     grpc_targets = [t for t in targets if t.grpc_port is not None]
     grpc_results: dict[str, dict[int, list[dict[str, Any]]]] = {
@@ -665,14 +716,15 @@ def main() -> None:
         for target in targets:
             wait_ready(target)
         for target in targets:
-            run_wrk(wrk, target, 16, args.warmup_seconds, body)
+            if target.rest:
+                run_wrk(wrk, target, 16, args.warmup_seconds, body)
             if target.grpc_port is not None and grpcload is not None:
                 run_grpcload(grpcload, target, 16, args.warmup_seconds, grpc_request)
         for run in range(args.runs):
             # Every other run in reverse order, so that no server is always measured first.
             ordered = targets if run % 2 == 0 else targets[::-1]
             for conc in CONCURRENCIES:
-                for target in ordered:
+                for target in [t for t in ordered if t.rest]:
                     result = run_wrk(wrk, target, conc, args.seconds, body)
                     results[target.name][conc].append(result)
                     print(
