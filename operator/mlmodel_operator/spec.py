@@ -90,7 +90,9 @@ class Conversion:
 @dataclass(frozen=True)
 class Batching:
     max_batch_size: int = 32
-    max_delay_ms: float = 2.0
+    # No wait: measured to cost throughput at low concurrency and to gain nothing under
+    # load (bench/batching_bench.py --sweep, docs/benchmarks.md).
+    max_delay_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -317,7 +319,7 @@ def parse_spec(spec: Mapping[str, Any]) -> MLModelSpec:
         workers=int(srv.get("workers", 1)),
         batching=Batching(
             max_batch_size=int(batching.get("maxBatchSize", 32)),
-            max_delay_ms=float(batching.get("maxDelayMs", 2.0)),
+            max_delay_ms=float(batching.get("maxDelayMs", 0.0)),
         ),
         resources=dict(srv.get("resources") or {}),
         node_selector=dict(srv.get("nodeSelector") or {}),

@@ -44,7 +44,7 @@ def test_a_spec_with_only_a_uri_gets_every_default() -> None:
     assert (parsed.serving.replicas, parsed.serving.workers) == (1, 1)
     assert (parsed.serving.batching.max_batch_size, parsed.serving.batching.max_delay_ms) == (
         32,
-        2.0,
+        0.0,
     )
     assert parsed.serving.resources == {}
     assert parsed.traffic.router == "replicas"
@@ -295,11 +295,12 @@ def test_grpc_is_read_and_changes_the_revision_only_when_on() -> None:
     assert parse_spec(spec()).serving.grpc is False
     assert parse_spec(spec(serving={"grpc": True})).serving.grpc is True
     # The revision of a model without gRPC is what it was before the field existed
-    # (computed with the operator of the commit before it), so an upgrade rolls nothing.
-    assert revision_of(parse_spec(spec(serving={"workers": 2})), "image") == "c07d61eb2d"
-    assert revision_of(parse_spec(spec(serving={"workers": 2, "grpc": True})), "image") != (
-        "c07d61eb2d"
-    )
+    # (computed with the operator of the commit before it, whose default delay was 2 ms),
+    # so an upgrade rolls nothing for it.
+    serving = {"workers": 2, "batching": {"maxBatchSize": 32, "maxDelayMs": 2}}
+    assert revision_of(parse_spec(spec(serving=serving)), "image") == "c07d61eb2d"
+    with_grpc = {**serving, "grpc": True}
+    assert revision_of(parse_spec(spec(serving=with_grpc)), "image") != "c07d61eb2d"
 
 
 def test_a_grpc_route_needs_the_grpc_port() -> None:
