@@ -50,6 +50,26 @@ def _diagnosis(cluster: ControlPlane, real_node: RealNode) -> str:
     )
 
 
+def _grpc_labels(cluster: ControlPlane, name: str) -> list[int]:
+    """Labels of three iris rows (one per class), asked over gRPC through the Service."""
+    import numpy as np
+    import tritonclient.grpc as triton
+
+    ip = get_json(cluster, "service", name, "-n", NS)["spec"]["clusterIP"]
+    client = triton.InferenceServerClient(
+        f"{ip}:9000", channel_args=[("grpc.enable_http_proxy", 0)]
+    )
+    rows = np.array([[5.1, 3.5, 1.4, 0.2], [5.9, 3.0, 4.2, 1.5], [6.7, 3.0, 5.2, 2.3]], np.float32)
+    metadata = client.get_model_metadata(name)
+    [spec] = metadata.inputs
+    tensor = triton.InferInput(spec.name, list(rows.shape), spec.datatype)
+    tensor.set_data_from_numpy(rows.astype(np.float64 if spec.datatype == "FP64" else np.float32))
+    label = next(o.name for o in metadata.outputs if o.datatype == "INT64")
+    result = client.infer(name, [tensor], outputs=[triton.InferRequestedOutput(label)])
+    labels: list[int] = result.as_numpy(label).reshape(-1).tolist()
+    return labels
+
+
 # Twelve pods start on two cores, each fetching, converting and proving its model.
 @pytest.mark.timeout(1800)
 def test_the_kind_quickstart_promotes_v2_and_rolls_back_a_bad_v3_under_restricted_pods(
@@ -131,6 +151,10 @@ def test_the_kind_quickstart_promotes_v2_and_rolls_back_a_bad_v3_under_restricte
         lap("iris-lightgbm Healthy")
         assert boosted["stable"]["conversion"]["estimator"] == "lightgbm.basic.Booster", boosted
         assert boosted["stable"]["conversion"]["parity"]["passed"] is True, boosted
+        # gRPC from the shipped image: Triton's client through the Service's grpc port
+        # (kube-proxy to the container's grpcio server), the same labels as REST.
+        labels = _grpc_labels(cluster, "iris-lightgbm")
+        assert labels == [0, 1, 2], labels
     except AssertionError as failed:
         raise AssertionError(f"{failed}{_diagnosis(cluster, real_node)}") from None
     finally:
