@@ -48,9 +48,11 @@ def _app(tmp_path: Path, session: FakeSession, **settings: Any) -> tuple[ServeAp
 
 async def _call(address: str) -> tuple[grpc.StatusCode, str, dict[str, str]]:
     async with aio.insecure_channel(address, options=[("grpc.enable_http_proxy", 0)]) as chan:
-        call = chan.unary_unary("/inference.GRPCInferenceService/ModelInfer")(_request())
+        method: aio.UnaryUnaryMultiCallable[bytes, bytes] = chan.unary_unary(
+            "/inference.GRPCInferenceService/ModelInfer"
+        )
         try:
-            await call
+            await method(_request())
         except aio.AioRpcError as error:
             trailing = {k: str(v) for k, v in (error.trailing_metadata() or ())}
             return error.code(), str(error.details()), trailing
