@@ -70,6 +70,18 @@ def _grpc_labels(cluster: ControlPlane, name: str) -> list[int]:
     return labels
 
 
+def _grpc_labels_when_routed(cluster: ControlPlane, name: str) -> list[int] | None:
+    """The labels, or None while the Service refuses connections (UNAVAILABLE)."""
+    from tritonclient.utils import InferenceServerException
+
+    try:
+        return _grpc_labels(cluster, name)
+    except InferenceServerException as error:
+        if error.status() != "StatusCode.UNAVAILABLE":
+            raise
+        return None
+
+
 # Twelve pods start on two cores, each fetching, converting and proving its model.
 @pytest.mark.timeout(1800)
 def test_the_kind_quickstart_promotes_v2_and_rolls_back_a_bad_v3_under_restricted_pods(
@@ -153,7 +165,15 @@ def test_the_kind_quickstart_promotes_v2_and_rolls_back_a_bad_v3_under_restricte
         assert boosted["stable"]["conversion"]["parity"]["passed"] is True, boosted
         # gRPC from the shipped image: Triton's client through the Service's grpc port
         # (kube-proxy to the container's grpcio server), the same labels as REST.
-        labels = _grpc_labels(cluster, "iris-lightgbm")
+        # The Service's grpc port reaches the pod once kube-proxy has its endpoint (it syncs
+        # at most once a second after the API shows the pod Ready): until then a
+        # connection is refused, so the first answer is awaited, then must be right.
+        labels = wait_for(
+            lambda: _grpc_labels_when_routed(cluster, "iris-lightgbm"),
+            timeout=60,
+            interval=1.0,
+            what="a gRPC answer through iris-lightgbm's Service",
+        )
         assert labels == [0, 1, 2], labels
     except AssertionError as failed:
         raise AssertionError(f"{failed}{_diagnosis(cluster, real_node)}") from None
