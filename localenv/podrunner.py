@@ -10,7 +10,8 @@ processes instead of containers:
   and the init container running; every process of the pod runs in that namespace;
 - runs each init container as `mlmodel-runtime` from this venv with the
   container's args and env, paths under its volume mounts (the `models` emptyDir, the
-  `pin` ConfigMap, whose items it writes first as the kubelet does), the report file
+  `pin` ConfigMap, whose items it writes first as the kubelet does, a hostPath volume as
+  the node's directory `<state>/hostpath/<path>`, shared by the pods), the report file
   (its termination message) and the PVC mount root rewritten to per-pod paths;
   a failure is reported as the kubelet does (terminated, exit code, reason Error,
   message = the report) and is not retried;
@@ -43,7 +44,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -97,16 +98,23 @@ def rewrite_args(args: list[str], replacements: dict[str, str]) -> list[str]:
     return out
 
 
-def rebase_arg(arg: str, mounts: list[dict[str, Any]], pod_dir: Path) -> str:
-    """`--flag=/mount/path/x` with `/mount/path` one of `mounts` -> the pod's directory of
-    that volume (`pod_dir/<volume name>/x`); anything else as it is."""
+def rebase_arg(
+    arg: str,
+    mounts: list[dict[str, Any]],
+    pod_dir: Path,
+    node_volumes: Mapping[str, Path] | None = None,
+) -> str:
+    """`--flag=/mount/path/x` with `/mount/path` one of `mounts` -> the directory of that
+    volume: the node's for a volume in `node_volumes` (hostPath), else the pod's own
+    (`pod_dir/<volume name>/x`); anything else as it is."""
     flag, equals, value = arg.partition("=")
     if not equals:
         return arg
     for mount in mounts:
         root = mount["mountPath"].rstrip("/")
         if value == root or value.startswith(root + "/"):
-            return f"{flag}={pod_dir / mount['name']}{value[len(root) :]}"
+            directory = (node_volumes or {}).get(mount["name"], pod_dir / mount["name"])
+            return f"{flag}={directory}{value[len(root) :]}"
     return arg
 
 
@@ -178,6 +186,14 @@ class PodWorker:
         self.dir = runner.directory / "pods" / f"{self.namespace}_{self.name}_{self.uid[:8]}"
         for sub in ("models", "tmp", "pvc"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        # hostPath volumes are the node's directories, shared by every pod that mounts them.
+        self.node_volumes = {
+            v["name"]: runner.host_path(v["hostPath"]["path"])
+            for v in spec.get("volumes") or ()
+            if v.get("hostPath")
+        }
+        for directory in self.node_volumes.values():
+            directory.mkdir(parents=True, exist_ok=True)
         self.ip = runner.ips.take((pod.get("status") or {}).get("podIP"))
         self.netns: podnet.PodNetns | None = None  # set up when the pod starts
         self.inits = [ContainerRun(c) for c in spec.get("initContainers") or ()]
@@ -307,7 +323,9 @@ class PodWorker:
             key=lambda m: len(m["mountPath"]),
             reverse=True,
         )
-        args = [rebase_arg(a, mounts, self.dir) for a in container.get("args") or ()]
+        args = [
+            rebase_arg(a, mounts, self.dir, self.node_volumes) for a in container.get("args") or ()
+        ]
         replacements = {
             "--report-file": str(self.dir / f"{container['name']}.termination-log"),
             "--mount-root": str(self.dir / "pvc"),
@@ -563,6 +581,10 @@ class PodRunner:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._handler: logging.Handler | None = None
+
+    def host_path(self, path: str) -> Path:
+        """Where a hostPath volume's `path` of this node is: under the runner's state."""
+        return self.directory / "hostpath" / path.lstrip("/")
 
     # ---- library API --------------------------------------------------------------
 

@@ -3,6 +3,8 @@
 Layout (an emptyDir shared by the init container and the serving container):
 
     DIR/model.onnx      the model, written atomically
+    DIR/baseline.json   the training baseline for drift counting, when convert saw
+                        training rows (`convert/baseline.py`), before metadata.json
     DIR/metadata.json   ModelMetadata below, written atomically after model.onnx
 
 metadata.json is the contract between the two subcommands: schema in v2 terms,
@@ -20,6 +22,7 @@ from typing import Any, Literal
 
 MODEL_FILE = "model.onnx"
 METADATA_FILE = "metadata.json"
+BASELINE_FILE = "baseline.json"
 SCHEMA_VERSION = 1
 
 Task = Literal["classification", "regression", "other"]
@@ -115,9 +118,13 @@ def write_atomically(path: Path, payload: bytes) -> None:
         raise
 
 
+def metadata_bytes(metadata: ModelMetadata) -> bytes:
+    """metadata.json's bytes (also what the conversion cache keeps)."""
+    return json.dumps(metadata.to_json(), indent=2, sort_keys=True).encode()
+
+
 def write_metadata(model_dir: Path, metadata: ModelMetadata) -> None:
-    payload = json.dumps(metadata.to_json(), indent=2, sort_keys=True).encode()
-    write_atomically(model_dir / METADATA_FILE, payload)
+    write_atomically(model_dir / METADATA_FILE, metadata_bytes(metadata))
 
 
 def read_metadata(model_dir: Path) -> ModelMetadata:

@@ -32,8 +32,9 @@ import numpy as np
 import numpy.typing as npt
 
 from mlmodel_runtime.convert.schema import SINGLE_INPUT, InputSchema
+from mlmodel_runtime.modeldir import BASELINE_FILE
 
-FILE: Final = "baseline.json"
+FILE: Final = BASELINE_FILE
 FORMAT_VERSION: Final = 1
 MAX_FEATURES: Final = 1000
 NUMERIC_BUCKETS: Final = 10

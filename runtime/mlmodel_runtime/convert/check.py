@@ -11,8 +11,7 @@ they usually mean a broken model rather than a conversion problem.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,29 +21,18 @@ from mlmodel_runtime.convert import sampling
 from mlmodel_runtime.convert.errors import ParityError, UnsupportedModelError, UsageError
 from mlmodel_runtime.convert.parity import (
     ParityResult,
-    Tolerance,
     compare_classification,
     compare_regression,
     count_nonfinite,
 )
+from mlmodel_runtime.convert.plan import ParityPlan as ParityPlan  # formats name it here
+from mlmodel_runtime.convert.plan import Tolerance
 from mlmodel_runtime.convert.sampling import Feeds, Reference
 from mlmodel_runtime.convert.sanitize import describe
 from mlmodel_runtime.convert.schema import InputSchema, dotted_name
 
 LABEL = "label"
 PROBABILITIES = "probabilities"
-
-
-@dataclass(frozen=True)
-class ParityPlan:
-    """How parity is proven: --parity-samples, --rtol/--atol, --sample-data, --reference."""
-
-    samples: int = 256
-    tolerance: Tolerance = field(default_factory=Tolerance)
-    sample_data: Path | None = None
-    reference: Path | None = None
-    # Which reference that is, for the report: {uri, sha256, bytes} as fetched.
-    reference_source: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -22,18 +22,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlmodel_runtime.convert import cli_shared, formats, workdir
+from mlmodel_runtime.convert import cache, cli_shared, formats, workdir
 from mlmodel_runtime.convert.errors import ConvertError, UsageError
 from mlmodel_runtime.convert.evaluation import METRICS
 from mlmodel_runtime.convert.fetch import read_pinned_sha256
 from mlmodel_runtime.convert.learned import ConversionFailed, Learned
-from mlmodel_runtime.convert.parity import Tolerance
+from mlmodel_runtime.convert.plan import Tolerance
 
 if TYPE_CHECKING:
     from mlmodel_runtime.convert.pipeline import Converted
 
 _PATH_ARGUMENTS = (
-    "out", "source", "sample_data", "reference", "evaluation", "report_file", "sha256_file"
+    "out", "source", "sample_data", "reference", "evaluation", "report_file", "sha256_file",
+    "cache_dir",
 )  # fmt: skip
 
 
@@ -102,6 +103,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="limit on the unpacked members of a skops archive (default: --max-bytes)",
     )
+    add(
+        "--cache-dir",
+        type=Path,
+        metavar="DIR",
+        help="reuse a passed conversion of the same model file by the same versions with "
+        "the same options from DIR, and store new ones there (default: off)",
+    )
+    add(
+        "--cache-max-bytes",
+        type=int,
+        default=cache.DEFAULT_MAX_BYTES,
+        metavar="N",
+        help="least recently used cache entries go beyond this (default 1 GiB)",
+    )
     cli_shared.add_source_arguments(parser)
     cli_shared.add_report_arguments(parser)
     cli_shared.report_usage_errors(parser)
@@ -116,8 +131,9 @@ def _absolute_paths(args: argparse.Namespace) -> None:
 
 
 def request_from_args(args: argparse.Namespace) -> Any:
-    from mlmodel_runtime.convert.check import ParityPlan
+    from mlmodel_runtime.convert.cachestep import CacheOptions
     from mlmodel_runtime.convert.pipeline import Request
+    from mlmodel_runtime.convert.plan import ParityPlan
 
     sha256 = cli_shared.checked_sha256(args.sha256)
     if args.parity_samples < 1:
@@ -130,6 +146,8 @@ def request_from_args(args: argparse.Namespace) -> Any:
         raise UsageError("--max-unpacked-bytes must be positive")
     if args.sample_data is not None and args.reference is not None:
         raise UsageError("give --sample-data or --reference, not both")
+    if args.cache_max_bytes < 1:
+        raise UsageError("--cache-max-bytes must be positive")
     for flag, path in (
         ("--sample-data", args.sample_data),
         ("--reference", args.reference),
@@ -159,16 +177,27 @@ def request_from_args(args: argparse.Namespace) -> Any:
         evaluation=args.evaluation,
         evaluation_metric=args.evaluation_metric,
         fetch_options=options,
+        cache=(
+            None
+            if args.cache_dir is None
+            else CacheOptions(root=args.cache_dir, max_bytes=args.cache_max_bytes)
+        ),
     )
 
 
 def _success(converted: Converted) -> dict[str, Any]:
     metadata = converted.metadata
+    done = f"converted {metadata.estimator}; parity passed"
+    if (converted.learned.cache or {}).get("reused"):
+        done = (
+            f"reused the conversion of {metadata.estimator} cached for this model digest, "
+            "these converter versions and options; its parity check passed"
+        )
     return {
         "status": "ok",
         "error": None,
         "exit_code": 0,
-        "message": f"converted {metadata.estimator}; parity passed" + _scored(converted),
+        "message": done + _scored(converted),
         "model_sha256": metadata.model_sha256,
         "opset": metadata.opset,
         **converted.learned.report_fields(),

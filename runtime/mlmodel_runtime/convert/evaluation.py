@@ -7,7 +7,9 @@ it whenever traffic is balanced across them. A score on labelled rows sees that:
 convert init container computes it on the ONNX model it will serve, puts it in its
 report, and the operator compares the canary's with the stable's before any traffic.
 
-A metric is one registry entry: its task, which way is better, and the formula.
+A metric is one registry entry: its task, which way is better, and the formula. The
+registry is read by `convert --help` and by a conversion reused from the cache, so
+NumPy is imported where a score is computed, not with the registry.
 """
 
 from __future__ import annotations
@@ -15,16 +17,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import numpy.typing as npt
-
-from mlmodel_runtime.convert import check, sampling
 from mlmodel_runtime.convert.errors import UsageError
-from mlmodel_runtime.convert.schema import InputSchema
 
-Array = npt.NDArray[Any]
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from mlmodel_runtime.convert.schema import InputSchema
+
+    Array = npt.NDArray[Any]
 
 
 @dataclass(frozen=True)
@@ -39,17 +41,23 @@ class Metric:
 def _same_labels(target: Array, predicted: Array) -> tuple[Array, Array]:
     """Labels compared as numbers when both are (a target of 1.0 is class 1), else as
     text (the file may hold 1 where the model answers "1")."""
+    import numpy as np
+
     if target.dtype.kind in "iuf" and predicted.dtype.kind in "iuf":
         return target.astype(np.float64).reshape(-1), predicted.astype(np.float64).reshape(-1)
     return target.astype(str).reshape(-1), predicted.astype(str).reshape(-1)
 
 
 def _accuracy(target: Array, predicted: Array) -> float:
+    import numpy as np
+
     truth, answer = _same_labels(target, predicted)
     return float(np.mean(truth == answer))
 
 
 def _macro_f1(target: Array, predicted: Array) -> float:
+    import numpy as np
+
     truth, answer = _same_labels(target, predicted)
     scores = []
     for label in np.unique(truth):  # the classes of the holdout set
@@ -61,6 +69,8 @@ def _macro_f1(target: Array, predicted: Array) -> float:
 
 
 def _values(target: Array, predicted: Array) -> tuple[Array, Array]:
+    import numpy as np
+
     truth = np.asarray(target, dtype=np.float64).reshape(-1)
     answer = np.asarray(predicted, dtype=np.float64).reshape(-1)
     if truth.shape != answer.shape:
@@ -71,11 +81,15 @@ def _values(target: Array, predicted: Array) -> tuple[Array, Array]:
 
 
 def _rmse(target: Array, predicted: Array) -> float:
+    import numpy as np
+
     truth, answer = _values(target, predicted)
     return float(np.sqrt(np.mean((truth - answer) ** 2)))
 
 
 def _mae(target: Array, predicted: Array) -> float:
+    import numpy as np
+
     truth, answer = _values(target, predicted)
     return float(np.mean(np.abs(truth - answer)))
 
@@ -103,6 +117,10 @@ def evaluate(
 ) -> dict[str, Any]:
     """The report's `evaluation`: the metric of the ONNX model (`session`) on the
     dataset's rows against its `target`, and which dataset that was (`described`)."""
+    import numpy as np
+
+    from mlmodel_runtime.convert import check, sampling
+
     metric = METRICS.get(metric_name)
     if metric is None:
         raise UsageError(f"unknown evaluation metric {metric_name!r} ({', '.join(METRICS)})")

@@ -58,10 +58,11 @@ def _prepend_concat(model: Any, columns: list[str]) -> Any:
 
 def to_onnx(estimator: Any, schema: InputSchema) -> bytes:
     """The serialized ONNX model; UnsupportedModelError names what skl2onnx cannot do."""
-    from skl2onnx import convert_sklearn
-    from skl2onnx.common.data_types import FloatTensorType
+    from mlmodel_runtime.convert import families, gcpause
 
-    from mlmodel_runtime.convert import families
+    with gcpause.while_importing():
+        from skl2onnx import convert_sklearn
+        from skl2onnx.common.data_types import FloatTensorType
 
     families.register_converters()
     concat = (

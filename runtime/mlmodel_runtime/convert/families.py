@@ -109,12 +109,16 @@ def register_converters() -> tuple[str, ...]:
         calculate_linear_regressor_output_shapes,
     )
 
+    from mlmodel_runtime.convert import gcpause
+
     for family in FAMILIES:
         if family.name in _registered or family.name not in sys.modules:
             continue
         if not available(family):
             continue
-        converter = getattr(importlib.import_module(family.converter[0]), family.converter[1])
+        with gcpause.while_importing():
+            converter_module = importlib.import_module(family.converter[0])
+        converter = getattr(converter_module, family.converter[1])
         for module, cls_name, kind in family.wrappers:
             cls = getattr(importlib.import_module(module), cls_name)
             if kind == "classifier":

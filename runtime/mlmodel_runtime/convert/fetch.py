@@ -18,11 +18,13 @@ through `sanitize.describe` and a `Redactor`.
 A failure says whether it is worth retrying (`FetchError.retryable`): network
 errors, timeouts and HTTP 5xx/429/408 are; not found, access denied and other
 HTTP 4xx are not.
+
+`http_source` (and asyncio with it) is imported where an http(s) download or its
+failure needs it: `convert --source`, which downloads nothing, imports neither.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import re
@@ -34,7 +36,6 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
-from mlmodel_runtime.convert import http_source
 from mlmodel_runtime.convert.errors import FetchError, IntegrityError, UsageError
 from mlmodel_runtime.convert.redact import Redactor, redact_uri
 from mlmodel_runtime.convert.sanitize import describe
@@ -163,11 +164,13 @@ def read_pinned_sha256(path: Path | None) -> str | None:
 
 
 def _transient(exc: BaseException) -> bool:
+    from mlmodel_runtime.convert import http_source
+
     if isinstance(exc, http_source.HttpError):
         return exc.retryable
     if isinstance(exc, PERMANENT_ERRORS):
         return False
-    if isinstance(exc, OSError | TimeoutError | asyncio.TimeoutError | ConnectionError):
+    if isinstance(exc, OSError | TimeoutError | ConnectionError):  # asyncio's is TimeoutError
         return True
     # aiohttp, botocore and google-auth errors do not share a base class with
     # OSError; anything raised by a backend while reading is worth one more try.
@@ -224,6 +227,8 @@ def _download(
         with os.fdopen(fd, "wb") as out:
             sink = _Sink(out, options.max_bytes)
             if protocol in HTTP_PROTOCOLS:
+                from mlmodel_runtime.convert import http_source
+
                 http_source.download(
                     location,
                     authorization=authorization,
@@ -243,6 +248,8 @@ def _download(
 
 def _failure(exc: Exception, shown: str, attempts: int, redactor: Redactor) -> FetchError:
     """The FetchError for the last attempt's exception, with what it means for a retry."""
+    from mlmodel_runtime.convert import http_source
+
     reason = redactor.text(describe(exc))
     status = exc.status if isinstance(exc, http_source.HttpError) else None
     if isinstance(exc, FileNotFoundError) or status in http_source.NOT_FOUND_STATUSES:

@@ -31,10 +31,12 @@ class Learned:
     evaluation: Mapping[str, Any] | None = None  # the score on a labelled holdout set
     baseline: Mapping[str, Any] | None = None  # the training baseline written, if any
     timings: Mapping[str, float] | None = None  # seconds per phase, once the run started
+    # With --cache-dir: whether an earlier conversion was reused, and if not, why not.
+    cache: Mapping[str, Any] | None = None
 
     def report_fields(self) -> dict[str, Any]:
         """The report's `estimator`, `task`, `schema`, `parity`, `source`,
-        `version_warning` and `timings`, for what is known."""
+        `version_warning`, `timings` and `cache`, for what is known."""
         fields: dict[str, Any] = {}
         if self.estimator is not None:
             fields["estimator"] = self.estimator
@@ -57,6 +59,8 @@ class Learned:
             fields["version_warning"] = self.version_warning
         if self.timings is not None:
             fields["timings"] = dict(self.timings)
+        if self.cache is not None:
+            fields["cache"] = dict(self.cache)
         return fields
 
 

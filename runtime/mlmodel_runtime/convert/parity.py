@@ -24,13 +24,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from mlmodel_runtime.convert.plan import Tolerance as Tolerance  # callers name it here
+
 WORST_ROWS = 5
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    rtol: float = 1e-4
-    atol: float = 1e-5
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,16 @@ that a failure report still says what the model was. metadata.json is built
 once, from what the phases returned. Nothing is written to the output directory
 until parity has passed, and then model.onnx before metadata.json, each
 atomically: a reader that sees metadata.json sees the model it describes.
+
+With a cache (`--cache-dir`), the `cache` phase comes right after fetch: the key of
+this conversion (`reuse.py`: the model's digest, the versions that convert, the
+options) is looked up (`cache.py`), and a passed conversion with the same key is
+restored instead of converting again; its recorded parity figures are the ones the
+report and metadata.json give. Otherwise the model is converted and proven as
+always, and stored for the next pod once it has passed.
+
+Importing this module imports nothing heavy: NumPy, ONNX and the model libraries come
+with the phases that use them, so a reused conversion pays for none of them.
 """
 
 from __future__ import annotations
@@ -22,26 +32,16 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mlmodel_runtime.convert import (
-    baseline,
-    check,
-    evaluation,
-    families,
-    fetch,
-    formats,
-    ortsession,
-    sampling,
-    sourcedir,
-)
+from mlmodel_runtime.convert import cache, cachestep, families, fetch, formats, reuse, sourcedir
 from mlmodel_runtime.convert.errors import UsageError
 from mlmodel_runtime.convert.learned import ConversionFailed, Learned
+from mlmodel_runtime.convert.plan import ParityPlan
 from mlmodel_runtime.convert.redact import redact_uri
-from mlmodel_runtime.convert.schema import InputSchema
 from mlmodel_runtime.modeldir import (
+    BASELINE_FILE,
     MODEL_FILE,
     ModelMetadata,
     Task,
@@ -49,6 +49,10 @@ from mlmodel_runtime.modeldir import (
     write_atomically,
     write_metadata,
 )
+
+if TYPE_CHECKING:
+    from mlmodel_runtime.convert import baseline
+    from mlmodel_runtime.convert.schema import InputSchema
 
 LIBRARIES = ("scikit-learn", "skl2onnx", "skops", "onnx", "onnxruntime", "numpy", "fsspec")
 
@@ -64,12 +68,13 @@ class Request:
     sha256: str | None = None
     pinned_sha256: str | None = None
     load: formats.LoadOptions = field(default_factory=formats.LoadOptions)
-    parity: check.ParityPlan = field(default_factory=check.ParityPlan)
+    parity: ParityPlan = field(default_factory=ParityPlan)
     # The quality gate's score: a labelled .npz (or the one fetched beside the model)
     # and the metric to compute on it.
     evaluation: Path | None = None
     evaluation_metric: str | None = None
     fetch_options: fetch.FetchOptions = field(default_factory=fetch.FetchOptions)
+    cache: cachestep.CacheOptions | None = None  # off unless --cache-dir
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,8 @@ def library_versions() -> dict[str, str]:
     family's library and onnxmltools once loaded in this process (in the init
     container, one conversion per process: when this conversion used them). Read
     from the module: XGBoost installs as `xgboost` or `xgboost-cpu`."""
+    from importlib import metadata as importlib_metadata
+
     versions = {"python": platform.python_version()}
     for name in LIBRARIES:
         try:
@@ -144,48 +151,76 @@ def convert(
                 fetched, shown_uri = _obtain(request, Path(work), environ, log)
             source = _source(request, shown_uri, fetched)
             learned = replace(learned, source=source)
-            with stopwatch.phase("load"):
-                model = formats.load(fmt, fetched.path, request.load, log)
-            learned = replace(
-                learned,
-                estimator=model.estimator,
-                task=model.task,
-                version_warning=model.version_warning,
-            )
-            log(f"loaded {model.estimator} ({model.task})")
-            with stopwatch.phase("schema"):
-                schema = model.schema()
-            inputs = schema.tensor_specs()
-            learned = replace(learned, inputs=inputs)
-            with stopwatch.phase("export"):
-                onnx_bytes = model.to_onnx(schema, log)
-                session = ortsession.session(onnx_bytes, what="the converted model")
-            outputs = ortsession.tensor_specs(session.get_outputs())
-            learned = replace(learned, outputs=outputs)
             plan = _parity_plan(request, log)
-            with stopwatch.phase("parity"):
-                parity = model.parity(schema, session, plan, log)
-            learned = replace(learned, parity=parity)
-            trained = _baseline(plan, schema, model, session, log)
-            learned = replace(learned, baseline=trained.summary() if trained else None)
-            if labelled := _evaluation_set(request, schema):
-                with stopwatch.phase("evaluation"):
-                    scored = _evaluate(request, labelled, model, schema, session, log)
-                learned = replace(learned, evaluation=scored)
-            metadata = _metadata(
-                model,
-                inputs=inputs,
-                outputs=outputs,
-                onnx_bytes=onnx_bytes,
-                parity=parity,
-                source=source,
-                timings=stopwatch.timings(),
-            )
-            with stopwatch.phase("write"):
-                write_atomically(request.out / MODEL_FILE, onnx_bytes)
+            dataset = _evaluation_dataset(request)
+            looked_up: cachestep.LookedUp | None = None
+            if request.cache is not None:
+                with stopwatch.phase("cache"):
+                    looked_up = cachestep.look_up(
+                        request.cache,
+                        _key_parts(request, fetched, plan, dataset),
+                        unpickles=fmt.unpickles,
+                    )
+                learned = replace(learned, cache=looked_up.report())
+                log(looked_up.says())
+            decision = looked_up.decision if looked_up is not None else None
+            if looked_up is not None and isinstance(decision, reuse.Reuse):
+                with stopwatch.phase("write"):
+                    metadata = cache.restore(
+                        decision.entry, request.out, source=source, timings=stopwatch.timings()
+                    )
+                    cache.touch(looked_up.options.root, looked_up.key)
+                learned = cachestep.recorded(decision.entry, metadata, learned)
+            else:
+                with stopwatch.phase("load"):
+                    model = formats.load(fmt, fetched.path, request.load, log)
+                learned = replace(
+                    learned,
+                    estimator=model.estimator,
+                    task=model.task,
+                    version_warning=model.version_warning,
+                )
+                log(f"loaded {model.estimator} ({model.task})")
+                with stopwatch.phase("schema"):
+                    schema = model.schema()
+                inputs = schema.tensor_specs()
+                learned = replace(learned, inputs=inputs)
+                with stopwatch.phase("export"):
+                    onnx_bytes = model.to_onnx(schema, log)
+                    session = _served_session(model, onnx_bytes)
+                outputs = _output_specs(session)
+                learned = replace(learned, outputs=outputs)
+                with stopwatch.phase("parity"):
+                    parity = model.parity(schema, session, plan, log)
+                learned = replace(learned, parity=parity)
+                trained = _baseline(plan, schema, model, session, log)
+                learned = replace(learned, baseline=trained.summary() if trained else None)
+                if labelled := _evaluation_set(request, dataset, schema):
+                    with stopwatch.phase("evaluation"):
+                        scored = _evaluate(request, labelled, model, schema, session, log)
+                    learned = replace(learned, evaluation=scored)
+                metadata = _metadata(
+                    model,
+                    inputs=inputs,
+                    outputs=outputs,
+                    onnx_bytes=onnx_bytes,
+                    parity=parity,
+                    source=source,
+                    timings=stopwatch.timings(),
+                )
+                written = {MODEL_FILE: onnx_bytes}
                 if trained is not None:
-                    write_atomically(request.out / baseline.FILE, trained.to_json().encode())
-                write_metadata(request.out, metadata)
+                    written[BASELINE_FILE] = trained.to_json().encode()
+                with stopwatch.phase("write"):
+                    for name, payload in written.items():
+                        write_atomically(request.out / name, payload)
+                    write_metadata(request.out, metadata)
+                may_store = isinstance(decision, reuse.Convert) and decision.may_store
+                if looked_up is not None and may_store:
+                    with stopwatch.phase("store"):
+                        stored = cachestep.store(looked_up, written, metadata, learned)
+                    learned = replace(learned, cache={**looked_up.report(), **stored})
+                    log(f"cache: {'stored' if stored['stored'] else 'not stored'} {stored}")
         log(f"wrote {request.out / MODEL_FILE} and metadata.json")
         if request.source_dir is not None:
             sourcedir.remove_model(request.source_dir)
@@ -195,8 +230,45 @@ def convert(
     return Converted(metadata, replace(learned, timings=stopwatch.timings()))
 
 
+def _served_session(model: formats.Model[Any], onnx_bytes: bytes) -> Any:
+    """The ONNX Runtime session parity runs: for a passthrough the one loading opened on
+    these very bytes, otherwise a new one on the converted model."""
+    from mlmodel_runtime.convert import ortsession
+    from mlmodel_runtime.convert.formats.onnx import OnnxModel
+
+    if isinstance(model, OnnxModel) and model.session is not None:
+        return model.session
+    return ortsession.session(onnx_bytes, what="the converted model")
+
+
+def _key_parts(
+    request: Request,
+    fetched: fetch.Fetched,
+    plan: ParityPlan,
+    dataset: tuple[Path, dict[str, Any]] | None,
+) -> cachestep.KeyParts:
+    load = request.load
+    return cachestep.KeyParts(
+        source_sha256=fetched.sha256,
+        fmt=request.fmt,
+        trust=load.trust,
+        allow_unsafe_pickle=load.allow_unsafe_pickle,
+        allow_version_mismatch=load.allow_version_mismatch,
+        max_unpacked_bytes=load.max_unpacked_bytes,
+        plan=plan,
+        evaluation_sha256=dataset[1].get("sha256") if dataset is not None else None,
+        evaluation_metric=request.evaluation_metric,
+    )
+
+
+def _output_specs(session: Any) -> tuple[TensorSpec, ...]:
+    from mlmodel_runtime.convert import ortsession
+
+    return ortsession.tensor_specs(session.get_outputs())
+
+
 def _baseline(
-    plan: check.ParityPlan,
+    plan: ParityPlan,
     schema: Any,
     model: formats.Model[Any],
     session: Any,
@@ -205,6 +277,9 @@ def _baseline(
     """The training baseline from the sample parity used, when it was one from
     training (the reference or --sample-data; generated rows are not), for a model
     whose inputs the converter knows (not an ONNX passthrough)."""
+    from mlmodel_runtime.convert import baseline, check, sampling
+    from mlmodel_runtime.convert.schema import InputSchema
+
     if not isinstance(schema, InputSchema):
         return None
     if plan.reference is not None:
@@ -227,7 +302,7 @@ def _baseline(
     return trained
 
 
-def _parity_plan(request: Request, log: Callable[[str], None]) -> check.ParityPlan:
+def _parity_plan(request: Request, log: Callable[[str], None]) -> ParityPlan:
     """The request's plan, with the reference `fetch --reference-uri` put beside the
     model (checked against its description like the model), or the --reference file,
     named with its digest so the report says which reference proved parity."""
@@ -247,17 +322,27 @@ def _parity_plan(request: Request, log: Callable[[str], None]) -> check.ParityPl
     return plan
 
 
-def _evaluation_set(request: Request, schema: Any) -> tuple[Path, dict[str, Any]] | None:
+def _evaluation_dataset(request: Request) -> tuple[Path, dict[str, Any]] | None:
+    """The labelled set given (--evaluation) or fetched beside the model, and which one
+    it is (its digest is part of the cache key); None when there is none."""
+    if request.evaluation is not None:
+        digest = hashlib.sha256(request.evaluation.read_bytes()).hexdigest()
+        return request.evaluation, {"uri": str(request.evaluation), "sha256": digest}
+    if request.source_dir is None:
+        return None
+    fetched = sourcedir.read_extra(
+        request.source_dir, sourcedir.EVALUATION, max_bytes=request.fetch_options.max_bytes
+    )
+    return None if fetched is None else (fetched[0].path, fetched[1].to_json())
+
+
+def _evaluation_set(
+    request: Request, dataset: tuple[Path, dict[str, Any]] | None, schema: Any
+) -> tuple[Path, dict[str, Any]] | None:
     """The labelled set to score on and which one it is, or None when none was asked
     (then no evaluation phase is timed either)."""
-    dataset: Path | None = request.evaluation
-    described: dict[str, Any] | None = None
-    if dataset is None and request.source_dir is not None:
-        fetched = sourcedir.read_extra(
-            request.source_dir, sourcedir.EVALUATION, max_bytes=request.fetch_options.max_bytes
-        )
-        if fetched is not None:
-            dataset, described = fetched[0].path, fetched[1].to_json()
+    from mlmodel_runtime.convert.schema import InputSchema
+
     if dataset is None and request.evaluation_metric is None:
         return None
     if dataset is None or request.evaluation_metric is None:
@@ -267,10 +352,7 @@ def _evaluation_set(request: Request, schema: Any) -> tuple[Path, dict[str, Any]
             "an evaluation needs a model format with an original (skops, sklearn); an ONNX "
             "model is served as is"
         )
-    if described is None:
-        digest = hashlib.sha256(dataset.read_bytes()).hexdigest()
-        described = {"uri": str(dataset), "sha256": digest}
-    return dataset, described
+    return dataset
 
 
 def _evaluate(
@@ -282,6 +364,8 @@ def _evaluate(
     log: Callable[[str], None],
 ) -> dict[str, Any]:
     """The converted model's score on the labelled set."""
+    from mlmodel_runtime.convert import evaluation
+
     dataset, described = labelled
     assert request.evaluation_metric is not None  # checked by _evaluation_set
     return evaluation.evaluate(
@@ -343,6 +427,8 @@ def _output_roles(task: Task, outputs: tuple[TensorSpec, ...]) -> tuple[str, str
     """(label, probabilities) output names, by the convention every format converts to:
     a classifier answers `label` and `probabilities`, a regressor's first output is its
     value, and nothing is known of a model that is neither."""
+    from mlmodel_runtime.convert import check
+
     if task == "classification":
         return check.LABEL, check.PROBABILITIES
     if task == "regression":

@@ -27,8 +27,8 @@ ESSENTIAL = ("status", "error", "exit_code", "retryable")
 # Optional fields, dropped last-first when nothing else helps.
 # `evaluation` goes last: the operator's quality gate compares its score.
 DROP_ORDER = (
-    "libraries", "timings", "schema", "baseline", "source", "parity", "estimator", "uri",
-    "evaluation",
+    "libraries", "timings", "cache", "schema", "baseline", "source", "parity", "estimator",
+    "uri", "evaluation",
 )  # fmt: skip
 
 

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from mlmodel_runtime.convert.check import ParityPlan
 from mlmodel_runtime.convert.errors import IntegrityError, UnsafeFormatError, UsageError
 from mlmodel_runtime.convert.fetch import DEFAULT_MAX_BYTES
+from mlmodel_runtime.convert.plan import ParityPlan
 from mlmodel_runtime.modeldir import Task, TensorSpec
 
 Log = Callable[[str], None]
@@ -185,7 +185,10 @@ def load(fmt: Format, path: Path, options: LoadOptions, log: Log) -> Model[Any]:
     return fmt.load(path, options, log)
 
 
-# The registry: at the end, because each format module imports what is above.
+# The registry: at the end, because each format module imports what is above. The format
+# modules import their libraries (and NumPy) where they load or prove a model, not at
+# the top: `--help` and a conversion reused from the cache read this registry and
+# nothing more.
 from mlmodel_runtime.convert.formats import boosters, onnx, sklearn, skops  # noqa: E402
 
 _FORMATS: tuple[Format, ...] = (

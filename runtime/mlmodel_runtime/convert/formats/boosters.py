@@ -22,7 +22,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mlmodel_runtime.convert import booster_structure
 from mlmodel_runtime.convert.errors import IntegrityError, UnsupportedModelError
 from mlmodel_runtime.convert.formats import Format, LoadOptions, Log
 from mlmodel_runtime.convert.formats.estimator import (
@@ -61,7 +60,10 @@ class XGBoostFormat(Format):
 
 
 def _read_xgboost(path: Path) -> Any:
-    import xgboost
+    from mlmodel_runtime.convert import booster_structure, gcpause
+
+    with gcpause.while_importing():
+        import xgboost
 
     with library_errors("load the XGBoost model"):
         booster = xgboost.Booster(model_file=str(path))
@@ -92,9 +94,10 @@ class LightGBMFormat(Format):
 
 
 def _read_lightgbm(path: Path) -> Any:
-    import lightgbm
+    from mlmodel_runtime.convert import booster_estimators, booster_structure, gcpause
 
-    from mlmodel_runtime.convert import booster_estimators
+    with gcpause.while_importing():
+        import lightgbm
 
     try:
         text = path.read_text(encoding="utf-8")

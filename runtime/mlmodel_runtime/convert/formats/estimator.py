@@ -17,21 +17,21 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from mlmodel_runtime.convert import check, export
 from mlmodel_runtime.convert.errors import (
     IntegrityError,
     UnsupportedModelError,
     VersionMismatchError,
 )
 from mlmodel_runtime.convert.formats import LoadOptions, Log
-from mlmodel_runtime.convert.sampling import Feeds, to_sklearn_input
+from mlmodel_runtime.convert.plan import ParityPlan
 from mlmodel_runtime.convert.sanitize import describe
-from mlmodel_runtime.convert.schema import InputSchema, dotted_name, infer_schema, task_of
 from mlmodel_runtime.modeldir import Task
+
+if TYPE_CHECKING:
+    from mlmodel_runtime.convert.sampling import Feeds
+    from mlmodel_runtime.convert.schema import InputSchema
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,9 @@ class EstimatorModel:
     version_warning: str = ""
 
     def schema(self) -> InputSchema:
+        from mlmodel_runtime.convert import export
+        from mlmodel_runtime.convert.schema import infer_schema
+
         if self.task == "other":
             raise UnsupportedModelError(
                 f"{self.estimator} is neither a classifier nor a regressor; only those are "
@@ -53,12 +56,19 @@ class EstimatorModel:
         return infer_schema(self.fitted)
 
     def to_onnx(self, schema: InputSchema, log: Log) -> bytes:
+        from mlmodel_runtime.convert import export
+
         log(f"converting with skl2onnx: {len(schema.tensor_specs())} input(s)")
         return export.to_onnx(self.fitted, schema)
 
     def parity(
-        self, schema: InputSchema, session: Any, plan: check.ParityPlan, log: Log
+        self, schema: InputSchema, session: Any, plan: ParityPlan, log: Log
     ) -> dict[str, Any]:
+        import numpy as np
+
+        from mlmodel_runtime.convert import check
+        from mlmodel_runtime.convert.sampling import to_sklearn_input
+
         def predict(feeds: Feeds) -> check.Outputs:
             return check.run_original(self.fitted, to_sklearn_input(feeds, schema), self.task)
 
@@ -76,6 +86,8 @@ class EstimatorModel:
 def open_estimator(read: Callable[[], Any], options: LoadOptions, log: Log) -> EstimatorModel:
     """The estimator `read` returns (a format's own safe loader), refused when it was
     saved by another scikit-learn without --allow-version-mismatch, or cannot predict."""
+    from mlmodel_runtime.convert.schema import dotted_name, task_of
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fitted = read()
@@ -134,10 +146,14 @@ def _check_version(caught: Iterable[warnings.WarningMessage], allow: bool) -> st
 
 def _classes(fitted: Any) -> tuple[str | int, ...]:
     """metadata.json's `classes`: JSON-friendly, integral floats as ints."""
+    import numpy as np
+
     return tuple(_plain_class(c) for c in np.asarray(getattr(fitted, "classes_", [])).tolist())
 
 
 def _plain_class(value: Any) -> str | int:
+    import numpy as np
+
     value = value.item() if isinstance(value, np.generic) else value
     if isinstance(value, bool):
         return int(value)

@@ -11,15 +11,13 @@ converts to), otherwise its task is "other".
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
-
-from mlmodel_runtime.convert import check, ortsession, sampling
 from mlmodel_runtime.convert.errors import IntegrityError, UnsupportedModelError, UsageError
 from mlmodel_runtime.convert.formats import Format, LoadOptions, Log
+from mlmodel_runtime.convert.plan import ParityPlan
 from mlmodel_runtime.convert.sanitize import describe
 from mlmodel_runtime.modeldir import Task, TensorSpec
 
@@ -38,11 +36,14 @@ class OnnxInputs:
 
 @dataclass(frozen=True)
 class OnnxModel:
-    """The file is the model to serve: nothing to convert, no original to compare with."""
+    """The file is the model to serve: nothing to convert, no original to compare with.
+    `session` is the ONNX Runtime session loading opened on these very bytes: the
+    self-check runs on it, rather than on a second session of the same model."""
 
     data: bytes
     inputs: OnnxInputs
     task: Task
+    session: Any = field(default=None, repr=False, compare=False)
     estimator: ClassVar[str] = "onnx"
     classes: ClassVar[tuple[str | int, ...]] = ()
     version_warning: ClassVar[str] = ""
@@ -54,9 +55,13 @@ class OnnxModel:
         return self.data
 
     def parity(
-        self, schema: OnnxInputs, session: Any, plan: check.ParityPlan, log: Log
+        self, schema: OnnxInputs, session: Any, plan: ParityPlan, log: Log
     ) -> dict[str, Any]:
         """Run the model once on generated rows: it loads, and answers finitely."""
+        import numpy as np
+
+        from mlmodel_runtime.convert import check, sampling
+
         if plan.reference is not None:
             # Nothing here knows which of an arbitrary ONNX model's outputs is the label
             # or the probabilities: accepting the reference would prove nothing.
@@ -95,6 +100,7 @@ class OnnxFormat(Format):
     def load(self, path: Path, options: LoadOptions, log: Log) -> OnnxModel:
         import onnx
 
+        from mlmodel_runtime.convert import check, ortsession
         from mlmodel_runtime.convert.onnx_safety import refuse_external_data
 
         data = path.read_bytes()
@@ -119,4 +125,5 @@ class OnnxFormat(Format):
             data=data,
             inputs=OnnxInputs(ortsession.tensor_specs(session.get_inputs())),
             task="classification" if classifier else "other",
+            session=session,
         )

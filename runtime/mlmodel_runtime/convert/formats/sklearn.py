@@ -37,7 +37,12 @@ class SklearnFormat(Format):
 
 
 def _unpickle(path: Path) -> Any:
-    import joblib
+    from mlmodel_runtime.convert import gcpause
+
+    with gcpause.while_importing():
+        # scikit-learn itself before the file: what unpickling imports after it is small.
+        import joblib
+        import sklearn  # noqa: F401
 
     with library_errors("unpickle the file"):
         return joblib.load(path)

@@ -43,9 +43,16 @@ class SkopsFormat(Format):
 
 
 def _read(path: Path, options: LoadOptions) -> Any:
-    import skops.io
+    from mlmodel_runtime.convert import (
+        archive,
+        booster_structure,
+        gcpause,
+        skops_trust,
+        structure,
+    )
 
-    from mlmodel_runtime.convert import archive, booster_structure, skops_trust, structure
+    with gcpause.while_importing():
+        import skops.io
 
     archive.check_archive(path, max_unpacked=options.max_unpacked_bytes)
     try:
