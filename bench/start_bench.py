@@ -21,15 +21,15 @@ rest of its wall time is interpreter start and imports. Each command's start alo
 timed with `--help` (interpreter, `mlmodel_runtime.cli` and the command's module), and
 `python -X importtime` names each command's biggest imports (one extra run, not timed).
 When the runtime knows `convert --cache-dir`, two more pods per run use a node-level
-cache directory (what the operator would mount): the first on an empty cache (it
-converts and stores), the next one on the same model (it reuses).
+cache directory (the operator's pod with `--convert-cache-host-path` set): the first on
+an empty cache (it converts and stores), the next one on the same model (it reuses).
 
 `--podrunner` (inside the network sandbox) starts the local control plane and the
 process runner (`localenv.podrunner`, the e2e tests' kubelet) and creates each pod
 through the API, placed by the scheduler on the runner's node: from the create call to
 the pod's Ready condition, polled every 50 ms, with when each container was first seen
-running. With `--cache-dir` support the cached pods get the hostPath volume the
-operator would add (`CACHE_VOLUME`).
+running. The cached pods carry the hostPath volume the operator adds
+with `--convert-cache-host-path` (`CACHE_ROOT`).
 
 `--baseline DIR` adds the pods of another tree of the runtime, put first on the path of
 their processes (e.g. `git archive HEAD runtime/mlmodel_runtime | tar -x -C /tmp/before`,
@@ -78,13 +78,11 @@ RUNTIME = Path(sys.executable).parent / "mlmodel-runtime"
 MODELS = ("iris", "forest-100", "onnx")
 NO_CACHE, CACHE_FIRST, CACHE_NEXT = "no cache", "cache, first pod", "cache, next pod"
 CHECKOUT, BASELINE = "this checkout", "baseline"
-# What the operator would add for a node-level conversion cache (docs/convert.md).
-CACHE_PATH = "/var/cache/mlmodel/convert"
-CACHE_VOLUME = {
-    "name": "convert-cache",
-    "hostPath": {"path": CACHE_PATH, "type": "DirectoryOrCreate"},
-}
-CACHE_MOUNT = {"name": "convert-cache", "mountPath": CACHE_PATH}
+# The administrator's conversion cache (`--convert-cache-host-path`): the operator mounts
+# <CACHE_ROOT>/<namespace> into convert (desired.pod_template).
+CACHE_ROOT = "/var/cache/mlmodel"
+NAMESPACE = "default"
+CACHE_PATH = f"{CACHE_ROOT}/{NAMESPACE}"  # the node's directory of the pods' namespace
 READY_POLL_S = 0.01
 API_POLL_S = 0.05
 
@@ -118,18 +116,13 @@ def train(work: Path) -> dict[str, tuple[Path, str]]:
 
 
 def pod_spec(name: str, model_file: Path, fmt: str, *, cached: bool) -> dict[str, Any]:
-    """The pod the operator makes for this model (plus the cache volume when asked)."""
-    manifest = mlmodel(name, "default", model_file=model_file, model={"format": fmt})
+    """The pod the operator makes for this model, with the administrator's conversion
+    cache when `cached`."""
+    manifest = mlmodel(name, NAMESPACE, model_file=model_file, model={"format": fmt})
     spec = parse_spec(manifest["spec"])
-    ref = ModelRef(name=name, namespace="default", uid="00000000-0000-0000-0000-000000000000")
-    template = desired.pod_template(ref, spec, "r1", Settings())
-    if cached:
-        pod = template["spec"]
-        pod["volumes"].append(dict(CACHE_VOLUME))
-        convert = next(c for c in pod["initContainers"] if c["name"] == "convert")
-        convert["volumeMounts"].append(dict(CACHE_MOUNT))
-        convert["args"].append(f"--cache-dir={CACHE_PATH}")
-    return template
+    ref = ModelRef(name=name, namespace=NAMESPACE, uid="00000000-0000-0000-0000-000000000000")
+    settings = Settings(convert_cache_host_path=CACHE_ROOT if cached else "")
+    return desired.pod_template(ref, spec, "r1", settings)
 
 
 # ---------------------------------------------------------------- process mode

@@ -75,6 +75,7 @@ SETTINGS = (
     Setting("forbidUnsafePickle", "FORBID_UNSAFE_PICKLE"),
     Setting("allowedGateways", "ALLOWED_GATEWAYS", 'join "," .'),
     Setting("allowedHostnames", "ALLOWED_HOSTNAMES", 'join "," .'),
+    Setting("convertCacheHostPath", "CONVERT_CACHE_HOST_PATH"),
 )
 # Leader election is on unless turned off, so its variable is set only for `false`.
 LEADER_ELECTION = """\

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,9 +73,11 @@ class OperatorEnv:
         lease_seconds: float = 15,
         allowed_prometheus_urls: str = "http://127.0.0.1:*",
         allowed_webhook_urls: str = "http://127.0.0.1:*",
+        settings: Sequence[str] = (),
     ) -> OperatorProcess:
         """An operator for `namespace`. Every test Prometheus and webhook receiver listens
-        on loopback, so the administrator's allow-lists are loopback on any port."""
+        on loopback, so the administrator's allow-lists are loopback on any port.
+        `settings`: more flags, as an administrator would set them."""
         log = self.directory / f"operator-{namespace}-{identity}-{len(self.started)}.log"
         port = free_port()
         handle = log.open("wb")
@@ -93,6 +96,7 @@ class OperatorEnv:
                 "--resync-seconds=5",
                 f"--allowed-prometheus-urls={allowed_prometheus_urls}",
                 f"--allowed-webhook-urls={allowed_webhook_urls}",
+                *settings,
             ],
             env={**os.environ, "KUBECONFIG": str(self.kubeconfig)},
             stdout=handle,

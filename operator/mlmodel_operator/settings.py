@@ -54,6 +54,8 @@ class Settings:
     forbid_unsafe_pickle: bool = False
     allowed_gateways: tuple[str, ...] = ()  # "namespace/name"; empty: any
     allowed_hostnames: tuple[str, ...] = ()  # "host" or "*.suffix"; empty: any
+    # A node directory for conversions to reuse (a subdirectory per namespace); "": none.
+    convert_cache_host_path: str = ""
 
 
 def _env(name: str, default: str) -> str:
@@ -140,6 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
         "routes (default: any)",
     )
     parser.add_argument(
+        "--convert-cache-host-path",
+        default=_env("CONVERT_CACHE_HOST_PATH", ""),
+        help="absolute node directory where pods reuse conversions: <dir>/<namespace> is "
+        "mounted into the convert init container (hostPath; see docs/convert.md); "
+        "empty: every pod converts (default)",
+    )
+    parser.add_argument(
         "--no-leader-election",
         action="store_true",
         default=_env("LEADER_ELECTION", "true").lower() == "false",
@@ -188,6 +197,12 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
     for gateway in gateways:
         if gateway.count("/") != 1 or not all(gateway.split("/")):
             raise SettingsError(f"--allowed-gateways entry {gateway!r} is not namespace/name")
+    cache = args.convert_cache_host_path
+    if cache and (not cache.startswith("/") or ".." in cache.split("/") or not cache.strip("/")):
+        raise SettingsError(
+            f"--convert-cache-host-path {cache!r} is not an absolute directory of the node "
+            "(other than /)"
+        )
     return Settings(
         runtime_image=args.runtime_image,
         image_pull_policy=args.image_pull_policy,
@@ -210,6 +225,7 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
         forbid_unsafe_pickle=args.forbid_unsafe_pickle,
         allowed_gateways=gateways,
         allowed_hostnames=_list(args.allowed_hostnames),
+        convert_cache_host_path=cache.rstrip("/"),
     )
 
 

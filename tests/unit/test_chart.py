@@ -51,6 +51,11 @@ RENDERED_SETTINGS: dict[str, tuple[str, str, Any]] = {
     "FORBID_UNSAFE_PICKLE": ("true", "forbid_unsafe_pickle", True),
     "ALLOWED_GATEWAYS": ("gateways/web,infra/edge", "allowed_gateways", None),
     "ALLOWED_HOSTNAMES": ("*.models.example.com", "allowed_hostnames", ("*.models.example.com",)),
+    "CONVERT_CACHE_HOST_PATH": (
+        "/var/cache/mlmodel",
+        "convert_cache_host_path",
+        "/var/cache/mlmodel",
+    ),
     "LEADER_ELECTION": ("false", "leader_election", False),
 }
 

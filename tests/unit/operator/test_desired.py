@@ -366,6 +366,13 @@ def test_probes_use_the_v2_health_endpoints_on_the_named_port() -> None:
     assert serve["readinessProbe"]["periodSeconds"] <= serve["livenessProbe"]["periodSeconds"]
 
 
+def test_a_new_pod_is_probed_every_second_and_a_busy_one_given_four() -> None:
+    """Ready soon after the server answers; out of the endpoints only after 4 s of misses."""
+    _, _, serve = containers(build())
+    ready = serve["readinessProbe"]
+    assert (ready["periodSeconds"], ready["failureThreshold"]) == (1, 4)
+
+
 def test_user_env_goes_to_the_serving_container_only() -> None:
     env = [{"name": "OMP_NUM_THREADS", "value": "1"}]
     fetch, convert, serve = containers(build(serving={"env": env}))
@@ -552,3 +559,53 @@ def test_grpc_services_have_an_h2c_port() -> None:
                 "appProtocol": "kubernetes.io/h2c",
             },
         ]
+
+
+# --- the node's conversion cache ---------------------------------------------------------------
+
+CACHED = Settings(runtime_image=IMAGE, convert_cache_host_path="/var/cache/mlmodel")
+
+
+def test_without_a_cache_setting_no_pod_mounts_a_node_directory() -> None:
+    manifest = build()
+    _, convert, _ = containers(manifest)
+
+    assert not [v for v in pod_spec(manifest)["volumes"] if "hostPath" in v]
+    assert not [a for a in convert["args"] if a.startswith("--cache-dir")]
+
+
+def test_the_cache_is_the_namespaces_node_directory_mounted_into_convert_only() -> None:
+    manifest = build(settings=CACHED)
+    fetch, convert, serve = containers(manifest)
+
+    assert volumes(manifest)["convert-cache"] == {
+        "name": "convert-cache",
+        "hostPath": {"path": "/var/cache/mlmodel/models", "type": "DirectoryOrCreate"},
+    }
+    assert mounts(convert)["convert-cache"] == {
+        "name": "convert-cache",
+        "mountPath": "/var/cache/mlmodel/convert",
+    }
+    assert convert["args"][-1] == "--cache-dir=/var/cache/mlmodel/convert"
+    # Neither the container holding the store's credentials nor the server sees it.
+    assert "convert-cache" not in mounts(fetch)
+    assert "convert-cache" not in mounts(serve)
+
+
+def test_a_model_that_unpickles_never_gets_the_cache() -> None:
+    """Unpickling runs the file's code: with the directory mounted it could plant a
+    conversion for the namespace's other models."""
+    manifest = build(
+        {"uri": "s3://models/iris/v1/model.pkl", "format": "sklearn", "allowUnsafePickle": True},
+        settings=CACHED,
+    )
+    _, convert, _ = containers(manifest)
+
+    assert "convert-cache" not in volumes(manifest)
+    assert "convert-cache" not in mounts(convert)
+    assert not [a for a in convert["args"] if a.startswith("--cache-dir")]
+
+
+def test_the_cache_adds_only_its_flag_to_the_convert_arguments() -> None:
+    plain, cached = containers(build())[1], containers(build(settings=CACHED))[1]
+    assert cached["args"] == [*plain["args"], "--cache-dir=/var/cache/mlmodel/convert"]

@@ -46,6 +46,7 @@ def test_defaults() -> None:
     assert settings.health_address == "0.0.0.0:8080"
     assert settings.leader_election is True
     assert settings.identity  # hostname-pid when no pod name is known
+    assert settings.convert_cache_host_path == ""  # every pod converts
 
 
 @pytest.mark.parametrize(
@@ -149,6 +150,7 @@ def test_every_setting_is_read_from_its_environment_variable(
         "IDENTITY": "operator-0",
         "HEALTH_ADDRESS": "127.0.0.1:9000",
         "LEADER_ELECTION": "false",
+        "CONVERT_CACHE_HOST_PATH": "/var/cache/mlmodel/convert",
     }.items():
         monkeypatch.setenv(f"MLMODEL_OPERATOR_{name}", value)
 
@@ -165,6 +167,7 @@ def test_every_setting_is_read_from_its_environment_variable(
     assert settings.identity == "operator-0"
     assert settings.health_address == "127.0.0.1:9000"
     assert settings.leader_election is False
+    assert settings.convert_cache_host_path == "/var/cache/mlmodel/convert"
 
 
 def test_flags_win_over_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -258,3 +261,16 @@ def test_allowed_webhook_urls_are_a_list_of_http_url_prefixes_and_none_by_defaul
     assert settings.allowed_webhook_urls == ("https://hooks.example/ml", "http://ci:*")
     with pytest.raises(SettingsError, match="--allowed-webhook-urls entry 'ftp://hooks'"):
         parse_settings(["--allowed-webhook-urls=ftp://hooks"])
+
+
+@pytest.mark.parametrize(
+    ("value", "kept"), [("/var/cache/mlmodel", "/var/cache/mlmodel"), ("/srv/cache/", "/srv/cache")]
+)
+def test_a_conversion_cache_is_an_absolute_node_directory(value: str, kept: str) -> None:
+    assert parse_settings([f"--convert-cache-host-path={value}"]).convert_cache_host_path == kept
+
+
+@pytest.mark.parametrize("value", ["relative/dir", "/", "//", "/var/../etc", "cache"])
+def test_a_conversion_cache_elsewhere_is_refused_naming_the_flag(value: str) -> None:
+    with pytest.raises(SettingsError, match="--convert-cache-host-path"):
+        parse_settings([f"--convert-cache-host-path={value}"])
