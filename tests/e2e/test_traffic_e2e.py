@@ -482,7 +482,16 @@ def test_the_scrape_provider_and_prometheus_count_the_same_requests(
 
     from_pods, queried = asyncio.run(both_providers())
     assert (from_pods.pods, queried.pods) == (2.0, 2.0)
-    assert from_pods.shed == queried.shed == {"concurrency": 0.0, "memory": 0.0, "queue": 0.0}
+    assert (
+        from_pods.shed
+        == queried.shed
+        == {
+            "concurrency": 0.0,
+            "memory": 0.0,
+            "queue": 0.0,
+            "loop": 0.0,
+        }
+    )
     assert from_pods.requests == queried.requests
     print(
         f"\n[two counts] scrape provider {by_scrape:g}, Prometheus {by_prometheus():g}, sent {sent}"

@@ -153,7 +153,7 @@ def test_too_many_requests_in_flight_get_503_with_retry_after(
         assert "close" not in refused.headers.get("connection", "")
         assert [_finish(sock, ONE_ROW) for sock in held] == [200, 200]
         assert client.post(INFER, content=ONE_ROW).status_code == 200
-        assert shed(client) == {"concurrency": 1.0, "memory": 0.0, "queue": 0.0}
+        assert shed(client) == {"concurrency": 1.0, "memory": 0.0, "queue": 0.0, "loop": 0.0}
 
 
 def test_requests_beyond_the_memory_budget_get_503_with_retry_after(
@@ -178,7 +178,7 @@ def test_requests_beyond_the_memory_budget_get_503_with_retry_after(
         assert "--max-inflight-bytes" in refused.json()["error"]
         assert _finish(held, heavy) == 200
         assert client.post(INFER, content=ONE_ROW).status_code == 200
-        assert shed(client) == {"concurrency": 0.0, "memory": 1.0, "queue": 0.0}
+        assert shed(client) == {"concurrency": 0.0, "memory": 1.0, "queue": 0.0, "loop": 0.0}
 
 
 def test_a_full_batching_queue_answers_503_with_retry_after(

@@ -47,6 +47,7 @@ from mlmodel_runtime.serve.dataplane import DataPlane
 from mlmodel_runtime.serve.exchange import InferenceExchange
 from mlmodel_runtime.serve.metrics import CONTENT_TYPE, RuntimeMetrics
 from mlmodel_runtime.serve.model import ModelLoadError, SessionFactory
+from mlmodel_runtime.serve.overload import LoopGuard, LoopLag
 from mlmodel_runtime.serve.routes import Route, build_routes, not_found_message
 
 if TYPE_CHECKING:
@@ -90,6 +91,15 @@ class ServeApp:
         self._observe_request = self.metrics.observe_request
         self._load_task: asyncio.Task[None] | None = None
         self.grpc: GrpcService | None = None
+        # Shedding by the loop's lateness, done by the connection protocol (server.py
+        # hands it this guard); None with --max-loop-lag-ms 0.
+        self.loop_guard: LoopGuard | None = None
+        if config.max_loop_lag_ms > 0:
+            self.loop_guard = LoopGuard.build(
+                LoopLag(config.max_loop_lag_ms / 1000),
+                self.metrics.observe_loop_shed,
+                headers=self._exchange.identity,
+            )
 
     # ---- lifecycle -------------------------------------------------------
 
@@ -157,6 +167,8 @@ class ServeApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self.plane.start()
+                if self.loop_guard is not None:
+                    self.loop_guard.lag.start(asyncio.get_running_loop())
                 if self.config.grpc_port:
                     try:
                         await self._start_grpc()
@@ -179,6 +191,8 @@ class ServeApp:
                     # uvicorn has drained HTTP; calls in flight finish, new ones are refused.
                     await self.grpc.stop(self.config.drain_timeout_s)
                 await self.plane.stop()
+                if self.loop_guard is not None:
+                    self.loop_guard.lag.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

@@ -44,6 +44,9 @@ class ServeConfig:
     max_inflight_bytes: int = 256 * MIB
     max_concurrent_requests: int = 256
     max_queued_requests: int = 128
+    # While the event loop runs this late, inference requests are shed at their head
+    # (overload.py); 0: never, the default (docs/runtime-api.md says why).
+    max_loop_lag_ms: float = 0.0
     max_connections: int = 1024
     max_header_bytes: int = 64 * 1024
     request_timeout_s: float = 30.0
@@ -77,6 +80,8 @@ class ServeConfig:
             problems.append(f"--max-batch-size must be at least 1, got {self.max_batch_size}")
         if self.max_batch_delay_ms < 0:
             problems.append(f"--max-batch-delay-ms must be >= 0, got {self.max_batch_delay_ms}")
+        if self.max_loop_lag_ms < 0:
+            problems.append(f"--max-loop-lag-ms must be >= 0, got {self.max_loop_lag_ms}")
         if self.intra_op_threads < 0:
             problems.append(f"--intra-op-threads must be >= 0, got {self.intra_op_threads}")
         for flag in _POSITIVE:
@@ -175,6 +180,7 @@ _FLAGS: tuple[tuple[str, Callable[[str], Any], str], ...] = (
     ("max-inflight-bytes", int, "budget of weighted request bytes in flight per worker (503)"),
     ("max-concurrent-requests", int, "inference requests in flight per worker (503 beyond)"),
     ("max-queued-requests", int, "requests waiting for the model per worker (503 beyond)"),
+    ("max-loop-lag-ms", float, "shed requests (503) while the event loop runs this late (0: off)"),
     ("max-connections", int, "open connections per worker; more are closed at once"),
     ("max-header-bytes", int, "largest request line and headers of a request (431 beyond)"),
     ("request-timeout-s", float, "per-request deadline for reading the body and inferring"),
@@ -241,6 +247,7 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         max_inflight_bytes=args.max_inflight_bytes,
         max_concurrent_requests=args.max_concurrent_requests,
         max_queued_requests=args.max_queued_requests,
+        max_loop_lag_ms=args.max_loop_lag_ms,
         max_connections=args.max_connections,
         max_header_bytes=args.max_header_bytes,
         request_timeout_s=args.request_timeout_s,

@@ -74,14 +74,14 @@ class InferenceExchange:
         # Extra headers of every answer the model was asked for: which revision
         # answered (a client behind a traffic split can count by it, as the e2e load
         # generator does), and Connection: close once draining.
-        self._identity: tuple[Header, ...] = ()
+        self.identity: tuple[Header, ...] = ()
         if config.revision:
-            self._identity = ((REVISION_HEADER, config.revision.encode("ascii")),)
-        self._answer_headers: tuple[Header, ...] = self._identity
+            self.identity = ((REVISION_HEADER, config.revision.encode("ascii")),)
+        self._answer_headers: tuple[Header, ...] = self.identity
 
     def begin_drain(self) -> None:
         """Answers from now on ask clients to close their connections to this process."""
-        self._answer_headers = (*self._identity, CLOSE)
+        self._answer_headers = (*self.identity, CLOSE)
 
     def handle(
         self, scope: Scope, receive: Receive, send: Send, adapters: Adapters

@@ -47,8 +47,8 @@ VALUE_BUCKETS: Final = (
 
 
 # Why a request was shed (the `reason` label), one per bound: --max-concurrent-requests,
-# --max-inflight-bytes, --max-queued-requests.
-SHED: Final = ("concurrency", "memory", "queue")
+# --max-inflight-bytes, --max-queued-requests, --max-loop-lag-ms.
+SHED: Final = ("concurrency", "memory", "queue", "loop")
 
 
 class RuntimeMetrics:
@@ -233,6 +233,12 @@ class RuntimeMetrics:
     def observe_shed(self, reason: str) -> None:
         """A request answered 503 at a bound (one of SHED); its answer is counted apart."""
         self._rejected[reason].inc()
+
+    def observe_loop_shed(self) -> None:
+        """A request the connection shed at its head (`overload.py`): counted as answered
+        503 at once, and as shed by the loop's bound."""
+        self.observe_request(503, 0.0)
+        self._rejected["loop"].inc()
 
     def observe_batch(
         self,

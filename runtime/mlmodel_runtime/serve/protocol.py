@@ -21,6 +21,14 @@ connection opens or a request's first byte arrives:
 
 The body has its own deadline in the app (`--request-timeout-s`). Connections
 beyond `--max-connections` are closed as soon as they are accepted.
+
+While the event loop is late (`overload.py`, `--max-loop-lag-ms`), a share of the
+inference requests (`POST .../infer`) is answered 503 as soon as their head is
+parsed, from a prepared buffer: no task, scope or app code runs for it, and its body is dropped as
+it arrives, on a connection kept open (closed when the client waits for 100 Continue
+or asked for no keep-alive: its body would be parsed as the next request). A request
+behind another still being answered (pipelined) is never shed this way, so answers
+keep their order.
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ from typing import Final
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from mlmodel_runtime.serve.overload import LoopGuard
+
 _TOO_LARGE_BODY: Final = b'{"error":"request headers too large (--max-header-bytes)"}'
 _TOO_LARGE: Final = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
@@ -40,15 +50,34 @@ _TOO_LARGE: Final = (
 )
 
 
+class _NoEvent:
+    def set(self) -> None:
+        pass
+
+
+class _Shed:
+    """The exchange of a request shed at its head, in uvicorn's `cycle` slot: answered,
+    so uvicorn drops its body and starts the next request as after any answer. One per
+    shed request, so that `SlowHeads` sees each as a new exchange."""
+
+    __slots__ = ()
+    response_complete = True
+    message_event = _NoEvent()
+
+
+_INFER_SUFFIX: Final = b"/infer"
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """One connection. The class attributes are set by `protocol_class`.
 
-    Only `data_received` is overridden, and it costs two attribute reads while a
-    request is served: this is on every request's path.
+    `data_received` costs two attribute reads while a request is served, and
+    `on_headers_complete` one more: this is on every request's path.
     """
 
     max_connections: int = 1 << 30
     max_header_bytes: int = 1 << 30
+    guard: LoopGuard | None = None
     # Bytes received for a request head not yet complete.
     header_bytes = 0
 
@@ -69,10 +98,43 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 self.transport.write(_TOO_LARGE)
                 self.transport.close()
 
+    def on_headers_complete(self) -> None:
+        guard = self.guard
+        if guard is not None and guard.lag.share and self._sheddable() and not guard.lag.admit():
+            self._shed(guard)
+            return
+        HttpToolsProtocol.on_headers_complete(self)
 
-def protocol_class(*, max_connections: int, max_header_bytes: int) -> type[HttpToolsProtocol]:
-    """The protocol class for one server, carrying its limits (uvicorn takes a class)."""
-    limits = {"max_connections": max_connections, "max_header_bytes": max_header_bytes}
+    def _sheddable(self) -> bool:
+        cycle = self.cycle
+        return (
+            (cycle is None or cycle.response_complete)
+            and self.parser.get_method() == b"POST"
+            and self.url.partition(b"?")[0].endswith(_INFER_SUFFIX)
+        )
+
+    def _shed(self, guard: LoopGuard) -> None:
+        self.cycle = _Shed()  # type: ignore[assignment]
+        guard.on_shed()
+        if self.expect_100_continue or not self.parser.should_keep_alive():
+            self.transport.write(guard.closing_answer)
+            self.transport.close()
+            return
+        self.transport.write(guard.answer)
+        # No keep-alive timer is armed (it would cost as much as the rest of the
+        # refusal): a connection that goes quiet now is closed by `SlowHeads`.
+
+
+def protocol_class(
+    *, max_connections: int, max_header_bytes: int, guard: LoopGuard | None = None
+) -> type[HttpToolsProtocol]:
+    """The protocol class for one server, carrying its limits and its loop guard
+    (uvicorn takes a class)."""
+    limits = {
+        "max_connections": max_connections,
+        "max_header_bytes": max_header_bytes,
+        "guard": guard,
+    }
     return type("GuardedHttpToolsProtocol", (GuardedHttpToolsProtocol,), limits)
 
 

@@ -47,6 +47,7 @@ from mlmodel_runtime.modeldir import read_metadata
 from mlmodel_runtime.serve.config import ServeConfig
 from mlmodel_runtime.serve.logs import configure_logging
 from mlmodel_runtime.serve.metrics import MULTIPROC_ENV
+from mlmodel_runtime.serve.overload import LoopGuard
 from mlmodel_runtime.serve.protocol import SlowHeads, protocol_class
 
 if TYPE_CHECKING:
@@ -92,14 +93,18 @@ class _DrainingServer(uvicorn.Server):
         return await super().on_tick(counter)
 
 
-def _uvicorn_config(config: ServeConfig, app: object) -> uvicorn.Config:
+def _uvicorn_config(
+    config: ServeConfig, app: object, guard: LoopGuard | None = None
+) -> uvicorn.Config:
     return uvicorn.Config(
         app,  # type: ignore[arg-type]
         host=config.host,
         port=config.port,
         loop="uvloop",
         http=protocol_class(
-            max_connections=config.max_connections, max_header_bytes=config.max_header_bytes
+            max_connections=config.max_connections,
+            max_header_bytes=config.max_header_bytes,
+            guard=guard,
         ),
         # No WebSocket endpoint exists; an upgraded connection would escape the guards.
         ws="none",
@@ -156,7 +161,7 @@ def run_worker(config: ServeConfig, sock: socket.socket | None = None, index: in
         log.error("cannot serve %s: %s", config.model_dir, exc)
         return 1
     server = _DrainingServer(
-        _uvicorn_config(config, app),
+        _uvicorn_config(config, app, app.loop_guard),
         begin_drain=app.begin_drain,
         shutdown_delay_s=config.shutdown_delay_s,
         slow_heads=SlowHeads(

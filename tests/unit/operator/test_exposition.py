@@ -135,13 +135,14 @@ def test_what_the_runtime_itself_writes_is_read() -> None:
     metrics.observe_request(500, 0.02)
     metrics.observe_shed("queue")
     metrics.observe_request(503, 0.0001)
+    metrics.observe_loop_shed()  # shed at its head by the connection (overload.py)
     metrics.observe_batch(3, [np.zeros((3, 4), np.float32)], [np.array([0, 2, 2])])
     snapshot = parse(metrics.exposition().decode())
-    assert snapshot.requests == {"200": 1.0, "500": 1.0, "503": 1.0}
-    assert snapshot.shed == {"concurrency": 0.0, "memory": 0.0, "queue": 1.0}
+    assert snapshot.requests == {"200": 1.0, "500": 1.0, "503": 2.0}
+    assert snapshot.shed == {"concurrency": 0.0, "memory": 0.0, "queue": 1.0, "loop": 1.0}
     assert snapshot.classes == {"0": 1.0, "1": 0.0, "2": 2.0}  # known classes exist at zero
     assert snapshot.latency is not None
-    assert snapshot.latency.observations == 3.0
+    assert snapshot.latency.observations == 4.0
 
 
 def test_a_pod_before_its_first_request_has_no_requests_and_an_empty_histogram() -> None:
