@@ -46,6 +46,7 @@ import numpy as np
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
+import docsection  # noqa: E402  (a sibling script, not a package)
 import overload_bench  # noqa: E402  (sibling scripts, not a package)
 import serve_bench  # noqa: E402
 from gobuild import go_binary  # noqa: E402
@@ -239,15 +240,7 @@ def section(report: dict[str, Any]) -> str:
 
 
 def write_doc(body: str) -> None:
-    doc = ROOT / "docs" / "benchmarks.md"
-    text = doc.read_text()
-    head = "## Batching on heavy models\n"
-    start = text.index(head) + len(head)
-    end = text.find("\n## ", start)
-    end = len(text) if end < 0 else end
-    rest = text[start:end]
-    keep = rest[rest.index("\n### ") :] if "\n### " in rest else "\n"
-    doc.write_text(text[:start] + "\n" + body + "\n" + keep + text[end:])
+    docsection.replace("## Batching on heavy models", body)
 
 
 def _key(config: str, connections: int, sweep: bool) -> str:

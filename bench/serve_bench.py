@@ -43,6 +43,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import docsection
 from gobuild import go_binary
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -581,14 +582,7 @@ def section(reports: list[dict[str, Any]]) -> str:
 
 
 def write_doc(body: str) -> None:
-    """Replace the section's body up to its first ### subsection (those are written by hand)."""
-    doc = ROOT / "docs" / "benchmarks.md"
-    content = doc.read_text()
-    heading = "## Serving (`mlmodel-runtime serve`)"
-    start = content.index(heading) + len(heading)
-    ends = [i for i in (content.find("\n## ", start), content.find("\n### ", start)) if i >= 0]
-    tail = content[min(ends) :] if ends else ""
-    doc.write_text(content[:start] + "\n\n" + body.strip() + "\n" + tail)
+    docsection.replace("## Serving (`mlmodel-runtime serve`)", body)
 
 
 def main() -> None:

@@ -66,6 +66,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import docsection  # noqa: E402  (a sibling script: bench/ is on the path)
+
 from localenv.manifests import mlmodel  # noqa: E402
 from localenv.podrunner import rebase_arg, rewrite_args  # noqa: E402
 from mlmodel_operator import desired  # noqa: E402
@@ -569,20 +571,7 @@ def section() -> str:
 
 
 def write_doc(body: str) -> None:
-    """Replace the section's body up to its first ### subsection (written by hand); add
-    the section before "Real pods" when it is missing."""
-    doc = ROOT / "docs" / "benchmarks.md"
-    text = doc.read_text()
-    head = "## Start-up (pod start to Ready)\n"
-    if head not in text:
-        anchor = text.index("## Real pods")
-        text = text[:anchor] + head + "\n" + text[anchor:]
-    start = text.index(head) + len(head)
-    end = text.find("\n## ", start)
-    end = len(text) if end < 0 else end
-    rest = text[start:end]
-    keep = rest[rest.index("\n### ") :] if "\n### " in rest else "\n"
-    doc.write_text(text[:start] + "\n" + body + "\n" + keep + text[end:])
+    docsection.replace("## Start-up (pod start to Ready)", body, before="## Real pods")
 
 
 # ------------------------------------------------------------------------ main
