@@ -228,6 +228,7 @@ EVERY_SETTING: dict[str, Any] = {
         "forbidUnsafePickle": True,
         "allowedGateways": ["gateways/web"],
         "allowedHostnames": ["*.models.example.com"],
+        "convertCacheHostPath": "/var/cache/mlmodel",
     },
 }
 # What the manifests fix rather than the values (see SETTINGS in localenv/chart.py).
@@ -263,6 +264,7 @@ def test_every_setting_in_the_values_reaches_the_operator_as_it_reads_it(
         ),
         ("namespace.name=", "namespace.create needs namespace.name"),
         ("settings.workers=0", "workers"),
+        ("settings.convertCacheHostPath=relative/dir", "convertCacheHostPath"),
     ],
 )
 def test_values_the_operator_would_refuse_fail_before_anything_is_installed(
