@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from mlmodel_operator import naming, ownership
+from mlmodel_operator import desired, naming, ownership
 from mlmodel_operator.analysis import templates
 from mlmodel_operator.errors import SpecError
 from mlmodel_operator.kube import ApiError, KubeClient
@@ -191,6 +191,9 @@ class Controller:
             disruption_budgets=frozenset(
                 n for kind, n in world.owned if kind == "PodDisruptionBudget"
             ),
+            autoscalers=frozenset(
+                n for kind, n in world.owned if kind == "HorizontalPodAutoscaler"
+            ),
             routes=frozenset(key for key in world.owned if key[0] in {a.kind for a in apis}),
             metrics=reader.latest((namespace, name)),
             taken=world.taken,
@@ -256,7 +259,13 @@ class Controller:
         the one carrying the weights first, when their APIs are served."""
         client = self._client
         selector = f"{naming.MODEL_LABEL}={name},{naming.MANAGED_BY}={naming.OPERATOR}"
-        kinds = ["Deployment", "Service", "PodDisruptionBudget", "ConfigMap"]
+        kinds = [
+            "Deployment",
+            "Service",
+            "PodDisruptionBudget",
+            "ConfigMap",
+            "HorizontalPodAutoscaler",
+        ]
         kinds += [api.kind for api in router_apis]
         route_kind = router_apis[0].kind if router_apis else None
         listed = await asyncio.gather(
@@ -352,6 +361,20 @@ class Controller:
         client = self._client
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         status = result.status
+        for revision, replicas in result.handover:
+            self._check_fence()
+            ref = naming.ModelRef(name=name, namespace=namespace, uid=body["metadata"]["uid"])
+            try:
+                await client.apply(
+                    desired.replicas_handover(ref, revision, replicas),
+                    manager=desired.HANDOVER_MANAGER,
+                    force=False,
+                )
+            except ApiError as error:
+                # A conflict: the HPA has set the replicas since they were read, and owns
+                # them alone; the apply below can leave them out safely.
+                if error.status != 409:
+                    raise
         for obj in result.apply:
             self._check_fence()
             await client.apply(obj)

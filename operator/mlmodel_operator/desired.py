@@ -1,8 +1,9 @@
-"""Desired child objects of an MLModel: one Deployment per revision, Services, PDBs.
+"""Desired child objects of an MLModel: one Deployment per revision, Services, PDBs, the
+HorizontalPodAutoscaler.
 
 Pure: every object is built from scratch with only the fields the operator
-cares about, and applied with server-side apply, so fields set by others
-(e.g. an HPA's replicas) are left alone.
+cares about, and applied with server-side apply, so fields set by others are left
+alone. An autoscaled stable's Deployment is built without `replicas` (the HPA's).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from mlmodel_operator.naming import (
     owned_metadata,
 )
 from mlmodel_operator.settings import Settings
-from mlmodel_operator.spec import MLModelSpec
+from mlmodel_operator.spec import Autoscaling, MLModelSpec
 
 MODELS_DIR = "/models"
 SOURCE_DIR = f"{MODELS_DIR}/source"  # the fetched file, until convert has read it
@@ -313,13 +314,15 @@ def deployment(
     *,
     revision: str,
     variant: str,
-    replicas: int,
+    replicas: int | None,
     settings: Settings,
 ) -> dict[str, Any]:
     """The Deployment of one revision. Its variant label is on the Deployment only:
-    promoting a canary relabels the Deployment without restarting its pods."""
+    promoting a canary relabels the Deployment without restarting its pods. `replicas`
+    None leaves the field out: the applied configuration then claims no ownership of it
+    (an autoscaled stable, whose replicas the HPA sets)."""
     selector = {MODEL_LABEL: ref.name, REVISION_LABEL: revision}
-    return {
+    built: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": owned_metadata(
@@ -338,6 +341,86 @@ def deployment(
             },
             "template": pod_template(ref, spec, revision, settings),
         },
+    }
+    if replicas is None:
+        del built["spec"]["replicas"]
+    return built
+
+
+def _quantity(value: float) -> str:
+    """A Kubernetes quantity for a per-pod target: 12 -> "12", 2.5 -> "2500m"."""
+    return str(int(value)) if float(value).is_integer() else f"{round(value * 1000)}m"
+
+
+# The Pods metric of the custom metrics API a requestsPerSecond target reads; an adapter
+# derives it from the runtime's mlmodel_requests_total (docs/autoscaling.md).
+REQUESTS_PER_SECOND_METRIC = "mlmodel_requests_per_second"
+
+
+def autoscaler(ref: ModelRef, autoscaling: Autoscaling, revision: str) -> dict[str, Any]:
+    """The HorizontalPodAutoscaler (autoscaling/v2) of the stable revision `revision`,
+    named as the MLModel: a promotion points the same HPA at the new stable, so its
+    recommendations and stabilisation windows carry over."""
+    if autoscaling.cpu_utilization is not None:
+        metric: dict[str, Any] = {
+            "type": "Resource",
+            "resource": {
+                "name": "cpu",
+                "target": {
+                    "type": "Utilization",
+                    "averageUtilization": autoscaling.cpu_utilization,
+                },
+            },
+        }
+    else:
+        assert autoscaling.requests_per_second is not None
+        metric = {
+            "type": "Pods",
+            "pods": {
+                "metric": {"name": REQUESTS_PER_SECOND_METRIC},
+                "target": {
+                    "type": "AverageValue",
+                    "averageValue": _quantity(autoscaling.requests_per_second),
+                },
+            },
+        }
+    spec: dict[str, Any] = {
+        "scaleTargetRef": {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "name": deployment_name(ref.name, revision),
+        },
+        "minReplicas": autoscaling.min_replicas,
+        "maxReplicas": autoscaling.max_replicas,
+        "metrics": [metric],
+    }
+    if autoscaling.behavior:
+        spec["behavior"] = dict(autoscaling.behavior)
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": owned_metadata(
+            ref, ref.name, {**base_labels(ref.name), REVISION_LABEL: revision}
+        ),
+        "spec": spec,
+    }
+
+
+# The field manager that holds an autoscaled Deployment's replicas between the operator's
+# letting go and the HPA's first write (Kubernetes' documented ownership hand-over: the
+# manager vanishes by itself once the HPA sets the field).
+HANDOVER_MANAGER = "handover-to-hpa"
+
+
+def replicas_handover(ref: ModelRef, revision: str, replicas: int) -> dict[str, Any]:
+    """The applied configuration `HANDOVER_MANAGER` applies to claim `replicas` of a
+    Deployment the operator is about to apply without it: otherwise the API server would
+    reset the field to its default of 1 until the HPA noticed."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": deployment_name(ref.name, revision), "namespace": ref.namespace},
+        "spec": {"replicas": replicas},
     }
 
 

@@ -19,9 +19,9 @@ import aiohttp
 import kopf
 
 from mlmodel_operator.analysis import templates
+from mlmodel_operator.naming import FIELD_MANAGER
 from mlmodel_operator.routers import router_apis
 
-FIELD_MANAGER = "mlmodel-operator"
 logger = logging.getLogger(__name__)
 
 # kind -> (API prefix, plural) for everything the operator touches.
@@ -33,6 +33,7 @@ RESOURCES: dict[str, tuple[str, str]] = {
     "Pod": ("/api/v1", "pods"),
     "Event": ("/api/v1", "events"),
     "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets"),
+    "HorizontalPodAutoscaler": ("/apis/autoscaling/v2", "horizontalpodautoscalers"),
     "MLModel": ("/apis/mlops.dev/v1alpha1", "mlmodels"),
     "Lease": ("/apis/coordination.k8s.io/v1", "leases"),
     **{kind: ("/apis/mlops.dev/v1alpha1", t.plural) for kind, t in templates.KINDS.items()},
@@ -141,15 +142,18 @@ class KubeClient:
         items: list[dict[str, Any]] = result.get("items") or []
         return items
 
-    async def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
-        """Server-side apply as the operator's field manager, taking conflicting fields."""
+    async def apply(
+        self, obj: Mapping[str, Any], *, manager: str = FIELD_MANAGER, force: bool = True
+    ) -> dict[str, Any]:
+        """Server-side apply as the operator's field manager, taking conflicting fields;
+        with `force` False a conflict is an ApiError 409 and changes nothing."""
         metadata = obj["metadata"]
         result: dict[str, Any] = await self.request(
             "PATCH",
             _path(obj["kind"], metadata["namespace"], metadata["name"]),
             body=obj,
             content_type="application/apply-patch+yaml",
-            params={"fieldManager": FIELD_MANAGER, "force": "true"},
+            params={"fieldManager": manager, "force": "true" if force else "false"},
         )
         return result
 

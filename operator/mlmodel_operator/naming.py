@@ -17,6 +17,8 @@ KIND = "MLModel"
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 OPERATOR = "mlmodel-operator"
+# The operator's server-side apply field manager (and its Events' reporting component).
+FIELD_MANAGER = OPERATOR
 MODEL_LABEL = "mlops.dev/model"
 REVISION_LABEL = "mlops.dev/revision"
 VARIANT_LABEL = "mlops.dev/variant"

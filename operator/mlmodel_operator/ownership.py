@@ -61,3 +61,20 @@ def owned_chain(
         if ref is not None and ref.get("kind") == "ReplicaSet" and ref.get("uid") in parent:
             found[parent[str(ref["uid"])]].append(pod)
     return found
+
+
+def applies_field(obj: Mapping[str, Any], manager: str, path: Iterable[str]) -> bool:
+    """Whether `manager`'s server-side apply owns the field at `path` (e.g. spec, replicas)
+    of `obj`, by its managedFields. A field an apply owns is removed when the next apply
+    of the same manager leaves it out: what a hand-over must know first."""
+    for entry in (obj.get("metadata") or {}).get("managedFields") or ():
+        if entry.get("manager") != manager or entry.get("operation") != "Apply":
+            continue
+        fields: Mapping[str, Any] | None = entry.get("fieldsV1") or {}
+        for key in path:
+            fields = (fields or {}).get(f"f:{key}")
+            if fields is None:
+                break
+        else:
+            return True
+    return False

@@ -12,7 +12,8 @@ object collects state on the side):
                     after a promotion; the canary's step (`rollout.advance`) and its
                     analysis (`analysis.loop.step`) happen here
     _replicas       how many pods each revision runs
-    _objects        Deployments, Services, the router's objects, the PDB; scales
+    _objects        Deployments, Services, the router's objects, the PDB, the HPA; scales
+                    and replicas handed over to the HPA
     _deletions      Deployments and PDBs no longer wanted, once the stable can serve
     _monitor        the stable judged against `spec.monitoring` while no canary rolls out
     _status         the typed `Status` (serialised once, in `Status.to_dict`)
@@ -36,6 +37,7 @@ from mlmodel_operator import (
     history,
     monitoring,
     naming,
+    ownership,
     policy,
     quality,
     rollout,
@@ -50,7 +52,7 @@ from mlmodel_operator.health import RevisionHealth, assess
 from mlmodel_operator.revision import revision_of
 from mlmodel_operator.routers import Router, apis_of, gatewayapi, router_for
 from mlmodel_operator.settings import Settings
-from mlmodel_operator.spec import MLModelSpec
+from mlmodel_operator.spec import Autoscaling, MLModelSpec
 from mlmodel_operator.status import (
     CanaryStatus,
     ConditionType,
@@ -84,6 +86,9 @@ class Event:
 class Plan:
     apply: list[dict[str, Any]] = field(default_factory=list)
     scale: list[tuple[str, int]] = field(default_factory=list)  # (Deployment, replicas)
+    # Autoscaled Deployments whose replicas the operator's apply owns, with the count to
+    # hand over to the HPA (`desired.replicas_handover`), before `apply` lets go of them.
+    handover: list[tuple[str, int]] = field(default_factory=list)  # (revision, replicas)
     delete: list[tuple[str, str]] = field(default_factory=list)  # (kind, name)
     status: dict[str, Any] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
@@ -111,6 +116,7 @@ class Inputs:
     # the weight the cluster carries is read back from it, never assumed.
     route: Mapping[str, Any] | None = None
     disruption_budgets: frozenset[str] = frozenset()  # names that exist
+    autoscalers: frozenset[str] = frozenset()  # HorizontalPodAutoscalers' names that exist
     # The router's objects this MLModel controls, (kind, name), as listed.
     routes: frozenset[tuple[str, str]] = frozenset()
     # The latest reading of the metrics reader (None: analysis off or nothing read yet).
@@ -167,6 +173,18 @@ class _Context:
             return None
         return int((seen.deployment.get("spec") or {}).get("replicas", 1))
 
+    @property
+    def autoscaling(self) -> Autoscaling | None:
+        return self.spec.serving.autoscaling
+
+    @property
+    def disruption_budget_wanted(self) -> bool:
+        """A PDB of maxUnavailable 1 protects a revision that can run more than one pod
+        (one pod alone would make a drain wait forever)."""
+        serving = self.spec.serving
+        most = serving.autoscaling.max_replicas if serving.autoscaling else serving.replicas
+        return most > 1
+
 
 def _context(inputs: Inputs) -> _Context | Plan:
     """The spec checked against what can be known before any decision: a spec error, the
@@ -188,6 +206,16 @@ def _context(inputs: Inputs) -> _Context | Plan:
                 "InvalidSpec",
                 f"invalid spec: {where}.provider.prometheus has no url and the operator "
                 "has no default Prometheus (--prometheus-url)",
+            )
+    scaling = spec.serving.autoscaling
+    if scaling is not None and scaling.cpu_utilization is not None:
+        requests = (spec.serving.resources or inputs.settings.default_resources).get("requests")
+        if "cpu" not in (requests or {}):
+            return _blocked(
+                inputs,
+                "InvalidSpec",
+                "invalid spec: serving.autoscaling.cpuUtilization is a share of the serving "
+                "pods' CPU request, and they request none: set serving.resources.requests.cpu",
             )
     refused = policy.violations(
         spec,
@@ -244,7 +272,7 @@ def plan(inputs: Inputs) -> Plan:
     draining = _draining_until(ctx, revisions)
     if revisions.aborted and revisions.candidate and (not covered or draining is not None):
         canary_replicas = ctx.observed_replicas(revisions.candidate) or 0
-    apply, scale = _objects(ctx, revisions, stable_replicas, canary_replicas)
+    apply, scale, handover = _objects(ctx, revisions, stable_replicas, canary_replicas)
     monitored = _monitor(ctx, revisions)
     status = _status(ctx, revisions, monitored)
     events = [*revisions.events, *_phase_event(ctx.before.phase, status)]
@@ -258,6 +286,7 @@ def plan(inputs: Inputs) -> Plan:
     result = Plan(
         apply=apply,
         scale=scale,
+        handover=handover,
         delete=[
             *_deletions(ctx, revisions, stable_covered=covered and draining is None),
             *_routes_no_longer_wanted(inputs.routes, apply),
@@ -598,17 +627,32 @@ def _pins(ctx: _Context, revisions: _Revisions) -> dict[str, str]:
     return {revision: digest for revision in live if (digest := _pinned(ctx, revision))}
 
 
+def _stable_size(ctx: _Context, revisions: _Revisions) -> int:
+    """The stable's replicas: `serving.replicas`, or with autoscaling what the HPA set last
+    (the count its Deployment asks for; `minReplicas` before it exists)."""
+    if ctx.autoscaling is None:
+        return ctx.spec.serving.replicas
+    observed = ctx.observed_replicas(revisions.stable)
+    return ctx.autoscaling.min_replicas if observed is None else observed
+
+
 def _replicas(ctx: _Context, revisions: _Revisions) -> tuple[int, int]:
     """(stable, canary) replicas: the router maps the weight to replicas; the stable keeps
-    all of them until the canary is ready (a surge)."""
-    total = ctx.spec.serving.replicas
+    all of them until the canary is ready (a surge). With autoscaling the canary follows
+    the stable's current size times its weight, and at the last step runs the stable's
+    whole size: the promotion that follows hands it all traffic and the HPA, and a
+    promoted canary smaller than the stable it replaces would be a dip in capacity."""
+    total = _stable_size(ctx, revisions)
     if revisions.candidate is None or revisions.canary is None or revisions.aborted:
         return total, 0
     state = revisions.canary.decision.state
     # A shadow step's copies load the canary as much as that share of traffic would.
-    first = ctx.spec.rollout.steps[0]
+    steps = ctx.spec.rollout.steps
+    first = steps[0]
     target = max(state.weight, state.mirror) if state.step >= 0 else max(first.weight, first.mirror)
     stable_replicas, canary_replicas = ctx.router.replicas(total, target)
+    if ctx.autoscaling is not None and state.step == len(steps) - 1:
+        canary_replicas = total
     if state.step < 0:
         return total, canary_replicas
     # Within a step too, the stable gives up a pod only for a ready canary pod: a step's
@@ -618,7 +662,7 @@ def _replicas(ctx: _Context, revisions: _Revisions) -> tuple[int, int]:
     return max(stable_replicas, total - canary_ready), canary_replicas
 
 
-def _deployment(ctx: _Context, revision: str, variant: str, replicas: int) -> dict[str, Any]:
+def _deployment(ctx: _Context, revision: str, variant: str, replicas: int | None) -> dict[str, Any]:
     return desired.deployment(
         ctx.ref,
         ctx.spec,
@@ -631,15 +675,20 @@ def _deployment(ctx: _Context, revision: str, variant: str, replicas: int) -> di
 
 def _objects(
     ctx: _Context, revisions: _Revisions, stable_replicas: int, canary_replicas: int
-) -> tuple[list[dict[str, Any]], list[tuple[str, int]]]:
-    """What to apply (Deployments, Services, the router's objects, the PDB) and which
-    Deployments of an earlier spec only to scale (their pod template is theirs)."""
+) -> tuple[list[dict[str, Any]], list[tuple[str, int]], list[tuple[str, int]]]:
+    """What to apply (Deployments, Services, the router's objects, the PDB, the HPA),
+    which Deployments of an earlier spec only to scale (their pod template is theirs),
+    and which autoscaled stable to hand over to the HPA first."""
     stable, candidate = revisions.stable, revisions.candidate
     apply: list[dict[str, Any]] = []
     scale: list[tuple[str, int]] = []
+    handover: list[tuple[str, int]] = []
     observed_stable = ctx.observed_replicas(stable)
     if stable == ctx.revision:
-        apply.append(_deployment(ctx, stable, "stable", stable_replicas))
+        replicas, handover = _stable_sizing(ctx, revisions, stable_replicas)
+        apply.append(_deployment(ctx, stable, "stable", replicas))
+    elif ctx.autoscaling is not None:
+        pass  # the HPA sizes it, whichever spec made it
     elif observed_stable is not None and observed_stable != stable_replicas:
         # A stable of an earlier spec can only be scaled; if someone deleted it there is
         # nothing to scale (its pod template is gone with it) and status says so.
@@ -658,11 +707,43 @@ def _objects(
             mirror=revisions.mirror,
         )
     )
-    if ctx.spec.serving.replicas > 1:
+    if ctx.disruption_budget_wanted:
         apply.append(desired.disruption_budget(ctx.ref, stable))
     if pins := _pins(ctx, revisions):
         apply.append(desired.digest_pins(ctx.ref, pins))
-    return apply, scale
+    if ctx.autoscaling is not None and observed_stable is not None:
+        # Once the stable exists: an HPA pointed at a Deployment not created yet would
+        # only report that it cannot find it.
+        apply.append(desired.autoscaler(ctx.ref, ctx.autoscaling, stable))
+    return apply, scale, handover
+
+
+def _stable_sizing(
+    ctx: _Context, revisions: _Revisions, stable_replicas: int
+) -> tuple[int | None, list[tuple[str, int]]]:
+    """The replicas of the stable's apply (None: left out, the HPA's) and its hand-over.
+
+    Without autoscaling: `stable_replicas`. An autoscaled stable is created at its first
+    size. While the operator's own apply still owns its replicas (it created it, or ran
+    it as the canary), the apply first sizes it to the larger of its own size and that
+    of the stable it was promoted over (so the HPA takes over a stable as big as the last
+    one); once it has that size, a hand-over manager claims the field at that very value
+    (no conflict, no force: the documented hand-over) and the apply leaves it out. After
+    that the HPA alone writes it."""
+    scaling, stable = ctx.autoscaling, revisions.stable
+    seen = ctx.inputs.observed.get(stable)
+    if scaling is None or seen is None or seen.deployment is None:
+        return stable_replicas, []
+    if not ownership.applies_field(seen.deployment, naming.FIELD_MANAGER, ("spec", "replicas")):
+        return None, []
+    current = ctx.observed_replicas(stable) or scaling.min_replicas
+    wanted = current
+    if revisions.previous is not None:
+        wanted = max(wanted, ctx.observed_replicas(revisions.previous.revision) or 0)
+    wanted = min(max(wanted, scaling.min_replicas), scaling.max_replicas)
+    if wanted != current:
+        return wanted, []
+    return None, [(stable, current)]
 
 
 def _deletions(
@@ -683,8 +764,12 @@ def _deletions(
     deletions.extend(
         ("PodDisruptionBudget", name)
         for name in sorted(ctx.inputs.disruption_budgets)
-        if name != stable_pdb or ctx.spec.serving.replicas <= 1
+        if name != stable_pdb or not ctx.disruption_budget_wanted
     )
+    if ctx.autoscaling is None:
+        deletions.extend(
+            ("HorizontalPodAutoscaler", name) for name in sorted(ctx.inputs.autoscalers)
+        )
     return deletions
 
 
@@ -806,8 +891,17 @@ def _blocked(inputs: Inputs, reason: str, message: str) -> Plan:
 
 
 def _stable_phase(
-    before: Phase | None, stable: str, version: str, health: RevisionHealth
+    before: Phase | None,
+    stable: str,
+    version: str,
+    health: RevisionHealth,
+    floor: int | None = None,
 ) -> tuple[Phase, str, str]:
+    """The stable's phase, reason and message. `floor`: an autoscaled stable's
+    minReplicas; while at least that many pods serve and nothing failed, pods the HPA
+    added and not ready yet are growth, not degradation (it scales up as load rises, and
+    each scale-up would otherwise flip the model to Degraded, a GitOps tool's health with
+    it, until the new pods serve)."""
     was_serving = before in (
         Phase.HEALTHY,
         Phase.DEGRADED,
@@ -819,6 +913,13 @@ def _stable_phase(
     ready = _ready_text(health)
     if health.fully_ready and failure is None:
         return Phase.HEALTHY, "Serving", f"revision {stable} ({version}) serving, {ready} ready"
+    growing = floor is not None and health.exists and health.ready >= max(floor, 1)
+    if growing and failure is None and not health.deadline_exceeded:
+        return (
+            Phase.HEALTHY,
+            "Serving",
+            f"revision {stable} ({version}) serving, {ready} ready (scaled up by its HPA)",
+        )
     if failure is not None and health.ready == 0 and not was_serving:
         return Phase.FAILED, failure.reason, failure.message
     if failure is not None or health.deadline_exceeded or was_serving:
@@ -840,7 +941,8 @@ def _status(ctx: _Context, revisions: _Revisions, monitored: monitoring.Monitore
     stable, candidate = revisions.stable, revisions.candidate
     stable_health = ctx.health(stable)
     version = _stable_version(ctx, stable)
-    phase, reason, message = _stable_phase(ctx.before.phase, stable, version, stable_health)
+    floor = ctx.autoscaling.min_replicas if ctx.autoscaling else None
+    phase, reason, message = _stable_phase(ctx.before.phase, stable, version, stable_health, floor)
     decision = revisions.canary.decision if revisions.canary else None
     if decision is not None:
         if decision.promoted:

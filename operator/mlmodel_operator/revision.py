@@ -1,7 +1,7 @@
 """The revision of an MLModel: a short hash of everything in the MLModel that changes
 its serving pods, plus the runtime image.
 
-Pure. Replicas are left out (scaling is not a new version); the runtime image is
+Pure. Replicas and autoscaling are left out (scaling is not a new version); the runtime image is
 in (an operator upgrade that changes the image rolls out like any new version).
 Operator-wide pod defaults (`--image-pull-policy`, `--default-resources`) are not:
 changing them updates every revision's pods in place, without a canary.
@@ -22,6 +22,7 @@ REVISION_LENGTH = 10
 def revision_of(spec: MLModelSpec, runtime_image: str) -> str:
     serving = dataclasses.asdict(spec.serving)
     serving.pop("replicas")
+    serving.pop("autoscaling")  # sizing, like replicas
     if not serving["grpc"]:
         # Added after models were deployed: without it the material is what it was, so
         # an operator upgrade does not roll every model out again.

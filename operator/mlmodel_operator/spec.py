@@ -96,8 +96,24 @@ class Batching:
 
 
 @dataclass(frozen=True)
+class Autoscaling:
+    """spec.serving.autoscaling: a HorizontalPodAutoscaler sizes the stable revision between
+    `min_replicas` and `max_replicas` by one target, CPU utilisation (percent of the pods'
+    CPU request) or inference requests per second per pod (a Pods metric of the custom
+    metrics API). The HPA owns the stable's replicas; the operator derives the canary's."""
+
+    min_replicas: int
+    max_replicas: int
+    cpu_utilization: int | None = None
+    requests_per_second: float | None = None
+    behavior: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Serving:
     replicas: int = 1
+    # None: `replicas` is the stable's size; else the HPA's bounds and target.
+    autoscaling: Autoscaling | None = None
     workers: int = 1
     batching: Batching = Batching()
     # Kubernetes-shaped sub-objects are passed through as given (already schema-checked).
@@ -280,6 +296,30 @@ def _webhooks(raw: list[Mapping[str, Any]] | None, *, analysed: bool) -> tuple[H
     return tuple(hooks)
 
 
+def _autoscaling(raw: Mapping[str, Any] | None) -> Autoscaling | None:
+    if not raw:
+        return None
+    if "maxReplicas" not in raw:
+        raise SpecError("serving.autoscaling.maxReplicas is required")
+    low, high = int(raw.get("minReplicas", 1)), int(raw["maxReplicas"])
+    if not 1 <= low <= high:
+        raise SpecError(
+            f"serving.autoscaling needs 1 <= minReplicas <= maxReplicas, not {low} and {high}"
+        )
+    cpu, rps = raw.get("cpuUtilization"), raw.get("requestsPerSecond")
+    if (cpu is None) == (rps is None):
+        raise SpecError("serving.autoscaling needs one target: cpuUtilization or requestsPerSecond")
+    if rps is not None and not float(rps) > 0:
+        raise SpecError(f"serving.autoscaling.requestsPerSecond must be positive, not {rps}")
+    return Autoscaling(
+        min_replicas=low,
+        max_replicas=high,
+        cpu_utilization=None if cpu is None else int(cpu),
+        requests_per_second=None if rps is None else float(rps),
+        behavior=dict(raw.get("behavior") or {}),
+    )
+
+
 def parse_spec(spec: Mapping[str, Any]) -> MLModelSpec:
     """Parse `.spec` of an MLModel. Raises SpecError with a message for people."""
     model = spec.get("model") or {}
@@ -314,8 +354,15 @@ def parse_spec(spec: Mapping[str, Any]) -> MLModelSpec:
     srv = spec.get("serving") or {}
     batching = srv.get("batching") or {}
     pod_metadata = srv.get("podMetadata") or {}
+    if "replicas" in srv and srv.get("autoscaling"):
+        raise SpecError(
+            "serving.replicas and serving.autoscaling are exclusive: with autoscaling the "
+            "HorizontalPodAutoscaler sets the stable's replicas"
+        )
+    autoscaling = _autoscaling(srv.get("autoscaling"))
     serving = Serving(
-        replicas=int(srv.get("replicas", 1)),
+        replicas=autoscaling.min_replicas if autoscaling else int(srv.get("replicas", 1)),
+        autoscaling=autoscaling,
         workers=int(srv.get("workers", 1)),
         batching=Batching(
             max_batch_size=int(batching.get("maxBatchSize", 32)),
@@ -343,6 +390,12 @@ def parse_spec(spec: Mapping[str, Any]) -> MLModelSpec:
         raise SpecError(
             f"traffic.{name}.grpc routes the model's gRPC port, which it has only with "
             "serving.grpc: true"
+        )
+    if autoscaling is not None and name == "replicas":
+        raise SpecError(
+            "serving.autoscaling needs traffic.router gatewayAPI, istio or traefik: the "
+            "replicas router splits traffic by replica counts, which the "
+            "HorizontalPodAutoscaler owns"
         )
     ro = spec.get("rollout") or {}
     steps = _steps(ro.get("steps"))

@@ -351,6 +351,8 @@ def test_the_service_account_can_do_only_what_the_operator_needs(
         ("list", "pods"),
         ("create", "events"),
         ("create", "poddisruptionbudgets.policy"),
+        ("create", "horizontalpodautoscalers.autoscaling"),
+        ("delete", "horizontalpodautoscalers.autoscaling"),
         ("create", "configmaps"),  # the model digests each revision pinned
         ("list", "replicasets.apps"),
     ]

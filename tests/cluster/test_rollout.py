@@ -70,15 +70,6 @@ def serve_v1_then_apply_v2(
 
 
 @pytest.fixture
-def gateway_api(cluster: ControlPlane) -> Iterator[None]:
-    cluster.kubectl("apply", "--server-side", "-f", str(cluster.binaries.gateway_api_crds))
-    cluster.wait_condition("crd/httproutes.gateway.networking.k8s.io", "Established")
-    yield
-    # Not waiting: a CRD with instances can take minutes to go on a busy machine.
-    cluster.kubectl("delete", "-f", str(cluster.binaries.gateway_api_crds), "--wait=false")
-
-
-@pytest.fixture
 def istio(cluster: ControlPlane) -> Iterator[None]:
     cluster.kubectl("apply", "--server-side", "-f", str(cluster.binaries.istio_virtualservice_crd))
     cluster.wait_condition("crd/virtualservices.networking.istio.io", "Established")

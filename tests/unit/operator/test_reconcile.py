@@ -115,6 +115,7 @@ def run(
     gateway_controllers: tuple[str, ...] = (),
     webhook_answers: Mapping[str, Answer] | None = None,
     routes: frozenset[tuple[str, str]] = frozenset(),
+    autoscalers: frozenset[str] = frozenset(),
 ) -> Plan:
     return plan(
         Inputs(
@@ -135,6 +136,7 @@ def run(
             gateway_controllers=gateway_controllers,
             webhook_answers=webhook_answers or {},
             routes=routes,
+            autoscalers=autoscalers,
         )
     )
 
