@@ -44,8 +44,9 @@ controlplane: $(STAMP)
 	$(PY) -m localenv.controlplane build
 
 # CoreDNS, Prometheus, Traefik (the Gateway API data plane), containerd, runc and the CNI
-# plugins of the real node, Helm for the chart's tests, and the GitOps health-check
-# evaluator (gopher-lua, cel-go), each from its Go module once; cached the same way. And
+# plugins of the real node, metrics-server (HPAs' CPU metrics), Helm for the chart's
+# tests, and the GitOps health-check evaluator (gopher-lua, cel-go), each from its Go
+# module once; cached the same way. And
 # the Prometheus Operator's CRDs, from its Go module (GOMODCACHE), for the monitor examples.
 components: $(STAMP)
 	$(PY) -m localenv.components.build

@@ -20,8 +20,8 @@ What this machine needs (found by a first probe, `../shared/research/sandbox.md`
 - every state directory is under the node's directory; the cgroups it leaves in the
   host's shared cgroup v1 tree are removed by `stop()`.
 
-Not yet: `kubectl logs`/`exec`. The kubelet's API accepts no client (no client CA,
-anonymous access off) and the API server has no kubelet client certificate.
+Not yet: `kubectl logs`/`exec`: the kubelet's API accepts clients with a certificate of
+the cluster's CA (metrics-server), but the API server has no kubelet client certificate.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from localenv.components.build import ensure as ensure_component
 from localenv.controlplane.cluster import ControlPlane, write_kubeconfig
 from localenv.controlplane.pki import issue_client
 from localenv.images import PAUSE_SOURCE, Image, build_archive, static_program
+from localenv.processes import stop_group
 from localenv.sandbox import BRIDGE, GATEWAY_IP, POD_NETWORK, require_inside
 
 NODE_NAME = "real-0"
@@ -299,9 +300,14 @@ state = "{state}"
             "readOnlyPort": 0,
             "healthzBindAddress": "127.0.0.1",
             "healthzPort": 10248,
-            "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": False}},
-            # Nobody can authenticate (no client CA, anonymous off) until the API server
-            # gets a kubelet client certificate; its port exists only in the sandbox.
+            # Clients with a certificate of the cluster's CA (metrics-server reading
+            # /metrics/resource, localenv.metricsserver); anonymous access off. Its port
+            # exists only in the sandbox, where only this environment's components run.
+            "authentication": {
+                "anonymous": {"enabled": False},
+                "webhook": {"enabled": False},
+                "x509": {"clientCAFile": str(plane.pki.ca.cert)},
+            },
             "authorization": {"mode": "AlwaysAllow"},
             "clusterDomain": "cluster.local",
             "clusterDNS": ["10.96.0.10"],
@@ -365,15 +371,8 @@ state = "{state}"
         cgroups they left in the host's tree."""
         for name in ("kubelet", "containerd"):
             process = self.processes.pop(name, None)
-            if process is not None and process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
+            if process is not None:
+                stop_group(process)
         # The shims daemonize (a session of their own, reparented to init): found by
         # their program and this node's containerd socket (another node, e.g. `make
         # demo` run by a test, may have shims of its own), as the containers are by

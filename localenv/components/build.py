@@ -126,6 +126,15 @@ COMPONENTS = {
                 ("portmap", "github.com/containernetworking/plugins/plugins/meta/portmap"),
             ),
         ),
+        # The resource metrics API (metrics.k8s.io) the HorizontalPodAutoscaler of an
+        # autoscaled MLModel reads CPU use from: scraped from the real node's kubelet
+        # (localenv/metricsserver.py, tests/realpods/test_autoscaling_real.py).
+        Component(
+            "metrics-server",
+            "v0.8.0",
+            "sigs.k8s.io/metrics-server/cmd/metrics-server",
+            "k8s.io/client-go/pkg/version.gitVersion",
+        ),
         # The chart's tests (charts/mlmodel-operator, tests/cluster/test_helm.py): lint,
         # template, install, upgrade and uninstall against the local control plane.
         Component(

@@ -32,7 +32,7 @@ import yaml
 from localenv import sandbox
 from localenv.components.build import ensure as ensure_component
 from localenv.controlplane.build import Binaries, ensure_binaries
-from localenv.controlplane.pki import CertPair, Pki, create_pki
+from localenv.controlplane.pki import FRONT_PROXY_NAME, CertPair, Pki, create_pki
 
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 SERVICE_CLUSTER_IP_RANGE = sandbox.SERVICE_NETWORK
@@ -386,6 +386,17 @@ def _start_all(plane: ControlPlane, log_dir: Path, nodes: int) -> None:
             f"--tls-cert-file={pki.apiserver.cert}",
             f"--tls-private-key-file={pki.apiserver.key}",
             f"--client-ca-file={pki.ca.cert}",
+            # The aggregation layer, for metrics-server's metrics.k8s.io (autoscaling):
+            # requests proxied to an endpoint's address (no ClusterIP hop), as the
+            # front-proxy client, with the user in X-Remote-* headers.
+            f"--requestheader-client-ca-file={pki.ca.cert}",
+            f"--requestheader-allowed-names={FRONT_PROXY_NAME}",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={pki.front_proxy.cert}",
+            f"--proxy-client-key-file={pki.front_proxy.key}",
+            "--enable-aggregator-routing=true",
             "--authorization-mode=Node,RBAC",
             # Namespace annotations may add a node selector and tolerations to every pod:
             # how the real-pod tests put pods from unchanged manifests on the real node.

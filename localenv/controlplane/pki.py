@@ -20,6 +20,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from localenv.sandbox import GATEWAY_IP, KUBERNETES_SERVICE_IP
 
 _VALIDITY = dt.timedelta(days=365)
+FRONT_PROXY_NAME = "front-proxy-client"
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,10 @@ class Pki:
     service_account_key: Path  # private key; the apiserver derives the public half
     kube_proxy: CertPair
     coredns: CertPair
+    # The API server's client identity towards aggregated APIs (metrics-server): it
+    # proxies a request there with the user in X-Remote-* headers, which they trust only
+    # from a certificate of this CA named `front-proxy-client`.
+    front_proxy: CertPair
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> None:
@@ -123,6 +128,7 @@ def _existing(directory: Path) -> Pki | None:
         service_account_key=directory / "service-account.key",
         kube_proxy=pair("kube-proxy"),
         coredns=pair("coredns"),
+        front_proxy=pair("front-proxy-client"),
     )
     pairs = (
         pki.ca,
@@ -133,6 +139,7 @@ def _existing(directory: Path) -> Pki | None:
         pki.kwok,
         pki.kube_proxy,
         pki.coredns,
+        pki.front_proxy,
     )
     files = [p for c in pairs for p in (c.cert, c.key)] + [pki.service_account_key]
     return pki if all(f.exists() for f in files) else None
@@ -207,6 +214,7 @@ def create_pki(directory: Path) -> Pki:
         # system:kube-proxy is bound to system:node-proxier by the API server's own policy.
         kube_proxy=client("kube-proxy", "system:kube-proxy"),
         coredns=client("coredns", "system:coredns"),
+        front_proxy=client("front-proxy-client", FRONT_PROXY_NAME),
     )
 
 

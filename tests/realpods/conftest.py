@@ -12,7 +12,9 @@ import pytest
 from localenv import install
 from localenv.controlplane.cluster import ControlPlane
 from localenv.install import InstalledOperator
+from localenv.metricsserver import MetricsServer
 from localenv.realnode import RealNode
+from tests.helpers.realpods import Models
 
 
 @pytest.fixture(scope="session")
@@ -55,3 +57,30 @@ def model_store(control_plane: ControlPlane, real_node: RealNode) -> Iterator[st
         yield install.start_model_store(control_plane, real_node)
     finally:
         install.remove_model_store(control_plane)
+
+
+@pytest.fixture
+def models(
+    cluster: ControlPlane,
+    real_node: RealNode,
+    installed_operator: InstalledOperator,
+    model_store: str,
+) -> Iterator[Models]:
+    """The operator installed from manifests/ and the quickstart's model store running."""
+    made = Models(cluster, model_store)
+    yield made
+    for name in made.applied:
+        cluster.kubectl("delete", "mlmodel", name, "-n", model_store, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def metrics_server(
+    control_plane: ControlPlane, real_node: RealNode, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[MetricsServer]:
+    """metrics-server reading the real node's kubelet, behind the API server's
+    aggregation layer (metrics.k8s.io), as HPAs with a CPU target need."""
+    server = MetricsServer(control_plane, tmp_path_factory.mktemp("metrics-server")).start()
+    try:
+        yield server
+    finally:
+        server.stop()

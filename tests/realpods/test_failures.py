@@ -11,94 +11,23 @@ import functools
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
-import yaml
 
-from localenv.controlplane.cluster import ControlPlane
 from localenv.gateway import Gateway, gateway_traffic
 from localenv.imagebuild import archive_for, project_images
-from localenv.install import STORE_URL, InstalledOperator
 from localenv.realnode import RealNode
-from localenv.scenario import get_json, pods_of, wait_for
+from localenv.scenario import get_json, wait_for
+from tests.helpers.realpods import BODY, Models
 
 pytestmark = [pytest.mark.realpods, pytest.mark.timeout(900)]
-
-ROWS = [[5.1, 3.5, 1.4, 0.2], [7.0, 3.2, 4.7, 1.4], [6.3, 3.3, 6.0, 2.5]]
-BODY = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [3, 4], "data": ROWS}]}
-
-
-def mlmodel(name: str, namespace: str, file: str, version: str, **serving: Any) -> dict[str, Any]:
-    traffic = serving.pop("traffic", None)
-    spec: dict[str, Any] = {
-        "model": {"uri": f"{STORE_URL}/{file}", "format": "skops", "version": version},
-        "serving": {"replicas": 1, **serving},
-        "rollout": {"steps": [{"weight": 50, "pause": {"duration": "10s"}}, {"weight": 100}]},
-    }
-    if traffic:
-        spec["traffic"] = traffic
-    return {
-        "apiVersion": "mlops.dev/v1alpha1",
-        "kind": "MLModel",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": spec,
-    }
 
 
 def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
     found: dict[str, Any] = {c["type"]: c for c in status.get("conditions") or ()}.get(kind, {})
     return found
-
-
-@dataclass
-class Models:
-    """MLModels of one test in the quickstart's namespace, with the model store's files;
-    deleted after the test."""
-
-    cluster: ControlPlane
-    namespace: str
-    applied: list[str] = field(default_factory=list)
-
-    def apply(self, name: str, file: str, version: str, **serving: Any) -> None:
-        obj = mlmodel(name, self.namespace, file, version, **serving)
-        self.cluster.kubectl("apply", "-f", "-", input_text=yaml.safe_dump(obj))
-        if name not in self.applied:
-            self.applied.append(name)
-
-    def status(self, name: str) -> dict[str, Any]:
-        found = get_json(self.cluster, "mlmodel", name, "-n", self.namespace)
-        status: dict[str, Any] = found.get("status") or {}
-        return status
-
-    def until_phase(self, name: str, phase: str, timeout: float) -> dict[str, Any]:
-        found: dict[str, Any] = wait_for(
-            lambda: (s := self.status(name)).get("phase") == phase and s,
-            timeout=timeout,
-            what=f"{name} {phase}",
-            interval=1.0,
-        )
-        return found
-
-    def pods(self, name: str) -> list[dict[str, Any]]:
-        return pods_of(self.cluster, self.namespace, "", name=name)
-
-
-@pytest.fixture
-def models(
-    cluster: ControlPlane,
-    real_node: RealNode,
-    installed_operator: InstalledOperator,
-    model_store: str,
-) -> Iterator[Models]:
-    """The operator installed from manifests/ and the quickstart's model store running."""
-    made = Models(cluster, model_store)
-    yield made
-    for name in made.applied:
-        cluster.kubectl("delete", "mlmodel", name, "-n", model_store, "--wait=false", check=False)
 
 
 def test_a_canary_in_a_real_crash_loop_is_rolled_back_and_status_quotes_its_error(
