@@ -455,6 +455,17 @@ def render(body: Mapping[str, Any]) -> str:
             f"  stable   {p(stable.get('version'))} (revision {p(stable.get('revision'))}), "
             f"ready {p(stable.get('readyReplicas', 0))}/{p(stable.get('replicas', 0))}"
         )
+    scaling = ((body.get("spec") or {}).get("serving") or {}).get("autoscaling") or {}
+    if scaling:
+        if "cpuUtilization" in scaling:
+            target = f"CPU at {p(scaling['cpuUtilization'])}% of its request"
+        else:
+            target = f"{p(scaling.get('requestsPerSecond'))} requests/s per pod"
+        lines.append(
+            f"  scaling  HPA {p(body['metadata']['name'])}, "
+            f"{p(scaling.get('minReplicas', 1))} to {p(scaling.get('maxReplicas'))} replicas, "
+            f"{target}"
+        )
     canary = status.get("canary") or {}
     if canary:
         step, steps = int(canary.get("step", -1)), p(canary.get("steps", "?"))

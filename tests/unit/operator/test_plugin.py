@@ -79,6 +79,21 @@ def test_the_status_view_shows_both_revisions_the_weight_and_each_metric() -> No
     assert view[6] == "  step 2/4: canary at 30%, 4s left in this step"
 
 
+def test_the_status_view_names_the_hpa_of_an_autoscaled_model() -> None:
+    def view(scaling: dict[str, Any]) -> str:
+        body = {
+            "metadata": {"name": "iris"},
+            "spec": {"serving": {"autoscaling": scaling}},
+            "status": {"stable": {"version": "v1", "revision": "aaa", "replicas": 5}},
+        }
+        return render(body).splitlines()[2]
+
+    cpu = {"minReplicas": 2, "maxReplicas": 20, "cpuUtilization": 70}
+    assert view(cpu) == "  scaling  HPA iris, 2 to 20 replicas, CPU at 70% of its request"
+    rps = {"maxReplicas": 4, "requestsPerSecond": 50}
+    assert view(rps) == "  scaling  HPA iris, 1 to 4 replicas, 50 requests/s per pod"
+
+
 def test_the_status_view_says_whether_the_monitored_stable_drifts() -> None:
     message = "revision aaa: input-drift 0.61 on input[2] > max 0.1 (JSD vs training)"
 
