@@ -375,12 +375,30 @@ def _revisions(ctx: _Context) -> _Revisions:
     """Which revision serves, which one is rolling out, and the stable replaced by a
     promotion, after this reconcile's rollout step."""
     before = ctx.before
-    stable = before.stable.revision if before.stable else ctx.revision
+    events: list[Event] = []
+    labelled = _labelled_stable(ctx) if before.stable is None else None
+    if before.stable is not None:
+        stable = before.stable.revision
+    elif labelled is not None:
+        # Status was lost (a restore from a backup, a hand-edited object): the stable is
+        # the one its Deployment's labels name, never the spec's revision by default,
+        # which would promote a canary unjudged and delete the serving revision.
+        stable = labelled
+    else:
+        stable = ctx.revision
+    if labelled is not None and labelled != ctx.revision:
+        events.append(
+            Event(
+                "Warning",
+                "StatusRebuilt",
+                f"status was lost; revision {stable} is the stable again, as its "
+                "Deployment's labels say (a canary starts its steps again)",
+            )
+        )
     previous = before.previous
     if previous is not None and ctx.now >= previous.delete_after:
         previous = None
     candidate: str | None = ctx.revision if ctx.revision != stable else None
-    events: list[Event] = []
     if candidate and _never_served(ctx, stable):
         # Nothing to protect: a first revision that never became ready is replaced
         # outright, as if it had never been there.
@@ -401,6 +419,32 @@ def _revisions(ctx: _Context) -> _Revisions:
         previous = PreviousStable(revision=stable, delete_after=ctx.now + delay)
         return _Revisions(candidate, None, previous, canary, tuple(events))
     return _Revisions(stable, candidate, previous, canary, tuple(events))
+
+
+def _labelled_stable(ctx: _Context) -> str | None:
+    """The revision whose Deployment is labelled the stable one (the one with most ready
+    pods if, against the operator's own writes, several are), or None."""
+    labelled = [
+        revision
+        for revision, seen in ctx.inputs.observed.items()
+        if seen.deployment is not None
+        and ((seen.deployment.get("metadata") or {}).get("labels") or {}).get(naming.VARIANT_LABEL)
+        == "stable"
+    ]
+    if not labelled:
+        return None
+    return max(sorted(labelled), key=lambda revision: ctx.health(revision).ready)
+
+
+def _rolled_back_before_status_was_lost(ctx: _Context, candidate: str) -> bool:
+    """A canary Deployment without pods while status is lost: the operator runs a live
+    canary with at least one pod, so it had been rolled back (or drained after it)."""
+    seen = ctx.inputs.observed.get(candidate)
+    if ctx.before.stable is not None or seen is None or seen.deployment is None:
+        return False
+    labels = (seen.deployment.get("metadata") or {}).get("labels") or {}
+    replicas = (seen.deployment.get("spec") or {}).get("replicas", 1)
+    return labels.get(naming.VARIANT_LABEL) == "canary" and replicas == 0
 
 
 def _draining_until(ctx: _Context, revisions: _Revisions) -> float | None:
@@ -452,6 +496,14 @@ def _advance(ctx: _Context, candidate: str, stable: str) -> _CanaryStep:
                 )
             )
         state = rollout.start(candidate, ctx.version, ctx.now)
+        if _rolled_back_before_status_was_lost(ctx, candidate):
+            state = replace(
+                state,
+                aborted=True,
+                aborted_at=ctx.now,
+                message="status was lost and the canary had no pods, as a rolled-back one "
+                "has: it stays rolled back (kubectl mlmodel retry rolls it out again)",
+            )
     canary, stable_health = ctx.health(candidate), ctx.health(stable)
     failure = canary.failure.message if canary.failure else ""
     if not failure and canary.deadline_exceeded:
