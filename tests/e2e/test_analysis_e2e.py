@@ -9,11 +9,13 @@ Prometheus, under real load split by the canary's effective weight.
 - a canary trained on shuffled labels is rolled back by prediction-divergence alone;
 - without traffic every interval is Inconclusive: the rollout holds (Paused);
 - Prometheus going away mid-analysis makes the intervals Inconclusive: no promotion;
+- Prometheus hanging, then answering garbage, holds the canary until it answers again;
 - the `scrape` and `prometheus` providers reach the same verdict on the same canary.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -25,6 +27,7 @@ import pytest
 
 from localenv import infer, labels_of, mlmodel
 from localenv.controlplane.cluster import ControlPlane
+from localenv.faults import FaultyProxy, Mode
 from localenv.models import ShuffledModel, train_shuffled
 from localenv.operator_process import OperatorEnv
 from localenv.podrunner import PodRunner
@@ -182,6 +185,10 @@ def observe(
         status = watch.see(model_status(cluster, namespace, "iris"))
         time.sleep(every)
     return status
+
+
+def message_says(text: str, status: dict[str, Any]) -> bool:
+    return text in str(status.get("message"))
 
 
 def metric(analysis: dict[str, Any], name: str) -> dict[str, Any]:
@@ -482,6 +489,93 @@ def test_prometheus_stopping_mid_analysis_makes_it_inconclusive_and_never_promot
         f"\n[prometheus down] Inconclusive/Paused {noticed:.1f} s after Prometheus stopped; "
         f"{analysis['interval']} intervals ({watch.timing()}), "
         f"{analysis['inconclusive']} inconclusive; message: {status.get('message')}"
+    )
+
+
+# --- 5. Prometheus hangs, then answers garbage ----------------------------------------------
+
+
+def test_a_hanging_then_garbled_prometheus_holds_the_canary_until_it_answers_again(
+    cluster: ControlPlane,
+    namespace: str,
+    operators: OperatorEnv,
+    runner: PodRunner,
+    iris: IrisModels,
+    prometheus: Prometheus,
+) -> None:
+    """The path to a real Prometheus fails (`localenv.faults.FaultyProxy`) from the moment
+    the canary takes traffic: first every query hangs (accepted, never answered), then
+    each is answered 200 with HTML. Each interval is Inconclusive within the operator's
+    metrics deadline (5 s), the canary is held at its first step past its pause and never
+    promoted, the data plane is untouched (no request fails); once Prometheus answers
+    again, the intervals pass and the rollout goes on to promotion."""
+    pause_s = 6.0
+    proxy = FaultyProxy("127.0.0.1", prometheus.port).start()
+    try:
+        spec = analysis_rollout(
+            {"prometheus": {"url": proxy.url}}, ERRORS_AND_DIVERGENCE, pause_s=pause_s
+        )
+        v1, _ = bring_up_v1(cluster, namespace, iris, operators, spec)
+        load = start_load(cluster, namespace, iris, seconds=150)
+        proxy.mode = "hang"
+        apply(cluster, canary_model(namespace, iris.v2, spec))
+        watch = new_watch()
+        poll(
+            cluster,
+            namespace,
+            watch,
+            lambda s: bool((s.get("canary") or {}).get("effectiveWeight")),
+            timeout=UP_TIMEOUT_S,
+            what="v2 to take traffic at its first step",
+        )
+        step_started = time.monotonic()
+        messages: dict[str, str] = {}
+        faults: tuple[tuple[Mode, str], ...] = (
+            ("hang", "no answer within"),
+            ("garbage", "not JSON"),
+        )
+        for fault, says in faults:
+            proxy.mode = fault
+            status = poll(
+                cluster,
+                namespace,
+                watch,
+                functools.partial(message_says, says),
+                timeout=VERDICT_TIMEOUT_S,
+                what=f"an interval judged Inconclusive while Prometheus is {fault}",
+            )
+            messages[fault] = str(status.get("message"))
+            assert status["analysis"]["verdict"] == "Inconclusive", status
+            status = observe(cluster, namespace, watch, 3 * INTERVAL_S + 5)
+            assert status.get("phase") == "Paused", status
+        held_s = time.monotonic() - step_started
+        assert held_s > pause_s, held_s  # held past its step's pause
+        assert not watch.promoted
+        assert watch.max_step == 0, watch.max_step
+        assert status["stable"]["revision"] == v1
+        assert status["analysis"]["failures"] == 0, status["analysis"]
+
+        proxy.mode = "pass"
+        answered_at = time.monotonic()
+        status = poll(
+            cluster,
+            namespace,
+            watch,
+            lambda s: watch.promoted,
+            timeout=VERDICT_TIMEOUT_S,
+            what="the rollout to go on once Prometheus answers",
+        )
+        resumed_s = time.monotonic() - answered_at
+        load.stop()
+        result = load.wait()
+    finally:
+        proxy.close()
+    assert result.failures() == {}, result.explain()
+    assert proxy.accepted["hang"] > 0, proxy.accepted
+    assert proxy.accepted["garbage"] > 0, proxy.accepted
+    print(
+        f"\n[prometheus hangs, then garbage] held {held_s:.0f} s at step 0; promoted "
+        f"{resumed_s:.1f} s after Prometheus answered again; messages: {messages}"
     )
 
 

@@ -252,6 +252,7 @@ def step(
         )
     started = previous.window_start
     current = reading is not None and taken > started
+    unread = "no metrics were read"
     if current and fresh and not previous.start:
         # The first reading of this attempt (or the first since the provider failed):
         # the window starts then rather than being judged without a beginning.
@@ -262,7 +263,13 @@ def step(
         elapsed = taken - started
     elif now >= ended + read_deadline_s:
         # The interval's reading never came (or the provider keeps failing before the
-        # window could start): judge without it, which is Inconclusive.
+        # window could start): judge without it, which is Inconclusive, saying why: the
+        # provider's last error (a Prometheus that hangs fails each read at the deadline,
+        # just as the interval is given up on), else the deadline missed.
+        if reading is not None and reading.error:
+            unread = f"metrics provider: {reading.error}"
+        else:
+            unread = f"no reading within {read_deadline_s:g} s of the interval's end"
         reading, fresh, taken, elapsed = None, {}, now, now - started
     else:
         wanted = not previous.start
@@ -271,7 +278,7 @@ def step(
         passed = Continue("no limit applies without a baseline; the canary takes all traffic")
         record = replace(previous, window_start=taken, start=fresh, outcome=passed)
         return _waiting(spec, record, now, wanted=not fresh, read_deadline_s=read_deadline_s)
-    results = _judge(spec, previous.start, reading, elapsed, judged)
+    results = _judge(spec, previous.start, reading, elapsed, judged, unread)
     if tested and reading is not None and not reading.error:
         # The tested metrics' verdicts are on everything since the attempt started.
         results = [tested.get(r.name, r) for r in results]
@@ -406,10 +413,11 @@ def _judge(
     reading: Reading | None,
     elapsed: float,
     judged: str = "canary",
+    unread: str = "no metrics were read",
 ) -> list[MetricResult]:
     missing = ""
     if reading is None:
-        missing = "no metrics were read"
+        missing = unread
     elif reading.error:
         missing = f"metrics provider: {reading.error}"
     elif reading.canary is None:

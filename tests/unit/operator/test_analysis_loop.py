@@ -162,7 +162,21 @@ def test_an_interval_whose_reading_never_comes_is_inconclusive() -> None:
     late = step(spec=SPEC, previous=started.record, attempt_key="r/1", reading=first, now=15.1)
     assert late.judged
     assert late.status["verdict"] == "Inconclusive"
-    assert "no metrics were read" in late.outcome.reason  # type: ignore[union-attr]
+    reason = late.outcome.reason  # type: ignore[union-attr]
+    assert "no reading within 5 s of the interval's end" in reason
+
+
+def test_an_interval_given_up_on_names_the_providers_last_error() -> None:
+    """A Prometheus that hangs fails each read at the reader's deadline, when the judge
+    gives the interval up too: the reason is the provider's error, not a bare absence."""
+    first = taken(cumulative({"200": 100}, {"200": 100}), at=0)
+    started = one_interval_start(first)
+    failed = replace(Reading(error="prometheus: no answer within 5 s"), taken_at=3.0)
+    late = step(spec=SPEC, previous=started.record, attempt_key="r/1", reading=failed, now=15.1)
+    assert late.judged
+    assert late.status["verdict"] == "Inconclusive"
+    reason = late.outcome.reason  # type: ignore[union-attr]
+    assert "metrics provider: prometheus: no answer within 5 s" in reason
 
 
 def one_interval_start(first: Reading) -> Progress:
