@@ -162,6 +162,30 @@ class ControlPlane:
         context.load_cert_chain(str(pair.cert), str(pair.key))
         return context
 
+    def restart(self, name: str, *, down_s: float = 0.0, kill: bool = True) -> None:
+        """Stop component `name` (SIGKILL, or SIGTERM with `kill` False), leave it down
+        for `down_s` seconds, and start it again with the same arguments (its ports, its
+        data directory): a crashed or restarted kube-apiserver or etcd, for the fault
+        tests. Returns once the API server answers /readyz again."""
+        [component] = [c for c in self.components if c.name == name]
+        argv = [str(arg) for arg in component.process.args]  # type: ignore[union-attr]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(component.process.pid, signal.SIGKILL if kill else signal.SIGTERM)
+        component.process.wait(timeout=30)
+        time.sleep(down_s)
+        revived = _spawn(name, argv, component.log.parent)
+        self.components[self.components.index(component)] = revived
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if not revived.alive():
+                raise ControlPlaneError(f"{name} exited after its restart:\n{revived.tail()}")
+            if self.kubectl("get", "--raw", "/readyz", check=False).returncode == 0:
+                return
+            time.sleep(0.2)
+        raise ControlPlaneError(
+            f"the API server not ready {START_TIMEOUT_S:.0f} s after {name}'s restart"
+        )
+
     def stop(self) -> None:
         """Stop every component, newest first; SIGKILL what does not stop in 10 s."""
         for component in reversed(self.components):
