@@ -74,10 +74,13 @@ class OperatorEnv:
         allowed_prometheus_urls: str = "http://127.0.0.1:*",
         allowed_webhook_urls: str = "http://127.0.0.1:*",
         settings: Sequence[str] = (),
+        kubeconfig: Path | None = None,
     ) -> OperatorProcess:
         """An operator for `namespace`. Every test Prometheus and webhook receiver listens
         on loopback, so the administrator's allow-lists are loopback on any port.
-        `settings`: more flags, as an administrator would set them."""
+        `settings`: more flags, as an administrator would set them. `kubeconfig`: another
+        way to the API server than the ServiceAccount's usual one (e.g. through a
+        `localenv.faults.FaultyProxy`)."""
         log = self.directory / f"operator-{namespace}-{identity}-{len(self.started)}.log"
         port = free_port()
         handle = log.open("wb")
@@ -98,7 +101,7 @@ class OperatorEnv:
                 f"--allowed-webhook-urls={allowed_webhook_urls}",
                 *settings,
             ],
-            env={**os.environ, "KUBECONFIG": str(self.kubeconfig)},
+            env={**os.environ, "KUBECONFIG": str(kubeconfig or self.kubeconfig)},
             stdout=handle,
             stderr=subprocess.STDOUT,
         )

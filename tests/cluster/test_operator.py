@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
 import signal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +14,7 @@ import yaml
 
 from localenv import mlmodel, wait_for
 from localenv.controlplane.cluster import ControlPlane
+from localenv.faults import FaultyProxy
 from localenv.operator_process import RUNTIME_IMAGE, OperatorEnv
 from localenv.scenario import get_json
 from tests.helpers.kube import (
@@ -301,6 +304,53 @@ def test_a_leader_paused_past_its_lease_stops_acting_when_it_wakes(
     lease = get_json(cluster, "lease", f"lease-{namespace}", "-n", "mlmodel-system")
     assert lease["spec"]["holderIdentity"] == "op-b"
     assert model_status(cluster, namespace, "iris")["ready"] == "2/2"
+
+
+def log_time(output: str, text: str) -> dt.datetime:
+    """When the operator logged the first line containing `text`."""
+    [line, *_] = [line for line in output.splitlines() if text in line]
+    return dt.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+
+
+def test_a_leader_cut_off_from_the_api_server_stops_acting_before_the_standby_starts(
+    cluster: ControlPlane, namespace: str, operators: OperatorEnv, tmp_path: Path
+) -> None:
+    """A partition between the leader and the API server (its connections through a
+    `FaultyProxy` that stops answering): it cannot renew, stops acting when its lease
+    runs out on its own clock and exits; the standby, reaching the API server, takes
+    over only after that, so there are never two writers."""
+    api_port = int(cluster.server.rsplit(":", 1)[1])
+    proxy = FaultyProxy("127.0.0.1", api_port).start()
+    config = yaml.safe_load(operators.kubeconfig.read_text())
+    for entry in config["clusters"]:
+        entry["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
+    cut_off = tmp_path / "through-proxy.kubeconfig"
+    cut_off.write_text(yaml.safe_dump(config))
+    try:
+        leader = operators.start(namespace, identity="op-a", lease_seconds=3, kubeconfig=cut_off)
+        wait_for(lambda: "became the leader" in leader.output(), what="op-a to lead")
+        apply(cluster, mlmodel("iris", namespace))
+        wait_phase(cluster, namespace, "iris", "Healthy")
+        standby = operators.start(namespace, identity="op-b", lease_seconds=3)
+        proxy.mode = "hang"
+        wait_for(
+            lambda: "became the leader" in standby.output(),
+            timeout=30,
+            what="op-b to take over from the cut-off leader",
+        )
+        apply(cluster, mlmodel("iris", namespace, serving={"replicas": 2}))
+        wait_for(
+            lambda: model_status(cluster, namespace, "iris").get("ready") == "2/2",
+            what="the new leader to scale the model",
+        )
+        assert leader.process.wait(timeout=20) == 1
+    finally:
+        proxy.close()
+    stopped = log_time(leader.output(), "the lease had left")
+    took_over = log_time(standby.output(), "became the leader")
+    assert stopped < took_over, (stopped, took_over)
+    lease = get_json(cluster, "lease", f"lease-{namespace}", "-n", "mlmodel-system")
+    assert lease["spec"]["holderIdentity"] == "op-b"
 
 
 def test_status_written_by_the_operator_survives_pruning(
