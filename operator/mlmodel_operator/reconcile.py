@@ -399,9 +399,10 @@ def _revisions(ctx: _Context) -> _Revisions:
     if previous is not None and ctx.now >= previous.delete_after:
         previous = None
     candidate: str | None = ctx.revision if ctx.revision != stable else None
-    if candidate and _never_served(ctx, stable):
+    if candidate and labelled is None and _never_served(ctx, stable):
         # Nothing to protect: a first revision that never became ready is replaced
-        # outright, as if it had never been there.
+        # outright, as if it had never been there. (With status lost, whether the
+        # labelled stable ever served is unknown: it is protected.)
         events.append(
             Event(
                 "Normal",

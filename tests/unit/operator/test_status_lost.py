@@ -64,3 +64,15 @@ def test_a_serving_stable_whose_status_was_lost_just_serves() -> None:
     assert rebuilt.status["phase"] == "Healthy"
     # Nothing was decided differently: no warning.
     assert "StatusRebuilt" not in [e.reason for e in rebuilt.events]
+
+
+def test_a_labelled_stable_without_ready_pods_is_not_replaced_outright() -> None:
+    """A first revision that never served is replaced without a canary; with status lost
+    that cannot be known of the labelled stable (its pods may be restarting), so the new
+    revision still rolls out as a canary against it."""
+    observed = {R1: Observed(labelled("stable", 4, ready=0)), R2: Observed(labelled("canary", 1))}
+    rebuilt = run(V2, {}, observed=observed, now_s=T0)
+    assert rebuilt.status["stable"]["revision"] == R1
+    assert rebuilt.status["canary"]["revision"] == R2
+    assert "Replaced" not in [e.reason for e in rebuilt.events]
+    assert ("Deployment", f"iris-{R1}") not in rebuilt.delete
