@@ -1,6 +1,8 @@
-"""Status wiped mid-rollout (a restore from a backup of the objects without their status,
-a hand-edited object): the operator rebuilds the stable from its Deployment's labels,
-restarts the canary's steps, and never promotes it or deletes the serving revision."""
+"""Status wiped, and the stable's Deployment deleted by hand, mid-rollout. Status lost
+(a restore from a backup of the objects without their status, a hand-edited object):
+the operator rebuilds the stable from its Deployment's labels, restarts the canary's
+steps, and never promotes it or deletes the serving revision. The stable gone: the
+canary is held and the model says why until the spec goes back."""
 
 from __future__ import annotations
 
@@ -57,3 +59,38 @@ def test_a_wiped_status_mid_rollout_keeps_the_stable_and_restarts_the_canary(
     reasons = [e["reason"] for e in events_for(cluster, namespace, "iris")]
     assert "StatusRebuilt" in reasons
     assert "Promoted" not in reasons
+
+
+def test_a_stable_deployment_deleted_mid_rollout_holds_the_canary_until_the_spec_goes_back(
+    cluster: ControlPlane, namespace: str, operators: OperatorEnv
+) -> None:
+    """The stable's Deployment deleted by hand while a canary is at its first step. The
+    operator cannot recreate a stable of an earlier spec (its pod template is that
+    spec's), and promoting the unjudged canary in its place is not its call: the model
+    turns Degraded saying so, and the canary is held, never promoted. Going back to the
+    stable's spec (a GitOps revert) recreates the stable's Deployment and drops the
+    canary."""
+    operators.start(namespace)
+    apply(cluster, mlmodel("iris", namespace, version="v1", **SPEC))
+    v1 = wait_healthy(cluster, namespace, "v1")["stable"]["revision"]
+    apply(cluster, mlmodel("iris", namespace, version="v2", **SPEC))
+    wait_for(
+        lambda: model_status(cluster, namespace).get("phase") == "Paused",
+        what="the canary paused at its first step",
+    )
+    cluster.kubectl("delete", "deployment", f"iris-{v1}", "-n", namespace)
+    degraded = wait_for(
+        lambda: (s := model_status(cluster, namespace)).get("phase") == "Degraded" and s,
+        what="the model to say its stable is gone",
+    )
+    assert f"the Deployment of stable revision {v1} is missing" in degraded["message"]
+    assert degraded["canary"]["step"] == 0
+    assert degraded["stable"]["revision"] == v1
+
+    apply(cluster, mlmodel("iris", namespace, version="v1", **SPEC))
+    wait_healthy(cluster, namespace, "v1")
+    wait_for(
+        lambda: [d["metadata"]["name"] for d in deployments(cluster, namespace)] == [f"iris-{v1}"],
+        what="the stable recreated and the canary dropped",
+    )
+    assert "Promoted" not in [e["reason"] for e in events_for(cluster, namespace, "iris")]
