@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from localenv import mlmodel, wait_for
+from localenv import wait_for
 from localenv.controlplane.cluster import ControlPlane
 from localenv.operator_process import OperatorEnv
 from localenv.scenario import get_json
-from tests.helpers.kube import apply, deployments, model_status, wait_healthy
+from tests.helpers.kube import deployments, model_status, v2_paused_over_v1, wait_healthy
 from tests.helpers.plugin import kubectl_mlmodel
 
 pytestmark = pytest.mark.cluster
@@ -32,14 +32,7 @@ def test_a_control_plane_component_killed_mid_step_loses_nothing(
     cluster: ControlPlane, namespace: str, operators: OperatorEnv, component: str
 ) -> None:
     operator = operators.start(namespace)
-    apply(cluster, mlmodel("iris", namespace, version="v1", **SPEC))
-    v1 = wait_healthy(cluster, namespace, "v1")["stable"]["revision"]
-    apply(cluster, mlmodel("iris", namespace, version="v2", **SPEC))
-    paused = wait_for(
-        lambda: (s := model_status(cluster, namespace)).get("phase") == "Paused" and s,
-        what="the canary paused at its first step",
-    )
-    v2 = paused["canary"]["revision"]
+    v1, v2 = v2_paused_over_v1(cluster, namespace, SPEC)
 
     cluster.restart(component, down_s=3)
 

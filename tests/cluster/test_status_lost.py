@@ -13,7 +13,14 @@ import pytest
 from localenv import mlmodel, wait_for
 from localenv.controlplane.cluster import ControlPlane
 from localenv.operator_process import OperatorEnv
-from tests.helpers.kube import apply, deployments, events_for, model_status, wait_healthy
+from tests.helpers.kube import (
+    apply,
+    deployments,
+    events_for,
+    model_status,
+    v2_paused_over_v1,
+    wait_healthy,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -27,14 +34,7 @@ def test_a_wiped_status_mid_rollout_keeps_the_stable_and_restarts_the_canary(
     cluster: ControlPlane, namespace: str, operators: OperatorEnv
 ) -> None:
     operators.start(namespace)
-    apply(cluster, mlmodel("iris", namespace, version="v1", **SPEC))
-    v1 = wait_healthy(cluster, namespace, "v1")["stable"]["revision"]
-    apply(cluster, mlmodel("iris", namespace, version="v2", **SPEC))
-    paused = wait_for(
-        lambda: (s := model_status(cluster, namespace)).get("phase") == "Paused" and s,
-        what="the canary paused at its first step",
-    )
-    v2 = paused["canary"]["revision"]
+    v1, v2 = v2_paused_over_v1(cluster, namespace, SPEC)
 
     cluster.kubectl(
         "patch",
@@ -71,13 +71,7 @@ def test_a_stable_deployment_deleted_mid_rollout_holds_the_canary_until_the_spec
     stable's spec (a GitOps revert) recreates the stable's Deployment and drops the
     canary."""
     operators.start(namespace)
-    apply(cluster, mlmodel("iris", namespace, version="v1", **SPEC))
-    v1 = wait_healthy(cluster, namespace, "v1")["stable"]["revision"]
-    apply(cluster, mlmodel("iris", namespace, version="v2", **SPEC))
-    wait_for(
-        lambda: model_status(cluster, namespace).get("phase") == "Paused",
-        what="the canary paused at its first step",
-    )
+    v1, _ = v2_paused_over_v1(cluster, namespace, SPEC)
     cluster.kubectl("delete", "deployment", f"iris-{v1}", "-n", namespace)
     degraded = wait_for(
         lambda: (s := model_status(cluster, namespace)).get("phase") == "Degraded" and s,

@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from localenv.controlplane.cluster import ControlPlane
+from localenv.manifests import mlmodel
 from localenv.scenario import get_json, wait_for
 
 
@@ -67,3 +68,18 @@ def events_for(cluster: ControlPlane, namespace: str, name: str) -> list[dict[st
         cluster, "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}"
     )["items"]
     return items
+
+
+def v2_paused_over_v1(
+    cluster: ControlPlane, namespace: str, spec: Mapping[str, Any]
+) -> tuple[str, str]:
+    """MLModel iris v1 (with `spec`) serving, then v2 paused at its first step (the spec's
+    first step must pause); (v1's revision, v2's)."""
+    apply(cluster, mlmodel("iris", namespace, version="v1", **spec))
+    v1 = str(wait_healthy(cluster, namespace, "v1")["stable"]["revision"])
+    apply(cluster, mlmodel("iris", namespace, version="v2", **spec))
+    paused: dict[str, Any] = wait_for(
+        lambda: (s := model_status(cluster, namespace)).get("phase") == "Paused" and s,
+        what="the canary paused at its first step",
+    )
+    return v1, str(paused["canary"]["revision"])
