@@ -948,13 +948,14 @@ def _stable_phase(
     stable: str,
     version: str,
     health: RevisionHealth,
-    floor: int | None = None,
+    autoscaled: bool = False,
 ) -> tuple[Phase, str, str]:
-    """The stable's phase, reason and message. `floor`: an autoscaled stable's
-    minReplicas; while at least that many pods serve and nothing failed, pods the HPA
-    added and not ready yet are growth, not degradation (it scales up as load rises, and
-    each scale-up would otherwise flip the model to Degraded, a GitOps tool's health with
-    it, until the new pods serve)."""
+    """The stable's phase, reason and message. `autoscaled`: while the stable serves
+    (a pod ready) and nothing failed within its progress deadline, pods its HPA added
+    and not ready yet are growth, not degradation: the HPA scales up as load rises (or
+    to a minReplicas just raised), and each scale-up would otherwise flip the model to
+    Degraded, a GitOps tool's health with it, until the new pods serve. A scale-up
+    that never completes meets the Deployment's progress deadline: Degraded."""
     was_serving = before in (
         Phase.HEALTHY,
         Phase.DEGRADED,
@@ -966,7 +967,7 @@ def _stable_phase(
     ready = _ready_text(health)
     if health.fully_ready and failure is None:
         return Phase.HEALTHY, "Serving", f"revision {stable} ({version}) serving, {ready} ready"
-    growing = floor is not None and health.exists and health.ready >= max(floor, 1)
+    growing = autoscaled and health.exists and health.ready > 0
     if growing and failure is None and not health.deadline_exceeded:
         return (
             Phase.HEALTHY,
@@ -994,8 +995,10 @@ def _status(ctx: _Context, revisions: _Revisions, monitored: monitoring.Monitore
     stable, candidate = revisions.stable, revisions.candidate
     stable_health = ctx.health(stable)
     version = _stable_version(ctx, stable)
-    floor = ctx.autoscaling.min_replicas if ctx.autoscaling else None
-    phase, reason, message = _stable_phase(ctx.before.phase, stable, version, stable_health, floor)
+    autoscaled = ctx.autoscaling is not None
+    phase, reason, message = _stable_phase(
+        ctx.before.phase, stable, version, stable_health, autoscaled
+    )
     decision = revisions.canary.decision if revisions.canary else None
     if decision is not None:
         if decision.promoted:

@@ -330,6 +330,10 @@ def test_pods_the_hpa_added_and_not_ready_yet_are_growth_not_degradation() -> No
     assert growing.status["ready"] == "4/8"
     assert "scaled up by its HPA" in growing.status["message"]
     assert [e.reason for e in growing.events] == []
-    # Below its minimum it is degraded, as any stable missing pods is.
-    short = run(A1, status, observed={R1: Observed(scaled_by_hpa(8, ready=1))}, now_s=T0)
-    assert short.status["phase"] == "Degraded"
+    # A minReplicas just raised above what serves is growth too (the HPA scales up to it).
+    raised = autoscaled("v1", minReplicas=4)
+    growing = run(raised, status, observed={R1: Observed(scaled_by_hpa(4, ready=2))}, now_s=T0)
+    assert growing.status["phase"] == "Healthy"
+    # No pod serving is degraded, as for any stable.
+    down = run(A1, status, observed={R1: Observed(scaled_by_hpa(8, ready=0))}, now_s=T0)
+    assert down.status["phase"] == "Degraded"
