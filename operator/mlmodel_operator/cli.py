@@ -77,9 +77,9 @@ async def run(settings: Settings) -> int:
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    client = KubeClient()
     registry = CollectorRegistry()
     metrics = OperatorMetrics(registry)
+    client = KubeClient(on_response=metrics.api_request)
     health = await _serve_health(settings.health_address, registry)
     elector = LeaderElector(
         client,

@@ -11,7 +11,7 @@ import datetime as dt
 import json
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -69,6 +69,16 @@ def _path(kind: str, namespace: str, name: str | None = None, sub: str | None = 
     return path
 
 
+def resource_of(path: str) -> str:
+    """The resource a request path names (`deployments`, `mlmodels`, ...): the label of
+    the API request counter, which must stay a small set whatever the names."""
+    parts = path.split("?", 1)[0].strip("/").split("/")
+    rest = parts[2:] if parts[:1] == ["api"] else parts[3:]  # after api/v1 or apis/g/v
+    if len(rest) >= 3 and rest[0] == "namespaces":
+        return rest[2]
+    return rest[0] if rest else ""
+
+
 def login() -> kopf.ConnectionInfo:
     """In-cluster ServiceAccount first, then KUBECONFIG/~/.kube/config (as kopf does)."""
     settings = kopf.OperatorSettings()
@@ -81,9 +91,18 @@ def login() -> kopf.ConnectionInfo:
 
 
 class KubeClient:
-    def __init__(self, info: kopf.ConnectionInfo | None = None) -> None:
+    """`on_response(method, resource, status)` is told of every answer: the operator's
+    API request counter, which says what one reconcile costs the API server."""
+
+    def __init__(
+        self,
+        info: kopf.ConnectionInfo | None = None,
+        *,
+        on_response: Callable[[str, str, int], None] | None = None,
+    ) -> None:
         self._info = info or login()
         self._session: aiohttp.ClientSession | None = None
+        self._on_response = on_response
 
     async def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -115,6 +134,8 @@ class KubeClient:
         headers = {"Content-Type": content_type} if body is not None else {}
         async with session.request(method, url, data=data, headers=headers) as response:
             text = await response.text()
+            if self._on_response is not None:
+                self._on_response(method, resource_of(path), response.status)
             if response.status == 401:
                 # A rotated ServiceAccount token: log in again next time.
                 self._info = login()

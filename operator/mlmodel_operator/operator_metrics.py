@@ -80,6 +80,13 @@ class OperatorMetrics:
             ["namespace", "name", "metric"],
             registry=registry,
         )
+        self.api_requests = Counter(
+            "mlmodel_operator_api_requests_total",
+            "Requests the operator's client sent to the Kubernetes API, by method, "
+            "resource and status code (kopf's watch streams are not counted)",
+            ["method", "resource", "code"],
+            registry=registry,
+        )
         # Per model, the label values each gauge holds now: what a change must zero or
         # drop, and what `forget` removes.
         self._phases: dict[tuple[str, str], set[str]] = {}
@@ -114,6 +121,9 @@ class OperatorMetrics:
         self._set_revisions(namespace, name, new)
         self._set_values(namespace, name, analysis)
         self._set_monitoring(namespace, name, new.get("monitoring") or {})
+
+    def api_request(self, method: str, resource: str, status: int) -> None:
+        self.api_requests.labels(method, resource, str(status)).inc()
 
     def _create_counters(self, namespace: str, name: str) -> None:
         """Every outcome and verdict at 0 from the first sight of a model: `increase()`

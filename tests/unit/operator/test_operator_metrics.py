@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from mlmodel_operator.kube import resource_of
 from mlmodel_operator.operator_metrics import OperatorMetrics
 
 pytestmark = pytest.mark.unit
@@ -162,3 +163,36 @@ def test_outcome_and_verdict_counters_start_at_zero_for_increase() -> None:
             value(registry, "mlmodel_operator_analysis_verdicts_total", **labels, verdict=verdict)
             == 0
         )
+
+
+@pytest.mark.parametrize(
+    ("path", "resource"),
+    [
+        ("/apis/apps/v1/namespaces/ns/deployments/iris-abc", "deployments"),
+        ("/apis/mlops.dev/v1alpha1/namespaces/ns/mlmodels/iris/status", "mlmodels"),
+        ("/api/v1/namespaces/ns/events", "events"),
+        ("/api/v1/namespaces/ns/pods?labelSelector=a%3Db", "pods"),
+        (
+            "/apis/mlops.dev/v1alpha1/clustermlmodelanalysistemplates/standard",
+            "clustermlmodelanalysistemplates",
+        ),
+        ("/api/v1/namespaces/ns", "namespaces"),
+    ],
+)
+def test_api_requests_are_counted_by_resource_not_by_object(path: str, resource: str) -> None:
+    """The counter's labels stay a small set: a request names its resource, never the
+    object or its namespace."""
+    registry = CollectorRegistry()
+    metrics = OperatorMetrics(registry)
+    metrics.api_request("PATCH", resource_of(path), 200)
+    metrics.api_request("PATCH", resource_of(path), 200)
+    assert (
+        value(
+            registry,
+            "mlmodel_operator_api_requests_total",
+            method="PATCH",
+            resource=resource,
+            code="200",
+        )
+        == 2
+    )
