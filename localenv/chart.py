@@ -65,6 +65,7 @@ SETTINGS = (
     Setting("defaultServingResources", "DEFAULT_RESOURCES", "toJson ."),
     Setting("resyncSeconds", "RESYNC_SECONDS"),
     Setting("workers", "WORKERS"),
+    Setting("coalesceSeconds", "COALESCE_SECONDS"),
     Setting("leaseName", "LEASE_NAME"),
     Setting("leaseDurationSeconds", "LEASE_DURATION_SECONDS"),
     Setting("metricsTimeoutSeconds", "METRICS_TIMEOUT_SECONDS"),

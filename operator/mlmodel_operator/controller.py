@@ -6,6 +6,11 @@ model and its children fresh from the API, asks the pure `reconcile.plan`, and
 carries the plan out (apply, delete, status, Events). One key is never
 reconciled twice at once; each reconcile schedules the next (resync). Nothing
 is kept in memory that is not rebuilt from the API, so a restart loses nothing.
+
+The queue has priorities (`Priority`): with thousands of models, the resyncs and the
+follow-ups of children's changes are a standing backlog, and a new or changed
+MLModel, a step's pause that ended or an analysis reading that came in must not wait
+behind it.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import enum
+import itertools
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -21,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from mlmodel_operator import desired, naming, ownership
+from mlmodel_operator import applied, desired, naming, ownership
 from mlmodel_operator.analysis import templates
 from mlmodel_operator.errors import SpecError
 from mlmodel_operator.kube import ApiError, KubeClient
@@ -48,6 +55,7 @@ class _World:
     observed: dict[str, Observed] = field(default_factory=dict)  # by revision
     pods: list[Mapping[str, Any]] = field(default_factory=list)  # of every owned revision
     owned: dict[tuple[str, str], str] = field(default_factory=dict)  # (kind, name) -> uid
+    objects: dict[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)  # owned
     taken: dict[tuple[str, str], str] = field(default_factory=dict)  # -> who holds it
     route: Mapping[str, Any] | None = None  # the router's object `<name>`, if owned
 
@@ -55,6 +63,25 @@ class _World:
 def _comparable(status: Mapping[str, Any]) -> dict[str, Any]:
     """Status without the fields that change on every write, to skip no-op writes."""
     return {k: v for k, v in status.items() if k != "kopf"}
+
+
+class Priority(enum.IntEnum):
+    """The order in which queued models are reconciled (lowest first)."""
+
+    URGENT = 0  # the spec changed, a timed step or interval is due, a reading came in
+    NORMAL = 1  # a child changed, the status was written, a person's annotation
+    RESYNC = 2  # nothing happened: the periodic look
+
+
+def event_priority(body: Mapping[str, Any]) -> Priority:
+    """An MLModel event is urgent when the spec changed since the status last
+    answered it (a new model, an edit) or the model is being deleted; otherwise it is
+    mostly the operator's own status write coming back."""
+    metadata = body.get("metadata") or {}
+    observed = (body.get("status") or {}).get("observedGeneration")
+    if metadata.get("deletionTimestamp") or metadata.get("generation") != observed:
+        return Priority.URGENT
+    return Priority.NORMAL
 
 
 class Conflict(RuntimeError):
@@ -81,11 +108,13 @@ class Controller:
         self._settings = settings
         self._metrics = metrics
         self._fence = fence
-        self._queue: asyncio.Queue[Key] = asyncio.Queue()
-        self._queued: set[Key] = set()
+        self._queue: asyncio.PriorityQueue[tuple[int, int, Key]] = asyncio.PriorityQueue()
+        self._order = itertools.count()  # first in, first out within a priority
+        self._queued: dict[Key, Priority] = {}
         self._active: set[Key] = set()
-        self._dirty: set[Key] = set()
+        self._dirty: dict[Key, Priority] = {}
         self._timers: dict[Key, asyncio.TimerHandle] = {}
+        self._soon: dict[Key, asyncio.TimerHandle] = {}
         self._workers: list[asyncio.Task[None]] = []
         self._reader: MetricsReader | None = None
         self._webhooks: WebhookCaller | None = None
@@ -103,7 +132,7 @@ class Controller:
         ]
 
     async def stop(self) -> None:
-        for timer in self._timers.values():
+        for timer in (*self._timers.values(), *self._soon.values()):
             timer.cancel()
         for worker in self._workers:
             worker.cancel()
@@ -115,24 +144,59 @@ class Controller:
         if self._webhooks is not None:
             await self._webhooks.close()
 
-    def enqueue(self, namespace: str, name: str) -> None:
+    def enqueue(self, namespace: str, name: str, priority: Priority = Priority.URGENT) -> None:
         key = (namespace, name)
         if key in self._active:
-            self._dirty.add(key)  # reconcile again as soon as the running one ends
-        elif key not in self._queued:
-            self._queued.add(key)
-            self._queue.put_nowait(key)
+            # Reconcile again as soon as the running one ends.
+            self._dirty[key] = min(priority, self._dirty.get(key, priority))
+            return
+        held = self._queued.get(key)
+        if held is not None and held <= priority:
+            return
+        # Queued already at a lower priority: the entry added here comes first, and the
+        # old one is skipped when it comes up (`_next`).
+        self._queued[key] = priority
+        self._queue.put_nowait((priority, next(self._order), key))
+
+    async def _next(self) -> Key:
+        while True:
+            priority, _, key = await self._queue.get()
+            if self._queued.get(key) == priority:
+                del self._queued[key]
+                return key
+
+    def soon(self, namespace: str, name: str) -> None:
+        """A child of the model changed: reconcile it `coalesce_seconds` from now, once
+        for every change until then. One new model's Deployment and Pod change a dozen
+        times in its first seconds (created, scheduled, started, ready, each status
+        field the controllers fill in); reconciled one by one, each costs the reads of
+        a whole reconcile, and with thousands of models those reads are most of what
+        the API server does. The MLModel's own changes are not delayed."""
+        key = (namespace, name)
+        if key in self._soon or self._queued.get(key, Priority.RESYNC) <= Priority.NORMAL:
+            return  # that reconcile comes soon enough and will see this change
+        if self._settings.coalesce_seconds <= 0:
+            self.enqueue(namespace, name, Priority.NORMAL)
+            return
+        loop = asyncio.get_running_loop()
+        self._soon[key] = loop.call_later(self._settings.coalesce_seconds, self._due, key)
+
+    def _due(self, key: Key) -> None:
+        self._soon.pop(key, None)
+        self.enqueue(*key, Priority.NORMAL)
 
     def _enqueue_after(self, key: Key, delay: float) -> None:
         if (old := self._timers.pop(key, None)) is not None:
             old.cancel()
         loop = asyncio.get_running_loop()
-        self._timers[key] = loop.call_later(delay, self.enqueue, *key)
+        # A requeue sooner than the resync is something due (a pause's end, an interval).
+        due = delay < self._settings.resync_seconds
+        priority = Priority.URGENT if due else Priority.RESYNC
+        self._timers[key] = loop.call_later(delay, self.enqueue, *key, priority)
 
     async def _work(self) -> None:
         while True:
-            key = await self._queue.get()
-            self._queued.discard(key)
+            key = await self._next()
             self._active.add(key)
             started = time.monotonic()
             try:
@@ -151,8 +215,7 @@ class Controller:
                 self._active.discard(key)
                 self._metrics.reconcile.observe(time.monotonic() - started)
             if key in self._dirty:
-                self._dirty.discard(key)
-                self.enqueue(*key)
+                self.enqueue(*key, self._dirty.pop(key))
             elif requeue is not None:
                 self._enqueue_after(key, requeue)
 
@@ -281,6 +344,7 @@ class Controller:
                 key = (kind, obj["metadata"]["name"])
                 if ownership.controlled_by(obj, uid):
                     world.owned[key] = ownership.uid_of(obj)
+                    world.objects[key] = obj
                     if kind == "Deployment":
                         mine.append(obj)
                     elif key == (route_kind, name):
@@ -376,8 +440,12 @@ class Controller:
                 if error.status != 409:
                     raise
         for obj in result.apply:
+            wanted = applied.stamped(obj)
+            key = (str(obj.get("kind", "")), str(obj["metadata"]["name"]))
+            if applied.unchanged(wanted, world.objects.get(key)):
+                continue
             self._check_fence()
-            await client.apply(obj)
+            await client.apply(wanted)
         for deployment, replicas in result.scale:
             self._check_fence()
             await client.scale("Deployment", namespace, deployment, replicas)

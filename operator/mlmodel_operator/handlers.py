@@ -12,7 +12,7 @@ from typing import Any
 import kopf
 
 from mlmodel_operator import naming
-from mlmodel_operator.controller import Controller
+from mlmodel_operator.controller import Controller, event_priority
 from mlmodel_operator.kube import login
 
 
@@ -41,17 +41,17 @@ def build_registry(controller: Controller) -> kopf.OperatorRegistry:
         return login()  # the same credentials as the operator's own client
 
     @kopf.on.event(naming.GROUP, naming.VERSION, "mlmodels", registry=registry)  # type: ignore[arg-type]
-    async def mlmodel_changed(name: str, namespace: str, **_: Any) -> None:
-        controller.enqueue(namespace, name)
+    async def mlmodel_changed(name: str, namespace: str, body: kopf.Body, **_: Any) -> None:
+        controller.enqueue(namespace, name, event_priority(body))
 
     @kopf.on.event("apps", "v1", "deployments", labels=managed, registry=registry)  # type: ignore[arg-type]
     async def deployment_changed(labels: dict[str, str], namespace: str, **_: Any) -> None:
         if model := labels.get(naming.MODEL_LABEL):
-            controller.enqueue(namespace, model)
+            controller.soon(namespace, model)
 
     @kopf.on.event("", "v1", "pods", labels=managed, registry=registry)  # type: ignore[arg-type]
     async def pod_changed(labels: dict[str, str], namespace: str, **_: Any) -> None:
         if model := labels.get(naming.MODEL_LABEL):
-            controller.enqueue(namespace, model)
+            controller.soon(namespace, model)
 
     return registry

@@ -38,6 +38,9 @@ class Settings:
     log_format: str = "text"
     resync_seconds: float = 30.0
     workers: int = 4
+    # A Deployment's or Pod's change is reconciled this long after it, together with
+    # every other change of the model's children in that time (see Controller.soon).
+    coalesce_seconds: float = 0.5
     lease_namespace: str = "mlmodel-system"
     lease_name: str = "mlmodel-operator-leader"
     lease_duration_seconds: float = 15.0
@@ -88,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     # usage error that names the flag, not a traceback.
     parser.add_argument("--resync-seconds", type=float, default=_env("RESYNC_SECONDS", "30"))
     parser.add_argument("--workers", type=int, default=_env("WORKERS", "4"))
+    parser.add_argument("--coalesce-seconds", type=float, default=_env("COALESCE_SECONDS", "0.5"))
     parser.add_argument("--lease-namespace", default=_env("LEASE_NAMESPACE", "mlmodel-system"))
     parser.add_argument("--lease-name", default=_env("LEASE_NAME", "mlmodel-operator-leader"))
     parser.add_argument(
@@ -179,6 +183,8 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
         raise SettingsError(
             "--resync-seconds must be > 0, --workers >= 1, --lease-duration-seconds >= 2"
         )
+    if not 0 <= args.coalesce_seconds <= 10:
+        raise SettingsError("--coalesce-seconds must be between 0 and 10")
     host, _, port = args.health_address.rpartition(":")
     if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise SettingsError(f"--health-address {args.health_address!r} is not HOST:PORT")
@@ -211,6 +217,7 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
         log_format=args.log_format,
         resync_seconds=args.resync_seconds,
         workers=args.workers,
+        coalesce_seconds=args.coalesce_seconds,
         lease_namespace=args.lease_namespace,
         lease_name=args.lease_name,
         lease_duration_seconds=args.lease_duration_seconds,

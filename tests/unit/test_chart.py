@@ -33,6 +33,7 @@ RENDERED_SETTINGS: dict[str, tuple[str, str, Any]] = {
     ),
     "RESYNC_SECONDS": ("12.5", "resync_seconds", 12.5),
     "WORKERS": ("8", "workers", 8),
+    "COALESCE_SECONDS": ("1.5", "coalesce_seconds", 1.5),
     "LEASE_NAME": ("other-leader", "lease_name", "other-leader"),
     "LEASE_DURATION_SECONDS": ("30", "lease_duration_seconds", 30.0),
     "METRICS_TIMEOUT_SECONDS": ("2", "metrics_timeout_seconds", 2.0),

@@ -126,7 +126,14 @@ def test_a_health_port_out_of_range_is_refused() -> None:
 
 @pytest.mark.parametrize(
     "flag",
-    ["--workers=0", "--resync-seconds=0", "--resync-seconds=-1", "--lease-duration-seconds=1"],
+    [
+        "--workers=0",
+        "--resync-seconds=0",
+        "--resync-seconds=-1",
+        "--lease-duration-seconds=1",
+        "--coalesce-seconds=-1",
+        "--coalesce-seconds=11",
+    ],
 )
 def test_out_of_range_numbers_are_refused(flag: str) -> None:
     with pytest.raises(SettingsError, match=flag.split("=")[0]):
@@ -144,6 +151,7 @@ def test_every_setting_is_read_from_its_environment_variable(
         "LOG_FORMAT": "json",
         "RESYNC_SECONDS": "12.5",
         "WORKERS": "8",
+        "COALESCE_SECONDS": "1.5",
         "LEASE_NAMESPACE": "ops",
         "LEASE_NAME": "mlm-leader",
         "LEASE_DURATION_SECONDS": "20",
@@ -162,6 +170,7 @@ def test_every_setting_is_read_from_its_environment_variable(
     assert settings.namespaces == ("models", "fraud")
     assert settings.log_format == "json"
     assert (settings.resync_seconds, settings.workers) == (12.5, 8)
+    assert settings.coalesce_seconds == 1.5
     assert (settings.lease_namespace, settings.lease_name) == ("ops", "mlm-leader")
     assert settings.lease_duration_seconds == 20.0
     assert settings.identity == "operator-0"
