@@ -123,8 +123,9 @@ class Operator:
             self.process.wait(timeout=10)
 
 
-def start_operator(kubeconfig: Path, directory: Path) -> Operator:
-    """The operator clusterwide (`--namespaces=` empty), as its ServiceAccount."""
+def start_operator(kubeconfig: Path, directory: Path, *extra: str) -> Operator:
+    """The operator clusterwide (`--namespaces=` empty), as its ServiceAccount; `extra`
+    flags come last, so they override the defaults here."""
     log = directory / "operator.log"
     with log.open("wb") as handle:
         process = subprocess.Popen(
@@ -138,6 +139,7 @@ def start_operator(kubeconfig: Path, directory: Path) -> Operator:
                 "--identity=bench",
                 "--health-address=127.0.0.1:0",
                 f"--runtime-image={RUNTIME_IMAGE}",
+                *extra,
             ],
             env={**os.environ, "KUBECONFIG": str(kubeconfig)},
             stdout=handle,

@@ -75,8 +75,10 @@ def shipped_scrape_jobs() -> list[dict[str, Any]]:
     return jobs
 
 
-def config(kubeconfig: Path, query_log: Path, operators_file: Path) -> dict[str, Any]:
-    jobs = shipped_scrape_jobs()
+def config(
+    kubeconfig: Path, query_log: Path, operators_file: Path, *, pods: bool = True
+) -> dict[str, Any]:
+    jobs = shipped_scrape_jobs() if pods else []
     for job in jobs:
         for discovery in job.get("kubernetes_sd_configs") or ():
             discovery["kubeconfig_file"] = str(kubeconfig)  # in-cluster: its ServiceAccount
@@ -105,6 +107,9 @@ class Prometheus:
 
     directory: Path
     kubeconfig: Path  # whose identity lists and watches pods (service discovery)
+    # False: no pod scrape job, only the loopback targets of `scrape_operators` (a
+    # benchmark of kwok pods, which serve nothing, scrapes a stand-in instead).
+    scrape_pods: bool = True
     port: int = field(default_factory=port_known_in_advance)
     process: subprocess.Popen[bytes] | None = None
     _client: httpx.Client = field(
@@ -154,7 +159,9 @@ class Prometheus:
         if not self.operators_file.exists():
             self.scrape_operators([])
         config_file.write_text(
-            yaml.safe_dump(config(self.kubeconfig, self.query_log, self.operators_file))
+            yaml.safe_dump(
+                config(self.kubeconfig, self.query_log, self.operators_file, pods=self.scrape_pods)
+            )
         )
         self._spawn(binary, config_file)
         try:
