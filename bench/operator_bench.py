@@ -40,12 +40,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import yaml
 
@@ -178,19 +178,27 @@ class Watch:
             return min(seen())
 
 
+class Reader(Protocol):
+    def _read(self) -> None: ...
+
+
+R = TypeVar("R", bound=Reader)
+
+
 @contextmanager
-def watch(plane: ControlPlane, resource: str, namespace: str) -> Iterator[Watch]:
+def streaming(
+    plane: ControlPlane, args: Sequence[str], make: Callable[[subprocess.Popen[str]], R]
+) -> Iterator[R]:
+    """`kubectl <args>` (a `--watch`) read line by line by `make(process)._read` in a
+    thread, until the block ends."""
     process = subprocess.Popen(
-        [
-            *(str(plane.kubectl_path), "--kubeconfig", str(plane.kubeconfig)),
-            *("get", resource, "-n", namespace, "--watch", "-o", "name"),
-        ],
+        [str(plane.kubectl_path), "--kubeconfig", str(plane.kubeconfig), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
         bufsize=1,
     )
-    started = Watch(process=process)
+    started = make(process)
     reader = threading.Thread(target=started._read, daemon=True)
     reader.start()
     try:
@@ -203,6 +211,11 @@ def watch(plane: ControlPlane, resource: str, namespace: str) -> Iterator[Watch]
             process.kill()
             process.wait(timeout=10)
         reader.join(timeout=5)
+
+
+def watch(plane: ControlPlane, resource: str, namespace: str) -> AbstractContextManager[Watch]:
+    args = ("get", resource, "-n", namespace, "--watch", "-o", "name")
+    return streaming(plane, args, lambda process: Watch(process=process))
 
 
 def is_deployment_of(model: str) -> Callable[[str], bool]:
@@ -313,6 +326,19 @@ def measure_load(
     }
 
 
+def wait_for_lease(plane: ControlPlane) -> None:
+    """Until the operator holds its Lease: it acts from then on."""
+    wait_until(
+        "the operator to hold its Lease",
+        lambda: (
+            plane.kubectl("get", "lease", LEASE, "-n", OPERATOR_NAMESPACE, check=False).returncode
+            == 0
+        ),
+        timeout=60,
+        every=0.2,
+    )
+
+
 def run(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
     result: dict[str, Any] = {"load_before": os.getloadavg(), "cpus": os.cpu_count()}
     plane = start_control_plane(directory / "plane")
@@ -321,17 +347,7 @@ def run(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
         kubeconfig = install_operator_rbac(plane, directory)
         operator = start_operator(kubeconfig, directory)
         started = time.monotonic()
-        wait_until(
-            "the operator to hold its Lease",
-            lambda: (
-                plane.kubectl(
-                    "get", "lease", LEASE, "-n", OPERATOR_NAMESPACE, check=False
-                ).returncode
-                == 0
-            ),
-            timeout=60,
-            every=0.2,
-        )
+        wait_for_lease(plane)
         result["lease_after_s"] = time.monotonic() - started
         time.sleep(10)
         assert operator is not None
@@ -394,6 +410,30 @@ def summary(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def run_in_directory(
+    prefix: str,
+    run: Callable[[argparse.Namespace, Path], dict[str, Any]],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """`run(args, directory)` in a fresh directory, also stopped cleanly by SIGTERM;
+    the directory is removed after a success and kept (and named) after a failure."""
+
+    def terminate(signum: int, _frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
+    directory = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        result = run(args, directory)
+    except BaseException:
+        print(f"logs kept in {directory}", file=sys.stderr)
+        raise
+    shutil.rmtree(directory, ignore_errors=True)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--latency-models", type=int, default=20)
@@ -401,21 +441,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=900, help="seconds for all to be Healthy")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     args = parser.parse_args()
-
-    def terminate(signum: int, _frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, terminate)
-    directory = Path(tempfile.mkdtemp(prefix="operator-bench-"))
-    try:
-        result = run(args, directory)
-    except BaseException:
-        print(f"logs kept in {directory}", file=sys.stderr)
-        raise
-    shutil.rmtree(directory, ignore_errors=True)
-    print(summary(result))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    print(summary(run_in_directory("operator-bench-", run, args)))
     return 0
 
 

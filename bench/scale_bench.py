@@ -49,43 +49,39 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
-import shutil
-import signal
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import yaml
 from operator_bench import (
-    LEASE,
     Operator,
     cpu_seconds,
     is_deployment_of,
     measure_latency,
     percentile,
+    run_in_directory,
     start_operator,
+    streaming,
     vm_rss_mib,
-    wait_until,
+    wait_for_lease,
     watch,
 )
 from prometheus_client.parser import text_string_to_metric_families
 
 from localenv.controlplane.cluster import ControlPlane, start_control_plane
-from localenv.operator_process import OPERATOR_NAMESPACE, install_operator_rbac
+from localenv.operator_process import install_operator_rbac
 from localenv.prometheus import Prometheus
 
 SIZE_NAMESPACE = "scale"
@@ -220,31 +216,10 @@ class StatusWatch:
             return sorted(found)
 
 
-@contextmanager
-def status_watch(plane: ControlPlane, namespace: str) -> Iterator[StatusWatch]:
+def status_watch(plane: ControlPlane, namespace: str) -> AbstractContextManager[StatusWatch]:
     template = "|".join(STATUS_FIELDS) + "{'\\n'}"
-    process = subprocess.Popen(
-        [
-            *(str(plane.kubectl_path), "--kubeconfig", str(plane.kubeconfig)),
-            *("get", "mlmodels", "-n", namespace, "--watch", "-o", f"jsonpath={template}"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        bufsize=1,
-    )
-    started = StatusWatch(process=process)
-    reader = threading.Thread(target=started._read, daemon=True)
-    reader.start()
-    try:
-        yield started
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        reader.join(timeout=5)
+    args = ("get", "mlmodels", "-n", namespace, "--watch", "-o", f"jsonpath={template}")
+    return streaming(plane, args, lambda process: StatusWatch(process=process))
 
 
 # ---- the operator's side ------------------------------------------------------------
@@ -352,17 +327,7 @@ def cluster(directory: Path, workers: int, prometheus_url: str = "") -> Iterator
         if prometheus_url:
             extra.append(f"--prometheus-url={prometheus_url}")
         operator = start_operator(kubeconfig, directory, *extra)
-        wait_until(
-            "the operator to hold its Lease",
-            lambda: (
-                plane.kubectl(
-                    "get", "lease", LEASE, "-n", OPERATOR_NAMESPACE, check=False
-                ).returncode
-                == 0
-            ),
-            timeout=60,
-            every=0.2,
-        )
+        wait_for_lease(plane)
         yield Cluster(plane, operator, port)
     except BaseException:
         if operator is not None:
@@ -666,20 +631,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=900, help="seconds for all Healthy")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     args = parser.parse_args()
-
-    def terminate(signum: int, _frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, terminate)
-    directory = Path(tempfile.mkdtemp(prefix="scale-bench-"))
-    try:
-        result = run(args, directory)
-    except BaseException:
-        print(f"logs kept in {directory}", file=sys.stderr)
-        raise
-    shutil.rmtree(directory, ignore_errors=True)
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    run_in_directory("scale-bench-", run, args)  # each size's line is printed as it ends
     return 0
 
 
