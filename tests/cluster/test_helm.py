@@ -217,6 +217,7 @@ EVERY_SETTING: dict[str, Any] = {
         "defaultServingResources": {"limits": {"memory": "2Gi"}},
         "resyncSeconds": 12.5,
         "workers": 8,
+        "coalesceSeconds": 1.5,
         "leaseName": "other-leader",
         "leaseDurationSeconds": 30,
         "leaderElection": False,
