@@ -39,7 +39,8 @@ from the operator's own timestamps in status (every status write seen on the wat
 - **step overrun**: next step's `stepStartedAt` - this step's - its pause; a step with
   analysis ends only after an interval has ended, so the overrun includes that wait;
 - **interval overrun**: next `analysis.windowStart` - this one - the interval: how late
-  the reading that ended an interval was taken.
+  the reading that ended an interval was taken; and the verdict of every judged
+  interval (a step is held past its pause until an interval passed).
 
 Prints a summary; `--json` writes the raw figures. Everything started is stopped on
 exit, also on failure or SIGTERM.
@@ -98,6 +99,8 @@ STATUS_FIELDS = (
     "{.status.canary.step}",
     "{.status.canary.stepStartedAt}",
     "{.status.analysis.windowStart}",
+    "{.status.analysis.interval}",
+    "{.status.analysis.verdict}",
 )
 
 
@@ -153,6 +156,8 @@ class Seen:
     step: str
     step_started_at: str
     window_start: str
+    interval: str  # judged intervals of the attempt so far
+    verdict: str  # of the last one
 
 
 @dataclass
@@ -456,10 +461,18 @@ class Exporter:
         self.server.server_close()
 
 
-def overruns(seen: list[Seen]) -> tuple[list[float], list[float]]:
-    """(step overruns, interval overruns) from the status writes of canary rollouts."""
+@dataclass
+class Overruns:
+    steps: dict[int, list[float]]  # by the index of the step that overran
+    intervals: list[float]
+    verdicts: dict[str, int]  # of every judged interval
+
+
+def overruns(seen: list[Seen]) -> Overruns:
+    """Step and interval overruns, and the verdicts, from canary rollouts' status writes."""
     steps: dict[tuple[str, str], dict[int, float]] = {}
     windows: dict[tuple[str, str], set[float]] = {}
+    judged: dict[tuple[str, str, str], str] = {}
     for entry in seen:
         if not entry.canary or not entry.step_started_at:
             continue
@@ -469,17 +482,23 @@ def overruns(seen: list[Seen]) -> tuple[list[float], list[float]]:
             steps.setdefault(key, {}).setdefault(step, float(entry.step_started_at))
         if entry.window_start:
             windows.setdefault(key, set()).add(float(entry.window_start))
-    step_overrun = []
+        if entry.verdict:
+            judged[(*key, entry.interval)] = entry.verdict
+    by_step: dict[int, list[float]] = {}
     for started in steps.values():
         for step in sorted(started):
             if step + 1 in started and step < len(WEIGHTS) - 1:
-                step_overrun.append(started[step + 1] - started[step] - PAUSE_S)
+                overrun = started[step + 1] - started[step] - PAUSE_S
+                by_step.setdefault(step, []).append(overrun)
     interval_overrun = []
     for starts in windows.values():
         ordered = sorted(starts)
         for before, after in itertools.pairwise(ordered):
             interval_overrun.append(after - before - INTERVAL_S)
-    return step_overrun, interval_overrun
+    verdicts: dict[str, int] = {}
+    for verdict in judged.values():
+        verdicts[verdict] = verdicts.get(verdict, 0) + 1
+    return Overruns(by_step, interval_overrun, verdicts)
 
 
 def measure_canaries(
@@ -528,14 +547,16 @@ def measure_canaries(
         finally:
             exporter.close()
     rolled_back = [n for n in names if models.latest[n].stable == v1[n]]
-    step_overrun, interval_overrun = overruns(seen)
+    found = overruns(seen)
     return {
         "count": count,
         "all_promoted_s": done_at - started,
         "least_possible_s": PAUSE_S * (len(WEIGHTS) - 1),
         "not_promoted": len(rolled_back),
-        "step_overrun_s": sorted(step_overrun),
-        "interval_overrun_s": sorted(interval_overrun),
+        "step_overrun_s": sorted(x for values in found.steps.values() for x in values),
+        "step_overrun_by_step_s": {str(k): sorted(v) for k, v in sorted(found.steps.items())},
+        "interval_overrun_s": sorted(found.intervals),
+        "verdicts": found.verdicts,
         "operator_cpu_s": cpu,
         "rss_peak_mib": rss.peak,
         "load_average": os.getloadavg(),
@@ -612,7 +633,11 @@ def canary_line(f: dict[str, Any]) -> str:
     return (
         f"{f['count']} canaries at once: all promoted after {f['all_promoted_s']:.1f} s "
         f"(pauses alone: {f['least_possible_s']:.0f} s), {f['not_promoted']} not promoted; "
-        f"step overrun {spread(steps)}; interval overrun {spread(intervals)}; operator "
+        f"step overrun {spread(steps)}"
+        + "".join(
+            f"; step {int(k) + 1}: {spread(v)}" for k, v in f["step_overrun_by_step_s"].items()
+        )
+        + f"; interval overrun {spread(intervals)}; verdicts {f['verdicts']}; operator "
         f"CPU {f['operator_cpu_s']:.1f} s, VmRSS peak {f['rss_peak_mib']:.0f} MiB"
     )
 
