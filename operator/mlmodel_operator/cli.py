@@ -18,6 +18,7 @@ import kopf
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from mlmodel_operator import watch_expiry
 from mlmodel_operator.controller import Controller
 from mlmodel_operator.handlers import build_registry
 from mlmodel_operator.kube import KubeClient
@@ -80,6 +81,7 @@ async def run(settings: Settings) -> int:
     registry = CollectorRegistry()
     metrics = OperatorMetrics(registry)
     client = KubeClient(on_response=metrics.api_request)
+    watch_expiry.install(metrics.watch_expiry)
     health = await _serve_health(settings.health_address, registry)
     elector = LeaderElector(
         client,

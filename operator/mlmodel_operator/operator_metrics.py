@@ -87,6 +87,13 @@ class OperatorMetrics:
             ["method", "resource", "code"],
             registry=registry,
         )
+        self.watch_expired = Counter(
+            "mlmodel_operator_watch_expired_total",
+            "Watches the API server ended with 410 Gone (their resource version was too "
+            "old), each followed by a list of every object, by resource",
+            ["resource"],
+            registry=registry,
+        )
         # Per model, the label values each gauge holds now: what a change must zero or
         # drop, and what `forget` removes.
         self._phases: dict[tuple[str, str], set[str]] = {}
@@ -124,6 +131,9 @@ class OperatorMetrics:
 
     def api_request(self, method: str, resource: str, status: int) -> None:
         self.api_requests.labels(method, resource, str(status)).inc()
+
+    def watch_expiry(self, resource: str) -> None:
+        self.watch_expired.labels(resource).inc()
 
     def _create_counters(self, namespace: str, name: str) -> None:
         """Every outcome and verdict at 0 from the first sight of a model: `increase()`
