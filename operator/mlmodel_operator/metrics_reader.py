@@ -35,6 +35,9 @@ Key = tuple[str, str]  # (namespace, name)
 # at once (and read again if that reading turns out to be early).
 EARLY_S = 0.05
 TIMER_LATE_S = 0.01  # our own timers aim this much past the due time
+# The scrape provider keeps the metrics deadline itself, to name the pods that did not
+# answer; the reader's own deadline is a guard this much later, for any provider.
+GUARD_S = 0.5
 
 
 class MetricsReader:
@@ -137,7 +140,7 @@ class MetricsReader:
             )
             try:
                 reading = await asyncio.wait_for(
-                    self._provider(key, request, pods), timeout=self._timeout
+                    self._provider(key, request, pods), timeout=self._timeout + GUARD_S
                 )
             except TimeoutError:
                 reading = Reading(error=f"{request.provider}: no answer within {self._timeout:g} s")
@@ -170,4 +173,5 @@ class MetricsReader:
             session,
             stable_pods=pods.get(request.stable, ()),
             canary_pods=pods.get(request.canary, ()),
+            timeout_s=self._timeout,
         )

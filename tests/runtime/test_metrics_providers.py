@@ -166,6 +166,63 @@ def test_one_models_hanging_prometheus_does_not_delay_anothers_reading() -> None
     assert stuck.error == "prometheus: no answer within 1.5 s"
 
 
+def pod_at(url: str, name: str) -> dict[str, Any]:
+    """A Ready pod whose `http` port is the test server at `url`."""
+    return {
+        "metadata": {"name": name},
+        "spec": {"containers": [{"ports": [{"name": "http", "containerPort": port_of(url)}]}]},
+        "status": {"podIP": "127.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]},
+    }
+
+
+def port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+def test_a_hung_pod_is_named_and_its_revision_is_not_judged_on_the_others() -> None:
+    """One of a canary's two pods accepts the scrape and never answers (a stopped
+    process): at the metrics deadline the reading is an error naming that pod, not a
+    canary added up from the pod that did answer."""
+    exposition = 'mlmodel_requests_total{code="200"} 10\n'
+
+    async def hang(_: web.Request) -> web.Response:
+        await asyncio.sleep(30)
+        return web.Response(text=exposition)
+
+    async def go() -> tuple[float, Reading | None]:
+        done = asyncio.Event()
+        reader = MetricsReader(timeout_s=1.0, concurrency=2, on_read=lambda *_: done.set())
+        async with server(answer_text(exposition)) as ok, server(hang) as stuck:
+            pods = {
+                "s1": [pod_at(ok, "iris-s1-a")],
+                "c1": [pod_at(ok, "iris-c1-a"), pod_at(stuck, "iris-c1-b")],
+            }
+            started = time.monotonic()
+            reader.want(("ns", "iris"), replace(request(ok), provider="scrape"), pods)
+            await asyncio.wait_for(done.wait(), timeout=10)
+            took = time.monotonic() - started
+            reading = reader.latest(("ns", "iris"))
+        await reader.close()
+        return took, reading
+
+    took, reading = asyncio.run(go())
+    assert 0.9 < took < 1.4, took  # the provider's own deadline, before the reader's guard
+    assert reading is not None
+    assert (reading.stable, reading.canary) == (None, None)
+    assert reading.error.startswith("scraping the pods failed: no answer within 1 s from pod "), (
+        reading
+    )
+    assert "iris-c1-b at http://127.0.0.1:" in reading.error
+    assert "iris-c1-a" not in reading.error
+
+
+def answer_text(text: str) -> Handler:
+    async def handle(_: web.Request) -> web.Response:
+        return web.Response(text=text)
+
+    return handle
+
+
 def test_a_request_due_later_is_read_when_due_without_another_reconcile() -> None:
     """Sequential analysis asks for a reading a second after the last: the reader keeps
     the request and reads at its time by itself; a newer request replaces the waiting

@@ -47,8 +47,12 @@ async def _read_pod(session: aiohttp.ClientSession, pod: Mapping[str, Any]) -> S
     try:
         body = await get_bounded(session, url, limit=MAX_BYTES)
         return parse(body.decode("utf-8", errors="replace"))
-    except (ProviderError, MetricsTextError) as error:
-        raise ProviderError(f"pod {pod['metadata'].get('name', '?')} at {url}: {error}") from None
+    except (ProviderError, MetricsTextError, aiohttp.ClientError, OSError) as error:
+        raise ProviderError(f"{_named(pod)}: {describe(error)}") from None
+
+
+def _named(pod: Mapping[str, Any]) -> str:
+    return f"pod {pod['metadata'].get('name', '?')} at {metrics_url(pod)}"
 
 
 async def read_revision(
@@ -70,12 +74,39 @@ async def read(
     *,
     stable_pods: Sequence[Mapping[str, Any]],
     canary_pods: Sequence[Mapping[str, Any]],
+    timeout_s: float | None = None,
 ) -> Reading:
-    """Both revisions at once; the caller bounds the time (one deadline per model)."""
+    """Both revisions' ready pods at once, each revision added up. Any pod that fails
+    or has not answered within `timeout_s` makes the whole reading an error that names
+    it: a revision is never judged on some of its pods, which would count only part of
+    its traffic. Naming the pod matters most for a hung one (its process stopped, its
+    node frozen): the readiness probe takes it out of the Service only seconds later,
+    and until then the analysis says which pod held the interval up. The caller keeps
+    its own deadline on the whole read as well."""
+    roles = (("stable", stable_pods), ("canary", canary_pods))
+    reads = {
+        asyncio.ensure_future(_read_pod(session, pod)): (role, pod)
+        for role, pods in roles
+        for pod in pods
+        if _ready(pod)
+    }
+    pending: set[asyncio.Future[Snapshot]] = set()
     try:
-        stable, canary = await asyncio.gather(
-            read_revision(session, stable_pods), read_revision(session, canary_pods)
+        if reads:
+            _, pending = await asyncio.wait(reads, timeout=timeout_s)
+    finally:
+        for task in reads:
+            task.cancel()
+    if pending:
+        silent = [_named(reads[task][1]) for task in reads if task in pending]
+        shown = ", ".join(silent[:3]) + (f" and {len(silent) - 3} more" if len(silent) > 3 else "")
+        return Reading(
+            error=f"scraping the pods failed: no answer within {timeout_s:g} s from {shown}"
         )
-    except (aiohttp.ClientError, OSError, ProviderError) as error:
-        return Reading(error=f"scraping the pods failed: {describe(error)}")
-    return Reading(stable=stable, canary=canary)
+    totals: dict[str, Snapshot] = {}
+    for task, (role, _) in reads.items():
+        if isinstance(error := task.exception(), ProviderError):
+            return Reading(error=f"scraping the pods failed: {error}")
+        snapshot = task.result()
+        totals[role] = totals[role].merge(snapshot) if role in totals else snapshot
+    return Reading(stable=totals.get("stable"), canary=totals.get("canary"))
