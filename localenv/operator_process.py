@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from localenv.controlplane.cluster import ControlPlane, free_port
 from localenv.controlplane.serviceaccount import service_account_kubeconfig
 
@@ -109,6 +111,17 @@ class OperatorEnv:
         operator = OperatorProcess(identity=identity, process=process, log=log, health_port=port)
         self.started.append(operator)
         return operator
+
+    def kubeconfig_via(self, port: int, path: Path) -> Path:
+        """The ServiceAccount's kubeconfig with its server moved to 127.0.0.1:`port` (a
+        `localenv.faults.FaultyProxy` in front of the API server), written to `path`:
+        an operator started with it meets whatever fault the proxy plays. The API
+        server's certificate names 127.0.0.1, so TLS passes through the proxy."""
+        config = yaml.safe_load(self.kubeconfig.read_text())
+        for entry in config["clusters"]:
+            entry["cluster"]["server"] = f"https://127.0.0.1:{port}"
+        path.write_text(yaml.safe_dump(config))
+        return path
 
     def stop_all(self) -> None:
         for operator in self.started:

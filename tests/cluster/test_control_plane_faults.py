@@ -1,19 +1,37 @@
-"""The control plane failing under a rollout: kube-apiserver and etcd killed (SIGKILL)
-mid-step and restarted a few seconds later, shorter than the operator's lease. The
-operator keeps leading and keeps its place (the step is in status, in etcd), duplicates
-nothing, and the rollout goes on when a person promotes."""
+"""The control plane failing under a rollout.
+
+- kube-apiserver and etcd killed (SIGKILL) mid-step and restarted a few seconds later,
+  shorter than the operator's lease: the operator keeps leading and keeps its place
+  (the step is in status, in etcd), duplicates nothing, and the rollout goes on when a
+  person promotes;
+- kube-apiserver down for longer than the lease: the leader stops acting and exits, and
+  the operator started after it (as the Deployment restarts it) resumes at the same step;
+- a watch that expires (410 Gone) while changes are made: kopf lists everything again
+  and the operator acts on every change made while its watches were away.
+"""
 
 from __future__ import annotations
 
+import re
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from localenv import wait_for
+from localenv import mlmodel, wait_for
 from localenv.controlplane.cluster import ControlPlane
+from localenv.faults import FaultyProxy
 from localenv.operator_process import OperatorEnv
 from localenv.scenario import get_json
-from tests.helpers.kube import deployments, model_status, v2_paused_over_v1, wait_healthy
+from tests.helpers.kube import (
+    apply,
+    deployments,
+    model_status,
+    v2_paused_over_v1,
+    wait_healthy,
+    wait_phase,
+)
 from tests.helpers.plugin import kubectl_mlmodel
 
 pytestmark = pytest.mark.cluster
@@ -48,8 +66,101 @@ def test_a_control_plane_component_killed_mid_step_loses_nothing(
         lambda: [d["metadata"]["name"] for d in deployments(cluster, namespace)] == [f"iris-{v2}"],
         what=f"iris-{v1} to go after the scale-down delay",
     )
-    services = sorted(
-        s["metadata"]["name"] for s in get_json(cluster, "services", "-n", namespace)["items"]
-    )
-    assert services == ["iris", "iris-canary", "iris-stable"]
+    assert services(cluster, namespace) == ["iris", "iris-canary", "iris-stable"]
     assert operator.alive()
+
+
+LEASE_GONE = "the lease ran out before it could be renewed|took longer than the lease had left"
+
+
+def services(cluster: ControlPlane, namespace: str) -> list[str]:
+    items = get_json(cluster, "services", "-n", namespace)["items"]
+    return sorted(s["metadata"]["name"] for s in items)
+
+
+def test_an_api_server_down_longer_than_the_lease_stops_the_leader_and_the_next_resumes(
+    cluster: ControlPlane, namespace: str, operators: OperatorEnv
+) -> None:
+    """Nobody can renew a Lease while the API server is down, so the leader cannot know
+    whether another has taken over: it stops acting when its lease runs out on its own
+    clock and exits (1), and the Deployment's restart (here: a second process) leads
+    once the API server is back, from the step status holds."""
+    leader = operators.start(namespace, identity="op-a", lease_seconds=4)
+    v1, v2 = v2_paused_over_v1(cluster, namespace, SPEC)
+
+    cluster.restart("kube-apiserver", down_s=10)
+
+    assert leader.process.wait(timeout=30) == 1, leader.output()[-3000:]
+    # Which of the two words it stops with depends on whether a renewal was in flight
+    # (refused at once, or hanging on a half-open connection) when the lease ran out.
+    assert re.search(LEASE_GONE, leader.output()), leader.output()[-3000:]
+    successor = operators.start(namespace, identity="op-b", lease_seconds=4)
+    wait_for(lambda: "became the leader" in successor.output(), what="op-b to lead")
+    status = model_status(cluster, namespace)
+    assert (status["phase"], status["canary"]["step"]) == ("Paused", 0), status
+    assert (status["stable"]["revision"], status["canary"]["revision"]) == (v1, v2)
+    kubectl_mlmodel(cluster, "promote", "iris", "-n", namespace)
+    wait_healthy(cluster, namespace, "v2", timeout=120)
+    wait_for(
+        lambda: [d["metadata"]["name"] for d in deployments(cluster, namespace)] == [f"iris-{v2}"],
+        what=f"iris-{v1} to go after the scale-down delay",
+    )
+    assert services(cluster, namespace) == ["iris", "iris-canary", "iris-stable"]
+    assert successor.alive()
+
+
+def expired_watches(operator_metrics: str) -> dict[str, float]:
+    pattern = r'^mlmodel_operator_watch_expired_total\{resource="([^"]+)"\} (\S+)$'
+    return {m[1]: float(m[2]) for m in re.finditer(pattern, operator_metrics, re.MULTILINE)}
+
+
+def test_a_watch_expired_while_changes_were_made_is_listed_again_and_misses_none(
+    cluster: ControlPlane, namespace: str, operators: OperatorEnv, tmp_path: Path
+) -> None:
+    """The operator's connections go through a `FaultyProxy`. They stop answering, and
+    meanwhile the API server restarts, so its watch cache starts at the current
+    resource version and any watch resuming from before gets 410 Gone. A person then
+    scales one model, deletes a second and creates a third. When the connections answer
+    again, the watches expire, kopf lists every object again, and the operator acts on
+    all three changes: the new model can only have been found by that list (it has no
+    resync timer yet). The deleted model's series go at its next resync."""
+    api_port = int(cluster.server.rsplit(":", 1)[1])
+    proxy = FaultyProxy("127.0.0.1", api_port).start()
+    via_proxy = operators.kubeconfig_via(proxy.port, tmp_path / "via-proxy.kubeconfig")
+    try:
+        operator = operators.start(
+            namespace, lease_seconds=60, kubeconfig=via_proxy, settings=["--resync-seconds=20"]
+        )
+        for name in ("scaled", "deleted"):
+            apply(cluster, mlmodel(name, namespace))
+        for name in ("scaled", "deleted"):
+            wait_phase(cluster, namespace, name, "Healthy")
+
+        proxy.mode = "hang"
+        cluster.restart("kube-apiserver")
+        apply(cluster, mlmodel("scaled", namespace, serving={"replicas": 2}))
+        cluster.kubectl("delete", "mlmodel", "deleted", "-n", namespace, "--wait=false")
+        apply(cluster, mlmodel("created", namespace))
+        proxy.mode = "pass"
+        answered = time.monotonic()
+
+        wait_phase(cluster, namespace, "created", "Healthy")
+        wait_for(
+            lambda: model_status(cluster, namespace, "scaled").get("ready") == "2/2",
+            what="the model scaled while the watches were away to have 2 replicas",
+        )
+        caught_up_s = time.monotonic() - answered
+        expired = expired_watches(operator.metrics())
+        assert expired.get("mlmodels.v1alpha1.mlops.dev", 0) >= 1, expired
+        assert "expired (410 Gone): listing them all again" in operator.output()
+        wait_for(
+            lambda: 'name="deleted"' not in operator.metrics(),
+            timeout=60,
+            what="the deleted model's series to go at its next resync",
+        )
+    finally:
+        proxy.close()
+    names = sorted(d["metadata"]["name"].rsplit("-", 1)[0] for d in deployments(cluster, namespace))
+    assert names == ["created", "scaled"], names
+    assert operator.alive()
+    print(f"\n[410 Gone] caught up {caught_up_s:.1f} s after the API answered; expired: {expired}")

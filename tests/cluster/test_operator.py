@@ -321,11 +321,7 @@ def test_a_leader_cut_off_from_the_api_server_stops_acting_before_the_standby_st
     over only after that, so there are never two writers."""
     api_port = int(cluster.server.rsplit(":", 1)[1])
     proxy = FaultyProxy("127.0.0.1", api_port).start()
-    config = yaml.safe_load(operators.kubeconfig.read_text())
-    for entry in config["clusters"]:
-        entry["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
-    cut_off = tmp_path / "through-proxy.kubeconfig"
-    cut_off.write_text(yaml.safe_dump(config))
+    cut_off = operators.kubeconfig_via(proxy.port, tmp_path / "through-proxy.kubeconfig")
     try:
         leader = operators.start(namespace, identity="op-a", lease_seconds=3, kubeconfig=cut_off)
         wait_for(lambda: "became the leader" in leader.output(), what="op-a to lead")
