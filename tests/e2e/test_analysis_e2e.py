@@ -10,12 +10,15 @@ Prometheus, under real load split by the canary's effective weight.
 - without traffic every interval is Inconclusive: the rollout holds (Paused);
 - Prometheus going away mid-analysis makes the intervals Inconclusive: no promotion;
 - Prometheus hanging, then answering garbage, holds the canary until it answers again;
+- a hung canary pod is named in the Inconclusive interval and holds the canary, which
+  goes on once the pod answers again;
 - the `scrape` and `prometheus` providers reach the same verdict on the same canary.
 """
 
 from __future__ import annotations
 
 import functools
+import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -32,6 +35,7 @@ from localenv.models import ShuffledModel, train_shuffled
 from localenv.operator_process import OperatorEnv
 from localenv.podrunner import PodRunner
 from localenv.prometheus import Prometheus
+from localenv.scenario import pods_of
 from tests.helpers.kube import apply, model_status
 from tests.helpers.serving import UP_TIMEOUT_S, IrisModels, bring_up_v1, start_load
 
@@ -40,6 +44,8 @@ pytestmark = pytest.mark.e2e
 INTERVAL_S = 2.0
 PAUSE_S = 10.0
 MIN_SAMPLES = 5
+# How long kube-proxy takes to follow an EndpointSlice change, at most, here.
+PROPAGATION_S = 3.0
 # Any figure of the analysis is judged within a few intervals once the canary serves.
 VERDICT_TIMEOUT_S = 60.0
 # A serve deadline no inference meets: the runtime answers 504 (a 5xx, an error).
@@ -576,6 +582,103 @@ def test_a_hanging_then_garbled_prometheus_holds_the_canary_until_it_answers_aga
     print(
         f"\n[prometheus hangs, then garbage] held {held_s:.0f} s at step 0; promoted "
         f"{resumed_s:.1f} s after Prometheus answered again; messages: {messages}"
+    )
+
+
+# --- 6. a canary pod hangs ---------------------------------------------------------------
+
+
+def test_a_hung_canary_pod_is_named_and_holds_the_canary_until_it_answers_again(
+    cluster: ControlPlane,
+    namespace: str,
+    operators: OperatorEnv,
+    runner: PodRunner,
+    iris: IrisModels,
+) -> None:
+    """One of the canary's two pods stops mid-step (SIGSTOP of its serve process: its
+    /metrics hangs with everything else, as on a frozen node). The scrape of it gets no
+    answer, so the interval is Inconclusive, naming the pod, and the canary is not
+    judged on its other pod alone; once the readiness probe takes the pod out, the step
+    waits for the canary's pods. Nothing is promoted while it hangs, though the step's
+    pause runs out. SIGCONT: the pod is ready again, intervals pass, the rollout goes on
+    to promotion. Requests the hung pod took before it left the endpoints fail: there
+    the data plane is the fault."""
+    # Long enough that the first step is still running when the pod hangs (its first
+    # interval needs MIN_SAMPLES reads), short enough to run out while it hangs.
+    pause_s = 20.0
+    spec = analysis_rollout({"scrape": {}}, ERRORS_AND_DIVERGENCE, pause_s=pause_s)
+    bring_up_v1(cluster, namespace, iris, operators, spec, serving={"replicas": 4})
+    load = start_load(cluster, namespace, iris, seconds=180)
+    apply(cluster, canary_model(namespace, iris.v2, spec, replicas=4))
+    watch = new_watch()
+    status = poll(
+        cluster,
+        namespace,
+        watch,
+        lambda s: (
+            bool((s.get("canary") or {}).get("effectiveWeight"))
+            and int((s.get("analysis") or {}).get("interval") or 0) >= 1
+        ),
+        timeout=UP_TIMEOUT_S,
+        what="v2's two pods to take traffic and an interval to be judged",
+    )
+    assert status["canary"]["step"] == 0, status["canary"]
+    canary = status["canary"]["revision"]
+    pods = pods_of(cluster, namespace, canary)
+    assert len(pods) == 2, [p["metadata"]["name"] for p in pods]
+    hung = pods[0]["metadata"]["name"]
+    before = load.snapshot()
+    assert before.failures() == {}, before.explain()
+    runner.signal_container(namespace, hung, "serve", signal.SIGSTOP)
+    stopped = time.monotonic()
+    try:
+        status = poll(
+            cluster,
+            namespace,
+            watch,
+            functools.partial(message_says, f"no answer within 5 s from pod {hung} at "),
+            timeout=VERDICT_TIMEOUT_S,
+            what="an interval held up by the hung pod, naming it",
+        )
+        named_s = time.monotonic() - stopped
+        assert status["analysis"]["verdict"] == "Inconclusive", status["analysis"]
+        status = poll(
+            cluster,
+            namespace,
+            watch,
+            functools.partial(message_says, "waiting for the canary's pods"),
+            timeout=VERDICT_TIMEOUT_S,
+            what="the step to wait for the canary's pods once the probe took the hung one out",
+        )
+        unready_s = time.monotonic() - stopped
+        time.sleep(PROPAGATION_S)
+        out = load.snapshot()
+        observe(cluster, namespace, watch, pause_s + 2 * INTERVAL_S)
+        held_s = time.monotonic() - stopped
+        assert not watch.promoted
+        assert watch.max_step == 0, watch.max_step
+    finally:
+        runner.signal_container(namespace, hung, "serve", signal.SIGCONT)
+    resumed = time.monotonic()
+    status = poll(
+        cluster,
+        namespace,
+        watch,
+        lambda s: watch.promoted,
+        timeout=UP_TIMEOUT_S,
+        what="the rollout to go on once the pod answers again",
+    )
+    promoted_s = time.monotonic() - resumed
+    load.stop()
+    result = load.wait()
+    assert all(not (s.get("analysis") or {}).get("failures") for s in watch.statuses)
+    # Only requests sent to the hung pod before it left the endpoints may fail.
+    assert result.failures() == out.failures(), result.explain()
+    print(
+        f"\n[hung canary pod] named {named_s:.1f} s after SIGSTOP, the step waiting for it "
+        f"at {unready_s:.1f} s, held {held_s:.0f} s with no promotion; promoted "
+        f"{promoted_s:.1f} s after SIGCONT; {sum(result.failures().values())} of "
+        f"{result.total} requests failed while it hung (sent to it before it left)"
     )
 
 
