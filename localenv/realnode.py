@@ -397,6 +397,20 @@ state = "{state}"
             with contextlib.suppress(OSError):
                 cgroup.rmdir()
 
+    def container_rss(self, container_id: str) -> int:
+        """The anonymous memory of a running container (`total_rss` of its memory
+        cgroup), in bytes: what a process's own data takes, without the page cache the
+        kernel drops before it kills for memory. `container_id` as a pod's status has it
+        (`containerd://...`). Raises LookupError when no cgroup of this node has it."""
+        cid = container_id.split("://", 1)[-1]
+        root = CGROUP_ROOT / "memory" / CGROUP_PARENT
+        for stat in root.rglob(f"{cid}/memory.stat"):
+            for line in stat.read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "total_rss":
+                    return int(value)
+        raise LookupError(f"no memory cgroup of container {cid} under {root}")
+
     @staticmethod
     def _hierarchies() -> list[Path]:
         """The mounted cgroup v1 hierarchies (cpu, memory, pids, ...)."""
