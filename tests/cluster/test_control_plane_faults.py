@@ -60,6 +60,16 @@ def test_a_control_plane_component_killed_mid_step_loses_nothing(
     assert (status["phase"], status["canary"]["step"]) == ("Paused", 0), status
     assert status["stable"]["revision"] == v1
     # It acts again: a promote goes through to the end.
+    promote_to_the_end(cluster, namespace, v1, v2)
+    assert operator.alive()
+
+
+LEASE_GONE = "the lease ran out before it could be renewed|took longer than the lease had left"
+
+
+def promote_to_the_end(cluster: ControlPlane, namespace: str, v1: str, v2: str) -> None:
+    """`kubectl mlmodel promote` goes through: v2 Healthy, v1's Deployment gone after
+    the scale-down delay, and the three Services, no more."""
     kubectl_mlmodel(cluster, "promote", "iris", "-n", namespace)
     wait_healthy(cluster, namespace, "v2", timeout=120)
     wait_for(
@@ -67,10 +77,6 @@ def test_a_control_plane_component_killed_mid_step_loses_nothing(
         what=f"iris-{v1} to go after the scale-down delay",
     )
     assert services(cluster, namespace) == ["iris", "iris-canary", "iris-stable"]
-    assert operator.alive()
-
-
-LEASE_GONE = "the lease ran out before it could be renewed|took longer than the lease had left"
 
 
 def services(cluster: ControlPlane, namespace: str) -> list[str]:
@@ -99,13 +105,7 @@ def test_an_api_server_down_longer_than_the_lease_stops_the_leader_and_the_next_
     status = model_status(cluster, namespace)
     assert (status["phase"], status["canary"]["step"]) == ("Paused", 0), status
     assert (status["stable"]["revision"], status["canary"]["revision"]) == (v1, v2)
-    kubectl_mlmodel(cluster, "promote", "iris", "-n", namespace)
-    wait_healthy(cluster, namespace, "v2", timeout=120)
-    wait_for(
-        lambda: [d["metadata"]["name"] for d in deployments(cluster, namespace)] == [f"iris-{v2}"],
-        what=f"iris-{v1} to go after the scale-down delay",
-    )
-    assert services(cluster, namespace) == ["iris", "iris-canary", "iris-stable"]
+    promote_to_the_end(cluster, namespace, v1, v2)
     assert successor.alive()
 
 

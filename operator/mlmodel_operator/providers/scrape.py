@@ -59,10 +59,13 @@ async def read_revision(
     session: aiohttp.ClientSession, pods: Sequence[Mapping[str, Any]]
 ) -> Snapshot | None:
     """The ready pods of one revision added together (None when none is ready)."""
-    ready = [p for p in pods if _ready(p)]
-    if not ready:
+    return _added(await asyncio.gather(*(_read_pod(session, p) for p in pods if _ready(p))))
+
+
+def _added(snapshots: Sequence[Snapshot]) -> Snapshot | None:
+    """One revision's pods as Prometheus's `sum` would see them (None for no pod)."""
+    if not snapshots:
         return None
-    snapshots = await asyncio.gather(*(_read_pod(session, p) for p in ready))
     total = snapshots[0]
     for snapshot in snapshots[1:]:
         total = total.merge(snapshot)
@@ -103,10 +106,11 @@ async def read(
         return Reading(
             error=f"scraping the pods failed: no answer within {timeout_s:g} s from {shown}"
         )
-    totals: dict[str, Snapshot] = {}
-    for task, (role, _) in reads.items():
+    for task in reads:
         if isinstance(error := task.exception(), ProviderError):
             return Reading(error=f"scraping the pods failed: {error}")
-        snapshot = task.result()
-        totals[role] = totals[role].merge(snapshot) if role in totals else snapshot
-    return Reading(stable=totals.get("stable"), canary=totals.get("canary"))
+    stable, canary = (
+        _added([task.result() for task, (of, _) in reads.items() if of == role])
+        for role, _ in roles
+    )
+    return Reading(stable=stable, canary=canary)
