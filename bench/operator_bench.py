@@ -339,18 +339,37 @@ def wait_for_lease(plane: ControlPlane) -> None:
     )
 
 
-def run(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
-    result: dict[str, Any] = {"load_before": os.getloadavg(), "cpus": os.cpu_count()}
+@contextmanager
+def operator_on_plane(
+    directory: Path, *extra: str
+) -> Iterator[tuple[ControlPlane, Operator, float]]:
+    """A fresh control plane and the operator on it (`extra` flags), yielded with the
+    seconds it took to hold its Lease. A benchmark that fails prints the tails of the
+    operator's and the components' logs, since its directory is all that is left."""
     plane = start_control_plane(directory / "plane")
     operator: Operator | None = None
     try:
         kubeconfig = install_operator_rbac(plane, directory)
-        operator = start_operator(kubeconfig, directory)
+        operator = start_operator(kubeconfig, directory, *extra)
         started = time.monotonic()
         wait_for_lease(plane)
-        result["lease_after_s"] = time.monotonic() - started
+        yield plane, operator, time.monotonic() - started
+    except BaseException:
+        if operator is not None:
+            print(operator.log.read_text(errors="replace")[-3000:], file=sys.stderr)
+        print(plane.log_tails(), file=sys.stderr)
+        raise
+    finally:
+        if operator is not None:
+            operator.stop()
+        plane.stop()
+
+
+def run(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
+    result: dict[str, Any] = {"load_before": os.getloadavg(), "cpus": os.cpu_count()}
+    with operator_on_plane(directory) as (plane, operator, lease_after_s):
+        result["lease_after_s"] = lease_after_s
         time.sleep(10)
-        assert operator is not None
         operator.check()
         result["rss_idle_mib"] = vm_rss_mib(operator.process.pid)
         print(f"idle: VmRSS {result['rss_idle_mib']:.1f} MiB", flush=True)
@@ -366,15 +385,6 @@ def run(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
 
         result["load"] = measure_load(plane, operator, args.load_models, timeout=args.timeout)
         operator.check()
-    except BaseException:
-        if operator is not None:
-            print(operator.log.read_text(errors="replace")[-3000:], file=sys.stderr)
-        print(plane.log_tails(), file=sys.stderr)
-        raise
-    finally:
-        if operator is not None:
-            operator.stop()
-        plane.stop()
     result["load_after"] = os.getloadavg()
     return result
 

@@ -71,18 +71,16 @@ from operator_bench import (
     cpu_seconds,
     is_deployment_of,
     measure_latency,
+    operator_on_plane,
     percentile,
     run_in_directory,
-    start_operator,
     streaming,
     vm_rss_mib,
-    wait_for_lease,
     watch,
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from localenv.controlplane.cluster import ControlPlane, start_control_plane
-from localenv.operator_process import install_operator_rbac
+from localenv.controlplane.cluster import ControlPlane
 from localenv.prometheus import Prometheus
 
 SIZE_NAMESPACE = "scale"
@@ -323,26 +321,12 @@ class Cluster:
 
 @contextmanager
 def cluster(directory: Path, workers: int, prometheus_url: str = "") -> Iterator[Cluster]:
-    plane = start_control_plane(directory / "plane")
-    operator: Operator | None = None
-    try:
-        kubeconfig = install_operator_rbac(plane, directory)
-        port = free_port()
-        extra = [f"--workers={workers}", f"--health-address=127.0.0.1:{port}"]
-        if prometheus_url:
-            extra.append(f"--prometheus-url={prometheus_url}")
-        operator = start_operator(kubeconfig, directory, *extra)
-        wait_for_lease(plane)
+    port = free_port()
+    extra = [f"--workers={workers}", f"--health-address=127.0.0.1:{port}"]
+    if prometheus_url:
+        extra.append(f"--prometheus-url={prometheus_url}")
+    with operator_on_plane(directory, *extra) as (plane, operator, _):
         yield Cluster(plane, operator, port)
-    except BaseException:
-        if operator is not None:
-            print(operator.log.read_text(errors="replace")[-3000:], file=sys.stderr)
-        print(plane.log_tails(), file=sys.stderr)
-        raise
-    finally:
-        if operator is not None:
-            operator.stop()
-        plane.stop()
 
 
 def measure_size(

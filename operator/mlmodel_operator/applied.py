@@ -42,10 +42,11 @@ def fingerprint(desired: Mapping[str, Any]) -> str:
 def stamped(desired: Mapping[str, Any]) -> dict[str, Any]:
     """The desired object with its fingerprint among its annotations."""
     meta = dict(desired.get("metadata") or {})
-    meta["annotations"] = {**(meta.get("annotations") or {}), APPLIED_ANNOTATION: ""}
-    out = {**desired, "metadata": meta}
-    meta["annotations"][APPLIED_ANNOTATION] = fingerprint(out)
-    return out
+    meta["annotations"] = {
+        **(meta.get("annotations") or {}),
+        APPLIED_ANNOTATION: fingerprint(desired),
+    }
+    return {**desired, "metadata": meta}
 
 
 def unchanged(desired: Mapping[str, Any], observed: Mapping[str, Any] | None) -> bool:

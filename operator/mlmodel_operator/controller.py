@@ -54,7 +54,6 @@ class _World:
 
     observed: dict[str, Observed] = field(default_factory=dict)  # by revision
     pods: list[Mapping[str, Any]] = field(default_factory=list)  # of every owned revision
-    owned: dict[tuple[str, str], str] = field(default_factory=dict)  # (kind, name) -> uid
     objects: dict[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)  # owned
     taken: dict[tuple[str, str], str] = field(default_factory=dict)  # -> who holds it
     route: Mapping[str, Any] | None = None  # the router's object `<name>`, if owned
@@ -252,12 +251,12 @@ class Controller:
             annotations=metadata.get("annotations") or {},
             router_available=router_available,
             disruption_budgets=frozenset(
-                n for kind, n in world.owned if kind == "PodDisruptionBudget"
+                n for kind, n in world.objects if kind == "PodDisruptionBudget"
             ),
             autoscalers=frozenset(
-                n for kind, n in world.owned if kind == "HorizontalPodAutoscaler"
+                n for kind, n in world.objects if kind == "HorizontalPodAutoscaler"
             ),
-            routes=frozenset(key for key in world.owned if key[0] in {a.kind for a in apis}),
+            routes=frozenset(key for key in world.objects if key[0] in {a.kind for a in apis}),
             metrics=reader.latest((namespace, name)),
             taken=world.taken,
             route=world.route,
@@ -343,7 +342,6 @@ class Controller:
             for obj in items:
                 key = (kind, obj["metadata"]["name"])
                 if ownership.controlled_by(obj, uid):
-                    world.owned[key] = ownership.uid_of(obj)
                     world.objects[key] = obj
                     if kind == "Deployment":
                         mine.append(obj)
@@ -367,7 +365,7 @@ class Controller:
         someone else's: look each up once (it is usually absent: about to be created)."""
         taken: dict[tuple[str, str], str] = {}
         for kind, child in written(result):
-            if (kind, child) in world.owned or (kind, child) in world.taken:
+            if (kind, child) in world.objects or (kind, child) in world.taken:
                 continue
             existing = await self._client.get(kind, namespace, child)
             if existing is not None and not ownership.controlled_by(existing, uid):
@@ -450,7 +448,8 @@ class Controller:
             self._check_fence()
             await client.scale("Deployment", namespace, deployment, replicas)
         for kind, child in result.delete:
-            uid = world.owned.get((kind, child), "")
+            owned = world.objects.get((kind, child))
+            uid = ownership.uid_of(owned) if owned is not None else ""
             self._check_fence()
             if uid and await client.delete(kind, namespace, child, uid=uid):
                 logger.info("deleted %s %s/%s", kind, namespace, child)
