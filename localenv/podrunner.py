@@ -208,6 +208,7 @@ class PodWorker:
         self._transitions: dict[str, tuple[str, str]] = {}
         self._published = ""
         self._publish_lock = asyncio.Lock()
+        self.unpublished = False  # the last write failed: the runner's sync writes it again
 
     @property
     def path(self) -> str:
@@ -272,16 +273,23 @@ class PodWorker:
         }
 
     async def publish(self) -> None:
-        """Write the status (a merge patch replaces every list whole); skip if unchanged."""
+        """Write the status (a merge patch replaces every list whole); skip if unchanged.
+        A write that fails (the API server restarting) is not lost: `unpublished` stays
+        set and the runner's next sync writes the status again, as the kubelet's status
+        manager does. Otherwise a pod that turned ready while the API server was down
+        would be reported unready for good, and its rollout judged on that."""
         async with self._publish_lock:
             status = self.status()
             text = json.dumps(status, sort_keys=True)
             if text == self._published:
+                self.unpublished = False
                 return
             try:
                 await self.runner.api.merge_patch(f"{self.path}/status", {"status": status})
                 self._published = text
+                self.unpublished = False
             except (httpx.HTTPError, RuntimeError) as error:
+                self.unpublished = True
                 log.warning("%s/%s: status not written: %s", self.namespace, self.name, error)
 
     # ---- processes ----------------------------------------------------------------
@@ -717,6 +725,9 @@ class PodRunner:
                 worker.start()
         for uid in [u for u in self.workers if u not in seen]:
             self._terminate(uid, None, 0.0, delete=False)  # gone from the API: just stop
+        for worker in [w for w in self.workers.values() if w.unpublished]:
+            log.info("%s/%s: writing its status again", worker.namespace, worker.name)
+            await worker.publish()
         for uid in [u for u, task in self.terminations.items() if task.done()]:
             del self.terminations[uid]
 
