@@ -22,8 +22,9 @@ Meanwhile a fault thread injects one fault at a time at moments drawn from `--se
 
 Reports rollouts by expected and actual outcome; **wrong decisions** (a good canary
 rolled back, a bad one promoted: should be 0) and stuck ones (neither within the
-timeout); requests that failed, split into those sent while a pod hung (or 10 s
-after) and the rest; the operator's VmRSS every 10 s, per operator process (each
+timeout); every request that failed, with its code and what it is put down to (the
+fault under way or up to 10 s after it, else a rollout that ended within 5 s, else
+nothing known: `cause_of`); the operator's VmRSS every 10 s, per operator process (each
 restart is a new one); reconcile durations from every operator's own histogram.
 Figures only: it asserts nothing and keeps going after a stuck rollout. `--faults`
 narrows the kinds (e.g. without the operator restarts, to watch one process's memory
@@ -43,6 +44,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,7 +58,9 @@ from localenv.scenario import pods_of
 
 FAULTS = ("operator-crash", "operator-stop", "apiserver-restart", "etcd-restart", "canary-pod-hang")
 HANG_S = 8.0
-HANG_TAIL_S = 10.0  # requests sent this long after a hang ends still count as its own
+FAULT_TAIL_S = 10.0  # requests sent this long after a fault ends still count as its own
+ROLLOUT_END_S = 5.0  # ... and this long around a rollout's end, as that end's
+RECORDED_FAILURES = 100_000  # every failure is kept whole, to say what caused it
 MIN_GAP_S = 20.0
 RSS_EVERY_S = 10.0
 
@@ -182,6 +186,19 @@ class Soak:
         return record
 
 
+def cause_of(sent_at: float, faults: list[Fault], rounds: list[Round]) -> str:
+    """What a failed request is put down to: the fault under way when it was sent (or
+    up to `FAULT_TAIL_S` after), else a rollout that ended within `ROLLOUT_END_S` of
+    it (the pods of the side that lost are taken away), else nothing known."""
+    for fault in faults:
+        if fault.at <= sent_at <= fault.at + fault.took_s + FAULT_TAIL_S:
+            return fault.kind
+    for r in rounds:
+        if r.ended_at and abs(sent_at - r.ended_at) <= ROLLOUT_END_S:
+            return f"end of a rollout ({r.outcome})"
+    return "none known"
+
+
 def rss_by_operator(samples: list[tuple[float, str, float]]) -> list[dict[str, Any]]:
     """Per operator process: how long it was sampled, and its RSS at the start, the
     median of its first and second halves, the end and the peak, in MiB. Flat means the
@@ -240,7 +257,14 @@ def main() -> int:
         paths[f"good-{n}"] = good["v2"] if n % 2 else good["v1"]
         paths[f"bad-{n}"] = bad
     env = LocalEnvironment(directory, say=screen.say)
-    demo = Demo(env=env, screen=screen, pause_s=args.pause, rate=args.rate, models=paths)
+    demo = Demo(
+        env=env,
+        screen=screen,
+        pause_s=args.pause,
+        rate=args.rate,
+        models=paths,
+        recorded_failures=RECORDED_FAILURES,
+    )
     soak = Soak(env, demo, random.Random(args.seed), args.fault_every, kinds)
     rounds: list[Round] = []
     threads: list[threading.Thread] = []
@@ -279,11 +303,16 @@ def main() -> int:
             demo.load.stop()
         env.stop()
     assert load is not None
-    hangs = [
-        (f.at, f.at + f.took_s + HANG_TAIL_S) for f in soak.faults if f.kind == "canary-pod-hang"
+    failed = [
+        {
+            "at_s": round(f.sent_at - soak.started, 2),
+            "revision": f.revision,
+            "code": f.code,
+            "detail": f.detail[:160],
+            "cause": cause_of(f.sent_at, soak.faults, rounds),
+        }
+        for f in load.first_failures
     ]
-    failed = [f.sent_at for f in load.first_failures]
-    in_hang = sum(any(a <= t <= b for a, b in hangs) for t in failed)
     merged: dict[str, float] = {}
     for buckets in soak.histograms:
         for le, count in buckets.items():
@@ -306,20 +335,25 @@ def main() -> int:
         "faults": {k: sum(1 for f in soak.faults if f.kind == k) for k in kinds},
         "requests": load.total,
         "failed_requests": sum(load.failures().values()),
-        "failures_recorded": len(failed),
-        "failures_recorded_during_pod_hangs": in_hang,
+        "failures_by_cause": dict(Counter(f["cause"] for f in failed)),
+        "failures_by_code": dict(Counter(f["code"] for f in failed)),
         "rss_mib_first_last_max": [rss[0], rss[-1], max(rss)] if rss else [],
         "rss_by_operator": rss_by_operator(soak.rss),
         "reconciles": merged.get("+Inf", 0.0),
         "reconcile_p50": percentile(merged, 0.5),
         "reconcile_p99": percentile(merged, 0.99),
         "rounds": [asdict(r) for r in rounds],
-        "fault_log": [asdict(f) for f in soak.faults],
+        "fault_log": [{**asdict(f), "at_s": round(f.at - soak.started, 2)} for f in soak.faults],
+        "failures": failed,
         "rss_samples": soak.rss,
     }
     print(
         json.dumps(
-            {k: v for k, v in summary.items() if k not in ("rounds", "fault_log", "rss_samples")},
+            {
+                k: v
+                for k, v in summary.items()
+                if k not in ("rounds", "fault_log", "rss_samples", "failures")
+            },
             indent=1,
         )
     )

@@ -52,7 +52,13 @@ import yaml
 from localenv import dashboard, gateway, models, sandbox
 from localenv.environment import POD_KINDS, EnvironmentBusy, LocalEnvironment
 from localenv.install import STORE_URL
-from localenv.loadgen import LoadGenerator, LoadResult, gateway_url, until_answering
+from localenv.loadgen import (
+    RECORDED_FAILURES,
+    LoadGenerator,
+    LoadResult,
+    gateway_url,
+    until_answering,
+)
 from localenv.manifests import mlmodel
 from mlmodel_operator.plugin import metric_figure, render
 
@@ -336,6 +342,7 @@ class Demo:
     bad_model: str = "trained on shuffled labels"  # what is wrong with v3
     analysis_mode: str = "interval"  # or "sequential"
     weights: Sequence[int] = WEIGHTS
+    recorded_failures: int = RECORDED_FAILURES  # of the load: kept whole to explain them
     load: LoadGenerator | None = None
     rollouts: list[Rollout] = field(default_factory=list)
 
@@ -398,7 +405,9 @@ class Demo:
         began = time.monotonic()
         asyncio.run(until_answering(url, body=body))
         self.screen.say(f"the gateway routes to {NAME} ({time.monotonic() - began:.1f} s later)")
-        self.load = LoadGenerator(url, body=body, rate=self.rate).start()  # until stop()
+        self.load = LoadGenerator(  # until stop()
+            url, body=body, rate=self.rate, recorded_failures=self.recorded_failures
+        ).start()
         self.screen.say(
             f"load: {self.rate:g} requests/s to the gateway at {self.env.gateway_url}, "
             "which splits them by the HTTPRoute's weights"

@@ -101,7 +101,8 @@ class LoadGenerator:
     until `stop()`. `headers` go with every request (a `Host` for a route with hostnames,
     `x-mlmodel-variant` to pin a side). `keep_alive` False opens a connection per request:
     kube-proxy picks an endpoint per connection, so a Service's split by ready pods shows
-    only over many connections."""
+    only over many connections. `recorded_failures`: how many failures are kept whole
+    (when, which revision, the code and the body), for a run that must explain each."""
 
     def __init__(
         self,
@@ -113,8 +114,10 @@ class LoadGenerator:
         duration: float | None = None,
         headers: Mapping[str, str] | None = None,
         keep_alive: bool = True,
+        recorded_failures: int = RECORDED_FAILURES,
     ) -> None:
         self.url = url
+        self.recorded_failures = recorded_failures
         self.keep_alive = keep_alive
         self.body = body
         self.rate = rate
@@ -223,7 +226,7 @@ class LoadGenerator:
                 detail = str(error) or repr(error)
             with self._lock:
                 self.result.counts[(revision, code)] += 1
-                if code != "200" and len(self.result.first_failures) < RECORDED_FAILURES:
+                if code != "200" and len(self.result.first_failures) < self.recorded_failures:
                     failure = Failure(sent_at, revision, code, detail)
                     self.result.first_failures.append(failure)
                 if revision and code.isdigit():  # an HTTP answer, not a connection error

@@ -37,3 +37,12 @@ def test_a_load_bounded_by_count_ends_by_itself() -> None:
     load = LoadGenerator(nowhere(), body={}, rate=100.0, count=5)
     result = load.start().wait()
     assert result.total == 5
+
+
+def test_failures_are_kept_whole_up_to_the_number_asked() -> None:
+    """A soak keeps every failure to explain each; a test keeps the first few."""
+    load = LoadGenerator(nowhere(), body={}, rate=100.0, count=6, recorded_failures=4)
+    result = load.start().wait()
+    assert result.failures() == {("", "ConnectError"): 6}
+    assert len(result.first_failures) == 4
+    assert all(f.code == "ConnectError" and f.detail for f in result.first_failures)
