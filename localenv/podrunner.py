@@ -741,10 +741,18 @@ class PodRunner:
                 await worker.terminate(grace, delete=delete)
             if delete and pod is not None:
                 meta = pod["metadata"]
-                await self.api.delete(
-                    f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}",
-                    {"gracePeriodSeconds": 0, "preconditions": {"uid": uid}},
-                )
+                try:
+                    await self.api.delete(
+                        f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}",
+                        {"gracePeriodSeconds": 0, "preconditions": {"uid": uid}},
+                    )
+                except (httpx.HTTPError, RuntimeError) as error:
+                    # The pod is still listed as deleting, so a later sync (once this
+                    # task is done) comes back here and deletes it again.
+                    log.warning(
+                        "%s/%s: not deleted yet: %s", meta["namespace"], meta["name"], error
+                    )
+                    return
                 log.info("%s/%s: deleted", meta["namespace"], meta["name"])
 
         self.terminations[uid] = asyncio.create_task(finish())
