@@ -239,6 +239,12 @@ class Controller:
         world = await self._observe(
             namespace, name, metadata["uid"], apis if router_available else ()
         )
+        status_now = body.get("status") or {}
+        routed = (
+            await self._routed_pods(namespace, name)
+            if apis and (status_now.get("previous") or status_now.get("canary"))
+            else None
+        )
         inputs = Inputs(
             ref=naming.ModelRef(name=name, namespace=namespace, uid=metadata["uid"]),
             generation=int(metadata.get("generation", 0)),
@@ -259,6 +265,7 @@ class Controller:
             routes=frozenset(key for key in world.objects if key[0] in {a.kind for a in apis}),
             metrics=reader.latest((namespace, name)),
             taken=world.taken,
+            routed_pods=routed,
             route=world.route,
             gateway_controllers=await self._gateway_controllers(namespace, spec),
             webhook_answers=hooks.answers((namespace, name)),
@@ -357,6 +364,28 @@ class Controller:
                 world.observed[revision] = Observed(deployment, revision_pods)
                 world.pods.extend(revision_pods)
         return world
+
+    async def _routed_pods(self, namespace: str, name: str) -> frozenset[str] | None:
+        """The pods the `<name>-stable` and `<name>-canary` Services' EndpointSlices list,
+        read only while a revision may be retiring (a previous stable, a canary). None
+        when they cannot be read (RBAC from before this was added): the delay alone
+        then decides, as it did."""
+        services = f"{name}-stable,{name}-canary"
+        try:
+            slices = await self._client.list(
+                "EndpointSlice", namespace, selector=f"kubernetes.io/service-name in ({services})"
+            )
+        except ApiError as error:
+            if error.status != 403:
+                raise
+            logger.warning("cannot list EndpointSlices in %s: %s", namespace, error)
+            return None
+        return frozenset(
+            str(ref["name"])
+            for endpoint_slice in slices
+            for endpoint in endpoint_slice.get("endpoints") or ()
+            if (ref := endpoint.get("targetRef") or {}).get("kind") == "Pod" and ref.get("name")
+        )
 
     async def _foreign(
         self, namespace: str, uid: str, result: Plan, world: _World

@@ -34,6 +34,7 @@ RESOURCES: dict[str, tuple[str, str]] = {
     "Event": ("/api/v1", "events"),
     "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets"),
     "HorizontalPodAutoscaler": ("/apis/autoscaling/v2", "horizontalpodautoscalers"),
+    "EndpointSlice": ("/apis/discovery.k8s.io/v1", "endpointslices"),
     "MLModel": ("/apis/mlops.dev/v1alpha1", "mlmodels"),
     "Lease": ("/apis/coordination.k8s.io/v1", "leases"),
     **{kind: ("/apis/mlops.dev/v1alpha1", t.plural) for kind, t in templates.KINDS.items()},

@@ -21,8 +21,9 @@ object collects state on the side):
 
 The first revision goes straight to stable. Every later revision is a canary walked
 through the rollout steps; on promotion it becomes stable and the old stable is
-scaled away after `scaleDownDelaySeconds`. A broken or aborted canary is rolled back
-and the stable keeps serving untouched.
+scaled away after `scaleDownDelaySeconds`, and not before the `-stable` and `-canary`
+Services' EndpointSlices have let go of its pods (`_still_routed`). A broken or aborted
+canary is rolled back and the stable keeps serving untouched.
 """
 
 from __future__ import annotations
@@ -64,6 +65,10 @@ from mlmodel_operator.status import (
 from mlmodel_operator.webhooks import Answer
 
 SETTLING_REQUEUE_S = 5.0
+# A revision traffic left keeps its pods past `scaleDownDelaySeconds` while the Services'
+# EndpointSlices still list them, looked at again this often, for at most this long.
+ROUTED_RECHECK_S = 2.0
+ROUTED_HOLD_MAX_S = 300.0
 DEFAULT_STEP_INTERVAL_S = AnalysisSpec().interval_s  # a step without pause, without analysis
 
 
@@ -132,6 +137,9 @@ class Inputs:
     analysis_problem: str = ""
     # The webhook caller's answers to this model's gate calls, by key (`gates.key_of`).
     webhook_answers: Mapping[str, Answer] = field(default_factory=dict)
+    # Pods the `<name>-stable` and `<name>-canary` Services' EndpointSlices list (None:
+    # not read, when no revision is being retired).
+    routed_pods: frozenset[str] | None = None
 
 
 # --- the context every step reads ----------------------------------------------------------
@@ -396,7 +404,11 @@ def _revisions(ctx: _Context) -> _Revisions:
             )
         )
     previous = before.previous
-    if previous is not None and ctx.now >= previous.delete_after:
+    if (
+        previous is not None
+        and ctx.now >= previous.delete_after
+        and not _still_routed(ctx, previous.revision, previous.delete_after)
+    ):
         previous = None
     candidate: str | None = ctx.revision if ctx.revision != stable else None
     if candidate and labelled is None and _never_served(ctx, stable):
@@ -448,6 +460,24 @@ def _rolled_back_before_status_was_lost(ctx: _Context, candidate: str) -> bool:
     return labels.get(naming.VARIANT_LABEL) == "canary" and replicas == 0
 
 
+def _still_routed(ctx: _Context, revision: str, due: float) -> bool:
+    """Whether a revision whose pods were due to go at `due` keeps them a while longer,
+    because the `-stable` or `-canary` Service's EndpointSlices still list one of them.
+
+    The delay alone assumes the data plane follows the API within it. It does not when
+    kube-controller-manager's watches lag, e.g. after kube-apiserver restarts, when it
+    is refused (403) until its RBAC is loaded and its reflectors back off: a soak saw the
+    stable Service's endpoints name a deleted pod for a minute, and the gateway send
+    the stable's share there. Pods still listed still serve, so nothing is lost by
+    waiting; the wait is bounded (`ROUTED_HOLD_MAX_S`) so a controller that never
+    catches up cannot keep old revisions forever."""
+    routed = ctx.inputs.routed_pods
+    seen = ctx.inputs.observed.get(revision)
+    if routed is None or seen is None or ctx.now >= due + ROUTED_HOLD_MAX_S:
+        return False
+    return any((pod.get("metadata") or {}).get("name") in routed for pod in seen.pods)
+
+
 def _draining_until(ctx: _Context, revisions: _Revisions) -> float | None:
     """Until when a canary that no longer takes traffic keeps its pods (None: it need
     not), with a router that moves traffic by a route (gatewayAPI, istio).
@@ -457,15 +487,25 @@ def _draining_until(ctx: _Context, revisions: _Revisions) -> float | None:
     API does (Traefik reloads at most every 2 s, Envoy after istiod pushes), and a pod
     gone before then turns what the stale route still sends it into 503s. So its pods
     stay for `scaleDownDelaySeconds` after it left, as the old stable's do after a
-    promotion. With the replicas router scaling down is the traffic shift itself, and
-    serve's shutdown delay covers the endpoints' lag."""
+    promotion, and longer while the Services' EndpointSlices still list them
+    (`_still_routed`). With the replicas router scaling down is the traffic shift
+    itself, and serve's shutdown delay covers the endpoints' lag."""
     if ctx.router.api is None or revisions.canary is None:
         return None
     state = revisions.canary.decision.state
     # A new canary's start is when the one it replaced (if any) left the route.
     left = state.aborted_at if state.aborted else state.started_at
     until = left + ctx.spec.rollout.scale_down_delay_seconds
-    return until if ctx.now < until else None
+    if ctx.now < until:
+        return until
+    retiring = [
+        revision
+        for revision in ctx.inputs.observed
+        if revision != revisions.stable and (revision != revisions.candidate or revisions.aborted)
+    ]
+    if any(_still_routed(ctx, revision, until) for revision in retiring):
+        return ctx.now + ROUTED_RECHECK_S
+    return None
 
 
 def _ready_text(health: RevisionHealth) -> str:
@@ -1131,7 +1171,8 @@ def _requeue(ctx: _Context, revisions: _Revisions, status: Status, draining: flo
         if canary.analysis_due is not None and revisions.candidate:
             requeue = min(requeue, max(0.2, canary.analysis_due))
     if revisions.previous is not None:
-        requeue = min(requeue, max(0.5, revisions.previous.delete_after - ctx.now))
+        due_in = revisions.previous.delete_after - ctx.now
+        requeue = min(requeue, max(0.5, due_in) if due_in > 0 else ROUTED_RECHECK_S)
     if draining is not None:
         requeue = min(requeue, max(0.5, draining - ctx.now))
     return requeue

@@ -7,7 +7,9 @@
 - kube-apiserver down for longer than the lease: the leader stops acting and exits, and
   the operator started after it (as the Deployment restarts it) resumes at the same step;
 - a watch that expires (410 Gone) while changes are made: kopf lists everything again
-  and the operator acts on every change made while its watches were away.
+  and the operator acts on every change made while its watches were away;
+- the stable Service's endpoints lagging a promotion (as kube-controller-manager's did
+  after API server restarts in the soak): the old stable stays until they let go.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from localenv import mlmodel, wait_for
+from localenv import mlmodel, pods_of, wait_for
 from localenv.controlplane.cluster import ControlPlane
 from localenv.faults import FaultyProxy
 from localenv.operator_process import OperatorEnv
@@ -164,3 +166,61 @@ def test_a_watch_expired_while_changes_were_made_is_listed_again_and_misses_none
     assert names == ["created", "scaled"], names
     assert operator.alive()
     print(f"\n[410 Gone] caught up {caught_up_s:.1f} s after the API answered; expired: {expired}")
+
+
+def test_the_old_stable_stays_while_the_stable_services_endpoints_still_list_it(
+    cluster: ControlPlane, namespace: str, operators: OperatorEnv, gateway_api: None
+) -> None:
+    """After a promotion, an EndpointSlice of `iris-stable` that still names v1's pod
+    keeps v1's Deployment past `scaleDownDelaySeconds`: a gateway routing by it would
+    still send there. In the soak it was kube-controller-manager's own slice, a minute
+    late after API server restarts; here a slice made by hand (another manager's, which
+    the controller leaves alone) holds the name for as long as the test wants. Once it
+    goes, v1 goes."""
+    spec: dict[str, Any] = {
+        "traffic": {"router": "gatewayAPI", "gatewayAPI": {"parentRefs": [{"name": "web"}]}},
+        "rollout": {"steps": [{"weight": 50, "pause": {}}], "scaleDownDelaySeconds": 2},
+    }
+    operators.start(namespace)
+    v1, v2 = v2_paused_over_v1(cluster, namespace, spec)
+    [old_pod] = pods_of(cluster, namespace, v1)
+    held = {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": "iris-stable-held",
+            "namespace": namespace,
+            "labels": {
+                "kubernetes.io/service-name": "iris-stable",
+                "endpointslice.kubernetes.io/managed-by": "tests.mlops.dev",
+            },
+        },
+        "addressType": "IPv4",
+        "endpoints": [
+            {
+                "addresses": [old_pod["status"]["podIP"]],
+                "conditions": {"ready": True},
+                "targetRef": {
+                    "kind": "Pod",
+                    "name": old_pod["metadata"]["name"],
+                    "namespace": namespace,
+                },
+            }
+        ],
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+    }
+    apply(cluster, held)
+
+    kubectl_mlmodel(cluster, "promote", "iris", "-n", namespace)
+    wait_healthy(cluster, namespace, "v2", timeout=60)
+    time.sleep(2 + 10)  # the delay, and several looks at the endpoints after it
+    names = [d["metadata"]["name"] for d in deployments(cluster, namespace)]
+    assert f"iris-{v1}" in names, "v1 deleted while iris-stable's endpoints still named its pod"
+    assert model_status(cluster, namespace)["previous"]["revision"] == v1
+
+    cluster.kubectl("delete", "endpointslice", "iris-stable-held", "-n", namespace)
+    wait_for(
+        lambda: [d["metadata"]["name"] for d in deployments(cluster, namespace)] == [f"iris-{v2}"],
+        timeout=60,
+        what=f"iris-{v1} to go once the endpoints let go of it",
+    )

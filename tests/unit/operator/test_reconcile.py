@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from mlmodel_operator import rollout
+from mlmodel_operator import reconcile, rollout
 from mlmodel_operator.analysis.exposition import Snapshot
 from mlmodel_operator.analysis.loop import Reading
 from mlmodel_operator.naming import ModelRef
@@ -116,6 +116,7 @@ def run(
     webhook_answers: Mapping[str, Answer] | None = None,
     routes: frozenset[tuple[str, str]] = frozenset(),
     autoscalers: frozenset[str] = frozenset(),
+    routed_pods: frozenset[str] | None = None,
 ) -> Plan:
     return plan(
         Inputs(
@@ -137,6 +138,7 @@ def run(
             webhook_answers=webhook_answers or {},
             routes=routes,
             autoscalers=autoscalers,
+            routed_pods=routed_pods,
         )
     )
 
@@ -681,6 +683,68 @@ def test_the_previous_stable_is_deleted_only_after_the_scale_down_delay(
     assert ("Deployment", f"iris-{R2}") not in later.delete
     if not deleted:
         assert later.requeue_after <= 120 - after
+
+
+def pod(name: str) -> dict[str, Any]:
+    return {"metadata": {"name": name}}
+
+
+@pytest.mark.parametrize(
+    ("after", "routed", "deleted"),
+    [
+        (120.0, None, True),  # EndpointSlices not read: the delay alone decides
+        (120.0, frozenset({"new-0", "old-0"}), False),  # still listed: it still serves
+        (120.0, frozenset({"new-0"}), True),  # let go of: it goes
+        (120.0 + 299.0, frozenset({"old-0"}), False),
+        (120.0 + 300.0, frozenset({"old-0"}), True),  # the wait is bounded
+    ],
+)
+def test_the_previous_stable_stays_while_the_services_endpoints_still_list_its_pods(
+    after: float, routed: frozenset[str] | None, deleted: bool
+) -> None:
+    """After restarts of kube-apiserver, kube-controller-manager's endpoints can lag the
+    API by a minute: a pod deleted after the delay alone was still sent traffic."""
+    result, _ = promoted()
+    observed = {
+        R1: Observed(deployment(3), pods=[pod("old-0")]),
+        R2: Observed(deployment(4), pods=[pod("new-0")]),
+    }
+    later = run(V2, result.status, observed=observed, now_s=T0 + 10 + after, routed_pods=routed)
+    assert (("Deployment", f"iris-{R1}") in later.delete) is deleted
+    assert ("previous" in later.status) is not deleted
+    if not deleted:
+        assert later.requeue_after == pytest.approx(reconcile.ROUTED_RECHECK_S)
+
+
+def test_a_rolled_back_canary_drains_while_the_endpoints_still_list_it() -> None:
+    spec = model_spec("v2", router="gatewayAPI", scaleDownDelaySeconds=20)
+    first_step, _ = canary_at_first_step(spec)
+    observed = {
+        R1: Observed(deployment(4), pods=[pod("stable-0")]),
+        R2: Observed(deployment(1), pods=[pod("canary-0")]),
+    }
+    abort = {rollout.ABORT: f"{R2}/1"}
+    rolled_back = run(spec, first_step.status, observed=observed, now_s=T0 + 10, annotations=abort)
+    listed = frozenset({"stable-0", "canary-0"})
+    held = run(
+        spec,
+        rolled_back.status,
+        observed=observed,
+        now_s=T0 + 40,
+        annotations=abort,
+        routed_pods=listed,
+    )
+    assert deployments(held)[f"iris-{R2}"]["spec"]["replicas"] == 1
+    assert held.requeue_after == pytest.approx(reconcile.ROUTED_RECHECK_S)
+    gone = run(
+        spec,
+        held.status,
+        observed=observed,
+        now_s=T0 + 42,
+        annotations=abort,
+        routed_pods=frozenset({"stable-0"}),
+    )
+    assert deployments(gone)[f"iris-{R2}"]["spec"]["replicas"] == 0
 
 
 # --- blocked plans ----------------------------------------------------------------------------
