@@ -352,6 +352,7 @@ class _Revisions:
     previous: PreviousStable | None  # a promoted-away stable kept until deleteAfter
     canary: _CanaryStep | None  # the step taken (also when it promoted the candidate)
     events: tuple[Event, ...]
+    previous_held: bool = False  # `previous` is past its delay: still routed (`_still_routed`)
 
     @property
     def aborted(self) -> bool:
@@ -403,13 +404,7 @@ def _revisions(ctx: _Context) -> _Revisions:
                 "Deployment's labels say (a canary starts its steps again)",
             )
         )
-    previous = before.previous
-    if (
-        previous is not None
-        and ctx.now >= previous.delete_after
-        and not _still_routed(ctx, previous.revision, previous.delete_after)
-    ):
-        previous = None
+    previous, held = _previous_kept(ctx, before.previous)
     candidate: str | None = ctx.revision if ctx.revision != stable else None
     if candidate and labelled is None and _never_served(ctx, stable):
         # Nothing to protect: a first revision that never became ready is replaced
@@ -424,14 +419,16 @@ def _revisions(ctx: _Context) -> _Revisions:
         )
         stable, candidate = candidate, None
     if candidate is None:
-        return _Revisions(stable, None, previous, None, tuple(events))
+        return _Revisions(stable, None, previous, None, tuple(events), held)
     canary = _advance(ctx, candidate, stable)
     events.extend(canary.events)
     if canary.decision.promoted:
         delay = ctx.spec.rollout.scale_down_delay_seconds
-        previous = PreviousStable(revision=stable, delete_after=ctx.now + delay)
+        previous = PreviousStable(
+            revision=stable, delete_after=ctx.now + delay, replaced_at=ctx.now
+        )
         return _Revisions(candidate, None, previous, canary, tuple(events))
-    return _Revisions(stable, candidate, previous, canary, tuple(events))
+    return _Revisions(stable, candidate, previous, canary, tuple(events), held)
 
 
 def _labelled_stable(ctx: _Context) -> str | None:
@@ -460,20 +457,47 @@ def _rolled_back_before_status_was_lost(ctx: _Context, candidate: str) -> bool:
     return labels.get(naming.VARIANT_LABEL) == "canary" and replicas == 0
 
 
-def _still_routed(ctx: _Context, revision: str, due: float) -> bool:
-    """Whether a revision whose pods were due to go at `due` keeps them a while longer,
-    because the `-stable` or `-canary` Service's EndpointSlices still list one of them.
+def _previous_kept(
+    ctx: _Context, previous: PreviousStable | None
+) -> tuple[PreviousStable | None, bool]:
+    """The stable a promotion replaced, as this reconcile keeps it (None: its time is up),
+    and whether it is held because it may still be routed.
 
-    The delay alone assumes the data plane follows the API within it. It does not when
-    kube-controller-manager's watches lag, e.g. after kube-apiserver restarts, when it
-    is refused (403) until its RBAC is loaded and its reflectors back off: a soak saw the
-    stable Service's endpoints name a deleted pod for a minute, and the gateway send
-    the stable's share there. Pods still listed still serve, so nothing is lost by
-    waiting; the wait is bounded (`ROUTED_HOLD_MAX_S`) so a controller that never
-    catches up cannot keep old revisions forever."""
-    routed = ctx.inputs.routed_pods
+    `scaleDownDelaySeconds` counts from when the data plane let go of it, not from the
+    promotion: while it may still be routed (`_still_routed`), its `delete_after` moves
+    to now plus the delay, so a gateway that takes the new route late still has the
+    whole delay to drain its connections."""
+    if previous is None:
+        return None, False
+    delay = ctx.spec.rollout.scale_down_delay_seconds
+    replaced = (
+        previous.delete_after - delay if previous.replaced_at is None else previous.replaced_at
+    )
+    if _still_routed(ctx, previous.revision, replaced + delay + ROUTED_HOLD_MAX_S):
+        return replace(previous, delete_after=max(previous.delete_after, ctx.now + delay)), True
+    return (previous if ctx.now < previous.delete_after else None), False
+
+
+def _still_routed(ctx: _Context, revision: str, hold_until: float) -> bool:
+    """Whether a revision traffic has left may still be sent some: until `hold_until`,
+    while the gateway has not reported the route as it now is (`gatewayapi.behind`), or
+    the `-stable` or `-canary` Service's EndpointSlices still list one of its pods.
+
+    The delay alone assumes the data plane follows the API within it. It does not after
+    kube-apiserver restarts: kube-controller-manager and the gateway are refused (403)
+    until the server's RBAC is loaded, and their reflectors back off, for up to a minute
+    after restarts close together. A soak saw the stable Service's endpoints, and then
+    the gateway's own view, name a deleted pod for a minute, and the gateway send the
+    stable's share there. Pods still routed still serve, so nothing is lost by waiting;
+    the wait is bounded so that a gateway or controller that never catches up cannot
+    keep old revisions forever."""
     seen = ctx.inputs.observed.get(revision)
-    if routed is None or seen is None or ctx.now >= due + ROUTED_HOLD_MAX_S:
+    if seen is None or not seen.pods or ctx.now >= hold_until:
+        return False
+    if gatewayapi.behind(ctx.inputs.route):
+        return True
+    routed = ctx.inputs.routed_pods
+    if routed is None:
         return False
     return any((pod.get("metadata") or {}).get("name") in routed for pod in seen.pods)
 
@@ -503,7 +527,7 @@ def _draining_until(ctx: _Context, revisions: _Revisions) -> float | None:
         for revision in ctx.inputs.observed
         if revision != revisions.stable and (revision != revisions.candidate or revisions.aborted)
     ]
-    if any(_still_routed(ctx, revision, until) for revision in retiring):
+    if any(_still_routed(ctx, revision, until + ROUTED_HOLD_MAX_S) for revision in retiring):
         return ctx.now + ROUTED_RECHECK_S
     return None
 
@@ -1170,9 +1194,10 @@ def _requeue(ctx: _Context, revisions: _Revisions, status: Status, draining: flo
         requeue = min(requeue, canary.decision.requeue_after)
         if canary.analysis_due is not None and revisions.candidate:
             requeue = min(requeue, max(0.2, canary.analysis_due))
-    if revisions.previous is not None:
-        due_in = revisions.previous.delete_after - ctx.now
-        requeue = min(requeue, max(0.5, due_in) if due_in > 0 else ROUTED_RECHECK_S)
+    previous = revisions.previous
+    if previous is not None:
+        due_in = previous.delete_after - ctx.now
+        requeue = min(requeue, ROUTED_RECHECK_S if revisions.previous_held else max(0.5, due_in))
     if draining is not None:
         requeue = min(requeue, max(0.5, draining - ctx.now))
     return requeue

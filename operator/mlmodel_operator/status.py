@@ -139,19 +139,31 @@ class CanaryStatus:
 
 @dataclass(frozen=True)
 class PreviousStable:
-    """The stable a promotion replaced, kept serving until `delete_after` (Unix seconds)."""
+    """The stable a promotion replaced (at `replaced_at`), kept serving until
+    `delete_after` (Unix seconds). `delete_after` moves later while the data plane still
+    routes to it; `replaced_at` bounds how long it may (a status written before the
+    field existed counts from `delete_after`)."""
 
     revision: str
     delete_after: float
+    replaced_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"revision": self.revision, "deleteAfter": self.delete_after}
+        out: dict[str, Any] = {"revision": self.revision, "deleteAfter": self.delete_after}
+        if self.replaced_at is not None:
+            out["replacedAt"] = self.replaced_at
+        return out
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> PreviousStable | None:
         if not raw.get("revision"):
             return None
-        return cls(revision=str(raw["revision"]), delete_after=float(raw.get("deleteAfter", 0)))
+        replaced = raw.get("replacedAt")
+        return cls(
+            revision=str(raw["revision"]),
+            delete_after=float(raw.get("deleteAfter", 0)),
+            replaced_at=None if replaced is None else float(replaced),
+        )
 
 
 @dataclass(frozen=True)

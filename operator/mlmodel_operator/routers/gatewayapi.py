@@ -163,6 +163,30 @@ class GatewayApiRouter:
         return None
 
 
+def behind(route: Mapping[str, Any] | None) -> bool:
+    """Whether a gateway has yet to take the route as it now is: a parent in its status
+    reports conditions observed at an older generation than the route's.
+
+    Gateway API implementations write `status.parents[].conditions[].observedGeneration`
+    when they build their configuration from the route (Traefik in the same pass that
+    programs it). After kube-apiserver restarts, a gateway's own watches can back off
+    for a minute; until it reports the generation the operator wrote, it may still
+    send traffic where the previous one said. A route no gateway has written status on
+    tells nothing and is not behind."""
+    if not route:
+        return False
+    generation = int((route.get("metadata") or {}).get("generation") or 0)
+    for parent in (route.get("status") or {}).get("parents") or ():
+        seen = [
+            int(condition["observedGeneration"])
+            for condition in parent.get("conditions") or ()
+            if condition.get("observedGeneration") is not None
+        ]
+        if seen and max(seen) < generation:
+            return True
+    return False
+
+
 def _grpc_spec(ref: ModelRef, settings: GatewaySettings, canary_weight: int) -> dict[str, Any]:
     """The GRPCRoute's spec: the HTTPRoute's rules for the service's methods, to the
     Services' gRPC port. GRPCRoute has no RequestMirror with percent in the standard

@@ -654,7 +654,11 @@ def test_promotion_makes_the_canary_stable_and_keeps_the_old_one_for_the_delay()
     assert result.status["stable"]["revision"] == R2
     assert result.status["stable"]["version"] == "v2"
     assert "canary" not in result.status
-    assert result.status["previous"] == {"revision": R1, "deleteAfter": T0 + 10 + 120}
+    assert result.status["previous"] == {
+        "revision": R1,
+        "deleteAfter": T0 + 10 + 120,
+        "replacedAt": T0 + 10,
+    }
     assert result.status["message"].startswith(f"revision {R2} (v2) promoted to stable")
     new_stable = deployments(result)[f"iris-{R2}"]
     assert new_stable["metadata"]["labels"]["mlops.dev/variant"] == "stable"
@@ -714,6 +718,49 @@ def test_the_previous_stable_stays_while_the_services_endpoints_still_list_its_p
     assert ("previous" in later.status) is not deleted
     if not deleted:
         assert later.requeue_after == pytest.approx(reconcile.ROUTED_RECHECK_S)
+
+
+def test_the_delay_counts_from_when_the_gateway_took_the_new_route() -> None:
+    """A gateway whose watches back off after API server restarts can take a route a
+    minute late, and sends the stable's share to the old pods until it does."""
+    result, _ = promoted()
+    observed = {
+        R1: Observed(deployment(3), pods=[pod("old-0")]),
+        R2: Observed(deployment(4), pods=[pod("new-0")]),
+    }
+    behind = {
+        "metadata": {"name": "iris", "generation": 5},
+        "status": {
+            "parents": [
+                {"conditions": [{"type": "Accepted", "status": "True", "observedGeneration": 4}]}
+            ]
+        },
+    }
+    taken = {
+        **behind,
+        "status": {
+            "parents": [
+                {"conditions": [{"type": "Accepted", "status": "True", "observedGeneration": 5}]}
+            ]
+        },
+    }
+    promoted_at, delay = T0 + 10, 120
+    held = run(V2, result.status, observed=observed, now_s=promoted_at + 200, route=behind)
+    assert ("Deployment", f"iris-{R1}") not in held.delete
+    assert held.status["previous"]["deleteAfter"] == promoted_at + 200 + delay
+    assert held.requeue_after == pytest.approx(reconcile.ROUTED_RECHECK_S)
+    # Taken at +202: the old stable keeps the whole delay from then.
+    kept = run(V2, held.status, observed=observed, now_s=promoted_at + 202, route=taken)
+    assert ("Deployment", f"iris-{R1}") not in kept.delete
+    assert kept.status["previous"]["deleteAfter"] == promoted_at + 200 + delay
+    gone = run(V2, kept.status, observed=observed, now_s=promoted_at + 320, route=taken)
+    assert ("Deployment", f"iris-{R1}") in gone.delete
+    assert "previous" not in gone.status
+    # A gateway that never takes it holds the old stable for a bounded time only.
+    bound = promoted_at + delay + reconcile.ROUTED_HOLD_MAX_S
+    late = run(V2, held.status, observed=observed, now_s=bound, route=behind)
+    assert ("Deployment", f"iris-{R1}") in late.delete
+    assert "previous" not in late.status
 
 
 def test_a_rolled_back_canary_drains_while_the_endpoints_still_list_it() -> None:

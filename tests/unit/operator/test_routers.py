@@ -10,7 +10,7 @@ import pytest
 from mlmodel_operator.errors import SpecError
 from mlmodel_operator.naming import ModelRef
 from mlmodel_operator.routers import ApiResource, apis_of, router_for
-from mlmodel_operator.routers.gatewayapi import GatewayApiRouter
+from mlmodel_operator.routers.gatewayapi import GatewayApiRouter, behind
 from mlmodel_operator.routers.istio import IstioRouter
 from mlmodel_operator.routers.replicas import ReplicasRouter
 
@@ -395,3 +395,37 @@ def test_grpc_routes_need_hostnames() -> None:
 
 def test_the_gateway_router_lists_grpc_routes_so_an_unwanted_one_is_deleted() -> None:
     assert [api.kind for api in apis_of(GatewayApiRouter())] == ["HTTPRoute", "GRPCRoute"]
+
+
+def _route(generation: int, *observed: int | None) -> dict[str, Any]:
+    """An HTTPRoute at `generation` with one status parent per `observed` generation
+    (None: a condition without observedGeneration)."""
+    parents = [
+        {
+            "controllerName": "traefik.io/gateway-controller",
+            "parentRef": {"name": f"gw-{n}"},
+            "conditions": [
+                {"type": "Accepted", "status": "True"}
+                | ({} if seen is None else {"observedGeneration": seen}),
+            ],
+        }
+        for n, seen in enumerate(observed)
+    ]
+    return {"metadata": {"name": "iris", "generation": generation}, "status": {"parents": parents}}
+
+
+@pytest.mark.parametrize(
+    ("route", "lags"),
+    [
+        (None, False),
+        ({"metadata": {"name": "iris", "generation": 3}}, False),  # no gateway wrote status
+        (_route(3, 3), False),
+        (_route(3, 2), True),  # the gateway has not taken the last write
+        (_route(3, 3, 2), True),  # one of two gateways has not
+        (_route(3, None), False),  # says nothing about the generation
+    ],
+)
+def test_a_route_is_behind_while_a_gateway_reports_an_older_generation(
+    route: dict[str, Any] | None, lags: bool
+) -> None:
+    assert behind(route) is lags
