@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -224,3 +225,81 @@ def test_the_old_stable_stays_while_the_stable_services_endpoints_still_list_it(
         timeout=60,
         what=f"iris-{v1} to go once the endpoints let go of it",
     )
+
+
+def _report_route(cluster: ControlPlane, namespace: str, generation: int) -> None:
+    """Write the HTTPRoute's status as a gateway does once it has built its configuration
+    from generation `generation` of the route."""
+    condition = {
+        "type": "Accepted",
+        "status": "True",
+        "reason": "Accepted",
+        "message": "",
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+        "observedGeneration": generation,
+    }
+    status = {
+        "status": {
+            "parents": [
+                {
+                    "parentRef": {"name": "web"},
+                    "controllerName": "tests.mlops.dev/gateway",
+                    "conditions": [condition],
+                }
+            ]
+        }
+    }
+    cluster.kubectl(
+        "patch",
+        "httproute",
+        "iris",
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps(status),
+    )
+
+
+def test_the_old_stable_stays_until_the_gateway_reports_the_new_route(
+    cluster: ControlPlane, namespace: str, operators: OperatorEnv, gateway_api: None
+) -> None:
+    """After a promotion, a gateway whose route status still names the generation before
+    it keeps v1 past `scaleDownDelaySeconds`: such a gateway may still send v1 the
+    stable's share. In the soak it was Traefik, its watches a minute late after API
+    server restarts; here the test plays a gateway that took the route before the
+    promotion and not since. Once it reports the new generation, v1 gets the whole
+    delay from then, and goes."""
+    delay = 4
+    spec: dict[str, Any] = {
+        "traffic": {"router": "gatewayAPI", "gatewayAPI": {"parentRefs": [{"name": "web"}]}},
+        "rollout": {"steps": [{"weight": 50, "pause": {}}], "scaleDownDelaySeconds": delay},
+    }
+    operators.start(namespace)
+    v1, v2 = v2_paused_over_v1(cluster, namespace, spec)
+    before = int(get_json(cluster, "httproute", "iris", "-n", namespace)["metadata"]["generation"])
+    _report_route(cluster, namespace, before)
+
+    kubectl_mlmodel(cluster, "promote", "iris", "-n", namespace)
+    wait_healthy(cluster, namespace, "v2", timeout=60)
+    route = get_json(cluster, "httproute", "iris", "-n", namespace)
+    now = int(route["metadata"]["generation"])
+    assert now > before, "the promotion did not change the route"
+    time.sleep(delay + 8)  # the delay, and several looks at the route after it
+    names = [d["metadata"]["name"] for d in deployments(cluster, namespace)]
+    assert f"iris-{v1}" in names, "v1 deleted before the gateway reported the new route"
+    assert model_status(cluster, namespace)["previous"]["revision"] == v1
+
+    _report_route(cluster, namespace, now)
+    reported_at = time.monotonic()
+    wait_for(
+        lambda: [d["metadata"]["name"] for d in deployments(cluster, namespace)] == [f"iris-{v2}"],
+        timeout=60,
+        what=f"iris-{v1} to go once the gateway took the new route",
+    )
+    kept = time.monotonic() - reported_at
+    # The last look that found the route behind set the delay going; it was at most one
+    # recheck (2 s) before the report.
+    assert kept >= delay - 2, f"v1 went {kept:.1f} s after the gateway let go, not the delay"
+    print(f"\n[gateway behind] v1 kept {kept:.1f} s after the gateway reported the route")
