@@ -21,9 +21,10 @@ object collects state on the side):
 
 The first revision goes straight to stable. Every later revision is a canary walked
 through the rollout steps; on promotion it becomes stable and the old stable is
-scaled away after `scaleDownDelaySeconds`, and not before the `-stable` and `-canary`
-Services' EndpointSlices have let go of its pods (`_still_routed`). A broken or aborted
-canary is rolled back and the stable keeps serving untouched.
+scaled away `scaleDownDelaySeconds` after the data plane let go of it (the gateway
+reported the route as written, the `-stable` and `-canary` Services' EndpointSlices no
+longer list its pods: `_still_routed`). A broken or aborted canary is rolled back and
+the stable keeps serving untouched.
 """
 
 from __future__ import annotations
@@ -65,8 +66,8 @@ from mlmodel_operator.status import (
 from mlmodel_operator.webhooks import Answer
 
 SETTLING_REQUEUE_S = 5.0
-# A revision traffic left keeps its pods past `scaleDownDelaySeconds` while the Services'
-# EndpointSlices still list them, looked at again this often, for at most this long.
+# A revision traffic left keeps its pods past `scaleDownDelaySeconds` while it may still be
+# routed (`_still_routed`), looked at again this often, for at most this long.
 ROUTED_RECHECK_S = 2.0
 ROUTED_HOLD_MAX_S = 300.0
 DEFAULT_STEP_INTERVAL_S = AnalysisSpec().interval_s  # a step without pause, without analysis
@@ -470,9 +471,10 @@ def _previous_kept(
     if previous is None:
         return None, False
     delay = ctx.spec.rollout.scale_down_delay_seconds
-    replaced = (
-        previous.delete_after - delay if previous.replaced_at is None else previous.replaced_at
-    )
+    replaced = previous.replaced_at
+    if replaced is None:  # a status from before the field: fixed from now on
+        replaced = previous.delete_after - delay
+        previous = replace(previous, replaced_at=replaced)
     if _still_routed(ctx, previous.revision, replaced + delay + ROUTED_HOLD_MAX_S):
         return replace(previous, delete_after=max(previous.delete_after, ctx.now + delay)), True
     return (previous if ctx.now < previous.delete_after else None), False
@@ -511,8 +513,7 @@ def _draining_until(ctx: _Context, revisions: _Revisions) -> float | None:
     API does (Traefik reloads at most every 2 s, Envoy after istiod pushes), and a pod
     gone before then turns what the stale route still sends it into 503s. So its pods
     stay for `scaleDownDelaySeconds` after it left, as the old stable's do after a
-    promotion, and longer while the Services' EndpointSlices still list them
-    (`_still_routed`). With the replicas router scaling down is the traffic shift
+    promotion, and longer while it may still be routed (`_still_routed`). With the replicas router scaling down is the traffic shift
     itself, and serve's shutdown delay covers the endpoints' lag."""
     if ctx.router.api is None or revisions.canary is None:
         return None

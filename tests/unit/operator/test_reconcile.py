@@ -763,6 +763,24 @@ def test_the_delay_counts_from_when_the_gateway_took_the_new_route() -> None:
     assert "previous" not in late.status
 
 
+def test_a_status_from_before_replaced_at_is_held_for_a_bounded_time_too() -> None:
+    """A status written by an operator without `replacedAt` gets one fixed from its
+    `deleteAfter` at the first hold, so moving `deleteAfter` does not move the bound."""
+    result, _ = promoted()
+    legacy = {**result.status, "previous": {"revision": R1, "deleteAfter": T0 + 10 + 120}}
+    observed = {
+        R1: Observed(deployment(3), pods=[pod("old-0")]),
+        R2: Observed(deployment(4), pods=[pod("new-0")]),
+    }
+    listed = frozenset({"old-0"})
+    held = run(V2, legacy, observed=observed, now_s=T0 + 10 + 200, routed_pods=listed)
+    assert held.status["previous"]["replacedAt"] == T0 + 10
+    assert held.status["previous"]["deleteAfter"] == T0 + 10 + 200 + 120
+    bound = T0 + 10 + 120 + reconcile.ROUTED_HOLD_MAX_S
+    late = run(V2, held.status, observed=observed, now_s=bound, routed_pods=listed)
+    assert "previous" not in late.status
+
+
 def test_a_rolled_back_canary_drains_while_the_endpoints_still_list_it() -> None:
     spec = model_spec("v2", router="gatewayAPI", scaleDownDelaySeconds=20)
     first_step, _ = canary_at_first_step(spec)
