@@ -513,8 +513,9 @@ def _draining_until(ctx: _Context, revisions: _Revisions) -> float | None:
     API does (Traefik reloads at most every 2 s, Envoy after istiod pushes), and a pod
     gone before then turns what the stale route still sends it into 503s. So its pods
     stay for `scaleDownDelaySeconds` after it left, as the old stable's do after a
-    promotion, and longer while it may still be routed (`_still_routed`). With the replicas router scaling down is the traffic shift
-    itself, and serve's shutdown delay covers the endpoints' lag."""
+    promotion, and longer while it may still be routed (`_still_routed`). With the
+    replicas router scaling down is the traffic shift itself, and serve's shutdown delay
+    covers the endpoints' lag."""
     if ctx.router.api is None or revisions.canary is None:
         return None
     state = revisions.canary.decision.state
