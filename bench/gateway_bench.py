@@ -82,8 +82,10 @@ def route_weight(api: KubeApi, namespace: str) -> int | None:
         )
         if not route:
             return None
-        split = route["spec"]["rules"][-1]["backendRefs"]
-        return next(int(b.get("weight", 1)) for b in split if b["name"].endswith("-canary"))
+        # The split lists the stable's Service first, then the canary's, if any (the
+        # per-revision or the variant Services: routers.gatewayapi).
+        weights = [int(b.get("weight", 1)) for b in route["spec"]["rules"][-1]["backendRefs"]]
+        return round(100 * sum(weights[1:]) / sum(weights)) if sum(weights) else 0
 
     return LOOP.run_until_complete(read())
 

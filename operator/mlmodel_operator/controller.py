@@ -233,17 +233,19 @@ class Controller:
             return None  # children go with it: they carry owner references
         metadata = body["metadata"]
         spec, analysis_problem = await self.resolved_spec(namespace, body.get("spec") or {})
-        apis = () if isinstance(spec, SpecError) else apis_of(router_for(spec.traffic.router))
+        router = None if isinstance(spec, SpecError) else router_for(spec.traffic.router)
+        apis = () if router is None else apis_of(router)
         served = await asyncio.gather(*(self._api_served(api) for api in apis))
         router_available = all(served)
         world = await self._observe(
             namespace, name, metadata["uid"], apis if router_available else ()
         )
         status_now = body.get("status") or {}
-        routed = (
-            await self._routed_pods(namespace, name)
-            if apis and (status_now.get("previous") or status_now.get("canary"))
-            else None
+        by_revision = router is not None and router.splits_by_revision
+        routed, ready_backends = (
+            await self._endpoints(namespace, name, world.observed, by_revision=by_revision)
+            if apis and (by_revision or status_now.get("previous") or status_now.get("canary"))
+            else (None, None)
         )
         inputs = Inputs(
             ref=naming.ModelRef(name=name, namespace=namespace, uid=metadata["uid"]),
@@ -266,6 +268,8 @@ class Controller:
             metrics=reader.latest((namespace, name)),
             taken=world.taken,
             routed_pods=routed,
+            services=frozenset(n for kind, n in world.objects if kind == "Service"),
+            ready_backends=ready_backends,
             route=world.route,
             gateway_controllers=await self._gateway_controllers(namespace, spec),
             webhook_answers=hooks.answers((namespace, name)),
@@ -365,12 +369,27 @@ class Controller:
                 world.pods.extend(revision_pods)
         return world
 
-    async def _routed_pods(self, namespace: str, name: str) -> frozenset[str] | None:
-        """The pods the `<name>-stable` and `<name>-canary` Services' EndpointSlices list,
-        read only while a revision may be retiring (a previous stable, a canary). None
-        when they cannot be read (RBAC from before this was added): the delay alone
-        then decides, as it did."""
-        services = f"{name}-stable,{name}-canary"
+    async def _endpoints(
+        self,
+        namespace: str,
+        name: str,
+        observed: Mapping[str, Observed],
+        *,
+        by_revision: bool,
+    ) -> tuple[frozenset[str] | None, frozenset[str] | None]:
+        """From the model's EndpointSlices, in one list: the pods the `<name>-stable` and
+        `<name>-canary` Services' slices list (read while a revision may be retiring),
+        and with a router that splits `by_revision`, which per-revision Services' slices
+        list a ready pod (`reconcile._revision_backend`). (None, None) when they cannot
+        be read (RBAC from before this was added): the delay alone then decides, and
+        routes keep the variant Services, as before."""
+        variants = (f"{name}-stable", f"{name}-canary")
+        per_revision = (
+            tuple(desired.revision_service(name, revision) for revision in sorted(observed))
+            if by_revision
+            else ()
+        )
+        services = ",".join((*variants, *per_revision))
         try:
             slices = await self._client.list(
                 "EndpointSlice", namespace, selector=f"kubernetes.io/service-name in ({services})"
@@ -379,13 +398,22 @@ class Controller:
             if error.status != 403:
                 raise
             logger.warning("cannot list EndpointSlices in %s: %s", namespace, error)
-            return None
-        return frozenset(
-            str(ref["name"])
-            for endpoint_slice in slices
-            for endpoint in endpoint_slice.get("endpoints") or ()
-            if (ref := endpoint.get("targetRef") or {}).get("kind") == "Pod" and ref.get("name")
-        )
+            return None, None
+        routed: set[str] = set()
+        ready: set[str] = set()
+        for endpoint_slice in slices:
+            service = ((endpoint_slice.get("metadata") or {}).get("labels") or {}).get(
+                "kubernetes.io/service-name", ""
+            )
+            for endpoint in endpoint_slice.get("endpoints") or ():
+                ref = endpoint.get("targetRef") or {}
+                if ref.get("kind") != "Pod" or not ref.get("name"):
+                    continue
+                if service in variants:
+                    routed.add(str(ref["name"]))
+                elif (endpoint.get("conditions") or {}).get("ready") is not False:
+                    ready.add(service)
+        return frozenset(routed), (frozenset(ready) if by_revision else None)
 
     async def _foreign(
         self, namespace: str, uid: str, result: Plan, world: _World

@@ -450,18 +450,38 @@ def service(
 
 
 def services(
-    ref: ModelRef, *, stable: str, canary: str | None, grpc: bool = False
+    ref: ModelRef,
+    *,
+    stable: str,
+    canary: str | None,
+    grpc: bool = False,
+    revisions: tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
     """`<name>` selects every revision (the replicas router splits by replica count),
     `<name>-stable` the stable one, `<name>-canary` the canary, or stable when there
-    is none (as Argo Rollouts does), so a router can always name both. With `grpc`
-    each also has the gRPC port."""
+    is none (as Argo Rollouts does), so a router can always name both; and one
+    `<name>-<revision>` for each of `revisions` (for a router that splits by revision:
+    its selector never moves). With `grpc` each also has the gRPC port."""
     model = {MODEL_LABEL: ref.name}
     return [
         service(ref, ref.name, model, grpc=grpc),
         service(ref, f"{ref.name}-stable", {**model, REVISION_LABEL: stable}, grpc=grpc),
         service(ref, f"{ref.name}-canary", {**model, REVISION_LABEL: canary or stable}, grpc=grpc),
+        *(
+            service(
+                ref,
+                revision_service(ref.name, revision),
+                {**model, REVISION_LABEL: revision},
+                grpc=grpc,
+            )
+            for revision in revisions
+        ),
     ]
+
+
+def revision_service(model: str, revision: str) -> str:
+    """The Service that selects one revision's pods: named as its Deployment is."""
+    return deployment_name(model, revision)
 
 
 def disruption_budget(ref: ModelRef, revision: str) -> dict[str, Any]:

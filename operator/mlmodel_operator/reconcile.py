@@ -12,9 +12,9 @@ object collects state on the side):
                     after a promotion; the canary's step (`rollout.advance`) and its
                     analysis (`analysis.loop.step`) happen here
     _replicas       how many pods each revision runs
-    _objects        Deployments, Services, the router's objects, the PDB, the HPA; scales
-                    and replicas handed over to the HPA
     _deletions      Deployments and PDBs no longer wanted, once the stable can serve
+    _objects        Deployments, Services, the router's objects (over `_backends`), the
+                    PDB, the HPA; scales and replicas handed over to the HPA
     _monitor        the stable judged against `spec.monitoring` while no canary rolls out
     _status         the typed `Status` (serialised once, in `Status.to_dict`)
     _requeue        seconds until the next reconcile
@@ -52,7 +52,7 @@ from mlmodel_operator.errors import SpecError
 from mlmodel_operator.gates import Call as WebhookCall
 from mlmodel_operator.health import RevisionHealth, assess
 from mlmodel_operator.revision import revision_of
-from mlmodel_operator.routers import Router, apis_of, gatewayapi, router_for
+from mlmodel_operator.routers import Backends, Router, apis_of, gatewayapi, router_for
 from mlmodel_operator.settings import Settings
 from mlmodel_operator.spec import Autoscaling, MLModelSpec
 from mlmodel_operator.status import (
@@ -141,6 +141,11 @@ class Inputs:
     # Pods the `<name>-stable` and `<name>-canary` Services' EndpointSlices list (None:
     # not read, when no revision is being retired).
     routed_pods: frozenset[str] | None = None
+    # The Services this MLModel controls, by name, as listed.
+    services: frozenset[str] = frozenset()
+    # The per-revision Services (`<name>-<revision>`) whose EndpointSlices list a ready
+    # pod (None: not read, with a router that does not split by revision).
+    ready_backends: frozenset[str] | None = None
 
 
 # --- the context every step reads ----------------------------------------------------------
@@ -281,7 +286,10 @@ def plan(inputs: Inputs) -> Plan:
     draining = _draining_until(ctx, revisions)
     if revisions.aborted and revisions.candidate and (not covered or draining is not None):
         canary_replicas = ctx.observed_replicas(revisions.candidate) or 0
-    apply, scale, handover = _objects(ctx, revisions, stable_replicas, canary_replicas)
+    deletions = _deletions(ctx, revisions, stable_covered=covered and draining is None)
+    apply, scale, handover = _objects(
+        ctx, revisions, stable_replicas, canary_replicas, _kept(ctx, revisions, deletions)
+    )
     monitored = _monitor(ctx, revisions)
     status = _status(ctx, revisions, monitored)
     events = [*revisions.events, *_phase_event(ctx.before.phase, status)]
@@ -297,8 +305,10 @@ def plan(inputs: Inputs) -> Plan:
         scale=scale,
         handover=handover,
         delete=[
-            *_deletions(ctx, revisions, stable_covered=covered and draining is None),
-            *_routes_no_longer_wanted(inputs.routes, apply),
+            *deletions,
+            *_no_longer_written(
+                inputs.routes | {("Service", name) for name in inputs.services}, apply
+            ),
         ],
         status=status.to_dict(),
         events=events,
@@ -793,11 +803,17 @@ def _deployment(ctx: _Context, revision: str, variant: str, replicas: int | None
 
 
 def _objects(
-    ctx: _Context, revisions: _Revisions, stable_replicas: int, canary_replicas: int
+    ctx: _Context,
+    revisions: _Revisions,
+    stable_replicas: int,
+    canary_replicas: int,
+    kept: tuple[str, ...],
 ) -> tuple[list[dict[str, Any]], list[tuple[str, int]], list[tuple[str, int]]]:
     """What to apply (Deployments, Services, the router's objects, the PDB, the HPA),
     which Deployments of an earlier spec only to scale (their pod template is theirs),
-    and which autoscaled stable to hand over to the HPA first."""
+    and which autoscaled stable to hand over to the HPA first. `kept`: the revisions
+    whose Deployments stay after this plan (each has its own Service with a router that
+    splits by revision)."""
     stable, candidate = revisions.stable, revisions.candidate
     apply: list[dict[str, Any]] = []
     scale: list[tuple[str, int]] = []
@@ -816,7 +832,13 @@ def _objects(
         apply.append(_deployment(ctx, candidate, "canary", canary_replicas))
     live_canary = candidate if candidate and not revisions.aborted else None
     apply.extend(
-        desired.services(ctx.ref, stable=stable, canary=live_canary, grpc=ctx.spec.serving.grpc)
+        desired.services(
+            ctx.ref,
+            stable=stable,
+            canary=live_canary,
+            grpc=ctx.spec.serving.grpc,
+            revisions=kept if ctx.router.splits_by_revision else (),
+        )
     )
     apply.extend(
         ctx.router.desired(
@@ -824,6 +846,7 @@ def _objects(
             ctx.spec.traffic.settings,
             canary_weight=revisions.weight,
             mirror=revisions.mirror,
+            backends=_backends(ctx, revisions),
         )
     )
     if ctx.disruption_budget_wanted:
@@ -892,13 +915,57 @@ def _deletions(
     return deletions
 
 
-def _routes_no_longer_wanted(
-    routes: frozenset[tuple[str, str]], apply: list[dict[str, Any]]
+def _kept(
+    ctx: _Context, revisions: _Revisions, deletions: list[tuple[str, str]]
+) -> tuple[str, ...]:
+    """The revisions whose Deployments stay after this plan: the stable, the candidate,
+    and every other one not deleted now (a previous stable, a canary draining)."""
+    deleted = {name for kind, name in deletions if kind == "Deployment"}
+    kept = {revisions.stable, *([revisions.candidate] if revisions.candidate else [])}
+    kept.update(
+        revision
+        for revision, seen in ctx.inputs.observed.items()
+        if seen.deployment is not None
+        and naming.deployment_name(ctx.ref.name, revision) not in deleted
+    )
+    return tuple(sorted(kept))
+
+
+def _backends(ctx: _Context, revisions: _Revisions) -> Backends:
+    """The Services the route splits over. A router that splits by revision gets each
+    revision's own Service once a gateway can use it (`_revision_backend`), else the
+    variant Service selecting the same pods; without a live canary, the stable's alone."""
+    variants = Backends.variants(ctx.ref.name)
+    if not ctx.router.splits_by_revision:
+        return variants
+    stable = _revision_backend(ctx, revisions.stable)
+    live = revisions.candidate if revisions.candidate and not revisions.aborted else None
+    if live is not None:
+        return Backends(stable or variants.stable, _revision_backend(ctx, live) or variants.canary)
+    return variants if stable is None else Backends(stable, None)
+
+
+def _revision_backend(ctx: _Context, revision: str) -> str | None:
+    """The revision's own Service, once the route already sends to it or its
+    EndpointSlices list a ready pod; None before (a Service created moments ago has no
+    endpoints yet, and a gateway would answer 503 for its share: after an operator
+    upgrade, and for a canary's first step after control-plane restarts)."""
+    name = desired.revision_service(ctx.ref.name, revision)
+    if name in gatewayapi.backend_names(ctx.inputs.route):
+        return name
+    ready = ctx.inputs.ready_backends
+    return name if ready is not None and name in ready else None
+
+
+def _no_longer_written(
+    owned: frozenset[tuple[str, str]], apply: list[dict[str, Any]]
 ) -> list[tuple[str, str]]:
-    """The router's objects this MLModel has that the plan no longer writes: the
-    GRPCRoute of a model whose traffic.gatewayAPI.grpc was turned off."""
+    """The objects of these (kind, name) that the plan no longer writes: the GRPCRoute of
+    a model whose traffic.gatewayAPI.grpc was turned off, the Service of a revision whose
+    Deployment is gone (or of every revision, once the router no longer splits by
+    revision)."""
     written_now = {(obj["kind"], obj["metadata"]["name"]) for obj in apply}
-    return sorted(routes - written_now)
+    return sorted(owned - written_now)
 
 
 # --- monitoring ----------------------------------------------------------------------------
@@ -1086,7 +1153,15 @@ def _status(ctx: _Context, revisions: _Revisions, monitored: monitoring.Monitore
     if candidate and decision is not None:
         health = ctx.health(candidate)
         effective = ctx.router.effective_weight(
-            applied=ctx.inputs.route, stable_ready=stable_health.ready, canary_ready=health.ready
+            applied=ctx.inputs.route,
+            stable_ready=stable_health.ready,
+            canary_ready=health.ready,
+            backends=Backends(
+                desired.revision_service(ctx.ref.name, stable),
+                desired.revision_service(ctx.ref.name, candidate),
+            )
+            if ctx.router.splits_by_revision
+            else None,
         )
         canary = CanaryStatus(
             state=decision.state,
@@ -1202,4 +1277,18 @@ def _requeue(ctx: _Context, revisions: _Revisions, status: Status, draining: flo
         requeue = min(requeue, ROUTED_RECHECK_S if revisions.previous_held else max(0.5, due_in))
     if draining is not None:
         requeue = min(requeue, max(0.5, draining - ctx.now))
+    if _backend_pending(ctx, revisions):
+        requeue = min(requeue, ROUTED_RECHECK_S)
     return requeue
+
+
+def _backend_pending(ctx: _Context, revisions: _Revisions) -> bool:
+    """A revision with ready pods whose own Service the route cannot use yet: look again
+    soon, as nothing the operator watches changes when its EndpointSlices catch up."""
+    if not ctx.router.splits_by_revision or ctx.inputs.ready_backends is None:
+        return False
+    live = revisions.candidate if revisions.candidate and not revisions.aborted else None
+    return any(
+        ctx.health(revision).ready > 0 and _revision_backend(ctx, revision) is None
+        for revision in (revisions.stable, *([live] if live else []))
+    )

@@ -165,27 +165,30 @@ def test_gateway_api_httproute_carries_the_weight_of_every_step(
         },
     }
     apply(cluster, mlmodel("iris", namespace, version="v1", **spec))
-    wait_healthy(cluster, namespace, "v1")
-    assert route_weights(cluster, namespace) == {"iris-stable": 100, "iris-canary": 0}
+    v1 = wait_healthy(cluster, namespace, "v1")["stable"]["revision"]
+    # The route splits over each revision's own Service (its selector never moves), once
+    # kube-controller-manager's EndpointSlices list the revision's ready pod.
+    wait_for(
+        lambda: route_weights(cluster, namespace) == {f"iris-{v1}": 100},
+        what="the route to send to v1's own Service",
+    )
     route = get_json(cluster, "httproute", "iris", "-n", namespace)
     assert route["spec"]["parentRefs"][0]["name"] == "web"
     assert route["spec"]["hostnames"] == ["iris.example.com"]
-    pins = {
-        r["matches"][0]["headers"][0]["value"]: r["backendRefs"][0]["name"]
-        for r in route["spec"]["rules"]
-        if r.get("matches") and r["matches"][0].get("headers")
-    }
-    assert pins == {"canary": "iris-canary", "stable": "iris-stable"}
+    assert route_pins(route) == {"canary": f"iris-{v1}", "stable": f"iris-{v1}"}
 
     apply(cluster, mlmodel("iris", namespace, version="v2", **spec))
     for step, weight in enumerate((10, 50, 100)):
         status = wait_step(cluster, namespace, step, "Paused")
+        v2 = status["canary"]["revision"]
         assert status["canary"]["weight"] == weight
+        wanted = {f"iris-{v1}": 100 - weight, f"iris-{v2}": weight}
+        wait_for(
+            functools.partial(lambda want: route_weights(cluster, namespace) == want, wanted),
+            what=f"the route to split {100 - weight}/{weight} over v1's and v2's Services",
+        )
+        status = model_status(cluster, namespace, "iris")
         assert status["canary"]["effectiveWeight"] == weight  # read back from the HTTPRoute
-        assert route_weights(cluster, namespace) == {
-            "iris-stable": 100 - weight,
-            "iris-canary": weight,
-        }
         assert replicas_by_variant(cluster, namespace) == {"stable": 1, "canary": 1}
         if step == 0:  # plain kubectl, as documented for people without the plugin
             key = f"{status['canary']['revision']}/{status['canary']['attempt']}/0"
@@ -201,12 +204,30 @@ def test_gateway_api_httproute_carries_the_weight_of_every_step(
         else:
             kubectl_mlmodel(cluster, "promote", "iris", "-n", namespace)
     status = wait_healthy(cluster, namespace, "v2")
-    assert route_weights(cluster, namespace) == {"iris-stable": 100, "iris-canary": 0}
+    assert status["stable"]["revision"] == v2
+    # A promotion is one route change: everything to v2's own Service.
+    assert route_weights(cluster, namespace) == {f"iris-{v2}": 100}
     selectors = {
         s["metadata"]["name"]: s["spec"]["selector"].get("mlops.dev/revision")
         for s in get_json(cluster, "services", "-n", namespace)["items"]
     }
-    assert selectors["iris-stable"] == selectors["iris-canary"] == status["stable"]["revision"]
+    assert selectors["iris-stable"] == selectors["iris-canary"] == v2
+    # v1's Service goes with its Deployment, after the scale-down delay.
+    wait_for(
+        lambda: (
+            {s["metadata"]["name"] for s in get_json(cluster, "services", "-n", namespace)["items"]}
+            == {"iris", "iris-canary", "iris-stable", f"iris-{v2}"}
+        ),
+        what=f"iris-{v1}'s Service to go with its Deployment",
+    )
+
+
+def route_pins(route: dict[str, Any]) -> dict[str, str]:
+    return {
+        r["matches"][0]["headers"][0]["value"]: r["backendRefs"][0]["name"]
+        for r in route["spec"]["rules"]
+        if r.get("matches") and r["matches"][0].get("headers")
+    }
 
 
 def test_a_shadow_step_mirrors_through_the_route_and_gives_clients_none_of_the_canary(
@@ -224,14 +245,18 @@ def test_a_shadow_step_mirrors_through_the_route_and_gives_clients_none_of_the_c
     status = wait_step(cluster, namespace, 0, "Paused")
     assert (status["canary"]["weight"], status["canary"]["mirror"]) == (0, 30)
     assert "shadow, 30% of requests copied to the canary" in status["message"]
-    assert route_weights(cluster, namespace) == {"iris-stable": 100, "iris-canary": 0}
+    v1, v2 = status["stable"]["revision"], status["canary"]["revision"]
+    wait_for(
+        lambda: route_weights(cluster, namespace) == {f"iris-{v1}": 100, f"iris-{v2}": 0},
+        what="the route to split over v1's and v2's own Services",
+    )
     route = get_json(cluster, "httproute", "iris", "-n", namespace)
     [split] = [r for r in route["spec"]["rules"] if not r["matches"][0].get("headers")]
     assert split["filters"] == [
         {
             "type": "RequestMirror",
             "requestMirror": {
-                "backendRef": {"group": "", "kind": "Service", "name": "iris-canary", "port": 80},
+                "backendRef": {"group": "", "kind": "Service", "name": f"iris-{v2}", "port": 80},
                 "percent": 30,
             },
         }
@@ -245,7 +270,7 @@ def test_a_shadow_step_mirrors_through_the_route_and_gives_clients_none_of_the_c
     assert (status["canary"]["weight"], status["canary"].get("mirror", 0)) == (50, 0)
     route = get_json(cluster, "httproute", "iris", "-n", namespace)
     assert not any(r.get("filters") for r in route["spec"]["rules"])
-    assert route_weights(cluster, namespace) == {"iris-stable": 50, "iris-canary": 50}
+    assert route_weights(cluster, namespace) == {f"iris-{v1}": 50, f"iris-{v2}": 50}
 
 
 def test_a_shadow_step_with_istio_sets_mirror_and_its_percentage(

@@ -57,6 +57,26 @@ class Attachments:
     hostnames: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class Backends:
+    """The Services a route sends to: the stable's and the canary's (None: no canary
+    backend; the split and the pinned canary rule go to the stable).
+
+    The `<name>-stable` and `<name>-canary` Services (`variants`) move their selectors
+    at every promotion and rollback, and a gateway routes by their EndpointSlices,
+    which lag the API after control-plane restarts. A router that `splits_by_revision`
+    is given per-revision Services (`<name>-<revision>`) instead, whose endpoints never
+    change while the revision lives: a promotion is then one route change, which the
+    gateway reports having taken (docs/rollouts.md)."""
+
+    stable: str
+    canary: str | None
+
+    @classmethod
+    def variants(cls, model: str) -> Backends:
+        return cls(f"{model}-stable", f"{model}-canary")
+
+
 class Router(Protocol):
     """One way to carry the canary's share of traffic. `settings` is whatever `parse`
     returns (a frozen dataclass of the router's own)."""
@@ -66,6 +86,8 @@ class Router(Protocol):
     api: ApiResource | None
     extra_apis: tuple[ApiResource, ...]  # other kinds it writes (Traefik's IngressRoute)
     mirrors: bool  # can copy a share of requests to the canary (shadow steps)
+    # Is given per-revision Services to split over (`Backends`), not the variant ones.
+    splits_by_revision: bool
 
     def parse(self, raw: Mapping[str, Any] | None) -> Any:
         """Settings from `spec.traffic.<name>`; raises SpecError for what the schema
@@ -79,16 +101,27 @@ class Router(Protocol):
         ...
 
     def desired(
-        self, ref: ModelRef, settings: Any, *, canary_weight: int, mirror: int = 0
+        self,
+        ref: ModelRef,
+        settings: Any,
+        *,
+        canary_weight: int,
+        mirror: int = 0,
+        backends: Backends | None = None,
     ) -> list[dict[str, Any]]:
-        """Objects that send `canary_weight` percent to `<name>-canary`, the rest to
-        `<name>-stable`, copy `mirror` percent of the split's requests to the canary
-        (a router that `mirrors`), and pin requests with the variant header to either
-        side."""
+        """Objects that send `canary_weight` percent to the canary's Service, the rest to
+        the stable's (`backends`; None: `Backends.variants`), copy `mirror` percent of
+        the split's requests to the canary (a router that `mirrors`), and pin requests
+        with the variant header to either side."""
         ...
 
     def effective_weight(
-        self, *, applied: Mapping[str, Any] | None, stable_ready: int, canary_ready: int
+        self,
+        *,
+        applied: Mapping[str, Any] | None,
+        stable_ready: int,
+        canary_ready: int,
+        backends: Backends | None = None,
     ) -> int | None:
         """The canary's share of traffic the cluster carries now: from the router's object
         as the API returned it (`applied`, None if absent), or from ready pods."""

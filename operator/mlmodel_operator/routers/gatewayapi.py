@@ -1,7 +1,13 @@
-"""Gateway API router: one HTTPRoute `<name>` with a weighted split between the
-`<name>-stable` and `<name>-canary` Services, and header rules that pin a request
-to one side (`x-mlmodel-variant: canary|stable`); parentRefs and hostnames from
+"""Gateway API router: one HTTPRoute `<name>` with a weighted split between the stable
+revision's Service and the canary's, and header rules that pin a request to one side
+(`x-mlmodel-variant: canary|stable`); parentRefs and hostnames from
 `spec.traffic.gatewayAPI`. Every rule matches the model's inference paths only.
+
+It splits by revision (`Backends`): its backends are the per-revision Services
+`<name>-<revision>`, so a promotion or a rollback is one change of the route, and a
+gateway that reports the route's generation (`behind`) no longer sends to the revision
+it left, however late its view of the endpoints. Without a canary the route has the
+stable's backend alone.
 
 With `grpc: true` (and the runtime's gRPC port, `spec.serving.grpc`) a GRPCRoute
 `<name>` carries the same weights and pins to the Services' gRPC port. Every model's
@@ -21,6 +27,7 @@ from mlmodel_operator.routers import (
     VARIANT_HEADER,
     ApiResource,
     Attachments,
+    Backends,
     model_paths,
     owned,
     stable_stays_whole,
@@ -74,6 +81,7 @@ class GatewayApiRouter:
     # GRPCRoute CRD is in the Gateway API's standard channel since v1.1.
     extra_apis: tuple[ApiResource, ...] = (GRPC_ROUTE,)
     mirrors = True  # the RequestMirror filter (with percent: standard CRDs of v1.4, v1.6)
+    splits_by_revision = True
 
     def parse(self, raw: Mapping[str, Any] | None) -> GatewaySettings:
         raw = raw or {}
@@ -105,9 +113,16 @@ class GatewayApiRouter:
         return stable_stays_whole(total, weight)
 
     def desired(
-        self, ref: ModelRef, settings: GatewaySettings, *, canary_weight: int, mirror: int = 0
+        self,
+        ref: ModelRef,
+        settings: GatewaySettings,
+        *,
+        canary_weight: int,
+        mirror: int = 0,
+        backends: Backends | None = None,
     ) -> list[dict[str, Any]]:
-        stable, canary = f"{ref.name}-stable", f"{ref.name}-canary"
+        backends = backends or Backends.variants(ref.name)
+        stable, canary = backends.stable, backends.canary
         prefix, predict = model_paths(ref.name)
         # PathPrefix matches whole path elements: /v2/models/iris, not /v2/models/iris2.
         paths = [
@@ -122,11 +137,8 @@ class GatewayApiRouter:
                 "backendRefs": [_backend(service)],
             }
 
-        split: dict[str, Any] = {
-            "matches": paths,
-            "backendRefs": [_backend(stable, 100 - canary_weight), _backend(canary, canary_weight)],
-        }
-        if mirror:
+        split: dict[str, Any] = {"matches": paths, "backendRefs": _split(backends, canary_weight)}
+        if mirror and canary is not None:
             # Only the split is copied: a request pinned to a side is a person's test.
             copy: dict[str, Any] = {"backendRef": _backend(canary)}
             if mirror < 100:
@@ -134,24 +146,33 @@ class GatewayApiRouter:
             split["filters"] = [{"type": "RequestMirror", "requestMirror": copy}]
         spec: dict[str, Any] = {
             "parentRefs": [dict(p) for p in settings.parent_refs],
-            "rules": [pinned("canary", canary), pinned("stable", stable), split],
+            "rules": [pinned("canary", canary or stable), pinned("stable", stable), split],
         }
         if settings.hostnames:
             spec["hostnames"] = list(settings.hostnames)
         routes = [owned(ref, HTTP_ROUTE, spec)]
         if settings.grpc:
-            routes.append(owned(ref, GRPC_ROUTE, _grpc_spec(ref, settings, canary_weight)))
+            routes.append(owned(ref, GRPC_ROUTE, _grpc_spec(settings, backends, canary_weight)))
         return routes
 
     def effective_weight(
-        self, *, applied: Mapping[str, Any] | None, stable_ready: int, canary_ready: int
+        self,
+        *,
+        applied: Mapping[str, Any] | None,
+        stable_ready: int,
+        canary_ready: int,
+        backends: Backends | None = None,
     ) -> int | None:
         """Weights are proportional in the Gateway API: canary / (stable + canary), read
-        from the rule without header matches (the split)."""
+        from the rule without header matches (the split). The canary's backend is
+        `backends.canary` or `<name>-canary`: a route read before this reconcile may
+        still name the one its per-revision Service replaces (never both at once)."""
         del stable_ready, canary_ready
         if applied is None:
             return None
-        name = applied["metadata"]["name"]
+        canaries = {f"{applied['metadata']['name']}-canary"}
+        if backends is not None and backends.canary is not None:
+            canaries.add(backends.canary)
         for rule in applied.get("spec", {}).get("rules", ()):
             if any(m.get("headers") for m in rule.get("matches") or ()):
                 continue
@@ -159,8 +180,31 @@ class GatewayApiRouter:
             total = sum(weights.values())
             if total == 0:
                 return 0
-            return round(100 * weights.get(f"{name}-canary", 0) / total)
+            return round(100 * sum(weights.get(name, 0) for name in canaries) / total)
         return None
+
+
+def _split(
+    backends: Backends, canary_weight: int, port: int = SERVICE_PORT
+) -> list[dict[str, Any]]:
+    """The split's backendRefs: the stable's alone without a canary backend."""
+    if backends.canary is None:
+        return [_backend(backends.stable, 100, port)]
+    return [
+        _backend(backends.stable, 100 - canary_weight, port),
+        _backend(backends.canary, canary_weight, port),
+    ]
+
+
+def backend_names(route: Mapping[str, Any] | None) -> frozenset[str]:
+    """The Services a route (as the API returned it) sends to, in any rule."""
+    if not route:
+        return frozenset()
+    return frozenset(
+        str(ref.get("name", ""))
+        for rule in (route.get("spec") or {}).get("rules") or ()
+        for ref in rule.get("backendRefs") or ()
+    )
 
 
 def behind(route: Mapping[str, Any] | None) -> bool:
@@ -187,11 +231,11 @@ def behind(route: Mapping[str, Any] | None) -> bool:
     return False
 
 
-def _grpc_spec(ref: ModelRef, settings: GatewaySettings, canary_weight: int) -> dict[str, Any]:
+def _grpc_spec(settings: GatewaySettings, backends: Backends, canary_weight: int) -> dict[str, Any]:
     """The GRPCRoute's spec: the HTTPRoute's rules for the service's methods, to the
     Services' gRPC port. GRPCRoute has no RequestMirror with percent in the standard
     channel, and mirror steps copy HTTP requests only (docs/rollouts.md)."""
-    stable, canary = f"{ref.name}-stable", f"{ref.name}-canary"
+    stable, canary = backends.stable, backends.canary or backends.stable
     method = {"method": {"type": "Exact", "service": GRPC_SERVICE}}
 
     def pinned(variant: str, service: str) -> dict[str, Any]:
@@ -201,13 +245,7 @@ def _grpc_spec(ref: ModelRef, settings: GatewaySettings, canary_weight: int) -> 
             "backendRefs": [_backend(service, port=GRPC_PORT)],
         }
 
-    split = {
-        "matches": [method],
-        "backendRefs": [
-            _backend(stable, 100 - canary_weight, GRPC_PORT),
-            _backend(canary, canary_weight, GRPC_PORT),
-        ],
-    }
+    split = {"matches": [method], "backendRefs": _split(backends, canary_weight, GRPC_PORT)}
     return {
         "parentRefs": [dict(p) for p in settings.parent_refs],
         "hostnames": list(settings.hostnames),

@@ -14,6 +14,7 @@ from mlmodel_operator.routers import (
     VARIANT_HEADER,
     ApiResource,
     Attachments,
+    Backends,
     model_paths,
     owned,
     stable_stays_whole,
@@ -33,6 +34,7 @@ class IstioRouter:
     api: ApiResource | None = VIRTUAL_SERVICE
     extra_apis: tuple[ApiResource, ...] = ()
     mirrors = True  # mirror and mirrorPercentage of an HTTP route
+    splits_by_revision = False
 
     def parse(self, raw: Mapping[str, Any] | None) -> IstioSettings:
         raw = raw or {}
@@ -57,14 +59,22 @@ class IstioRouter:
         return stable_stays_whole(total, weight)
 
     def desired(
-        self, ref: ModelRef, settings: IstioSettings, *, canary_weight: int, mirror: int = 0
+        self,
+        ref: ModelRef,
+        settings: IstioSettings,
+        *,
+        canary_weight: int,
+        mirror: int = 0,
+        backends: Backends | None = None,
     ) -> list[dict[str, Any]]:
         namespace = ref.namespace
+        backends = backends or Backends.variants(ref.name)
 
         def host(service: str) -> str:
             return f"{service}.{namespace}.svc.cluster.local"
 
-        stable, canary = host(f"{ref.name}-stable"), host(f"{ref.name}-canary")
+        stable = host(backends.stable)
+        canary = host(backends.canary or backends.stable)
 
         def destination(name: str, weight: int | None = None) -> dict[str, Any]:
             route: dict[str, Any] = {
@@ -107,19 +117,26 @@ class IstioRouter:
         return [owned(ref, VIRTUAL_SERVICE, spec)]
 
     def effective_weight(
-        self, *, applied: Mapping[str, Any] | None, stable_ready: int, canary_ready: int
+        self,
+        *,
+        applied: Mapping[str, Any] | None,
+        stable_ready: int,
+        canary_ready: int,
+        backends: Backends | None = None,
     ) -> int | None:
         """The canary destination's weight in the route without header matches."""
         del stable_ready, canary_ready
         if applied is None:
             return None
-        name = applied["metadata"]["name"]
+        canary = (backends or Backends.variants(applied["metadata"]["name"])).canary
+        if canary is None:
+            return 0
         for route in applied.get("spec", {}).get("http", ()):
             if any(m.get("headers") for m in route.get("match") or ()):
                 continue
             targets = route.get("route", ())
             for target in targets:
-                if target["destination"]["host"].startswith(f"{name}-canary."):
+                if target["destination"]["host"].startswith(f"{canary}."):
                     # Istio sends everything to a lone destination without a weight.
                     return int(target.get("weight", 100 if len(targets) == 1 else 0))
             return 0

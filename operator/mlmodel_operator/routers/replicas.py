@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mlmodel_operator.naming import ModelRef
-from mlmodel_operator.routers import ApiResource, Attachments
+from mlmodel_operator.routers import ApiResource, Attachments, Backends
 
 
 class ReplicasRouter:
@@ -16,6 +16,7 @@ class ReplicasRouter:
     api: ApiResource | None = None
     extra_apis: tuple[ApiResource, ...] = ()
     mirrors = False  # pods are the split: nothing could copy a request
+    splits_by_revision = False
 
     def parse(self, raw: Mapping[str, Any] | None) -> None:
         del raw
@@ -51,15 +52,26 @@ class ReplicasRouter:
         return stable, canary
 
     def desired(
-        self, ref: ModelRef, settings: Any, *, canary_weight: int, mirror: int = 0
+        self,
+        ref: ModelRef,
+        settings: Any,
+        *,
+        canary_weight: int,
+        mirror: int = 0,
+        backends: Backends | None = None,
     ) -> list[dict[str, Any]]:
-        del ref, settings, canary_weight, mirror
+        del ref, settings, canary_weight, mirror, backends
         return []
 
     def effective_weight(
-        self, *, applied: Mapping[str, Any] | None, stable_ready: int, canary_ready: int
+        self,
+        *,
+        applied: Mapping[str, Any] | None,
+        stable_ready: int,
+        canary_ready: int,
+        backends: Backends | None = None,
     ) -> int | None:
         """The share of ready pods that are canary."""
-        del applied
+        del applied, backends
         total = stable_ready + canary_ready
         return round(100 * canary_ready / total) if total else 0

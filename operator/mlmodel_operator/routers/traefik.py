@@ -30,6 +30,7 @@ from mlmodel_operator.routers import (
     VARIANT_HEADER,
     ApiResource,
     Attachments,
+    Backends,
     model_paths,
     owned,
     stable_stays_whole,
@@ -73,6 +74,7 @@ class TraefikRouter:
     api: ApiResource | None = TRAEFIK_SERVICE
     extra_apis: tuple[ApiResource, ...] = (INGRESS_ROUTE,)
     mirrors = True  # a TraefikService of kind mirroring
+    splits_by_revision = False
 
     def parse(self, raw: Mapping[str, Any] | None) -> TraefikSettings:
         raw = raw or {}
@@ -92,9 +94,16 @@ class TraefikRouter:
         return stable_stays_whole(total, weight)
 
     def desired(
-        self, ref: ModelRef, settings: TraefikSettings, *, canary_weight: int, mirror: int = 0
+        self,
+        ref: ModelRef,
+        settings: TraefikSettings,
+        *,
+        canary_weight: int,
+        mirror: int = 0,
+        backends: Backends | None = None,
     ) -> list[dict[str, Any]]:
-        stable, canary = f"{ref.name}-stable", f"{ref.name}-canary"
+        backends = backends or Backends.variants(ref.name)
+        stable, canary = backends.stable, backends.canary or backends.stable
         if mirror:
             # Mirror steps give the canary no weight: the stable answers everything.
             split: dict[str, Any] = {
@@ -134,7 +143,12 @@ class TraefikRouter:
         return [owned(ref, TRAEFIK_SERVICE, split), owned(ref, INGRESS_ROUTE, ingress)]
 
     def effective_weight(
-        self, *, applied: Mapping[str, Any] | None, stable_ready: int, canary_ready: int
+        self,
+        *,
+        applied: Mapping[str, Any] | None,
+        stable_ready: int,
+        canary_ready: int,
+        backends: Backends | None = None,
     ) -> int | None:
         """The canary's share of the weighted split; 0 while mirroring (copies are not
         answers a client gets)."""
@@ -144,10 +158,10 @@ class TraefikRouter:
         spec = applied.get("spec") or {}
         if "mirroring" in spec:
             return 0
-        name = applied["metadata"]["name"]
+        canary = (backends or Backends.variants(applied["metadata"]["name"])).canary
         services = (spec.get("weighted") or {}).get("services") or ()
         weights = {s["name"]: int(s.get("weight", 1)) for s in services}
         total = sum(weights.values())
         if not weights:
             return None
-        return 0 if total == 0 else round(100 * weights.get(f"{name}-canary", 0) / total)
+        return 0 if total == 0 or canary is None else round(100 * weights.get(canary, 0) / total)

@@ -117,6 +117,8 @@ def run(
     routes: frozenset[tuple[str, str]] = frozenset(),
     autoscalers: frozenset[str] = frozenset(),
     routed_pods: frozenset[str] | None = None,
+    services: frozenset[str] = frozenset(),
+    ready_backends: frozenset[str] | None = None,
 ) -> Plan:
     return plan(
         Inputs(
@@ -139,6 +141,8 @@ def run(
             routes=routes,
             autoscalers=autoscalers,
             routed_pods=routed_pods,
+            services=services,
+            ready_backends=ready_backends,
         )
     )
 
@@ -810,6 +814,127 @@ def test_a_rolled_back_canary_drains_while_the_endpoints_still_list_it() -> None
         routed_pods=frozenset({"stable-0"}),
     )
     assert deployments(gone)[f"iris-{R2}"]["spec"]["replicas"] == 0
+
+
+# --- per-revision Services (a router that splits by revision) --------------------------------
+
+
+def split_of(result: Plan) -> list[tuple[str, int]]:
+    [route] = [o for o in result.apply if o["kind"] == "HTTPRoute"]
+    return [(b["name"], b["weight"]) for b in route["spec"]["rules"][-1]["backendRefs"]]
+
+
+def pinned_to(result: Plan) -> dict[str, str]:
+    [route] = [o for o in result.apply if o["kind"] == "HTTPRoute"]
+    return {
+        rule["matches"][0]["headers"][0]["value"]: rule["backendRefs"][0]["name"]
+        for rule in route["spec"]["rules"][:-1]
+    }
+
+
+def test_a_gateway_api_route_moves_to_each_revisions_own_service_once_it_has_ready_endpoints() -> (
+    None
+):
+    """A Service whose selector moves (`-stable`, `-canary`) is seen by a gateway through
+    EndpointSlices that lag after control-plane restarts; a revision's own Service never
+    changes its pods. It is routed to once a gateway can use it, and never left again."""
+    spec = model_spec("v2", router="gatewayAPI")
+    waiting = run(spec, healthy_v1(), observed={R1: Observed(deployment(4))}, now_s=T0 - 5)
+    observed = {R1: Observed(deployment(4)), R2: Observed(deployment(1))}
+    status = waiting.status
+
+    def at(ready: frozenset[str] | None, route: Mapping[str, Any] | None = None) -> Plan:
+        return run(spec, status, observed=observed, now_s=T0, ready_backends=ready, route=route)
+
+    first = at(None)
+    assert service_selectors(first)[f"iris-{R1}"] == {
+        "mlops.dev/model": "iris",
+        "mlops.dev/revision": R1,
+    }
+    assert service_selectors(first)[f"iris-{R2}"]["mlops.dev/revision"] == R2
+    assert split_of(first) == [("iris-stable", 75), ("iris-canary", 25)]  # not read: as before
+    only_stable = at(frozenset({f"iris-{R1}"}))
+    assert split_of(only_stable) == [(f"iris-{R1}", 75), ("iris-canary", 25)]
+    both = at(frozenset({f"iris-{R1}", f"iris-{R2}"}))
+    assert split_of(both) == [(f"iris-{R1}", 75), (f"iris-{R2}", 25)]
+    assert pinned_to(both) == {"canary": f"iris-{R2}", "stable": f"iris-{R1}"}
+    [route] = [o for o in both.apply if o["kind"] == "HTTPRoute"]
+    # Routed to once: kept while its endpoints are (for a moment) not ready, and the
+    # weight the route carries is read back by the revision's Service name.
+    kept = at(frozenset(), route={**route, "metadata": {**route["metadata"], "generation": 1}})
+    assert split_of(kept) == [(f"iris-{R1}", 75), (f"iris-{R2}", 25)]
+    assert kept.status["canary"]["effectiveWeight"] == 25
+
+
+def test_a_settled_model_looks_again_soon_until_its_revisions_service_can_be_routed_to() -> None:
+    """Nothing the operator watches changes when EndpointSlices catch up with a pod."""
+    spec = model_spec("v1", router="gatewayAPI")
+    first = run(spec, now_s=T0 - 60)
+    status = run(spec, first.status, observed={R1: Observed(deployment(4))}, now_s=T0 - 50).status
+    observed = {R1: Observed(deployment(4))}
+    waiting = run(spec, status, observed=observed, ready_backends=frozenset())
+    assert split_of(waiting) == [("iris-stable", 100), ("iris-canary", 0)]
+    assert waiting.requeue_after == pytest.approx(reconcile.ROUTED_RECHECK_S)
+    ready = run(spec, status, observed=observed, ready_backends=frozenset({f"iris-{R1}"}))
+    assert split_of(ready) == [(f"iris-{R1}", 100)]
+    assert ready.requeue_after == SETTINGS.resync_seconds
+
+
+def gateway_promoted() -> tuple[Plan, dict[str, Observed], frozenset[str]]:
+    spec = model_spec("v2", router="gatewayAPI")
+    first_step, observed = canary_at_first_step(spec)
+    ready = frozenset({f"iris-{R1}", f"iris-{R2}"})
+    result = run(
+        spec,
+        first_step.status,
+        observed=observed,
+        now_s=T0 + 10,
+        annotations={rollout.PROMOTE: f"{R2}/1/full"},
+        ready_backends=ready,
+    )
+    return result, observed, ready
+
+
+def test_a_promotion_is_one_route_change_to_the_new_revisions_service() -> None:
+    result, _, _ = gateway_promoted()
+    assert split_of(result) == [(f"iris-{R2}", 100)]
+    assert pinned_to(result) == {"canary": f"iris-{R2}", "stable": f"iris-{R2}"}
+    # The old stable keeps its Service while it is kept: a gateway behind the route may
+    # still send it requests.
+    assert f"iris-{R1}" in service_selectors(result)
+
+
+def test_a_revisions_service_goes_with_its_deployment() -> None:
+    result, _, ready = gateway_promoted()
+    spec = model_spec("v2", router="gatewayAPI")
+    observed = {R1: Observed(deployment(3)), R2: Observed(deployment(4))}
+    owned = frozenset({"iris", "iris-stable", "iris-canary", f"iris-{R1}", f"iris-{R2}"})
+    later = run(
+        spec,
+        result.status,
+        observed=observed,
+        now_s=T0 + 10 + 120,
+        services=owned,
+        ready_backends=ready,
+    )
+    assert ("Deployment", f"iris-{R1}") in later.delete
+    assert ("Service", f"iris-{R1}") in later.delete
+    assert f"iris-{R1}" not in service_selectors(later)
+    assert not {("Service", name) for name in ("iris", "iris-stable", "iris-canary")} & set(
+        later.delete
+    )
+    # A Service left behind (its Deployment deleted by an earlier operator that died
+    # before deleting it) goes too.
+    leftover = run(spec, later.status, observed={R2: observed[R2]}, now_s=T0 + 200, services=owned)
+    assert ("Service", f"iris-{R1}") in leftover.delete
+    assert ("Service", f"iris-{R2}") not in leftover.delete
+
+
+def test_a_router_that_does_not_split_by_revision_has_no_per_revision_services() -> None:
+    owned = frozenset({"iris", "iris-stable", "iris-canary", f"iris-{R1}"})
+    result = run(V1, healthy_v1(), observed={R1: Observed(deployment(4))}, services=owned)
+    assert set(service_selectors(result)) == {"iris", "iris-stable", "iris-canary"}
+    assert [d for d in result.delete if d[0] == "Service"] == [("Service", f"iris-{R1}")]
 
 
 # --- blocked plans ----------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import yaml
 
 from mlmodel_operator.naming import ModelRef
 from mlmodel_operator.reconcile import Inputs, Observed, plan
-from mlmodel_operator.routers import REGISTRY, ApiResource, Attachments, owned
+from mlmodel_operator.routers import REGISTRY, ApiResource, Attachments, Backends, owned
 from mlmodel_operator.settings import Settings
 from mlmodel_operator.spec import parse_or_error
 
@@ -73,6 +73,7 @@ class EchoRouter:
     name = "echo"
     api: ApiResource | None = ECHO_ROUTE
     mirrors = False
+    splits_by_revision = False
 
     def parse(self, raw: Mapping[str, Any] | None) -> EchoSettings:
         return EchoSettings(host=str((raw or {}).get("host", "")))
@@ -84,12 +85,23 @@ class EchoRouter:
         return total, 1
 
     def desired(
-        self, ref: ModelRef, settings: EchoSettings, *, canary_weight: int, mirror: int = 0
+        self,
+        ref: ModelRef,
+        settings: EchoSettings,
+        *,
+        canary_weight: int,
+        mirror: int = 0,
+        backends: Backends | None = None,
     ) -> list[dict[str, Any]]:
         return [owned(ref, ECHO_ROUTE, {"host": settings.host, "canary": canary_weight})]
 
     def effective_weight(
-        self, *, applied: Mapping[str, Any] | None, stable_ready: int, canary_ready: int
+        self,
+        *,
+        applied: Mapping[str, Any] | None,
+        stable_ready: int,
+        canary_ready: int,
+        backends: Backends | None = None,
     ) -> int | None:
         return None if applied is None else int(applied["spec"]["canary"])
 

@@ -9,8 +9,8 @@ import pytest
 
 from mlmodel_operator.errors import SpecError
 from mlmodel_operator.naming import ModelRef
-from mlmodel_operator.routers import ApiResource, apis_of, router_for
-from mlmodel_operator.routers.gatewayapi import GatewayApiRouter, behind
+from mlmodel_operator.routers import ApiResource, Backends, apis_of, router_for
+from mlmodel_operator.routers.gatewayapi import GatewayApiRouter, backend_names, behind
 from mlmodel_operator.routers.istio import IstioRouter
 from mlmodel_operator.routers.replicas import ReplicasRouter
 
@@ -385,6 +385,56 @@ def test_the_grpc_route_carries_the_http_routes_weights_and_pins(weight: int) ->
     ]
     # The weight read back (from the HTTPRoute) is the one both routes carry.
     assert applied_weight(router, http) == weight
+
+
+def test_the_gateway_router_splits_over_the_backends_it_is_given() -> None:
+    """Per-revision Services (`Backends`): both routes, every rule, and the mirror."""
+    router = GatewayApiRouter()
+    backends = Backends("iris-aaaa", "iris-bbbb")
+    http, grpc = router.desired(
+        REF, router.parse(GRPC_GATEWAY), canary_weight=30, mirror=20, backends=backends
+    )
+    for route, port in ((http, 80), (grpc, 9000)):
+        canary_pin, stable_pin, split = route["spec"]["rules"]
+        assert [b["name"] for b in canary_pin["backendRefs"]] == ["iris-bbbb"]
+        assert [b["name"] for b in stable_pin["backendRefs"]] == ["iris-aaaa"]
+        assert split["backendRefs"] == [
+            {"kind": "Service", "name": "iris-aaaa", "port": port, "weight": 70},
+            {"kind": "Service", "name": "iris-bbbb", "port": port, "weight": 30},
+        ]
+    [mirror] = http["spec"]["rules"][-1]["filters"]
+    assert mirror["requestMirror"]["backendRef"]["name"] == "iris-bbbb"
+    assert backend_names(http) == {"iris-aaaa", "iris-bbbb"}
+    assert (
+        router.effective_weight(applied=http, stable_ready=0, canary_ready=0, backends=backends)
+        == 30
+    )
+
+
+def test_without_a_canary_backend_the_route_sends_everything_to_the_stable() -> None:
+    router = GatewayApiRouter()
+    backends = Backends("iris-aaaa", None)
+    http, grpc = router.desired(REF, router.parse(GRPC_GATEWAY), canary_weight=0, backends=backends)
+    for route in (http, grpc):
+        assert backend_names(route) == {"iris-aaaa"}
+        assert [len(rule["backendRefs"]) for rule in route["spec"]["rules"]] == [1, 1, 1]
+    assert (
+        router.effective_weight(applied=http, stable_ready=0, canary_ready=0, backends=backends)
+        == 0
+    )
+
+
+def test_the_weight_is_read_back_from_a_route_still_naming_the_canary_service() -> None:
+    """The reconcile that moves the canary to its own Service reads the route written
+    before, which named `<name>-canary`."""
+    router = GatewayApiRouter()
+    before = http_route(40)
+    assert (
+        router.effective_weight(
+            applied=before, stable_ready=0, canary_ready=0, backends=Backends("iris-a", "iris-b")
+        )
+        == 40
+    )
 
 
 def test_grpc_routes_need_hostnames() -> None:
