@@ -933,28 +933,46 @@ def _kept(
 
 def _backends(ctx: _Context, revisions: _Revisions) -> Backends:
     """The Services the route splits over. A router that splits by revision gets each
-    revision's own Service once a gateway can use it (`_revision_backend`), else the
-    variant Service selecting the same pods; without a live canary, the stable's alone."""
+    revision's own Service once a gateway can use it (`_own_backend`), else the variant
+    Service selecting the same pods, with the own one staged at weight 0; without a live
+    canary, the stable's alone."""
     variants = Backends.variants(ctx.ref.name)
     if not ctx.router.splits_by_revision:
         return variants
-    stable = _revision_backend(ctx, revisions.stable)
     live = revisions.candidate if revisions.candidate and not revisions.aborted else None
-    if live is not None:
-        return Backends(stable or variants.stable, _revision_backend(ctx, live) or variants.canary)
-    return variants if stable is None else Backends(stable, None)
+    stable, canary, staged = variants.stable, variants.canary, []
+    for revision in (revisions.stable, *([live] if live else [])):
+        name, state = desired.revision_service(ctx.ref.name, revision), _own_backend(ctx, revision)
+        if state == "use" and revision == revisions.stable:
+            stable = name
+        elif state == "use":
+            canary = name
+        elif state == "stage":
+            staged.append(name)
+    if live is None and stable != variants.stable:
+        canary = None
+    return Backends(stable, canary, tuple(staged))
 
 
-def _revision_backend(ctx: _Context, revision: str) -> str | None:
-    """The revision's own Service, once the route already sends to it or its
-    EndpointSlices list a ready pod; None before (a Service created moments ago has no
-    endpoints yet, and a gateway would answer 503 for its share: after an operator
-    upgrade, and for a canary's first step after control-plane restarts)."""
+def _own_backend(ctx: _Context, revision: str) -> str:
+    """Whether the route may send the revision's share to its own Service ("use"), may
+    list it at weight 0 for the gateway to load ("stage"), or neither yet ("").
+
+    In use once the route sends it traffic, or lists it and the gateway reports every
+    backend loaded (`gatewayapi.resolved`). Staged once its EndpointSlices list a ready
+    pod: a Service created moments ago has none, and a gateway whose caches lag the API
+    (after control-plane restarts, for seconds) answers 500 or 503 for a share sent to a
+    Service it has not loaded. Until then the variant Service, which selects the same
+    pods, carries the share: after an operator upgrade, and for every new revision."""
     name = desired.revision_service(ctx.ref.name, revision)
-    if name in gatewayapi.backend_names(ctx.inputs.route):
-        return name
+    route = ctx.inputs.route
+    weights = gatewayapi.split_weights(route)
+    if weights.get(name, 0) > 0 or (name in weights and gatewayapi.resolved(route)):
+        return "use"
     ready = ctx.inputs.ready_backends
-    return name if ready is not None and name in ready else None
+    if name in weights or (ready is not None and name in ready):
+        return "stage"
+    return ""
 
 
 def _no_longer_written(
@@ -1289,6 +1307,6 @@ def _backend_pending(ctx: _Context, revisions: _Revisions) -> bool:
         return False
     live = revisions.candidate if revisions.candidate and not revisions.aborted else None
     return any(
-        ctx.health(revision).ready > 0 and _revision_backend(ctx, revision) is None
+        ctx.health(revision).ready > 0 and _own_backend(ctx, revision) != "use"
         for revision in (revisions.stable, *([live] if live else []))
     )

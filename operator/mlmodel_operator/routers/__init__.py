@@ -71,6 +71,9 @@ class Backends:
 
     stable: str
     canary: str | None
+    # Listed in the split at weight 0 (no traffic), so that a gateway loads them before
+    # they carry any: a revision's own Service before it replaces a variant one.
+    staged: tuple[str, ...] = ()
 
     @classmethod
     def variants(cls, model: str) -> Backends:

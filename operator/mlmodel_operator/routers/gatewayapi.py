@@ -173,37 +173,51 @@ class GatewayApiRouter:
         canaries = {f"{applied['metadata']['name']}-canary"}
         if backends is not None and backends.canary is not None:
             canaries.add(backends.canary)
-        for rule in applied.get("spec", {}).get("rules", ()):
-            if any(m.get("headers") for m in rule.get("matches") or ()):
-                continue
-            weights = {r["name"]: int(r.get("weight", 1)) for r in rule.get("backendRefs") or ()}
-            total = sum(weights.values())
-            if total == 0:
-                return 0
-            return round(100 * sum(weights.get(name, 0) for name in canaries) / total)
-        return None
+        weights = split_weights(applied)
+        if not weights:
+            return None
+        total = sum(weights.values())
+        if total == 0:
+            return 0
+        return round(100 * sum(weights.get(name, 0) for name in canaries) / total)
 
 
 def _split(
     backends: Backends, canary_weight: int, port: int = SERVICE_PORT
 ) -> list[dict[str, Any]]:
-    """The split's backendRefs: the stable's alone without a canary backend."""
-    if backends.canary is None:
-        return [_backend(backends.stable, 100, port)]
-    return [
-        _backend(backends.stable, 100 - canary_weight, port),
-        _backend(backends.canary, canary_weight, port),
+    """The split's backendRefs: the stable's alone without a canary backend, and the
+    staged ones at weight 0 (the Gateway API sends nothing to those)."""
+    refs = [
+        _backend(backends.stable, 100 if backends.canary is None else 100 - canary_weight, port)
     ]
+    if backends.canary is not None:
+        refs.append(_backend(backends.canary, canary_weight, port))
+    refs.extend(_backend(name, 0, port) for name in backends.staged)
+    return refs
 
 
-def backend_names(route: Mapping[str, Any] | None) -> frozenset[str]:
-    """The Services a route (as the API returned it) sends to, in any rule."""
-    if not route:
-        return frozenset()
-    return frozenset(
-        str(ref.get("name", ""))
-        for rule in (route.get("spec") or {}).get("rules") or ()
-        for ref in rule.get("backendRefs") or ()
+def split_weights(route: Mapping[str, Any] | None) -> dict[str, int]:
+    """The weight of each Service in a route's split (its rule without header matches),
+    as the API returned it; {} without a route."""
+    for rule in ((route or {}).get("spec") or {}).get("rules") or ():
+        if any(m.get("headers") for m in rule.get("matches") or ()):
+            continue
+        return {str(r["name"]): int(r.get("weight", 1)) for r in rule.get("backendRefs") or ()}
+    return {}
+
+
+def resolved(route: Mapping[str, Any] | None) -> bool:
+    """Whether the gateways have loaded every backend of the route as it now is: none is
+    `behind`, and none reports `ResolvedRefs` False. Traefik, when a Service or its
+    EndpointSlices are missing from its own caches (which lag the API after control-plane
+    restarts), answers 500 for that backend's share and says so in this condition. A
+    route no gateway has written status on has nothing to wait for."""
+    if behind(route):
+        return False
+    return not any(
+        condition.get("type") == "ResolvedRefs" and condition.get("status") == "False"
+        for parent in ((route or {}).get("status") or {}).get("parents") or ()
+        for condition in parent.get("conditions") or ()
     )
 
 

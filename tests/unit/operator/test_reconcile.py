@@ -853,15 +853,37 @@ def test_a_gateway_api_route_moves_to_each_revisions_own_service_once_it_has_rea
     }
     assert service_selectors(first)[f"iris-{R2}"]["mlops.dev/revision"] == R2
     assert split_of(first) == [("iris-stable", 75), ("iris-canary", 25)]  # not read: as before
+    # Ready endpoints: staged at weight 0, for the gateway to load first.
     only_stable = at(frozenset({f"iris-{R1}"}))
-    assert split_of(only_stable) == [(f"iris-{R1}", 75), ("iris-canary", 25)]
-    both = at(frozenset({f"iris-{R1}", f"iris-{R2}"}))
+    assert split_of(only_stable) == [("iris-stable", 75), ("iris-canary", 25), (f"iris-{R1}", 0)]
+    staged = at(frozenset({f"iris-{R1}", f"iris-{R2}"}))
+    assert split_of(staged) == [
+        ("iris-stable", 75),
+        ("iris-canary", 25),
+        (f"iris-{R1}", 0),
+        (f"iris-{R2}", 0),
+    ]
+    [written] = [o for o in staged.apply if o["kind"] == "HTTPRoute"]
+
+    def reported(route: Mapping[str, Any], loaded: str) -> dict[str, Any]:
+        condition = {"type": "ResolvedRefs", "status": loaded, "observedGeneration": 2}
+        return {
+            **route,
+            "metadata": {**route["metadata"], "generation": 2},
+            "status": {"parents": [{"conditions": [condition]}]},
+        }
+
+    # The gateway has not loaded them (Traefik: a Service missing from its caches).
+    waiting = at(frozenset({f"iris-{R1}", f"iris-{R2}"}), route=reported(written, "False"))
+    assert split_of(waiting) == split_of(staged)
+    assert pinned_to(waiting) == {"canary": "iris-canary", "stable": "iris-stable"}
+    both = at(frozenset({f"iris-{R1}", f"iris-{R2}"}), route=reported(written, "True"))
     assert split_of(both) == [(f"iris-{R1}", 75), (f"iris-{R2}", 25)]
     assert pinned_to(both) == {"canary": f"iris-{R2}", "stable": f"iris-{R1}"}
     [route] = [o for o in both.apply if o["kind"] == "HTTPRoute"]
     # Routed to once: kept while its endpoints are (for a moment) not ready, and the
     # weight the route carries is read back by the revision's Service name.
-    kept = at(frozenset(), route={**route, "metadata": {**route["metadata"], "generation": 1}})
+    kept = at(frozenset(), route={**route, "metadata": {**route["metadata"], "generation": 3}})
     assert split_of(kept) == [(f"iris-{R1}", 75), (f"iris-{R2}", 25)]
     assert kept.status["canary"]["effectiveWeight"] == 25
 
@@ -875,22 +897,30 @@ def test_a_settled_model_looks_again_soon_until_its_revisions_service_can_be_rou
     waiting = run(spec, status, observed=observed, ready_backends=frozenset())
     assert split_of(waiting) == [("iris-stable", 100), ("iris-canary", 0)]
     assert waiting.requeue_after == pytest.approx(reconcile.ROUTED_RECHECK_S)
-    ready = run(spec, status, observed=observed, ready_backends=frozenset({f"iris-{R1}"}))
-    assert split_of(ready) == [(f"iris-{R1}", 100)]
-    assert ready.requeue_after == SETTINGS.resync_seconds
+    ready = frozenset({f"iris-{R1}"})
+    staged = run(spec, status, observed=observed, ready_backends=ready)
+    assert split_of(staged) == [("iris-stable", 100), ("iris-canary", 0), (f"iris-{R1}", 0)]
+    assert staged.requeue_after == pytest.approx(reconcile.ROUTED_RECHECK_S)
+    [route] = [o for o in staged.apply if o["kind"] == "HTTPRoute"]
+    used = run(spec, status, observed=observed, ready_backends=ready, route=route)
+    assert split_of(used) == [(f"iris-{R1}", 100)]
+    assert used.requeue_after == SETTINGS.resync_seconds
 
 
 def gateway_promoted() -> tuple[Plan, dict[str, Observed], frozenset[str]]:
     spec = model_spec("v2", router="gatewayAPI")
     first_step, observed = canary_at_first_step(spec)
     ready = frozenset({f"iris-{R1}", f"iris-{R2}"})
+    staged = run(spec, first_step.status, observed=observed, now_s=T0 + 5, ready_backends=ready)
+    [route] = [o for o in staged.apply if o["kind"] == "HTTPRoute"]
     result = run(
         spec,
-        first_step.status,
+        staged.status,
         observed=observed,
         now_s=T0 + 10,
         annotations={rollout.PROMOTE: f"{R2}/1/full"},
         ready_backends=ready,
+        route=route,
     )
     return result, observed, ready
 

@@ -10,7 +10,7 @@ import pytest
 from mlmodel_operator.errors import SpecError
 from mlmodel_operator.naming import ModelRef
 from mlmodel_operator.routers import ApiResource, Backends, apis_of, router_for
-from mlmodel_operator.routers.gatewayapi import GatewayApiRouter, backend_names, behind
+from mlmodel_operator.routers.gatewayapi import GatewayApiRouter, behind, resolved, split_weights
 from mlmodel_operator.routers.istio import IstioRouter
 from mlmodel_operator.routers.replicas import ReplicasRouter
 
@@ -404,7 +404,7 @@ def test_the_gateway_router_splits_over_the_backends_it_is_given() -> None:
         ]
     [mirror] = http["spec"]["rules"][-1]["filters"]
     assert mirror["requestMirror"]["backendRef"]["name"] == "iris-bbbb"
-    assert backend_names(http) == {"iris-aaaa", "iris-bbbb"}
+    assert split_weights(http) == {"iris-aaaa": 70, "iris-bbbb": 30}
     assert (
         router.effective_weight(applied=http, stable_ready=0, canary_ready=0, backends=backends)
         == 30
@@ -416,12 +416,62 @@ def test_without_a_canary_backend_the_route_sends_everything_to_the_stable() -> 
     backends = Backends("iris-aaaa", None)
     http, grpc = router.desired(REF, router.parse(GRPC_GATEWAY), canary_weight=0, backends=backends)
     for route in (http, grpc):
-        assert backend_names(route) == {"iris-aaaa"}
+        assert split_weights(route) == {"iris-aaaa": 100}
         assert [len(rule["backendRefs"]) for rule in route["spec"]["rules"]] == [1, 1, 1]
     assert (
         router.effective_weight(applied=http, stable_ready=0, canary_ready=0, backends=backends)
         == 0
     )
+
+
+def test_staged_backends_are_listed_in_the_split_at_weight_0_only() -> None:
+    """A gateway loads a Service the route lists at weight 0 and sends it nothing
+    (Traefik skips non-positive weights), before it carries a share."""
+    router = GatewayApiRouter()
+    backends = Backends("iris-stable", "iris-canary", staged=("iris-aaaa", "iris-bbbb"))
+    http, grpc = router.desired(
+        REF, router.parse(GRPC_GATEWAY), canary_weight=30, backends=backends
+    )
+    for route in (http, grpc):
+        assert split_weights(route) == {
+            "iris-stable": 70,
+            "iris-canary": 30,
+            "iris-aaaa": 0,
+            "iris-bbbb": 0,
+        }
+        canary_pin, stable_pin, _ = route["spec"]["rules"]
+        assert [b["name"] for b in canary_pin["backendRefs"]] == ["iris-canary"]
+        assert [b["name"] for b in stable_pin["backendRefs"]] == ["iris-stable"]
+    assert (
+        router.effective_weight(applied=http, stable_ready=0, canary_ready=0, backends=backends)
+        == 30
+    )
+
+
+def _reported(generation: int, *conditions: tuple[str, str]) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "iris", "generation": generation},
+        "status": {
+            "parents": [
+                {
+                    "conditions": [
+                        {"type": kind, "status": status, "observedGeneration": generation}
+                        for kind, status in conditions
+                    ]
+                }
+            ]
+        },
+    }
+
+
+def test_a_route_is_resolved_once_the_gateway_reports_every_backend_loaded() -> None:
+    assert resolved(None)
+    assert resolved({"metadata": {"name": "iris", "generation": 3}})  # no gateway reports
+    assert resolved(_reported(3, ("Accepted", "True"), ("ResolvedRefs", "True")))
+    assert not resolved(_reported(3, ("Accepted", "True"), ("ResolvedRefs", "False")))
+    behind_route = _reported(3, ("ResolvedRefs", "True"))
+    behind_route["metadata"]["generation"] = 4
+    assert not resolved(behind_route)
 
 
 def test_the_weight_is_read_back_from_a_route_still_naming_the_canary_service() -> None:
