@@ -380,7 +380,7 @@ class Controller:
         """From the model's EndpointSlices, in one list: the pods the `<name>-stable` and
         `<name>-canary` Services' slices list (read while a revision may be retiring),
         and with a router that splits `by_revision`, which per-revision Services' slices
-        list a ready pod (`reconcile._revision_backend`). (None, None) when they cannot
+        list a ready pod (`reconcile._own_backend`). (None, None) when they cannot
         be read (RBAC from before this was added): the delay alone then decides, and
         routes keep the variant Services, as before."""
         variants = (f"{name}-stable", f"{name}-canary")
@@ -411,7 +411,8 @@ class Controller:
                     continue
                 if service in variants:
                     routed.add(str(ref["name"]))
-                elif (endpoint.get("conditions") or {}).get("ready") is not False:
+                elif (endpoint.get("conditions") or {}).get("ready") is True:
+                    # Only an explicit ready: gateways (Traefik) skip an endpoint without.
                     ready.add(service)
         return frozenset(routed), (frozenset(ready) if by_revision else None)
 

@@ -597,10 +597,11 @@ def _advance(ctx: _Context, candidate: str, stable: str) -> _CanaryStep:
     analysis = _analyse(ctx, state, stable)
     outcome = analysis.record.outcome if analysis else None
     events.extend(analysis.events if analysis else ())
+    unrouted = _not_yet_routable(ctx, candidate)
     observation = rollout.Observation(
-        canary_ready=canary.fully_ready and canary.desired > 0,
+        canary_ready=canary.fully_ready and canary.desired > 0 and not unrouted,
         canary_ready_text=_ready_text(canary),
-        canary_waiting=canary.retrying,
+        canary_waiting=canary.retrying or unrouted,
         canary_failure=failure,
         evaluation_failure=refused,
         stable_problem=_stable_problem(stable, stable_health),
@@ -973,6 +974,24 @@ def _own_backend(ctx: _Context, revision: str) -> str:
     if name in weights or (ready is not None and name in ready):
         return "stage"
     return ""
+
+
+def _not_yet_routable(ctx: _Context, revision: str) -> str:
+    """Why a canary whose pods serve cannot take its share yet (the rollout waits, as for
+    its pods, within the progress deadline), or "".
+
+    With a router that splits by revision, a canary's share goes to its own Service only
+    once the gateway has loaded it (`_own_backend`), never through `<name>-canary`: that
+    Service's selector has just moved from the revision before, and in a soak a gateway
+    whose caches lagged after API server restarts sent `-canary`'s share to the
+    rolled-back canary's deleted pod for 18 s. Without the EndpointSlices (no RBAC to
+    list them), there is nothing to wait for."""
+    if not ctx.router.splits_by_revision or ctx.inputs.ready_backends is None:
+        return ""
+    if _own_backend(ctx, revision) == "use":
+        return ""
+    name = desired.revision_service(ctx.ref.name, revision)
+    return f"the gateway has not yet loaded its Service {name}"
 
 
 def _no_longer_written(

@@ -839,9 +839,8 @@ def test_a_gateway_api_route_moves_to_each_revisions_own_service_once_it_has_rea
     EndpointSlices that lag after control-plane restarts; a revision's own Service never
     changes its pods. It is routed to once a gateway can use it, and never left again."""
     spec = model_spec("v2", router="gatewayAPI")
-    waiting = run(spec, healthy_v1(), observed={R1: Observed(deployment(4))}, now_s=T0 - 5)
-    observed = {R1: Observed(deployment(4)), R2: Observed(deployment(1))}
-    status = waiting.status
+    first_step, observed = canary_at_first_step(spec)  # at 25% (EndpointSlices not read)
+    status = first_step.status
 
     def at(ready: frozenset[str] | None, route: Mapping[str, Any] | None = None) -> Plan:
         return run(spec, status, observed=observed, now_s=T0, ready_backends=ready, route=route)
@@ -886,6 +885,28 @@ def test_a_gateway_api_route_moves_to_each_revisions_own_service_once_it_has_rea
     kept = at(frozenset(), route={**route, "metadata": {**route["metadata"], "generation": 3}})
     assert split_of(kept) == [(f"iris-{R1}", 75), (f"iris-{R2}", 25)]
     assert kept.status["canary"]["effectiveWeight"] == 25
+
+
+def test_a_ready_canary_takes_its_share_only_once_the_gateway_has_loaded_its_service() -> None:
+    """Never through `iris-canary`, whose selector has just moved from the revision
+    before: a gateway with stale endpoints would send the share to that one's pods."""
+    spec = model_spec("v2", router="gatewayAPI")
+    waiting = run(spec, healthy_v1(), observed={R1: Observed(deployment(4))}, now_s=T0 - 5)
+    observed = {R1: Observed(deployment(4)), R2: Observed(deployment(1))}
+    ready = frozenset({f"iris-{R1}", f"iris-{R2}"})
+    staged = run(spec, waiting.status, observed=observed, now_s=T0, ready_backends=ready)
+    assert staged.status["canary"]["step"] == -1
+    assert f"the gateway has not yet loaded its Service iris-{R2}" in staged.status["message"]
+    assert (f"iris-{R2}", 0) in split_of(staged)
+    [route] = [o for o in staged.apply if o["kind"] == "HTTPRoute"]
+    loaded = run(
+        spec, staged.status, observed=observed, now_s=T0 + 2, ready_backends=ready, route=route
+    )
+    assert loaded.status["canary"]["step"] == 0
+    assert split_of(loaded) == [(f"iris-{R1}", 75), (f"iris-{R2}", 25)]
+    # Without the RBAC to read EndpointSlices there is nothing to wait for.
+    unread = run(spec, waiting.status, observed=observed, now_s=T0)
+    assert unread.status["canary"]["step"] == 0
 
 
 def test_a_settled_model_looks_again_soon_until_its_revisions_service_can_be_routed_to() -> None:
