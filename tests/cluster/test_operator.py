@@ -394,6 +394,7 @@ def test_the_service_account_can_do_only_what_the_operator_needs(
         ("delete", "deployments.apps"),
         ("create", "services"),
         ("patch", "services"),
+        ("delete", "services"),  # a revision's own Service goes with its Deployment
         ("list", "pods"),
         ("create", "events"),
         ("create", "poddisruptionbudgets.policy"),
@@ -412,7 +413,6 @@ def test_the_service_account_can_do_only_what_the_operator_needs(
         ("create", "secrets"),
         ("delete", "pods"),
         ("create", "pods"),
-        ("delete", "services"),
         ("create", "clusterroles.rbac.authorization.k8s.io"),
         ("create", "rolebindings.rbac.authorization.k8s.io"),
         ("delete", "customresourcedefinitions.apiextensions.k8s.io"),
