@@ -6,8 +6,10 @@ revision's Service and the canary's, and header rules that pin a request to one 
 It splits by revision (`Backends`): its backends are the per-revision Services
 `<name>-<revision>`, so a promotion or a rollback is one change of the route, and a
 gateway that reports the route's generation (`behind`) no longer sends to the revision
-it left, however late its view of the endpoints. Without a canary the route has the
-stable's backend alone.
+it left, however late its view of the endpoints. A revision's own Service takes its
+share only once the gateway has loaded it (the reconciler stages it at weight 0 first,
+and `<name>-stable`/`<name>-canary` carry the share until then); without a canary the
+route sends everything to the stable's backend.
 
 With `grpc: true` (and the runtime's gRPC port, `spec.serving.grpc`) a GRPCRoute
 `<name>` carries the same weights and pins to the Services' gRPC port. Every model's
