@@ -83,6 +83,19 @@ def event_priority(body: Mapping[str, Any]) -> Priority:
     return Priority.NORMAL
 
 
+@dataclass(frozen=True)
+class Requeue:
+    """Look at a model again `after` seconds from `since` (monotonic clock).
+
+    From the decision, not from the end of the reconcile: the plan's `requeue_after`
+    counts from the moment it decided (`now_s`), so a step's pause that ends 3 s after
+    the decision is looked at then, not 3 s after a write that took 2 s on a busy API
+    server."""
+
+    after: float
+    since: float = field(default_factory=time.monotonic)
+
+
 class Conflict(RuntimeError):
     """The MLModel changed between reading it and writing its status."""
 
@@ -110,6 +123,9 @@ class Controller:
         self._queue: asyncio.PriorityQueue[tuple[int, int, Key]] = asyncio.PriorityQueue()
         self._order = itertools.count()  # first in, first out within a priority
         self._queued: dict[Key, Priority] = {}
+        # Since when each key has been wanted, at the priority it is wanted at: what a
+        # worker taking it reports as its queue wait (`_work`).
+        self._wanted: dict[Key, tuple[Priority, float]] = {}
         self._active: set[Key] = set()
         self._dirty: dict[Key, Priority] = {}
         self._timers: dict[Key, asyncio.TimerHandle] = {}
@@ -145,6 +161,9 @@ class Controller:
 
     def enqueue(self, namespace: str, name: str, priority: Priority = Priority.URGENT) -> None:
         key = (namespace, name)
+        wanted = self._wanted.get(key)
+        if wanted is None or priority < wanted[0]:
+            self._wanted[key] = (priority, time.monotonic())
         if key in self._active:
             # Reconcile again as soon as the running one ends.
             self._dirty[key] = min(priority, self._dirty.get(key, priority))
@@ -162,6 +181,10 @@ class Controller:
             priority, _, key = await self._queue.get()
             if self._queued.get(key) == priority:
                 del self._queued[key]
+                wanted, since = self._wanted.pop(key, (Priority(priority), time.monotonic()))
+                self._metrics.queue_wait.labels(wanted.name.lower()).observe(
+                    time.monotonic() - since
+                )
                 return key
 
     def soon(self, namespace: str, name: str) -> None:
@@ -184,14 +207,24 @@ class Controller:
         self._soon.pop(key, None)
         self.enqueue(*key, Priority.NORMAL)
 
-    def _enqueue_after(self, key: Key, delay: float) -> None:
+    def _enqueue_after(self, key: Key, requeue: Requeue) -> None:
         if (old := self._timers.pop(key, None)) is not None:
             old.cancel()
         loop = asyncio.get_running_loop()
         # A requeue sooner than the resync is something due (a pause's end, an interval).
-        due = delay < self._settings.resync_seconds
+        due = requeue.after < self._settings.resync_seconds
         priority = Priority.URGENT if due else Priority.RESYNC
-        self._timers[key] = loop.call_later(delay, self.enqueue, *key, priority)
+        due_at = requeue.since + requeue.after
+        self._timers[key] = loop.call_later(
+            max(0.0, due_at - time.monotonic()), self._fire, key, priority, due_at
+        )
+
+    def _fire(self, key: Key, priority: Priority, due_at: float) -> None:
+        """A requeue's timer: how late it fired is how long the event loop was busy
+        (parsing watch events, planning) when it was due."""
+        self._timers.pop(key, None)
+        self._metrics.requeue_lateness.observe(max(0.0, time.monotonic() - due_at))
+        self.enqueue(*key, priority)
 
     async def _work(self) -> None:
         while True:
@@ -206,10 +239,10 @@ class Controller:
             except Conflict:
                 # The MLModel changed since it was read: decide again on what it is now.
                 logger.debug("%s/%s changed while reconciling; again", *key)
-                requeue = 0.0
+                requeue = Requeue(0.0)
             except Exception:
                 logger.exception("reconciling %s/%s failed; retrying in 5 s", *key)
-                requeue = 5.0
+                requeue = Requeue(5.0)
             finally:
                 self._active.discard(key)
                 self._metrics.reconcile.observe(time.monotonic() - started)
@@ -218,8 +251,9 @@ class Controller:
             elif requeue is not None:
                 self._enqueue_after(key, requeue)
 
-    async def reconcile(self, namespace: str, name: str) -> float | None:
+    async def reconcile(self, namespace: str, name: str) -> Requeue | None:
         """One reconcile of one MLModel; returns when to look again (None: gone)."""
+        started = time.monotonic()
         client = self._client
         reader, hooks = self._reader, self._webhooks
         assert reader is not None, "start() first"
@@ -247,6 +281,8 @@ class Controller:
             if apis and (by_revision or status_now.get("previous") or status_now.get("canary"))
             else (None, None)
         )
+        gateway_controllers = await self._gateway_controllers(namespace, spec)
+        decided = time.monotonic()
         inputs = Inputs(
             ref=naming.ModelRef(name=name, namespace=namespace, uid=metadata["uid"]),
             generation=int(metadata.get("generation", 0)),
@@ -271,11 +307,14 @@ class Controller:
             services=frozenset(n for kind, n in world.objects if kind == "Service"),
             ready_backends=ready_backends,
             route=world.route,
-            gateway_controllers=await self._gateway_controllers(namespace, spec),
+            gateway_controllers=gateway_controllers,
             webhook_answers=hooks.answers((namespace, name)),
             analysis_problem=analysis_problem,
         )
         result = plan(inputs)
+        self._metrics.reconcile_stage.labels("read").observe(decided - started)
+        self._metrics.reconcile_stage.labels("decide").observe(time.monotonic() - decided)
+        writing = time.monotonic()
         taken = await self._foreign(namespace, metadata["uid"], result, world)
         if taken:
             result = plan(dataclasses.replace(inputs, taken={**world.taken, **taken}))
@@ -292,7 +331,8 @@ class Controller:
         hooks.forget_gates((namespace, name), {call.key for call in result.gates})
         for call in result.notifications:
             hooks.notify((namespace, name), call.key, call.hook, call.body)
-        return result.requeue_after
+        self._metrics.reconcile_stage.labels("write").observe(time.monotonic() - writing)
+        return None if result.requeue_after is None else Requeue(result.requeue_after, decided)
 
     async def resolved_spec(
         self, namespace: str, raw: Mapping[str, Any]

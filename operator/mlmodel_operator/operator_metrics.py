@@ -20,6 +20,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 OUTCOMES = ("Promoted", "RolledBack")
 VERDICTS = ("Pass", "Fail", "Inconclusive")
+PRIORITIES = ("urgent", "normal", "resync")  # controller.Priority, lower-cased
+STAGES = ("read", "decide", "write")
+STAGE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 class OperatorMetrics:
@@ -49,6 +52,36 @@ class OperatorMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
             registry=registry,
         )
+        # Where a reconcile's time goes, for a person deciding what to raise
+        # (docs/operations.md): the wait for a worker (more --workers), the event loop
+        # (CPU), or the API server's answers (the read and write stages).
+        self.queue_wait = Histogram(
+            "mlmodel_operator_queue_wait_seconds",
+            "Time from a model being due (a change seen, a requeue's timer) to a worker "
+            "starting its reconcile, by priority (urgent, normal, resync)",
+            ["priority"],
+            buckets=STAGE_BUCKETS,
+            registry=registry,
+        )
+        self.requeue_lateness = Histogram(
+            "mlmodel_operator_requeue_lateness_seconds",
+            "How late a requeue's timer fired after it was due (the event loop busy)",
+            buckets=STAGE_BUCKETS,
+            registry=registry,
+        )
+        self.reconcile_stage = Histogram(
+            "mlmodel_operator_reconcile_stage_seconds",
+            "Time of one stage of a reconcile: read (the model and its children, up to "
+            "the decision), decide (the pure plan), write (applies, deletes, status, Events)",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+            registry=registry,
+        )
+        # Every series from the start, so that a rate over them reads 0, not nothing.
+        for priority in PRIORITIES:
+            self.queue_wait.labels(priority)
+        for stage in STAGES:
+            self.reconcile_stage.labels(stage)
         self.phase = Gauge(
             "mlmodel_operator_phase",
             "1 for the MLModel's current phase",

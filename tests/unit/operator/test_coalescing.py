@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from typing import Any, cast
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from mlmodel_operator.controller import Controller, Priority, event_priority
+from mlmodel_operator.controller import Controller, Priority, Requeue, event_priority
 from mlmodel_operator.kube import KubeClient
-from mlmodel_operator.operator_metrics import OperatorMetrics
+from mlmodel_operator.operator_metrics import PRIORITIES, OperatorMetrics
 from mlmodel_operator.settings import Settings
 
 pytestmark = pytest.mark.unit
@@ -104,3 +105,60 @@ def test_an_mlmodel_event_is_urgent_only_when_its_spec_is_unanswered() -> None:
     assert event_priority(mlmodel(3, 2)) is Priority.URGENT  # edited
     assert event_priority(mlmodel(2, 2, deletionTimestamp="now")) is Priority.URGENT
     assert event_priority(mlmodel(2, 2)) is Priority.NORMAL  # its status written
+
+
+def test_queue_wait_is_reported_from_the_most_urgent_request() -> None:
+    """A resync queued for a while and then made urgent (a pause ended) waited only as
+    long as it was urgent: that is the wait a person raising --workers cares about."""
+
+    async def scenario() -> Controller:
+        c = controller()
+        c.enqueue("ns", "iris", Priority.RESYNC)
+        await asyncio.sleep(0.3)
+        c.enqueue("ns", "iris", Priority.URGENT)
+        await queued(c)
+        return c
+
+    c = asyncio.run(scenario())
+    sample = c._metrics.registry.get_sample_value
+    assert sample("mlmodel_operator_queue_wait_seconds_count", {"priority": "urgent"}) == 1
+    assert sample("mlmodel_operator_queue_wait_seconds_count", {"priority": "resync"}) == 0
+    waited = sample("mlmodel_operator_queue_wait_seconds_sum", {"priority": "urgent"})
+    assert waited is not None
+    assert waited < 0.2
+
+
+def test_a_requeue_counts_from_the_decision_not_from_the_end_of_the_writes() -> None:
+    """A plan that says "again in 0.6 s" is looked at 0.6 s after it decided, however
+    long its writes then took (here 0.5 s); counted from their end it would be 1.1 s."""
+
+    async def scenario() -> tuple[float, list[float], Controller]:
+        c = controller()
+        calls: list[float] = []
+        decided = 0.0
+
+        async def reconcile(namespace: str, name: str) -> Requeue | None:
+            nonlocal decided
+            calls.append(time.monotonic())
+            if len(calls) > 1:
+                return None
+            decided = time.monotonic()
+            await asyncio.sleep(0.5)  # the writes
+            return Requeue(0.6, decided)
+
+        c.reconcile = reconcile  # type: ignore[method-assign]
+        worker = asyncio.create_task(c._work())
+        c.enqueue("ns", "iris")
+        await asyncio.sleep(1.5)
+        worker.cancel()
+        return decided, calls, c
+
+    decided, calls, c = asyncio.run(scenario())
+    assert len(calls) == 2
+    assert 0.55 <= calls[1] - decided < 0.95
+    sample = c._metrics.registry.get_sample_value
+    assert sample("mlmodel_operator_requeue_lateness_seconds_count") == 1
+
+
+def test_the_metrics_know_every_priority() -> None:
+    assert tuple(p.name.lower() for p in Priority) == PRIORITIES
