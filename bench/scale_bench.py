@@ -40,7 +40,11 @@ from the operator's own timestamps in status (every status write seen on the wat
   analysis ends only after an interval has ended, so the overrun includes that wait;
 - **interval overrun**: next `analysis.windowStart` - this one - the interval: how late
   the reading that ended an interval was taken; and the verdict of every judged
-  interval (a step is held past its pause until an interval passed).
+  interval (a step is held past its pause until an interval passed);
+- **where the operator's time went** meanwhile: count, p50 and p99 of the operator's
+  queue wait by priority, requeue timer lateness and reconcile stages (read, decide,
+  write), from its histograms read before and after (`TIMINGS`), over every reconcile
+  it made, the N models' too.
 
 Prints a summary; `--json` writes the raw figures. Everything started is stopped on
 exit, also on failure or SIGTERM.
@@ -257,19 +261,79 @@ class Sampler:
             thread.join(timeout=5)
 
 
-def operator_counters(port: int) -> dict[str, float]:
-    """API requests and reconciles so far, from the operator's /metrics."""
+def operator_samples(port: int) -> list[Any]:
+    """Every sample of the operator's /metrics now."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
         text = answer.read().decode()
+    return [s for family in text_string_to_metric_families(text) for s in family.samples]
+
+
+def operator_counters(port: int) -> dict[str, float]:
+    """API requests and reconciles so far, from the operator's /metrics."""
     out: dict[str, float] = {"reconciles": 0.0}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "mlmodel_operator_api_requests_total":
-                key = f"{sample.labels['method']} {sample.labels['resource']}"
-                out[key] = out.get(key, 0.0) + sample.value
-            elif sample.name == "mlmodel_operator_reconcile_duration_seconds_count":
-                out["reconciles"] += sample.value
+    for sample in operator_samples(port):
+        if sample.name == "mlmodel_operator_api_requests_total":
+            key = f"{sample.labels['method']} {sample.labels['resource']}"
+            out[key] = out.get(key, 0.0) + sample.value
+        elif sample.name == "mlmodel_operator_reconcile_duration_seconds_count":
+            out["reconciles"] += sample.value
     return out
+
+
+# Where a reconcile's time goes (the operator's histograms; docs/operations.md).
+TIMINGS = {
+    "queue wait, urgent": ("mlmodel_operator_queue_wait_seconds", ("priority", "urgent")),
+    "queue wait, normal": ("mlmodel_operator_queue_wait_seconds", ("priority", "normal")),
+    "queue wait, resync": ("mlmodel_operator_queue_wait_seconds", ("priority", "resync")),
+    "requeue timer lateness": ("mlmodel_operator_requeue_lateness_seconds", None),
+    "read": ("mlmodel_operator_reconcile_stage_seconds", ("stage", "read")),
+    "decide": ("mlmodel_operator_reconcile_stage_seconds", ("stage", "decide")),
+    "write": ("mlmodel_operator_reconcile_stage_seconds", ("stage", "write")),
+}
+
+
+def operator_timings(port: int) -> dict[str, dict[float, float]]:
+    """Each of `TIMINGS` as its cumulative buckets now: upper bound -> count."""
+    out: dict[str, dict[float, float]] = {what: {} for what in TIMINGS}
+    for sample in operator_samples(port):
+        for what, (name, label) in TIMINGS.items():
+            if sample.name != f"{name}_bucket":
+                continue
+            if label is None or sample.labels.get(label[0]) == label[1]:
+                out[what][float(sample.labels["le"])] = sample.value
+    return out
+
+
+def timing_quantiles(
+    before: dict[str, dict[float, float]], after: dict[str, dict[float, float]]
+) -> dict[str, dict[str, float]]:
+    """Count, p50 and p99 of what each histogram observed between the two readings,
+    interpolated within a bucket as PromQL's histogram_quantile does (so as coarse as
+    the buckets: 0.5 / 1 / 2.5 / 5 / 10 s near the figures that matter here)."""
+    out = {}
+    for what in TIMINGS:
+        bounds = sorted(after[what])
+        counts = [after[what][b] - before[what].get(b, 0.0) for b in bounds]
+        total = counts[-1] if counts else 0.0
+        figures = {"count": total}
+        for q in (0.5, 0.99):
+            figures[f"p{int(q * 100)}_s"] = _bucket_quantile(q, bounds, counts)
+        out[what] = figures
+    return out
+
+
+def _bucket_quantile(q: float, bounds: list[float], counts: list[float]) -> float:
+    if not counts or counts[-1] <= 0:
+        return float("nan")
+    rank = q * counts[-1]
+    lower, below = 0.0, 0.0
+    for bound, count in zip(bounds, counts, strict=True):
+        if count >= rank:
+            if bound == float("inf"):
+                return lower  # beyond the last finite bucket: its bound, as PromQL
+            return lower + (bound - lower) * (rank - below) / max(count - below, 1e-9)
+        lower, below = bound, count
+    return lower
 
 
 def component_cpu(plane: ControlPlane) -> dict[str, float]:
@@ -510,6 +574,7 @@ def measure_canaries(
             v1 = {n: models.latest[n].stable for n in names}
             time.sleep(3)  # Prometheus has scraped the stables' series
             cpu_before = cpu_seconds(operator.process.pid)
+            timings_before = operator_timings(c.metrics_port)
             started = time.monotonic()
             apply_parallel(
                 plane,
@@ -526,6 +591,7 @@ def measure_canaries(
                 operator.check,
             )
             cpu = cpu_seconds(operator.process.pid) - cpu_before
+            timings = timing_quantiles(timings_before, operator_timings(c.metrics_port))
             with models.changed:
                 seen = list(models.seen)
         finally:
@@ -544,6 +610,7 @@ def measure_canaries(
         "operator_cpu_s": cpu,
         "rss_peak_mib": rss.peak,
         "load_average": os.getloadavg(),
+        "timings": timings,
     }
 
 
@@ -622,7 +689,12 @@ def canary_line(f: dict[str, Any]) -> str:
             f"; step {int(k) + 1}: {spread(v)}" for k, v in f["step_overrun_by_step_s"].items()
         )
         + f"; interval overrun {spread(intervals)}; verdicts {f['verdicts']}; operator "
-        f"CPU {f['operator_cpu_s']:.1f} s, VmRSS peak {f['rss_peak_mib']:.0f} MiB"
+        f"CPU {f['operator_cpu_s']:.1f} s, VmRSS peak {f['rss_peak_mib']:.0f} MiB; "
+        "meanwhile (all models' reconciles) "
+        + ", ".join(
+            f"{what} p50 {t['p50_s']:.3f} / p99 {t['p99_s']:.3f} s (n={t['count']:.0f})"
+            for what, t in f["timings"].items()
+        )
     )
 
 

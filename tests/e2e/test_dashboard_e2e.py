@@ -123,6 +123,9 @@ def test_every_dashboard_query_returns_the_rollouts_series(
     verdicts = {s.labels["verdict"] for s in judged if max(values([s]), default=0) > 0}
     assert "Pass" in verdicts, verdicts
     assert max(values(series_of(run, "Operator reconcile latency", "p99"))) > 0
+    spent = "Where the operator's reconciles spend their time (p99)"
+    assert max(values(series_of(run, spent, "read"))) > 0
+    assert values(series_of(run, spent, "queue wait, urgent")), "no urgent reconcile seen"
 
     png = dashboard.render(board, run, window, tmp_path / "dashboard.png", f"{namespace}/iris")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
