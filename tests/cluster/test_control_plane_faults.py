@@ -155,12 +155,23 @@ def test_a_watch_expired_while_changes_were_made_is_listed_again_and_misses_none
         proxy.mode = "pass"
         answered = time.monotonic()
 
-        wait_phase(cluster, namespace, "created", "Healthy")
-        # The operator's part: the Deployment asks for 2 and status counts against 2. Not
-        # "2/2 ready": that is kube-controller-manager's ReplicaSet controller, which after
-        # the restart refuses to sync while its own pod watch is behind ("read version
-        # ... is not as new as written version") and retries with an exponential
-        # back-off, seen in CI to go past a minute.
+        # The operator's part for the new model: found by the list, its Deployment made
+        # and its status written for this generation.
+        wait_for(
+            lambda: (
+                replicas_of(cluster, namespace, "created") == 1
+                and model_status(cluster, namespace, "created").get("observedGeneration") == 1
+            ),
+            what="the model created while the watches were away to get its Deployment",
+        )
+        # Healthy also needs kube-controller-manager's ReplicaSet controller to make the
+        # pod. After the restart it refuses to sync while its own pod watch is behind
+        # ("read version ... is not as new as written version") and retries with an
+        # exponential back-off, seen in CI to go past a minute: in one CI run the
+        # Deployment came 15 s after the API answered again and its pod 41 s after that.
+        wait_phase(cluster, namespace, "created", "Healthy", timeout=180)
+        # The operator's part for the scaled model: the Deployment asks for 2 and status
+        # counts against 2. Not "2/2 ready": that is the ReplicaSet controller again.
         wait_for(
             lambda: (
                 replicas_of(cluster, namespace, "scaled") == 2

@@ -25,12 +25,19 @@ def model_status(cluster: ControlPlane, namespace: str, name: str = "iris") -> d
 def wait_phase(
     cluster: ControlPlane, namespace: str, name: str, phase: str, timeout: float = 60
 ) -> dict[str, Any]:
-    """The MLModel's status once its phase is `phase`."""
-    status: dict[str, Any] = wait_for(
-        lambda: (s := model_status(cluster, namespace, name)).get("phase") == phase and s,
-        timeout=timeout,
-        what=f"{name} to be {phase}",
-    )
+    """The MLModel's status once its phase is `phase`. On a timeout the failure shows the
+    last status seen, so a model stuck elsewhere says where (its phase and conditions)."""
+    seen: dict[str, Any] = {}
+
+    def probe() -> dict[str, Any] | None:
+        seen.clear()
+        seen.update(model_status(cluster, namespace, name))
+        return dict(seen) if seen.get("phase") == phase else None
+
+    try:
+        status: dict[str, Any] = wait_for(probe, timeout=timeout, what=f"{name} to be {phase}")
+    except AssertionError as timed_out:
+        raise AssertionError(f"{timed_out}; its status then: {seen}") from None
     return status
 
 
