@@ -86,6 +86,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from localenv.controlplane.cluster import ControlPlane
 from localenv.prometheus import Prometheus
+from mlmodel_operator.operator_metrics import PRIORITIES, STAGES
 
 SIZE_NAMESPACE = "scale"
 CANARY_NAMESPACE = "scale-canary"
@@ -280,15 +281,15 @@ def operator_counters(port: int) -> dict[str, float]:
     return out
 
 
-# Where a reconcile's time goes (the operator's histograms; docs/operations.md).
-TIMINGS = {
-    "queue wait, urgent": ("mlmodel_operator_queue_wait_seconds", ("priority", "urgent")),
-    "queue wait, normal": ("mlmodel_operator_queue_wait_seconds", ("priority", "normal")),
-    "queue wait, resync": ("mlmodel_operator_queue_wait_seconds", ("priority", "resync")),
+# Where a reconcile's time goes (the operator's histograms; docs/operations.md), built
+# from the operator's own label values so a new priority or stage shows up here too.
+TIMINGS: dict[str, tuple[str, tuple[str, str] | None]] = {
+    **{
+        f"queue wait, {priority}": ("mlmodel_operator_queue_wait_seconds", ("priority", priority))
+        for priority in PRIORITIES
+    },
     "requeue timer lateness": ("mlmodel_operator_requeue_lateness_seconds", None),
-    "read": ("mlmodel_operator_reconcile_stage_seconds", ("stage", "read")),
-    "decide": ("mlmodel_operator_reconcile_stage_seconds", ("stage", "decide")),
-    "write": ("mlmodel_operator_reconcile_stage_seconds", ("stage", "write")),
+    **{stage: ("mlmodel_operator_reconcile_stage_seconds", ("stage", stage)) for stage in STAGES},
 }
 
 
