@@ -278,7 +278,13 @@ class Controller:
         by_revision = router is not None and router.splits_by_revision
         routed, ready_backends = (
             await self._endpoints(namespace, name, world.observed, by_revision=by_revision)
-            if apis and (by_revision or status_now.get("previous") or status_now.get("canary"))
+            if apis
+            and (
+                by_revision
+                or status_now.get("previous")
+                or status_now.get("retiring")
+                or status_now.get("canary")
+            )
             else (None, None)
         )
         gateway_controllers = await self._gateway_controllers(namespace, spec)

@@ -364,6 +364,8 @@ class _Revisions:
     canary: _CanaryStep | None  # the step taken (also when it promoted the candidate)
     events: tuple[Event, ...]
     previous_held: bool = False  # `previous` is past its delay: still routed (`_still_routed`)
+    retiring: tuple[PreviousStable, ...] = ()  # stables replaced before `previous`, kept too
+    retiring_held: bool = False  # one of them is past its delay but still routed
 
     @property
     def aborted(self) -> bool:
@@ -416,6 +418,7 @@ def _revisions(ctx: _Context) -> _Revisions:
             )
         )
     previous, held = _previous_kept(ctx, before.previous)
+    retiring, retiring_held = _retiring_kept(ctx, before.retiring)
     candidate: str | None = ctx.revision if ctx.revision != stable else None
     if candidate and labelled is None and _never_served(ctx, stable):
         # Nothing to protect: a first revision that never became ready is replaced
@@ -430,16 +433,32 @@ def _revisions(ctx: _Context) -> _Revisions:
         )
         stable, candidate = candidate, None
     if candidate is None:
-        return _Revisions(stable, None, previous, None, tuple(events), held)
+        return _Revisions(
+            stable, None, previous, None, tuple(events), held, retiring, retiring_held
+        )
     canary = _advance(ctx, candidate, stable)
     events.extend(canary.events)
     if canary.decision.promoted:
         delay = ctx.spec.rollout.scale_down_delay_seconds
+        # The stable replaced before keeps its own delay: it joins the retiring ones
+        # (unless it is the revision promoted now, a revert to it).
+        older = (*retiring, *([previous] if previous is not None else []))
+        retiring = tuple(r for r in older if r.revision not in (stable, candidate))
         previous = PreviousStable(
             revision=stable, delete_after=ctx.now + delay, replaced_at=ctx.now
         )
-        return _Revisions(candidate, None, previous, canary, tuple(events))
-    return _Revisions(stable, candidate, previous, canary, tuple(events), held)
+        return _Revisions(
+            candidate,
+            None,
+            previous,
+            canary,
+            tuple(events),
+            retiring=retiring,
+            retiring_held=retiring_held or held,
+        )
+    return _Revisions(
+        stable, candidate, previous, canary, tuple(events), held, retiring, retiring_held
+    )
 
 
 def _labelled_stable(ctx: _Context) -> str | None:
@@ -488,6 +507,21 @@ def _previous_kept(
     if _still_routed(ctx, previous.revision, replaced + delay + ROUTED_HOLD_MAX_S):
         return replace(previous, delete_after=max(previous.delete_after, ctx.now + delay)), True
     return (previous if ctx.now < previous.delete_after else None), False
+
+
+def _retiring_kept(
+    ctx: _Context, retiring: tuple[PreviousStable, ...]
+) -> tuple[tuple[PreviousStable, ...], bool]:
+    """`_previous_kept` for each stable replaced before the last promotion: each keeps
+    the delay it was given, as Argo Rollouts keeps a scale-down deadline per ReplicaSet,
+    and whether any is held because it may still be routed."""
+    kept, held = [], False
+    for older in retiring:
+        still, routed = _previous_kept(ctx, older)
+        held = held or routed
+        if still is not None:
+            kept.append(still)
+    return tuple(kept), held
 
 
 def _still_routed(ctx: _Context, revision: str, hold_until: float) -> bool:
@@ -898,6 +932,7 @@ def _deletions(
     keep = {revisions.stable, revisions.candidate}
     if revisions.previous is not None:
         keep.add(revisions.previous.revision)
+    keep.update(older.revision for older in revisions.retiring)
     deletions = [
         ("Deployment", naming.deployment_name(ctx.ref.name, revision))
         for revision, seen in ctx.inputs.observed.items()
@@ -1094,6 +1129,7 @@ def _blocked(inputs: Inputs, reason: str, message: str) -> Plan:
         stable=before.stable,
         canary=before.canary,
         previous=before.previous,
+        retiring=before.retiring,
         monitoring=before.monitoring,
         history=before.history,
         conditions=_conditions(
@@ -1229,6 +1265,7 @@ def _status(ctx: _Context, revisions: _Revisions, monitored: monitoring.Monitore
         stable=stable_status,
         canary=canary,
         previous=revisions.previous,
+        retiring=revisions.retiring,
         analysis=analysis,
         monitoring=_monitor_record(ctx, stable, monitored),
         history=_history(ctx, revisions, stable_status, canary),
@@ -1301,7 +1338,12 @@ def _phase_event(before: Phase | None, status: Status) -> list[Event]:
 def _requeue(ctx: _Context, revisions: _Revisions, status: Status, draining: float | None) -> float:
     """Seconds until the next reconcile: soon while anything is moving (a rollout step, an
     analysis interval, a previous stable to delete, a canary draining), else the resync."""
-    settled = status.phase is not None and status.phase.settled and not revisions.previous
+    settled = (
+        status.phase is not None
+        and status.phase.settled
+        and not revisions.previous
+        and not revisions.retiring
+    )
     requeue = ctx.inputs.settings.resync_seconds if settled else SETTLING_REQUEUE_S
     canary = revisions.canary
     if canary is not None:
@@ -1312,6 +1354,9 @@ def _requeue(ctx: _Context, revisions: _Revisions, status: Status, draining: flo
     if previous is not None:
         due_in = previous.delete_after - ctx.now
         requeue = min(requeue, ROUTED_RECHECK_S if revisions.previous_held else max(0.5, due_in))
+    for older in revisions.retiring:
+        due_in = older.delete_after - ctx.now
+        requeue = min(requeue, ROUTED_RECHECK_S if revisions.retiring_held else max(0.5, due_in))
     if draining is not None:
         requeue = min(requeue, max(0.5, draining - ctx.now))
     if _backend_pending(ctx, revisions):

@@ -176,6 +176,9 @@ class Status:
     stable: RevisionStatus | None = None
     canary: CanaryStatus | None = None
     previous: PreviousStable | None = None
+    # Stables replaced before `previous`, each still inside its own delay: a promotion
+    # during another's scaleDownDelaySeconds must not cut the older one's short.
+    retiring: tuple[PreviousStable, ...] = ()
     analysis: AnalysisRecord | None = None
     monitoring: MonitorRecord | None = None
     conditions: tuple[Mapping[str, Any], ...] = ()
@@ -197,6 +200,8 @@ class Status:
             out["canary"] = self.canary.to_dict()
         if self.previous is not None:
             out["previous"] = self.previous.to_dict()
+        if self.retiring:
+            out["retiring"] = [older.to_dict() for older in self.retiring]
         if self.analysis is not None:
             out["analysis"] = self.analysis.to_dict()
         if self.monitoring is not None:
@@ -218,6 +223,11 @@ class Status:
             stable=RevisionStatus.from_dict(raw.get("stable") or {}),
             canary=CanaryStatus.from_dict(raw.get("canary") or {}),
             previous=PreviousStable.from_dict(raw.get("previous") or {}),
+            retiring=tuple(
+                older
+                for entry in raw.get("retiring") or ()
+                if (older := PreviousStable.from_dict(entry)) is not None
+            ),
             analysis=AnalysisRecord.from_dict(analysis) if analysis else None,
             monitoring=MonitorRecord.from_dict(raw.get("monitoring")),
             conditions=tuple(raw.get("conditions") or ()),

@@ -392,6 +392,48 @@ def test_a_new_revision_mid_rollout_replaces_the_canary(
     assert any(e["reason"] == "Restarted" for e in events_for(cluster, namespace, "iris"))
 
 
+def test_a_promotion_within_the_last_ones_delay_keeps_each_old_stable_for_its_own(
+    cluster: ControlPlane, namespace: str, operators: OperatorEnv
+) -> None:
+    """v2 promoted over v1, then v3 over v2 before v1's delay is up: v1 stays until its
+    own deleteAfter (in `status.retiring`, which the API server keeps: the CRD's schema
+    has it), v2 until its own, and each goes in turn."""
+    delay = 30
+    spec: dict[str, Any] = {
+        "rollout": {
+            "steps": [{"weight": 50, "pause": {"duration": "1s"}}],
+            "scaleDownDelaySeconds": delay,
+        }
+    }
+    v1 = serve_v1_then_apply_v2(cluster, namespace, operators, spec)
+    v2 = str(wait_healthy(cluster, namespace, "v2")["stable"]["revision"])
+    apply(cluster, mlmodel("iris", namespace, version="v3", **spec))
+    status = wait_healthy(cluster, namespace, "v3")
+    v3 = status["stable"]["revision"]
+    assert status["previous"]["revision"] == v2
+    [older] = status["retiring"]
+    assert older["revision"] == v1
+    assert older["deleteAfter"] < status["previous"]["deleteAfter"]
+    assert time.time() < older["deleteAfter"], "v3 promoted after v1's delay: nothing to test"
+
+    def names() -> set[str]:
+        return {d["metadata"]["name"] for d in deployments(cluster, namespace)}
+
+    assert names() == {f"iris-{v1}", f"iris-{v2}", f"iris-{v3}"}
+    wait_for(
+        lambda: names() == {f"iris-{v2}", f"iris-{v3}"},
+        timeout=delay + 30,
+        what=f"iris-{v1} to go at its own deleteAfter, iris-{v2} to stay",
+    )
+    assert time.time() >= older["deleteAfter"]
+    assert "retiring" not in model_status(cluster, namespace, "iris")
+    wait_for(
+        lambda: names() == {f"iris-{v3}"},
+        timeout=delay + 30,
+        what=f"iris-{v2} to go at its deleteAfter",
+    )
+
+
 def _leads(operator: OperatorProcess) -> bool:
     return "became the leader" in operator.output()
 

@@ -693,6 +693,63 @@ def test_the_previous_stable_is_deleted_only_after_the_scale_down_delay(
         assert later.requeue_after <= 120 - after
 
 
+def test_a_promotion_within_the_last_ones_delay_keeps_each_old_stable_for_its_own() -> None:
+    """v2 promoted over v1 at +10, then v3 over v2 at +40: v1 keeps its delay (to +130)
+    and v2 gets its own (to +160). Replacing `previous` alone deleted v1 at once, in the
+    middle of the drain its delay was there for."""
+    result, _ = promoted()
+    observed = {R1: Observed(deployment(3)), R2: Observed(deployment(4))}
+    waiting = run(V3, result.status, observed=observed, now_s=T0 + 30)
+    observed = {**observed, R3: Observed(deployment(1))}
+    stepping = run(V3, waiting.status, observed=observed, now_s=T0 + 35)
+    assert stepping.status["canary"]["revision"] == R3
+    again = run(
+        V3,
+        stepping.status,
+        observed=observed,
+        now_s=T0 + 40,
+        annotations={rollout.PROMOTE: f"{R3}/1/full"},
+    )
+    assert again.status["stable"]["revision"] == R3
+    assert again.status["previous"]["revision"] == R2
+    assert again.status["retiring"] == [
+        {"revision": R1, "deleteAfter": T0 + 10 + 120, "replacedAt": T0 + 10}
+    ]
+    assert not {("Deployment", f"iris-{R1}"), ("Deployment", f"iris-{R2}")} & set(again.delete)
+    assert again.requeue_after <= T0 + 130 - (T0 + 40)
+    settled = {**observed, R3: Observed(deployment(4))}
+    before_v1_due = run(V3, again.status, observed=settled, now_s=T0 + 129)
+    assert ("Deployment", f"iris-{R1}") not in before_v1_due.delete
+    v1_due = run(V3, before_v1_due.status, observed=settled, now_s=T0 + 130)
+    assert ("Deployment", f"iris-{R1}") in v1_due.delete
+    assert ("Deployment", f"iris-{R2}") not in v1_due.delete
+    assert "retiring" not in v1_due.status
+    assert v1_due.status["previous"]["revision"] == R2
+    v2_due = run(V3, v1_due.status, observed={R2: settled[R2], R3: settled[R3]}, now_s=T0 + 160)
+    assert ("Deployment", f"iris-{R2}") in v2_due.delete
+    assert "previous" not in v2_due.status
+
+
+def test_a_revert_to_a_retiring_stable_takes_it_out_of_the_retiring_ones() -> None:
+    """v2 over v1, then v1 again over v2 within v1's delay: v1 is the stable, so it is
+    neither previous nor retiring; v2 is previous."""
+    result, _ = promoted()
+    observed = {R1: Observed(deployment(3)), R2: Observed(deployment(4))}
+    waiting = run(V1, result.status, observed=observed, now_s=T0 + 30)
+    stepping = run(V1, waiting.status, observed=observed, now_s=T0 + 35)
+    back = run(
+        V1,
+        stepping.status,
+        observed=observed,
+        now_s=T0 + 40,
+        annotations={rollout.PROMOTE: f"{R1}/1/full"},
+    )
+    assert back.status["stable"]["revision"] == R1
+    assert back.status["previous"]["revision"] == R2
+    assert "retiring" not in back.status
+    assert not back.delete or ("Deployment", f"iris-{R1}") not in back.delete
+
+
 def pod(name: str) -> dict[str, Any]:
     return {"metadata": {"name": name}}
 
