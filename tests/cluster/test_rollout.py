@@ -397,8 +397,9 @@ def test_a_promotion_within_the_last_ones_delay_keeps_each_old_stable_for_its_ow
 ) -> None:
     """v2 promoted over v1, then v3 over v2 before v1's delay is up: v1 stays until its
     own deleteAfter (in `status.retiring`, which the API server keeps: the CRD's schema
-    has it), v2 until its own, and each goes in turn."""
-    delay = 30
+    has it), v2 until its own, and each goes in turn. The delay leaves v3's rollout
+    (a few seconds here) room on a slow machine."""
+    delay = 45
     spec: dict[str, Any] = {
         "rollout": {
             "steps": [{"weight": 50, "pause": {"duration": "1s"}}],
@@ -426,7 +427,11 @@ def test_a_promotion_within_the_last_ones_delay_keeps_each_old_stable_for_its_ow
         what=f"iris-{v1} to go at its own deleteAfter, iris-{v2} to stay",
     )
     assert time.time() >= older["deleteAfter"]
-    assert "retiring" not in model_status(cluster, namespace, "iris")
+    # The Deployment is deleted before the status is written, in the same reconcile.
+    wait_for(
+        lambda: "retiring" not in model_status(cluster, namespace, "iris"),
+        what="status.retiring to go with v1",
+    )
     wait_for(
         lambda: names() == {f"iris-{v3}"},
         timeout=delay + 30,
