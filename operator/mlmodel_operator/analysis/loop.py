@@ -46,6 +46,12 @@ from mlmodel_operator.webhooks import Answer, Hook
 # Sequential mode reads this often (seconds): a test that may stop at any read is only
 # as quick as its reads. One metrics read per second per model under analysis.
 SEQUENTIAL_READ_S = 1.0
+# A window starts only with a reading of every side it compares. When the one wanted
+# at a window's start lacks a side (the canary's pod Ready in the Deployment's status
+# but not yet in the pod list the reading was asked with, a provider that failed), the
+# next is asked for this long after it: soon enough that the first window starts with
+# the step, not an interval later, and never a read loop as fast as reads return.
+READ_AGAIN_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -229,16 +235,21 @@ def step(
         spec = replace(spec, metrics=absolute_only(spec.metrics))
     taken = now if reading is None or reading.taken_at is None else reading.taken_at
     fresh = _snapshots(reading)
+    # What a window may start with: a reading of every side it will compare.
+    start = fresh if _complete(spec, fresh) else {}
+    again = taken + READ_AGAIN_S if reading is not None else now
     if previous is None or previous.attempt != attempt_key:
         record = AnalysisRecord(
             state=AnalysisState(),
             attempt=attempt_key,
-            window_start=taken if fresh else now,
-            start=fresh,
+            window_start=taken if start else now,
+            start=start,
         )
         if spec.sequential and fresh:
             record = _accumulate(record, fresh, taken)
-        return _waiting(spec, record, now, wanted=not fresh, read_deadline_s=read_deadline_s)
+        return _waiting(
+            spec, record, now, wanted=not start, again=again, read_deadline_s=read_deadline_s
+        )
     tested: dict[str, MetricResult] = {}
     if spec.sequential:
         if fresh and taken > previous.last_read:
@@ -253,10 +264,10 @@ def step(
     started = previous.window_start
     current = reading is not None and taken > started
     unread = "no metrics were read"
-    if current and fresh and not previous.start:
-        # The first reading of this attempt (or the first since the provider failed):
-        # the window starts then rather than being judged without a beginning.
-        record = replace(previous, window_start=taken, start=fresh)
+    if current and start and not previous.start:
+        # The first whole reading of this attempt (or the first since the provider
+        # failed): the window starts then rather than being judged without a beginning.
+        record = replace(previous, window_start=taken, start=start)
         return _waiting(spec, record, now, wanted=False, read_deadline_s=read_deadline_s)
     ended = started + spec.interval_s
     if current and taken >= ended:
@@ -273,11 +284,15 @@ def step(
         reading, fresh, taken, elapsed = None, {}, now, now - started
     else:
         wanted = not previous.start
-        return _waiting(spec, previous, now, wanted=wanted, read_deadline_s=read_deadline_s)
+        return _waiting(
+            spec, previous, now, wanted=wanted, again=again, read_deadline_s=read_deadline_s
+        )
     if not spec.metrics:
         passed = Continue("no limit applies without a baseline; the canary takes all traffic")
-        record = replace(previous, window_start=taken, start=fresh, outcome=passed)
-        return _waiting(spec, record, now, wanted=not fresh, read_deadline_s=read_deadline_s)
+        record = replace(previous, window_start=taken, start=start, outcome=passed)
+        return _waiting(
+            spec, record, now, wanted=not start, again=again, read_deadline_s=read_deadline_s
+        )
     results = _judge(spec, previous.start, reading, elapsed, judged, unread)
     if tested and reading is not None and not reading.error:
         # The tested metrics' verdicts are on everything since the attempt started.
@@ -288,8 +303,10 @@ def step(
         failure_limit=spec.failure_limit,
         on_inconclusive=spec.on_inconclusive,
     )
-    record = replace(previous, state=state, window_start=taken, start=fresh, outcome=outcome)
-    waiting = _waiting(spec, record, now, wanted=not fresh, read_deadline_s=read_deadline_s)
+    record = replace(previous, state=state, window_start=taken, start=start, outcome=outcome)
+    waiting = _waiting(
+        spec, record, now, wanted=not start, again=again, read_deadline_s=read_deadline_s
+    )
     return replace(waiting, judged=True)
 
 
@@ -386,15 +403,17 @@ def _waiting(
     *,
     wanted: bool,
     read_deadline_s: float,
+    again: float = 0.0,
 ) -> Progress:
     """Nothing (more) to judge now: the window runs from `record.window_start`. `wanted`:
-    the window has no starting snapshot yet, so a reading is wanted at once, not at its
-    end. Past the window's end the reading is on its way (its arrival brings the next
+    the window has no starting snapshot yet, so a reading is wanted now, not at its
+    end; `again`: not before then (READ_AGAIN_S after a reading that could not start
+    it). Past the window's end the reading is on its way (its arrival brings the next
     reconcile), so the fallback is the moment it is given up on. Sequential mode wants
     a reading every SEQUENTIAL_READ_S as well."""
     ended = record.window_start + spec.interval_s
     due_in = ended - now if ended > now else max(0.0, ended + read_deadline_s - now)
-    read_due = now if wanted else ended
+    read_due = max(now, again) if wanted else ended
     if spec.sequential and not wanted:
         # The metrics reader reads then by itself and its reading brings the reconcile;
         # the reconcile's own requeue stays with the interval.
@@ -405,6 +424,15 @@ def _waiting(
 
 def _needs_baseline(metrics: tuple[MetricSpec, ...]) -> bool:
     return any(REGISTRY[m.name].needs_baseline(m) for m in metrics)
+
+
+def _complete(spec: AnalysisSpec, snapshots: Mapping[str, Snapshot]) -> bool:
+    """Whether a window may start with `snapshots`: one begun without the canary's would
+    end Inconclusive for want of a beginning, one begun without the stable's (when a
+    limit compares with it) would count the stable's whole history as its window."""
+    if "canary" not in snapshots:
+        return False
+    return "stable" in snapshots or not _needs_baseline(spec.metrics)
 
 
 def _judge(

@@ -9,7 +9,7 @@ import pytest
 
 from mlmodel_operator.analysis.exposition import Snapshot
 from mlmodel_operator.analysis.judging import Continue, Pause
-from mlmodel_operator.analysis.loop import Progress, Reading, step
+from mlmodel_operator.analysis.loop import READ_AGAIN_S, Progress, Reading, step
 from mlmodel_operator.analysis.spec import AnalysisSpec, parse_analysis
 
 pytestmark = pytest.mark.unit
@@ -181,3 +181,47 @@ def test_an_interval_given_up_on_names_the_providers_last_error() -> None:
 
 def one_interval_start(first: Reading) -> Progress:
     return step(spec=SPEC, previous=None, attempt_key="r/1", reading=first, now=0)
+
+
+# --- a window starts only with a reading of both sides ------------------------------------
+
+
+def stable_only(at: float) -> Reading:
+    """What the scrape provider reads when the canary's pod is Ready in the Deployment's
+    status but not yet in the pod list the reading was asked with."""
+    return Reading(stable=Snapshot(requests={"200": 100}), taken_at=at)
+
+
+def test_a_first_reading_without_the_canary_does_not_start_the_window() -> None:
+    begun = step(spec=SPEC, previous=None, attempt_key="r/1", reading=stable_only(0.1), now=0.2)
+    assert begun.status["start"] == {}
+    assert begun.read_due == pytest.approx(0.1 + READ_AGAIN_S)  # soon, not in a loop
+    whole = taken(cumulative({"200": 110}, {"200": 0}), at=0.7)
+    started = step(spec=SPEC, previous=begun.record, attempt_key="r/1", reading=whole, now=0.8)
+    assert started.status["windowStart"] == 0.7
+    end = taken(cumulative({"200": 300}, {"200": 200}), at=10.7)
+    judged = step(spec=SPEC, previous=started.record, attempt_key="r/1", reading=end, now=10.8)
+    assert judged.judged
+    [error_rate, _] = judged.status["metrics"]
+    assert (error_rate["name"], error_rate["verdict"]) == ("error-rate", "Pass"), error_rate
+
+
+def test_an_interval_ending_without_the_canary_starts_the_next_window_at_a_whole_reading() -> None:
+    started = one_interval_start(taken(cumulative({"200": 100}, {"200": 100}), at=0))
+    ended = step(
+        spec=SPEC, previous=started.record, attempt_key="r/1", reading=stable_only(10), now=10.1
+    )
+    assert ended.judged
+    assert "no metrics from the canary pods" in ended.outcome.reason  # type: ignore[union-attr]
+    assert ended.status["start"] == {}
+    assert ended.read_due == pytest.approx(10 + READ_AGAIN_S)
+    whole = taken(cumulative({"200": 200}, {"200": 150}), at=10.5)
+    restarted = step(spec=SPEC, previous=ended.record, attempt_key="r/1", reading=whole, now=10.6)
+    assert not restarted.judged
+    assert restarted.status["windowStart"] == 10.5
+
+
+def test_a_failing_provider_is_asked_again_after_a_pause_not_at_once() -> None:
+    failed = replace(Reading(error="prometheus: connection refused"), taken_at=2.0)
+    begun = step(spec=SPEC, previous=None, attempt_key="r/1", reading=failed, now=2.01)
+    assert begun.read_due == pytest.approx(2.0 + READ_AGAIN_S)
