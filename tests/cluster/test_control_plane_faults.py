@@ -167,8 +167,8 @@ def test_a_watch_expired_while_changes_were_made_is_listed_again_and_misses_none
         # Healthy also needs kube-controller-manager's ReplicaSet controller to make the
         # pod. After the restart it refuses to sync while its own pod watch is behind
         # ("read version ... is not as new as written version") and retries with an
-        # exponential back-off, seen in CI to go past a minute: in one CI run the
-        # Deployment came 15 s after the API answered again and its pod 41 s after that.
+        # exponential back-off, seen in CI to go past a minute (the 60 s this wait had
+        # once ran out there, and how long each part took was not recorded).
         wait_phase(cluster, namespace, "created", "Healthy", timeout=180)
         # The operator's part for the scaled model: the Deployment asks for 2 and status
         # counts against 2. Not "2/2 ready": that is the ReplicaSet controller again.
