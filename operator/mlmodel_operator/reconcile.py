@@ -357,15 +357,32 @@ class _CanaryStep:
 
 
 @dataclass(frozen=True)
+class _Replaced:
+    """A stable a promotion replaced, kept until its own `delete_after`; `held`: past
+    its delay, or about to be, but still routed (`_still_routed`), so looked at again
+    every ROUTED_RECHECK_S rather than at `delete_after`."""
+
+    stable: PreviousStable
+    held: bool = False
+
+
+@dataclass(frozen=True)
 class _Revisions:
     stable: str
     candidate: str | None  # rolling out (None: none, or just promoted)
-    previous: PreviousStable | None  # a promoted-away stable kept until deleteAfter
     canary: _CanaryStep | None  # the step taken (also when it promoted the candidate)
     events: tuple[Event, ...]
-    previous_held: bool = False  # `previous` is past its delay: still routed (`_still_routed`)
-    retiring: tuple[PreviousStable, ...] = ()  # stables replaced before `previous`, kept too
-    retiring_held: bool = False  # one of them is past its delay but still routed
+    # The promoted-away stables still kept, newest first: status.previous is the first,
+    # status.retiring the rest (each with the delay its own promotion gave it).
+    replaced: tuple[_Replaced, ...] = ()
+
+    @property
+    def previous(self) -> PreviousStable | None:
+        return self.replaced[0].stable if self.replaced else None
+
+    @property
+    def retiring(self) -> tuple[PreviousStable, ...]:
+        return tuple(kept.stable for kept in self.replaced[1:])
 
     @property
     def aborted(self) -> bool:
@@ -417,8 +434,7 @@ def _revisions(ctx: _Context) -> _Revisions:
                 "Deployment's labels say (a canary starts its steps again)",
             )
         )
-    previous, held = _previous_kept(ctx, before.previous)
-    retiring, retiring_held = _retiring_kept(ctx, before.retiring)
+    replaced = _replaced_kept(ctx, before.previous, before.retiring)
     candidate: str | None = ctx.revision if ctx.revision != stable else None
     if candidate and labelled is None and _never_served(ctx, stable):
         # Nothing to protect: a first revision that never became ready is replaced
@@ -433,32 +449,19 @@ def _revisions(ctx: _Context) -> _Revisions:
         )
         stable, candidate = candidate, None
     if candidate is None:
-        return _Revisions(
-            stable, None, previous, None, tuple(events), held, retiring, retiring_held
-        )
+        return _Revisions(stable, None, None, tuple(events), replaced)
     canary = _advance(ctx, candidate, stable)
     events.extend(canary.events)
     if canary.decision.promoted:
         delay = ctx.spec.rollout.scale_down_delay_seconds
-        # The stable replaced before keeps its own delay: it joins the retiring ones
-        # (unless it is the revision promoted now, a revert to it).
-        older = (*retiring, *([previous] if previous is not None else []))
-        retiring = tuple(r for r in older if r.revision not in (stable, candidate))
-        previous = PreviousStable(
+        # The stables replaced before keep their own delays behind the one replaced now
+        # (less the revision promoted now: a revert to it).
+        now_replaced = PreviousStable(
             revision=stable, delete_after=ctx.now + delay, replaced_at=ctx.now
         )
-        return _Revisions(
-            candidate,
-            None,
-            previous,
-            canary,
-            tuple(events),
-            retiring=retiring,
-            retiring_held=retiring_held or held,
-        )
-    return _Revisions(
-        stable, candidate, previous, canary, tuple(events), held, retiring, retiring_held
-    )
+        older = tuple(r for r in replaced if r.stable.revision not in (stable, candidate))
+        return _Revisions(candidate, None, canary, tuple(events), (_Replaced(now_replaced), *older))
+    return _Revisions(stable, candidate, canary, tuple(events), replaced)
 
 
 def _labelled_stable(ctx: _Context) -> str | None:
@@ -509,19 +512,18 @@ def _previous_kept(
     return (previous if ctx.now < previous.delete_after else None), False
 
 
-def _retiring_kept(
-    ctx: _Context, retiring: tuple[PreviousStable, ...]
-) -> tuple[tuple[PreviousStable, ...], bool]:
-    """`_previous_kept` for each stable replaced before the last promotion: each keeps
+def _replaced_kept(
+    ctx: _Context, previous: PreviousStable | None, retiring: tuple[PreviousStable, ...]
+) -> tuple[_Replaced, ...]:
+    """`_previous_kept` for every stable a promotion replaced, newest first: each keeps
     the delay it was given, as Argo Rollouts keeps a scale-down deadline per ReplicaSet,
-    and whether any is held because it may still be routed."""
-    kept, held = [], False
-    for older in retiring:
-        still, routed = _previous_kept(ctx, older)
-        held = held or routed
+    and each is held for as long as it itself may still be routed."""
+    kept = []
+    for older in (*([previous] if previous is not None else []), *retiring):
+        still, held = _previous_kept(ctx, older)
         if still is not None:
-            kept.append(still)
-    return tuple(kept), held
+            kept.append(_Replaced(still, held))
+    return tuple(kept)
 
 
 def _still_routed(ctx: _Context, revision: str, hold_until: float) -> bool:
@@ -930,9 +932,7 @@ def _deletions(
     canary replaced mid-rollout still serves until then), and PDBs other than the
     stable's."""
     keep = {revisions.stable, revisions.candidate}
-    if revisions.previous is not None:
-        keep.add(revisions.previous.revision)
-    keep.update(older.revision for older in revisions.retiring)
+    keep.update(kept.stable.revision for kept in revisions.replaced)
     deletions = [
         ("Deployment", naming.deployment_name(ctx.ref.name, revision))
         for revision, seen in ctx.inputs.observed.items()
@@ -1338,25 +1338,16 @@ def _phase_event(before: Phase | None, status: Status) -> list[Event]:
 def _requeue(ctx: _Context, revisions: _Revisions, status: Status, draining: float | None) -> float:
     """Seconds until the next reconcile: soon while anything is moving (a rollout step, an
     analysis interval, a previous stable to delete, a canary draining), else the resync."""
-    settled = (
-        status.phase is not None
-        and status.phase.settled
-        and not revisions.previous
-        and not revisions.retiring
-    )
+    settled = status.phase is not None and status.phase.settled and not revisions.replaced
     requeue = ctx.inputs.settings.resync_seconds if settled else SETTLING_REQUEUE_S
     canary = revisions.canary
     if canary is not None:
         requeue = min(requeue, canary.decision.requeue_after)
         if canary.analysis_due is not None and revisions.candidate:
             requeue = min(requeue, max(0.2, canary.analysis_due))
-    previous = revisions.previous
-    if previous is not None:
-        due_in = previous.delete_after - ctx.now
-        requeue = min(requeue, ROUTED_RECHECK_S if revisions.previous_held else max(0.5, due_in))
-    for older in revisions.retiring:
-        due_in = older.delete_after - ctx.now
-        requeue = min(requeue, ROUTED_RECHECK_S if revisions.retiring_held else max(0.5, due_in))
+    for kept in revisions.replaced:
+        due_in = kept.stable.delete_after - ctx.now
+        requeue = min(requeue, ROUTED_RECHECK_S if kept.held else max(0.5, due_in))
     if draining is not None:
         requeue = min(requeue, max(0.5, draining - ctx.now))
     if _backend_pending(ctx, revisions):

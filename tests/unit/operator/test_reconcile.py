@@ -741,6 +741,31 @@ def test_a_promotion_within_the_last_ones_delay_keeps_each_old_stable_for_its_ow
     assert "previous" not in v2_due.status
 
 
+def test_an_old_stable_still_routed_outlives_the_newer_one_and_is_then_previous() -> None:
+    """v1 retiring (to +130), v2 previous (to +160): at +160 the EndpointSlices still list
+    v1's pod (held, as the previous stable would be) but not v2's: v2 goes at its own
+    time, v1 stays and is shown as status.previous, looked at again every recheck."""
+    observed = {
+        R1: Observed(deployment(3), pods=[pod("v1-0")]),
+        R2: Observed(deployment(4), pods=[pod("v2-0")]),
+        R3: Observed(deployment(1), pods=[pod("v3-0")]),
+    }
+    again = promoted_again_at_40(V3, R3, observed)
+    later = run(
+        V3,
+        again.status,
+        observed={**observed, R3: Observed(deployment(4), pods=[pod("v3-0")])},
+        now_s=T0 + 160,
+        routed_pods=frozenset({"v1-0", "v3-0"}),
+    )
+    assert ("Deployment", f"iris-{R2}") in later.delete
+    assert ("Deployment", f"iris-{R1}") not in later.delete
+    assert later.status["previous"]["revision"] == R1
+    assert later.status["previous"]["deleteAfter"] == T0 + 160 + 120
+    assert "retiring" not in later.status
+    assert later.requeue_after == pytest.approx(reconcile.ROUTED_RECHECK_S)
+
+
 def test_a_revert_to_a_retiring_stable_takes_it_out_of_the_retiring_ones() -> None:
     """v2 over v1, then v1 again over v2 within v1's delay: v1 is the stable, so it is
     neither previous nor retiring; v2 is previous."""
