@@ -281,7 +281,8 @@ def step(
             unread = f"metrics provider: {reading.error}"
         else:
             unread = f"no reading within {read_deadline_s:g} s of the interval's end"
-        reading, fresh, taken, elapsed = None, {}, now, now - started
+        reading, fresh, start, taken, elapsed = None, {}, {}, now, now - started
+        again = now
     else:
         wanted = not previous.start
         return _waiting(

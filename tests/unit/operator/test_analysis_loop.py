@@ -164,6 +164,9 @@ def test_an_interval_whose_reading_never_comes_is_inconclusive() -> None:
     assert late.status["verdict"] == "Inconclusive"
     reason = late.outcome.reason  # type: ignore[union-attr]
     assert "no reading within 5 s of the interval's end" in reason
+    # The next window starts at the next reading, never with the stale one's counters.
+    assert late.status["start"] == {}
+    assert late.read_due == 15.1
 
 
 def test_an_interval_given_up_on_names_the_providers_last_error() -> None:
