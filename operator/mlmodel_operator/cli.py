@@ -98,6 +98,7 @@ async def run(settings: Settings) -> int:
             settings,
             metrics,
             fence=elector.holds if settings.leader_election else lambda: True,
+            watch_children=True,
         )
         controller.start()
         kopf_stop: asyncio.Future[None] = loop.create_future()

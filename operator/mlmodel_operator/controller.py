@@ -1,8 +1,9 @@
-"""The work queue that reconciles MLModels, fed by kopf's watches.
+"""The work queue that reconciles MLModels, fed by watches.
 
-Level-triggered, like controller-runtime: a watch event on an MLModel or on
-one of its Deployments or Pods enqueues the model's key; a worker reads the
-model and its children fresh from the API, asks the pure `reconcile.plan`, and
+Level-triggered, like controller-runtime: a watch event on an MLModel (kopf's) or on
+one of its Deployments or Pods (`children.ChildCache`) enqueues the model's key; a
+worker reads the model fresh from the API and its children from the watches' store
+(listing a kind whose store may be behind), asks the pure `reconcile.plan`, and
 carries the plan out (apply, delete, status, Events). One key is never
 reconciled twice at once; each reconcile schedules the next (resync). Nothing
 is kept in memory that is not rebuilt from the API, so a restart loses nothing.
@@ -30,6 +31,7 @@ from urllib.parse import quote
 
 from mlmodel_operator import applied, desired, naming, ownership
 from mlmodel_operator.analysis import templates
+from mlmodel_operator.children import ChildCache
 from mlmodel_operator.errors import SpecError
 from mlmodel_operator.kube import ApiError, KubeClient
 from mlmodel_operator.metrics_reader import MetricsReader
@@ -112,11 +114,17 @@ class Controller:
         metrics: OperatorMetrics,
         *,
         fence: Callable[[], bool] = lambda: True,
+        watch_children: bool = False,
     ) -> None:
         """`fence` says whether this replica may still act (it holds the Lease); it is
         asked before every write, so a leader whose lease ran out (paused, partitioned)
-        writes nothing even before it notices and stops."""
+        writes nothing even before it notices and stops. `watch_children`: keep the
+        models' children from watches (`children.ChildCache`), which also reconcile a
+        model when its Deployments or Pods change; without it, every reconcile lists
+        them and nothing else notices their changes."""
         self._client = client
+        self._watch_children = watch_children
+        self._children: ChildCache | None = None
         self._settings = settings
         self._metrics = metrics
         self._fence = fence
@@ -141,6 +149,14 @@ class Controller:
             on_read=self.enqueue,
         )
         self._webhooks = WebhookCaller(on_answer=self.enqueue)
+        if self._watch_children:
+            self._children = ChildCache(
+                self._client,
+                self._settings.namespaces,
+                on_change=self.soon,
+                on_expiry=self._metrics.watch_expiry,
+            )
+            self._children.start()
         self._workers = [
             asyncio.create_task(self._work(), name=f"reconcile-{i}")
             for i in range(self._settings.workers)
@@ -154,6 +170,8 @@ class Controller:
         for worker in self._workers:
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
+        if self._children is not None:
+            await self._children.stop()
         if self._reader is not None:
             await self._reader.close()
         if self._webhooks is not None:
@@ -387,10 +405,20 @@ class Controller:
         ]
         kinds += [api.kind for api in router_apis]
         route_kind = router_apis[0].kind if router_apis else None
+
+        async def children_of(kind: str, selector: str) -> list[dict[str, Any]]:
+            # The store's selectors (`children.SELECTORS`) with the model's own label
+            # take what these lists take.
+            if self._children is not None:
+                cached = self._children.of_model(kind, namespace, name)
+                if cached is not None:
+                    return cached
+            return await client.list(kind, namespace, selector=selector)
+
         listed = await asyncio.gather(
-            *(client.list(kind, namespace, selector=selector) for kind in kinds),
-            client.list("ReplicaSet", namespace, selector=f"{naming.MODEL_LABEL}={name}"),
-            client.list("Pod", namespace, selector=f"{naming.MODEL_LABEL}={name}"),
+            *(children_of(kind, selector) for kind in kinds),
+            children_of("ReplicaSet", f"{naming.MODEL_LABEL}={name}"),
+            children_of("Pod", f"{naming.MODEL_LABEL}={name}"),
         )
         *children, replicasets, pods = listed
         world = _World()
@@ -519,6 +547,12 @@ class Controller:
             raise
         return any(r.get("name") == api.plural for r in resources.get("resources", ()))
 
+    def _written(self, obj: Mapping[str, Any]) -> None:
+        """What the API answered to a write of a child: into the store, so that the next
+        reconcile sees it even if the watch has not brought it yet."""
+        if self._children is not None:
+            self._children.written(obj)
+
     def _check_fence(self) -> None:
         if not self._fence():
             raise NotLeading()
@@ -531,10 +565,12 @@ class Controller:
             self._check_fence()
             ref = naming.ModelRef(name=name, namespace=namespace, uid=body["metadata"]["uid"])
             try:
-                await client.apply(
-                    desired.replicas_handover(ref, revision, replicas),
-                    manager=desired.HANDOVER_MANAGER,
-                    force=False,
+                self._written(
+                    await client.apply(
+                        desired.replicas_handover(ref, revision, replicas),
+                        manager=desired.HANDOVER_MANAGER,
+                        force=False,
+                    )
                 )
             except ApiError as error:
                 # A conflict: the HPA has set the replicas since they were read, and owns
@@ -547,7 +583,7 @@ class Controller:
             if applied.unchanged(wanted, world.objects.get(key)):
                 continue
             self._check_fence()
-            await client.apply(wanted)
+            self._written(await client.apply(wanted))
         for deployment, replicas in result.scale:
             self._check_fence()
             await client.scale("Deployment", namespace, deployment, replicas)

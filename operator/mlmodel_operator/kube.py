@@ -11,7 +11,7 @@ import datetime as dt
 import json
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -70,6 +70,12 @@ def _path(kind: str, namespace: str, name: str | None = None, sub: str | None = 
     return path
 
 
+def _cluster_path(kind: str) -> str:
+    """The path of a kind in every namespace (a cluster-wide list or watch)."""
+    prefix, plural = _resource(kind)
+    return f"{prefix}/{plural}"
+
+
 def resource_of(path: str) -> str:
     """The resource a request path names (`deployments`, `mlmodels`, ...): the label of
     the API request counter, which must stay a small set whatever the names."""
@@ -91,6 +97,10 @@ def login() -> kopf.ConnectionInfo:
     return info
 
 
+Items = list[dict[str, Any]]  # (the class's `list` method hides the builtin there)
+LIST_PAGE = 500  # objects per page of a list that may be long
+
+
 class KubeClient:
     """`on_response(method, resource, status)` is told of every answer: the operator's
     API request counter, which says what one reconcile costs the API server."""
@@ -103,6 +113,7 @@ class KubeClient:
     ) -> None:
         self._info = info or login()
         self._session: aiohttp.ClientSession | None = None
+        self._watch_session: aiohttp.ClientSession | None = None
         self._on_response = on_response
 
     async def _open(self) -> aiohttp.ClientSession:
@@ -117,8 +128,9 @@ class KubeClient:
         return self._session
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        for session in (self._session, self._watch_session):
+            if session is not None:
+                await session.close()
 
     async def request(
         self,
@@ -163,6 +175,81 @@ class KubeClient:
         result = await self.request("GET", _path(kind, namespace), params=params)
         items: list[dict[str, Any]] = result.get("items") or []
         return items
+
+    async def list_with_version(
+        self,
+        kind: str,
+        namespace: str,
+        *,
+        selector: str = "",
+        each: Callable[[dict[str, Any]], dict[str, Any]] = lambda item: item,
+    ) -> tuple[Items, str]:
+        """A list and the resource version it was read at (where a watch resumes);
+        `namespace` "" lists every namespace. In pages, each item through `each` as its
+        page comes: the whole answer for thousands of Pods, parsed at once, would raise
+        the operator's memory for good (freed Python memory is seldom given back)."""
+        path = _path(kind, namespace) if namespace else _cluster_path(kind)
+        items: Items = []
+        token = ""
+        while True:
+            params = {"limit": str(LIST_PAGE)}
+            if selector:
+                params["labelSelector"] = selector
+            if token:
+                params["continue"] = token
+            result = await self.request("GET", path, params=params)
+            items.extend(each(item) for item in result.get("items") or ())
+            token = str(result["metadata"].get("continue") or "")
+            if not token:
+                return items, str(result["metadata"]["resourceVersion"])
+
+    async def watch(
+        self,
+        kind: str,
+        namespace: str,
+        *,
+        selector: str,
+        resource_version: str,
+        timeout_s: int,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The events of one watch request, from `resource_version` on, until the API
+        server ends it (after `timeout_s`) or the connection fails. Its own session
+        without a total timeout: the requests' 30 s would cut every watch, and their
+        connection limit must not be taken by streams that stay open."""
+        if self._watch_session is None or self._watch_session.closed:
+            self._watch_session = aiohttp.ClientSession(
+                base_url=self._info.server.rstrip("/"),
+                headers={"User-Agent": "mlmodel-operator", **self._info.as_http_headers()},
+                connector=aiohttp.TCPConnector(ssl=self._info.as_ssl_context(), limit=0),
+                # A stream silent this long is hung: bookmarks come every minute or so.
+                timeout=aiohttp.ClientTimeout(total=None, sock_read=timeout_s + 30),
+            )
+        path = _path(kind, namespace) if namespace else _cluster_path(kind)
+        params = {
+            "watch": "1",
+            "labelSelector": selector,
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(timeout_s),
+        }
+        async with self._watch_session.get(path, params=params) as response:
+            if self._on_response is not None:
+                self._on_response("WATCH", resource_of(path), response.status)
+            if response.status >= 400:
+                text = await response.text()
+                if response.status == 401:
+                    self._info = login()
+                    await self._watch_session.close()
+                raise ApiError(response.status, f"WATCH {path}: {text[:200]}")
+            # Lines are split here, not by aiohttp's readline: an object can be longer
+            # than its line limit.
+            buffer = b""
+            async for chunk in response.content.iter_any():
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield json.loads(line)
 
     async def apply(
         self, obj: Mapping[str, Any], *, manager: str = FIELD_MANAGER, force: bool = True

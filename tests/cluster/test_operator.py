@@ -402,6 +402,19 @@ def test_the_service_account_can_do_only_what_the_operator_needs(
         ("delete", "horizontalpodautoscalers.autoscaling"),
         ("create", "configmaps"),  # the model digests each revision pinned
         ("list", "replicasets.apps"),
+        # The children's kinds are listed once and watched (children.ChildCache).
+        *(
+            ("watch", kind)
+            for kind in (
+                "deployments.apps",
+                "replicasets.apps",
+                "pods",
+                "services",
+                "poddisruptionbudgets.policy",
+                "horizontalpodautoscalers.autoscaling",
+                "configmaps",
+            )
+        ),
     ]
     forbidden = [
         ("update", "mlmodels.mlops.dev"),  # spec belongs to people and GitOps

@@ -1,4 +1,4 @@
-"""kopf's settings: the watches of Pods and Deployments are filtered by the API server."""
+"""kopf's settings: it posts no Events of its own (the controller does)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,8 @@ from mlmodel_operator.handlers import configure_kopf
 pytestmark = pytest.mark.unit
 
 
-def test_pods_and_deployments_are_watched_with_a_server_side_label_selector() -> None:
+def test_kopf_posts_no_events_and_its_watches_are_ended_by_the_server_first() -> None:
     settings = kopf.OperatorSettings()
     configure_kopf(settings)
-    selectors = settings.watching.label_selectors
-    managed = "app.kubernetes.io/managed-by=mlmodel-operator"
-    deployments = kopf.Resource("apps", "v1", "deployments", kind="Deployment")
-    pods = kopf.Resource("", "v1", "pods", kind="Pod")
-    mlmodels = kopf.Resource("mlops.dev", "v1alpha1", "mlmodels", kind="MLModel")
-    assert list(selectors.collect(deployments)) == [managed]
-    assert list(selectors.collect(pods)) == [managed]
-    assert list(selectors.collect(mlmodels)) == []  # every MLModel is the operator's
     assert settings.posting.enabled is False
+    assert settings.watching.server_timeout < settings.watching.client_timeout
