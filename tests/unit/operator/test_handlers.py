@@ -14,4 +14,7 @@ def test_kopf_posts_no_events_and_its_watches_are_ended_by_the_server_first() ->
     settings = kopf.OperatorSettings()
     configure_kopf(settings)
     assert settings.posting.enabled is False
-    assert settings.watching.server_timeout < settings.watching.client_timeout
+    server, client = settings.watching.server_timeout, settings.watching.client_timeout
+    assert server is not None
+    assert client is not None
+    assert server < client
