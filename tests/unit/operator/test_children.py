@@ -5,13 +5,21 @@ read at all while it may be behind."""
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import pytest
 
-from mlmodel_operator import naming
-from mlmodel_operator.children import SELECTORS, ChildCache, Expired, Store, resource_name
+from mlmodel_operator import naming, ownership
+from mlmodel_operator.children import (
+    KEEP,
+    SELECTORS,
+    ChildCache,
+    Expired,
+    Store,
+    resource_name,
+)
 from mlmodel_operator.kube import ApiError, KubeClient
 
 pytestmark = pytest.mark.unit
@@ -254,8 +262,9 @@ def test_the_store_keeps_what_the_operator_reads_of_each_kind() -> None:
     [replicaset] = cache.of_model("ReplicaSet", "ns", "iris") or []
     [pod] = cache.of_model("Pod", "ns", "iris") or []
     [service] = cache.of_model("Service", "ns", "iris") or []
-    # Who owns a Deployment's replicas is read (the autoscaling hand-over).
-    assert deployment["metadata"]["managedFields"] == [{"manager": "kube-controller-manager"}]
+    assert deployment["metadata"]["managedFields"] == [
+        {"manager": "kube-controller-manager", "fieldsV1": {}}
+    ]
     assert deployment["spec"]["template"] == {"spec": {"containers": [{"name": "serve"}]}}
     assert "spec" not in replicaset
     assert replicaset["metadata"]["labels"][naming.MODEL_LABEL] == "iris"
@@ -266,3 +275,47 @@ def test_the_store_keeps_what_the_operator_reads_of_each_kind() -> None:
     assert "managedFields" not in pod["metadata"]
     assert "managedFields" not in service["metadata"]
     assert service["spec"]["replicas"] == 1
+
+
+def managed(manager: str, operation: str, fields: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "manager": manager,
+        "operation": operation,
+        "apiVersion": "apps/v1",
+        "time": "2026-12-04T09:00:00Z",
+        "fieldsType": "FieldsV1",
+        "fieldsV1": fields,
+    }
+
+
+@pytest.mark.parametrize("operator_owns_replicas", [True, False])
+def test_a_stored_deployment_says_who_applies_its_replicas_as_the_listed_one_does(
+    operator_owns_replicas: bool,
+) -> None:
+    """The autoscaling hand-over reads it (`ownership.applies_field`); the rest of the
+    managedFields, most of a Deployment's size, is not kept."""
+    template: dict[str, Any] = {
+        "f:spec": {"f:containers": {'k:{"name":"serve"}': {".": {}, "f:image": {}}}}
+    }
+    spec: dict[str, Any] = {"f:template": template}
+    if operator_owns_replicas:
+        spec["f:replicas"] = {}
+    ours = {"f:metadata": {"f:labels": {"f:app": {}}}, "f:spec": spec}
+    full = obj("Deployment", "iris-abc", "iris", 3)
+    full["metadata"]["managedFields"] = [
+        managed(naming.FIELD_MANAGER, "Apply", ours),
+        managed("kube-controller-manager", "Update", {"f:status": {"f:replicas": {}}}),
+        managed("mlmodel-operator-handover", "Apply", {"f:spec": {"f:paused": {}}}),
+    ]
+    store = Store(KEEP["Deployment"])
+    store.put(copy.deepcopy(full))
+    [kept] = store.of_model("ns", "iris")
+    for manager in (naming.FIELD_MANAGER, "mlmodel-operator-handover"):
+        path = ("spec", "replicas")
+        assert ownership.applies_field(kept, manager, path) == ownership.applies_field(
+            full, manager, path
+        )
+    assert ownership.applies_field(kept, naming.FIELD_MANAGER, ("spec", "replicas")) is (
+        operator_owns_replicas
+    )
+    assert "f:template" not in str(kept["metadata"]["managedFields"])
