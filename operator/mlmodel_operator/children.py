@@ -197,15 +197,11 @@ class Store:
         if not model:
             self.objects.pop(key, None)
             return None
-        data = json.dumps(self.kept(obj), separators=(",", ":")).encode()
+        data = json.dumps(self.keep(obj), separators=(",", ":")).encode()
         entry = Entry(model, version, zlib.compress(data, 1))
         self.objects[key] = entry
         self.by_model.setdefault((key[0], model), {})[key[1]] = entry
         return (key[0], model)
-
-    def kept(self, obj: dict[str, Any]) -> dict[str, Any]:
-        """What the store keeps of `obj` (the same again for what it kept)."""
-        return self.keep(obj)
 
     def remove(self, obj: Mapping[str, Any]) -> Key | None:
         metadata = obj.get("metadata") or {}
@@ -234,9 +230,7 @@ class Store:
             old = before.pop(key, None)
             model = self.put(obj)
             if model is not None and (
-                old is None
-                or (old.version, old.model)
-                != (str(metadata.get("resourceVersion") or ""), model[1])
+                old is None or (old.version, old.model) != (self.objects[key].version, model[1])
             ):
                 touched.add(model)
         touched.update((key[0], entry.model) for key, entry in before.items())
@@ -317,7 +311,7 @@ class ChildCache:
             try:
                 if not version:
                     items, version = await self._client.list_with_version(
-                        kind, scope, selector=selector, each=store.kept
+                        kind, scope, selector=selector, each=store.keep
                     )
                     touched = store.replace(scope, items)
                     self._resume[(kind, scope)] = version
