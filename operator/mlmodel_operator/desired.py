@@ -134,6 +134,7 @@ def _serve_args(ref: ModelRef, spec: MLModelSpec, revision: str) -> list[str]:
         f"--drift-max-features={serving.drift_features}",
         # Only when asked: an argument added for everyone would change every revision.
         *([f"--grpc-port={GRPC_PORT}"] if serving.grpc else []),
+        *([f"--max-loop-lag-ms={serving.max_loop_lag_ms:g}"] if serving.max_loop_lag_ms else []),
         # On SIGTERM keep answering (unready) while endpoints and gateways stop sending
         # here, then finish what is in flight: no request is refused during a rollout.
         f"--shutdown-delay-s={SHUTDOWN_DELAY_S}",

@@ -23,10 +23,11 @@ def revision_of(spec: MLModelSpec, runtime_image: str) -> str:
     serving = dataclasses.asdict(spec.serving)
     serving.pop("replicas")
     serving.pop("autoscaling")  # sizing, like replicas
-    if not serving["grpc"]:
-        # Added after models were deployed: without it the material is what it was, so
-        # an operator upgrade does not roll every model out again.
-        serving.pop("grpc")
+    for added in ("grpc", "max_loop_lag_ms"):
+        if not serving[added]:
+            # Added after models were deployed: unset, the material is what it was, so
+            # an operator upgrade does not roll every model out again.
+            serving.pop(added)
     material: dict[str, Any] = {
         "model": dataclasses.asdict(spec.model),
         "conversion": dataclasses.asdict(spec.conversion),

@@ -132,6 +132,9 @@ class Serving:
     drift_features: int = 20
     # The runtime's gRPC service (Open Inference Protocol v2) on naming.GRPC_PORT.
     grpc: bool = False
+    # The runtime's --max-loop-lag-ms: 0 leaves its event-loop bound off (the runtime's
+    # default; why in docs/runtime-api.md, "The event loop").
+    max_loop_lag_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -380,6 +383,7 @@ def parse_spec(spec: Mapping[str, Any]) -> MLModelSpec:
         pod_annotations=dict(pod_metadata.get("annotations") or {}),
         drift_features=int(srv.get("driftFeatures", 20)),
         grpc=bool(srv.get("grpc", False)),
+        max_loop_lag_ms=float(srv.get("maxLoopLagMs", 0.0)),
     )
     tr = spec.get("traffic") or {}
     name = str(tr.get("router", "replicas"))

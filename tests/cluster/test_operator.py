@@ -39,7 +39,11 @@ def test_an_mlmodel_becomes_a_served_healthy_deployment(
         mlmodel(
             "iris",
             namespace,
-            serving={"replicas": 2, "batching": {"maxBatchSize": 16, "maxDelayMs": 1}},
+            serving={
+                "replicas": 2,
+                "batching": {"maxBatchSize": 16, "maxDelayMs": 1},
+                "maxLoopLagMs": 2,
+            },
         ),
     )
     status = wait_phase(cluster, namespace, "iris", "Healthy")
@@ -73,6 +77,7 @@ def test_an_mlmodel_becomes_a_served_healthy_deployment(
         assert "--report-file=/dev/termination-log" in init["args"]
     assert serve["args"][0] == "serve"
     assert "--max-batch-size=16" in serve["args"]
+    assert "--max-loop-lag-ms=2" in serve["args"]
     assert f"--revision={revision}" in serve["args"]
     assert serve["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert serve["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
@@ -593,6 +598,11 @@ INVALID = [
         "uri-with-credentials",
         {"model": {"uri": "https://user:secret@models.example/iris.skops"}},
         "model.uri must not carry credentials",
+    ),
+    (
+        "negative-loop-lag",
+        {"serving": {"maxLoopLagMs": -1}},
+        "spec.serving.maxLoopLagMs in body should be greater than or equal to 0",
     ),
     (
         "interval-1ms",

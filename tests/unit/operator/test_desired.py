@@ -547,6 +547,17 @@ def test_serving_grpc_opens_the_runtimes_grpc_port() -> None:
     ]
 
 
+def test_the_event_loop_bound_is_passed_only_when_set() -> None:
+    # Off, no argument at all: the pod template (and so the revision) of every model
+    # that does not ask stays what it was before the field existed.
+    *_, serve = containers(build())
+    assert not any(arg.startswith("--max-loop-lag-ms") for arg in serve["args"])
+    *_, serve = containers(build(serving={"maxLoopLagMs": 2}))
+    assert "--max-loop-lag-ms=2" in serve["args"]
+    *_, serve = containers(build(serving={"maxLoopLagMs": 0.5}))
+    assert "--max-loop-lag-ms=0.5" in serve["args"]
+
+
 def test_grpc_services_have_an_h2c_port() -> None:
     for service in services(REF, stable=REVISION, canary=None, grpc=True):
         assert service["spec"]["ports"] == [

@@ -303,6 +303,19 @@ def test_grpc_is_read_and_changes_the_revision_only_when_on() -> None:
     assert revision_of(parse_spec(spec(serving=with_grpc)), "image") != "c07d61eb2d"
 
 
+def test_the_loop_bound_is_read_and_changes_the_revision_only_when_set() -> None:
+    assert parse_spec(spec()).serving.max_loop_lag_ms == 0
+    assert parse_spec(spec(serving={"maxLoopLagMs": 2})).serving.max_loop_lag_ms == 2
+    # The same material as in the gRPC test above: unset (or 0, the CRD's default, which
+    # the API server writes into every stored model) rolls nothing out on an upgrade.
+    serving = {"workers": 2, "batching": {"maxBatchSize": 32, "maxDelayMs": 2}}
+    assert revision_of(parse_spec(spec(serving={**serving, "maxLoopLagMs": 0})), "image") == (
+        "c07d61eb2d"
+    )
+    bounded = {**serving, "maxLoopLagMs": 2}
+    assert revision_of(parse_spec(spec(serving=bounded)), "image") != "c07d61eb2d"
+
+
 def test_a_grpc_route_needs_the_grpc_port() -> None:
     traffic = {
         "router": "gatewayAPI",
