@@ -31,10 +31,11 @@ Per model, in one process each, after a warm-up:
 The generator has a core of its own: on a machine of two cores or more it runs on the
 last one and every server on the others (`taskset`), at nice -10 (as root). When it
 shared the cores, the server's event loop lost the CPU whenever the generator sent,
-and both the server's latency and its loop's lateness measured the generator as much
-as the server: the same runtime showed a served p99 of 60-150 ms at a rate it serves
-within 10 ms with the generator apart (2026-12-04). A pod's own CPU is what this
-should measure; clients run elsewhere.
+so both the server's latency and its loop's lateness measured the generator as well
+(iris at 15,000/s with no bound, single runs: served p99 207 ms sharing the cores,
+160 ms apart; bounds of 3-10 ms on the loop, tried sharing them, shed requests at
+4,000/s, far below capacity). A pod's own CPU is what this should measure; its
+clients run elsewhere.
 
 Models: a 3-layer MLP (256 inputs, 1,024 wide), whose JSON body and model time make
 a request heavy enough to shed, and the iris forest of `serve_bench.py`, where the
