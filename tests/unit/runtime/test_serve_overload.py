@@ -47,6 +47,11 @@ def test_late_beats_in_a_row_raise_the_share_by_how_late_they_are() -> None:
     assert lagged(*[200] * 10).share == MAX_SHARE
 
 
+def test_however_late_the_loop_one_request_in_ten_is_still_served() -> None:
+    lag = lagged(*[500] * 50)
+    assert sum(lag.admit() for _ in range(1000)) == 100
+
+
 def test_the_share_comes_down_as_the_loop_runs_on_time() -> None:
     lag = lagged(20, 40)  # 3 x GAIN
     lag.observe(0.0)
